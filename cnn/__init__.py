@@ -1,0 +1,1 @@
+"""The ``cnn`` command: one entry point over training/ and runtime/."""

@@ -1,0 +1,185 @@
+"""The ``cnn`` command line. Each subcommand imports what it needs when it runs, so
+the command starts without torch and only ``cnn train`` / ``cnn export`` need it.
+
+    cnn train lenet5                      # full Fashion-MNIST run, exports runs/lenet5.onnx
+    cnn export runs/lenet5.pt --out exported/lenet5.onnx
+
+Errors meant for people print one line on stderr and exit with code 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+EXIT_USAGE = 2
+
+
+class CommandError(Exception):
+    """An error already phrased for the person at the terminal."""
+
+
+def _need_torch(command: str) -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise CommandError(
+            f"cnn {command} needs PyTorch: pip install 'cnn-pipeline[train]' "
+            "(with -c constraints.txt for the CPU build)"
+        ) from None
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    _need_torch("train")
+    from training.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        model=args.model,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        max_steps=args.max_steps,
+        subset=args.subset,
+        out=args.out,
+        resume=args.resume,
+        export=not args.no_export,
+    )
+    train(cfg)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    _need_torch("export")
+    from training.train import export_checkpoint
+
+    report = export_checkpoint(args.checkpoint, args.out, data_dir=args.data_dir)
+    print(f"wrote {report.path} ({report.size_bytes / 1e6:.1f} MB)")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text}")
+    return value
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples' line breaks; help strings state their defaults themselves."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from training.catalog import MODELS  # torch-free, like training.data
+    from training.data import DATASETS
+
+    parser = argparse.ArgumentParser(
+        prog="cnn",
+        description="Train LeNet-5 and AlexNet, export them to ONNX, run them without torch.",
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    models = "; ".join(
+        f"{m.name}: {m.default_epochs} epochs, batch {m.default_batch_size}, lr {m.default_lr:g}"
+        for m in MODELS.values()
+    )
+    p = sub.add_parser(
+        "train",
+        help="train a model, checkpoint each epoch, export it to ONNX",
+        formatter_class=_Formatter,
+        description="Train with Adam and cross-entropy; validate every epoch; test at the end.",
+        epilog=(
+            "examples:\n"
+            "  cnn train lenet5                              # full Fashion-MNIST run\n"
+            "  cnn train alexnet --max-steps 50              # a short CPU run\n"
+            "  cnn train lenet5 --epochs 3 --resume          # continue an interrupted run\n"
+            "  torchrun --nproc-per-node 2 -m training lenet5  # DistributedDataParallel\n"
+            f"\nmodel defaults: {models}"
+        ),
+    )
+    p.add_argument("model", choices=sorted(MODELS), help="which network")
+    p.add_argument(
+        "--dataset",
+        default="fashion-mnist",
+        choices=sorted(DATASETS),
+        help="default: %(default)s",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder with the four IDX files (default: $CNN_DATA_DIR, the user cache, "
+        "the Debian package, then a download, in that order)",
+    )
+    p.add_argument("--epochs", type=int, default=None, help="default: the model's, below")
+    p.add_argument(
+        "--batch-size", type=_positive_int, default=None, help="per process (default: the model's)"
+    )
+    p.add_argument(
+        "--lr", type=float, default=None, help="Adam learning rate (default: the model's)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="default: %(default)s")
+    p.add_argument(
+        "--max-steps",
+        type=_positive_int,
+        default=None,
+        help="stop after N optimizer steps (default: no limit)",
+    )
+    p.add_argument(
+        "--subset",
+        type=_positive_int,
+        default=None,
+        help="use the first N images of each split (default: all)",
+    )
+    p.add_argument(
+        "--out",
+        default="runs",
+        help="folder for checkpoint, metrics, plot, ONNX (default: %(default)s)",
+    )
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="CHECKPOINT",
+        help="continue from OUT/MODEL.pt, or from CHECKPOINT (default: start afresh)",
+    )
+    p.add_argument("--no-export", action="store_true", help="skip the ONNX export at the end")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "export",
+        help="export a checkpoint to ONNX (checked and compared with onnxruntime)",
+        formatter_class=_Formatter,
+        epilog="example:\n  cnn export runs/lenet5.pt --out exported/lenet5.onnx",
+    )
+    p.add_argument("checkpoint", help="a .pt file written by cnn train")
+    p.add_argument("--out", default=None, help="ONNX path (default: the checkpoint's, with .onnx)")
+    p.add_argument(
+        "--data-dir", default=None, help="where the test images are (default: searched as in train)"
+    )
+    p.set_defaults(func=_cmd_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("cnn: interrupted", file=sys.stderr)
+        return 130
+    except (CommandError, OSError, ValueError, RuntimeError, NotImplementedError) as exc:
+        if args.debug:
+            raise
+        message = str(exc).strip() or type(exc).__name__
+        print(f"cnn {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
