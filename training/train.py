@@ -202,11 +202,13 @@ def train_one_epoch(
             loss.backward()
             optimizer.step()
             step += 1
-            loss_sum += float(loss) * len(idx)
+            loss_sum += loss.item() * len(idx)
             correct += float((logits.argmax(1) == y).sum())
             count += len(idx)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss_sum / count:.4f}", acc=f"{correct / count:.4f}")
+            bar.set_postfix(
+                loss=f"{loss_sum / count:.4f}", acc=f"{correct / count:.4f}", refresh=False
+            )
     loss_sum, correct, count = _all_sum([loss_sum, correct, count], d)
     return loss_sum / max(count, 1), correct / max(count, 1), step
 

@@ -1,0 +1,68 @@
+"""Shared fixtures: hand-made IDX datasets, and the real Fashion-MNIST files."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training.data import DATASETS, DatasetNotFoundError, DatasetSpec, IdxFile, locate
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """The IDX encoding of a uint8 array: magic 0x0000080N, big-endian dims, data."""
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def write_dataset(folder: Path, n_train: int = 200, n_test: int = 50, *, gz: bool = True):
+    """Write four small random MNIST-style files; return the DatasetSpec that matches them."""
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name, array in arrays.items():
+        payload = idx_bytes(array)
+        if gz:
+            (folder / f"{name}.gz").write_bytes(gzip.compress(payload))
+        else:
+            (folder / name).write_bytes(payload)
+        files[name] = IdxFile(name, hashlib.sha256(payload).hexdigest(), array.shape)
+    return DatasetSpec(
+        name="tiny",
+        labels=tuple(str(i) for i in range(10)),
+        files={
+            "train": (files["train-images-idx3-ubyte"], files["train-labels-idx1-ubyte"]),
+            "test": (files["t10k-images-idx3-ubyte"], files["t10k-labels-idx1-ubyte"]),
+        },
+        mirrors=(),
+    )
+
+
+@pytest.fixture
+def isolated_env(tmp_path, monkeypatch):
+    """No CNN_DATA_DIR, and a user cache folder inside tmp_path."""
+    monkeypatch.delenv("CNN_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def fashion_dir() -> Path:
+    """The real Fashion-MNIST folder. CI installs it (see .ci/run); a bare checkout skips."""
+    try:
+        return locate(DATASETS["fashion-mnist"], download=False, log=lambda *a: None)
+    except DatasetNotFoundError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must provide Fashion-MNIST: {exc}")
+        pytest.skip(f"Fashion-MNIST not installed: {str(exc).splitlines()[0]}")

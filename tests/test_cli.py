@@ -1,0 +1,85 @@
+"""The `cnn` command: help texts, errors for people, train and export end to end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from cnn.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_train_help_shows_defaults_and_examples(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--help"])
+    assert info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for fragment in ("default: fashion-mnist", "default: 0", "default: runs", "examples:",
+                     "torchrun", "lenet5: 15 epochs"):  # fmt: skip
+        assert fragment in text
+
+
+def test_export_help_has_an_example(capsys):
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    assert "cnn export runs/lenet5.pt" in capsys.readouterr().out
+
+
+def test_missing_checkpoint_is_one_line_exit_2(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "nope.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nope.pt not found" in err and "Traceback" not in err
+
+
+def test_not_a_checkpoint(tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_text("hello")
+    assert main(["export", str(bad)]) == 2
+    assert "not a readable torch checkpoint" in capsys.readouterr().err
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        main(["--debug", "export", str(tmp_path / "nope.pt")])
+
+
+def test_bad_numbers_are_usage_errors(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "lenet5", "--batch-size", "0"])
+    assert info.value.code == 2
+    assert "expected a positive integer, received 0" in capsys.readouterr().err
+
+
+def test_dataset_not_found_says_how_to_get_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("CNN_DATA_DIR", raising=False)
+    monkeypatch.setattr("training.data.DOWNLOAD_TIMEOUT_S", 0.5)
+    from training import data
+
+    spec = replace(data.DATASETS["mnist"], mirrors=("http://127.0.0.1:9/",))
+    monkeypatch.setitem(data.DATASETS, "mnist", spec)
+    code = main(["train", "lenet5", "--dataset", "mnist", "--out", str(tmp_path / "o")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "dataset 'mnist' not found" in err and "--data-dir" in err
+
+
+@pytest.mark.slow
+def test_console_script_trains_and_exports(tmp_path, fashion_dir):
+    """`python -m cnn train` then `cnn export`, as a person would run them."""
+    out = tmp_path / "run"
+    train = [sys.executable, "-m", "cnn", "train", "lenet5", "--subset", "1000", "--epochs", "1",
+             "--data-dir", str(fashion_dir), "--out", str(out)]  # fmt: skip
+    run = subprocess.run(train, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "test: loss" in run.stdout and (out / "lenet5.onnx").is_file()
+    export = [sys.executable, "-m", "cnn", "export", str(out / "lenet5.pt"),
+              "--out", str(tmp_path / "x.onnx"), "--data-dir", str(fashion_dir)]  # fmt: skip
+    run = subprocess.run(export, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "max |torch - onnxruntime|" in run.stdout and (tmp_path / "x.onnx").is_file()
