@@ -148,28 +148,38 @@ def _batch(split: Split, idx: np.ndarray, spec: ModelSpec, device: torch.device)
 
 
 def evaluate(
-    model: nn.Module, split: Split, spec: ModelSpec, batch_size: int, device: torch.device, d: Dist
+    model: nn.Module,
+    split: Split,
+    spec: ModelSpec,
+    batch_size: int,
+    device: torch.device,
+    d: Dist,
+    desc: str = "evaluate",
 ) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) over the whole split, summed across ranks."""
     model.eval()
     loss_sum = correct = count = 0.0
-    with torch.no_grad():
-        for idx in batch_indices(
-            len(split), batch_size, seed=None, rank=d.rank, world=d.world, pad=False
-        ):
+    batches = list(
+        batch_indices(len(split), batch_size, seed=None, rank=d.rank, world=d.world, pad=False)
+    )
+    with torch.no_grad(), _progress(len(batches), desc, d.main, leave=False) as bar:
+        for idx in batches:
             x, y = _batch(split, idx, spec, device)
             logits = model(x)
             loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
             correct += float((logits.argmax(1) == y).sum())
             count += len(idx)
+            bar.update(1)
     loss_sum, correct, count = _all_sum([loss_sum, correct, count], d)
     return loss_sum / max(count, 1), correct / max(count, 1)
 
 
-def _progress(total: int, desc: str, enabled: bool):
+def _progress(total: int, desc: str, enabled: bool, leave: bool = True):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="batch", disable=not enabled, dynamic_ncols=True)
+    return tqdm(
+        total=total, desc=desc, unit="batch", disable=not enabled, leave=leave, dynamic_ncols=True
+    )
 
 
 def train_one_epoch(
@@ -288,7 +298,9 @@ def train(cfg: TrainConfig, *, log=print) -> dict:
         train_loss, train_acc, step = train_one_epoch(
             net, optimizer, data, spec, cfg, epoch, step, device, d
         )
-        val_loss, val_acc = evaluate(net, data.validation, spec, cfg.batch_size, device, d)
+        val_loss, val_acc = evaluate(
+            net, data.validation, spec, cfg.batch_size, device, d, desc="validate"
+        )
         history.append(
             {
                 "epoch": epoch + 1,
@@ -319,7 +331,7 @@ def train(cfg: TrainConfig, *, log=print) -> dict:
             _plot_curves(history, outputs.curves, f"{cfg.model} on {cfg.dataset}")
     train_seconds = time.perf_counter() - started
 
-    test_loss, test_acc = evaluate(net, data.test, spec, cfg.batch_size, device, d)
+    test_loss, test_acc = evaluate(net, data.test, spec, cfg.batch_size, device, d, desc="test")
     quiet(f"test: loss {test_loss:.4f} accuracy {test_acc:.4f} on {len(data.test)} images")
     metrics = {
         "model": cfg.model,
