@@ -49,6 +49,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         out=args.out,
         resume=args.resume,
         export=not args.no_export,
+        bn_batches=args.bn_batches,
     )
     train(cfg)
     return 0
@@ -150,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=False,
         metavar="CHECKPOINT",
         help="continue from OUT/MODEL.pt, or from CHECKPOINT (default: start afresh)",
+    )
+    p.add_argument(
+        "--bn-batches",
+        type=int,
+        default=20,
+        help="recompute BatchNorm statistics over N training batches before each evaluation; "
+        "0 keeps Keras-style running averages (default: %(default)s; AlexNet only)",
     )
     p.add_argument("--no-export", action="store_true", help="skip the ONNX export at the end")
     p.set_defaults(func=_cmd_train)

@@ -105,6 +105,35 @@ def test_alexnet_trains_on_resized_batches(tmp_path, fashion_dir):
     assert np.isfinite(metrics["test_loss"])
 
 
+def test_batchnorm_recalibration(tmp_path, fashion_dir):
+    """BN statistics become the plain average over the given batches; LeNet-5 has none."""
+    from training.data import load_dataset
+    from training.train import recalibrate_batchnorm
+
+    data = load_dataset("fashion-mnist", fashion_dir, subset=64, download=False)
+    spec = T.get_model_spec("alexnet")
+    torch.manual_seed(0)
+    model = spec.build()
+    bn = model.features[2]
+    cfg = _cfg(tmp_path, fashion_dir, model="alexnet", batch_size=16, bn_batches=2)
+    assert recalibrate_batchnorm(model, data.train, spec, cfg, 0, "cpu")
+    assert bn.momentum == pytest.approx(0.01) and model.training  # both restored
+    # The same two batches by hand: the mean of conv1+ReLU's per-batch channel means.
+    batches = list(T.batch_indices(len(data.train), 16, seed=cfg.seed + 7919))[:2]
+    with torch.no_grad():
+        means = [
+            model.features[1](model.features[0](T._batch(data.train, i, spec, "cpu")[0])).mean(
+                (0, 2, 3)
+            )
+            for i in batches
+        ]
+    torch.testing.assert_close(bn.running_mean, sum(means) / 2, rtol=1e-4, atol=1e-5)
+    lenet = T.get_model_spec("lenet5")
+    assert not recalibrate_batchnorm(lenet.build(), data.train, lenet, cfg, 0, "cpu")
+    off = _cfg(tmp_path, fashion_dir, model="alexnet", bn_batches=0)
+    assert not recalibrate_batchnorm(model, data.train, spec, off, 0, "cpu")
+
+
 def test_ddp_two_processes(tmp_path, fashion_dir):
     """torchrun with 2 CPU processes (gloo), batch 32 each, is one process with batch 64.
 

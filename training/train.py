@@ -47,6 +47,7 @@ class TrainConfig:
     out: str = "runs"
     resume: str | bool = False  # True: <out>/<model>.pt; a string: that checkpoint
     export: bool = True
+    bn_batches: int = 20  # BN statistics recomputed over this many batches before evaluating
     command: str = field(default_factory=lambda: shlex.join(["cnn", *sys.argv[1:]]))
 
     def resolved(self) -> TrainConfig:
@@ -174,6 +175,34 @@ def evaluate(
     return loss_sum / max(count, 1), correct / max(count, 1)
 
 
+def recalibrate_batchnorm(
+    model: nn.Module, split: Split, spec: ModelSpec, cfg: TrainConfig, epoch: int, device
+) -> bool:
+    """Recompute BatchNorm's running statistics as a plain average over training batches.
+
+    With Keras' momentum (0.99 per batch) the running statistics of a short run are
+    still mostly their initial values, so evaluation-mode BN is far off and a
+    50-step AlexNet tests at chance level. This is ``torch.optim.swa_utils.update_bn``
+    over ``cfg.bn_batches`` batches: the weights are untouched. Every rank uses the
+    same batches, so the statistics agree across DDP processes. Returns whether the
+    model has BatchNorm layers at all.
+    """
+    from torch.optim.swa_utils import update_bn
+
+    if cfg.bn_batches < 1 or not any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()
+    ):
+        return False
+    batches = batch_indices(len(split), cfg.batch_size, seed=cfg.seed + epoch + 7919)
+    inputs = (
+        _batch(split, idx, spec, device)[0]
+        for _, idx in zip(range(cfg.bn_batches), batches, strict=False)
+    )
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        update_bn(inputs, model)
+    return True
+
+
 def _progress(total: int, desc: str, enabled: bool, leave: bool = True):
     from tqdm.auto import tqdm
 
@@ -298,6 +327,7 @@ def train(cfg: TrainConfig, *, log=print) -> dict:
         train_loss, train_acc, step = train_one_epoch(
             net, optimizer, data, spec, cfg, epoch, step, device, d
         )
+        recalibrate_batchnorm(model, data.train, spec, cfg, epoch, device)
         val_loss, val_acc = evaluate(
             net, data.validation, spec, cfg.batch_size, device, d, desc="validate"
         )
