@@ -1,0 +1,329 @@
+"""The Numba backend: a validated graph becomes a list of steps, optimised once, then
+specialised and cached per input shape.
+
+At load (shape-free):
+  * every op is looked up for the model's opset; all unsupported ops are reported
+    together, and unknown or missing attributes are errors naming the node;
+  * constant folding: nodes whose inputs are all constants run once, here;
+  * Identity and inference Dropout are removed;
+  * Conv + BatchNormalization folds BN into the conv's weights; Conv + activation,
+    and a BatchNormalization after that activation (as in the article's AlexNet),
+    fuse into the conv kernel's epilogue; Gemm + Relu fuses.
+
+Per input shape (first run with that shape, cached): tensors that depend only on
+shapes (``Shape`` and what is computed from it) fold into constants, so shape
+subgraphs vanish from the steps that repeated runs execute. Intermediate tensors
+are released after their last use.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from runtime import errors
+from runtime.graph import Graph, Node
+from runtime.ops import resolve, supported_ops
+from runtime.ops.nn import bn_scale_shift, conv_forward, gemm
+
+TYPED_ERRORS = (
+    errors.ShapeError,
+    errors.InvalidAttributeError,
+    errors.TensorTooLargeError,
+    errors.UnsupportedOpError,
+)
+ACTIVATION_OPS = ("Relu", "LeakyRelu", "Tanh", "Sigmoid")
+REMOVABLE = ("Identity", "Dropout")
+
+
+@dataclass(frozen=True)
+class Step:
+    node: Node  # the (first) original node, for error messages and bisection
+    fn: Callable[..., Any]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def op_type(self) -> str:
+        return self.node.op_type
+
+
+@dataclass
+class Plan:
+    steps: list[Step]
+    constants: dict[str, np.ndarray]
+    release: list[tuple[str, ...]]  # after step i, drop these tensors
+
+
+# ------------------------------------------------------------------ building steps
+
+
+def _signature(fn: Callable) -> tuple[set[str], set[str], bool]:
+    """(keyword names, required keyword names, wants _num_outputs)."""
+    params = inspect.signature(fn).parameters.values()
+    kw = {p.name for p in params if p.kind == p.KEYWORD_ONLY and not p.name.startswith("_")}
+    required = {
+        p.name
+        for p in params
+        if p.kind == p.KEYWORD_ONLY and p.default is p.empty and not p.name.startswith("_")
+    }
+    return kw, required, any(p.name == "_num_outputs" for p in params)
+
+
+def check_supported(graph: Graph) -> None:
+    missing = [n for n in graph.nodes if n.domain not in ("", "ai.onnx") or
+               resolve(n.op_type, graph.opset) is None]  # fmt: skip
+    if missing:
+        listed = "; ".join(
+            f"{n.op_type} (domain {n.domain or 'ai.onnx'!r}, node {n.name!r})" for n in missing
+        )
+        raise errors.UnsupportedOpError(
+            f"the numba backend does not implement {len(missing)} node(s) of this graph "
+            f"(opset {graph.opset}): {listed}. Supported ops: {', '.join(supported_ops())}. "
+            "Use backend='onnxruntime' for this model."
+        )
+
+
+def _make_step(node: Node, opset: int) -> Step:
+    version = resolve(node.op_type, opset)
+    assert version is not None  # check_supported ran first
+    kw, required, wants_n = _signature(version.fn)
+    unknown = sorted(set(node.attrs) - kw)
+    if unknown:
+        raise errors.InvalidAttributeError(
+            f"{node.describe()}: unknown attribute(s) {unknown} for {node.op_type} "
+            f"at opset {opset}; expected among {sorted(kw)}"
+        )
+    absent = sorted(required - set(node.attrs))
+    if absent:
+        raise errors.InvalidAttributeError(
+            f"{node.describe()}: missing required attribute(s) {absent}"
+        )
+    attrs = dict(node.attrs)
+    if wants_n:
+        attrs["_num_outputs"] = len(node.outputs)
+    return Step(node, version.fn, node.inputs, node.outputs, attrs)
+
+
+def call_step(step: Step, env: Mapping[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """Run one step on ``env``; errors get the node's name in front."""
+    args = [env[name] if name else None for name in step.inputs]
+    while args and args[-1] is None:
+        args.pop()
+    try:
+        result = step.fn(*args, **step.attrs)
+    except TYPED_ERRORS as exc:
+        raise type(exc)(f"{step.node.describe()}: {exc}") from None
+    except (ValueError, TypeError, IndexError) as exc:
+        raise errors.ShapeError(f"{step.node.describe()}: {exc}") from None
+    return result if isinstance(result, tuple) else (result,)
+
+
+def _store(step: Step, results: tuple[np.ndarray, ...], env: dict[str, np.ndarray]) -> None:
+    for name, value in zip(step.outputs, results, strict=False):
+        if name:
+            env[name] = value
+
+
+# ---------------------------------------------------------------- graph rewriting
+
+
+def _consumers(steps: Sequence[Step]) -> dict[str, list[int]]:
+    users: dict[str, list[int]] = {}
+    for i, s in enumerate(steps):
+        for name in s.inputs:
+            if name:
+                users.setdefault(name, []).append(i)
+    return users
+
+
+def _fold_constants(steps: list[Step], constants: dict[str, np.ndarray]) -> list[Step]:
+    kept = []
+    for step in steps:
+        if all(not n or n in constants for n in step.inputs):
+            _store(step, call_step(step, constants), constants)
+        else:
+            kept.append(step)
+    return kept
+
+
+def _remove_identities(steps: list[Step], outputs: set[str]) -> list[Step]:
+    rename: dict[str, str] = {}
+    kept = []
+    for step in steps:
+        step = replace(step, inputs=tuple(rename.get(n, n) for n in step.inputs))
+        extra_used = any(o for o in step.outputs[1:])  # Dropout's mask output is read
+        if step.op_type in REMOVABLE and step.outputs[0] not in outputs and not extra_used:
+            rename[step.outputs[0]] = step.inputs[0]
+            continue
+        kept.append(step)
+    return kept
+
+
+def _only_user(steps: list[Step], i: int, outputs: set[str]) -> int | None:
+    """Index of the single step that reads step i's single output, if fusing is safe."""
+    out = steps[i].outputs
+    if len([o for o in out if o]) != 1 or out[0] in outputs:
+        return None
+    users = _consumers(steps).get(out[0], [])
+    return users[0] if len(users) == 1 else None
+
+
+def _bn_params(step: Step, constants: Mapping[str, np.ndarray]):
+    names = step.inputs[1:5]
+    if len(names) != 4 or not all(n in constants for n in names):
+        return None
+    if step.attrs.get("training_mode", 0) or step.attrs.get("spatial", 1) != 1:
+        return None
+    return bn_scale_shift(*(constants[n] for n in names), step.attrs.get("epsilon", 1e-5))
+
+
+def _conv_fn(x, w, b=None, **attrs):
+    return conv_forward(x, w, b, **attrs)
+
+
+def _gemm_relu(a, b, c=None, **attrs):
+    y = gemm(a, b, c, **attrs)
+    return np.maximum(y, 0, out=y)
+
+
+def _fuse(steps: list[Step], constants: dict[str, np.ndarray], outputs: set[str]) -> list[Step]:
+    """Conv+BN weight folding, Conv+activation(+BN) epilogues, Gemm+Relu."""
+    i = 0
+    while i < len(steps):
+        step = steps[i]
+        j = _only_user(steps, i, outputs)
+        nxt = steps[j] if j is not None else None
+        if step.op_type == "Conv" and step.fn is not _conv_fn:
+            steps[i] = step = replace(step, fn=_conv_fn)
+        if step.op_type == "Conv" and nxt is not None:
+            attrs = dict(step.attrs)
+            fused = None
+            w_name = step.inputs[1]
+            b_name = step.inputs[2] if len(step.inputs) > 2 else ""
+            consts_ok = w_name in constants and (not b_name or b_name in constants)
+            if (
+                nxt.op_type == "BatchNormalization"
+                and nxt.inputs[0] == step.outputs[0]
+                and "activation" not in attrs
+                and consts_ok
+                and (ab := _bn_params(nxt, constants)) is not None
+            ):
+                a, c = ab
+                w = constants[w_name]
+                bias = constants[b_name] if b_name else np.zeros(w.shape[0], np.float32)
+                wf, bf = f"{w_name}::bnfold{i}", f"{w_name}::bnbias{i}"
+                constants[wf] = (w * a.reshape(-1, *([1] * (w.ndim - 1)))).astype(np.float32)
+                constants[bf] = (bias * a + c).astype(np.float32)
+                fused = replace(step, inputs=(step.inputs[0], wf, bf), outputs=nxt.outputs)
+            elif (
+                nxt.op_type in ACTIVATION_OPS
+                and "activation" not in attrs
+                and "post_scale" not in attrs
+            ):
+                attrs["activation"] = nxt.op_type
+                if nxt.op_type == "LeakyRelu":
+                    attrs["alpha"] = nxt.attrs.get("alpha", 0.01)
+                fused = replace(step, attrs=attrs, outputs=nxt.outputs)
+            elif (
+                nxt.op_type == "BatchNormalization"
+                and nxt.inputs[0] == step.outputs[0]
+                and "activation" in attrs
+                and "post_scale" not in attrs
+                and (ab := _bn_params(nxt, constants)) is not None
+            ):
+                attrs["post_scale"], attrs["post_shift"] = ab
+                fused = replace(step, attrs=attrs, outputs=nxt.outputs)
+            if fused is not None:
+                steps[i] = fused
+                del steps[j]
+                continue  # try to fuse the next one into the same conv
+        if step.op_type == "Gemm" and nxt is not None and nxt.op_type == "Relu":
+            steps[i] = replace(step, fn=_gemm_relu, outputs=nxt.outputs)
+            del steps[j]
+            continue
+        i += 1
+    return steps
+
+
+# ------------------------------------------------------------------------ the engine
+
+
+class NumbaEngine:
+    """Executes one graph. Thread-safe: runs share only immutable plans and constants."""
+
+    def __init__(self, graph: Graph) -> None:
+        check_supported(graph)
+        self.graph = graph
+        self.output_names = tuple(o.name for o in graph.outputs)
+        outputs = set(self.output_names)
+        constants = dict(graph.initializers)
+        steps = [_make_step(n, graph.opset) for n in graph.nodes]
+        steps = _fold_constants(steps, constants)
+        steps = _remove_identities(steps, outputs)
+        steps = _fuse(steps, constants, outputs)
+        self.steps: tuple[Step, ...] = tuple(steps)
+        self.constants = constants
+        self._plans: dict[tuple, Plan] = {}
+        self._lock = threading.Lock()
+
+    # A plan is specific to the shapes of the feeds.
+    def _key(self, feeds: Mapping[str, np.ndarray]) -> tuple:
+        return tuple((name, feeds[name].shape, feeds[name].dtype.str) for name in sorted(feeds))
+
+    def _build_plan(self, feeds: Mapping[str, np.ndarray]) -> tuple[Plan, dict]:
+        """Run once, marking shape-only tensors; they become the plan's constants."""
+        env: dict[str, np.ndarray] = {**self.constants, **feeds}
+        static = set(self.constants)
+        kept: list[Step] = []
+        for step in self.steps:
+            results = call_step(step, env)
+            _store(step, results, env)
+            if step.op_type == "Shape" or all(not n or n in static for n in step.inputs):
+                static.update(o for o in step.outputs if o)
+            else:
+                kept.append(step)
+        constants = {n: env[n] for n in static if n in env}
+        wanted = set(self.output_names)
+        last_use: dict[str, int] = {}
+        for i, step in enumerate(kept):
+            for n in step.inputs:
+                if n and n not in constants and n not in feeds:
+                    last_use[n] = i
+        release: list[list[str]] = [[] for _ in kept]
+        for name, i in last_use.items():
+            if name not in wanted:
+                release[i].append(name)
+        plan = Plan(kept, constants, [tuple(r) for r in release])
+        return plan, env
+
+    def run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str]) -> list[np.ndarray]:
+        key = self._key(feeds)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan, env = self._build_plan(feeds)
+            with self._lock:
+                self._plans.setdefault(key, plan)
+            return [env[n] for n in output_names]
+        env = {**plan.constants, **feeds}
+        for step, dead in zip(plan.steps, plan.release, strict=True):
+            _store(step, call_step(step, env), env)
+            for name in dead:
+                env.pop(name, None)
+        return [env[n] for n in output_names]
+
+    def run_all(self, feeds: Mapping[str, np.ndarray]) -> list[tuple[Step, dict]]:
+        """Every step with the tensors it produced, unoptimised order (for bisection)."""
+        env: dict[str, np.ndarray] = {**self.constants, **feeds}
+        trace = []
+        for step in self.steps:
+            results = call_step(step, env)
+            _store(step, results, env)
+            trace.append((step, {o: r for o, r in zip(step.outputs, results, strict=False) if o}))
+        return trace

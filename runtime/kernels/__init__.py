@@ -1,0 +1,1 @@
+"""Numba kernels: ``@njit`` functions that only compute. Callers check shapes first."""

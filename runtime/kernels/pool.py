@@ -1,0 +1,102 @@
+"""Max and average pooling kernels over 3-D spatial windows (1-D and 2-D are D=1, H=1).
+
+Every kernel computes one (n, c) plane per prange iteration, so no two iterations
+write the same element. Inputs are float32 (N*C, D, H, W) with no padding; the
+window bounds do the padding arithmetic.
+
+For output position o on an axis with stride s, dilation d, kernel k and begin
+pad p, the window taps are ``i = o*s - p + j*d`` for j in 0..k-1; taps outside
+[0, size) are skipped (max) or, with ``count_include_pad``, counted as zeros up to
+the padded extent (average).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(parallel=True, cache=True)
+def _max_pool3d(x, out, idx, kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw):  # pragma: no cover
+    planes, D, H, W = x.shape
+    _, OD, OH, OW = out.shape
+    for p in prange(planes):
+        base = p * D * H * W
+        for od in range(OD):
+            for oh in range(OH):
+                for ow in range(OW):
+                    best = -np.inf
+                    best_i = -1
+                    for a in range(kd):
+                        z = od * sd - pd + a * dd
+                        if z < 0 or z >= D:
+                            continue
+                        for b in range(kh):
+                            y = oh * sh - ph + b * dh
+                            if y < 0 or y >= H:
+                                continue
+                            for c in range(kw):
+                                xx = ow * sw - pw + c * dw
+                                if xx < 0 or xx >= W:
+                                    continue
+                                v = x[p, z, y, xx]
+                                if v > best or best_i < 0:
+                                    best = v
+                                    best_i = base + (z * H + y) * W + xx
+                    out[p, od, oh, ow] = best
+                    idx[p, od, oh, ow] = best_i
+
+
+@njit(parallel=True, cache=True)
+def _avg_pool3d(
+    x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw, ed, eh, ew, include_pad
+):  # pragma: no cover
+    """(ed, eh, ew): the padded extent per axis, size + begin pad + end pad."""
+    planes, D, H, W = x.shape
+    _, OD, OH, OW = out.shape
+    for p in prange(planes):
+        for od in range(OD):
+            for oh in range(OH):
+                for ow in range(OW):
+                    total = 0.0
+                    count = 0
+                    padded = 0
+                    for a in range(kd):
+                        zp = od * sd + a * dd  # position in padded coordinates
+                        if zp >= ed:
+                            continue
+                        z = zp - pd
+                        for b in range(kh):
+                            yp = oh * sh + b * dh
+                            if yp >= eh:
+                                continue
+                            y = yp - ph
+                            for c in range(kw):
+                                xp = ow * sw + c * dw
+                                if xp >= ew:
+                                    continue
+                                padded += 1
+                                xx = xp - pw
+                                if 0 <= z < D and 0 <= y < H and 0 <= xx < W:
+                                    total += x[p, z, y, xx]
+                                    count += 1
+                    div = padded if include_pad else count
+                    out[p, od, oh, ow] = total / div if div > 0 else 0.0
+
+
+@njit(parallel=True, cache=True)
+def _global_pool(x, out, use_max):  # pragma: no cover
+    """x: (planes, S) -> out: (planes,), mean or max over S."""
+    planes, S = x.shape
+    for p in prange(planes):
+        if use_max:
+            m = -np.inf
+            for i in range(S):
+                if x[p, i] > m:
+                    m = x[p, i]
+            out[p] = m
+        else:
+            t = 0.0
+            for i in range(S):
+                t += x[p, i]
+            out[p] = t / S

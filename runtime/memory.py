@@ -1,0 +1,44 @@
+"""The size check every large allocation goes through, before it happens."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+import numpy as np
+
+from runtime.errors import TensorTooLargeError
+
+ENV_LIMIT = "CNN_RUNTIME_MAX_TENSOR_BYTES"
+
+
+@lru_cache(maxsize=1)
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40
+
+
+def max_tensor_bytes() -> int:
+    """One tensor may use at most this: ``$CNN_RUNTIME_MAX_TENSOR_BYTES`` or physical memory."""
+    env = os.environ.get(ENV_LIMIT)
+    return int(env) if env else _physical_memory()
+
+
+def check_size(shape: tuple[int, ...], dtype: np.dtype | type, what: str) -> None:
+    count = 1
+    for d in shape:
+        count *= int(d)
+    need = count * np.dtype(dtype).itemsize
+    limit = max_tensor_bytes()
+    if need > limit:
+        raise TensorTooLargeError(
+            f"{what}: shape {tuple(shape)} {np.dtype(dtype)} needs {need / 2**30:.2f} GiB, "
+            f"expected at most {limit / 2**30:.2f} GiB (set {ENV_LIMIT} to change the limit)"
+        )
+
+
+def allocate(shape: tuple[int, ...], dtype: np.dtype | type, what: str) -> np.ndarray:
+    check_size(shape, dtype, what)
+    return np.empty(shape, dtype)

@@ -1,0 +1,138 @@
+"""Elementwise ops with NumPy broadcasting: arithmetic, activations, Clip, Cast."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from runtime.errors import InvalidAttributeError, ShapeError
+from runtime.ops.registry import register
+
+
+def _broadcast_check(op: str, *arrays: np.ndarray) -> None:
+    try:
+        np.broadcast_shapes(*(a.shape for a in arrays))
+    except ValueError:
+        shapes = ", ".join(str(a.shape) for a in arrays)
+        raise ShapeError(
+            f"{op}: input shapes {shapes} do not broadcast (expected equal or 1 per dimension)"
+        ) from None
+
+
+def _same_type(op: str, a: np.ndarray, b: np.ndarray) -> None:
+    if a.dtype != b.dtype:
+        raise ShapeError(f"{op}: inputs must share a type, received {a.dtype} and {b.dtype}")
+
+
+@register("Add", since=7)
+def add(a, b):
+    _same_type("Add", a, b)
+    _broadcast_check("Add", a, b)
+    return np.add(a, b)
+
+
+@register("Sub", since=7)
+def sub(a, b):
+    _same_type("Sub", a, b)
+    _broadcast_check("Sub", a, b)
+    return np.subtract(a, b)
+
+
+@register("Mul", since=7)
+def mul(a, b):
+    _same_type("Mul", a, b)
+    _broadcast_check("Mul", a, b)
+    return np.multiply(a, b)
+
+
+@register("Div", since=7)
+def div(a, b):
+    _same_type("Div", a, b)
+    _broadcast_check("Div", a, b)
+    if np.issubdtype(a.dtype, np.integer):
+        if np.any(b == 0):
+            raise ValueError("Div: integer division by zero")
+        # ONNX integer division truncates toward zero (C semantics), unlike numpy's floor.
+        return (np.trunc(a.astype(np.float64) / b)).astype(a.dtype)
+    return np.divide(a, b)
+
+
+@register("Sum", since=8)
+def sum_(*inputs):
+    if not inputs:
+        raise ShapeError("Sum: expected at least one input, received none")
+    _broadcast_check("Sum", *inputs)
+    out = inputs[0]
+    for x in inputs[1:]:
+        _same_type("Sum", out, x)
+        out = np.add(out, x)
+    return np.array(out, copy=True) if out is inputs[0] else out
+
+
+@register("Relu", since=6)
+def relu(x):
+    return np.maximum(x, x.dtype.type(0))
+
+
+@register("LeakyRelu", since=6)
+def leaky_relu(x, *, alpha=0.01):
+    return np.where(x >= 0, x, x * x.dtype.type(alpha)).astype(x.dtype, copy=False)
+
+
+@register("Tanh", since=6)
+def tanh(x):
+    return np.tanh(x)
+
+
+@register("Sigmoid", since=6)
+def sigmoid(x):
+    # Split by sign so that exp never overflows.
+    out = np.empty_like(x)
+    pos = x >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
+    e = np.exp(x[~pos])
+    out[~pos] = e / (1.0 + e)
+    return out
+
+
+def _clip(x, lo, hi):
+    out = x if lo is None else np.maximum(x, lo)
+    out = out if hi is None else np.minimum(out, hi)
+    return np.array(out, dtype=x.dtype, copy=out is x)
+
+
+@register("Clip", since=6)
+def clip_6(x, *, min=-3.4028234663852886e38, max=3.4028234663852886e38):
+    return _clip(x, x.dtype.type(min), x.dtype.type(max))
+
+
+@register("Clip", since=11)
+def clip_11(x, min=None, max=None):
+    for name, bound in (("min", min), ("max", max)):
+        if bound is not None and bound.size != 1:
+            raise ShapeError(f"Clip: input {name!r} must be a scalar, received shape {bound.shape}")
+    lo = None if min is None else x.dtype.type(min.reshape(()))
+    hi = None if max is None else x.dtype.type(max.reshape(()))
+    return _clip(x, lo, hi)
+
+
+_CAST_UNSUPPORTED = {
+    onnx.TensorProto.STRING,
+    onnx.TensorProto.BFLOAT16,
+    onnx.TensorProto.COMPLEX64,
+    onnx.TensorProto.COMPLEX128,
+}
+
+
+@register("Cast", since=6)
+def cast(x, *, to, saturate=1):
+    if to in _CAST_UNSUPPORTED or to > onnx.TensorProto.BFLOAT16:
+        raise InvalidAttributeError(
+            f"Cast: target type {onnx.TensorProto.DataType.Name(to)} is not supported; "
+            "numeric types up to DOUBLE and BOOL are"
+        )
+    if x.dtype.kind in "OSU":
+        raise InvalidAttributeError(f"Cast: input type {x.dtype} is not supported")
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(to)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return x.astype(dtype)

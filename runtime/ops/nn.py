@@ -1,0 +1,367 @@
+"""Neural-network ops: Conv, pooling, BatchNormalization, LRN, Gemm, MatMul, Softmax.
+
+The public functions check attributes and shapes and raise typed errors; the
+``@njit`` kernels in ``runtime/kernels`` only compute. Conv and the pools work in
+float32 (the kernels' type); a different input type is a clear error.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from runtime.errors import InvalidAttributeError, ShapeError
+from runtime.kernels import conv as conv_kernels
+from runtime.kernels import pool as pool_kernels
+from runtime.ops.registry import register
+
+AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
+
+
+def _float32(op: str, name: str, x: np.ndarray) -> np.ndarray:
+    if x.dtype != np.float32:
+        raise ShapeError(f"{op}: input {name} must be float32, received {x.dtype}")
+    return np.ascontiguousarray(x)
+
+
+def _spatial(
+    op: str,
+    in_shape: tuple[int, ...],
+    kernel: tuple[int, ...],
+    *,
+    auto_pad: str,
+    pads,
+    strides,
+    dilations,
+    ceil_mode: int = 0,
+) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
+    """Check the window attributes; return (out, pads_begin, pads_end, strides, dilations)."""
+    nd = len(in_shape)
+    strides = [1] * nd if strides is None else list(strides)
+    dilations = [1] * nd if dilations is None else list(dilations)
+    if len(strides) != nd or len(dilations) != nd:
+        raise InvalidAttributeError(
+            f"{op}: strides {strides} and dilations {dilations} need {nd} values each"
+        )
+    if any(s < 1 for s in strides):
+        raise InvalidAttributeError(f"{op}: strides {strides}: expected every stride >= 1")
+    if any(d < 1 for d in dilations):
+        raise InvalidAttributeError(f"{op}: dilations {dilations}: expected every dilation >= 1")
+    if any(k < 1 for k in kernel):
+        raise InvalidAttributeError(f"{op}: kernel_shape {list(kernel)}: expected sizes >= 1")
+    if auto_pad not in AUTO_PADS:
+        raise InvalidAttributeError(f"{op}: auto_pad {auto_pad!r}: expected one of {AUTO_PADS}")
+    eff = [(k - 1) * d + 1 for k, d in zip(kernel, dilations, strict=True)]
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        out = [-(-i // s) for i, s in zip(in_shape, strides, strict=True)]
+        total = [
+            max((o - 1) * s + e - i, 0)
+            for o, s, e, i in zip(out, strides, eff, in_shape, strict=True)
+        ]
+        small = [t // 2 for t in total]
+        big = [t - t // 2 for t in total]
+        begin, end = (small, big) if auto_pad == "SAME_UPPER" else (big, small)
+        return out, begin, end, strides, dilations
+    if auto_pad == "VALID":
+        begin, end = [0] * nd, [0] * nd
+    else:
+        pads = [0] * (2 * nd) if pads is None else list(pads)
+        if len(pads) != 2 * nd:
+            raise InvalidAttributeError(f"{op}: pads {pads}: expected {2 * nd} values")
+        if any(p < 0 for p in pads):
+            raise InvalidAttributeError(f"{op}: pads {pads}: expected every pad >= 0")
+        begin, end = pads[:nd], pads[nd:]
+    out = []
+    for i, b, e_, k, s in zip(in_shape, begin, end, eff, strides, strict=True):
+        span = i + b + e_ - k
+        if span < 0:
+            raise ShapeError(
+                f"{op}: window {k} (dilated) is larger than the padded input {i + b + e_}"
+            )
+        o = (-(-span // s) if ceil_mode else span // s) + 1
+        if ceil_mode and (o - 1) * s >= i + b:
+            o -= 1  # the last window would start inside the end padding only
+        out.append(o)
+    return out, begin, end, strides, dilations
+
+
+def _to3d(values: list[int], fill: int) -> tuple[int, int, int]:
+    return tuple([fill] * (3 - len(values)) + list(values))  # type: ignore[return-value]
+
+
+def _as5d(x: np.ndarray) -> np.ndarray:
+    return x.reshape(x.shape[:2] + (1,) * (5 - x.ndim) + x.shape[2:])
+
+
+def conv_forward(
+    x,
+    w,
+    b=None,
+    *,
+    auto_pad="NOTSET",
+    dilations=None,
+    group=1,
+    kernel_shape=None,
+    pads=None,
+    strides=None,
+    activation=None,
+    alpha=0.01,
+    post_scale=None,
+    post_shift=None,
+):
+    """Conv, with the fused extras the planner uses (activation, then scale and shift)."""
+    x = _float32("Conv", "X", x)
+    w = _float32("Conv", "W", w)
+    if x.ndim not in (3, 4, 5) or w.ndim != x.ndim:
+        raise ShapeError(
+            f"Conv: expected X and W of one rank among 3, 4, 5 (1-D to 3-D), "
+            f"received X {x.shape} and W {w.shape}"
+        )
+    n, c = x.shape[:2]
+    m, cg = w.shape[:2]
+    if group < 1 or c % group or m % group:
+        raise InvalidAttributeError(
+            f"Conv: group {group} must divide the {c} input and {m} output channels"
+        )
+    if cg * group != c:
+        raise ShapeError(
+            f"Conv: X has {c} channels, W expects {cg} per group x {group} groups = {cg * group}"
+        )
+    kernel = w.shape[2:]
+    if kernel_shape is not None and tuple(kernel_shape) != kernel:
+        raise ShapeError(f"Conv: kernel_shape {list(kernel_shape)} but W has {list(kernel)}")
+    if b is None:
+        b = np.zeros(m, np.float32)
+    elif b.shape != (m,):
+        raise ShapeError(f"Conv: B must have shape ({m},), received {b.shape}")
+    out_sp, begin, _, st, dil = _spatial(
+        "Conv", x.shape[2:], kernel, auto_pad=auto_pad, pads=pads, strides=strides,
+        dilations=dilations,
+    )  # fmt: skip
+    from runtime.memory import allocate
+
+    out = allocate((n, m, *out_sp), np.float32, "Conv output")
+    conv_kernels.conv3d_im2col(
+        _as5d(x),
+        _as5d(w),
+        np.ascontiguousarray(b, np.float32),
+        _as5d(out),
+        group=group,
+        strides=_to3d(st, 1),
+        pads=_to3d(begin, 0),
+        dilations=_to3d(dil, 1),
+        act=conv_kernels.ACTIVATIONS[activation],
+        alpha=alpha,
+        scale=post_scale,
+        shift=post_shift,
+    )
+    return out
+
+
+@register("Conv", since=1)
+def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
+         pads=None, strides=None):  # fmt: skip
+    return conv_forward(x, w, b, auto_pad=auto_pad, dilations=dilations, group=group,
+                        kernel_shape=kernel_shape, pads=pads, strides=strides)  # fmt: skip
+
+
+def _pool_setup(op, x, kernel_shape, auto_pad, pads, strides, dilations, ceil_mode):
+    x = _float32(op, "X", x)
+    if x.ndim not in (3, 4, 5):
+        raise ShapeError(f"{op}: expected X of rank 3 to 5 (N, C, spatial...), received {x.shape}")
+    if kernel_shape is None or len(kernel_shape) != x.ndim - 2:
+        raise InvalidAttributeError(
+            f"{op}: kernel_shape {kernel_shape}: expected {x.ndim - 2} sizes for input {x.shape}"
+        )
+    out_sp, begin, end, st, dil = _spatial(
+        op, x.shape[2:], tuple(kernel_shape), auto_pad=auto_pad, pads=pads, strides=strides,
+        dilations=dilations, ceil_mode=ceil_mode,
+    )  # fmt: skip
+    return x, out_sp, begin, end, st, dil
+
+
+@register("MaxPool", since=1)
+def max_pool(x, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None,
+             pads=None, storage_order=0, strides=None):  # fmt: skip
+    if storage_order not in (0, 1):
+        raise InvalidAttributeError(f"MaxPool: storage_order {storage_order}: expected 0 or 1")
+    x, out_sp, begin, _, st, dil = _pool_setup(
+        "MaxPool", x, kernel_shape, auto_pad, pads, strides, dilations, ceil_mode
+    )
+    n, c = x.shape[:2]
+    x5 = _as5d(x).reshape(n * c, *_as5d(x).shape[2:])
+    out = np.empty((n * c, *_to3d(out_sp, 1)), np.float32)
+    idx = np.empty(out.shape, np.int64)
+    pool_kernels._max_pool3d(
+        x5, out, idx, *_to3d(list(kernel_shape), 1), *_to3d(st, 1), *_to3d(begin, 0),
+        *_to3d(dil, 1),
+    )  # fmt: skip
+    if storage_order == 1:
+        # Column-major indices: the same element, counted with the last axis slowest.
+        sp = x.shape[2:]
+        flat = idx % int(np.prod(sp))
+        coords = np.unravel_index(flat, sp)
+        col = np.ravel_multi_index(coords[::-1], sp[::-1])
+        idx = idx - flat + col
+    shape = (n, c, *out_sp)
+    return out.reshape(shape), idx.reshape(shape)
+
+
+@register("AveragePool", since=1)
+def average_pool(x, *, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, dilations=None,
+                 kernel_shape=None, pads=None, strides=None):  # fmt: skip
+    x, out_sp, begin, end, st, dil = _pool_setup(
+        "AveragePool", x, kernel_shape, auto_pad, pads, strides, dilations, ceil_mode
+    )
+    n, c = x.shape[:2]
+    x5 = _as5d(x).reshape(n * c, *_as5d(x).shape[2:])
+    extent = [i + b + e for i, b, e in zip(x.shape[2:], begin, end, strict=True)]
+    out = np.empty((n * c, *_to3d(out_sp, 1)), np.float32)
+    pool_kernels._avg_pool3d(
+        x5, out, *_to3d(list(kernel_shape), 1), *_to3d(st, 1), *_to3d(begin, 0),
+        *_to3d(dil, 1), *_to3d(extent, 1), bool(count_include_pad),
+    )  # fmt: skip
+    return out.reshape(n, c, *out_sp)
+
+
+def _global_pool(op: str, x: np.ndarray, use_max: bool) -> np.ndarray:
+    x = _float32(op, "X", x)
+    if x.ndim < 3:
+        raise ShapeError(f"{op}: expected X of rank >= 3 (N, C, spatial...), received {x.shape}")
+    n, c = x.shape[:2]
+    out = np.empty(n * c, np.float32)
+    pool_kernels._global_pool(x.reshape(n * c, -1), out, use_max)
+    return out.reshape(n, c, *([1] * (x.ndim - 2)))
+
+
+@register("GlobalAveragePool", since=1)
+def global_average_pool(x):
+    return _global_pool("GlobalAveragePool", x, False)
+
+
+@register("GlobalMaxPool", since=1)
+def global_max_pool(x):
+    return _global_pool("GlobalMaxPool", x, True)
+
+
+def bn_scale_shift(scale, bias, mean, var, epsilon):
+    """Inference BatchNormalization as y = x * a + c, per channel."""
+    a = (scale / np.sqrt(var.astype(np.float64) + epsilon)).astype(np.float32)
+    c = (bias - mean * a).astype(np.float32)
+    return a, c
+
+
+@register("BatchNormalization", since=7)
+def batch_normalization(x, scale, bias, mean, var, *, epsilon=1e-5, momentum=0.9, spatial=1,
+                        training_mode=0):  # fmt: skip
+    if training_mode:
+        raise InvalidAttributeError(
+            "BatchNormalization: training_mode=1 is not supported by an inference runtime"
+        )
+    if spatial != 1:
+        raise InvalidAttributeError("BatchNormalization: spatial=0 is not supported")
+    if x.ndim < 2:
+        raise ShapeError(f"BatchNormalization: X must have a channel axis, received {x.shape}")
+    c = x.shape[1]
+    for name, t in (("scale", scale), ("B", bias), ("mean", mean), ("var", var)):
+        if t.shape != (c,):
+            raise ShapeError(
+                f"BatchNormalization: input {name} must have shape ({c},), received {t.shape}"
+            )
+    a, sh = bn_scale_shift(scale, bias, mean, var, epsilon)
+    bshape = (1, c) + (1,) * (x.ndim - 2)
+    return (x * a.reshape(bshape).astype(x.dtype) + sh.reshape(bshape).astype(x.dtype)).astype(
+        x.dtype
+    )
+
+
+@register("LRN", since=1)
+def lrn(x, *, alpha=0.0001, beta=0.75, bias=1.0, size):
+    if size < 1:
+        raise InvalidAttributeError(f"LRN: size {size}: expected >= 1")
+    if x.ndim < 3:
+        raise ShapeError(f"LRN: expected X of rank >= 3, received {x.shape}")
+    c = x.shape[1]
+    sq = np.square(x.astype(np.float64))
+    lo, hi = (size - 1) // 2, size // 2  # window [c - lo, c + hi], as the spec's floor/ceil
+    padded = np.pad(sq, [(0, 0), (lo, hi)] + [(0, 0)] * (x.ndim - 2))
+    csum = np.cumsum(padded, axis=1)
+    csum = np.concatenate([np.zeros_like(csum[:, :1]), csum], axis=1)
+    window = csum[:, size : size + c] - csum[:, :c]
+    return (x / (bias + alpha / size * window) ** beta).astype(x.dtype)
+
+
+@register("Gemm", since=7)
+def gemm(a, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0):  # noqa: N803
+    if a.ndim != 2 or b.ndim != 2:
+        raise ShapeError(f"Gemm: A and B must be 2-D, received {a.shape} and {b.shape}")
+    a = a.T if transA else a
+    b = b.T if transB else b
+    if a.shape[1] != b.shape[0]:
+        raise ShapeError(
+            f"Gemm: inner dimensions differ: A' is {a.shape}, B' is {b.shape} "
+            f"(transA={transA}, transB={transB})"
+        )
+    y = np.dot(a, b)
+    if alpha != 1.0:
+        y = y * a.dtype.type(alpha)
+    if c is not None and beta != 0.0:
+        try:
+            np.broadcast_shapes(c.shape, y.shape)
+        except ValueError:
+            raise ShapeError(f"Gemm: C {c.shape} does not broadcast to {y.shape}") from None
+        y = y + (c * c.dtype.type(beta) if beta != 1.0 else c)
+    return y.astype(a.dtype, copy=False)
+
+
+@register("MatMul", since=1)
+def matmul(a, b):
+    if a.ndim == 0 or b.ndim == 0:
+        raise ShapeError(f"MatMul: scalars are not allowed, received {a.shape} and {b.shape}")
+    ka = a.shape[-1]
+    kb = b.shape[0] if b.ndim == 1 else b.shape[-2]
+    if ka != kb:
+        raise ShapeError(f"MatMul: inner dimensions differ: A {a.shape}, B {b.shape}")
+    try:
+        return np.matmul(a, b)
+    except ValueError as exc:
+        raise ShapeError(f"MatMul: A {a.shape} and B {b.shape}: {exc}") from None
+
+
+def _softmax(x: np.ndarray, axis: int, log: bool) -> np.ndarray:
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    e = np.exp(shifted)
+    s = np.sum(e, axis=axis, keepdims=True)
+    return (shifted - np.log(s)) if log else e / s
+
+
+def _softmax_axis(op: str, x: np.ndarray, axis: int) -> int:
+    if not -x.ndim <= axis < max(x.ndim, 1):
+        raise InvalidAttributeError(f"{op}: axis {axis} out of range for rank {x.ndim}")
+    return axis % max(x.ndim, 1)
+
+
+def _softmax_2d(op: str, x: np.ndarray, axis: int, log: bool) -> np.ndarray:
+    """Opset < 13: coerce to 2-D at ``axis`` and normalise each row."""
+    ax = _softmax_axis(op, x, axis)
+    rows = int(np.prod(x.shape[:ax], dtype=np.int64))
+    return _softmax(x.reshape(rows, -1), 1, log).reshape(x.shape)
+
+
+@register("Softmax", since=1)
+def softmax_1(x, *, axis=1):
+    return _softmax_2d("Softmax", x, axis, False)
+
+
+@register("Softmax", since=13)
+def softmax_13(x, *, axis=-1):
+    return _softmax(x, _softmax_axis("Softmax", x, axis), False)
+
+
+@register("LogSoftmax", since=1)
+def log_softmax_1(x, *, axis=1):
+    return _softmax_2d("LogSoftmax", x, axis, True)
+
+
+@register("LogSoftmax", since=13)
+def log_softmax_13(x, *, axis=-1):
+    return _softmax(x, _softmax_axis("LogSoftmax", x, axis), True)

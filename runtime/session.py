@@ -1,0 +1,201 @@
+"""``InferenceSession``: onnxruntime's call contract over our backends.
+
+    sess = InferenceSession("exported/lenet5.onnx", backend="numba")  # or "onnxruntime"
+    probs, = sess.run(None, {sess.get_inputs()[0].name: x})
+
+Feeds are checked here, the same way for every backend, so a wrong name, dtype,
+rank or dimension is the same typed error whichever backend runs the model.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from runtime.errors import BackendUnavailableError, InputFeedError
+from runtime.graph import Graph, TensorInfo, load_graph
+
+BACKENDS = ("numba", "onnxruntime", "onnxruntime-cuda")
+
+
+@dataclass(frozen=True)
+class NodeArg:
+    """What onnxruntime's ``get_inputs()`` / ``get_outputs()`` return."""
+
+    name: str
+    shape: list[int | str | None]
+    type: str
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What onnxruntime's ``get_modelmeta()`` returns."""
+
+    custom_metadata_map: dict[str, str] = field(default_factory=dict)
+    producer_name: str = ""
+    graph_name: str = ""
+    domain: str = ""
+    description: str = ""
+    version: int = 0
+
+
+def _node_arg(info: TensorInfo) -> NodeArg:
+    shape = [] if info.shape is None else list(info.shape)
+    return NodeArg(info.name, shape, info.type_string)
+
+
+def check_feeds(inputs: Sequence[TensorInfo], feed: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Names, dtypes, ranks and fixed dimensions of the feeds against the graph's inputs."""
+    if not isinstance(feed, Mapping):
+        raise InputFeedError(f"input_feed: expected a dict of name -> array, received {type(feed)}")
+    expected = {i.name: i for i in inputs}
+    unknown = sorted(set(feed) - set(expected))
+    if unknown:
+        raise InputFeedError(f"unknown input name(s) {unknown}: expected {sorted(expected)}")
+    missing = sorted(set(expected) - set(feed))
+    if missing:
+        raise InputFeedError(f"missing input(s) {missing}: expected feeds for {sorted(expected)}")
+    out = {}
+    for name, info in expected.items():
+        value = feed[name]
+        if isinstance(value, np.generic):  # a numpy scalar is a 0-d tensor
+            value = np.asarray(value)
+        if not isinstance(value, np.ndarray):
+            raise InputFeedError(
+                f"input {name!r}: expected a numpy array, received {type(value).__name__}"
+            )
+        if value.dtype != info.dtype:
+            raise InputFeedError(
+                f"input {name!r}: expected dtype {info.dtype} ({info.type_string}), "
+                f"received {value.dtype}"
+            )
+        if info.shape is not None:
+            if value.ndim != len(info.shape):
+                raise InputFeedError(
+                    f"input {name!r}: expected rank {len(info.shape)} {list(info.shape)}, "
+                    f"received rank {value.ndim} {list(value.shape)}"
+                )
+            for axis, (want, got) in enumerate(zip(info.shape, value.shape, strict=True)):
+                if isinstance(want, int) and want > 0 and want != got:
+                    raise InputFeedError(
+                        f"input {name!r}: dimension {axis} must be {want}, received {got} "
+                        f"(expected shape {list(info.shape)}, received {list(value.shape)})"
+                    )
+        out[name] = np.ascontiguousarray(value)
+    return out
+
+
+class _NumbaBackend:
+    def __init__(self, graph: Graph, threads: int | None) -> None:
+        from runtime.engine import NumbaEngine
+
+        self.engine = NumbaEngine(graph)
+        self.threads = threads
+
+    def run(self, names: Sequence[str], feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        import numba
+
+        if self.threads:
+            numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
+        return self.engine.run(feeds, names)
+
+    def providers(self) -> list[str]:
+        return ["NumbaExecutionProvider"]
+
+
+class _OrtBackend:
+    def __init__(self, model: bytes, threads: int | None, cuda: bool) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise BackendUnavailableError(
+                "backend 'onnxruntime' needs the onnxruntime package: pip install onnxruntime"
+            ) from None
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        available = ort.get_available_providers()
+        wanted = ["CUDAExecutionProvider"] if cuda else ["CPUExecutionProvider"]
+        if cuda and "CUDAExecutionProvider" not in available:
+            raise BackendUnavailableError(
+                "backend 'onnxruntime-cuda' needs CUDAExecutionProvider; this onnxruntime "
+                f"offers {available}. Install onnxruntime-gpu (the [cuda] extra) on a machine "
+                "with CUDA, or use backend='onnxruntime'"
+            )
+        if cuda:
+            wanted.append("CPUExecutionProvider")
+        self.session = ort.InferenceSession(model, options, providers=wanted)
+        if cuda and self.session.get_providers()[0] != "CUDAExecutionProvider":
+            # onnxruntime falls back to the CPU with only a warning when CUDA fails to start.
+            raise BackendUnavailableError(
+                "backend 'onnxruntime-cuda': CUDAExecutionProvider failed to start "
+                f"(session providers {self.session.get_providers()}, available {available})"
+            )
+
+    def run(self, names: Sequence[str], feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        return self.session.run(list(names), dict(feeds))
+
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+
+class InferenceSession:
+    """Load a model once, run it many times; the API mirrors onnxruntime's."""
+
+    def __init__(
+        self,
+        path_or_bytes: str | os.PathLike | bytes,
+        backend: str = "numba",
+        threads: int | None = None,
+    ) -> None:
+        if backend not in BACKENDS:
+            raise BackendUnavailableError(f"backend {backend!r}: expected one of {BACKENDS}")
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads: expected a positive integer or None, received {threads!r}")
+        self.backend = backend
+        # The file is validated for every backend; opsets only for ours.
+        self.graph = load_graph(path_or_bytes, strict_opset=backend == "numba")
+        if backend == "numba":
+            self._impl: Any = _NumbaBackend(self.graph, threads)
+        else:
+            data = (
+                bytes(path_or_bytes)
+                if isinstance(path_or_bytes, (bytes, bytearray, memoryview))
+                else str(path_or_bytes)
+            )
+            self._impl = _OrtBackend(data, threads, cuda=backend == "onnxruntime-cuda")
+        self._inputs = [_node_arg(i) for i in self.graph.inputs]
+        self._outputs = [_node_arg(o) for o in self.graph.outputs]
+        self._lock = threading.Lock()
+
+    def get_inputs(self) -> list[NodeArg]:
+        return list(self._inputs)
+
+    def get_outputs(self) -> list[NodeArg]:
+        return list(self._outputs)
+
+    def get_providers(self) -> list[str]:
+        return self._impl.providers()
+
+    def get_modelmeta(self) -> ModelMetadata:
+        return ModelMetadata(custom_metadata_map=dict(self.graph.metadata),
+                             producer_name=self.graph.producer)  # fmt: skip
+
+    def run(
+        self,
+        output_names: Sequence[str] | None,
+        input_feed: Mapping[str, Any],
+        run_options: object = None,
+    ) -> list[np.ndarray]:
+        all_names = [o.name for o in self._outputs]
+        names = all_names if output_names is None else list(output_names)
+        unknown = [n for n in names if n not in all_names]
+        if unknown:
+            raise InputFeedError(f"unknown output name(s) {unknown}: expected among {all_names}")
+        feeds = check_feeds(self.graph.inputs, input_feed)
+        return self._impl.run(names, feeds)
