@@ -1,0 +1,92 @@
+"""Each numba kernel against its naive NumPy twin (tests/naive.py), parametrized."""
+
+from __future__ import annotations
+
+import naive
+import numpy as np
+import pytest
+
+from runtime.ops.nn import average_pool, conv, max_pool
+
+RNG = np.random.default_rng(0)
+
+
+def _rand(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+CONV_CASES = [
+    # (N, C, H, W), (M, KH, KW), strides, pads, dilations, group
+    ((2, 3, 9, 9), (4, 3, 3), (1, 1), (0, 0, 0, 0), (1, 1), 1),
+    ((1, 3, 10, 8), (5, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1),
+    ((2, 1, 28, 28), (6, 5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 1),
+    ((1, 4, 11, 11), (4, 3, 3), (1, 1), (1, 0, 2, 1), (2, 2), 1),
+    ((2, 6, 7, 7), (6, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 6),  # depthwise
+    ((1, 4, 8, 8), (6, 3, 3), (2, 1), (0, 1, 0, 1), (1, 1), 2),  # grouped
+    ((1, 3, 23, 23), (8, 11, 11), (4, 4), (0, 0, 0, 0), (1, 1), 1),  # AlexNet's conv1 shape
+]
+
+
+@pytest.mark.parametrize(("xs", "ws", "strides", "pads", "dil", "group"), CONV_CASES)
+def test_conv2d_matches_naive(xs, ws, strides, pads, dil, group):
+    x = _rand(*xs)
+    w = _rand(ws[0], xs[1] // group, ws[1], ws[2])
+    b = _rand(ws[0])
+    got = conv(x, w, b, strides=strides, pads=pads, dilations=dil, group=group)
+    want = naive.conv2d(x, w, b, strides=strides, pads=pads, dilations=dil, group=group)
+    assert got.shape == want.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_conv1d_is_conv2d_with_height_one():
+    x, w, b = _rand(2, 3, 17), _rand(4, 3, 5), _rand(4)
+    got = conv(x, w, b, strides=(2,), pads=(1, 2))
+    want = naive.conv2d(x[:, :, None], w[:, :, None], b, strides=(1, 2), pads=(0, 1, 0, 2),
+                        dilations=(1, 1), group=1)[:, :, 0]  # fmt: skip
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+POOL_CASES = [
+    # (N, C, H, W), kernel, strides, pads, dilations, ceil_mode, count_include_pad
+    ((2, 3, 8, 8), (2, 2), (2, 2), (0, 0, 0, 0), (1, 1), 0, 0),
+    ((1, 2, 9, 9), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 0, 1),
+    ((1, 2, 10, 7), (3, 2), (2, 2), (0, 0, 0, 0), (1, 1), 1, 0),
+    ((1, 1, 11, 11), (3, 3), (1, 2), (2, 1, 0, 2), (2, 1), 1, 1),
+    ((2, 4, 55, 55), (3, 3), (2, 2), (0, 0, 0, 0), (1, 1), 0, 0),  # AlexNet's pools
+]
+
+
+@pytest.mark.parametrize(("xs", "k", "s", "p", "d", "ceil", "cip"), POOL_CASES)
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_pool2d_matches_naive(xs, k, s, p, d, ceil, cip, mode):
+    x = _rand(*xs)
+    want = naive.pool2d(x, kernel=k, strides=s, pads=p, dilations=d, ceil_mode=ceil, mode=mode,
+                        count_include_pad=cip)  # fmt: skip
+    if mode == "max":
+        got, idx = max_pool(x, kernel_shape=k, strides=s, pads=p, dilations=d, ceil_mode=ceil)
+        # The indices point at the maxima in the flattened input.
+        np.testing.assert_array_equal(x.reshape(-1)[idx], got)
+    else:
+        got = average_pool(x, kernel_shape=k, strides=s, pads=p, dilations=d, ceil_mode=ceil,
+                           count_include_pad=cip)  # fmt: skip
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("act", ["Relu", "LeakyRelu", "Tanh", "Sigmoid"])
+def test_conv_epilogue_activation_and_scale(act):
+    from runtime.ops.nn import conv_forward
+
+    x, w, b = _rand(2, 3, 6, 6), _rand(4, 3, 3, 3), _rand(4)
+    scale, shift = _rand(4), _rand(4)
+    got = conv_forward(x, w, b, pads=(1, 1, 1, 1), activation=act, alpha=0.2,
+                       post_scale=scale, post_shift=shift)  # fmt: skip
+    y = naive.conv2d(x, w, b, strides=(1, 1), pads=(1, 1, 1, 1), dilations=(1, 1), group=1)
+    y = {
+        "Relu": lambda v: np.maximum(v, 0),
+        "LeakyRelu": lambda v: np.where(v >= 0, v, 0.2 * v),
+        "Tanh": np.tanh,
+        "Sigmoid": lambda v: 1 / (1 + np.exp(-v)),
+    }[act](y)
+    want = y * scale[None, :, None, None] + shift[None, :, None, None]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

@@ -1,0 +1,196 @@
+"""Single-node graphs and whole models: the numba backend against onnxruntime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx_helpers import run_ort, single_node_model
+
+import runtime
+from runtime import InferenceSession
+
+ROOT = Path(__file__).resolve().parents[1]
+LENET = ROOT / "exported" / "lenet5.onnx"
+RNG = np.random.default_rng(1)
+
+
+def _r(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+def _compare(model: bytes, feeds, rtol=1e-5, atol=1e-5):
+    want = run_ort(model, feeds)
+    got = InferenceSession(model, backend="numba").run(None, feeds)
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert g.shape == w.shape
+        assert g.dtype == w.dtype
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=atol)
+
+
+SINGLE_NODE = [
+    ("Conv", {"x": _r(2, 3, 10, 10)}, {"w": _r(4, 3, 3, 3), "b": _r(4)},
+     {"pads": [1, 1, 1, 1], "strides": [2, 2]}),
+    ("Conv", {"x": _r(1, 4, 9, 9)}, {"w": _r(4, 1, 3, 3)}, {"group": 4, "auto_pad": "SAME_UPPER"}),
+    ("Conv", {"x": _r(1, 2, 12, 12)}, {"w": _r(3, 2, 3, 3)},
+     {"dilations": [2, 2], "pads": [2, 1, 0, 2]}),
+    ("Conv", {"x": _r(2, 3, 15)}, {"w": _r(5, 3, 4)}, {"strides": [3], "pads": [2, 1]}),
+    ("MaxPool", {"x": _r(2, 3, 13, 13)}, {}, {"kernel_shape": [3, 3], "strides": [2, 2]}),
+    ("MaxPool", {"x": _r(1, 2, 10, 10)}, {},
+     {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1, "pads": [1, 1, 0, 0]}),
+    ("AveragePool", {"x": _r(2, 3, 11, 11)}, {},
+     {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "count_include_pad": 1}),
+    ("AveragePool", {"x": _r(2, 3, 11, 11)}, {},
+     {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1}),
+    ("GlobalAveragePool", {"x": _r(2, 5, 7, 7)}, {}, {}),
+    ("GlobalMaxPool", {"x": _r(2, 5, 7, 7)}, {}, {}),
+    ("LRN", {"x": _r(2, 8, 5, 5)}, {}, {"size": 5, "alpha": 1e-3, "beta": 0.75, "bias": 2.0}),
+    ("BatchNormalization", {"x": _r(2, 4, 5, 5)},
+     {"s": _r(4), "b": _r(4), "m": _r(4), "v": np.abs(_r(4)) + 0.5}, {"epsilon": 1e-3}),
+    ("Gemm", {"a": _r(3, 5)}, {"b": _r(4, 5), "c": _r(4)}, {"transB": 1, "alpha": 0.5,
+                                                          "beta": 2.0}),
+    ("Gemm", {"a": _r(5, 3)}, {"b": _r(5, 4)}, {"transA": 1}),
+    ("MatMul", {"a": _r(2, 3, 4, 5)}, {"b": _r(5, 6)}, {}),
+    ("Add", {"a": _r(2, 3, 4)}, {"b": _r(3, 1)}, {}),
+    ("Mul", {"a": _r(2, 3, 4)}, {"b": _r(4)}, {}),
+    ("Sub", {"a": _r(4, 1)}, {"b": _r(1, 5)}, {}),
+    ("Div", {"a": _r(3, 4)}, {"b": np.abs(_r(3, 4)) + 1}, {}),
+    ("Sum", {"a": _r(2, 3)}, {"b": _r(3), "c": _r(2, 1)}, {}),
+    ("Relu", {"x": _r(3, 4)}, {}, {}),
+    ("LeakyRelu", {"x": _r(3, 4)}, {}, {"alpha": 0.3}),
+    ("Tanh", {"x": _r(3, 4)}, {}, {}),
+    ("Sigmoid", {"x": _r(3, 4) * 30}, {}, {}),
+    ("Clip", {"x": _r(3, 4)}, {"lo": np.float32(-0.5), "hi": np.float32(0.5)}, {}),
+    ("Softmax", {"x": _r(2, 3, 4)}, {}, {"axis": 1}),
+    ("LogSoftmax", {"x": _r(2, 3, 4)}, {}, {}),
+    ("Flatten", {"x": _r(2, 3, 4)}, {}, {"axis": 2}),
+    ("Transpose", {"x": _r(2, 3, 4)}, {}, {"perm": [2, 0, 1]}),
+    ("Reshape", {"x": _r(2, 3, 4)}, {"s": np.array([0, -1], np.int64)}, {}),
+    ("Concat", {"a": _r(2, 3)}, {"b": _r(2, 5)}, {"axis": -1}),
+    ("Squeeze", {"x": _r(2, 1, 4)}, {"axes": np.array([1], np.int64)}, {}),
+    ("Unsqueeze", {"x": _r(2, 4)}, {"axes": np.array([0, -1], np.int64)}, {}),
+    ("Gather", {"x": _r(5, 4)}, {"i": np.array([[0, -1], [2, 3]], np.int64)}, {"axis": 0}),
+    ("Slice", {"x": _r(6, 8)}, {"st": np.array([1, -1], np.int64),
+                                "en": np.array([5, -9], np.int64),
+                                "ax": np.array([0, 1], np.int64),
+                                "sp": np.array([2, -2], np.int64)}, {}),
+    ("Pad", {"x": _r(2, 3, 4)}, {"p": np.array([0, 1, 2, 0, 2, 1], np.int64),
+                                 "v": np.float32(1.5)}, {"mode": "constant"}),
+    ("Pad", {"x": _r(1, 3, 4)}, {"p": np.array([0, 0, 1, 0, 0, 2], np.int64)},
+     {"mode": "reflect"}),
+    ("Shape", {"x": _r(2, 3, 4)}, {}, {"start": 1}),
+    ("Cast", {"x": _r(3, 4) * 10}, {}, {"to": 7}),
+    ("Identity", {"x": _r(3)}, {}, {}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("op", "inputs", "inits", "attrs"),
+    SINGLE_NODE,
+    ids=[f"{c[0]}-{i}" for i, c in enumerate(SINGLE_NODE)],
+)
+def test_single_node_matches_onnxruntime(op, inputs, inits, attrs):
+    model, feeds = single_node_model(op, inputs, initializers=inits, **attrs)
+    _compare(model, feeds)
+
+
+@pytest.mark.parametrize("opset", [11, 12])
+def test_softmax_before_opset_13_flattens(opset):
+    x = _r(2, 3, 4)
+    model, feeds = single_node_model("Softmax", {"x": x}, axis=1, opset=opset)
+    (got,) = InferenceSession(model).run(None, feeds)
+    flat = x.reshape(2, 12)
+    want = (np.exp(flat) / np.exp(flat).sum(1, keepdims=True)).reshape(x.shape)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    _compare(model, feeds)
+
+
+def test_split_attribute_then_input(tmp_path):
+    x = _r(6, 2)
+    m11, feeds = single_node_model("Split", {"x": x}, n_outputs=2, opset=11, split=[2, 4])
+    m13, _ = single_node_model("Split", {"x": x}, initializers={"s": np.array([2, 4], np.int64)},
+                               n_outputs=2, opset=13)  # fmt: skip
+    for m in (m11, m13):
+        _compare(m, feeds)
+
+
+def test_lenet5_full_test_set_matches_onnxruntime(fashion_dir):
+    from training.data import load_dataset
+
+    data = load_dataset("fashion-mnist", fashion_dir, download=False)
+    x = (data.test.images.astype(np.float32) / 255.0)[:, None]  # (10000, 1, 28, 28)
+    numba_sess = InferenceSession(LENET, backend="numba")
+    ort_sess = InferenceSession(LENET, backend="onnxruntime")
+    (a,) = numba_sess.run(None, {"input": x})
+    (b,) = ort_sess.run(None, {"input": x})
+    diff = float(np.abs(a - b).max())
+    assert diff <= 1e-4, diff
+    np.testing.assert_array_equal(a.argmax(1), b.argmax(1))
+    accuracy = float((a.argmax(1) == data.test.labels).mean())
+    meta = numba_sess.get_modelmeta().custom_metadata_map
+    assert accuracy == pytest.approx(float(meta["test_accuracy"]), abs=1e-4)
+
+
+@pytest.fixture(scope="module")
+def alexnet_model(tmp_path_factory):
+    torch = pytest.importorskip("torch")
+    from training.catalog import MODELS
+    from training.models import WithSoftmax
+
+    torch.manual_seed(0)
+    model = MODELS["alexnet"].build().eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    path = tmp_path_factory.mktemp("alex") / "alexnet.onnx"
+    torch.onnx.export(WithSoftmax(model), (torch.rand(2, 3, 227, 227),), str(path), dynamo=True,
+                      input_names=["input"], output_names=["probabilities"],
+                      dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=64)}},
+                      external_data=False, opset_version=18)  # fmt: skip
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch", [1, 5])
+def test_alexnet_random_weights_matches_onnxruntime(alexnet_model, batch):
+    x = np.random.default_rng(batch).random((batch, 3, 227, 227), dtype=np.float32)
+    sess = InferenceSession(alexnet_model, backend="numba")
+    kinds = [(s.op_type, s.attrs.get("activation"), "post_scale" in s.attrs)
+             for s in sess._impl.engine.steps]  # fmt: skip
+    assert ("Conv", "Relu", True) in kinds  # ReLU and the BN after it are in the conv epilogue
+    assert not any(k[0] == "BatchNormalization" for k in kinds)
+    (a,) = sess.run(None, {"input": x})
+    (b,) = InferenceSession(alexnet_model, backend="onnxruntime").run(None, {"input": x})
+    assert a.shape == b.shape == (batch, 10)
+    assert float(np.abs(a - b).max()) <= 1e-4
+
+
+def test_runtime_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, runtime\n"
+        f"s = runtime.InferenceSession({str(LENET)!r})\n"
+        "s.run(None, {'input': np.zeros((1, 1, 28, 28), np.float32)})\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+        "assert 'onnxruntime' not in sys.modules, 'onnxruntime imported'\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+
+
+def test_session_api_mirrors_onnxruntime():
+    s = InferenceSession(LENET)
+    (inp,) = s.get_inputs()
+    (out,) = s.get_outputs()
+    assert (inp.name, inp.shape[1:], inp.type) == ("input", [1, 28, 28], "tensor(float)")
+    assert isinstance(inp.shape[0], str)
+    assert (out.name, out.shape[1:]) == ("probabilities", [10])
+    assert s.get_modelmeta().custom_metadata_map["dataset"] == "fashion-mnist"
+    assert runtime.BACKENDS == ("numba", "onnxruntime", "onnxruntime-cuda")
