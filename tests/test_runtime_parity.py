@@ -148,7 +148,8 @@ def alexnet_model(tmp_path_factory):
             m.weight.data.uniform_(0.5, 1.5)
             m.bias.data.uniform_(-0.2, 0.2)
     path = tmp_path_factory.mktemp("alex") / "alexnet.onnx"
-    torch.onnx.export(WithSoftmax(model), (torch.rand(2, 3, 227, 227),), str(path), dynamo=True,
+    wrapped = WithSoftmax(model).eval()
+    torch.onnx.export(wrapped, (torch.rand(2, 3, 227, 227),), str(path), dynamo=True,
                       input_names=["input"], output_names=["probabilities"],
                       dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=64)}},
                       external_data=False, opset_version=18)  # fmt: skip
