@@ -3,6 +3,7 @@ the command starts without torch and only ``cnn train`` / ``cnn export`` need it
 
     cnn train lenet5                      # full Fashion-MNIST run, exports runs/lenet5.onnx
     cnn export runs/lenet5.pt --out exported/lenet5.onnx
+    cnn bisect exported/lenet5.onnx       # the first node where numba and onnxruntime differ
 
 Errors meant for people print one line on stderr and exit with code 2;
 ``--debug`` shows the traceback instead.
@@ -62,6 +63,25 @@ def _cmd_export(args: argparse.Namespace) -> int:
     report = export_checkpoint(args.checkpoint, args.out, data_dir=args.data_dir)
     print(f"wrote {report.path} ({report.size_bytes / 1e6:.1f} MB)")
     return 0
+
+
+def _cmd_bisect(args: argparse.Namespace) -> int:
+    from runtime.bisect import bisect_backends
+
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    report = bisect_backends(args.model, backends, atol=args.atol, batch=args.batch, seed=args.seed)
+    print(f"{'#':>4}  {'node':<28} {'op':<20} max |{backends[0]} - {backends[1]}|")
+    for row in report.nodes:
+        print(row.row)
+    bad = report.first_bad
+    if bad is None:
+        print(f"the backends agree on all {len(report.nodes)} node outputs within {args.atol:g}")
+        return 0
+    print(
+        f"first difference: node {bad.node!r} ({bad.op_type}), output {bad.output!r}, "
+        f"max abs diff {bad.max_abs_diff:.3g} > {args.atol:g}"
+    )
+    return 1
 
 
 def _positive_int(text: str) -> int:
@@ -174,6 +194,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", default=None, help="where the test images are (default: searched as in train)"
     )
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser(
+        "bisect",
+        help="run two backends node by node and report the first node that differs",
+        formatter_class=_Formatter,
+        epilog="example:\n  cnn bisect exported/lenet5.onnx --backends numba,onnxruntime",
+    )
+    p.add_argument("model", help="an ONNX file")
+    p.add_argument(
+        "--backends", default="numba,onnxruntime", help="two backends (default: %(default)s)"
+    )
+    p.add_argument("--atol", type=float, default=1e-4, help="tolerance (default: %(default)s)")
+    p.add_argument("--batch", type=_positive_int, default=1, help="batch size of the random input")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random input (default: 0)")
+    p.set_defaults(func=_cmd_bisect)
     return parser
 
 

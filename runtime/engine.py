@@ -94,7 +94,10 @@ def _make_step(node: Node, opset: int) -> Step:
     version = resolve(node.op_type, opset)
     assert version is not None  # check_supported ran first
     kw, required, wants_n = _signature(version.fn)
-    unknown = sorted(set(node.attrs) - kw)
+    takes_any = any(
+        p.kind == p.VAR_KEYWORD for p in inspect.signature(version.fn).parameters.values()
+    )
+    unknown = [] if takes_any else sorted(set(node.attrs) - kw)
     if unknown:
         raise errors.InvalidAttributeError(
             f"{node.describe()}: unknown attribute(s) {unknown} for {node.op_type} "
@@ -258,16 +261,18 @@ def _fuse(steps: list[Step], constants: dict[str, np.ndarray], outputs: set[str]
 class NumbaEngine:
     """Executes one graph. Thread-safe: runs share only immutable plans and constants."""
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, *, optimize: bool = True) -> None:
+        """``optimize=False`` keeps one step per node (bisection compares every node)."""
         check_supported(graph)
         self.graph = graph
         self.output_names = tuple(o.name for o in graph.outputs)
         outputs = set(self.output_names)
         constants = dict(graph.initializers)
         steps = [_make_step(n, graph.opset) for n in graph.nodes]
-        steps = _fold_constants(steps, constants)
-        steps = _remove_identities(steps, outputs)
-        steps = _fuse(steps, constants, outputs)
+        if optimize:
+            steps = _fold_constants(steps, constants)
+            steps = _remove_identities(steps, outputs)
+            steps = _fuse(steps, constants, outputs)
         self.steps: tuple[Step, ...] = tuple(steps)
         self.constants = constants
         self._plans: dict[tuple, Plan] = {}
@@ -319,7 +324,7 @@ class NumbaEngine:
         return [env[n] for n in output_names]
 
     def run_all(self, feeds: Mapping[str, np.ndarray]) -> list[tuple[Step, dict]]:
-        """Every step with the tensors it produced, unoptimised order (for bisection)."""
+        """Every step with the tensors it produced, in order (for bisection)."""
         env: dict[str, np.ndarray] = {**self.constants, **feeds}
         trace = []
         for step in self.steps:
