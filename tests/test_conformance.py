@@ -87,7 +87,6 @@ EXCLUDED = {
     r"^test_cast_.*(STRING|BFLOAT16|FLOAT8|FLOAT4|INT4|UINT4|INT2|UINT2)": (
         "string, bfloat16 and sub-byte float/int types"
     ),
-    r"^test_cast_.*FLOAT16": "float16 rounding rules differ from numpy's",
     r"^test_batchnorm_.*training_mode": "training-mode BatchNormalization: inference only",
     r"^test_maxpool_2d_uint8": "integer pooling: the pool kernels are float32",
     r"^test_softmax_(functional_dim3|lastdim)": "converted at opset 6; the engine starts at 7",

@@ -219,6 +219,7 @@ def test_unknown_backend_and_missing_cuda():
 # ------------------------------------------------------------------- concurrency, memory
 
 
+@pytest.mark.slow
 def test_eight_threads_match_serial(lenet):
     rng = np.random.default_rng(0)
     batches = [rng.random((b, 1, 28, 28), dtype=np.float32) for b in (1, 3, 8, 1, 5, 8, 2, 7)]
@@ -238,6 +239,7 @@ def test_eight_threads_match_serial(lenet):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.slow
 def test_repeated_runs_do_not_grow_memory(lenet):
     import resource
 

@@ -116,6 +116,7 @@ def test_split_attribute_then_input(tmp_path):
         _compare(m, feeds)
 
 
+@pytest.mark.slow
 def test_lenet5_full_test_set_matches_onnxruntime(fashion_dir):
     from training.data import load_dataset
 

@@ -24,12 +24,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from runtime.kernels.jit import kernel
 
 ACTIVATIONS = {None: 0, "Relu": 1, "LeakyRelu": 2, "Tanh": 3, "Sigmoid": 4}
 
 
-@njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def _im2col(
     x, cols, n0, nb, kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw, od_, oh_, ow_
 ):  # pragma: no cover
@@ -61,7 +63,7 @@ def _im2col(
                             cols[r, base + ow] = 0.0
 
 
-@njit(cache=True, inline="always")
+@kernel(inline="always")
 def _activate(v, act, alpha):  # pragma: no cover
     if act == 1:
         return v if v > 0.0 else 0.0
@@ -77,7 +79,7 @@ def _activate(v, act, alpha):  # pragma: no cover
     return v
 
 
-@njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def _epilogue(y, out, n0, bias, act, alpha, scale, shift):  # pragma: no cover
     M, nb, S = y.shape
     for job in prange(nb * M):

@@ -13,10 +13,12 @@ the padded extent (average).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from runtime.kernels.jit import kernel
 
 
-@njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def _max_pool3d(x, out, idx, kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw):  # pragma: no cover
     planes, D, H, W = x.shape
     _, OD, OH, OW = out.shape
@@ -47,7 +49,7 @@ def _max_pool3d(x, out, idx, kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw):  #
                     idx[p, od, oh, ow] = best_i
 
 
-@njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def _avg_pool3d(
     x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw, ed, eh, ew, include_pad
 ):  # pragma: no cover
@@ -84,7 +86,7 @@ def _avg_pool3d(
                     out[p, od, oh, ow] = total / div if div > 0 else 0.0
 
 
-@njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def _global_pool(x, out, use_max):  # pragma: no cover
     """x: (planes, S) -> out: (planes,), mean or max over S."""
     planes, S = x.shape

@@ -1,0 +1,56 @@
+"""Compiled kernels are cached for the next process; no cache location is not fatal."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime.kernels import jit
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(
+    os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="NUMBA_DISABLE_JIT=1: nothing is compiled"
+)
+
+PROBE = """
+import json, numpy as np, runtime
+from runtime.kernels import conv, pool
+s = runtime.InferenceSession("exported/lenet5.onnx")
+s.run(None, {"input": np.zeros((2, 1, 28, 28), np.float32)})
+ks = [conv._im2col, conv._epilogue, pool._avg_pool3d]
+print(json.dumps({"hits": sum(sum(k.stats.cache_hits.values()) for k in ks),
+                  "misses": sum(sum(k.stats.cache_misses.values()) for k in ks)}))
+"""
+
+
+@pytest.mark.slow
+def test_second_process_loads_the_kernels_from_the_cache(tmp_path):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    runs = []
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, text=True,
+                             capture_output=True, timeout=300)  # fmt: skip
+        assert out.returncode == 0, out.stderr[-2000:]
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert runs[0]["misses"] == 3 and runs[0]["hits"] == 0  # compiled, then written
+    assert runs[1]["hits"] == 3 and runs[1]["misses"] == 0  # loaded, nothing compiled
+    assert list((tmp_path / "numba").rglob("*.nbi"))
+
+
+def test_no_cache_location_compiles_anyway(monkeypatch):
+    monkeypatch.setattr(jit, "_warned", False)
+    namespace: dict = {}
+    # A function made by exec has no source file, so numba finds no place to cache it.
+    exec("def triple(x):\n    return 3 * x\n", namespace)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fn = jit.kernel()(namespace["triple"])
+    assert fn(np.float32(2.0)) == 6.0
+    assert len(caught) == 1 and "no writable numba cache location" in str(caught[0].message)
