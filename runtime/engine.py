@@ -59,6 +59,8 @@ class Plan:
     steps: list[Step]
     constants: dict[str, np.ndarray]
     release: list[tuple[str, ...]]  # after step i, drop these tensors
+    out_slots: list[tuple[int | None, ...] | None]  # step i writes output j into slot k
+    slot_specs: list[tuple[tuple[int, ...], np.dtype]]  # shape and dtype of each slot
 
 
 # ------------------------------------------------------------------ building steps
@@ -114,13 +116,18 @@ def _make_step(node: Node, opset: int) -> Step:
     return Step(node, version.fn, node.inputs, node.outputs, attrs)
 
 
-def call_step(step: Step, env: Mapping[str, np.ndarray]) -> tuple[np.ndarray, ...]:
-    """Run one step on ``env``; errors get the node's name in front."""
+def call_step(
+    step: Step, env: Mapping[str, np.ndarray], out: tuple | None = None
+) -> tuple[np.ndarray, ...]:
+    """Run one step on ``env`` (``out``: planned buffers); errors get the node's name."""
     args = [env[name] if name else None for name in step.inputs]
     while args and args[-1] is None:
         args.pop()
     try:
-        result = step.fn(*args, **step.attrs)
+        if out is None:
+            result = step.fn(*args, **step.attrs)
+        else:
+            result = step.fn(*args, **step.attrs, _out=out)
     except TYPED_ERRORS as exc:
         raise type(exc)(f"{step.node.describe()}: {exc}") from None
     except (ValueError, TypeError, IndexError) as exc:
@@ -187,13 +194,71 @@ def _bn_params(step: Step, constants: Mapping[str, np.ndarray]):
     return bn_scale_shift(*(constants[n] for n in names), step.attrs.get("epsilon", 1e-5))
 
 
-def _conv_fn(x, w, b=None, **attrs):
-    return conv_forward(x, w, b, **attrs)
+def _conv_fn(x, w, b=None, _out=None, **attrs):
+    return conv_forward(x, w, b, _out=_out, **attrs)
 
 
-def _gemm_relu(a, b, c=None, **attrs):
-    y = gemm(a, b, c, **attrs)
+def _gemm_relu(a, b, c=None, _out=None, **attrs):
+    y = gemm(a, b, c, _out=_out, **attrs)
     return np.maximum(y, 0, out=y)
+
+
+def _writes_out(fn: Callable) -> bool:
+    return "_out" in inspect.signature(fn).parameters
+
+
+def _plan_buffers(
+    steps: list[Step], env: Mapping[str, np.ndarray], fixed: set[str], wanted: set[str]
+) -> tuple[list[tuple[int | None, ...] | None], list[tuple[tuple[int, ...], np.dtype]]]:
+    """Give each intermediate tensor a reusable buffer slot, by liveness.
+
+    A tensor that is a view of another (Reshape, Flatten...) shares its root's
+    buffer, which then lives until the view's last use. Roots behind a graph output,
+    a feed or a constant are never planned: outputs are fresh arrays for the caller.
+    """
+    root: dict[str, str] = {}
+    for step in steps:
+        for o in step.outputs:
+            if not o:
+                continue
+            root[o] = o
+            for i in step.inputs:
+                if i and i in env and np.shares_memory(env[o], env[i]):
+                    root[o] = root.get(i, i)
+    last: dict[str, int] = {}
+    for k, step in enumerate(steps):
+        for i in step.inputs:
+            if i:
+                last[root.get(i, i)] = k
+    blocked = {root.get(n, n) for n in wanted} | fixed
+    free: dict[tuple, list[int]] = {}
+    specs: list[tuple[tuple[int, ...], np.dtype]] = []
+    slot_of: dict[str, int] = {}
+    out_slots: list[tuple[int | None, ...] | None] = []
+    for k, step in enumerate(steps):
+        for name, slot in list(slot_of.items()):
+            if last.get(name, -1) < k:  # died before this step: its slot is free again
+                free.setdefault(specs[slot], []).append(slot)
+                del slot_of[name]
+        if not _writes_out(step.fn):
+            out_slots.append(None)
+            continue
+        row: list[int | None] = []
+        for o in step.outputs:
+            if not o or root.get(o) != o or o in blocked or o not in last:
+                row.append(None)
+                continue
+            spec = (env[o].shape, env[o].dtype)
+            pool = free.get(spec)
+            if pool:
+                slot = pool.pop()
+            else:
+                slot = len(specs)
+                specs.append(spec)
+            slot_of[o] = slot
+            row.append(slot)
+        out_slots.append(tuple(row) if any(s is not None for s in row) else None)
+    return out_slots, specs
 
 
 def _fuse(steps: list[Step], constants: dict[str, np.ndarray], outputs: set[str]) -> list[Step]:
@@ -277,6 +342,7 @@ class NumbaEngine:
         self.constants = constants
         self._plans: dict[tuple, Plan] = {}
         self._lock = threading.Lock()
+        self._local = threading.local()
 
     # A plan is specific to the shapes of the feeds.
     def _key(self, feeds: Mapping[str, np.ndarray]) -> tuple:
@@ -305,7 +371,8 @@ class NumbaEngine:
         for name, i in last_use.items():
             if name not in wanted:
                 release[i].append(name)
-        plan = Plan(kept, constants, [tuple(r) for r in release])
+        out_slots, specs = _plan_buffers(kept, env, set(constants) | set(feeds), wanted)
+        plan = Plan(kept, constants, [tuple(r) for r in release], out_slots, specs)
         return plan, env
 
     def run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str]) -> list[np.ndarray]:
@@ -316,12 +383,24 @@ class NumbaEngine:
             with self._lock:
                 self._plans.setdefault(key, plan)
             return [env[n] for n in output_names]
+        arena = self._arena(key, plan)
         env = {**plan.constants, **feeds}
-        for step, dead in zip(plan.steps, plan.release, strict=True):
-            _store(step, call_step(step, env), env)
+        for step, dead, slots in zip(plan.steps, plan.release, plan.out_slots, strict=True):
+            out = None if slots is None else tuple(None if s is None else arena[s] for s in slots)
+            _store(step, call_step(step, env, out), env)
             for name in dead:
                 env.pop(name, None)
         return [env[n] for n in output_names]
+
+    def _arena(self, key: tuple, plan: Plan) -> list[np.ndarray]:
+        """This thread's buffers for ``plan``: threads never share a buffer."""
+        arenas = getattr(self._local, "arenas", None)
+        if arenas is None:
+            arenas = self._local.arenas = {}
+        arena = arenas.get(key)
+        if arena is None:
+            arena = arenas[key] = [np.empty(shape, dtype) for shape, dtype in plan.slot_specs]
+        return arena
 
     def run_all(self, feeds: Mapping[str, np.ndarray]) -> list[tuple[Step, dict]]:
         """Every step with the tensors it produced, in order (for bisection)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from functools import lru_cache
 
 import numpy as np
@@ -39,6 +40,30 @@ def check_size(shape: tuple[int, ...], dtype: np.dtype | type, what: str) -> Non
         )
 
 
-def allocate(shape: tuple[int, ...], dtype: np.dtype | type, what: str) -> np.ndarray:
+def allocate(
+    shape: tuple[int, ...], dtype: np.dtype | type, what: str, out: np.ndarray | None = None
+) -> np.ndarray:
+    """A new array, or ``out`` (a planned buffer) when it has this shape and dtype."""
+    if out is not None and out.shape == tuple(shape) and out.dtype == np.dtype(dtype):
+        return out
     check_size(shape, dtype, what)
     return np.empty(shape, dtype)
+
+
+_scratch = threading.local()
+
+
+def scratch(key: str, shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
+    """A per-thread work array kept between calls, so repeated runs allocate none."""
+    store = getattr(_scratch, "arrays", None)
+    if store is None:
+        store = _scratch.arrays = {}
+    count = 1
+    for d in shape:
+        count *= int(d)
+    need = count * np.dtype(dtype).itemsize
+    flat = store.get(key)
+    if flat is None or flat.nbytes < need:
+        check_size(tuple(shape), dtype, key)
+        flat = store[key] = np.empty(need, np.uint8)
+    return flat[:need].view(dtype).reshape(shape)

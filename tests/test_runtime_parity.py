@@ -22,12 +22,15 @@ def _r(*shape):
 
 def _compare(model: bytes, feeds, rtol=1e-5, atol=1e-5):
     want = run_ort(model, feeds)
-    got = InferenceSession(model, backend="numba").run(None, feeds)
-    assert len(got) == len(want)
-    for g, w in zip(got, want, strict=True):
-        assert g.shape == w.shape
-        assert g.dtype == w.dtype
-        np.testing.assert_allclose(g, w, rtol=rtol, atol=atol)
+    sess = InferenceSession(model, backend="numba")
+    # The first run traces and plans; the second runs the cached plan with its buffers.
+    for _ in range(2):
+        got = sess.run(None, feeds)
+        assert len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            assert g.shape == w.shape
+            assert g.dtype == w.dtype
+            np.testing.assert_allclose(g, w, rtol=rtol, atol=atol)
 
 
 SINGLE_NODE = [
@@ -166,10 +169,35 @@ def test_alexnet_random_weights_matches_onnxruntime(alexnet_model, batch):
              for s in sess._impl.engine.steps]  # fmt: skip
     assert ("Conv", "Relu", True) in kinds  # ReLU and the BN after it are in the conv epilogue
     assert not any(k[0] == "BatchNormalization" for k in kinds)
-    (a,) = sess.run(None, {"input": x})
     (b,) = InferenceSession(alexnet_model, backend="onnxruntime").run(None, {"input": x})
-    assert a.shape == b.shape == (batch, 10)
-    assert float(np.abs(a - b).max()) <= 1e-4
+    for _ in range(2):  # traced, then planned
+        (a,) = sess.run(None, {"input": x})
+        assert a.shape == b.shape == (batch, 10)
+        assert float(np.abs(a - b).max()) <= 1e-4
+    assert _allocated_per_run(sess, {"input": x}) < a.nbytes + 64 * 1024
+
+
+def _allocated_per_run(sess, feeds) -> int:
+    """Peak bytes allocated by one warm run (numpy reports its buffers to tracemalloc)."""
+    import tracemalloc
+
+    sess.run(None, feeds)  # traces and plans
+    sess.run(None, feeds)  # allocates this thread's buffers for the plan
+    tracemalloc.start()
+    try:
+        sess.run(None, feeds)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_repeated_run_allocates_only_its_outputs():
+    sess = InferenceSession(LENET)
+    x = np.random.default_rng(0).random((64, 1, 28, 28), dtype=np.float32)
+    out_bytes = 64 * 10 * 4
+    peak = _allocated_per_run(sess, {"input": x})
+    # Without planned buffers one run allocates ~2 MB here (conv outputs, im2col).
+    assert peak < out_bytes + 64 * 1024, peak
 
 
 def test_runtime_does_not_import_torch():

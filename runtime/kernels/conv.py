@@ -27,6 +27,7 @@ import numpy as np
 from numba import prange
 
 from runtime.kernels.jit import kernel
+from runtime.memory import scratch
 
 ACTIVATIONS = {None: 0, "Relu": 1, "LeakyRelu": 2, "Tanh": 3, "Sigmoid": 4}
 
@@ -127,8 +128,9 @@ def conv3d_im2col(
     nb_max = max(1, COLS_BUDGET // max(1, C * kd * kh * kw * plane))
     for n0 in range(0, N, nb_max):
         nb = min(nb_max, N - n0)
-        cols = np.empty((C * kd * kh * kw, nb * plane), np.float32)
+        cols = scratch("conv.cols", (C * kd * kh * kw, nb * plane), np.float32)
         _im2col(x, cols, n0, nb, kd, kh, kw, *strides, *pads, *dilations, od_, oh_, ow_)
-        y = np.matmul(wg, cols.reshape(group, k, nb * plane))  # (G, M/G, nb*S)
+        y = scratch("conv.gemm", (group, M // group, nb * plane), np.float32)
+        np.matmul(wg, cols.reshape(group, k, nb * plane), out=y)  # (G, M/G, nb*S)
         _epilogue(y.reshape(M, nb, plane), out3, n0, bias, act, np.float32(alpha), scale, shift)
     return out

@@ -69,9 +69,15 @@ def sum_(*inputs):
     return np.array(out, copy=True) if out is inputs[0] else out
 
 
+def _unary_out(x: np.ndarray, planned: tuple | None) -> np.ndarray | None:
+    """The planned buffer for an output shaped like ``x``, if the plan gave one."""
+    out = planned[0] if planned else None
+    return out if out is not None and out.shape == x.shape and out.dtype == x.dtype else None
+
+
 @register("Relu", since=6)
-def relu(x):
-    return np.maximum(x, x.dtype.type(0))
+def relu(x, *, _out=None):
+    return np.maximum(x, x.dtype.type(0), out=_unary_out(x, _out))
 
 
 @register("LeakyRelu", since=6)
@@ -80,8 +86,8 @@ def leaky_relu(x, *, alpha=0.01):
 
 
 @register("Tanh", since=6)
-def tanh(x):
-    return np.tanh(x)
+def tanh(x, *, _out=None):
+    return np.tanh(x, out=_unary_out(x, _out))
 
 
 @register("Sigmoid", since=6)

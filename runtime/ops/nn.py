@@ -12,6 +12,7 @@ import numpy as np
 from runtime.errors import InvalidAttributeError, ShapeError
 from runtime.kernels import conv as conv_kernels
 from runtime.kernels import pool as pool_kernels
+from runtime.memory import allocate, scratch
 from runtime.ops.registry import register
 
 AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
@@ -107,6 +108,7 @@ def conv_forward(
     alpha=0.01,
     post_scale=None,
     post_shift=None,
+    _out=None,
 ):
     """Conv, with the fused extras the planner uses (activation, then scale and shift)."""
     x = _float32("Conv", "X", x)
@@ -137,9 +139,7 @@ def conv_forward(
         "Conv", x.shape[2:], kernel, auto_pad=auto_pad, pads=pads, strides=strides,
         dilations=dilations,
     )  # fmt: skip
-    from runtime.memory import allocate
-
-    out = allocate((n, m, *out_sp), np.float32, "Conv output")
+    out = allocate((n, m, *out_sp), np.float32, "Conv output", _out and _out[0])
     conv_kernels.conv3d_im2col(
         _as5d(x),
         _as5d(w),
@@ -159,9 +159,10 @@ def conv_forward(
 
 @register("Conv", since=1)
 def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
-         pads=None, strides=None):  # fmt: skip
+         pads=None, strides=None, _out=None):  # fmt: skip
     return conv_forward(x, w, b, auto_pad=auto_pad, dilations=dilations, group=group,
-                        kernel_shape=kernel_shape, pads=pads, strides=strides)  # fmt: skip
+                        kernel_shape=kernel_shape, pads=pads, strides=strides,
+                        _out=_out)  # fmt: skip
 
 
 def _pool_setup(op, x, kernel_shape, auto_pad, pads, strides, dilations, ceil_mode):
@@ -181,7 +182,7 @@ def _pool_setup(op, x, kernel_shape, auto_pad, pads, strides, dilations, ceil_mo
 
 @register("MaxPool", since=1)
 def max_pool(x, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None,
-             pads=None, storage_order=0, strides=None):  # fmt: skip
+             pads=None, storage_order=0, strides=None, _out=None):  # fmt: skip
     if storage_order not in (0, 1):
         raise InvalidAttributeError(f"MaxPool: storage_order {storage_order}: expected 0 or 1")
     x, out_sp, begin, _, st, dil = _pool_setup(
@@ -189,11 +190,16 @@ def max_pool(x, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=
     )
     n, c = x.shape[:2]
     x5 = _as5d(x).reshape(n * c, *_as5d(x).shape[2:])
-    out = np.empty((n * c, *_to3d(out_sp, 1)), np.float32)
-    idx = np.empty(out.shape, np.int64)
+    shape = (n, c, *out_sp)
+    y = allocate(shape, np.float32, "MaxPool output", _out and _out[0])
+    if _out and (len(_out) < 2 or _out[1] is None):  # planned run, indices not wanted
+        idx = scratch("maxpool.indices", shape, np.int64)
+    else:
+        idx = allocate(shape, np.int64, "MaxPool indices", _out and _out[1])
+    out = y.reshape(n * c, *_to3d(out_sp, 1))
     pool_kernels._max_pool3d(
-        x5, out, idx, *_to3d(list(kernel_shape), 1), *_to3d(st, 1), *_to3d(begin, 0),
-        *_to3d(dil, 1),
+        x5, out, idx.reshape(out.shape), *_to3d(list(kernel_shape), 1), *_to3d(st, 1),
+        *_to3d(begin, 0), *_to3d(dil, 1),
     )  # fmt: skip
     if storage_order == 1:
         # Column-major indices: the same element, counted with the last axis slowest.
@@ -202,25 +208,25 @@ def max_pool(x, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=
         coords = np.unravel_index(flat, sp)
         col = np.ravel_multi_index(coords[::-1], sp[::-1])
         idx = idx - flat + col
-    shape = (n, c, *out_sp)
-    return out.reshape(shape), idx.reshape(shape)
+    return y, idx
 
 
 @register("AveragePool", since=1)
 def average_pool(x, *, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, dilations=None,
-                 kernel_shape=None, pads=None, strides=None):  # fmt: skip
+                 kernel_shape=None, pads=None, strides=None, _out=None):  # fmt: skip
     x, out_sp, begin, end, st, dil = _pool_setup(
         "AveragePool", x, kernel_shape, auto_pad, pads, strides, dilations, ceil_mode
     )
     n, c = x.shape[:2]
     x5 = _as5d(x).reshape(n * c, *_as5d(x).shape[2:])
     extent = [i + b + e for i, b, e in zip(x.shape[2:], begin, end, strict=True)]
-    out = np.empty((n * c, *_to3d(out_sp, 1)), np.float32)
+    y = allocate((n, c, *out_sp), np.float32, "AveragePool output", _out and _out[0])
+    out = y.reshape(n * c, *_to3d(out_sp, 1))
     pool_kernels._avg_pool3d(
         x5, out, *_to3d(list(kernel_shape), 1), *_to3d(st, 1), *_to3d(begin, 0),
         *_to3d(dil, 1), *_to3d(extent, 1), bool(count_include_pad),
     )  # fmt: skip
-    return out.reshape(n, c, *out_sp)
+    return y
 
 
 def _global_pool(op: str, x: np.ndarray, use_max: bool) -> np.ndarray:
@@ -291,7 +297,7 @@ def lrn(x, *, alpha=0.0001, beta=0.75, bias=1.0, size):
 
 
 @register("Gemm", since=7)
-def gemm(a, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0):  # noqa: N803
+def gemm(a, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0, _out=None):  # noqa: N803
     if a.ndim != 2 or b.ndim != 2:
         raise ShapeError(f"Gemm: A and B must be 2-D, received {a.shape} and {b.shape}")
     a = a.T if transA else a
@@ -301,16 +307,19 @@ def gemm(a, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0):  # noqa: N80
             f"Gemm: inner dimensions differ: A' is {a.shape}, B' is {b.shape} "
             f"(transA={transA}, transB={transB})"
         )
-    y = np.dot(a, b)
+    y = allocate((a.shape[0], b.shape[1]), np.result_type(a, b), "Gemm output", _out and _out[0])
+    np.dot(a, b, out=y)
     if alpha != 1.0:
-        y = y * a.dtype.type(alpha)
+        y *= a.dtype.type(alpha)
     if c is not None and beta != 0.0:
         try:
             np.broadcast_shapes(c.shape, y.shape)
         except ValueError:
             raise ShapeError(f"Gemm: C {c.shape} does not broadcast to {y.shape}") from None
-        y = y + (c * c.dtype.type(beta) if beta != 1.0 else c)
-    return y.astype(a.dtype, copy=False)
+        if np.broadcast_shapes(c.shape, y.shape) != y.shape:
+            raise ShapeError(f"Gemm: C {c.shape} does not broadcast to {y.shape}")
+        y += c * c.dtype.type(beta) if beta != 1.0 else c
+    return y
 
 
 @register("MatMul", since=1)
@@ -327,11 +336,15 @@ def matmul(a, b):
         raise ShapeError(f"MatMul: A {a.shape} and B {b.shape}: {exc}") from None
 
 
-def _softmax(x: np.ndarray, axis: int, log: bool) -> np.ndarray:
-    shifted = x - np.max(x, axis=axis, keepdims=True)
-    e = np.exp(shifted)
-    s = np.sum(e, axis=axis, keepdims=True)
-    return (shifted - np.log(s)) if log else e / s
+def _softmax(x: np.ndarray, axis: int, log: bool, out: np.ndarray | None = None) -> np.ndarray:
+    y = allocate(x.shape, x.dtype, "Softmax output", out)
+    np.subtract(x, np.max(x, axis=axis, keepdims=True), out=y)
+    if log:
+        y -= np.log(np.sum(np.exp(y), axis=axis, keepdims=True))
+        return y
+    np.exp(y, out=y)
+    y /= np.sum(y, axis=axis, keepdims=True)
+    return y
 
 
 def _softmax_axis(op: str, x: np.ndarray, axis: int) -> int:
@@ -353,8 +366,8 @@ def softmax_1(x, *, axis=1):
 
 
 @register("Softmax", since=13)
-def softmax_13(x, *, axis=-1):
-    return _softmax(x, _softmax_axis("Softmax", x, axis), False)
+def softmax_13(x, *, axis=-1, _out=None):
+    return _softmax(x, _softmax_axis("Softmax", x, axis), False, _out and _out[0])
 
 
 @register("LogSoftmax", since=1)

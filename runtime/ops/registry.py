@@ -3,7 +3,9 @@
 An op is a plain function. Its positional parameters are the node's inputs (numpy
 arrays, ``None`` for an omitted optional input) and its keyword parameters are the
 ONNX attribute names with the ONNX defaults. It returns one array or a tuple.
-``since`` is the first default-domain opset version whose semantics the function
+An op may also take ``_out``: a tuple with one planned buffer (or None) per node
+output, which it writes into when shape and dtype fit, so that repeated runs
+allocate nothing. ``since`` is the first default-domain opset version whose semantics the function
 implements; a model gets the newest version not newer than its opset.
 """
 
