@@ -224,3 +224,40 @@ def test_session_api_mirrors_onnxruntime():
     assert (out.name, out.shape[1:]) == ("probabilities", [10])
     assert s.get_modelmeta().custom_metadata_map["dataset"] == "fashion-mnist"
     assert runtime.BACKENDS == ("numba", "onnxruntime", "onnxruntime-cuda")
+
+
+def test_thread_count_does_not_change_results():
+    x = np.random.default_rng(3).random((16, 1, 28, 28), dtype=np.float32)
+    one = InferenceSession(LENET, threads=1).run(None, {"input": x})[0]
+    two = InferenceSession(LENET, threads=2).run(None, {"input": x})[0]
+    np.testing.assert_allclose(one, two, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="threads: expected a positive integer"):
+        InferenceSession(LENET, threads=0)
+
+
+def test_conv_then_batchnorm_folds_into_the_weights():
+    from onnx import TensorProto, helper, numpy_helper
+    from onnx_helpers import chain_model
+
+    rng = np.random.default_rng(4)
+    inits = {
+        "w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+        "b": rng.standard_normal(4).astype(np.float32),
+        "s": rng.uniform(0.5, 1.5, 4).astype(np.float32),
+        "t": rng.standard_normal(4).astype(np.float32),
+        "m": rng.standard_normal(4).astype(np.float32),
+        "v": rng.uniform(0.5, 2.0, 4).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c", "s", "t", "m", "v"], ["y"], epsilon=1e-3),
+    ]
+    model = chain_model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4, 8, 8])],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    sess = InferenceSession(model)
+    assert [s.op_type for s in sess._impl.engine.steps] == ["Conv"]  # BN is in the weights
+    _compare(model, {"x": rng.standard_normal((2, 3, 8, 8)).astype(np.float32)}, atol=1e-4)
