@@ -3,6 +3,7 @@ the command starts without torch and only ``cnn train`` / ``cnn export`` need it
 
     cnn train lenet5                      # full Fashion-MNIST run, exports runs/lenet5.onnx
     cnn export runs/lenet5.pt --out exported/lenet5.onnx
+    cnn summary exported/lenet5.onnx      # layers, shapes, parameters, MACs, metadata
     cnn bisect exported/lenet5.onnx       # the first node where numba and onnxruntime differ
 
 Errors meant for people print one line on stderr and exit with code 2;
@@ -62,6 +63,25 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     report = export_checkpoint(args.checkpoint, args.out, data_dir=args.data_dir)
     print(f"wrote {report.path} ({report.size_bytes / 1e6:.1f} MB)")
+    return 0
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    import json
+
+    from runtime.summary import summarize
+
+    summary = summarize(args.model)
+    print(summary.table())
+    meta = summary.metadata
+    for key in ("model", "dataset", "test_accuracy", "input_shape", "training_command"):
+        if key in meta:
+            print(f"{key}: {meta[key]}")
+    if "labels" in meta:
+        try:
+            print("labels: " + ", ".join(json.loads(meta["labels"])))
+        except (ValueError, TypeError):
+            print(f"labels: {meta['labels']}")
     return 0
 
 
@@ -194,6 +214,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", default=None, help="where the test images are (default: searched as in train)"
     )
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser(
+        "summary",
+        help="Keras-style table of a model: layers, output shapes, parameters, MACs",
+        formatter_class=_Formatter,
+        epilog="example:\n  cnn summary exported/lenet5.onnx",
+    )
+    p.add_argument("model", help="an ONNX file")
+    p.set_defaults(func=_cmd_summary)
 
     p = sub.add_parser(
         "bisect",
