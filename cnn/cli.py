@@ -132,6 +132,83 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 1,64, received {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive numbers, received {text!r}")
+    return values
+
+
+def _run_compare(model, backends, batch_sizes, *, dataset, data_dir, limit, json_path,
+                 plot_path, rounds=30):  # fmt: skip
+    import json
+
+    from runtime.compare import compare_backends, plot_throughput, render_table
+
+    rows = compare_backends(model, backends, batch_sizes, dataset=dataset, data_dir=data_dir,
+                            limit=limit, rounds=rounds)  # fmt: skip
+    print(render_table(rows))
+    if json_path:
+        from training.fileio import atomic_write
+
+        payload = {"model": str(model), "dataset": dataset, "rows": [r.as_dict() for r in rows]}
+        atomic_write(json_path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2) + "\n"))
+        print(f"wrote {json_path}")
+    if plot_path:
+        plot_throughput(rows, plot_path)
+        print(f"wrote {plot_path}")
+    return rows
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    _run_compare(args.model, backends, args.batch_sizes, dataset=args.dataset,
+                 data_dir=args.data_dir, limit=args.limit, json_path=args.json,
+                 plot_path=args.plot, rounds=args.rounds)  # fmt: skip
+    return 0
+
+
+def _cmd_pipeline(args: argparse.Namespace) -> int:
+    _need_torch("pipeline")
+    from pathlib import Path
+
+    from training.train import TrainConfig, train
+
+    out = Path(args.out)
+    made = []
+    lenet = train(TrainConfig(model="lenet5", dataset=args.dataset, data_dir=args.data_dir,
+                              out=str(out), epochs=args.lenet_epochs, subset=args.lenet_subset,
+                              command="cnn pipeline"))  # fmt: skip
+    made.append(("LeNet-5", lenet))
+    if args.alexnet_steps > 0:
+        alex = train(TrainConfig(model="alexnet", dataset=args.dataset, data_dir=args.data_dir,
+                                 out=str(out), max_steps=args.alexnet_steps,
+                                 subset=args.alexnet_subset, command="cnn pipeline"))  # fmt: skip
+        made.append(("AlexNet", alex))
+    comparisons = {}
+    for name, metrics in made:
+        model = metrics["model"]
+        small = model == "alexnet"
+        print(f"\ncomparing backends on {name} ({metrics['onnx']})")
+        comparisons[name] = _run_compare(
+            metrics["onnx"], ["numba", "onnxruntime"], [1, 8] if small else [1, 64],
+            dataset=args.dataset, data_dir=args.data_dir, limit=256 if small else None,
+            json_path=out / f"{model}.compare.json", plot_path=out / f"{model}.compare.png",
+            rounds=5 if small else 30,
+        )  # fmt: skip
+    print("\npipeline done:")
+    for name, metrics in made:
+        rows = comparisons[name]
+        worst = max(r.max_abs_diff for r in rows)
+        print(f"  {name}: test accuracy {metrics['test_accuracy']:.4f}, {metrics['onnx']}, "
+              f"numba vs onnxruntime max |diff| {worst:.2e}")  # fmt: skip
+    print(f"  everything is in {out}/ (checkpoints, metrics, curves, ONNX, comparisons)")
+    return 0
+
+
 def _cmd_bisect(args: argparse.Namespace) -> int:
     from runtime.bisect import bisect_backends
 
@@ -292,6 +369,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser(
+        "compare",
+        help="compare backends on a model: agreement on the test set, and speed",
+        formatter_class=_Formatter,
+        epilog="example:\n  cnn compare exported/lenet5.onnx --backends numba,onnxruntime "
+        "--batch-sizes 1,64 --json cmp.json --plot cmp.png",
+    )
+    p.add_argument("model", help="an ONNX file")
+    p.add_argument("--backends", default="numba,onnxruntime",
+                   help="the first is the reference (default: %(default)s)")  # fmt: skip
+    p.add_argument("--batch-sizes", type=_int_list, default=[1, 64], help="default: 1,64")
+    p.add_argument("--dataset", default="fashion-mnist", choices=sorted(DATASETS),
+                   help="whose test set (default: %(default)s)")  # fmt: skip
+    p.add_argument("--data-dir", default=None, help="as in cnn train")
+    p.add_argument("--limit", type=_positive_int, default=None,
+                   help="use the first N test images (default: all)")  # fmt: skip
+    p.add_argument("--rounds", type=_positive_int, default=30,
+                   help="timed calls per backend and batch (default: %(default)s)")  # fmt: skip
+    p.add_argument("--json", default=None, metavar="FILE", help="write the rows as JSON")
+    p.add_argument("--plot", default=None, metavar="FILE.png", help="write a throughput chart")
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser(
+        "pipeline",
+        help="the main job: train and export LeNet-5 and a short AlexNet, compare backends",
+        formatter_class=_Formatter,
+        epilog="example:\n  cnn pipeline --alexnet-steps 50",
+    )
+    p.add_argument("--out", default="runs", help="default: %(default)s")
+    p.add_argument("--dataset", default="fashion-mnist", choices=sorted(DATASETS),
+                   help="default: %(default)s")  # fmt: skip
+    p.add_argument("--data-dir", default=None, help="as in cnn train")
+    p.add_argument("--lenet-epochs", type=_positive_int, default=15, help="default: %(default)s")
+    p.add_argument("--lenet-subset", type=_positive_int, default=None,
+                   help="LeNet-5's images per split (default: all)")  # fmt: skip
+    p.add_argument("--alexnet-steps", type=int, default=50,
+                   help="AlexNet's CPU budget in steps of batch 64; 0 skips it "
+                   "(default: %(default)s)")  # fmt: skip
+    p.add_argument("--alexnet-subset", type=_positive_int, default=3200,
+                   help="AlexNet's images per split (default: %(default)s)")  # fmt: skip
+    p.set_defaults(func=_cmd_pipeline)
 
     p = sub.add_parser(
         "bisect",
