@@ -50,8 +50,8 @@ class Summary:
         widths = [max(len(row[i]) for row in [header, *body]) for i in range(5)]
         line = "  ".join(f"{{:<{w}}}" for w in widths)
         rule = "=" * (sum(widths) + 8)
-        out = [rule, line.format(*header), rule]
-        out += [line.format(*row) for row in body]
+        out = [rule, line.format(*header).rstrip(), rule]
+        out += [line.format(*row).rstrip() for row in body]
         out += [
             rule,
             f"Total params: {self.total_params:,}",
