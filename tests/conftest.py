@@ -66,3 +66,23 @@ def fashion_dir() -> Path:
         if os.environ.get("CI"):
             pytest.fail(f"CI must provide Fashion-MNIST: {exc}")
         pytest.skip(f"Fashion-MNIST not installed: {str(exc).splitlines()[0]}")
+
+
+def random_alexnet(seed: int = 0):
+    """An AlexNet in eval mode whose BatchNorm layers hold distinct random statistics.
+
+    (Fresh BN layers hold ones and zeros, which the exporter would store only once.)
+    """
+    import torch
+
+    from training.catalog import MODELS
+
+    torch.manual_seed(seed)
+    model = MODELS["alexnet"].build().eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return model

@@ -9,6 +9,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from conftest import random_alexnet
 
 from training.catalog import MODELS
 from training.export import ExportError, export_onnx
@@ -104,12 +105,7 @@ def test_export_checkpoint_command_path(trained, tmp_path, fashion_dir):
 
 def test_alexnet_export_with_batchnorm(tmp_path):
     """AlexNet with randomised BN statistics exports, checks, and matches torch to 1e-5."""
-    torch.manual_seed(0)
-    model = MODELS["alexnet"].build().eval()
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
+    model = random_alexnet()
     report = export_onnx(model, tmp_path / "alexnet.onnx", sample=torch.rand(2, 3, 227, 227),
                          metadata={"model": "alexnet"}, log=quiet)  # fmt: skip
     assert report.max_abs_diff <= 1e-5

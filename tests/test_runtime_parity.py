@@ -140,17 +140,11 @@ def test_lenet5_full_test_set_matches_onnxruntime(fashion_dir):
 @pytest.fixture(scope="module")
 def alexnet_model(tmp_path_factory):
     torch = pytest.importorskip("torch")
-    from training.catalog import MODELS
+    from conftest import random_alexnet
+
     from training.models import WithSoftmax
 
-    torch.manual_seed(0)
-    model = MODELS["alexnet"].build().eval()
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.2)
+    model = random_alexnet()
     path = tmp_path_factory.mktemp("alex") / "alexnet.onnx"
     wrapped = WithSoftmax(model).eval()
     torch.onnx.export(wrapped, (torch.rand(2, 3, 227, 227),), str(path), dynamo=True,

@@ -33,18 +33,12 @@ def test_summary_command_prints_table_and_metadata(capsys):
 @pytest.mark.slow
 def test_alexnet_summary_counts_bn_statistics_like_keras(tmp_path):
     torch = pytest.importorskip("torch")
+    from conftest import random_alexnet
+
     from training.export import export_onnx
-    from training.models import AlexNet
 
     path = tmp_path / "a.onnx"
-    model = AlexNet().eval()
-    # Fresh BN layers hold identical ones and zeros, which the exporter stores once;
-    # a trained model's statistics differ, as these random ones do.
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            for t in (m.weight.data, m.bias.data, m.running_mean, m.running_var):
-                t.uniform_(0.5, 1.5)
-    export_onnx(model, path, sample=torch.rand(2, 3, 227, 227), metadata={},
+    export_onnx(random_alexnet(), path, sample=torch.rand(2, 3, 227, 227), metadata={},
                 log=lambda *a: None)  # fmt: skip
     s = summarize(path)
     assert s.total_params == 58_327_818

@@ -24,25 +24,20 @@ def _same_type(op: str, a: np.ndarray, b: np.ndarray) -> None:
         raise ShapeError(f"{op}: inputs must share a type, received {a.dtype} and {b.dtype}")
 
 
-@register("Add", since=7)
-def add(a, b):
-    _same_type("Add", a, b)
-    _broadcast_check("Add", a, b)
-    return np.add(a, b)
+def _arithmetic(op_type: str, ufunc: np.ufunc) -> None:
+    """Register a same-type, broadcasting binary op (opset 7 on)."""
+
+    def op(a, b):
+        _same_type(op_type, a, b)
+        _broadcast_check(op_type, a, b)
+        return ufunc(a, b)
+
+    op.__name__ = op_type.lower()
+    register(op_type, since=7)(op)
 
 
-@register("Sub", since=7)
-def sub(a, b):
-    _same_type("Sub", a, b)
-    _broadcast_check("Sub", a, b)
-    return np.subtract(a, b)
-
-
-@register("Mul", since=7)
-def mul(a, b):
-    _same_type("Mul", a, b)
-    _broadcast_check("Mul", a, b)
-    return np.multiply(a, b)
+for _op_type, _ufunc in (("Add", np.add), ("Sub", np.subtract), ("Mul", np.multiply)):
+    _arithmetic(_op_type, _ufunc)
 
 
 @register("Div", since=7)
