@@ -440,6 +440,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CommandError, OSError, ValueError, RuntimeError, NotImplementedError) as exc:
         if args.debug:
             raise
-        message = str(exc).strip() or type(exc).__name__
+        # One line: a multi-line message (the dataset's list of ways) is folded with "; ".
+        lines = [line.strip(" *-") for line in str(exc).splitlines() if line.strip()]
+        message = "; ".join(lines) or type(exc).__name__
         print(f"cnn {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE

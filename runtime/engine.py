@@ -88,7 +88,7 @@ def check_supported(graph: Graph) -> None:
         raise errors.UnsupportedOpError(
             f"the numba backend does not implement {len(missing)} node(s) of this graph "
             f"(opset {graph.opset}): {listed}. Supported ops: {', '.join(supported_ops())}. "
-            "Use backend='onnxruntime' for this model."
+            "Use backend='onnxruntime' (cnn: --backend onnxruntime) for this model."
         )
 
 

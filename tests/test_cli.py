@@ -67,6 +67,7 @@ def test_dataset_not_found_says_how_to_get_it(tmp_path, monkeypatch, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "dataset 'mnist' not found" in err and "--data-dir" in err
+    assert err.count("\n") == 1  # one line for people, however long the list of ways
 
 
 @pytest.mark.slow
@@ -83,3 +84,33 @@ def test_console_script_trains_and_exports(tmp_path, fashion_dir):
     run = subprocess.run(export, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "max |torch - onnxruntime|" in run.stdout and (tmp_path / "x.onnx").is_file()
+
+
+@pytest.mark.parametrize(
+    "command", ["train", "export", "summary", "predict", "compare", "pipeline", "bisect"]
+)
+def test_every_subcommand_help_has_an_example(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    assert "example" in capsys.readouterr().out
+
+
+def test_not_onnx_and_unsupported_op_for_people(tmp_path, capsys):
+    import onnx
+    from onnx import TensorProto, helper
+
+    (tmp_path / "x.onnx").write_text("hello")
+    assert main(["summary", str(tmp_path / "x.onnx")]) == 2
+    assert "not an ONNX model" in capsys.readouterr().err
+    vi = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 1, 28, 28]) for n in "xy"]
+    graph = helper.make_graph([helper.make_node("Erf", ["x"], ["y"])], "g", vi[:1], vi[1:])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    onnx.save(model, tmp_path / "erf.onnx")
+    png = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.new("L", (28, 28)).save(png)
+    assert main(["predict", str(tmp_path / "erf.onnx"), str(png)]) == 2
+    err = capsys.readouterr().err
+    assert "Erf" in err and "--backend onnxruntime" in err and err.count("\n") == 1

@@ -86,8 +86,11 @@ def test_invert_changes_the_input(test_images, capsys):
 
 @pytest.mark.slow
 def test_console_script_predict_with_onnxruntime(test_images):
+    """The installed `cnn` script, end to end, on real test images saved as PNG."""
     paths, _, names = test_images
-    cmd = [sys.executable, "-m", "cnn", "predict", str(LENET), str(paths[0]), "--backend",
+    script = Path(sys.executable).parent / "cnn"
+    assert script.is_file(), f"the console script is not installed beside {sys.executable}"
+    cmd = [str(script), "predict", str(LENET), str(paths[0]), "--backend",
            "onnxruntime", "--top-k", "1"]  # fmt: skip
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
