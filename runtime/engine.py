@@ -39,6 +39,7 @@ TYPED_ERRORS = (
 )
 ACTIVATION_OPS = ("Relu", "LeakyRelu", "Tanh", "Sigmoid")
 REMOVABLE = ("Identity", "Dropout")
+MAX_PLANS = 16  # input shapes whose plans and buffers a session keeps
 
 
 @dataclass(frozen=True)
@@ -381,6 +382,8 @@ class NumbaEngine:
         if plan is None:
             plan, env = self._build_plan(feeds)
             with self._lock:
+                if len(self._plans) >= MAX_PLANS:  # many shapes: keep the newest ones
+                    self._plans.pop(next(iter(self._plans)))
                 self._plans.setdefault(key, plan)
             return [env[n] for n in output_names]
         arena = self._arena(key, plan)
@@ -399,6 +402,8 @@ class NumbaEngine:
             arenas = self._local.arenas = {}
         arena = arenas.get(key)
         if arena is None:
+            for stale in [k for k in arenas if k not in self._plans]:
+                del arenas[stale]  # the plan was evicted: so are its buffers
             arena = arenas[key] = [np.empty(shape, dtype) for shape, dtype in plan.slot_specs]
         return arena
 

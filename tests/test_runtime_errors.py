@@ -251,3 +251,16 @@ def test_repeated_runs_do_not_grow_memory(lenet):
         lenet.run(None, {"input": x})
     grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert grown_kb < 20_000, f"peak RSS grew by {grown_kb} KB over 2,000 runs"
+
+
+def test_plans_are_kept_for_a_bounded_number_of_shapes():
+    from runtime.engine import MAX_PLANS
+
+    sess = InferenceSession(LENET)
+    for batch in range(1, MAX_PLANS + 5):
+        x = np.zeros((batch, 1, 28, 28), np.float32)
+        for _ in range(2):  # plan, then run planned (and allocate this thread's buffers)
+            assert sess.run(None, {"input": x})[0].shape == (batch, 10)
+    engine = sess._impl.engine
+    assert len(engine._plans) == MAX_PLANS
+    assert set(engine._local.arenas) <= set(engine._plans)
