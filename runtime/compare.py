@@ -39,7 +39,7 @@ class CompareRow:
         return asdict(self)
 
 
-def test_inputs(
+def dataset_batches(
     recipe: Recipe, dataset: str, data_dir: str | None, limit: int | None, log=print
 ) -> tuple[Callable[[int, int], np.ndarray], np.ndarray]:
     """(batch maker, labels) for the dataset's test split, shaped for the model."""
@@ -96,7 +96,7 @@ def compare_backends(
     ref = sessions[backends[0]]
     (inp,) = ref.get_inputs()
     recipe = Recipe.from_metadata(ref.get_modelmeta().custom_metadata_map, inp.shape)
-    batch, labels = test_inputs(recipe, dataset, data_dir, limit, log=log)
+    batch, labels = dataset_batches(recipe, dataset, data_dir, limit, log=log)
 
     # Agreement on the whole (limited) test set, in chunks.
     outputs: dict[str, list[np.ndarray]] = {b: [] for b in backends}
