@@ -209,6 +209,44 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from runtime import bench
+
+    roof = bench.gemm_roof_gflops(args.gemm_size)
+    rows, starts = [], {}
+    models = [("lenet5", args.lenet, args.lenet_batches), ("alexnet", args.alexnet,
+              args.alexnet_batches)]  # fmt: skip
+    for name, path, batches in models:
+        if not path:
+            continue
+        if not Path(path).is_file():
+            print(f"cnn bench: {name} skipped: no file at {path} "
+                  f"(make it with: cnn train {name} --max-steps 1 --subset 64)")  # fmt: skip
+            continue
+        threads = [None] if args.no_single_thread else [None, 1]
+        rounds = args.rounds if name == "lenet5" else max(3, args.rounds // 4)
+        rows += bench.bench_model(path, batches, threads=threads, rounds=rounds, roof=roof,
+                                  name=name)  # fmt: skip
+        if not args.no_cold_start:
+            starts[name] = bench.cold_starts(path, max(batches))
+    if not rows:
+        raise CommandError("no model to benchmark: give --lenet and/or --alexnet files")
+    print(bench.render(rows, roof, starts))
+    if args.json:
+        from training.fileio import atomic_write
+
+        payload = json.dumps(bench.to_json(rows, roof, starts), indent=2) + "\n"
+        atomic_write(args.json, lambda tmp: tmp.write_text(payload))
+        print(f"wrote {args.json}")
+    if args.plot:
+        bench.plot(rows, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
 def _cmd_bisect(args: argparse.Namespace) -> int:
     from runtime.bisect import bisect_backends
 
@@ -411,6 +449,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alexnet-subset", type=_positive_int, default=3200,
                    help="AlexNet's images per split (default: %(default)s)")  # fmt: skip
     p.set_defaults(func=_cmd_pipeline)
+
+    p = sub.add_parser(
+        "bench",
+        help="benchmark the numba engine against onnxruntime (ratios, GFLOP/s, cold start)",
+        formatter_class=_Formatter,
+        epilog="example:\n  cnn bench --alexnet runs/alexnet.onnx --json benchmarks/results.json "
+        "--plot benchmarks/results.png",
+    )
+    p.add_argument("--lenet", default="exported/lenet5.onnx", help="default: %(default)s")
+    p.add_argument("--alexnet", default="runs/alexnet.onnx", help="default: %(default)s")
+    p.add_argument("--lenet-batches", type=_int_list, default=[1, 64, 1024],
+                   help="default: 1,64,1024")  # fmt: skip
+    p.add_argument("--alexnet-batches", type=_int_list, default=[1, 8, 32],
+                   help="default: 1,8,32")  # fmt: skip
+    p.add_argument("--rounds", type=_positive_int, default=20,
+                   help="timed calls per backend, AlexNet a quarter (default: 20)")  # fmt: skip
+    p.add_argument("--gemm-size", type=_positive_int, default=1024,
+                   help="n of the n x n GEMM roof (default: %(default)s)")  # fmt: skip
+    p.add_argument("--no-single-thread", action="store_true", help="skip the threads=1 rows")
+    p.add_argument("--no-cold-start", action="store_true", help="skip the fresh processes")
+    p.add_argument("--json", default=None, metavar="FILE", help="write the results as JSON")
+    p.add_argument("--plot", default=None, metavar="FILE.png", help="write a throughput chart")
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser(
         "bisect",

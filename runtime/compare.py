@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from runtime.bench import time_interleaved
 from runtime.images import Recipe
 from runtime.session import InferenceSession
 
@@ -118,18 +119,7 @@ def compare_backends(
         x = batch(0, bs)
         if len(x) < bs:
             x = np.concatenate([x] * (-(-bs // len(x))))[:bs]
-        times: dict[str, list[float]] = {b: [] for b in backends}
-        for _ in range(warmup):
-            for b in backends:
-                sessions[b].run(None, {inp.name: x})
-        bar = _bar(rounds * len(backends), f"speed, batch {bs}", progress)
-        for _ in range(rounds):
-            for b in backends:
-                t0 = time.perf_counter()
-                sessions[b].run(None, {inp.name: x})
-                times[b].append(time.perf_counter() - t0)
-                bar.update(1)
-        bar.close()
+        times = time_interleaved(sessions, {inp.name: x}, rounds, warmup)
         for b in backends:
             out = full[b]
             p50 = _percentile_ms(times[b], 50)
