@@ -84,7 +84,7 @@ def _ort_trace(source: bytes, graph: Graph, feeds: Mapping[str, np.ndarray]):
     return dict(zip(names, sess.run(names, dict(feeds)), strict=True))
 
 
-TRACERS = {"numba": "numba", "onnxruntime": "onnxruntime"}
+TRACEABLE = ("numba", "onnxruntime")
 
 
 def bisect_backends(
@@ -97,9 +97,9 @@ def bisect_backends(
     seed: int = 0,
 ) -> BisectReport:
     """Compare every node's outputs between two backends; see ``report.first_bad``."""
-    if len(backends) != 2 or any(b not in TRACERS for b in backends):
+    if len(backends) != 2 or any(b not in TRACEABLE for b in backends):
         raise BackendUnavailableError(
-            f"bisect compares two of {sorted(TRACERS)}, received {list(backends)}"
+            f"bisect compares two of {list(TRACEABLE)}, received {list(backends)}"
         )
     source = model if isinstance(model, bytes) else open(model, "rb").read()  # noqa: SIM115
     graph = load_graph(model)

@@ -10,7 +10,6 @@ rank or dimension is the same typed error whichever backend runs the model.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -177,7 +176,6 @@ class InferenceSession:
             self._impl = _OrtBackend(data, threads, cuda=backend == "onnxruntime-cuda")
         self._inputs = [_node_arg(i) for i in self.graph.inputs]
         self._outputs = [_node_arg(o) for o in self.graph.outputs]
-        self._lock = threading.Lock()
 
     def get_inputs(self) -> list[NodeArg]:
         return list(self._inputs)
