@@ -247,6 +247,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_warmup(args: argparse.Namespace) -> int:
+    from runtime.warmup import warmup
+
+    print(f"numba kernels compiled and cached in {warmup():.2f} s")
+    return 0
+
+
 def _cmd_bisect(args: argparse.Namespace) -> int:
     from runtime.bisect import bisect_backends
 
@@ -472,6 +479,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="FILE", help="write the results as JSON")
     p.add_argument("--plot", default=None, metavar="FILE.png", help="write a throughput chart")
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser(
+        "warmup",
+        help="compile every numba kernel ahead of time (into numba's cache)",
+        formatter_class=_Formatter,
+        epilog="example:\n  cnn warmup   # then the first call of any model loads compiled code",
+    )
+    p.set_defaults(func=_cmd_warmup)
 
     p = sub.add_parser(
         "bisect",

@@ -44,6 +44,21 @@ def test_second_process_loads_the_kernels_from_the_cache(tmp_path):
     assert list((tmp_path / "numba").rglob("*.nbi"))
 
 
+@pytest.mark.slow
+def test_warmup_compiles_every_kernel_ahead(tmp_path):
+    """`cnn warmup` in one process; a model's first call in the next compiles nothing."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    warm = subprocess.run([sys.executable, "-m", "cnn", "warmup"], cwd=ROOT, env=env,
+                          text=True, capture_output=True, timeout=300)  # fmt: skip
+    assert warm.returncode == 0, warm.stderr[-2000:]
+    assert "compiled and cached" in warm.stdout
+    out = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, text=True,
+                         capture_output=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    stats = json.loads(out.stdout.strip().splitlines()[-1])
+    assert stats["misses"] == 0 and stats["hits"] >= 3
+
+
 def test_no_cache_location_compiles_anyway(monkeypatch):
     monkeypatch.setattr(jit, "_warned", False)
     namespace: dict = {}
