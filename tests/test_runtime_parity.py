@@ -255,3 +255,21 @@ def test_conv_then_batchnorm_folds_into_the_weights():
     sess = InferenceSession(model)
     assert [s.op_type for s in sess._impl.engine.steps] == ["Conv"]  # BN is in the weights
     _compare(model, {"x": rng.standard_normal((2, 3, 8, 8)).astype(np.float32)}, atol=1e-4)
+
+
+def test_blas_is_single_threaded_inside_numba_runs(monkeypatch):
+    """One thread pool: BLAS threads beside numba's would oversubscribe the cores."""
+    from threadpoolctl import threadpool_info
+
+    from runtime.ops import registry
+
+    seen = []
+    real = registry.resolve("Gemm", 18).fn
+
+    def spying_gemm(*args, **kwargs):
+        seen.extend(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+        return real(*args, **kwargs)
+
+    monkeypatch.setitem(registry.OPS, "Gemm", [registry.OpVersion("Gemm", 7, spying_gemm)])
+    InferenceSession(LENET).run(None, {"input": np.zeros((2, 1, 28, 28), np.float32)})
+    assert seen and set(seen) == {1}
