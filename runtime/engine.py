@@ -67,16 +67,17 @@ class Plan:
 # ------------------------------------------------------------------ building steps
 
 
-def _signature(fn: Callable) -> tuple[set[str], set[str], bool]:
-    """(keyword names, required keyword names, wants _num_outputs)."""
-    params = inspect.signature(fn).parameters.values()
+def _signature(fn: Callable) -> tuple[set[str] | None, set[str], bool]:
+    """(attribute names, or None when it takes any; required ones; wants _num_outputs)."""
+    params = list(inspect.signature(fn).parameters.values())
     kw = {p.name for p in params if p.kind == p.KEYWORD_ONLY and not p.name.startswith("_")}
     required = {
         p.name
         for p in params
         if p.kind == p.KEYWORD_ONLY and p.default is p.empty and not p.name.startswith("_")
     }
-    return kw, required, any(p.name == "_num_outputs" for p in params)
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in params)
+    return (None if takes_any else kw), required, any(p.name == "_num_outputs" for p in params)
 
 
 def check_supported(graph: Graph) -> None:
@@ -97,10 +98,7 @@ def _make_step(node: Node, opset: int) -> Step:
     version = resolve(node.op_type, opset)
     assert version is not None  # check_supported ran first
     kw, required, wants_n = _signature(version.fn)
-    takes_any = any(
-        p.kind == p.VAR_KEYWORD for p in inspect.signature(version.fn).parameters.values()
-    )
-    unknown = [] if takes_any else sorted(set(node.attrs) - kw)
+    unknown = [] if kw is None else sorted(set(node.attrs) - kw)
     if unknown:
         raise errors.InvalidAttributeError(
             f"{node.describe()}: unknown attribute(s) {unknown} for {node.op_type} "
