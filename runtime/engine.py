@@ -21,6 +21,7 @@ from __future__ import annotations
 import inspect
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -30,6 +31,7 @@ from runtime import errors
 from runtime.graph import Graph, Node
 from runtime.ops import resolve, supported_ops
 from runtime.ops.nn import bn_scale_shift, conv_forward, gemm
+from runtime.program import NotCompilableError, Program, compile_program
 
 TYPED_ERRORS = (
     errors.ShapeError,
@@ -62,6 +64,8 @@ class Plan:
     release: list[tuple[str, ...]]  # after step i, drop these tensors
     out_slots: list[tuple[int | None, ...] | None]  # step i writes output j into slot k
     slot_specs: list[tuple[tuple[int, ...], np.dtype]]  # shape and dtype of each slot
+    program: Program | None = None  # the whole plan as one compiled call, when it qualifies
+    not_compiled: str = ""  # why not, otherwise
 
 
 # ------------------------------------------------------------------ building steps
@@ -325,8 +329,9 @@ def _fuse(steps: list[Step], constants: dict[str, np.ndarray], outputs: set[str]
 class NumbaEngine:
     """Executes one graph. Thread-safe: runs share only immutable plans and constants."""
 
-    def __init__(self, graph: Graph, *, optimize: bool = True) -> None:
-        """``optimize=False`` keeps one step per node (bisection compares every node)."""
+    def __init__(self, graph: Graph, *, optimize: bool = True, compile_plans: bool = True) -> None:
+        """``optimize=False`` keeps one step per node (bisection compares every node);
+        ``compile_plans=False`` runs every plan step by step (see ``runtime/program.py``)."""
         check_supported(graph)
         self.graph = graph
         self.output_names = tuple(o.name for o in graph.outputs)
@@ -337,6 +342,8 @@ class NumbaEngine:
             steps = _fold_constants(steps, constants)
             steps = _remove_identities(steps, outputs)
             steps = _fuse(steps, constants, outputs)
+        self.optimize = optimize
+        self.compile_plans = optimize and compile_plans
         self.steps: tuple[Step, ...] = tuple(steps)
         self.constants = constants
         self._plans: dict[tuple, Plan] = {}
@@ -372,25 +379,45 @@ class NumbaEngine:
                 release[i].append(name)
         out_slots, specs = _plan_buffers(kept, env, set(constants) | set(feeds), wanted)
         plan = Plan(kept, constants, [tuple(r) for r in release], out_slots, specs)
+        if self.compile_plans:
+            try:
+                plan.program = compile_program(kept, env, constants, feeds, self.output_names)
+            except NotCompilableError as exc:
+                plan.not_compiled = str(exc)
         return plan, env
 
-    def run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str]) -> list[np.ndarray]:
+    def run(
+        self,
+        feeds: Mapping[str, np.ndarray],
+        output_names: Sequence[str],
+        around_steps: Callable[[], AbstractContextManager] = nullcontext,
+    ) -> list[np.ndarray]:
+        """``around_steps``: a context entered while steps run one by one (the session
+        limits BLAS threads there); a compiled program runs without it."""
         key = self._key(feeds)
         plan = self._plans.get(key)
         if plan is None:
-            plan, env = self._build_plan(feeds)
+            with around_steps():
+                plan, env = self._build_plan(feeds)
             with self._lock:
                 if len(self._plans) >= MAX_PLANS:  # many shapes: keep the newest ones
                     self._plans.pop(next(iter(self._plans)))
                 self._plans.setdefault(key, plan)
-            return [env[n] for n in output_names]
+            if plan.program is None:
+                return [env[n] for n in output_names]
+        # A compiled program also answers the first call: every call gives the same bits.
+        program = plan.program
+        if program is not None and list(output_names) == [program.output_name]:
+            return [program.run(feeds[program.input_name])]
         arena = self._arena(key, plan)
         env = {**plan.constants, **feeds}
-        for step, dead, slots in zip(plan.steps, plan.release, plan.out_slots, strict=True):
-            out = None if slots is None else tuple(None if s is None else arena[s] for s in slots)
-            _store(step, call_step(step, env, out), env)
-            for name in dead:
-                env.pop(name, None)
+        with around_steps():
+            for step, dead, slots in zip(plan.steps, plan.release, plan.out_slots, strict=True):
+                out = None if slots is None else tuple(arena[s] if s is not None else None
+                                                       for s in slots)  # fmt: skip
+                _store(step, call_step(step, env, out), env)
+                for name in dead:
+                    env.pop(name, None)
         return [env[n] for n in output_names]
 
     def _arena(self, key: tuple, plan: Plan) -> list[np.ndarray]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,10 +105,12 @@ class _NumbaBackend:
 
         if self.threads:
             numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
+        return self.engine.run(feeds, names, around_steps=self._one_blas_thread)
+
+    def _one_blas_thread(self) -> AbstractContextManager:
         # One thread pool: numba's parallel kernels own the cores. A multi-threaded
         # BLAS between them oversubscribes (LeNet-5 at batch 64: 44 ms instead of 7 ms).
-        with self.blas.limit(limits=1, user_api="blas"):
-            return self.engine.run(feeds, names)
+        return self.blas.limit(limits=1, user_api="blas")
 
     def providers(self) -> list[str]:
         return ["NumbaExecutionProvider"]

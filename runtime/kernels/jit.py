@@ -15,13 +15,18 @@ from collections.abc import Callable
 import numba
 
 _warned = False
+# IEEE results for a division by zero instead of Python's exception: the exception's
+# branch keeps LLVM from vectorising any loop that divides (tanh's rational form went
+# from 3.9 to 0.33 ns an element). "contract" lets a multiply and an add fuse into
+# one FMA instruction, which rounds once instead of twice.
+_OPTIONS = {"error_model": "numpy", "fastmath": {"contract"}}
 
 
 def kernel(**options) -> Callable[[Callable], Callable]:
     def decorate(fn: Callable) -> Callable:
         global _warned
         try:
-            return numba.njit(cache=True, **options)(fn)
+            return numba.njit(cache=True, **_OPTIONS, **options)(fn)
         except RuntimeError as exc:
             if "cannot cache" not in str(exc):
                 raise
@@ -33,6 +38,6 @@ def kernel(**options) -> Callable[[Callable], Callable]:
                     RuntimeWarning,
                     stacklevel=2,
                 )
-            return numba.njit(cache=False, **options)(fn)
+            return numba.njit(cache=False, **_OPTIONS, **options)(fn)
 
     return decorate

@@ -1,0 +1,435 @@
+"""A whole small network in one compiled call: a flat op table run image by image.
+
+``runtime/program.py`` compiles a plan (a chain of Conv, pooling, Gemm, activations,
+Softmax...) into ``code``: one row of ``REC`` int64 fields per op. ``run_images``
+then runs every op of the table on one image at a time, inside numba: no Python
+work per op, and each image's activations stay in a small per-thread workspace
+(``ws``) that fits the core's cache. Images are split into contiguous chunks, one
+per thread, each with its own workspace row: iterations write disjoint data.
+
+Fields of a row (``F_*`` below): the op code, the workspace offsets of its source
+and destination, and the op's sizes and the offsets of its parameters in ``fpool``
+(float32: weights, biases, scales) and ``ipool`` (int64: tap offsets).
+
+Convolution (``_taps``): ``acc[m, p] = sum_t w[m, t] * src[offs[t] + p]``. For a
+stride-1 convolution, ``src`` is the zero-padded input and ``offs[t]`` the flat
+offset of tap t = (c, ky, kx), ``c*Hp*Wp + ky*Wp + kx``: output row oy lives at
+``p = oy*Wp + ox``, so one long contiguous loop covers every output position (the
+columns ox >= OW are computed and dropped). Otherwise ``src`` holds im2col columns
+and ``offs[t] = t*P``. Taps go four at a time and output channels two at a time, so
+each loaded input value feeds eight multiply-adds. A Gemm row is the same kernel
+with the roles swapped: the weight matrix (K, N) is ``src``, the input vector the
+"weights" and ``offs[t] = t*N``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+
+from runtime.kernels.conv import _sigmoid, _tanh
+from runtime.kernels.jit import kernel
+
+REC = 32  # int64 fields per op row
+
+# op codes
+OP_CONV, OP_POOL, OP_GEMM, OP_ACT, OP_AFFINE, OP_SOFTMAX = 1, 2, 3, 4, 5, 6
+
+# fields shared by every op
+F_OP, F_SRC, F_DST = 0, 1, 2
+# Conv
+(C_CIN, C_H, C_W, C_COUT, C_KH, C_KW, C_SH, C_SW, C_PH, C_PW, C_DH, C_DW, C_OH, C_OW, C_ACT,
+ C_WOFF, C_BOFF, C_SCALE, C_SHIFT, C_ALPHA, C_TAPS, C_FLAT, C_HP, C_WP, C_PAD,
+ C_ACC) = range(3, 29)  # fmt: skip
+# pooling
+(P_C, P_H, P_W, P_OH, P_OW, P_KH, P_KW, P_SH, P_SW, P_PH, P_PW, P_DH, P_DW, P_MAX, P_INCL,
+ P_EH, P_EW, P_TMP) = range(3, 21)  # fmt: skip
+# Gemm: y = act(x @ wt + b), wt (K, N)
+G_K, G_N, G_WOFF, G_BOFF, G_ACT, G_ALPHA, G_TAPS = range(3, 10)
+# elementwise activation, in place
+A_SIZE, A_ACT, A_ALPHA = range(3, 6)
+# per-channel y = x * scale + shift (an unfused BatchNormalization)
+B_C, B_S, B_SCALE, B_SHIFT = range(3, 7)
+# Softmax / LogSoftmax over the whole image vector
+S_SIZE, S_LOG = range(3, 5)
+
+
+@kernel()
+def _taps(src, w, offs, acc, M, T, L, stride):  # pragma: no cover
+    """acc[m*stride + p] = sum_t w[m*T + t] * src[offs[t] + p] for m < M, p < L.
+
+    Output channels go four at a time (then two, then one) and taps four at a time
+    (then one): each loaded input vector feeds four multiply-adds and each pass over
+    an accumulator adds four taps.
+    Each tap's source is a slice starting at its offset, so the inner loop indexes
+    with the non-negative loop variable only and LLVM vectorises it.
+    """
+    acc[: (M - 1) * stride + L] = 0.0
+    T4 = T - T % 4
+    m = 0
+    while m + 4 <= M:
+        a = acc[m * stride : m * stride + L]
+        b = acc[(m + 1) * stride : (m + 1) * stride + L]
+        c = acc[(m + 2) * stride : (m + 2) * stride + L]
+        d = acc[(m + 3) * stride : (m + 3) * stride + L]
+        wa = w[m * T : (m + 1) * T]
+        wb = w[(m + 1) * T : (m + 2) * T]
+        wc = w[(m + 2) * T : (m + 3) * T]
+        wd = w[(m + 3) * T : (m + 4) * T]
+        for t in range(0, T4, 4):
+            x0 = src[offs[t] : offs[t] + L]
+            x1 = src[offs[t + 1] : offs[t + 1] + L]
+            x2 = src[offs[t + 2] : offs[t + 2] + L]
+            x3 = src[offs[t + 3] : offs[t + 3] + L]
+            a0, a1, a2, a3 = wa[t], wa[t + 1], wa[t + 2], wa[t + 3]
+            b0, b1, b2, b3 = wb[t], wb[t + 1], wb[t + 2], wb[t + 3]
+            c0, c1, c2, c3 = wc[t], wc[t + 1], wc[t + 2], wc[t + 3]
+            d0, d1, d2, d3 = wd[t], wd[t + 1], wd[t + 2], wd[t + 3]
+            for p in range(L):
+                v0, v1, v2, v3 = x0[p], x1[p], x2[p], x3[p]
+                a[p] += a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3
+                b[p] += b0 * v0 + b1 * v1 + b2 * v2 + b3 * v3
+                c[p] += c0 * v0 + c1 * v1 + c2 * v2 + c3 * v3
+                d[p] += d0 * v0 + d1 * v1 + d2 * v2 + d3 * v3
+        for t in range(T4, T):
+            x0 = src[offs[t] : offs[t] + L]
+            a0, b0, c0, d0 = wa[t], wb[t], wc[t], wd[t]
+            for p in range(L):
+                v0 = x0[p]
+                a[p] += a0 * v0
+                b[p] += b0 * v0
+                c[p] += c0 * v0
+                d[p] += d0 * v0
+        m += 4
+    if m + 2 <= M:
+        a = acc[m * stride : m * stride + L]
+        b = acc[(m + 1) * stride : (m + 1) * stride + L]
+        wa = w[m * T : (m + 1) * T]
+        wb = w[(m + 1) * T : (m + 2) * T]
+        for t in range(0, T4, 4):
+            x0 = src[offs[t] : offs[t] + L]
+            x1 = src[offs[t + 1] : offs[t + 1] + L]
+            x2 = src[offs[t + 2] : offs[t + 2] + L]
+            x3 = src[offs[t + 3] : offs[t + 3] + L]
+            a0, a1, a2, a3 = wa[t], wa[t + 1], wa[t + 2], wa[t + 3]
+            b0, b1, b2, b3 = wb[t], wb[t + 1], wb[t + 2], wb[t + 3]
+            for p in range(L):
+                v0, v1, v2, v3 = x0[p], x1[p], x2[p], x3[p]
+                a[p] += a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3
+                b[p] += b0 * v0 + b1 * v1 + b2 * v2 + b3 * v3
+        for t in range(T4, T):
+            x0 = src[offs[t] : offs[t] + L]
+            a0, b0 = wa[t], wb[t]
+            for p in range(L):
+                a[p] += a0 * x0[p]
+                b[p] += b0 * x0[p]
+        m += 2
+    while m < M:
+        a = acc[m * stride : m * stride + L]
+        wa = w[m * T : (m + 1) * T]
+        for t in range(0, T4, 4):
+            x0 = src[offs[t] : offs[t] + L]
+            x1 = src[offs[t + 1] : offs[t + 1] + L]
+            x2 = src[offs[t + 2] : offs[t + 2] + L]
+            x3 = src[offs[t + 3] : offs[t + 3] + L]
+            a0, a1, a2, a3 = wa[t], wa[t + 1], wa[t + 2], wa[t + 3]
+            for p in range(L):
+                a[p] += a0 * x0[p] + a1 * x1[p] + a2 * x2[p] + a3 * x3[p]
+        for t in range(T4, T):
+            x0 = src[offs[t] : offs[t] + L]
+            a0 = wa[t]
+            for p in range(L):
+                a[p] += a0 * x0[p]
+        m += 1
+
+
+@kernel()
+def _activate(a, n, bias, act, alpha, sc, sf):  # pragma: no cover
+    """a[i] = act(a[i] + bias) * sc + sf for i < n, in place; one loop per activation.
+
+    In place on one array on purpose: with a separate source that may alias the
+    destination, LLVM's runtime overlap check would send the loop to scalar code.
+    """
+    if act == 1:
+        for i in range(n):
+            v = a[i] + bias
+            a[i] = (v if v > 0.0 else np.float32(0.0)) * sc + sf
+    elif act == 2:
+        for i in range(n):
+            v = a[i] + bias
+            a[i] = (v if v >= 0.0 else v * alpha) * sc + sf
+    elif act == 3:
+        for i in range(n):
+            a[i] = _tanh(a[i] + bias) * sc + sf
+    elif act == 4:
+        for i in range(n):
+            a[i] = _sigmoid(a[i] + bias) * sc + sf
+    else:
+        for i in range(n):
+            a[i] = (a[i] + bias) * sc + sf
+
+
+@kernel()
+def _conv(r, ws, ipool, fpool):  # pragma: no cover
+    cin, H, W, cout = r[C_CIN], r[C_H], r[C_W], r[C_COUT]
+    kh, kw, sh, sw = r[C_KH], r[C_KW], r[C_SH], r[C_SW]
+    ph, pw, dh, dw = r[C_PH], r[C_PW], r[C_DH], r[C_DW]
+    oh_, ow_, hp, wp = r[C_OH], r[C_OW], r[C_HP], r[C_WP]
+    src = ws[r[F_SRC] : r[F_SRC] + cin * H * W]
+    pad = ws[r[C_PAD] :]
+    T = cin * kh * kw
+    offs = ipool[r[C_TAPS] : r[C_TAPS] + T]
+    if r[C_FLAT] == 1 and hp == H and wp == W:  # stride 1, no padding: read x itself
+        pad = src
+        L = (oh_ - 1) * wp + ow_
+        rs = wp
+    elif r[C_FLAT] == 1:  # stride 1: zero-padded copy (cin, hp, wp), output rows of wp
+        pad[: cin * hp * wp] = 0.0
+        x0, x1 = max(0, -pw), min(W, wp - pw)  # input columns that land in the copy
+        for c in range(cin):
+            for iy in range(max(0, -ph), min(H, hp - ph)):
+                d = (c * hp + iy + ph) * wp + pw
+                s = (c * H + iy) * W
+                pad[d + x0 : d + x1] = src[s + x0 : s + x1]
+        L = (oh_ - 1) * wp + ow_
+        rs = wp
+    else:  # im2col columns (T, oh_*ow_)
+        P = oh_ * ow_
+        t = 0
+        for c in range(cin):
+            for ky in range(kh):
+                for kx in range(kw):
+                    col = pad[t * P : (t + 1) * P]
+                    for oy in range(oh_):
+                        iy = oy * sh - ph + ky * dh
+                        for ox in range(ow_):
+                            ix = ox * sw - pw + kx * dw
+                            ok = 0 <= iy < H and 0 <= ix < W
+                            col[oy * ow_ + ox] = src[(c * H + iy) * W + ix] if ok else 0.0
+                    t += 1
+        L = P
+        rs = ow_
+    stride = oh_ * rs
+    acc = ws[r[C_ACC] : r[C_ACC] + cout * stride]
+    w = fpool[r[C_WOFF] : r[C_WOFF] + cout * T]
+    _taps(pad, w, offs, acc, cout, T, L, stride)
+    dst = ws[r[F_DST] : r[F_DST] + cout * oh_ * ow_]
+    act = r[C_ACT]
+    alpha = fpool[r[C_ALPHA]]
+    for m in range(cout):
+        sc = fpool[r[C_SCALE] + m] if r[C_SCALE] >= 0 else np.float32(1.0)
+        sf = fpool[r[C_SHIFT] + m] if r[C_SHIFT] >= 0 else np.float32(0.0)
+        # In place over the channel's whole accumulator (one long vector loop, the
+        # dropped columns included), then the rows are packed into the output.
+        a = acc[m * stride : m * stride + L]
+        _activate(a, L, fpool[r[C_BOFF] + m], act, alpha, sc, sf)
+        if rs == ow_:
+            dst[m * oh_ * ow_ : (m + 1) * oh_ * ow_] = a
+        else:
+            for oy in range(oh_):
+                d = (m * oh_ + oy) * ow_
+                for ox in range(ow_):
+                    dst[d + ox] = a[oy * rs + ox]
+
+
+@kernel()
+def _pool_tiled(src, tmp, dst, rows, ow_, kh, kw, is_max):  # pragma: no cover
+    """Windows of kh x kw that tile the input: reduce along rows, then across them.
+
+    The input's rows of kw*ow_ values follow one another, so the first pass is one
+    flat loop over every window row of every channel (tmp[j] combines src[j*kw ...]);
+    output row r then combines tmp rows r*kh .. r*kh + kh - 1.
+    """
+    n = rows * kh * ow_
+    if kw == 2:  # the common 2x2 window: a constant stride that LLVM vectorises
+        for j in range(n):
+            u, v = src[2 * j], src[2 * j + 1]
+            tmp[j] = max(u, v) if is_max else u + v
+    else:
+        for j in range(n):
+            tmp[j] = src[j * kw]
+    for e in range(1, kw if kw != 2 else 1):
+        if is_max:
+            for j in range(n):
+                tmp[j] = max(tmp[j], src[j * kw + e])
+        else:
+            for j in range(n):
+                tmp[j] += src[j * kw + e]
+    inv = np.float32(1.0 / (kh * kw))
+    for r in range(rows):
+        o = dst[r * ow_ : (r + 1) * ow_]
+        o[:] = tmp[r * kh * ow_ : (r * kh + 1) * ow_]
+        for a in range(1, kh):
+            t = tmp[(r * kh + a) * ow_ : (r * kh + a + 1) * ow_]
+            if is_max:
+                for i in range(ow_):
+                    o[i] = max(o[i], t[i])
+            else:
+                for i in range(ow_):
+                    o[i] += t[i]
+        if not is_max:
+            for i in range(ow_):
+                o[i] *= inv
+
+
+@kernel()
+def _pool_dense(src, dst, C, H, W, oh_, ow_, kh, kw, sh, sw, dh, dw, is_max):  # pragma: no cover
+    """Pooling whose every window lies inside the input: no bounds checks, row loops."""
+    inv = np.float32(1.0 / (kh * kw))
+    for c in range(C):
+        for oy in range(oh_):
+            o = dst[(c * oh_ + oy) * ow_ : (c * oh_ + oy + 1) * ow_]
+            for ky in range(kh):
+                for kx in range(kw):
+                    s0 = (c * H + oy * sh + ky * dh) * W + kx * dw
+                    row = src[s0 : s0 + (ow_ - 1) * sw + 1]
+                    first = ky == 0 and kx == 0
+                    if is_max:
+                        if first:
+                            for ox in range(ow_):
+                                o[ox] = row[ox * sw]
+                        else:
+                            for ox in range(ow_):
+                                o[ox] = max(o[ox], row[ox * sw])
+                    elif first:
+                        for ox in range(ow_):
+                            o[ox] = row[ox * sw]
+                    else:
+                        for ox in range(ow_):
+                            o[ox] += row[ox * sw]
+            if not is_max:
+                for ox in range(ow_):
+                    o[ox] *= inv
+
+
+@kernel()
+def _pool(r, ws):  # pragma: no cover
+    C, H, W, oh_, ow_ = r[P_C], r[P_H], r[P_W], r[P_OH], r[P_OW]
+    kh, kw, sh, sw, ph, pw = r[P_KH], r[P_KW], r[P_SH], r[P_SW], r[P_PH], r[P_PW]
+    dh, dw, eh, ew = r[P_DH], r[P_DW], r[P_EH], r[P_EW]
+    is_max, incl = r[P_MAX] == 1, r[P_INCL] == 1
+    src = ws[r[F_SRC] : r[F_SRC] + C * H * W]
+    dst = ws[r[F_DST] : r[F_DST] + C * oh_ * ow_]
+    no_pad = ph == 0 and pw == 0 and dh == 1 and dw == 1
+    if no_pad and sh == kh and sw == kw and oh_ * kh == H and ow_ * kw == W:
+        tmp = ws[r[P_TMP] : r[P_TMP] + C * H * ow_]  # windows tile the input exactly
+        _pool_tiled(src, tmp, dst, C * oh_, ow_, kh, kw, is_max)
+        return
+    dense = ph == 0 and pw == 0 and (oh_ - 1) * sh + (kh - 1) * dh < H
+    if dense and (ow_ - 1) * sw + (kw - 1) * dw < W:
+        _pool_dense(src, dst, C, H, W, oh_, ow_, kh, kw, sh, sw, dh, dw, is_max)
+        return
+    for c in range(C):
+        plane = src[c * H * W : (c + 1) * H * W]
+        for oy in range(oh_):
+            for ox in range(ow_):
+                best = -np.inf
+                total = np.float32(0.0)
+                count = 0
+                padded = 0
+                for ky in range(kh):
+                    yp = oy * sh + ky * dh  # padded coordinates
+                    if yp >= eh:
+                        continue
+                    y = yp - ph
+                    for kx in range(kw):
+                        xp = ox * sw + kx * dw
+                        if xp >= ew:
+                            continue
+                        padded += 1
+                        x = xp - pw
+                        if 0 <= y < H and 0 <= x < W:
+                            v = plane[y * W + x]
+                            total += v
+                            count += 1
+                            if v > best:
+                                best = v
+                o = (c * oh_ + oy) * ow_ + ox
+                if is_max:
+                    dst[o] = best
+                else:
+                    div = padded if incl else count
+                    dst[o] = total / div if div > 0 else 0.0
+
+
+@kernel()
+def _gemm(r, ws, ipool, fpool):  # pragma: no cover
+    K, N = r[G_K], r[G_N]
+    x = ws[r[F_SRC] : r[F_SRC] + K]
+    y = ws[r[F_DST] : r[F_DST] + N]
+    wt = fpool[r[G_WOFF] : r[G_WOFF] + K * N]
+    offs = ipool[r[G_TAPS] : r[G_TAPS] + K]
+    _taps(wt, x, offs, y, 1, K, N, N)
+    b = fpool[r[G_BOFF] : r[G_BOFF] + N]
+    for j in range(N):
+        y[j] += b[j]
+    _activate(y, N, np.float32(0.0), r[G_ACT], fpool[r[G_ALPHA]], np.float32(1.0),
+              np.float32(0.0))  # fmt: skip
+
+
+@kernel()
+def _softmax(r, ws):  # pragma: no cover
+    n = r[S_SIZE]
+    x = ws[r[F_SRC] : r[F_SRC] + n]
+    y = ws[r[F_DST] : r[F_DST] + n]
+    top = x[0]
+    for i in range(n):
+        top = max(top, x[i])
+    total = 0.0
+    for i in range(n):
+        total += math.exp(x[i] - top)
+    if r[S_LOG] == 1:
+        shift = top + math.log(total)
+        for i in range(n):
+            y[i] = x[i] - shift
+    else:
+        for i in range(n):
+            y[i] = math.exp(x[i] - top) / total
+
+
+@kernel()
+def _run_image(x, out, code, ipool, fpool, ws):  # pragma: no cover
+    """Every op of ``code`` on one image: x (input vector) -> out (output vector)."""
+    ws[: x.size] = x  # the input lives at workspace offset 0
+    for k in range(code.shape[0]):
+        r = code[k]
+        op = r[F_OP]
+        if op == OP_CONV:
+            _conv(r, ws, ipool, fpool)
+        elif op == OP_POOL:
+            _pool(r, ws)
+        elif op == OP_GEMM:
+            _gemm(r, ws, ipool, fpool)
+        elif op == OP_ACT:  # in place
+            n = r[A_SIZE]
+            _activate(ws[r[F_SRC] : r[F_SRC] + n], n, np.float32(0.0), r[A_ACT],
+                      fpool[r[A_ALPHA]], np.float32(1.0), np.float32(0.0))  # fmt: skip
+        elif op == OP_AFFINE:  # in place
+            C, S = r[B_C], r[B_S]
+            for c in range(C):
+                plane = ws[r[F_SRC] + c * S : r[F_SRC] + (c + 1) * S]
+                _activate(plane, S, np.float32(0.0), 0, np.float32(0.0), fpool[r[B_SCALE] + c],
+                          fpool[r[B_SHIFT] + c])  # fmt: skip
+        elif op == OP_SOFTMAX:
+            _softmax(r, ws)
+    last = code[code.shape[0] - 1]
+    out[:] = ws[last[F_DST] : last[F_DST] + out.size]
+
+
+@kernel(parallel=True)
+def run_images(x, out, code, ipool, fpool, ws):  # pragma: no cover
+    """x (N, in) -> out (N, out); chunk c of the images uses workspace row ws[c]."""
+    n = x.shape[0]
+    chunks = ws.shape[0]
+    for c in prange(chunks):
+        for i in range(c * n // chunks, (c + 1) * n // chunks):
+            _run_image(x[i], out[i], code, ipool, fpool, ws[c])
+
+
+@kernel()
+def run_images_serial(x, out, code, ipool, fpool, ws):  # pragma: no cover
+    """``run_images`` on the calling thread only (one image: no thread start-up)."""
+    for i in range(x.shape[0]):
+        _run_image(x[i], out[i], code, ipool, fpool, ws[0])

@@ -1,0 +1,268 @@
+"""Compile a plan into one op table that numba runs image by image (``kernels/program``).
+
+A plan qualifies when it is a chain over one float32 input whose every step keeps
+the batch axis first and is one of: Conv (2-D, group 1, with its fused activation
+and scale/shift), MaxPool and AveragePool (2-D), Gemm and MatMul against constant
+weights, Relu, LeakyRelu, Tanh, Sigmoid, an unfused BatchNormalization, Reshape and
+Flatten that keep the batch axis, and Softmax or LogSoftmax over each image. Each
+image's activations must fit ``WORKSPACE_LIMIT`` and the weights ``WEIGHTS_LIMIT``:
+this path is for small networks, whose per-call overhead and cache traffic decide
+their speed (LeNet-5). Anything else runs step by step, unchanged. ``compile_program``
+says in one line why a plan does not qualify.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from runtime.kernels import program as k
+from runtime.kernels.conv import ACTIVATIONS
+from runtime.memory import scratch
+from runtime.ops import nn
+
+WORKSPACE_LIMIT = 1 << 18  # floats of per-image working memory (1 MiB): cache-sized
+WEIGHTS_LIMIT = 1 << 22  # floats of weights (16 MiB), read again for every image
+
+
+class NotCompilableError(Exception):
+    """Why a plan stays step by step."""
+
+
+@dataclass(frozen=True)
+class Program:
+    code: np.ndarray  # (ops, REC) int64
+    ipool: np.ndarray  # int64: tap offsets
+    fpool: np.ndarray  # float32: weights, biases, scales, alphas
+    ws_size: int  # floats of workspace per thread
+    input_name: str
+    output_name: str
+    output_shape: tuple[int, ...]
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        n = x.shape[0]
+        out = np.empty(self.output_shape, np.float32)
+        chunks = max(1, min(n, numba.get_num_threads()))
+        ws = scratch("program.ws", (chunks, self.ws_size), np.float32)
+        args = (x.reshape(n, -1), out.reshape(n, -1), self.code, self.ipool, self.fpool, ws)
+        if chunks == 1:
+            k.run_images_serial(*args)
+        else:
+            k.run_images(*args)
+        return out
+
+
+class _Builder:
+    """Collects op rows, parameter pools and workspace regions."""
+
+    def __init__(self, in_size: int) -> None:
+        self.rows: list[np.ndarray] = []
+        self.floats: list[np.ndarray] = [np.zeros(1, np.float32)]  # offset 0: alpha 0
+        self.nfloat = 1
+        self.ints: list[np.ndarray] = []
+        self.nint = 0
+        self.act_size = in_size  # the largest activation, per image
+        self.scratch_size = 0  # conv padding / columns
+        self.acc_size = 0  # conv accumulators
+        self.cur = 0  # which of the two activation regions holds the current tensor
+
+    def floats_at(self, values: np.ndarray) -> int:
+        values = np.ascontiguousarray(values, np.float32).ravel()
+        self.floats.append(values)
+        self.nfloat += values.size
+        return self.nfloat - values.size
+
+    def ints_at(self, values: np.ndarray) -> int:
+        values = np.ascontiguousarray(values, np.int64).ravel()
+        self.ints.append(values)
+        self.nint += values.size
+        return self.nint - values.size
+
+    def row(self, op: int, out_size: int, in_place: bool = False) -> np.ndarray:
+        """A new row reading the current region and writing the other (or the same)."""
+        r = np.zeros(k.REC, np.int64)
+        r[k.F_OP] = op
+        r[k.F_SRC] = self.cur  # region index for now; offsets are set in finish()
+        if not in_place:
+            self.cur = 1 - self.cur
+        r[k.F_DST] = self.cur
+        self.act_size = max(self.act_size, out_size)
+        self.rows.append(r)
+        return r
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        a = self.act_size
+        pad, acc = 2 * a, 2 * a + self.scratch_size
+        code = np.stack(self.rows)
+        code[:, k.F_SRC] *= a  # region 0 at 0, region 1 at a
+        code[:, k.F_DST] *= a
+        conv = code[:, k.F_OP] == k.OP_CONV
+        code[conv, k.C_PAD] = pad
+        code[code[:, k.F_OP] == k.OP_POOL, k.P_TMP] = pad
+        code[conv, k.C_ACC] = acc
+        ws = acc + self.acc_size
+        fpool = np.concatenate(self.floats)
+        ipool = np.concatenate(self.ints) if self.ints else np.zeros(1, np.int64)
+        if ws > WORKSPACE_LIMIT:
+            raise NotCompilableError(
+                f"needs {ws} floats of workspace per image (limit {WORKSPACE_LIMIT})"
+            )
+        if fpool.size > WEIGHTS_LIMIT:
+            raise NotCompilableError(f"has {fpool.size} floats of weights (limit {WEIGHTS_LIMIT})")
+        return code, ipool, fpool, ws
+
+
+def _conv(b: _Builder, attrs: Mapping, x: np.ndarray, w: np.ndarray, bias, y: np.ndarray) -> None:
+    if x.ndim != 4 or attrs.get("group", 1) != 1:
+        raise NotCompilableError("Conv: only 2-D convolutions with group 1")
+    _, cin, H, W = x.shape
+    cout, _, kh, kw = w.shape
+    _, begin, _, st, dil = nn._spatial(
+        "Conv", x.shape[2:], (kh, kw), auto_pad=attrs.get("auto_pad", "NOTSET"),
+        pads=attrs.get("pads"), strides=attrs.get("strides"), dilations=attrs.get("dilations"),
+    )  # fmt: skip
+    oh, ow = y.shape[2:]
+    flat = st == [1, 1] and dil == [1, 1]
+    T = cin * kh * kw
+    if flat:
+        hp, wp = oh + kh - 1, ow + kw - 1
+        c, ky, kx = np.meshgrid(np.arange(cin), np.arange(kh), np.arange(kw), indexing="ij")
+        taps = (c * hp + ky) * wp + kx
+        b.scratch_size = max(b.scratch_size, cin * hp * wp)
+        b.acc_size = max(b.acc_size, cout * oh * wp)
+    else:
+        hp = wp = 0
+        taps = np.arange(T) * (oh * ow)
+        b.scratch_size = max(b.scratch_size, T * oh * ow)
+        b.acc_size = max(b.acc_size, cout * oh * ow)
+    scale, shift = attrs.get("post_scale"), attrs.get("post_shift")
+    r = b.row(k.OP_CONV, y[0].size)
+    r[k.C_CIN : k.C_ACT] = (cin, H, W, cout, kh, kw, *st, *begin, *dil, oh, ow)
+    r[k.C_ACT] = ACTIVATIONS[attrs.get("activation")]
+    r[k.C_WOFF] = b.floats_at(w.reshape(cout, T))
+    r[k.C_BOFF] = b.floats_at(np.zeros(cout) if bias is None else bias)
+    r[k.C_SCALE] = -1 if scale is None else b.floats_at(scale)
+    r[k.C_SHIFT] = -1 if shift is None else b.floats_at(shift)
+    r[k.C_ALPHA] = b.floats_at(np.array([attrs.get("alpha", 0.01)]))
+    r[k.C_TAPS] = b.ints_at(taps)
+    r[k.C_FLAT], r[k.C_HP], r[k.C_WP] = int(flat), hp, wp
+
+
+def _pool(b: _Builder, op: str, attrs: Mapping, x: np.ndarray, y: np.ndarray) -> None:
+    if x.ndim != 4:
+        raise NotCompilableError(f"{op}: only 2-D pooling")
+    _, C, H, W = x.shape
+    kernel = tuple(attrs["kernel_shape"])
+    _, begin, end, st, dil = nn._spatial(
+        op, x.shape[2:], kernel, auto_pad=attrs.get("auto_pad", "NOTSET"),
+        pads=attrs.get("pads"), strides=attrs.get("strides"), dilations=attrs.get("dilations"),
+        ceil_mode=attrs.get("ceil_mode", 0),
+    )  # fmt: skip
+    r = b.row(k.OP_POOL, y[0].size)
+    b.scratch_size = max(b.scratch_size, C * H * y.shape[3])  # the tiled path's row pass
+    r[k.P_C : k.P_EW + 1] = (
+        C, H, W, *y.shape[2:], *kernel, *st, *begin, *dil, op == "MaxPool",
+        attrs.get("count_include_pad", 0), H + begin[0] + end[0], W + begin[1] + end[1],
+    )  # fmt: skip
+
+
+def _gemm(b: _Builder, wt: np.ndarray, bias: np.ndarray, act: int, alpha: float) -> None:
+    K, N = wt.shape
+    r = b.row(k.OP_GEMM, N)
+    r[k.G_K], r[k.G_N] = K, N
+    r[k.G_WOFF] = b.floats_at(wt)
+    r[k.G_BOFF] = b.floats_at(np.broadcast_to(bias, (N,)))
+    r[k.G_ACT] = act
+    r[k.G_ALPHA] = b.floats_at(np.array([alpha]))
+    r[k.G_TAPS] = b.ints_at(np.arange(K) * N)
+
+
+def _refuse(step, why: str) -> NotCompilableError:
+    return NotCompilableError(f"{step.node.describe()}: {why}")
+
+
+def _const(step, i: int, constants: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    name = step.inputs[i] if len(step.inputs) > i else ""
+    if not name:
+        return None
+    if name not in constants:
+        raise _refuse(step, f"input {name!r} is not a constant")
+    return constants[name]
+
+
+def compile_program(
+    steps: Sequence, env: Mapping[str, np.ndarray], constants: Mapping[str, np.ndarray],
+    feeds: Mapping[str, np.ndarray], outputs: Sequence[str],
+) -> Program:  # fmt: skip
+    """The op table for ``steps`` (a plan's), or NotCompilableError with the reason."""
+    from runtime.engine import _conv_fn, _gemm_relu  # the engine imports this module
+
+    if len(feeds) != 1 or len(outputs) != 1:
+        raise NotCompilableError("only graphs with one input and one output")
+    (name, x0), = feeds.items()  # fmt: skip
+    if x0.dtype != np.float32 or x0.ndim < 2 or x0.shape[0] < 1:
+        raise NotCompilableError("the input must be float32 with a batch axis")
+    n = x0.shape[0]
+    b = _Builder(x0[0].size)
+    cur = name
+    for step in steps:
+        op = step.op_type
+        if not step.inputs or step.inputs[0] != cur:
+            raise _refuse(step, "the graph is not a chain")
+        if any(o for o in step.outputs[1:]):
+            raise _refuse(step, "more than one output")
+        x, y = env[cur], env[step.outputs[0]]
+        if y.dtype != np.float32 or y.ndim < 1 or y.shape[0] != n:
+            raise _refuse(step, "output is not float32 per image")
+        attrs = step.attrs
+        if op == "Conv" and step.fn in (_conv_fn, nn.conv):
+            _conv(b, attrs, x, _const(step, 1, constants), _const(step, 2, constants), y)
+        elif op in ("MaxPool", "AveragePool"):
+            _pool(b, op, attrs, x, y)
+        elif op == "Gemm":
+            w, c = _const(step, 1, constants), _const(step, 2, constants)
+            if x.ndim != 2 or attrs.get("transA", 0):
+                raise _refuse(step, "Gemm with transA or 3-D input")
+            wt = (w.T if attrs.get("transB", 0) else w) * attrs.get("alpha", 1.0)
+            bias = np.zeros(wt.shape[1]) if c is None else c * attrs.get("beta", 1.0)
+            if bias.size not in (1, wt.shape[1]) or (bias.ndim > 1 and bias.shape[0] != 1):
+                raise _refuse(step, "C varies per image")
+            _gemm(b, wt, bias.ravel(), 1 if step.fn is _gemm_relu else 0, 0.0)
+        elif op == "MatMul":
+            w = _const(step, 1, constants)
+            if x.ndim != 2 or w.ndim != 2:
+                raise _refuse(step, "MatMul other than (N, K) @ (K, M)")
+            _gemm(b, w, np.zeros(w.shape[1]), 0, 0.0)
+        elif op in ("Relu", "LeakyRelu", "Tanh", "Sigmoid"):
+            r = b.row(k.OP_ACT, y[0].size, in_place=True)
+            r[k.A_SIZE], r[k.A_ACT] = y[0].size, ACTIVATIONS[op]
+            r[k.A_ALPHA] = b.floats_at(np.array([attrs.get("alpha", 0.01)]))
+        elif op == "BatchNormalization":
+            from runtime.engine import _bn_params
+
+            ab = _bn_params(step, constants)
+            if ab is None or x.ndim < 2:
+                raise _refuse(step, "BatchNormalization in training mode")
+            r = b.row(k.OP_AFFINE, y[0].size, in_place=True)
+            r[k.B_C], r[k.B_S] = x.shape[1], x[0, 0].size
+            r[k.B_SCALE], r[k.B_SHIFT] = b.floats_at(ab[0]), b.floats_at(ab[1])
+        elif op in ("Reshape", "Flatten"):
+            pass  # the image's values keep their order: nothing to do
+        elif op in ("Softmax", "LogSoftmax"):
+            axis = attrs.get("axis", 1 if step.fn in (nn.softmax_1, nn.log_softmax_1) else -1)
+            whole = axis == 1 if step.fn in (nn.softmax_1, nn.log_softmax_1) else (
+                x.ndim == 2 and axis in (1, -1))  # fmt: skip
+            if not whole:
+                raise _refuse(step, f"{op} over part of an image")
+            r = b.row(k.OP_SOFTMAX, y[0].size, in_place=True)
+            r[k.S_SIZE], r[k.S_LOG] = y[0].size, op == "LogSoftmax"
+        else:
+            raise _refuse(step, f"{op} has no compiled form")
+        cur = step.outputs[0]
+    if cur != outputs[0] or not b.rows:
+        raise NotCompilableError("the chain does not end at the graph's output")
+    code, ipool, fpool, ws = b.finish()
+    return Program(code, ipool, fpool, ws, name, outputs[0], env[cur].shape)
