@@ -94,10 +94,10 @@ def test_conv_epilogue_activation_and_scale(act):
 
 @pytest.mark.parametrize("group", [1, 2])
 def test_conv_split_gemm_matches_naive(monkeypatch, group):
-    """Big GEMMs are cut into row blocks on worker threads: same result as one GEMM."""
-    from runtime.kernels import conv as conv_kernels
+    """Big GEMMs are cut into blocks on worker threads: same result as one GEMM."""
+    from runtime.kernels import gemm as gemm_kernels
 
-    monkeypatch.setattr(conv_kernels, "SPLIT_FLOPS", 0)
+    monkeypatch.setattr(gemm_kernels, "SPLIT_FLOPS", 0)
     x, w, b = _rand(2, 4, 9, 9), _rand(6, 4 // group, 3, 3), _rand(6)
     got = conv(x, w, b, pads=(1, 1, 1, 1), group=group)
     want = naive.conv2d(x, w, b, strides=(1, 1), pads=(1, 1, 1, 1), dilations=(1, 1),

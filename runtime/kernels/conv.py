@@ -9,7 +9,8 @@ Row r = ((c*KD + a)*KH + b)*KW + e holds, for every output position, the input t
 
 Each prange iteration fills one row: disjoint slices.
 
-The GEMM is numpy's (BLAS) on the grouped views: (G, M/G, C/G*K) @ (G, C/G*K, cols).
+The GEMM is numpy's (BLAS, split over the cores by ``kernels/gemm``) on the grouped
+views: (G, M/G, C/G*K) @ (G, C/G*K, cols).
 
 ``_epilogue``: y (M, nb, S) -> out (nb, M, S) with, per output channel m,
 
@@ -21,14 +22,12 @@ a BatchNormalization that follows the activation, applied in the same pass.
 
 from __future__ import annotations
 
-import itertools
 import math
-from concurrent.futures import ThreadPoolExecutor
 
-import numba
 import numpy as np
 from numba import prange
 
+from runtime.kernels.gemm import matmul
 from runtime.kernels.jit import kernel
 from runtime.memory import scratch
 
@@ -125,36 +124,6 @@ def _epilogue(y, out, n0, bias, act, alpha, scale, shift):  # pragma: no cover
                 dst[s] = (src[s] + bm) * sc + sf
 
 
-SPLIT_FLOPS = 20_000_000  # a GEMM this big is split across the cores
-_pool: ThreadPoolExecutor | None = None
-
-
-def _gemm(wg: np.ndarray, cols: np.ndarray, y: np.ndarray) -> None:
-    """y = wg @ cols, (G, Mg, K) @ (G, K, S), on every core for a big product.
-
-    BLAS runs single-threaded inside the engine (its threads would fight numba's),
-    so a big GEMM is cut into row blocks of the output, one per core, each computed
-    by numpy in a worker thread (numpy releases the GIL in matmul). Every block
-    writes its own rows of ``y``.
-    """
-    global _pool
-    g, mg, k = wg.shape
-    parts = min(numba.get_num_threads(), mg)
-    if parts < 2 or 2 * g * mg * k * cols.shape[2] < SPLIT_FLOPS:
-        np.matmul(wg, cols, out=y)
-        return
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=numba.config.NUMBA_NUM_THREADS,
-                                   thread_name_prefix="cnn-gemm")  # fmt: skip
-    bounds = np.linspace(0, mg, parts + 1).astype(int)
-    jobs = [
-        _pool.submit(np.matmul, wg[:, a:b], cols, out=y[:, a:b])
-        for a, b in itertools.pairwise(bounds)
-    ]
-    for job in jobs:
-        job.result()
-
-
 COLS_BUDGET = 1 << 25  # floats per im2col chunk (128 MiB): bounds the scratch memory
 
 
@@ -193,6 +162,6 @@ def conv3d_im2col(
         cols = scratch("conv.cols", (C * kd * kh * kw, nb * plane), np.float32)
         _im2col(x, cols, n0, nb, kd, kh, kw, *strides, *pads, *dilations, od_, oh_, ow_)
         y = scratch("conv.gemm", (group, M // group, nb * plane), np.float32)
-        _gemm(wg, cols.reshape(group, k, nb * plane), y)  # (G, M/G, nb*S)
+        matmul(wg, cols.reshape(group, k, nb * plane), y)  # (G, M/G, nb*S)
         _epilogue(y.reshape(M, nb, plane), out3, n0, bias, act, np.float32(alpha), scale, shift)
     return out

@@ -102,3 +102,45 @@ def _global_pool(x, out, use_max):  # pragma: no cover
             for i in range(S):
                 t += x[p, i]
             out[p] = t / S
+
+
+@kernel()
+def pool_dense(src, dst, C, H, W, oh_, ow_, kh, kw, sh, sw, dh, dw, is_max):  # pragma: no cover
+    """C planes (flat) whose every window lies inside the input: no bounds checks, and
+    for each output row one vectorisable loop per window tap."""
+    inv = np.float32(1.0 / (kh * kw))
+    for c in range(C):
+        for oy in range(oh_):
+            o = dst[(c * oh_ + oy) * ow_ : (c * oh_ + oy + 1) * ow_]
+            for ky in range(kh):
+                for kx in range(kw):
+                    s0 = (c * H + oy * sh + ky * dh) * W + kx * dw
+                    row = src[s0 : s0 + (ow_ - 1) * sw + 1]
+                    first = ky == 0 and kx == 0
+                    if is_max:
+                        if first:
+                            for ox in range(ow_):
+                                o[ox] = row[ox * sw]
+                        else:
+                            for ox in range(ow_):
+                                o[ox] = max(o[ox], row[ox * sw])
+                    elif first:
+                        for ox in range(ow_):
+                            o[ox] = row[ox * sw]
+                    else:
+                        for ox in range(ow_):
+                            o[ox] += row[ox * sw]
+            if not is_max:
+                for ox in range(ow_):
+                    o[ox] *= inv
+
+
+@kernel(parallel=True)
+def pool_dense_planes(x, out, kh, kw, sh, sw, dh, dw, is_max):  # pragma: no cover
+    """x (planes, H, W) -> out (planes, OH, OW) with ``pool_dense``, a plane per iteration."""
+    planes, H, W = x.shape
+    _, OH, OW = out.shape
+    xf = x.reshape(planes, H * W)
+    of = out.reshape(planes, OH * OW)
+    for p in prange(planes):
+        pool_dense(xf[p], of[p], 1, H, W, OH, OW, kh, kw, sh, sw, dh, dw, is_max)

@@ -31,6 +31,7 @@ from numba import prange
 
 from runtime.kernels.conv import _sigmoid, _tanh
 from runtime.kernels.jit import kernel
+from runtime.kernels.pool import pool_dense
 
 REC = 32  # int64 fields per op row
 
@@ -275,36 +276,6 @@ def _pool_tiled(src, tmp, dst, rows, ow_, kh, kw, is_max):  # pragma: no cover
 
 
 @kernel()
-def _pool_dense(src, dst, C, H, W, oh_, ow_, kh, kw, sh, sw, dh, dw, is_max):  # pragma: no cover
-    """Pooling whose every window lies inside the input: no bounds checks, row loops."""
-    inv = np.float32(1.0 / (kh * kw))
-    for c in range(C):
-        for oy in range(oh_):
-            o = dst[(c * oh_ + oy) * ow_ : (c * oh_ + oy + 1) * ow_]
-            for ky in range(kh):
-                for kx in range(kw):
-                    s0 = (c * H + oy * sh + ky * dh) * W + kx * dw
-                    row = src[s0 : s0 + (ow_ - 1) * sw + 1]
-                    first = ky == 0 and kx == 0
-                    if is_max:
-                        if first:
-                            for ox in range(ow_):
-                                o[ox] = row[ox * sw]
-                        else:
-                            for ox in range(ow_):
-                                o[ox] = max(o[ox], row[ox * sw])
-                    elif first:
-                        for ox in range(ow_):
-                            o[ox] = row[ox * sw]
-                    else:
-                        for ox in range(ow_):
-                            o[ox] += row[ox * sw]
-            if not is_max:
-                for ox in range(ow_):
-                    o[ox] *= inv
-
-
-@kernel()
 def _pool(r, ws):  # pragma: no cover
     C, H, W, oh_, ow_ = r[P_C], r[P_H], r[P_W], r[P_OH], r[P_OW]
     kh, kw, sh, sw, ph, pw = r[P_KH], r[P_KW], r[P_SH], r[P_SW], r[P_PH], r[P_PW]
@@ -319,7 +290,7 @@ def _pool(r, ws):  # pragma: no cover
         return
     dense = ph == 0 and pw == 0 and (oh_ - 1) * sh + (kh - 1) * dh < H
     if dense and (ow_ - 1) * sw + (kw - 1) * dw < W:
-        _pool_dense(src, dst, C, H, W, oh_, ow_, kh, kw, sh, sw, dh, dw, is_max)
+        pool_dense(src, dst, C, H, W, oh_, ow_, kh, kw, sh, sw, dh, dw, is_max)
         return
     for c in range(C):
         plane = src[c * H * W : (c + 1) * H * W]

@@ -11,6 +11,7 @@ import numpy as np
 
 from runtime.errors import InvalidAttributeError, ShapeError
 from runtime.kernels import conv as conv_kernels
+from runtime.kernels import gemm as gemm_kernels
 from runtime.kernels import pool as pool_kernels
 from runtime.memory import allocate, scratch
 from runtime.ops.registry import register
@@ -180,27 +181,44 @@ def _pool_setup(op, x, kernel_shape, auto_pad, pads, strides, dilations, ceil_mo
     return x, out_sp, begin, end, st, dil
 
 
+def _dense_2d(in_sp, out_sp, kernel, begin, strides, dilations) -> bool:
+    """A 2-D pooling whose every window lies inside the input (no padding touched)."""
+    if len(in_sp) != 2 or any(begin):
+        return False
+    windows = zip(in_sp, out_sp, kernel, strides, dilations, strict=True)
+    return all((o - 1) * s + (k - 1) * d < i for i, o, k, s, d in windows)
+
+
 @register("MaxPool", since=1)
 def max_pool(x, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None,
-             pads=None, storage_order=0, strides=None, _out=None):  # fmt: skip
+             pads=None, storage_order=0, strides=None, _out=None, _num_outputs=2):  # fmt: skip
     if storage_order not in (0, 1):
         raise InvalidAttributeError(f"MaxPool: storage_order {storage_order}: expected 0 or 1")
     x, out_sp, begin, _, st, dil = _pool_setup(
         "MaxPool", x, kernel_shape, auto_pad, pads, strides, dilations, ceil_mode
     )
     n, c = x.shape[:2]
-    x5 = _as5d(x).reshape(n * c, *_as5d(x).shape[2:])
     shape = (n, c, *out_sp)
     y = allocate(shape, np.float32, "MaxPool output", _out and _out[0])
-    if _out and (len(_out) < 2 or _out[1] is None):  # planned run, indices not wanted
-        idx = scratch("maxpool.indices", shape, np.int64)
-    else:
+    with_indices = _num_outputs > 1
+    if not with_indices and _dense_2d(x.shape[2:], out_sp, kernel_shape, begin, st, dil):
+        pool_kernels.pool_dense_planes(
+            x.reshape(n * c, *x.shape[2:]), y.reshape(n * c, *out_sp), *kernel_shape, *st, *dil,
+            True,
+        )  # fmt: skip
+        return y
+    if with_indices:
         idx = allocate(shape, np.int64, "MaxPool indices", _out and _out[1])
+    else:
+        idx = scratch("maxpool.indices", shape, np.int64)
+    x5 = _as5d(x).reshape(n * c, *_as5d(x).shape[2:])
     out = y.reshape(n * c, *_to3d(out_sp, 1))
     pool_kernels._max_pool3d(
         x5, out, idx.reshape(out.shape), *_to3d(list(kernel_shape), 1), *_to3d(st, 1),
         *_to3d(begin, 0), *_to3d(dil, 1),
     )  # fmt: skip
+    if not with_indices:
+        return y
     if storage_order == 1:
         # Column-major indices: the same element, counted with the last axis slowest.
         sp = x.shape[2:]
@@ -308,7 +326,10 @@ def gemm(a, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0, _out=None):  
             f"(transA={transA}, transB={transB})"
         )
     y = allocate((a.shape[0], b.shape[1]), np.result_type(a, b), "Gemm output", _out and _out[0])
-    np.dot(a, b, out=y)
+    if y.dtype == a.dtype == b.dtype:
+        gemm_kernels.matmul(a, b, y)
+    else:
+        np.dot(a, b, out=y)
     if alpha != 1.0:
         y *= a.dtype.type(alpha)
     if c is not None and beta != 0.0:
