@@ -29,6 +29,7 @@ from runtime.session import InferenceSession
 from runtime.summary import summarize
 
 BACKENDS = ("numba", "onnxruntime")
+SETTLE_S = 0.05  # untimed running per backend per round, before its timed call
 
 
 @dataclass(frozen=True)
@@ -47,15 +48,31 @@ class BenchRow:
 
 
 def time_interleaved(
-    sessions: dict[str, InferenceSession], feed: dict[str, np.ndarray], rounds: int, warmup: int
+    sessions: dict[str, InferenceSession],
+    feed: dict[str, np.ndarray],
+    rounds: int,
+    warmup: int,
+    settle_s: float = SETTLE_S,
 ) -> dict[str, list[float]]:
-    """Seconds per call for each session, measured in alternating rounds."""
+    """Seconds per call for each session, measured in alternating rounds.
+
+    In each round every backend first runs untimed for at least ``settle_s`` (one
+    call at least), then makes one timed call. Both backends' thread pools spin
+    after a call (onnxruntime's intra-op threads for about 40 ms here, libgomp's
+    for less): without the settling, each backend's timed call would share the
+    cores with the other's spinning threads (LeNet-5 at batch 64 measured 4.3 ms
+    that way, 0.9 ms alone).
+    """
     for _ in range(warmup):
         for sess in sessions.values():
             sess.run(None, feed)
     times: dict[str, list[float]] = {name: [] for name in sessions}
     for _ in range(rounds):
         for name, sess in sessions.items():
+            start = time.perf_counter()
+            sess.run(None, feed)
+            while time.perf_counter() - start < settle_s:
+                sess.run(None, feed)
             t0 = time.perf_counter()
             sess.run(None, feed)
             times[name].append(time.perf_counter() - t0)

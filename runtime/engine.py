@@ -29,6 +29,7 @@ import numpy as np
 
 from runtime import errors
 from runtime.graph import Graph, Node
+from runtime.kernels import winograd
 from runtime.ops import resolve, supported_ops
 from runtime.ops.nn import bn_scale_shift, conv_forward, gemm
 from runtime.program import NotCompilableError, Program, compile_program
@@ -42,6 +43,7 @@ TYPED_ERRORS = (
 ACTIVATION_OPS = ("Relu", "LeakyRelu", "Tanh", "Sigmoid")
 REMOVABLE = ("Identity", "Dropout")
 MAX_PLANS = 16  # input shapes whose plans and buffers a session keeps
+WINOGRAD_MIN_CHANNELS = 32
 
 
 @dataclass(frozen=True)
@@ -197,8 +199,8 @@ def _bn_params(step: Step, constants: Mapping[str, np.ndarray]):
     return bn_scale_shift(*(constants[n] for n in names), step.attrs.get("epsilon", 1e-5))
 
 
-def _conv_fn(x, w, b=None, _out=None, **attrs):
-    return conv_forward(x, w, b, _out=_out, **attrs)
+def _conv_fn(x, w, b=None, u=None, _out=None, **attrs):
+    return conv_forward(x, w, b, u, _out=_out, **attrs)
 
 
 def _gemm_relu(a, b, c=None, _out=None, **attrs):
@@ -323,6 +325,37 @@ def _fuse(steps: list[Step], constants: dict[str, np.ndarray], outputs: set[str]
     return steps
 
 
+def _winograd(steps: list[Step], constants: dict[str, np.ndarray]) -> list[Step]:
+    """Give each Winograd-worthy conv its transformed weights, as a fourth input.
+
+    Worthy: 2-D, 3x3 or 5x5, stride 1, dilation 1, group 1, constant weights, and at
+    least ``WINOGRAD_MIN_CHANNELS`` channels in and out, so that the a*a GEMMs are
+    big enough for BLAS to run well.
+    """
+    for i, step in enumerate(steps):
+        if step.op_type != "Conv" or step.fn is not _conv_fn:
+            continue
+        w = constants.get(step.inputs[1])
+        attrs = step.attrs
+        if (
+            w is None
+            or w.ndim != 4
+            or w.dtype != np.float32
+            or w.shape[2] != w.shape[3]
+            or w.shape[2] not in winograd.TILE
+            or min(w.shape[:2]) < WINOGRAD_MIN_CHANNELS
+            or attrs.get("group", 1) != 1
+            or any(s != 1 for s in attrs.get("strides") or [1])
+            or any(d != 1 for d in attrs.get("dilations") or [1])
+        ):
+            continue
+        name = f"{step.inputs[1]}::winograd{i}"
+        constants[name] = winograd.transform_weights(w, winograd.TILE[w.shape[2]])
+        bias = step.inputs[2] if len(step.inputs) > 2 else ""
+        steps[i] = replace(step, inputs=(step.inputs[0], step.inputs[1], bias, name))
+    return steps
+
+
 # ------------------------------------------------------------------------ the engine
 
 
@@ -342,6 +375,7 @@ class NumbaEngine:
             steps = _fold_constants(steps, constants)
             steps = _remove_identities(steps, outputs)
             steps = _fuse(steps, constants, outputs)
+            steps = _winograd(steps, constants)
         self.optimize = optimize
         self.compile_plans = optimize and compile_plans
         self.steps: tuple[Step, ...] = tuple(steps)

@@ -20,12 +20,13 @@ import numba
 import numpy as np
 
 from runtime.kernels import program as k
-from runtime.kernels.conv import ACTIVATIONS
+from runtime.kernels.activation import ACTIVATIONS
 from runtime.memory import scratch
 from runtime.ops import nn
 
 WORKSPACE_LIMIT = 1 << 18  # floats of per-image working memory (1 MiB): cache-sized
 WEIGHTS_LIMIT = 1 << 22  # floats of weights (16 MiB), read again for every image
+CHUNKS_PER_THREAD = 8  # batches are cut finer than one chunk a thread: see run_images
 
 
 class NotCompilableError(Exception):
@@ -45,13 +46,14 @@ class Program:
     def run(self, x: np.ndarray) -> np.ndarray:
         n = x.shape[0]
         out = np.empty(self.output_shape, np.float32)
-        chunks = max(1, min(n, numba.get_num_threads()))
-        ws = scratch("program.ws", (chunks, self.ws_size), np.float32)
+        threads = numba.get_num_threads()
+        ws = scratch("program.ws", (threads, self.ws_size), np.float32)
         args = (x.reshape(n, -1), out.reshape(n, -1), self.code, self.ipool, self.fpool, ws)
-        if chunks == 1:
+        if n == 1 or threads == 1:
             k.run_images_serial(*args)
         else:
-            k.run_images(*args)
+            with numba.parallel_chunksize(1):
+                k.run_images(*args, min(n, CHUNKS_PER_THREAD * threads))
         return out
 
 

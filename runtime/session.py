@@ -103,8 +103,10 @@ class _NumbaBackend:
     def run(self, names: Sequence[str], feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         import numba
 
-        if self.threads:
-            numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
+        # Every call sets it: numba's thread count is process-wide state that another
+        # session (threads=1) may have changed; None means all cores.
+        cores = numba.config.NUMBA_NUM_THREADS
+        numba.set_num_threads(min(self.threads or cores, cores))
         return self.engine.run(feeds, names, around_steps=self._one_blas_thread)
 
     def _one_blas_thread(self) -> AbstractContextManager:

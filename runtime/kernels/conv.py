@@ -16,22 +16,19 @@ views: (G, M/G, C/G*K) @ (G, C/G*K, cols).
 
     out = act(y + bias[m]) * scale[m] + shift[m]
 
-act: 0 none, 1 relu, 2 leaky relu (alpha), 3 tanh, 4 sigmoid. The scale/shift pair is
-a BatchNormalization that follows the activation, applied in the same pass.
+act: ``kernels/activation.ACTIVATIONS``. The scale/shift pair is a BatchNormalization
+that follows the activation, applied in the same pass.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import prange
 
+from runtime.kernels.activation import activate
 from runtime.kernels.gemm import matmul
 from runtime.kernels.jit import kernel
 from runtime.memory import scratch
-
-ACTIVATIONS = {None: 0, "Relu": 1, "LeakyRelu": 2, "Tanh": 3, "Sigmoid": 4}
 
 
 @kernel(parallel=True)
@@ -66,62 +63,15 @@ def _im2col(
                             cols[r, base + ow] = 0.0
 
 
-# Tanh as a rational function (Eigen's and MLAS's float approximation): branch-free,
-# so LLVM vectorises the loop; max abs error 3.4e-7 against float64 tanh.
-_TANH_CLAMP = np.float32(7.90531110763549805)
-_TA = (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
-       -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16)  # fmt: skip
-_TB = (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06)
-A0, A1, A2, A3, A4, A5, A6 = (np.float32(v) for v in _TA)
-B0, B1, B2, B3 = (np.float32(v) for v in _TB)
-
-
-@kernel(inline="always")
-def _tanh(v):  # pragma: no cover
-    v = min(max(v, -_TANH_CLAMP), _TANH_CLAMP)
-    v2 = v * v
-    p = ((((((A6 * v2 + A5) * v2 + A4) * v2 + A3) * v2 + A2) * v2 + A1) * v2 + A0) * v
-    q = ((B3 * v2 + B2) * v2 + B1) * v2 + B0
-    return p / q
-
-
-@kernel(inline="always")
-def _sigmoid(v):  # pragma: no cover
-    if v >= 0.0:
-        return 1.0 / (1.0 + math.exp(-v))
-    e = math.exp(v)
-    return e / (1.0 + e)
-
-
 @kernel(parallel=True)
 def _epilogue(y, out, n0, bias, act, alpha, scale, shift):  # pragma: no cover
     M, nb, S = y.shape
     for job in prange(nb * M):
         i = job // M
         m = job % M
-        bm = bias[m]
-        sc = scale[m]
-        sf = shift[m]
-        src = y[m, i]
         dst = out[n0 + i, m]
-        # One loop per activation, so that each inner loop is branch-free.
-        if act == 1:
-            for s in range(S):
-                v = src[s] + bm
-                dst[s] = (v if v > 0.0 else np.float32(0.0)) * sc + sf
-        elif act == 2:
-            for s in range(S):
-                v = src[s] + bm
-                dst[s] = (v if v >= 0.0 else v * alpha) * sc + sf
-        elif act == 3:
-            for s in range(S):
-                dst[s] = _tanh(src[s] + bm) * sc + sf
-        elif act == 4:
-            for s in range(S):
-                dst[s] = _sigmoid(src[s] + bm) * sc + sf
-        else:
-            for s in range(S):
-                dst[s] = (src[s] + bm) * sc + sf
+        dst[:] = y[m, i]
+        activate(dst, S, bias[m], act, alpha, scale[m], shift[m])
 
 
 COLS_BUDGET = 1 << 25  # floats per im2col chunk (128 MiB): bounds the scratch memory

@@ -26,7 +26,7 @@ def kernel(**options) -> Callable[[Callable], Callable]:
     def decorate(fn: Callable) -> Callable:
         global _warned
         try:
-            return numba.njit(cache=True, **_OPTIONS, **options)(fn)
+            return numba.njit(cache=True, **{**_OPTIONS, **options})(fn)
         except RuntimeError as exc:
             if "cannot cache" not in str(exc):
                 raise
@@ -38,6 +38,6 @@ def kernel(**options) -> Callable[[Callable], Callable]:
                     RuntimeWarning,
                     stacklevel=2,
                 )
-            return numba.njit(cache=False, **_OPTIONS, **options)(fn)
+            return numba.njit(cache=False, **{**_OPTIONS, **options})(fn)
 
     return decorate

@@ -4,8 +4,8 @@
 Softmax...) into ``code``: one row of ``REC`` int64 fields per op. ``run_images``
 then runs every op of the table on one image at a time, inside numba: no Python
 work per op, and each image's activations stay in a small per-thread workspace
-(``ws``) that fits the core's cache. Images are split into contiguous chunks, one
-per thread, each with its own workspace row: iterations write disjoint data.
+(``ws``) that fits the core's cache. Images are split into contiguous chunks that
+threads take in turn; each image writes only its own output row.
 
 Fields of a row (``F_*`` below): the op code, the workspace offsets of its source
 and destination, and the op's sizes and the offsets of its parameters in ``fpool``
@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 from numba import prange
 
-from runtime.kernels.conv import _sigmoid, _tanh
+from runtime.kernels.activation import activate
 from runtime.kernels.jit import kernel
 from runtime.kernels.pool import pool_dense
 
@@ -147,32 +148,6 @@ def _taps(src, w, offs, acc, M, T, L, stride):  # pragma: no cover
 
 
 @kernel()
-def _activate(a, n, bias, act, alpha, sc, sf):  # pragma: no cover
-    """a[i] = act(a[i] + bias) * sc + sf for i < n, in place; one loop per activation.
-
-    In place on one array on purpose: with a separate source that may alias the
-    destination, LLVM's runtime overlap check would send the loop to scalar code.
-    """
-    if act == 1:
-        for i in range(n):
-            v = a[i] + bias
-            a[i] = (v if v > 0.0 else np.float32(0.0)) * sc + sf
-    elif act == 2:
-        for i in range(n):
-            v = a[i] + bias
-            a[i] = (v if v >= 0.0 else v * alpha) * sc + sf
-    elif act == 3:
-        for i in range(n):
-            a[i] = _tanh(a[i] + bias) * sc + sf
-    elif act == 4:
-        for i in range(n):
-            a[i] = _sigmoid(a[i] + bias) * sc + sf
-    else:
-        for i in range(n):
-            a[i] = (a[i] + bias) * sc + sf
-
-
-@kernel()
 def _conv(r, ws, ipool, fpool):  # pragma: no cover
     cin, H, W, cout = r[C_CIN], r[C_H], r[C_W], r[C_COUT]
     kh, kw, sh, sw = r[C_KH], r[C_KW], r[C_SH], r[C_SW]
@@ -225,7 +200,7 @@ def _conv(r, ws, ipool, fpool):  # pragma: no cover
         # In place over the channel's whole accumulator (one long vector loop, the
         # dropped columns included), then the rows are packed into the output.
         a = acc[m * stride : m * stride + L]
-        _activate(a, L, fpool[r[C_BOFF] + m], act, alpha, sc, sf)
+        activate(a, L, fpool[r[C_BOFF] + m], act, alpha, sc, sf)
         if rs == ow_:
             dst[m * oh_ * ow_ : (m + 1) * oh_ * ow_] = a
         else:
@@ -336,7 +311,7 @@ def _gemm(r, ws, ipool, fpool):  # pragma: no cover
     b = fpool[r[G_BOFF] : r[G_BOFF] + N]
     for j in range(N):
         y[j] += b[j]
-    _activate(y, N, np.float32(0.0), r[G_ACT], fpool[r[G_ALPHA]], np.float32(1.0),
+    activate(y, N, np.float32(0.0), r[G_ACT], fpool[r[G_ALPHA]], np.float32(1.0),
               np.float32(0.0))  # fmt: skip
 
 
@@ -375,13 +350,13 @@ def _run_image(x, out, code, ipool, fpool, ws):  # pragma: no cover
             _gemm(r, ws, ipool, fpool)
         elif op == OP_ACT:  # in place
             n = r[A_SIZE]
-            _activate(ws[r[F_SRC] : r[F_SRC] + n], n, np.float32(0.0), r[A_ACT],
+            activate(ws[r[F_SRC] : r[F_SRC] + n], n, np.float32(0.0), r[A_ACT],
                       fpool[r[A_ALPHA]], np.float32(1.0), np.float32(0.0))  # fmt: skip
         elif op == OP_AFFINE:  # in place
             C, S = r[B_C], r[B_S]
             for c in range(C):
                 plane = ws[r[F_SRC] + c * S : r[F_SRC] + (c + 1) * S]
-                _activate(plane, S, np.float32(0.0), 0, np.float32(0.0), fpool[r[B_SCALE] + c],
+                activate(plane, S, np.float32(0.0), 0, np.float32(0.0), fpool[r[B_SCALE] + c],
                           fpool[r[B_SHIFT] + c])  # fmt: skip
         elif op == OP_SOFTMAX:
             _softmax(r, ws)
@@ -390,13 +365,19 @@ def _run_image(x, out, code, ipool, fpool, ws):  # pragma: no cover
 
 
 @kernel(parallel=True)
-def run_images(x, out, code, ipool, fpool, ws):  # pragma: no cover
-    """x (N, in) -> out (N, out); chunk c of the images uses workspace row ws[c]."""
+def run_images(x, out, code, ipool, fpool, ws, chunks):  # pragma: no cover
+    """x (N, in) -> out (N, out) in ``chunks`` contiguous chunks of images.
+
+    The caller schedules chunks dynamically (``numba.parallel_chunksize(1)``): a
+    thread takes the next chunk when it is done with one, so a core that the OS
+    gives to another process for a while delays only its current chunk. A thread
+    runs one chunk at a time, in its own workspace row ``ws[thread id]``.
+    """
     n = x.shape[0]
-    chunks = ws.shape[0]
     for c in prange(chunks):
+        w = ws[numba.get_thread_id()]
         for i in range(c * n // chunks, (c + 1) * n // chunks):
-            _run_image(x[i], out[i], code, ipool, fpool, ws[c])
+            _run_image(x[i], out[i], code, ipool, fpool, w)
 
 
 @kernel()

@@ -13,6 +13,8 @@ from runtime.errors import InvalidAttributeError, ShapeError
 from runtime.kernels import conv as conv_kernels
 from runtime.kernels import gemm as gemm_kernels
 from runtime.kernels import pool as pool_kernels
+from runtime.kernels import winograd
+from runtime.kernels.activation import ACTIVATIONS
 from runtime.memory import allocate, scratch
 from runtime.ops.registry import register
 
@@ -98,6 +100,7 @@ def conv_forward(
     x,
     w,
     b=None,
+    winograd_u=None,
     *,
     auto_pad="NOTSET",
     dilations=None,
@@ -111,7 +114,11 @@ def conv_forward(
     post_shift=None,
     _out=None,
 ):
-    """Conv, with the fused extras the planner uses (activation, then scale and shift)."""
+    """Conv, with the fused extras the planner uses (activation, then scale and shift).
+
+    ``winograd_u``: the weights transformed by ``winograd.transform_weights``; a 2-D
+    convolution with stride 1, dilation 1 and group 1 then runs as Winograd.
+    """
     x = _float32("Conv", "X", x)
     w = _float32("Conv", "W", w)
     if x.ndim not in (3, 4, 5) or w.ndim != x.ndim:
@@ -141,6 +148,12 @@ def conv_forward(
         dilations=dilations,
     )  # fmt: skip
     out = allocate((n, m, *out_sp), np.float32, "Conv output", _out and _out[0])
+    act = ACTIVATIONS[activation]
+    if winograd_u is not None and x.ndim == 4 and group == 1 and st == [1, 1] and dil == [1, 1]:
+        tile = round(winograd_u.shape[0] ** 0.5) - kernel[0] + 1
+        return winograd.conv2d_winograd(x, winograd_u, tile, np.ascontiguousarray(b, np.float32),
+                                        out, pads=tuple(begin), act=act, alpha=alpha,
+                                        scale=post_scale, shift=post_shift)  # fmt: skip
     conv_kernels.conv3d_im2col(
         _as5d(x),
         _as5d(w),
@@ -150,7 +163,7 @@ def conv_forward(
         strides=_to3d(st, 1),
         pads=_to3d(begin, 0),
         dilations=_to3d(dil, 1),
-        act=conv_kernels.ACTIVATIONS[activation],
+        act=act,
         alpha=alpha,
         scale=post_scale,
         shift=post_shift,
