@@ -1,9 +1,17 @@
 """Compile every numba kernel ahead of time: ``cnn warmup``.
 
-The kernels see one type signature whatever the model (float32, C-contiguous,
-fixed ranks), so running one small graph that uses each of them fills numba's
-cache, and the first real call of any model in any later process loads compiled
-code instead of compiling.
+The kernels see few type signatures whatever the model (float32, C-contiguous,
+fixed ranks; numba types a read-only array apart from a writable one), so running
+two small graphs that reach every kernel with each signature fills numba's cache,
+and the first real call of any model in any later process loads compiled code
+instead of compiling:
+
+* ``steps``: convolutions by im2col and by Winograd (3x3 and 5x5, with a bias from
+  the initializers, which is read-only, and without one), pooling with and without
+  indices, a Gemm split over the cores and a small-batch fully connected layer. Two
+  outputs keep it from compiling into one program, so it runs step by step.
+* ``chain``: a LeNet-like chain that compiles into one op-table program (see
+  ``runtime/program.py``), run for one image and for a batch.
 """
 
 from __future__ import annotations
@@ -18,40 +26,77 @@ from runtime.engine import NumbaEngine
 from runtime.graph import load_graph
 
 
-def _warmup_model() -> bytes:
+def _model(nodes, inputs, outputs, weights) -> bytes:
     rng = np.random.default_rng(0)
-    w = numpy_helper.from_array(rng.standard_normal((4, 2, 3, 3)).astype(np.float32), "w")
-    w2 = numpy_helper.from_array(rng.standard_normal((4, 4, 1, 1)).astype(np.float32), "w2")
-    b = numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "b")
-    # Two convs, because numba types a read-only array apart from a writable one: a
-    # bias from the model's initializers is read-only, a missing bias becomes zeros.
-    nodes = [
-        helper.make_node("Conv", ["x", "w", "b"], ["c0"], pads=[1, 1, 1, 1]),
-        helper.make_node("Conv", ["c0", "w2"], ["c"]),
-        helper.make_node("Tanh", ["c"], ["t"]),  # fused: the conv epilogue
-        helper.make_node("MaxPool", ["t"], ["m"], kernel_shape=[2, 2], strides=[2, 2]),
-        helper.make_node("AveragePool", ["m"], ["a"], kernel_shape=[2, 2]),
-        helper.make_node("GlobalAveragePool", ["a"], ["g1"]),
-        helper.make_node("GlobalMaxPool", ["a"], ["g2"]),
+    inits = [
+        numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32) * 0.1, name)
+        for name, shape in weights.items()
     ]
     vi = helper.make_tensor_value_info
     graph = helper.make_graph(
         nodes,
         "warmup",
-        [vi("x", TensorProto.FLOAT, [1, 2, 8, 8])],
-        [vi("g1", TensorProto.FLOAT, [1, 4, 1, 1]), vi("g2", TensorProto.FLOAT, [1, 4, 1, 1])],
-        [w, w2, b],
+        [vi(n, TensorProto.FLOAT, s) for n, s in inputs],
+        [vi(n, TensorProto.FLOAT, s) for n, s in outputs],
+        inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     onnx.checker.check_model(model)
     return model.SerializeToString()
 
 
+def _steps_model() -> bytes:
+    node = helper.make_node
+    nodes = [
+        node("Conv", ["x", "w3", "b"], ["c3"], pads=[1, 1, 1, 1]),  # Winograd F(4, 3)
+        node("Relu", ["c3"], ["r3"]),
+        node("Conv", ["r3", "w5"], ["c5"], pads=[2, 2, 2, 2]),  # Winograd F(2, 5), no bias
+        node("MaxPool", ["c5"], ["m"], kernel_shape=[2, 2], strides=[2, 2]),  # no indices
+        node("MaxPool", ["m"], ["m2", "idx"], kernel_shape=[2, 2], pads=[1, 1, 1, 1]),
+        node("Conv", ["m2", "w", "b4"], ["c0"], pads=[1, 1, 1, 1]),  # im2col
+        node("Conv", ["c0", "w2"], ["c"]),  # im2col, no bias
+        node("Tanh", ["c"], ["t"]),  # fused: the conv epilogue
+        node("AveragePool", ["t"], ["a"], kernel_shape=[2, 2]),
+        node("GlobalMaxPool", ["a"], ["g"]),
+        node("Flatten", ["m"], ["f"]),
+        node("Gemm", ["f", "fc", "fcb"], ["y"], transB=1),  # small batch: streams fc
+        node("Relu", ["y"], ["ry"]),
+        node("Gemm", ["ry", "big"], ["z"]),  # split over the cores
+    ]
+    weights = {"w3": (32, 32, 3, 3), "b": (32,), "w5": (32, 32, 5, 5), "w": (4, 32, 3, 3),
+               "b4": (4,), "w2": (4, 4, 1, 1), "fc": (64, 512), "fcb": (64,),
+               "big": (64, 16384)}  # fmt: skip
+    outputs = [("g", [1, 4, 1, 1]), ("z", [1, 16384])]
+    return _model(nodes, [("x", [1, 32, 8, 8])], outputs, weights)
+
+
+def _chain_model() -> bytes:
+    node = helper.make_node
+    nodes = [
+        node("Conv", ["x", "w1", "b1"], ["c1"], pads=[2, 2, 2, 2]),
+        node("Tanh", ["c1"], ["t1"]),
+        node("AveragePool", ["t1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+        node("Conv", ["p1", "w2", "b2"], ["c2"], strides=[2, 2]),  # im2col columns
+        node("Relu", ["c2"], ["r2"]),
+        node("MaxPool", ["r2"], ["p2"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        node("Flatten", ["p2"], ["f"]),
+        node("Gemm", ["f", "fc", "fcb"], ["y"], transB=1),
+        node("Sigmoid", ["y"], ["s"]),
+        node("Softmax", ["s"], ["out"]),
+    ]
+    weights = {"w1": (6, 1, 5, 5), "b1": (6,), "w2": (8, 6, 3, 3), "b2": (8,),
+               "fc": (10, 8 * 2 * 2), "fcb": (10,)}  # fmt: skip
+    return _model(nodes, [("x", ["n", 1, 12, 12])], [("out", ["n", 10])], weights)
+
+
 def warmup() -> float:
     """Compile (or load from the cache) every kernel; returns the seconds it took."""
     t0 = time.perf_counter()
-    engine = NumbaEngine(load_graph(_warmup_model()))
-    x = np.zeros((1, 2, 8, 8), np.float32)
+    engine = NumbaEngine(load_graph(_steps_model()))
+    x = np.zeros((1, 32, 8, 8), np.float32)
     engine.run({"x": x}, engine.output_names)  # traced
     engine.run({"x": x}, engine.output_names)  # planned: the buffer-writing paths
+    chain = NumbaEngine(load_graph(_chain_model()))
+    for n in (1, 2):  # one image runs on the calling thread, a batch on all cores
+        chain.run({"x": np.zeros((n, 1, 12, 12), np.float32)}, chain.output_names)
     return time.perf_counter() - t0

@@ -65,3 +65,11 @@ def pool2d(x, *, kernel, strides, pads, dilations, ceil_mode, mode, count_includ
         else:
             out[ni, ci, i, j] = sum(vals) / (padded if count_include_pad else len(vals))
     return out
+
+
+def taps(src, w, offs, m, t, length):
+    """acc[i, p] = sum_k w[i, k] * src[offs[k] + p]: the op-table convolution's inner sum."""
+    acc = np.zeros((m, length), np.float64)
+    for i, k in itertools.product(range(m), range(t)):
+        acc[i] += w[i * t + k] * src[offs[k] : offs[k] + length].astype(np.float64)
+    return acc

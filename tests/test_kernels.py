@@ -103,3 +103,89 @@ def test_conv_split_gemm_matches_naive(monkeypatch, group):
     want = naive.conv2d(x, w, b, strides=(1, 1), pads=(1, 1, 1, 1), dilations=(1, 1),
                         group=group)  # fmt: skip
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+WINOGRAD_CASES = [
+    # (N, C, H, W), M, r, pads (top, left, bottom, right)
+    ((2, 4, 9, 9), 5, 3, (1, 1, 1, 1)),
+    ((1, 3, 13, 13), 8, 3, (1, 1, 1, 1)),  # AlexNet's 13x13: tiles overhang the output
+    ((1, 2, 10, 7), 3, 3, (0, 0, 0, 0)),
+    ((2, 3, 11, 12), 4, 3, (2, 1, 0, 2)),
+    ((1, 4, 27, 27), 6, 5, (2, 2, 2, 2)),  # AlexNet's conv2 shape, fewer channels
+    ((2, 2, 8, 9), 3, 5, (1, 2, 3, 0)),
+]
+
+
+@pytest.mark.parametrize(("xs", "m", "r", "pads"), WINOGRAD_CASES)
+@pytest.mark.parametrize("act", [None, "Relu", "Tanh"])
+def test_winograd_conv_matches_naive(xs, m, r, pads, act):
+    from runtime.kernels import winograd
+    from runtime.ops.nn import conv_forward
+
+    x, w, b = _rand(*xs), _rand(m, xs[1], r, r), _rand(m)
+    scale, shift = _rand(m), _rand(m)
+    u = winograd.transform_weights(w, winograd.TILE[r])
+    got = conv_forward(x, w, b, u, pads=pads, activation=act, post_scale=scale, post_shift=shift)
+    y = naive.conv2d(x, w, b, strides=(1, 1), pads=pads, dilations=(1, 1), group=1)
+    y = {None: lambda v: v, "Relu": lambda v: np.maximum(v, 0), "Tanh": np.tanh}[act](y)
+    want = y * scale[None, :, None, None] + shift[None, :, None, None]
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(("m", "r"), [(2, 3), (3, 3), (4, 3), (2, 5)])
+def test_winograd_transforms_compute_a_correlation(m, r):
+    from runtime.kernels import winograd
+
+    bt, g, at = winograd.transforms(m, r)
+    assert bt.shape == (m + r - 1,) * 2 and g.shape == (m + r - 1, r) and at.shape == (m, m + r - 1)
+    d, f = RNG.standard_normal(m + r - 1), RNG.standard_normal(r)
+    want = np.correlate(d, f, mode="valid")
+    np.testing.assert_allclose(at @ ((g @ f) * (bt @ d)), want, atol=1e-9)
+
+
+def _gemm_check(a, b):
+    from runtime.kernels import gemm
+
+    out = np.full((*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1]),
+                  np.nan, np.float32)  # fmt: skip
+    gemm.matmul(a, b, out)
+    want = np.matmul(a.astype(np.float64), b.astype(np.float64))
+    np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
+
+
+GEMM_CASES = [
+    ((70, 30), (30, 50), False, False),  # rows split
+    ((20, 30), (30, 90), False, False),  # columns split
+    ((30, 70), (30, 50), True, False),  # A transposed
+    ((9, 40), (33, 40), False, True),  # B transposed at a small batch: streams B's rows
+    ((17, 40), (33, 40), False, True),  # B transposed, past the small batch
+    ((1, 25), (25, 1), False, False),
+]
+
+
+@pytest.mark.parametrize(("sa", "sb", "ta", "tb"), GEMM_CASES)
+def test_matmul_blocks_match_numpy(monkeypatch, sa, sb, ta, tb):
+    from runtime.kernels import gemm
+
+    monkeypatch.setattr(gemm, "SPLIT_FLOPS", 0)  # split even these small products
+    a, b = _rand(*sa), _rand(*sb)
+    _gemm_check(a.T if ta else a, b.T if tb else b)
+
+
+def test_matmul_batched_products_match_numpy(monkeypatch):
+    from runtime.kernels import gemm
+
+    monkeypatch.setattr(gemm, "SPLIT_FLOPS", 0)
+    _gemm_check(_rand(36, 12, 20), _rand(36, 20, 17))  # a job per product
+    _gemm_check(_rand(3, 12, 20), _rand(3, 20, 17))  # products split too
+
+
+@pytest.mark.parametrize("kernel_strides", [((2, 2), (2, 2)), ((3, 3), (2, 2)), ((3, 2), (1, 2))])
+def test_max_pool_without_indices_matches_naive(kernel_strides):
+    k, s = kernel_strides
+    x = _rand(2, 3, 11, 10)
+    got = max_pool(x, kernel_shape=k, strides=s, _num_outputs=1)
+    want = naive.pool2d(x, kernel=k, strides=s, pads=(0, 0, 0, 0), dilations=(1, 1),
+                        ceil_mode=0, mode="max")  # fmt: skip
+    np.testing.assert_array_equal(got, want)

@@ -219,6 +219,16 @@ def test_unknown_backend_and_missing_cuda():
 # ------------------------------------------------------------------- concurrency, memory
 
 
+def test_a_single_thread_session_does_not_limit_later_ones():
+    import numba
+
+    x = np.zeros((4, 1, 28, 28), np.float32)
+    InferenceSession(LENET, threads=1).run(None, {"input": x})
+    assert numba.get_num_threads() == 1
+    InferenceSession(LENET).run(None, {"input": x})  # threads=None: every core
+    assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS
+
+
 @pytest.mark.slow
 def test_eight_threads_match_serial(lenet):
     rng = np.random.default_rng(0)

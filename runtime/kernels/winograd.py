@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from functools import cache
 
+import numba
 import numpy as np
 from numba import prange
 
@@ -75,13 +76,16 @@ def transform_weights(w: np.ndarray, m: int) -> np.ndarray:
 
 
 @kernel(parallel=True)
-def _input_tiles(x, v, bt, n0, nb, m, ph, pw, th, tw):  # pragma: no cover
-    """x (N, C, H, W) -> v (a*a, C, T): B^T d B for every a x a tile of images n0.."""
+def _input_tiles(x, v, bt, n0, nb, m, ph, pw, th, tw, work):  # pragma: no cover
+    """x (N, C, H, W) -> v (a*a, C, T): B^T d B for every a x a tile of images n0..
+
+    work: (threads, 2, a, a, T), each thread's scratch (``d`` and ``s`` below).
+    """
     _, C, H, W = x.shape
     a = bt.shape[0]
     T = nb * th * tw
     for c in prange(C):
-        d = np.empty((a, a, T), np.float32)  # d[i, j, t]: tile t's input (i, j)
+        d = work[numba.get_thread_id(), 0]  # d[i, j, t]: tile t's input (i, j)
         for i in range(a):
             for j in range(a):
                 row = d[i, j]
@@ -96,7 +100,8 @@ def _input_tiles(x, v, bt, n0, nb, m, ph, pw, th, tw):  # pragma: no cover
                         for tx in range(tw):
                             xx = tx * m - pw + j
                             row[t0 + tx] = img[y, xx] if 0 <= xx < W else np.float32(0.0)
-        s = np.zeros((a, a, T), np.float32)  # s[p, j] = sum_i bt[p, i] d[i, j]
+        s = work[numba.get_thread_id(), 1]  # s[p, j] = sum_i bt[p, i] d[i, j]
+        s[:] = 0.0
         for p in range(a):
             for i in range(a):
                 f = np.float32(bt[p, i])
@@ -118,13 +123,20 @@ def _input_tiles(x, v, bt, n0, nb, m, ph, pw, th, tw):  # pragma: no cover
 
 
 @kernel(parallel=True)
-def _output_tiles(z, out, at, n0, nb, th, tw, bias, act, alpha, scale, shift):  # pragma: no cover
-    """z (a*a, M, T) -> out (N, M, OH, OW): A^T Z A per tile, then the fused epilogue."""
+def _output_tiles(
+    z, out, at, n0, nb, th, tw, bias, act, alpha, scale, shift, work
+):  # pragma: no cover
+    """z (a*a, M, T) -> out (N, M, OH, OW): A^T Z A per tile, then the fused epilogue.
+
+    work: (threads, m*a + m*m, T), each thread's scratch (``s`` and ``y`` below).
+    """
     _, M, OH, OW = out.shape
     m, a = at.shape
     T = nb * th * tw
     for o in prange(M):
-        s = np.zeros((m, a, T), np.float32)  # s[i, q] = sum_p at[i, p] z[p, q]
+        w = work[numba.get_thread_id()]
+        s = w[: m * a].reshape((m, a, T))  # s[i, q] = sum_p at[i, p] z[p, q]
+        s[:] = 0.0
         for i in range(m):
             for p in range(a):
                 f = np.float32(at[i, p])
@@ -133,7 +145,8 @@ def _output_tiles(z, out, at, n0, nb, th, tw, bias, act, alpha, scale, shift):  
                         si, zp = s[i, q], z[p * a + q, o]
                         for t in range(T):
                             si[t] += f * zp[t]
-        y = np.zeros((m, m, T), np.float32)
+        y = w[m * a :].reshape((m, m, T))
+        y[:] = 0.0
         for i in range(m):
             for j in range(m):
                 yij = y[i, j]
@@ -183,12 +196,16 @@ def conv2d_winograd(
     scale = np.ones(cout, np.float32) if scale is None else scale
     shift = np.zeros(cout, np.float32) if shift is None else shift
     nb_max = max(1, BUDGET // (aa * max(c, cout) * th * tw))
+    threads = numba.get_num_threads()
     for n0 in range(0, n, nb_max):
         nb = min(nb_max, n - n0)
         t = nb * th * tw
         v = scratch("winograd.v", (aa, c, t), np.float32)
-        _input_tiles(x, v, bt, n0, nb, m, pads[0], pads[1], th, tw)
+        work = scratch("winograd.work", (threads, 2, a, a, t), np.float32)
+        _input_tiles(x, v, bt, n0, nb, m, pads[0], pads[1], th, tw, work)
         z = scratch("winograd.z", (aa, cout, t), np.float32)
         matmul(u, v, z)
-        _output_tiles(z, out, at, n0, nb, th, tw, bias, act, np.float32(alpha), scale, shift)
+        work = scratch("winograd.work", (threads, m * a + m * m, t), np.float32)
+        _output_tiles(z, out, at, n0, nb, th, tw, bias, act, np.float32(alpha), scale, shift,
+                      work)  # fmt: skip
     return out
