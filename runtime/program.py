@@ -171,15 +171,35 @@ def _pool(b: _Builder, op: str, attrs: Mapping, x: np.ndarray, y: np.ndarray) ->
     )  # fmt: skip
 
 
+def _fuse_pool(b: _Builder, op: str, attrs: Mapping, x: np.ndarray, y: np.ndarray,
+               conv: np.ndarray | None) -> bool:  # fmt: skip
+    """Fold a pooling whose windows tile the conv output just made into that conv."""
+    kernel = list(attrs.get("kernel_shape") or [])
+    if conv is None or conv[k.C_POOL] != k.POOL_NONE or x.ndim != 4 or len(kernel) != 2:
+        return False
+    plain = (
+        attrs.get("auto_pad", "NOTSET") in ("NOTSET", "VALID")
+        and not any(attrs.get("pads") or [0])
+        and all(d == 1 for d in attrs.get("dilations") or [1])
+        and list(attrs.get("strides") or [1, 1]) == kernel
+    )
+    if not plain or list(y.shape[2:]) != [x.shape[2] // kernel[0], x.shape[3] // kernel[1]]:
+        return False
+    if x.shape[2] % kernel[0] or x.shape[3] % kernel[1]:
+        return False
+    conv[k.C_POOL] = k.POOL_MAX if op == "MaxPool" else k.POOL_AVG
+    conv[k.C_PKH], conv[k.C_PKW] = kernel
+    return True
+
+
 def _gemm(b: _Builder, wt: np.ndarray, bias: np.ndarray, act: int, alpha: float) -> None:
     K, N = wt.shape
     r = b.row(k.OP_GEMM, N)
     r[k.G_K], r[k.G_N] = K, N
-    r[k.G_WOFF] = b.floats_at(wt)
+    r[k.G_WOFF] = b.floats_at(wt.T)  # (N, K): a row per output
     r[k.G_BOFF] = b.floats_at(np.broadcast_to(bias, (N,)))
     r[k.G_ACT] = act
     r[k.G_ALPHA] = b.floats_at(np.array([alpha]))
-    r[k.G_TAPS] = b.ints_at(np.arange(K) * N)
 
 
 def _refuse(step, why: str) -> NotCompilableError:
@@ -220,10 +240,12 @@ def compile_program(
         if y.dtype != np.float32 or y.ndim < 1 or y.shape[0] != n:
             raise _refuse(step, "output is not float32 per image")
         attrs = step.attrs
+        fusable = b.rows[-1] if b.rows and b.rows[-1][k.F_OP] == k.OP_CONV else None
         if op == "Conv" and step.fn in (_conv_fn, nn.conv):
             _conv(b, attrs, x, _const(step, 1, constants), _const(step, 2, constants), y)
         elif op in ("MaxPool", "AveragePool"):
-            _pool(b, op, attrs, x, y)
+            if not _fuse_pool(b, op, attrs, x, y, fusable):
+                _pool(b, op, attrs, x, y)
         elif op == "Gemm":
             w, c = _const(step, 1, constants), _const(step, 2, constants)
             if x.ndim != 2 or attrs.get("transA", 0):

@@ -156,3 +156,23 @@ def test_taps_matches_naive(m, t):
     k._taps(src, w, offs, acc, m, t, length, stride)
     got = np.stack([acc[i * stride : i * stride + length] for i in range(m)])
     np.testing.assert_allclose(got, naive.taps(src, w, offs, m, t, length), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("op", "kernel"), [("MaxPool", 2), ("AveragePool", 2), ("MaxPool", 3),
+                                            ("AveragePool", 3)])  # fmt: skip
+def test_tiling_pool_fused_into_the_conv(op, kernel):
+    """A pool whose windows tile the conv output runs inside the conv's epilogue."""
+    node = helper.make_node
+    nodes = [
+        node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+        node("Tanh", ["c"], ["t"]),
+        node(op, ["t"], ["p"], kernel_shape=[kernel, kernel], strides=[kernel, kernel]),
+        node("Flatten", ["p"], ["y"]),
+    ]
+    size = 6 * kernel  # the conv keeps it; the windows tile it exactly
+    model = _chain(nodes, (2, size, size), [3 * 36], {"w": _w(3, 2, 3, 3), "b": _w(3)})
+    engine = _check_program(model, (2, size, size))
+    plan = next(iter(engine._plans.values()))
+    conv = plan.program.code[0]
+    assert conv[k.C_POOL] == (k.POOL_MAX if op == "MaxPool" else k.POOL_AVG)
+    assert len(plan.program.code) == 1  # no separate pooling op

@@ -16,10 +16,7 @@ stride-1 convolution, ``src`` is the zero-padded input and ``offs[t]`` the flat
 offset of tap t = (c, ky, kx), ``c*Hp*Wp + ky*Wp + kx``: output row oy lives at
 ``p = oy*Wp + ox``, so one long contiguous loop covers every output position (the
 columns ox >= OW are computed and dropped). Otherwise ``src`` holds im2col columns
-and ``offs[t] = t*P``. Taps go four at a time and output channels two at a time, so
-each loaded input value feeds eight multiply-adds. A Gemm row is the same kernel
-with the roles swapped: the weight matrix (K, N) is ``src``, the input vector the
-"weights" and ``offs[t] = t*N``.
+and ``offs[t] = t*P``. A Gemm is one dot product per output (``_dot_rows``).
 """
 
 from __future__ import annotations
@@ -44,12 +41,13 @@ F_OP, F_SRC, F_DST = 0, 1, 2
 # Conv
 (C_CIN, C_H, C_W, C_COUT, C_KH, C_KW, C_SH, C_SW, C_PH, C_PW, C_DH, C_DW, C_OH, C_OW, C_ACT,
  C_WOFF, C_BOFF, C_SCALE, C_SHIFT, C_ALPHA, C_TAPS, C_FLAT, C_HP, C_WP, C_PAD,
- C_ACC) = range(3, 29)  # fmt: skip
+ C_ACC, C_POOL, C_PKH, C_PKW) = range(3, 32)  # fmt: skip
+POOL_NONE, POOL_AVG, POOL_MAX = 0, 1, 2  # C_POOL: a tiling pool fused into the conv
 # pooling
 (P_C, P_H, P_W, P_OH, P_OW, P_KH, P_KW, P_SH, P_SW, P_PH, P_PW, P_DH, P_DW, P_MAX, P_INCL,
  P_EH, P_EW, P_TMP) = range(3, 21)  # fmt: skip
-# Gemm: y = act(x @ wt + b), wt (K, N)
-G_K, G_N, G_WOFF, G_BOFF, G_ACT, G_ALPHA, G_TAPS = range(3, 10)
+# Gemm: y = act(w @ x + b), w (N, K) row-major
+G_K, G_N, G_WOFF, G_BOFF, G_ACT, G_ALPHA = range(3, 9)
 # elementwise activation, in place
 A_SIZE, A_ACT, A_ALPHA = range(3, 6)
 # per-channel y = x * scale + shift (an unfused BatchNormalization)
@@ -201,13 +199,42 @@ def _conv(r, ws, ipool, fpool):  # pragma: no cover
         # dropped columns included), then the rows are packed into the output.
         a = acc[m * stride : m * stride + L]
         activate(a, L, fpool[r[C_BOFF] + m], act, alpha, sc, sf)
-        if rs == ow_:
+        if r[C_POOL] != POOL_NONE:
+            _pool_rows(a, dst, m, rs, oh_, ow_, r[C_PKH], r[C_PKW], r[C_POOL] == POOL_MAX)
+        elif rs == ow_:
             dst[m * oh_ * ow_ : (m + 1) * oh_ * ow_] = a
         else:
             for oy in range(oh_):
                 d = (m * oh_ + oy) * ow_
                 for ox in range(ow_):
                     dst[d + ox] = a[oy * rs + ox]
+
+
+@kernel()
+def _pool_rows(a, dst, m, rs, oh_, ow_, kh, kw, is_max):  # pragma: no cover
+    """Channel m's conv output (rows of stride rs in ``a``) pooled by kh x kw windows
+    that tile it, straight into dst (m, oh_/kh, ow_/kw): no packed copy in between."""
+    ph_, pw_ = oh_ // kh, ow_ // kw
+    inv = np.float32(1.0 / (kh * kw))
+    for py in range(ph_):
+        o = dst[(m * ph_ + py) * pw_ : (m * ph_ + py + 1) * pw_]
+        top = a[py * kh * rs :]
+        if kh == 2 and kw == 2:  # the common case, unrolled
+            r0, r1 = top[:ow_], top[rs : rs + ow_]
+            for px in range(pw_):
+                u, v = r0[2 * px], r0[2 * px + 1]
+                s, t = r1[2 * px], r1[2 * px + 1]
+                o[px] = max(max(u, v), max(s, t)) if is_max else (u + v + s + t) * inv
+            continue
+        for px in range(pw_):
+            best = top[px * kw]
+            total = np.float32(0.0)
+            for i in range(kh):
+                for j in range(kw):
+                    v = top[i * rs + px * kw + j]
+                    best = max(best, v)
+                    total += v
+            o[px] = best if is_max else total * inv
 
 
 @kernel()
@@ -300,19 +327,45 @@ def _pool(r, ws):  # pragma: no cover
                     dst[o] = total / div if div > 0 else 0.0
 
 
+@kernel(fastmath=True)
+def _dot_rows(x, w, y, K, N):  # pragma: no cover
+    """y[j] = sum_k w[j*K + k] * x[k]: four rows of w at a time, one pass over x each.
+
+    fastmath lets LLVM reorder each dot product's sum so that it vectorises.
+    """
+    j = 0
+    while j + 4 <= N:
+        w0, w1 = w[j * K : (j + 1) * K], w[(j + 1) * K : (j + 2) * K]
+        w2, w3 = w[(j + 2) * K : (j + 3) * K], w[(j + 3) * K : (j + 4) * K]
+        s0 = s1 = s2 = s3 = np.float32(0.0)
+        for i in range(K):
+            v = x[i]
+            s0 += w0[i] * v
+            s1 += w1[i] * v
+            s2 += w2[i] * v
+            s3 += w3[i] * v
+        y[j], y[j + 1], y[j + 2], y[j + 3] = s0, s1, s2, s3
+        j += 4
+    while j < N:
+        wj = w[j * K : (j + 1) * K]
+        s = np.float32(0.0)
+        for i in range(K):
+            s += wj[i] * x[i]
+        y[j] = s
+        j += 1
+
+
 @kernel()
-def _gemm(r, ws, ipool, fpool):  # pragma: no cover
+def _gemm(r, ws, fpool):  # pragma: no cover
     K, N = r[G_K], r[G_N]
     x = ws[r[F_SRC] : r[F_SRC] + K]
     y = ws[r[F_DST] : r[F_DST] + N]
-    wt = fpool[r[G_WOFF] : r[G_WOFF] + K * N]
-    offs = ipool[r[G_TAPS] : r[G_TAPS] + K]
-    _taps(wt, x, offs, y, 1, K, N, N)
+    _dot_rows(x, fpool[r[G_WOFF] : r[G_WOFF] + K * N], y, K, N)
     b = fpool[r[G_BOFF] : r[G_BOFF] + N]
     for j in range(N):
         y[j] += b[j]
     activate(y, N, np.float32(0.0), r[G_ACT], fpool[r[G_ALPHA]], np.float32(1.0),
-              np.float32(0.0))  # fmt: skip
+             np.float32(0.0))  # fmt: skip
 
 
 @kernel()
@@ -347,7 +400,7 @@ def _run_image(x, out, code, ipool, fpool, ws):  # pragma: no cover
         elif op == OP_POOL:
             _pool(r, ws)
         elif op == OP_GEMM:
-            _gemm(r, ws, ipool, fpool)
+            _gemm(r, ws, fpool)
         elif op == OP_ACT:  # in place
             n = r[A_SIZE]
             activate(ws[r[F_SRC] : r[F_SRC] + n], n, np.float32(0.0), r[A_ACT],
