@@ -89,17 +89,25 @@ def _input_tiles(x, v, bt, n0, nb, m, ph, pw, th, tw, work):  # pragma: no cover
         for i in range(a):
             for j in range(a):
                 row = d[i, j]
+                # tiles tx in [lo, hi) read inside the row: x = tx*m - pw + j in [0, W)
+                lo = min(tw, max(0, (pw - j + m - 1) // m))
+                hi = max(lo, min(tw, (W - 1 + pw - j) // m + 1))
                 for k in range(nb):
                     img = x[n0 + k, c]
                     for ty in range(th):
                         y = ty * m - ph + i
-                        t0 = (k * th + ty) * tw
+                        out = row[(k * th + ty) * tw : (k * th + ty + 1) * tw]
                         if y < 0 or y >= H:
-                            row[t0 : t0 + tw] = 0.0
+                            out[:] = 0.0
                             continue
-                        for tx in range(tw):
-                            xx = tx * m - pw + j
-                            row[t0 + tx] = img[y, xx] if 0 <= xx < W else np.float32(0.0)
+                        line = img[y]
+                        base = lo * m - pw + j
+                        for tx in range(lo):
+                            out[tx] = 0.0
+                        for tx in range(hi - lo):
+                            out[lo + tx] = line[base + tx * m]
+                        for tx in range(hi, tw):
+                            out[tx] = 0.0
         s = work[numba.get_thread_id(), 1]  # s[p, j] = sum_i bt[p, i] d[i, j]
         s[:] = 0.0
         for p in range(a):
