@@ -17,7 +17,7 @@ FIELDS = {"max_abs_diff", "top1_agreement", "accuracy", "p50_ms", "p90_ms", "p99
 
 def test_compare_rows(fashion_dir):
     rows = compare_backends(LENET, ["numba", "onnxruntime"], [1, 4], data_dir=str(fashion_dir),
-                            limit=300, rounds=3, progress=False, log=lambda *a: None)  # fmt: skip
+                            limit=120, rounds=3, progress=False, log=lambda *a: None)  # fmt: skip
     assert [(r.backend, r.batch_size) for r in rows] == [
         ("numba", 1), ("onnxruntime", 1), ("numba", 4), ("onnxruntime", 4),
     ]  # fmt: skip
@@ -32,7 +32,7 @@ def test_compare_rows(fashion_dir):
 
 def test_compare_command_json_and_plot(fashion_dir, tmp_path, capsys):
     out_json, out_png = tmp_path / "c.json", tmp_path / "c.png"
-    code = main(["compare", str(LENET), "--batch-sizes", "1,2", "--limit", "200", "--rounds", "2",
+    code = main(["compare", str(LENET), "--batch-sizes", "1,2", "--limit", "64", "--rounds", "2",
                  "--data-dir", str(fashion_dir), "--json", str(out_json),
                  "--plot", str(out_png)])  # fmt: skip
     assert code == 0

@@ -91,9 +91,10 @@ def _blocks(sgemm, pa, pb, pc, dims, ops, jobs, parts, split_rows):  # pragma: n
             n = (p + 1) * N // parts - c0
             b_off += c0 * bj
             c_off += c0
-        if m > 0 and n > 0:
-            sgemm(ROW_MAJOR, ta, tb, m, n, K, np.float32(1.0), pa + 4 * a_off, lda,
-                  pb + 4 * b_off, ldb, np.float32(0.0), pc + 4 * c_off, ldc)  # fmt: skip
+        if m > 0 and n > 0:  # int(): plain ints for ctypes when numba's JIT is disabled
+            sgemm(ROW_MAJOR, int(ta), int(tb), int(m), int(n), int(K), np.float32(1.0),
+                  int(pa + 4 * a_off), int(lda), int(pb + 4 * b_off), int(ldb), np.float32(0.0),
+                  int(pc + 4 * c_off), int(ldc))  # fmt: skip
 
 
 @kernel(parallel=True, fastmath=True)
