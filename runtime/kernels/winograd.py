@@ -25,7 +25,7 @@ their innermost loop over tiles, which are contiguous, so LLVM vectorises them.
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 
 import numba
 import numpy as np
@@ -75,47 +75,54 @@ def transform_weights(w: np.ndarray, m: int) -> np.ndarray:
     return np.ascontiguousarray(u.reshape(-1, cout, cin), dtype=np.float32)
 
 
+@lru_cache(maxsize=64)
+def tile_offsets(a: int, m: int, nb: int, th: int, tw: int, hp: int, wp: int) -> np.ndarray:
+    """(a*a, T): where element (i, j) of tile t (a x a, tiles m apart) sits in ``nb``
+    planes of (hp, wp), tiles numbered (image, tile row, tile column)."""
+    k, ty, tx = np.meshgrid(np.arange(nb), np.arange(th), np.arange(tw), indexing="ij")
+    corner = (k * hp + ty * m) * wp + tx * m  # (nb, th, tw): each tile's top-left
+    i, j = np.meshgrid(np.arange(a), np.arange(a), indexing="ij")
+    offsets = (i * wp + j).reshape(-1, 1) + corner.reshape(1, -1)
+    offsets.setflags(write=False)
+    return offsets
+
+
 @kernel(parallel=True)
-def _input_tiles(x, v, bt, n0, nb, m, ph, pw, th, tw, work):  # pragma: no cover
+def _input_tiles(x, v, bt, n0, nb, ph, pw, hp, wp, offsets, planes, work):  # pragma: no cover
     """x (N, C, H, W) -> v (a*a, C, T): B^T d B for every a x a tile of images n0..
 
-    work: (threads, 2, a, a, T), each thread's scratch (``d`` and ``s`` below).
+    Per channel, the nb images are copied into zero-padded planes (hp, wp), so that
+    gathering the tiles is one loop per tile position (i, j) with no bounds checks:
+    d[i*a + j, t] = plane[offsets[i*a + j, t]] (``tile_offsets``).
+    planes: (threads, nb*hp*wp); work: (threads, 2, a*a, T), each thread's own.
     """
     _, C, H, W = x.shape
     a = bt.shape[0]
-    T = nb * th * tw
+    T = offsets.shape[1]
     for c in prange(C):
-        d = work[numba.get_thread_id(), 0]  # d[i, j, t]: tile t's input (i, j)
-        for i in range(a):
-            for j in range(a):
-                row = d[i, j]
-                # tiles tx in [lo, hi) read inside the row: x = tx*m - pw + j in [0, W)
-                lo = min(tw, max(0, (pw - j + m - 1) // m))
-                hi = max(lo, min(tw, (W - 1 + pw - j) // m + 1))
-                for k in range(nb):
-                    img = x[n0 + k, c]
-                    for ty in range(th):
-                        y = ty * m - ph + i
-                        out = row[(k * th + ty) * tw : (k * th + ty + 1) * tw]
-                        if y < 0 or y >= H:
-                            out[:] = 0.0
-                            continue
-                        line = img[y]
-                        base = lo * m - pw + j
-                        for tx in range(lo):
-                            out[tx] = 0.0
-                        for tx in range(hi - lo):
-                            out[lo + tx] = line[base + tx * m]
-                        for tx in range(hi, tw):
-                            out[tx] = 0.0
-        s = work[numba.get_thread_id(), 1]  # s[p, j] = sum_i bt[p, i] d[i, j]
+        tid = numba.get_thread_id()
+        pl = planes[tid]
+        pl[:] = 0.0
+        for k in range(nb):
+            img = x[n0 + k, c]
+            for y in range(H):
+                row = pl[(k * hp + y + ph) * wp + pw :]
+                line = img[y]
+                for xx in range(W):
+                    row[xx] = line[xx]
+        d = work[tid, 0]  # d[i*a + j, t]: tile t's input (i, j)
+        for ij in range(a * a):
+            di, idx = d[ij], offsets[ij]
+            for t in range(T):
+                di[t] = pl[idx[t]]
+        s = work[tid, 1]  # s[p*a + j] = sum_i bt[p, i] d[i*a + j]
         s[:] = 0.0
         for p in range(a):
             for i in range(a):
                 f = np.float32(bt[p, i])
                 if f != 0.0:
                     for j in range(a):
-                        sp, di = s[p, j], d[i, j]
+                        sp, di = s[p * a + j], d[i * a + j]
                         for t in range(T):
                             sp[t] += f * di[t]
         for p in range(a):
@@ -125,57 +132,61 @@ def _input_tiles(x, v, bt, n0, nb, m, ph, pw, th, tw, work):  # pragma: no cover
                 for j in range(a):
                     f = np.float32(bt[q, j])  # (d B)[., q] = sum_j d[., j] bt[q, j]
                     if f != 0.0:
-                        sj = s[p, j]
+                        sj = s[p * a + j]
                         for t in range(T):
                             out[t] += f * sj[t]
 
 
 @kernel(parallel=True)
 def _output_tiles(
-    z, out, at, n0, nb, th, tw, bias, act, alpha, scale, shift, work
+    z, out, at, n0, nb, ohp, owp, offsets, bias, act, alpha, scale, shift, planes, work
 ):  # pragma: no cover
     """z (a*a, M, T) -> out (N, M, OH, OW): A^T Z A per tile, then the fused epilogue.
 
-    work: (threads, m*a + m*m, T), each thread's scratch (``s`` and ``y`` below).
+    Tiles are scattered into whole planes (nb, ohp, owp) that every tile fits, with
+    y[i*m + j, t] -> plane[offsets[i*m + j, t]] and no bounds checks; the planes'
+    first OH x OW are then copied into ``out``.
+    planes: (threads, nb*ohp*owp); work: (threads, m*a + m*m, T), each thread's own.
     """
     _, M, OH, OW = out.shape
     m, a = at.shape
-    T = nb * th * tw
+    T = offsets.shape[1]
     for o in prange(M):
-        w = work[numba.get_thread_id()]
-        s = w[: m * a].reshape((m, a, T))  # s[i, q] = sum_p at[i, p] z[p, q]
+        tid = numba.get_thread_id()
+        w = work[tid]
+        s = w[: m * a]  # s[i*a + q] = sum_p at[i, p] z[p*a + q]
         s[:] = 0.0
         for i in range(m):
             for p in range(a):
                 f = np.float32(at[i, p])
                 if f != 0.0:
                     for q in range(a):
-                        si, zp = s[i, q], z[p * a + q, o]
+                        si, zp = s[i * a + q], z[p * a + q, o]
                         for t in range(T):
                             si[t] += f * zp[t]
-        y = w[m * a :].reshape((m, m, T))
+        y = w[m * a :]
         y[:] = 0.0
+        pl = planes[tid]
         for i in range(m):
             for j in range(m):
-                yij = y[i, j]
+                yij = y[i * m + j]
                 for q in range(a):
                     f = np.float32(at[j, q])
                     if f != 0.0:
-                        sq = s[i, q]
+                        sq = s[i * a + q]
                         for t in range(T):
                             yij[t] += f * sq[t]
                 activate(yij, T, bias[o], act, alpha, scale[o], shift[o])
-                for k in range(nb):
-                    plane = out[n0 + k, o]
-                    for ty in range(th):
-                        oy = ty * m + i
-                        if oy >= OH:
-                            continue
-                        t0 = (k * th + ty) * tw
-                        for tx in range(tw):
-                            ox = tx * m + j
-                            if ox < OW:
-                                plane[oy, ox] = yij[t0 + tx]
+                idx = offsets[i * m + j]
+                for t in range(T):
+                    pl[idx[t]] = yij[t]
+        for k in range(nb):
+            dst = out[n0 + k, o]
+            for oy in range(OH):
+                src = pl[(k * ohp + oy) * owp :]
+                line = dst[oy]
+                for ox in range(OW):
+                    line[ox] = src[ox]
 
 
 def conv2d_winograd(
@@ -209,11 +220,17 @@ def conv2d_winograd(
         nb = min(nb_max, n - n0)
         t = nb * th * tw
         v = scratch("winograd.v", (aa, c, t), np.float32)
-        work = scratch("winograd.work", (threads, 2, a, a, t), np.float32)
-        _input_tiles(x, v, bt, n0, nb, m, pads[0], pads[1], th, tw, work)
+        hp, wp = th * m + a - m, tw * m + a - m  # every tile inside
+        offsets = tile_offsets(a, m, nb, th, tw, hp, wp)
+        planes = scratch("winograd.planes", (threads, nb * hp * wp), np.float32)
+        work = scratch("winograd.work", (threads, 2, aa, t), np.float32)
+        _input_tiles(x, v, bt, n0, nb, pads[0], pads[1], hp, wp, offsets, planes, work)
         z = scratch("winograd.z", (aa, cout, t), np.float32)
         matmul(u, v, z)
+        ohp, owp = th * m, tw * m
+        offsets = tile_offsets(m, m, nb, th, tw, ohp, owp)
+        planes = scratch("winograd.planes", (threads, nb * ohp * owp), np.float32)
         work = scratch("winograd.work", (threads, m * a + m * m, t), np.float32)
-        _output_tiles(z, out, at, n0, nb, th, tw, bias, act, np.float32(alpha), scale, shift,
-                      work)  # fmt: skip
+        _output_tiles(z, out, at, n0, nb, ohp, owp, offsets, bias, act, np.float32(alpha),
+                      scale, shift, planes, work)  # fmt: skip
     return out
