@@ -328,29 +328,36 @@ def _fuse(steps: list[Step], constants: dict[str, np.ndarray], outputs: set[str]
 def _winograd(steps: list[Step], constants: dict[str, np.ndarray]) -> list[Step]:
     """Give each Winograd-worthy conv its transformed weights, as a fourth input.
 
-    Worthy: 2-D, 3x3 or 5x5, stride 1, dilation 1, group 1, constant weights, and at
-    least ``WINOGRAD_MIN_CHANNELS`` channels in and out, so that the a*a GEMMs are
-    big enough for BLAS to run well.
+    Worthy: 2-D, square kernel, dilation 1, group 1, constant weights, equal strides
+    s, a kernel of ceil(k/s) in ``winograd.TILE``, and at least
+    ``WINOGRAD_MIN_CHANNELS`` channels in (C*s*s) and out, so that the a*a GEMMs are
+    big enough for BLAS to run well. A stride above 1 runs as the stride-1
+    convolution of the space-to-depth input (AlexNet's 11x11/4 conv1: 3x3 over 48
+    channels).
     """
     for i, step in enumerate(steps):
         if step.op_type != "Conv" or step.fn is not _conv_fn:
             continue
         w = constants.get(step.inputs[1])
         attrs = step.attrs
+        strides = list(attrs.get("strides") or [1, 1])
         if (
             w is None
             or w.ndim != 4
             or w.dtype != np.float32
             or w.shape[2] != w.shape[3]
-            or w.shape[2] not in winograd.TILE
-            or min(w.shape[:2]) < WINOGRAD_MIN_CHANNELS
+            or len(set(strides)) != 1
             or attrs.get("group", 1) != 1
-            or any(s != 1 for s in attrs.get("strides") or [1])
             or any(d != 1 for d in attrs.get("dilations") or [1])
         ):
             continue
+        s = strides[0]
+        kk = -(-w.shape[2] // s)
+        if kk not in winograd.TILE or min(w.shape[0], w.shape[1] * s * s) < WINOGRAD_MIN_CHANNELS:
+            continue
+        ws = winograd.space_to_depth_weights(w, s) if s > 1 else w
         name = f"{step.inputs[1]}::winograd{i}"
-        constants[name] = winograd.transform_weights(w, winograd.TILE[w.shape[2]])
+        constants[name] = winograd.transform_weights(ws, winograd.TILE[kk])
         bias = step.inputs[2] if len(step.inputs) > 2 else ""
         steps[i] = replace(step, inputs=(step.inputs[0], step.inputs[1], bias, name))
     return steps

@@ -133,6 +133,24 @@ def test_winograd_conv_matches_naive(xs, m, r, pads, act):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize(("xs", "k", "s", "pads"), [
+    ((1, 3, 27, 27), 11, 4, (0, 0, 0, 0)),  # AlexNet's conv1, smaller
+    ((2, 2, 15, 14), 6, 2, (1, 2, 0, 1)),
+    ((1, 1, 17, 17), 9, 3, (2, 2, 2, 2)),
+    ((1, 2, 12, 12), 10, 2, (0, 0, 0, 0)),  # k' = 5: F(2, 5)
+])  # fmt: skip
+def test_strided_winograd_by_space_to_depth_matches_naive(xs, k, s, pads):
+    from runtime.kernels import winograd
+    from runtime.ops.nn import conv_forward
+
+    x, w, b = _rand(*xs), _rand(4, xs[1], k, k), _rand(4)
+    ws = winograd.space_to_depth_weights(w, s)
+    u = winograd.transform_weights(ws, winograd.TILE[ws.shape[2]])
+    got = conv_forward(x, w, b, u, pads=pads, strides=(s, s), activation="Relu")
+    want = naive.conv2d(x, w, b, strides=(s, s), pads=pads, dilations=(1, 1), group=1)
+    np.testing.assert_allclose(got, np.maximum(want, 0), rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize(("m", "r"), [(2, 3), (3, 3), (4, 3), (2, 5)])
 def test_winograd_transforms_compute_a_correlation(m, r):
     from runtime.kernels import winograd

@@ -163,9 +163,10 @@ def test_alexnet_random_weights_matches_onnxruntime(alexnet_model, batch):
              for s in sess._impl.engine.steps]  # fmt: skip
     assert ("Conv", "Relu", True) in kinds  # ReLU and the BN after it are in the conv epilogue
     assert not any(k[0] == "BatchNormalization" for k in kinds)
-    # conv1 (11x11, stride 4) runs as im2col; conv2 (5x5) and conv3-5 (3x3) as Winograd
+    # Every conv runs as Winograd: conv1 (11x11, stride 4) as 3x3 over its
+    # space-to-depth input, conv2 (5x5) and conv3-5 (3x3) directly.
     convs = [s for s in sess._impl.engine.steps if s.op_type == "Conv"]
-    assert [len(s.inputs) == 4 for s in convs] == [False, True, True, True, True]
+    assert [len(s.inputs) == 4 for s in convs] == [True] * 5
     (b,) = InferenceSession(alexnet_model, backend="onnxruntime").run(None, {"input": x})
     for _ in range(2):  # traced, then planned
         (a,) = sess.run(None, {"input": x})

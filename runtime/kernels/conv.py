@@ -43,6 +43,11 @@ def _im2col(
         b = (r // kw) % kh
         a = (r // (kw * kh)) % kd
         c = r // (kw * kh * kd)
+        # output columns ow in [lo, hi) read inside the row: 0 <= ow*sw - pw + e*dw < W
+        lo = min(ow_, max(0, (pw - e * dw + sw - 1) // sw))
+        hi = max(lo, min(ow_, (W - 1 + pw - e * dw) // sw + 1))
+        first = lo * sw - pw + e * dw
+        row = cols[r]
         for i in range(nb):
             n = n0 + i
             col0 = i * plane
@@ -50,17 +55,17 @@ def _im2col(
                 z = od * sd - pd + a * dd
                 for oh in range(oh_):
                     y = oh * sh - ph + b * dh
-                    base = col0 + (od * oh_ + oh) * ow_
+                    dst = row[col0 + (od * oh_ + oh) * ow_ : col0 + (od * oh_ + oh + 1) * ow_]
                     if z < 0 or z >= D or y < 0 or y >= H:
-                        for ow in range(ow_):
-                            cols[r, base + ow] = 0.0
+                        dst[:] = 0.0
                         continue
-                    for ow in range(ow_):
-                        xx = ow * sw - pw + e * dw
-                        if 0 <= xx < W:
-                            cols[r, base + ow] = x[n, c, z, y, xx]
-                        else:
-                            cols[r, base + ow] = 0.0
+                    line = x[n, c, z, y]
+                    for ow in range(lo):
+                        dst[ow] = 0.0
+                    for ow in range(hi - lo):  # no bounds checks: vectorisable
+                        dst[lo + ow] = line[first + ow * sw]
+                    for ow in range(hi, ow_):
+                        dst[ow] = 0.0
 
 
 @kernel(parallel=True)

@@ -75,6 +75,57 @@ def transform_weights(w: np.ndarray, m: int) -> np.ndarray:
     return np.ascontiguousarray(u.reshape(-1, cout, cin), dtype=np.float32)
 
 
+def space_to_depth_weights(w: np.ndarray, s: int) -> np.ndarray:
+    """w (M, C, k, k), stride s -> (M, C*s*s, k', k'), k' = ceil(k/s), zero-filled.
+
+    A stride-s convolution of x equals a stride-1 convolution of ``space_to_depth(x)``
+    with these weights: w'[m, (c*s + dy)*s + dx, KY, KX] = w[m, c, KY*s + dy, KX*s + dx].
+    """
+    cout, cin, k, _ = w.shape
+    kk = -(-k // s)
+    padded = np.zeros((cout, cin, kk * s, kk * s), np.float32)
+    padded[:, :, :k, :k] = w
+    split = padded.reshape(cout, cin, kk, s, kk, s)  # (m, c, KY, dy, KX, dx)
+    return np.ascontiguousarray(
+        split.transpose(0, 1, 3, 5, 2, 4).reshape(cout, cin * s * s, kk, kk)
+    )
+
+
+@kernel(parallel=True)
+def _space_to_depth(x, out, s, ph, pw):  # pragma: no cover
+    """out[n, (c*s + dy)*s + dx, Y, X] = x[n, c, Y*s + dy - ph, X*s + dx - pw] (0 outside)."""
+    N, _, H, W = x.shape
+    _, CS, H2, W2 = out.shape
+    for job in prange(N * CS):
+        n, q = job // CS, job % CS
+        c, dy, dx = q // (s * s), (q // s) % s, q % s
+        dst = out[n, q]
+        # columns X in [lo, hi) read inside: 0 <= X*s + dx - pw < W
+        lo = min(W2, max(0, (pw - dx + s - 1) // s))
+        hi = max(lo, min(W2, (W - 1 + pw - dx) // s + 1))
+        for Y in range(H2):
+            y = Y * s + dy - ph
+            row = dst[Y]
+            if y < 0 or y >= H:
+                row[:] = 0.0
+                continue
+            line = x[n, c, y]
+            first = lo * s + dx - pw
+            for X in range(lo):
+                row[X] = 0.0
+            for X in range(hi - lo):
+                row[lo + X] = line[first + X * s]
+            for X in range(hi, W2):
+                row[X] = 0.0
+
+
+def space_to_depth(x: np.ndarray, s: int, pads: tuple[int, int], size: tuple[int, int]):
+    """x (N, C, H, W) -> (N, C*s*s, *size), padded by ``pads`` at the top and left."""
+    out = scratch("winograd.s2d", (x.shape[0], x.shape[1] * s * s, *size), np.float32)
+    _space_to_depth(x, out, s, pads[0], pads[1])
+    return out
+
+
 @lru_cache(maxsize=64)
 def tile_offsets(a: int, m: int, nb: int, th: int, tw: int, hp: int, wp: int) -> np.ndarray:
     """(a*a, T): where element (i, j) of tile t (a x a, tiles m apart) sits in ``nb``

@@ -116,8 +116,9 @@ def conv_forward(
 ):
     """Conv, with the fused extras the planner uses (activation, then scale and shift).
 
-    ``winograd_u``: the weights transformed by ``winograd.transform_weights``; a 2-D
-    convolution with stride 1, dilation 1 and group 1 then runs as Winograd.
+    ``winograd_u``: the weights transformed by ``winograd.transform_weights`` (after
+    ``space_to_depth_weights`` for a stride above 1); a 2-D convolution with equal
+    strides, dilation 1 and group 1 then runs as Winograd.
     """
     x = _float32("Conv", "X", x)
     w = _float32("Conv", "W", w)
@@ -149,10 +150,16 @@ def conv_forward(
     )  # fmt: skip
     out = allocate((n, m, *out_sp), np.float32, "Conv output", _out and _out[0])
     act = ACTIVATIONS[activation]
-    if winograd_u is not None and x.ndim == 4 and group == 1 and st == [1, 1] and dil == [1, 1]:
-        tile = round(winograd_u.shape[0] ** 0.5) - kernel[0] + 1
+    if winograd_u is not None and x.ndim == 4 and group == 1 and dil == [1, 1] and st[0] == st[1]:
+        s = st[0]
+        kk = -(-kernel[0] // s)  # the kernel after space-to-depth (itself at stride 1)
+        tile = round(winograd_u.shape[0] ** 0.5) - kk + 1
+        pads2 = tuple(begin)
+        if s > 1:  # a stride-s conv is a stride-1 conv of the space-to-depth input
+            x = winograd.space_to_depth(x, s, pads2, (out_sp[0] + kk - 1, out_sp[1] + kk - 1))
+            pads2 = (0, 0)
         return winograd.conv2d_winograd(x, winograd_u, tile, np.ascontiguousarray(b, np.float32),
-                                        out, pads=tuple(begin), act=act, alpha=alpha,
+                                        out, pads=pads2, act=act, alpha=alpha,
                                         scale=post_scale, shift=post_shift)  # fmt: skip
     conv_kernels.conv3d_im2col(
         _as5d(x),
