@@ -199,8 +199,8 @@ def _bn_params(step: Step, constants: Mapping[str, np.ndarray]):
     return bn_scale_shift(*(constants[n] for n in names), step.attrs.get("epsilon", 1e-5))
 
 
-def _conv_fn(x, w, b=None, u=None, _out=None, **attrs):
-    return conv_forward(x, w, b, u, _out=_out, **attrs)
+def _conv_fn(x, w, b=None, u=None, u_small=None, _out=None, **attrs):
+    return conv_forward(x, w, b, u, u_small, _out=_out, **attrs)
 
 
 def _gemm_relu(a, b, c=None, _out=None, **attrs):
@@ -326,7 +326,8 @@ def _fuse(steps: list[Step], constants: dict[str, np.ndarray], outputs: set[str]
 
 
 def _winograd(steps: list[Step], constants: dict[str, np.ndarray]) -> list[Step]:
-    """Give each Winograd-worthy conv its transformed weights, as a fourth input.
+    """Give each Winograd-worthy conv its transformed weights, as a fourth input (and
+    for 3x3 kernels a fifth: F(2x2, 3x3)'s, for small batches).
 
     Worthy: 2-D, square kernel, dilation 1, group 1, constant weights, equal strides
     s, a kernel of ceil(k/s) in ``winograd.TILE``, and at least
@@ -356,10 +357,13 @@ def _winograd(steps: list[Step], constants: dict[str, np.ndarray]) -> list[Step]
         if kk not in winograd.TILE or min(w.shape[0], w.shape[1] * s * s) < WINOGRAD_MIN_CHANNELS:
             continue
         ws = winograd.space_to_depth_weights(w, s) if s > 1 else w
-        name = f"{step.inputs[1]}::winograd{i}"
-        constants[name] = winograd.transform_weights(ws, winograd.TILE[kk])
+        names = []
+        for tile in (winograd.TILE[kk], winograd.SMALL_TILE.get(kk)):
+            if tile:
+                names.append(f"{step.inputs[1]}::winograd{i}_{tile}")
+                constants[names[-1]] = winograd.transform_weights(ws, tile)
         bias = step.inputs[2] if len(step.inputs) > 2 else ""
-        steps[i] = replace(step, inputs=(step.inputs[0], step.inputs[1], bias, name))
+        steps[i] = replace(step, inputs=(step.inputs[0], step.inputs[1], bias, *names))
     return steps
 
 

@@ -116,15 +116,24 @@ WINOGRAD_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("xs", "m", "r", "pads"), WINOGRAD_CASES)
+def _winograd_params():
+    from runtime.kernels import winograd
+
+    for xs, m, r, pads in WINOGRAD_CASES:
+        for tile in (winograd.TILE[r], winograd.SMALL_TILE.get(r)):
+            if tile:
+                yield xs, m, r, pads, tile
+
+
+@pytest.mark.parametrize(("xs", "m", "r", "pads", "tile"), list(_winograd_params()))
 @pytest.mark.parametrize("act", [None, "Relu", "Tanh"])
-def test_winograd_conv_matches_naive(xs, m, r, pads, act):
+def test_winograd_conv_matches_naive(xs, m, r, pads, tile, act):
     from runtime.kernels import winograd
     from runtime.ops.nn import conv_forward
 
     x, w, b = _rand(*xs), _rand(m, xs[1], r, r), _rand(m)
     scale, shift = _rand(m), _rand(m)
-    u = winograd.transform_weights(w, winograd.TILE[r])
+    u = winograd.transform_weights(w, tile)
     got = conv_forward(x, w, b, u, pads=pads, activation=act, post_scale=scale, post_shift=shift)
     y = naive.conv2d(x, w, b, strides=(1, 1), pads=pads, dilations=(1, 1), group=1)
     y = {None: lambda v: v, "Relu": lambda v: np.maximum(v, 0), "Tanh": np.tanh}[act](y)

@@ -101,6 +101,7 @@ def conv_forward(
     w,
     b=None,
     winograd_u=None,
+    winograd_u_small=None,
     *,
     auto_pad="NOTSET",
     dilations=None,
@@ -118,7 +119,8 @@ def conv_forward(
 
     ``winograd_u``: the weights transformed by ``winograd.transform_weights`` (after
     ``space_to_depth_weights`` for a stride above 1); a 2-D convolution with equal
-    strides, dilation 1 and group 1 then runs as Winograd.
+    strides, dilation 1 and group 1 then runs as Winograd. ``winograd_u_small``, a
+    transform with a smaller tile, replaces it when a call has few tiles.
     """
     x = _float32("Conv", "X", x)
     w = _float32("Conv", "W", w)
@@ -154,6 +156,10 @@ def conv_forward(
         s = st[0]
         kk = -(-kernel[0] // s)  # the kernel after space-to-depth (itself at stride 1)
         tile = round(winograd_u.shape[0] ** 0.5) - kk + 1
+        tiles = n * -(-out_sp[0] // tile) * -(-out_sp[1] // tile)
+        if winograd_u_small is not None and tiles < winograd.SMALL_TILES:
+            winograd_u = winograd_u_small
+            tile = round(winograd_u.shape[0] ** 0.5) - kk + 1
         pads2 = tuple(begin)
         if s > 1:  # a stride-s conv is a stride-1 conv of the space-to-depth input
             x = winograd.space_to_depth(x, s, pads2, (out_sp[0] + kk - 1, out_sp[1] + kk - 1))
