@@ -97,37 +97,42 @@ def _blocks(sgemm, pa, pb, pc, dims, ops, jobs, parts, split_rows):  # pragma: n
                   int(pc + 4 * c_off), int(ldc))  # fmt: skip
 
 
-@kernel(parallel=True, fastmath=True)
-def _small_batch_nt(x, w, out):  # pragma: no cover
-    """out = x @ w.T for x (N, K), w (J, K): four rows of w at a time, each read once.
+@kernel(fastmath=True)
+def dot_rows(x, w, y, j0, j1):  # pragma: no cover
+    """y[j] = w[j] . x for j0 <= j < j1, four rows of w at a time, each read once.
 
     fastmath lets LLVM reorder each dot product's sum so that it vectorises.
     """
-    N, K = x.shape
+    K = x.shape[0]
+    j = j0
+    while j + 4 <= j1:
+        w0, w1, w2, w3 = w[j], w[j + 1], w[j + 2], w[j + 3]
+        s0 = s1 = s2 = s3 = np.float32(0.0)
+        for k in range(K):
+            v = x[k]
+            s0 += w0[k] * v
+            s1 += w1[k] * v
+            s2 += w2[k] * v
+            s3 += w3[k] * v
+        y[j], y[j + 1], y[j + 2], y[j + 3] = s0, s1, s2, s3
+        j += 4
+    while j < j1:
+        s = np.float32(0.0)
+        for k in range(K):
+            s += w[j, k] * x[k]
+        y[j] = s
+        j += 1
+
+
+@kernel(parallel=True)
+def _small_batch_nt(x, w, out):  # pragma: no cover
+    """out = x @ w.T for x (N, K), w (J, K): four rows of w per iteration, dotted
+    with every row of x while they are in cache."""
     J = w.shape[0]
     for jb in prange((J + 3) // 4):
-        j = jb * 4
-        if j + 4 <= J:
-            w0, w1, w2, w3 = w[j], w[j + 1], w[j + 2], w[j + 3]
-            for n in range(N):
-                xn = x[n]
-                s0 = s1 = s2 = s3 = np.float32(0.0)
-                for k in range(K):
-                    v = xn[k]
-                    s0 += w0[k] * v
-                    s1 += w1[k] * v
-                    s2 += w2[k] * v
-                    s3 += w3[k] * v
-                out[n, j], out[n, j + 1], out[n, j + 2], out[n, j + 3] = s0, s1, s2, s3
-        else:
-            for jj in range(j, J):
-                wj = w[jj]
-                for n in range(N):
-                    xn = x[n]
-                    s = np.float32(0.0)
-                    for k in range(K):
-                        s += wj[k] * xn[k]
-                    out[n, jj] = s
+        j0, j1 = jb * 4, min(J, jb * 4 + 4)
+        for n in range(x.shape[0]):
+            dot_rows(x[n], w, out[n], j0, j1)
 
 
 def _operand(x: np.ndarray, rows: int, cols: int) -> tuple[int, int, int] | None:

@@ -16,7 +16,7 @@ stride-1 convolution, ``src`` is the zero-padded input and ``offs[t]`` the flat
 offset of tap t = (c, ky, kx), ``c*Hp*Wp + ky*Wp + kx``: output row oy lives at
 ``p = oy*Wp + ox``, so one long contiguous loop covers every output position (the
 columns ox >= OW are computed and dropped). Otherwise ``src`` holds im2col columns
-and ``offs[t] = t*P``. A Gemm is one dot product per output (``_dot_rows``).
+and ``offs[t] = t*P``. A Gemm is one dot product per output (``gemm.dot_rows``).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import numpy as np
 from numba import prange
 
 from runtime.kernels.activation import activate
+from runtime.kernels.gemm import dot_rows
 from runtime.kernels.jit import kernel
 from runtime.kernels.pool import pool_dense
 
@@ -327,40 +328,12 @@ def _pool(r, ws):  # pragma: no cover
                     dst[o] = total / div if div > 0 else 0.0
 
 
-@kernel(fastmath=True)
-def _dot_rows(x, w, y, K, N):  # pragma: no cover
-    """y[j] = sum_k w[j*K + k] * x[k]: four rows of w at a time, one pass over x each.
-
-    fastmath lets LLVM reorder each dot product's sum so that it vectorises.
-    """
-    j = 0
-    while j + 4 <= N:
-        w0, w1 = w[j * K : (j + 1) * K], w[(j + 1) * K : (j + 2) * K]
-        w2, w3 = w[(j + 2) * K : (j + 3) * K], w[(j + 3) * K : (j + 4) * K]
-        s0 = s1 = s2 = s3 = np.float32(0.0)
-        for i in range(K):
-            v = x[i]
-            s0 += w0[i] * v
-            s1 += w1[i] * v
-            s2 += w2[i] * v
-            s3 += w3[i] * v
-        y[j], y[j + 1], y[j + 2], y[j + 3] = s0, s1, s2, s3
-        j += 4
-    while j < N:
-        wj = w[j * K : (j + 1) * K]
-        s = np.float32(0.0)
-        for i in range(K):
-            s += wj[i] * x[i]
-        y[j] = s
-        j += 1
-
-
 @kernel()
 def _gemm(r, ws, fpool):  # pragma: no cover
     K, N = r[G_K], r[G_N]
     x = ws[r[F_SRC] : r[F_SRC] + K]
     y = ws[r[F_DST] : r[F_DST] + N]
-    _dot_rows(x, fpool[r[G_WOFF] : r[G_WOFF] + K * N], y, K, N)
+    dot_rows(x, fpool[r[G_WOFF] : r[G_WOFF] + K * N].reshape((N, K)), y, 0, N)
     b = fpool[r[G_BOFF] : r[G_BOFF] + N]
     for j in range(N):
         y[j] += b[j]
