@@ -24,9 +24,10 @@ from runtime.kernels.activation import ACTIVATIONS
 from runtime.memory import scratch
 from runtime.ops import nn
 
-WORKSPACE_LIMIT = 1 << 18  # floats of per-image working memory (1 MiB): cache-sized
-WEIGHTS_LIMIT = 1 << 22  # floats of weights (16 MiB), read again for every image
+WORKSPACE_LIMIT = 1 << 18  # floats of working memory per thread (1 MiB): cache-sized
+WEIGHTS_LIMIT = 1 << 22  # floats of weights (16 MiB), read again for every group
 CHUNKS_PER_THREAD = 8  # batches are cut finer than one chunk a thread: see run_images
+GROUP = 4  # images run op by op together: a Gemm reads its weights once for them
 
 
 class NotCompilableError(Exception):
@@ -39,6 +40,8 @@ class Program:
     ipool: np.ndarray  # int64: tap offsets
     fpool: np.ndarray  # float32: weights, biases, scales, alphas
     ws_size: int  # floats of workspace per thread
+    image_stride: int  # floats between one image's activations and the next one's
+    group: int  # images run together (kernels/program._run_group)
     input_name: str
     output_name: str
     output_shape: tuple[int, ...]
@@ -48,12 +51,13 @@ class Program:
         out = np.empty(self.output_shape, np.float32)
         threads = numba.get_num_threads()
         ws = scratch("program.ws", (threads, self.ws_size), np.float32)
-        args = (x.reshape(n, -1), out.reshape(n, -1), self.code, self.ipool, self.fpool, ws)
-        if n == 1 or threads == 1:
+        args = (x.reshape(n, -1), out.reshape(n, -1), self.code, self.ipool, self.fpool, ws,
+                self.image_stride, self.group)  # fmt: skip
+        if n <= self.group or threads == 1:
             k.run_images_serial(*args)
         else:
             with numba.parallel_chunksize(1):
-                k.run_images(*args, min(n, CHUNKS_PER_THREAD * threads))
+                k.run_images(*args, min(-(-n // self.group), CHUNKS_PER_THREAD * threads))
         return out
 
 
@@ -95,12 +99,16 @@ class _Builder:
         self.rows.append(r)
         return r
 
-    def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int, int]:
+        """The table, pools, workspace size, image stride and group size: as many
+        images as fit the workspace limit, up to GROUP."""
         a = self.act_size
-        pad, acc = 2 * a, 2 * a + self.scratch_size
+        group = next((g for g in (GROUP, 2) if 2 * g * a + self.scratch_size + self.acc_size
+                      <= WORKSPACE_LIMIT), 1)  # fmt: skip
+        pad, acc = 2 * group * a, 2 * group * a + self.scratch_size
         code = np.stack(self.rows)
-        code[:, k.F_SRC] *= a  # region 0 at 0, region 1 at a
-        code[:, k.F_DST] *= a
+        code[:, k.F_SRC] *= group * a  # region 0 at 0, region 1 at group*a
+        code[:, k.F_DST] *= group * a
         conv = code[:, k.F_OP] == k.OP_CONV
         code[conv, k.C_PAD] = pad
         code[code[:, k.F_OP] == k.OP_POOL, k.P_TMP] = pad
@@ -114,7 +122,7 @@ class _Builder:
             )
         if fpool.size > WEIGHTS_LIMIT:
             raise NotCompilableError(f"has {fpool.size} floats of weights (limit {WEIGHTS_LIMIT})")
-        return code, ipool, fpool, ws
+        return code, ipool, fpool, ws, a, group
 
 
 def _conv(b: _Builder, attrs: Mapping, x: np.ndarray, w: np.ndarray, bias, y: np.ndarray) -> None:
@@ -288,5 +296,5 @@ def compile_program(
         cur = step.outputs[0]
     if cur != outputs[0] or not b.rows:
         raise NotCompilableError("the chain does not end at the graph's output")
-    code, ipool, fpool, ws = b.finish()
-    return Program(code, ipool, fpool, ws, name, outputs[0], env[cur].shape)
+    code, ipool, fpool, ws, stride, group = b.finish()
+    return Program(code, ipool, fpool, ws, stride, group, name, outputs[0], env[cur].shape)

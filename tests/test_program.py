@@ -29,8 +29,9 @@ def _engines(model: bytes) -> tuple[NumbaEngine, NumbaEngine]:
     return NumbaEngine(graph), NumbaEngine(graph, compile_plans=False)
 
 
-def _check_program(model: bytes, shape: tuple[int, ...], batches=(1, 3)) -> NumbaEngine:
-    """Compiled and step-by-step runs agree to 1e-5 and with onnxruntime to 1e-4."""
+def _check_program(model: bytes, shape: tuple[int, ...], batches=(1, 6)) -> NumbaEngine:
+    """Compiled and step-by-step runs agree to 1e-5 and with onnxruntime to 1e-4.
+    Batch 6 runs a group of four images and one of two (program.GROUP)."""
     compiled, steps = _engines(model)
     name = compiled.graph.inputs[0].name
     for n in batches:
@@ -145,7 +146,7 @@ def test_plans_that_do_not_qualify_say_why_and_still_run():
 
 
 @pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 6, 9])
-@pytest.mark.parametrize("t", [1, 3, 4, 5, 8, 11])
+@pytest.mark.parametrize("t", [1, 2, 3, 4, 5, 8, 11])
 def test_taps_matches_naive(m, t):
     length = 37
     src = RNG.standard_normal(200).astype(np.float32)

@@ -124,6 +124,50 @@ def dot_rows(x, w, y, j0, j1):  # pragma: no cover
         j += 1
 
 
+@kernel(fastmath=True)
+def dot_rows_4(x0, x1, x2, x3, w, y0, y1, y2, y3):  # pragma: no cover
+    """y_i[j] = w[j] . x_i for four inputs and every row j of w: each block of four
+    rows of w is read once for the four inputs, sixteen sums at a time."""
+    J, K = w.shape
+    j = 0
+    while j + 4 <= J:
+        w0, w1, w2, w3 = w[j], w[j + 1], w[j + 2], w[j + 3]
+        s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = np.float32(0.0)
+        s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = np.float32(0.0)
+        for k in range(K):
+            a, b, c, d = w0[k], w1[k], w2[k], w3[k]
+            v = x0[k]
+            s00 += a * v
+            s01 += b * v
+            s02 += c * v
+            s03 += d * v
+            v = x1[k]
+            s10 += a * v
+            s11 += b * v
+            s12 += c * v
+            s13 += d * v
+            v = x2[k]
+            s20 += a * v
+            s21 += b * v
+            s22 += c * v
+            s23 += d * v
+            v = x3[k]
+            s30 += a * v
+            s31 += b * v
+            s32 += c * v
+            s33 += d * v
+        y0[j], y0[j + 1], y0[j + 2], y0[j + 3] = s00, s01, s02, s03
+        y1[j], y1[j + 1], y1[j + 2], y1[j + 3] = s10, s11, s12, s13
+        y2[j], y2[j + 1], y2[j + 2], y2[j + 3] = s20, s21, s22, s23
+        y3[j], y3[j + 1], y3[j + 2], y3[j + 3] = s30, s31, s32, s33
+        j += 4
+    if j < J:
+        dot_rows(x0, w, y0, j, J)
+        dot_rows(x1, w, y1, j, J)
+        dot_rows(x2, w, y2, j, J)
+        dot_rows(x3, w, y3, j, J)
+
+
 @kernel(parallel=True)
 def _small_batch_nt(x, w, out):  # pragma: no cover
     """out = x @ w.T for x (N, K), w (J, K): four rows of w per iteration, dotted

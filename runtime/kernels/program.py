@@ -28,7 +28,7 @@ import numpy as np
 from numba import prange
 
 from runtime.kernels.activation import activate
-from runtime.kernels.gemm import dot_rows
+from runtime.kernels.gemm import dot_rows, dot_rows_4
 from runtime.kernels.jit import kernel
 from runtime.kernels.pool import pool_dense
 
@@ -61,14 +61,15 @@ S_SIZE, S_LOG = range(3, 5)
 def _taps(src, w, offs, acc, M, T, L, stride):  # pragma: no cover
     """acc[m*stride + p] = sum_t w[m*T + t] * src[offs[t] + p] for m < M, p < L.
 
-    Output channels go four at a time (then two, then one) and taps four at a time
-    (then one): each loaded input vector feeds four multiply-adds and each pass over
-    an accumulator adds four taps.
+    Output channels go four at a time (then two, then one). The first T % 4 taps
+    run one at a time, the first of them writing the accumulator; the rest go four
+    at a time as one chain of fused multiply-adds a pass (the first such pass writes
+    the accumulator when T % 4 == 0): each loaded input vector feeds four
+    multiply-adds and each pass over an accumulator adds four taps.
     Each tap's source is a slice starting at its offset, so the inner loop indexes
     with the non-negative loop variable only and LLVM vectorises it.
     """
-    acc[: (M - 1) * stride + L] = 0.0
-    T4 = T - T % 4
+    r = T % 4
     m = 0
     while m + 4 <= M:
         a = acc[m * stride : m * stride + L]
@@ -79,7 +80,21 @@ def _taps(src, w, offs, acc, M, T, L, stride):  # pragma: no cover
         wb = w[(m + 1) * T : (m + 2) * T]
         wc = w[(m + 2) * T : (m + 3) * T]
         wd = w[(m + 3) * T : (m + 4) * T]
-        for t in range(0, T4, 4):
+        for t in range(r):
+            x0 = src[offs[t] : offs[t] + L]
+            a0, b0, c0, d0 = wa[t], wb[t], wc[t], wd[t]
+            if t == 0:
+                for p in range(L):
+                    v0 = x0[p]
+                    a[p], b[p], c[p], d[p] = a0 * v0, b0 * v0, c0 * v0, d0 * v0
+            else:
+                for p in range(L):
+                    v0 = x0[p]
+                    a[p] = a[p] + a0 * v0
+                    b[p] = b[p] + b0 * v0
+                    c[p] = c[p] + c0 * v0
+                    d[p] = d[p] + d0 * v0
+        for t in range(r, T, 4):
             x0 = src[offs[t] : offs[t] + L]
             x1 = src[offs[t + 1] : offs[t + 1] + L]
             x2 = src[offs[t + 2] : offs[t + 2] + L]
@@ -88,71 +103,89 @@ def _taps(src, w, offs, acc, M, T, L, stride):  # pragma: no cover
             b0, b1, b2, b3 = wb[t], wb[t + 1], wb[t + 2], wb[t + 3]
             c0, c1, c2, c3 = wc[t], wc[t + 1], wc[t + 2], wc[t + 3]
             d0, d1, d2, d3 = wd[t], wd[t + 1], wd[t + 2], wd[t + 3]
-            for p in range(L):
-                v0, v1, v2, v3 = x0[p], x1[p], x2[p], x3[p]
-                a[p] += a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3
-                b[p] += b0 * v0 + b1 * v1 + b2 * v2 + b3 * v3
-                c[p] += c0 * v0 + c1 * v1 + c2 * v2 + c3 * v3
-                d[p] += d0 * v0 + d1 * v1 + d2 * v2 + d3 * v3
-        for t in range(T4, T):
-            x0 = src[offs[t] : offs[t] + L]
-            a0, b0, c0, d0 = wa[t], wb[t], wc[t], wd[t]
-            for p in range(L):
-                v0 = x0[p]
-                a[p] += a0 * v0
-                b[p] += b0 * v0
-                c[p] += c0 * v0
-                d[p] += d0 * v0
+            if t == 0:
+                for p in range(L):
+                    v0, v1, v2, v3 = x0[p], x1[p], x2[p], x3[p]
+                    a[p] = a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3
+                    b[p] = b0 * v0 + b1 * v1 + b2 * v2 + b3 * v3
+                    c[p] = c0 * v0 + c1 * v1 + c2 * v2 + c3 * v3
+                    d[p] = d0 * v0 + d1 * v1 + d2 * v2 + d3 * v3
+            else:
+                for p in range(L):
+                    v0, v1, v2, v3 = x0[p], x1[p], x2[p], x3[p]
+                    a[p] = a[p] + a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3
+                    b[p] = b[p] + b0 * v0 + b1 * v1 + b2 * v2 + b3 * v3
+                    c[p] = c[p] + c0 * v0 + c1 * v1 + c2 * v2 + c3 * v3
+                    d[p] = d[p] + d0 * v0 + d1 * v1 + d2 * v2 + d3 * v3
         m += 4
     if m + 2 <= M:
         a = acc[m * stride : m * stride + L]
         b = acc[(m + 1) * stride : (m + 1) * stride + L]
         wa = w[m * T : (m + 1) * T]
         wb = w[(m + 1) * T : (m + 2) * T]
-        for t in range(0, T4, 4):
+        for t in range(r):
+            x0 = src[offs[t] : offs[t] + L]
+            a0, b0 = wa[t], wb[t]
+            if t == 0:
+                for p in range(L):
+                    a[p], b[p] = a0 * x0[p], b0 * x0[p]
+            else:
+                for p in range(L):
+                    a[p] = a[p] + a0 * x0[p]
+                    b[p] = b[p] + b0 * x0[p]
+        for t in range(r, T, 4):
             x0 = src[offs[t] : offs[t] + L]
             x1 = src[offs[t + 1] : offs[t + 1] + L]
             x2 = src[offs[t + 2] : offs[t + 2] + L]
             x3 = src[offs[t + 3] : offs[t + 3] + L]
             a0, a1, a2, a3 = wa[t], wa[t + 1], wa[t + 2], wa[t + 3]
             b0, b1, b2, b3 = wb[t], wb[t + 1], wb[t + 2], wb[t + 3]
-            for p in range(L):
-                v0, v1, v2, v3 = x0[p], x1[p], x2[p], x3[p]
-                a[p] += a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3
-                b[p] += b0 * v0 + b1 * v1 + b2 * v2 + b3 * v3
-        for t in range(T4, T):
-            x0 = src[offs[t] : offs[t] + L]
-            a0, b0 = wa[t], wb[t]
-            for p in range(L):
-                a[p] += a0 * x0[p]
-                b[p] += b0 * x0[p]
+            if t == 0:
+                for p in range(L):
+                    v0, v1, v2, v3 = x0[p], x1[p], x2[p], x3[p]
+                    a[p] = a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3
+                    b[p] = b0 * v0 + b1 * v1 + b2 * v2 + b3 * v3
+            else:
+                for p in range(L):
+                    v0, v1, v2, v3 = x0[p], x1[p], x2[p], x3[p]
+                    a[p] = a[p] + a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3
+                    b[p] = b[p] + b0 * v0 + b1 * v1 + b2 * v2 + b3 * v3
         m += 2
-    while m < M:
+    if m < M:
         a = acc[m * stride : m * stride + L]
         wa = w[m * T : (m + 1) * T]
-        for t in range(0, T4, 4):
+        for t in range(r):
+            x0 = src[offs[t] : offs[t] + L]
+            a0 = wa[t]
+            if t == 0:
+                for p in range(L):
+                    a[p] = a0 * x0[p]
+            else:
+                for p in range(L):
+                    a[p] = a[p] + a0 * x0[p]
+        for t in range(r, T, 4):
             x0 = src[offs[t] : offs[t] + L]
             x1 = src[offs[t + 1] : offs[t + 1] + L]
             x2 = src[offs[t + 2] : offs[t + 2] + L]
             x3 = src[offs[t + 3] : offs[t + 3] + L]
             a0, a1, a2, a3 = wa[t], wa[t + 1], wa[t + 2], wa[t + 3]
-            for p in range(L):
-                a[p] += a0 * x0[p] + a1 * x1[p] + a2 * x2[p] + a3 * x3[p]
-        for t in range(T4, T):
-            x0 = src[offs[t] : offs[t] + L]
-            a0 = wa[t]
-            for p in range(L):
-                a[p] += a0 * x0[p]
-        m += 1
+            if t == 0:
+                for p in range(L):
+                    a[p] = a0 * x0[p] + a1 * x1[p] + a2 * x2[p] + a3 * x3[p]
+            else:
+                for p in range(L):
+                    a[p] = a[p] + a0 * x0[p] + a1 * x1[p] + a2 * x2[p] + a3 * x3[p]
 
 
 @kernel()
-def _conv(r, ws, ipool, fpool):  # pragma: no cover
+def _conv(r, src, dst, ws, ipool, fpool):  # pragma: no cover
+    """One image's convolution: src and dst are its input and output in ``ws``."""
     cin, H, W, cout = r[C_CIN], r[C_H], r[C_W], r[C_COUT]
     kh, kw, sh, sw = r[C_KH], r[C_KW], r[C_SH], r[C_SW]
     ph, pw, dh, dw = r[C_PH], r[C_PW], r[C_DH], r[C_DW]
     oh_, ow_, hp, wp = r[C_OH], r[C_OW], r[C_HP], r[C_WP]
-    src = ws[r[F_SRC] : r[F_SRC] + cin * H * W]
+    src = src[: cin * H * W]
+    dst = dst[: cout * oh_ * ow_]
     pad = ws[r[C_PAD] :]
     T = cin * kh * kw
     offs = ipool[r[C_TAPS] : r[C_TAPS] + T]
@@ -163,11 +196,12 @@ def _conv(r, ws, ipool, fpool):  # pragma: no cover
     elif r[C_FLAT] == 1:  # stride 1: zero-padded copy (cin, hp, wp), output rows of wp
         pad[: cin * hp * wp] = 0.0
         x0, x1 = max(0, -pw), min(W, wp - pw)  # input columns that land in the copy
-        for c in range(cin):
+        for c in range(cin):  # loops: numba's slice assignment costs 4x more here
             for iy in range(max(0, -ph), min(H, hp - ph)):
-                d = (c * hp + iy + ph) * wp + pw
-                s = (c * H + iy) * W
-                pad[d + x0 : d + x1] = src[s + x0 : s + x1]
+                to = pad[(c * hp + iy + ph) * wp + pw + x0 : (c * hp + iy + ph) * wp + pw + x1]
+                fro = src[(c * H + iy) * W + x0 : (c * H + iy) * W + x1]
+                for i in range(x1 - x0):
+                    to[i] = fro[i]
         L = (oh_ - 1) * wp + ow_
         rs = wp
     else:  # im2col columns (T, oh_*ow_)
@@ -190,7 +224,6 @@ def _conv(r, ws, ipool, fpool):  # pragma: no cover
     acc = ws[r[C_ACC] : r[C_ACC] + cout * stride]
     w = fpool[r[C_WOFF] : r[C_WOFF] + cout * T]
     _taps(pad, w, offs, acc, cout, T, L, stride)
-    dst = ws[r[F_DST] : r[F_DST] + cout * oh_ * ow_]
     act = r[C_ACT]
     alpha = fpool[r[C_ALPHA]]
     for m in range(cout):
@@ -202,13 +235,11 @@ def _conv(r, ws, ipool, fpool):  # pragma: no cover
         activate(a, L, fpool[r[C_BOFF] + m], act, alpha, sc, sf)
         if r[C_POOL] != POOL_NONE:
             _pool_rows(a, dst, m, rs, oh_, ow_, r[C_PKH], r[C_PKW], r[C_POOL] == POOL_MAX)
-        elif rs == ow_:
-            dst[m * oh_ * ow_ : (m + 1) * oh_ * ow_] = a
         else:
             for oy in range(oh_):
-                d = (m * oh_ + oy) * ow_
+                row = dst[(m * oh_ + oy) * ow_ : (m * oh_ + oy + 1) * ow_]
                 for ox in range(ow_):
-                    dst[d + ox] = a[oy * rs + ox]
+                    row[ox] = a[oy * rs + ox]
 
 
 @kernel()
@@ -283,13 +314,14 @@ def _pool_tiled(src, tmp, dst, rows, ow_, kh, kw, is_max):  # pragma: no cover
 
 
 @kernel()
-def _pool(r, ws):  # pragma: no cover
+def _pool(r, src, dst, ws):  # pragma: no cover
+    """One image's pooling: src and dst are its input and output in ``ws``."""
     C, H, W, oh_, ow_ = r[P_C], r[P_H], r[P_W], r[P_OH], r[P_OW]
     kh, kw, sh, sw, ph, pw = r[P_KH], r[P_KW], r[P_SH], r[P_SW], r[P_PH], r[P_PW]
     dh, dw, eh, ew = r[P_DH], r[P_DW], r[P_EH], r[P_EW]
     is_max, incl = r[P_MAX] == 1, r[P_INCL] == 1
-    src = ws[r[F_SRC] : r[F_SRC] + C * H * W]
-    dst = ws[r[F_DST] : r[F_DST] + C * oh_ * ow_]
+    src = src[: C * H * W]
+    dst = dst[: C * oh_ * ow_]
     no_pad = ph == 0 and pw == 0 and dh == 1 and dw == 1
     if no_pad and sh == kh and sw == kw and oh_ * kh == H and ow_ * kw == W:
         tmp = ws[r[P_TMP] : r[P_TMP] + C * H * ow_]  # windows tile the input exactly
@@ -333,23 +365,34 @@ def _pool(r, ws):  # pragma: no cover
 
 
 @kernel()
-def _gemm(r, ws, fpool):  # pragma: no cover
+def _gemm(r, ws, fpool, G, a):  # pragma: no cover
+    """The group's G images at once (image g's vectors at g*a from the regions'
+    starts): each block of four rows of w is read once for four images."""
     K, N = r[G_K], r[G_N]
-    x = ws[r[F_SRC] : r[F_SRC] + K]
-    y = ws[r[F_DST] : r[F_DST] + N]
-    dot_rows(x, fpool[r[G_WOFF] : r[G_WOFF] + K * N].reshape((N, K)), y, 0, N)
+    w = fpool[r[G_WOFF] : r[G_WOFF] + K * N].reshape((N, K))
+    x, y = ws[r[F_SRC] :], ws[r[F_DST] :]
+    g = 0
+    while g + 4 <= G:
+        dot_rows_4(x[g * a : g * a + K], x[(g + 1) * a : (g + 1) * a + K],
+                   x[(g + 2) * a : (g + 2) * a + K], x[(g + 3) * a : (g + 3) * a + K], w,
+                   y[g * a : g * a + N], y[(g + 1) * a : (g + 1) * a + N],
+                   y[(g + 2) * a : (g + 2) * a + N], y[(g + 3) * a : (g + 3) * a + N])  # fmt: skip
+        g += 4
+    while g < G:
+        dot_rows(x[g * a : g * a + K], w, y[g * a : g * a + N], 0, N)
+        g += 1
     b = fpool[r[G_BOFF] : r[G_BOFF] + N]
-    for j in range(N):
-        y[j] += b[j]
-    activate(y, N, np.float32(0.0), r[G_ACT], fpool[r[G_ALPHA]], np.float32(1.0),
-             np.float32(0.0))  # fmt: skip
+    for g in range(G):
+        yg = y[g * a : g * a + N]
+        for j in range(N):
+            yg[j] += b[j]
+        activate(yg, N, np.float32(0.0), r[G_ACT], fpool[r[G_ALPHA]], np.float32(1.0),
+                 np.float32(0.0))  # fmt: skip
 
 
 @kernel()
-def _softmax(r, ws):  # pragma: no cover
+def _softmax(r, x, y):  # pragma: no cover
     n = r[S_SIZE]
-    x = ws[r[F_SRC] : r[F_SRC] + n]
-    y = ws[r[F_DST] : r[F_DST] + n]
     top = x[0]
     for i in range(n):
         top = max(top, x[i])
@@ -366,37 +409,46 @@ def _softmax(r, ws):  # pragma: no cover
 
 
 @kernel()
-def _run_image(x, out, code, ipool, fpool, ws):  # pragma: no cover
-    """Every op of ``code`` on one image: x (input vector) -> out (output vector)."""
-    ws[: x.size] = x  # the input lives at workspace offset 0
+def _run_group(x, out, code, ipool, fpool, ws, a):  # pragma: no cover
+    """Every op of ``code`` on a group of G images, op by op: x (G, in) -> out (G, out).
+
+    Image g's activations lie at g*a from the start of each activation region; a
+    Gemm takes the whole group at once, every other op one image after another.
+    """
+    G = x.shape[0]
+    for g in range(G):
+        ws[g * a : g * a + x.shape[1]] = x[g]  # region 0 starts at offset 0
     for k in range(code.shape[0]):
         r = code[k]
         op = r[F_OP]
-        if op == OP_CONV:
-            _conv(r, ws, ipool, fpool)
-        elif op == OP_POOL:
-            _pool(r, ws)
-        elif op == OP_GEMM:
-            _gemm(r, ws, fpool)
-        elif op == OP_ACT:  # in place
-            n = r[A_SIZE]
-            activate(ws[r[F_SRC] : r[F_SRC] + n], n, np.float32(0.0), r[A_ACT],
-                      fpool[r[A_ALPHA]], np.float32(1.0), np.float32(0.0))  # fmt: skip
-        elif op == OP_AFFINE:  # in place
-            C, S = r[B_C], r[B_S]
-            for c in range(C):
-                plane = ws[r[F_SRC] + c * S : r[F_SRC] + (c + 1) * S]
-                activate(plane, S, np.float32(0.0), 0, np.float32(0.0), fpool[r[B_SCALE] + c],
-                          fpool[r[B_SHIFT] + c])  # fmt: skip
-        elif op == OP_SOFTMAX:
-            _softmax(r, ws)
-    last = code[code.shape[0] - 1]
-    out[:] = ws[last[F_DST] : last[F_DST] + out.size]
+        if op == OP_GEMM:
+            _gemm(r, ws, fpool, G, a)
+            continue
+        for g in range(G):
+            src, dst = ws[r[F_SRC] + g * a :], ws[r[F_DST] + g * a :]
+            if op == OP_CONV:
+                _conv(r, src, dst, ws, ipool, fpool)
+            elif op == OP_POOL:
+                _pool(r, src, dst, ws)
+            elif op == OP_ACT:  # in place
+                activate(src, r[A_SIZE], np.float32(0.0), r[A_ACT], fpool[r[A_ALPHA]],
+                         np.float32(1.0), np.float32(0.0))  # fmt: skip
+            elif op == OP_AFFINE:  # in place
+                C, S = r[B_C], r[B_S]
+                for c in range(C):
+                    activate(src[c * S : (c + 1) * S], S, np.float32(0.0), 0, np.float32(0.0),
+                             fpool[r[B_SCALE] + c], fpool[r[B_SHIFT] + c])  # fmt: skip
+            elif op == OP_SOFTMAX:
+                _softmax(r, src, dst)
+    last = code[code.shape[0] - 1][F_DST]
+    for g in range(G):
+        out[g] = ws[last + g * a : last + g * a + out.shape[1]]
 
 
 @kernel(parallel=True)
-def run_images(x, out, code, ipool, fpool, ws, chunks):  # pragma: no cover
-    """x (N, in) -> out (N, out) in ``chunks`` contiguous chunks of images.
+def run_images(x, out, code, ipool, fpool, ws, a, group, chunks):  # pragma: no cover
+    """x (N, in) -> out (N, out) in ``chunks`` contiguous chunks of images, each run
+    in groups of ``group`` images (``_run_group``).
 
     The caller schedules chunks dynamically (``numba.parallel_chunksize(1)``): a
     thread takes the next chunk when it is done with one, so a core that the OS
@@ -406,12 +458,15 @@ def run_images(x, out, code, ipool, fpool, ws, chunks):  # pragma: no cover
     n = x.shape[0]
     for c in prange(chunks):
         w = ws[numba.get_thread_id()]
-        for i in range(c * n // chunks, (c + 1) * n // chunks):
-            _run_image(x[i], out[i], code, ipool, fpool, w)
+        i1 = (c + 1) * n // chunks
+        for i in range(c * n // chunks, i1, group):
+            j = min(i1, i + group)
+            _run_group(x[i:j], out[i:j], code, ipool, fpool, w, a)
 
 
 @kernel()
-def run_images_serial(x, out, code, ipool, fpool, ws):  # pragma: no cover
+def run_images_serial(x, out, code, ipool, fpool, ws, a, group):  # pragma: no cover
     """``run_images`` on the calling thread only (one image: no thread start-up)."""
-    for i in range(x.shape[0]):
-        _run_image(x[i], out[i], code, ipool, fpool, ws[0])
+    for i in range(0, x.shape[0], group):
+        j = min(x.shape[0], i + group)
+        _run_group(x[i:j], out[i:j], code, ipool, fpool, ws[0], a)
