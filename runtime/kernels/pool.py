@@ -12,6 +12,7 @@ the padded extent (average).
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import prange
 
@@ -104,43 +105,72 @@ def _global_pool(x, out, use_max):  # pragma: no cover
             out[p] = t / S
 
 
+@kernel(inline="always")
+def _reduce_row(o, row, n, step, first, is_max):  # pragma: no cover
+    """o[i] = row[i*step] (first), else max or sum of o[i] and row[i*step], for i < n.
+    Steps 1 and 2 get loops of their own: a constant stride vectorises."""
+    if first:
+        if step == 1:
+            for i in range(n):
+                o[i] = row[i]
+        elif step == 2:
+            for i in range(n):
+                o[i] = row[2 * i]
+        else:
+            for i in range(n):
+                o[i] = row[i * step]
+    elif is_max:
+        if step == 1:
+            for i in range(n):
+                o[i] = max(o[i], row[i])
+        elif step == 2:
+            for i in range(n):
+                o[i] = max(o[i], row[2 * i])
+        else:
+            for i in range(n):
+                o[i] = max(o[i], row[i * step])
+    elif step == 1:
+        for i in range(n):
+            o[i] += row[i]
+    elif step == 2:
+        for i in range(n):
+            o[i] += row[2 * i]
+    else:
+        for i in range(n):
+            o[i] += row[i * step]
+
+
 @kernel()
-def pool_dense(src, dst, C, H, W, oh_, ow_, kh, kw, sh, sw, dh, dw, is_max):  # pragma: no cover
-    """C planes (flat) whose every window lies inside the input: no bounds checks, and
-    for each output row one vectorisable loop per window tap."""
+def pool_dense(
+    src, dst, tmp, C, H, W, oh_, ow_, kh, kw, sh, sw, dh, dw, is_max
+):  # pragma: no cover
+    """C planes (flat) whose every window lies inside the input, with no bounds checks,
+    in two separable passes: across each input row that windows touch (into ``tmp``,
+    rows of ow_), then down those rows. tmp holds (oh_-1)*sh + (kh-1)*dh + 1 rows."""
     inv = np.float32(1.0 / (kh * kw))
+    rows = (oh_ - 1) * sh + (kh - 1) * dh + 1
     for c in range(C):
+        for y in range(rows):
+            t = tmp[y * ow_ : (y + 1) * ow_]
+            for kx in range(kw):
+                _reduce_row(t, src[(c * H + y) * W + kx * dw :], ow_, sw, kx == 0, is_max)
         for oy in range(oh_):
             o = dst[(c * oh_ + oy) * ow_ : (c * oh_ + oy + 1) * ow_]
             for ky in range(kh):
-                for kx in range(kw):
-                    s0 = (c * H + oy * sh + ky * dh) * W + kx * dw
-                    row = src[s0 : s0 + (ow_ - 1) * sw + 1]
-                    first = ky == 0 and kx == 0
-                    if is_max:
-                        if first:
-                            for ox in range(ow_):
-                                o[ox] = row[ox * sw]
-                        else:
-                            for ox in range(ow_):
-                                o[ox] = max(o[ox], row[ox * sw])
-                    elif first:
-                        for ox in range(ow_):
-                            o[ox] = row[ox * sw]
-                    else:
-                        for ox in range(ow_):
-                            o[ox] += row[ox * sw]
+                _reduce_row(o, tmp[(oy * sh + ky * dh) * ow_ :], ow_, 1, ky == 0, is_max)
             if not is_max:
                 for ox in range(ow_):
                     o[ox] *= inv
 
 
 @kernel(parallel=True)
-def pool_dense_planes(x, out, kh, kw, sh, sw, dh, dw, is_max):  # pragma: no cover
-    """x (planes, H, W) -> out (planes, OH, OW) with ``pool_dense``, a plane per iteration."""
+def pool_dense_planes(x, out, tmp, kh, kw, sh, sw, dh, dw, is_max):  # pragma: no cover
+    """x (planes, H, W) -> out (planes, OH, OW) with ``pool_dense``, a plane per
+    iteration; tmp (threads, rows*OW) is each thread's own."""
     planes, H, W = x.shape
     _, OH, OW = out.shape
     xf = x.reshape(planes, H * W)
     of = out.reshape(planes, OH * OW)
     for p in prange(planes):
-        pool_dense(xf[p], of[p], 1, H, W, OH, OW, kh, kw, sh, sw, dh, dw, is_max)
+        t = tmp[numba.get_thread_id()]
+        pool_dense(xf[p], of[p], t, 1, H, W, OH, OW, kh, kw, sh, sw, dh, dw, is_max)

@@ -7,6 +7,7 @@ float32 (the kernels' type); a different input type is a clear error.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from runtime.errors import InvalidAttributeError, ShapeError
@@ -228,9 +229,11 @@ def max_pool(x, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=
     y = allocate(shape, np.float32, "MaxPool output", _out and _out[0])
     with_indices = _num_outputs > 1
     if not with_indices and _dense_2d(x.shape[2:], out_sp, kernel_shape, begin, st, dil):
+        rows = (out_sp[0] - 1) * st[0] + (kernel_shape[0] - 1) * dil[0] + 1
+        tmp = scratch("maxpool.rows", (numba.get_num_threads(), rows * out_sp[1]), np.float32)
         pool_kernels.pool_dense_planes(
-            x.reshape(n * c, *x.shape[2:]), y.reshape(n * c, *out_sp), *kernel_shape, *st, *dil,
-            True,
+            x.reshape(n * c, *x.shape[2:]), y.reshape(n * c, *out_sp), tmp, *kernel_shape, *st,
+            *dil, True,
         )  # fmt: skip
         return y
     if with_indices:
