@@ -24,7 +24,7 @@ import json, numpy as np, runtime
 from runtime.kernels import conv, pool, program
 s = runtime.InferenceSession("exported/lenet5.onnx")
 s.run(None, {"input": np.zeros((2, 1, 28, 28), np.float32)})
-ks = [conv._im2col, conv._epilogue, pool._avg_pool3d, program.run_images]
+ks = [conv._im2col, conv._epilogue, pool._avg_pool3d, program.run_images_serial]
 print(json.dumps({"hits": sum(sum(k.stats.cache_hits.values()) for k in ks),
                   "misses": sum(sum(k.stats.cache_misses.values()) for k in ks)}))
 """
