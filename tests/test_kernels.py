@@ -169,6 +169,10 @@ def test_winograd_transforms_compute_a_correlation(m, r):
     d, f = RNG.standard_normal(m + r - 1), RNG.standard_normal(r)
     want = np.correlate(d, f, mode="valid")
     np.testing.assert_allclose(at @ ((g @ f) * (bt @ d)), want, atol=1e-9)
+    # B^T is exact: its zeros are zeros (the transform kernels skip them)
+    np.testing.assert_array_equal(bt * 1024, np.round(bt * 1024))
+    if (m, r) == (2, 3):
+        assert np.count_nonzero(bt) == 8  # Lavin and Gray's B^T for F(2, 3)
 
 
 def _gemm_check(a, b):
