@@ -29,7 +29,7 @@ from runtime.session import InferenceSession
 from runtime.summary import summarize
 
 BACKENDS = ("numba", "onnxruntime")
-SETTLE_S = 0.05  # untimed running per backend per round, before its timed call
+SETTLE_S = 0.2  # untimed running per backend per round, before its timed call
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,10 @@ def time_interleaved(
     after a call (onnxruntime's intra-op threads for about 40 ms here, libgomp's
     for less): without the settling, each backend's timed call would share the
     cores with the other's spinning threads (LeNet-5 at batch 64 measured 4.3 ms
-    that way, 0.9 ms alone).
+    that way, 0.9 ms alone). 50 ms was not enough after onnxruntime: AlexNet at
+    batch 1 on two threads took numba 20.4 and 19.8 ms with 50 ms of settling,
+    17.8 and 18.1 ms with 200 ms (17.1 to 18.7 ms with no onnxruntime session in
+    the process), while onnxruntime's own time stayed within 16.2 to 16.8 ms.
     """
     for _ in range(warmup):
         for sess in sessions.values():
