@@ -227,7 +227,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                   f"(make it with: cnn train {name} --max-steps 1 --subset 64)")  # fmt: skip
             continue
         threads = [None] if args.no_single_thread else [None, 1]
-        rounds = args.rounds if name == "lenet5" else max(3, args.rounds // 4)
+        rounds = args.rounds if name == "lenet5" else max(5, args.rounds // 2)
         rows += bench.bench_model(path, batches, threads=threads, rounds=rounds, roof=roof,
                                   name=name)  # fmt: skip
         if not args.no_cold_start:
@@ -471,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alexnet-batches", type=_int_list, default=[1, 8, 32],
                    help="default: 1,8,32")  # fmt: skip
     p.add_argument("--rounds", type=_positive_int, default=20,
-                   help="timed calls per backend, AlexNet a quarter (default: 20)")  # fmt: skip
+                   help="timed calls per backend, AlexNet half (default: 20)")  # fmt: skip
     p.add_argument("--gemm-size", type=_positive_int, default=1024,
                    help="n of the n x n GEMM roof (default: %(default)s)")  # fmt: skip
     p.add_argument("--no-single-thread", action="store_true", help="skip the threads=1 rows")
