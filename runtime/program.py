@@ -1,11 +1,12 @@
-"""Compile a plan into one op table that numba runs image by image (``kernels/program``).
+"""Compile a plan into one op table that numba runs over groups of images (``kernels/program``).
 
 A plan qualifies when it is a chain over one float32 input whose every step keeps
 the batch axis first and is one of: Conv (2-D, group 1, with its fused activation
 and scale/shift), MaxPool and AveragePool (2-D), Gemm and MatMul against constant
 weights, Relu, LeakyRelu, Tanh, Sigmoid, an unfused BatchNormalization, Reshape and
-Flatten that keep the batch axis, and Softmax or LogSoftmax over each image. Each
-image's activations must fit ``WORKSPACE_LIMIT`` and the weights ``WEIGHTS_LIMIT``:
+Flatten that keep the batch axis, and Softmax or LogSoftmax over each image. A group
+of ``GROUP`` images' activations (fewer if they do not fit, one at least) must fit
+``WORKSPACE_LIMIT`` and the weights ``WEIGHTS_LIMIT``:
 this path is for small networks, whose per-call overhead and cache traffic decide
 their speed (LeNet-5). Anything else runs step by step, unchanged. ``compile_program``
 says in one line why a plan does not qualify.

@@ -1,11 +1,14 @@
-"""A whole small network in one compiled call: a flat op table run image by image.
+"""A whole small network in one compiled call: a flat op table run over groups of images.
 
 ``runtime/program.py`` compiles a plan (a chain of Conv, pooling, Gemm, activations,
 Softmax...) into ``code``: one row of ``REC`` int64 fields per op. ``run_images``
-then runs every op of the table on one image at a time, inside numba: no Python
-work per op, and each image's activations stay in a small per-thread workspace
-(``ws``) that fits the core's cache. Images are split into contiguous chunks that
-threads take in turn; each image writes only its own output row.
+then runs the table inside numba on a group of images at a time (``_run_group``),
+op by op: no Python work per op, and the group's activations stay in a small
+per-thread workspace (``ws``) that fits the core's cache. A Gemm takes the whole
+group, so its weights are read once for four images (LeNet-5's first dense layer:
+2.23 us an image alone, 1.02 in groups of four); every other op runs one image after
+another. Images are split into contiguous chunks that threads take in turn; each
+image writes only its own output row.
 
 Fields of a row (``F_*`` below): the op code, the workspace offsets of its source
 and destination, and the op's sizes and the offsets of its parameters in ``fpool``
