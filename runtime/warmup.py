@@ -51,7 +51,7 @@ def _steps_model() -> bytes:
     nodes = [
         node("Conv", ["x", "w3", "b"], ["c3"], pads=[1, 1, 1, 1]),  # Winograd F(4, 3)
         node("Relu", ["c3"], ["r3"]),
-        node("Conv", ["r3", "w5"], ["c5"], pads=[2, 2, 2, 2]),  # Winograd F(2, 5), no bias
+        node("Conv", ["r3", "w5"], ["c5"], pads=[2, 2, 2, 2]),  # Winograd F(4, 5), no bias
         node("Conv", ["r3", "w6"], ["cs"], strides=[2, 2], pads=[2, 2, 2, 2]),  # space-to-depth
         node("GlobalAveragePool", ["cs"], ["gs"]),
         node("MaxPool", ["c5"], ["m"], kernel_shape=[2, 2], strides=[2, 2]),  # no indices

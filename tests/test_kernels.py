@@ -149,7 +149,7 @@ def test_winograd_conv_matches_naive(xs, m, r, pads, tile, act):
     ((1, 3, 27, 27), 11, 4, (0, 0, 0, 0)),  # AlexNet's conv1, smaller
     ((2, 2, 15, 14), 6, 2, (1, 2, 0, 1)),
     ((1, 1, 17, 17), 9, 3, (2, 2, 2, 2)),
-    ((1, 2, 12, 12), 10, 2, (0, 0, 0, 0)),  # k' = 5: F(2, 5)
+    ((1, 2, 12, 12), 10, 2, (0, 0, 0, 0)),  # k' = 5: F(4, 5)
 ])  # fmt: skip
 def test_strided_winograd_by_space_to_depth_matches_naive(xs, k, s, pads):
     from runtime.kernels import winograd
