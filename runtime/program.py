@@ -104,8 +104,9 @@ class _Builder:
         """The table, pools, workspace size, image stride and group size: as many
         images as fit the workspace limit, up to GROUP."""
         a = self.act_size
-        group = next((g for g in (GROUP, 2) if 2 * g * a + self.scratch_size + self.acc_size
-                      <= WORKSPACE_LIMIT), 1)  # fmt: skip
+        group = GROUP
+        while group > 1 and 2 * group * a + self.scratch_size + self.acc_size > WORKSPACE_LIMIT:
+            group //= 2
         pad, acc = 2 * group * a, 2 * group * a + self.scratch_size
         code = np.stack(self.rows)
         code[:, k.F_SRC] *= group * a  # region 0 at 0, region 1 at group*a

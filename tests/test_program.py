@@ -121,6 +121,18 @@ def test_softmax_over_the_whole_image_at_opset_11():
                    (1, 6, 6))  # fmt: skip
 
 
+def test_a_group_shrinks_to_fit_the_workspace():
+    """Four images' activations would pass WORKSPACE_LIMIT: two at a time fit."""
+    from runtime import program
+
+    node = helper.make_node
+    nodes = [node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), node("Relu", ["c"], ["y"])]
+    model = _chain(nodes, (4, 64, 64), [8, 64, 64], {"w": _w(8, 4, 3, 3)})
+    engine = _check_program(model, (4, 64, 64))
+    groups = {p.program.group for p in engine._plans.values()}
+    assert groups == {2} and program.GROUP == 4
+
+
 def _not_compiled(model: bytes, shape) -> str:
     compiled, _ = _engines(model)
     x = np.zeros((2, *shape), np.float32)
