@@ -8,7 +8,8 @@ At load (shape-free):
   * Identity and inference Dropout are removed;
   * Conv + BatchNormalization folds BN into the conv's weights; Conv + activation,
     and a BatchNormalization after that activation (as in the article's AlexNet),
-    fuse into the conv kernel's epilogue; Gemm + Relu fuses.
+    fuse into the conv kernel's epilogue, and so does a MaxPool after them (the
+    Winograd output transform pools each plane while it is in cache); Gemm + Relu fuses.
 
 Per input shape (first run with that shape, cached): tensors that depend only on
 shapes (``Shape`` and what is computed from it) fold into constants, so shape
@@ -199,6 +200,27 @@ def _bn_params(step: Step, constants: Mapping[str, np.ndarray]):
     return bn_scale_shift(*(constants[n] for n in names), step.attrs.get("epsilon", 1e-5))
 
 
+def _plain_max_pool(step: Step, w: np.ndarray | None) -> tuple[int, int, int, int] | None:
+    """(kh, kw, sh, sw) of a MaxPool that a 2-D conv (weights ``w``) can apply to its own
+    output: no padding, dilation or ceil mode, and no indices wanted."""
+    a = step.attrs
+    kernel = list(a.get("kernel_shape") or [])
+    strides = list(a.get("strides") or [1] * len(kernel))
+    plain = (
+        w is not None
+        and w.ndim == 4
+        and len(kernel) == 2
+        and len(strides) == 2
+        and not any(step.outputs[1:])
+        and a.get("auto_pad", "NOTSET") in ("NOTSET", "VALID")
+        and not any(a.get("pads") or [0])
+        and all(d == 1 for d in a.get("dilations") or [1])
+        and not a.get("ceil_mode", 0)
+        and min(kernel + strides) >= 1
+    )
+    return (*kernel, *strides) if plain else None
+
+
 def _conv_fn(x, w, b=None, u=None, u_small=None, _out=None, **attrs):
     return conv_forward(x, w, b, u, u_small, _out=_out, **attrs)
 
@@ -267,7 +289,7 @@ def _plan_buffers(
 
 
 def _fuse(steps: list[Step], constants: dict[str, np.ndarray], outputs: set[str]) -> list[Step]:
-    """Conv+BN weight folding, Conv+activation(+BN) epilogues, Gemm+Relu."""
+    """Conv+BN weight folding, Conv+activation(+BN)(+MaxPool) epilogues, Gemm+Relu."""
     i = 0
     while i < len(steps):
         step = steps[i]
@@ -281,7 +303,9 @@ def _fuse(steps: list[Step], constants: dict[str, np.ndarray], outputs: set[str]
             w_name = step.inputs[1]
             b_name = step.inputs[2] if len(step.inputs) > 2 else ""
             consts_ok = w_name in constants and (not b_name or b_name in constants)
-            if (
+            if "max_pool" in attrs:
+                pass  # the pool ends the conv's epilogue
+            elif (
                 nxt.op_type == "BatchNormalization"
                 and nxt.inputs[0] == step.outputs[0]
                 and "activation" not in attrs
@@ -313,6 +337,13 @@ def _fuse(steps: list[Step], constants: dict[str, np.ndarray], outputs: set[str]
             ):
                 attrs["post_scale"], attrs["post_shift"] = ab
                 fused = replace(step, attrs=attrs, outputs=nxt.outputs)
+            elif (
+                nxt.op_type == "MaxPool"
+                and "max_pool" not in attrs
+                and (pool := _plain_max_pool(nxt, constants.get(w_name))) is not None
+            ):
+                attrs["max_pool"] = pool
+                fused = replace(step, attrs=attrs, outputs=nxt.outputs[:1])
             if fused is not None:
                 steps[i] = fused
                 del steps[j]

@@ -127,16 +127,17 @@ class _Builder:
         return code, ipool, fpool, ws, a, group
 
 
-def _conv(b: _Builder, attrs: Mapping, x: np.ndarray, w: np.ndarray, bias, y: np.ndarray) -> None:
+def _conv(b: _Builder, attrs: Mapping, x: np.ndarray, w: np.ndarray, bias) -> np.ndarray:
+    """Append the conv's row; return a stand-in (no memory) of the conv's output shape."""
     if x.ndim != 4 or attrs.get("group", 1) != 1:
         raise NotCompilableError("Conv: only 2-D convolutions with group 1")
     _, cin, H, W = x.shape
     cout, _, kh, kw = w.shape
-    _, begin, _, st, dil = nn._spatial(
+    (oh, ow), begin, _, st, dil = nn._spatial(
         "Conv", x.shape[2:], (kh, kw), auto_pad=attrs.get("auto_pad", "NOTSET"),
         pads=attrs.get("pads"), strides=attrs.get("strides"), dilations=attrs.get("dilations"),
     )  # fmt: skip
-    oh, ow = y.shape[2:]
+    y = np.broadcast_to(np.float32(0), (x.shape[0], cout, oh, ow))
     flat = st == [1, 1] and dil == [1, 1]
     T = cin * kh * kw
     if flat:
@@ -161,6 +162,7 @@ def _conv(b: _Builder, attrs: Mapping, x: np.ndarray, w: np.ndarray, bias, y: np
     r[k.C_ALPHA] = b.floats_at(np.array([attrs.get("alpha", 0.01)]))
     r[k.C_TAPS] = b.ints_at(taps)
     r[k.C_FLAT], r[k.C_HP], r[k.C_WP] = int(flat), hp, wp
+    return y
 
 
 def _pool(b: _Builder, op: str, attrs: Mapping, x: np.ndarray, y: np.ndarray) -> None:
@@ -252,7 +254,12 @@ def compile_program(
         attrs = step.attrs
         fusable = b.rows[-1] if b.rows and b.rows[-1][k.F_OP] == k.OP_CONV else None
         if op == "Conv" and step.fn in (_conv_fn, nn.conv):
-            _conv(b, attrs, x, _const(step, 1, constants), _const(step, 2, constants), y)
+            conv_y = _conv(b, attrs, x, _const(step, 1, constants), _const(step, 2, constants))
+            if "max_pool" in attrs:  # the engine fused a MaxPool into the conv
+                kh, kw, sh, sw = attrs["max_pool"]
+                pool = {"kernel_shape": [kh, kw], "strides": [sh, sw]}
+                if not _fuse_pool(b, "MaxPool", pool, conv_y, y, b.rows[-1]):
+                    _pool(b, "MaxPool", pool, conv_y, y)
         elif op in ("MaxPool", "AveragePool"):
             if not _fuse_pool(b, op, attrs, x, y, fusable):
                 _pool(b, op, attrs, x, y)

@@ -163,6 +163,33 @@ def test_strided_winograd_by_space_to_depth_matches_naive(xs, k, s, pads):
     np.testing.assert_allclose(got, np.maximum(want, 0), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("use_winograd", [True, False])
+@pytest.mark.parametrize(("xs", "r", "pads", "pool"), [
+    ((1, 3, 13, 13), 3, (1, 1, 1, 1), (3, 3, 2, 2)),  # AlexNet's conv5 + pool: 13 -> 6
+    ((2, 2, 27, 27), 5, (2, 2, 2, 2), (3, 3, 2, 2)),  # conv2 + pool: 27 -> 13
+    ((1, 2, 10, 9), 3, (0, 1, 2, 0), (2, 2, 2, 2)),  # windows leave the last row and column
+    ((1, 3, 9, 9), 3, (1, 1, 1, 1), (3, 2, 1, 3)),
+])  # fmt: skip
+def test_conv_with_fused_max_pool_matches_naive(xs, r, pads, pool, use_winograd):
+    """Conv, ReLU, scale and shift, then a max pool: in the Winograd output transform,
+    or after an im2col conv (no transformed weights)."""
+    from runtime.kernels import winograd
+    from runtime.ops.nn import conv_forward
+
+    m = 5
+    x, w, b = _rand(*xs), _rand(m, xs[1], r, r) / np.float32(np.sqrt(xs[1] * r * r)), _rand(m)
+    scale, shift = _rand(m), _rand(m)  # negative scales too: the pool comes after them
+    u = winograd.transform_weights(w, winograd.TILE[r]) if use_winograd else None
+    got = conv_forward(x, w, b, u, pads=pads, activation="Relu", post_scale=scale,
+                       post_shift=shift, max_pool=pool)  # fmt: skip
+    y = np.maximum(naive.conv2d(x, w, b, strides=(1, 1), pads=pads, dilations=(1, 1), group=1), 0)
+    y = y * scale[None, :, None, None] + shift[None, :, None, None]
+    want = naive.pool2d(y, kernel=pool[:2], strides=pool[2:], pads=(0, 0, 0, 0),
+                        dilations=(1, 1), ceil_mode=0, mode="max")  # fmt: skip
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize(("m", "r"), [(2, 3), (3, 3), (4, 3), (2, 5)])
 def test_winograd_transforms_compute_a_correlation(m, r):
     from runtime.kernels import winograd

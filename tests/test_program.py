@@ -14,6 +14,7 @@ from onnx_helpers import chain_model, run_ort
 from runtime.engine import NumbaEngine
 from runtime.graph import load_graph
 from runtime.kernels import program as k
+from runtime.kernels.taps import taps
 
 ROOT = Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(0)
@@ -166,7 +167,7 @@ def test_taps_matches_naive(m, t):
     w = RNG.standard_normal(m * t).astype(np.float32)
     stride = length + 5
     acc = np.full(m * stride, np.nan, np.float32)
-    k._taps(src, w, offs, acc, m, t, length, stride)
+    taps(src, w, offs, acc, m, t, length, stride)
     got = np.stack([acc[i * stride : i * stride + length] for i in range(m)])
     np.testing.assert_allclose(got, naive.taps(src, w, offs, m, t, length), rtol=1e-5, atol=1e-5)
 

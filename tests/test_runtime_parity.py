@@ -266,6 +266,47 @@ def test_conv_then_batchnorm_folds_into_the_weights():
     _compare(model, {"x": rng.standard_normal((2, 3, 8, 8)).astype(np.float32)}, atol=1e-4)
 
 
+@pytest.mark.parametrize(("pool_attrs", "fused"), [
+    ({"kernel_shape": [3, 3], "strides": [2, 2]}, True),
+    ({"kernel_shape": [2, 2], "strides": [2, 2]}, True),
+    ({"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}, False),
+    ({"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1}, False),
+])  # fmt: skip
+def test_max_pool_fuses_into_the_conv_before_it(pool_attrs, fused):
+    """The article's AlexNet block, Conv, ReLU, BN, MaxPool, with Winograd-sized
+    channels: one step when the pool has no padding or ceil mode, two otherwise."""
+    from onnx import TensorProto, helper, numpy_helper
+    from onnx_helpers import chain_model
+
+    rng = np.random.default_rng(5)
+    c, m = 32, 40
+    inits = {
+        "w": (rng.standard_normal((m, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32),
+        "b": rng.standard_normal(m).astype(np.float32),
+        "s": rng.uniform(-1.5, 1.5, m).astype(np.float32),  # negative scales too
+        "t": rng.standard_normal(m).astype(np.float32),
+        "mu": rng.standard_normal(m).astype(np.float32),
+        "v": rng.uniform(0.5, 2.0, m).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("BatchNormalization", ["r", "s", "t", "mu", "v"], ["n"]),
+        helper.make_node("MaxPool", ["n"], ["y"], **pool_attrs),
+    ]
+    model = chain_model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", c, 13, 13])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    sess = InferenceSession(model)
+    steps = [s.op_type for s in sess._impl.engine.steps]
+    assert steps == (["Conv"] if fused else ["Conv", "MaxPool"])
+    for n in (1, 3):
+        _compare(model, {"x": rng.standard_normal((n, c, 13, 13)).astype(np.float32)}, atol=1e-4)
+
+
 def test_blas_is_single_threaded_inside_numba_runs(monkeypatch):
     """One thread pool: BLAS threads beside numba's would oversubscribe the cores."""
     from threadpoolctl import threadpool_info

@@ -163,6 +163,13 @@ def pool_dense(
                     o[ox] *= inv
 
 
+def pool_rows(out_hw: tuple[int, ...], pool: np.ndarray) -> int:
+    """Floats of ``pool_dense``'s row buffer for an output (OH, OW) and a window
+    (kh, kw, sh, sw), dilation 1; at least one."""
+    kh, _, sh, _ = (int(v) for v in pool)
+    return max(1, ((out_hw[0] - 1) * sh + kh) * out_hw[1]) if kh > 0 else 1
+
+
 @kernel(parallel=True)
 def pool_dense_planes(x, out, tmp, kh, kw, sh, sw, dh, dw, is_max):  # pragma: no cover
     """x (planes, H, W) -> out (planes, OH, OW) with ``pool_dense``, a plane per

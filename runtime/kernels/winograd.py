@@ -25,6 +25,7 @@ their innermost loop over tiles, which are contiguous, so LLVM vectorises them.
 
 from __future__ import annotations
 
+import math
 from functools import cache, lru_cache
 
 import numba
@@ -34,6 +35,8 @@ from numba import prange
 from runtime.kernels.activation import activate
 from runtime.kernels.gemm import matmul
 from runtime.kernels.jit import kernel
+from runtime.kernels.pool import pool_dense, pool_rows
+from runtime.kernels.taps import taps
 from runtime.memory import scratch
 
 # Output tile m for each kernel size r. F(4x4, 5x5) has 8 x 8 input tiles and 64
@@ -152,17 +155,21 @@ def tile_offsets(a: int, m: int, nb: int, th: int, tw: int, hp: int, wp: int) ->
 
 
 @kernel(parallel=True)
-def _input_tiles(x, v, bt, n0, nb, ph, pw, hp, wp, offsets, planes, work):  # pragma: no cover
-    """x (N, C, H, W) -> v (a*a, C, T): B^T d B for every a x a tile of images n0..
+def _input_tiles(x, v, btw, n0, nb, ph, pw, hp, wp, offsets, planes, work):  # pragma: no cover
+    """x (N, C, H, W) -> v (a*a*C*T,), flat (a*a, C, T): B^T d B for every a x a tile
+    of images n0..
 
     Per channel, the nb images are copied into zero-padded planes (hp, wp), so that
     gathering the tiles is one loop per tile position (i, j) with no bounds checks:
-    d[i*a + j, t] = plane[offsets[i*a + j, t]] (``tile_offsets``).
-    planes: (threads, nb*hp*wp); work: (threads, 2, a*a, T), each thread's own.
+    d[i*a + j, t] = plane[offsets[i*a + j, t]] (``tile_offsets``). Both products
+    with B^T are ``taps`` calls (btw: B^T row-major, float32), a rows at a time.
+    planes: (threads, nb*hp*wp); work: (threads, 2, a*a*T), each thread's own.
     """
     _, C, H, W = x.shape
-    a = bt.shape[0]
-    T = offsets.shape[1]
+    aa, T = offsets.shape
+    a = round(math.sqrt(aa))
+    by_row = np.arange(a) * (a * T)  # tap i of d[i*a + j] or s[i*a + j]: rows a apart
+    by_col = np.arange(a) * T  # tap j of s[p*a + j]: adjacent rows
     for c in prange(C):
         tid = numba.get_thread_id()
         pl = planes[tid]
@@ -174,78 +181,63 @@ def _input_tiles(x, v, bt, n0, nb, ph, pw, hp, wp, offsets, planes, work):  # pr
                 line = img[y]
                 for xx in range(W):
                     row[xx] = line[xx]
-        d = work[tid, 0]  # d[i*a + j, t]: tile t's input (i, j)
-        for ij in range(a * a):
-            di, idx = d[ij], offsets[ij]
+        d = work[tid, 0]  # d[(i*a + j)*T + t]: tile t's input (i, j)
+        for ij in range(aa):
+            di, idx = d[ij * T : (ij + 1) * T], offsets[ij]
             for t in range(T):
                 di[t] = pl[idx[t]]
         s = work[tid, 1]  # s[p*a + j] = sum_i bt[p, i] d[i*a + j]
-        s[:] = 0.0
-        for p in range(a):
-            for i in range(a):
-                f = np.float32(bt[p, i])
-                if f != 0.0:
-                    for j in range(a):
-                        sp, di = s[p * a + j], d[i * a + j]
-                        for t in range(T):
-                            sp[t] += f * di[t]
-        for p in range(a):
-            for q in range(a):
-                out = v[p * a + q, c]
-                out[:] = 0.0
-                for j in range(a):
-                    f = np.float32(bt[q, j])  # (d B)[., q] = sum_j d[., j] bt[q, j]
-                    if f != 0.0:
-                        sj = s[p * a + j]
-                        for t in range(T):
-                            out[t] += f * sj[t]
+        for j in range(a):
+            taps(d[j * T :], btw, by_row, s[j * T :], a, a, T, a * T)
+        for p in range(a):  # v[p*a + q, c] = sum_j bt[q, j] s[p*a + j]
+            taps(s[p * a * T :], btw, by_col, v[(p * a * C + c) * T :], a, a, T, C * T)
 
 
 @kernel(parallel=True)
 def _output_tiles(
-    z, out, at, n0, nb, ohp, owp, offsets, bias, act, alpha, scale, shift, planes, work
-):  # pragma: no cover
-    """z (a*a, M, T) -> out (N, M, OH, OW): A^T Z A per tile, then the fused epilogue.
+    z, out, atw, n0, nb, OH, OW, ohp, owp, offsets, bias, act, alpha, scale, shift, pool,
+    planes, work, rows
+):  # pragma: no cover  # fmt: skip
+    """z (a*a*M*T,), flat (a*a, M, T) -> out (N, M, ...): A^T Z A per tile (atw: A^T
+    row-major, float32; both products are ``taps`` calls), then the fused epilogue.
 
     Tiles are scattered into whole planes (nb, ohp, owp) that every tile fits, with
-    y[i*m + j, t] -> plane[offsets[i*m + j, t]] and no bounds checks; the planes'
-    first OH x OW are then copied into ``out``.
-    planes: (threads, nb*ohp*owp); work: (threads, m*a + m*m, T), each thread's own.
+    y[i*m + j, t] -> plane[offsets[i*m + j, t]] and no bounds checks. Each plane's
+    first OH x OW are the convolution's output: copied into ``out`` (N, M, OH, OW),
+    or, when ``pool`` (kh, kw, sh, sw) has a kernel, max pooled from the plane into
+    ``out`` (N, M, PH, PW) while it is in cache (``pool.pool_dense``).
+    planes: (threads, nb*ohp*owp); work: (threads, (m*a + m*m)*T); rows: (threads,
+    the pool's row pass), each thread's own.
     """
-    _, M, OH, OW = out.shape
-    m, a = at.shape
-    T = offsets.shape[1]
+    M = out.shape[1]
+    mm, T = offsets.shape
+    m = round(math.sqrt(mm))
+    a = atw.shape[0] // m
+    by_row = np.arange(a) * (a * M * T)  # tap p of z[p*a + q, o]
+    by_col = np.arange(a) * T  # tap q of s[i*a + q]: adjacent rows
     for o in prange(M):
         tid = numba.get_thread_id()
         w = work[tid]
-        s = w[: m * a]  # s[i*a + q] = sum_p at[i, p] z[p*a + q]
-        s[:] = 0.0
+        s = w[: m * a * T]  # s[i*a + q] = sum_p at[i, p] z[p*a + q, o]
+        for q in range(a):
+            taps(z[(q * M + o) * T :], atw, by_row, s[q * T :], m, a, T, a * T)
+        y = w[m * a * T :]  # y[i*m + j] = sum_q at[j, q] s[i*a + q]
         for i in range(m):
-            for p in range(a):
-                f = np.float32(at[i, p])
-                if f != 0.0:
-                    for q in range(a):
-                        si, zp = s[i * a + q], z[p * a + q, o]
-                        for t in range(T):
-                            si[t] += f * zp[t]
-        y = w[m * a :]
-        y[:] = 0.0
+            taps(s[i * a * T :], atw, by_col, y[i * m * T :], m, a, T, T)
         pl = planes[tid]
-        for i in range(m):
-            for j in range(m):
-                yij = y[i * m + j]
-                for q in range(a):
-                    f = np.float32(at[j, q])
-                    if f != 0.0:
-                        sq = s[i * a + q]
-                        for t in range(T):
-                            yij[t] += f * sq[t]
-                activate(yij, T, bias[o], act, alpha, scale[o], shift[o])
-                idx = offsets[i * m + j]
-                for t in range(T):
-                    pl[idx[t]] = yij[t]
+        for ij in range(mm):
+            yij = y[ij * T : (ij + 1) * T]
+            activate(yij, T, bias[o], act, alpha, scale[o], shift[o])
+            idx = offsets[ij]
+            for t in range(T):
+                pl[idx[t]] = yij[t]
         for k in range(nb):
             dst = out[n0 + k, o]
+            if pool[0] > 0:
+                ph, pw = dst.shape
+                pool_dense(pl[k * ohp * owp :], dst.reshape(ph * pw), rows[tid], 1, ohp, owp,
+                           ph, pw, pool[0], pool[1], pool[2], pool[3], 1, 1, True)  # fmt: skip
+                continue
             for oy in range(OH):
                 src = pl[(k * ohp + oy) * owp :]
                 line = dst[oy]
@@ -265,16 +257,23 @@ def conv2d_winograd(
     alpha: float = 0.01,
     scale: np.ndarray | None = None,
     shift: np.ndarray | None = None,
+    size: tuple[int, int] | None = None,
+    max_pool: tuple[int, int, int, int] | None = None,
 ) -> np.ndarray:
     """x (N, C, H, W), U from ``transform_weights`` -> out (N, M, OH, OW), float32.
 
-    ``pads`` are the begin pads; the output shape (already in ``out``) fixes the end.
+    ``pads`` are the begin pads; the output size (OH, OW), ``out``'s unless given,
+    fixes the end. ``max_pool`` (kh, kw, sh, sw): a max pooling whose every window
+    lies inside the output, applied in the output transform; ``out`` then has the
+    pooled shape and ``size`` gives the convolution's.
     """
     n, c = x.shape[:2]
     aa, cout, _ = u.shape
     a = round(aa**0.5)
     bt, _, at = transforms(m, a - m + 1)
-    oh, ow = out.shape[2:]
+    btw, atw = bt.astype(np.float32).ravel(), at.astype(np.float32).ravel()
+    oh, ow = out.shape[2:] if size is None else size
+    pool = np.array(max_pool or (0, 0, 1, 1), np.int64)
     th, tw = -(-oh // m), -(-ow // m)
     scale = np.ones(cout, np.float32) if scale is None else scale
     shift = np.zeros(cout, np.float32) if shift is None else shift
@@ -287,14 +286,16 @@ def conv2d_winograd(
         hp, wp = th * m + a - m, tw * m + a - m  # every tile inside
         offsets = tile_offsets(a, m, nb, th, tw, hp, wp)
         planes = scratch("winograd.planes", (threads, nb * hp * wp), np.float32)
-        work = scratch("winograd.work", (threads, 2, aa, t), np.float32)
-        _input_tiles(x, v, bt, n0, nb, pads[0], pads[1], hp, wp, offsets, planes, work)
+        work = scratch("winograd.work", (threads, 2, aa * t), np.float32)
+        _input_tiles(x, v.reshape(-1), btw, n0, nb, pads[0], pads[1], hp, wp, offsets, planes,
+                     work)  # fmt: skip
         z = scratch("winograd.z", (aa, cout, t), np.float32)
         matmul(u, v, z)
         ohp, owp = th * m, tw * m
         offsets = tile_offsets(m, m, nb, th, tw, ohp, owp)
         planes = scratch("winograd.planes", (threads, nb * ohp * owp), np.float32)
-        work = scratch("winograd.work", (threads, m * a + m * m, t), np.float32)
-        _output_tiles(z, out, at, n0, nb, ohp, owp, offsets, bias, act, np.float32(alpha),
-                      scale, shift, planes, work)  # fmt: skip
+        work = scratch("winograd.work", (threads, (m * a + m * m) * t), np.float32)
+        rows = scratch("winograd.pool", (threads, pool_rows(out.shape[2:], pool)), np.float32)
+        _output_tiles(z.reshape(-1), out, atw, n0, nb, oh, ow, ohp, owp, offsets, bias, act,
+                      np.float32(alpha), scale, shift, pool, planes, work, rows)  # fmt: skip
     return out

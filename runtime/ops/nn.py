@@ -114,9 +114,11 @@ def conv_forward(
     alpha=0.01,
     post_scale=None,
     post_shift=None,
+    max_pool=None,
     _out=None,
 ):
-    """Conv, with the fused extras the planner uses (activation, then scale and shift).
+    """Conv, with the fused extras the planner uses (activation, then scale and shift,
+    then ``max_pool`` (kh, kw, sh, sw): a 2-D max pooling with no padding).
 
     ``winograd_u``: the weights transformed by ``winograd.transform_weights`` (after
     ``space_to_depth_weights`` for a stride above 1); a 2-D convolution with equal
@@ -151,9 +153,34 @@ def conv_forward(
         "Conv", x.shape[2:], kernel, auto_pad=auto_pad, pads=pads, strides=strides,
         dilations=dilations,
     )  # fmt: skip
-    out = allocate((n, m, *out_sp), np.float32, "Conv output", _out and _out[0])
+    winograd_ok = (
+        winograd_u is not None and x.ndim == 4 and group == 1 and dil == [1, 1] and st[0] == st[1]
+    )
+    pooled_sp = out_sp
+    if max_pool is not None:
+        if len(out_sp) != 2 or len(max_pool) != 4:
+            raise InvalidAttributeError(
+                f"Conv: max_pool {max_pool} fuses a 2-D pooling: expected (kh, kw, sh, sw) "
+                f"and a 2-D convolution, received a {len(out_sp)}-D one"
+            )
+        pooled_sp, *_ = _spatial("MaxPool", out_sp, max_pool[:2], auto_pad="NOTSET", pads=None,
+                                 strides=max_pool[2:], dilations=None)  # fmt: skip
+    out = allocate((n, m, *pooled_sp), np.float32, "Conv output", _out and _out[0])
+    if max_pool is not None and not winograd_ok:
+        conv = scratch("conv.unpooled", (n, m, *out_sp), np.float32)
+        conv_forward(x, w, b, auto_pad=auto_pad, dilations=dilations, group=group,
+                     pads=pads, strides=strides, activation=activation, alpha=alpha,
+                     post_scale=post_scale, post_shift=post_shift, _out=(conv,))  # fmt: skip
+        rows = scratch(
+            "maxpool.rows",
+            (numba.get_num_threads(), pool_kernels.pool_rows(pooled_sp, np.array(max_pool))),
+            np.float32,
+        )
+        pool_kernels.pool_dense_planes(conv.reshape(n * m, *out_sp), out.reshape(n * m, *pooled_sp),
+                                       rows, *max_pool, 1, 1, True)  # fmt: skip
+        return out
     act = ACTIVATIONS[activation]
-    if winograd_u is not None and x.ndim == 4 and group == 1 and dil == [1, 1] and st[0] == st[1]:
+    if winograd_ok:
         s = st[0]
         kk = -(-kernel[0] // s)  # the kernel after space-to-depth (itself at stride 1)
         tile = round(winograd_u.shape[0] ** 0.5) - kk + 1
@@ -167,7 +194,8 @@ def conv_forward(
             pads2 = (0, 0)
         return winograd.conv2d_winograd(x, winograd_u, tile, np.ascontiguousarray(b, np.float32),
                                         out, pads=pads2, act=act, alpha=alpha,
-                                        scale=post_scale, shift=post_shift)  # fmt: skip
+                                        scale=post_scale, shift=post_shift,
+                                        size=tuple(out_sp), max_pool=max_pool)  # fmt: skip
     conv_kernels.conv3d_im2col(
         _as5d(x),
         _as5d(w),
