@@ -33,7 +33,7 @@ import numpy as np
 from numba import prange
 
 from runtime.kernels.activation import activate
-from runtime.kernels.gemm import matmul
+from runtime.kernels.gemm import NO_TRANS, _blocks, matmul, sgemm_function
 from runtime.kernels.jit import kernel
 from runtime.kernels.pool import pool_dense, pool_rows
 from runtime.kernels.taps import taps
@@ -168,8 +168,8 @@ def _input_tiles(x, v, btw, n0, nb, ph, pw, hp, wp, offsets, planes, work):  # p
     position (i, j) with no bounds checks: d[i*a + j, c, t] = plane[offsets[i*a + j,
     t]] (``tile_offsets``). Both products with B^T are ``taps`` calls (btw: B^T
     row-major, float32) over rows of the block's channels and tiles, which are
-    contiguous in ``v`` too. planes: (threads, nb*hp*wp); work: (threads, 2,
-    a*a*BLOCK*T), each thread's own.
+    contiguous in ``v`` too. planes: (threads, nb*hp*wp); work: (threads,
+    2*a*a*BLOCK*T), each thread's own.
     """
     _, C, H, W = x.shape
     aa, T = offsets.shape
@@ -180,7 +180,7 @@ def _input_tiles(x, v, btw, n0, nb, ph, pw, hp, wp, offsets, planes, work):  # p
         L = min(BLOCK, C - c0) * T
         tid = numba.get_thread_id()
         pl = planes[tid]
-        d = work[tid, 0]  # d[(i*a + j)*L + c*T + t]: tile t's input (i, j) in channel c0+c
+        d = work[tid]  # d[(i*a + j)*L + c*T + t]: tile t's input (i, j) in channel c0+c
         for c in range(L // T):
             for k in range(nb):
                 img = x[n0 + k, c0 + c]
@@ -193,7 +193,7 @@ def _input_tiles(x, v, btw, n0, nb, ph, pw, hp, wp, offsets, planes, work):  # p
                 di, idx = d[ij * L + c * T : ij * L + (c + 1) * T], offsets[ij]
                 for t in range(T):
                     di[t] = pl[idx[t]]
-        s = work[tid, 1]  # s[p*a + j] = sum_i bt[p, i] d[i*a + j]
+        s = work[tid, aa * BLOCK * T :]  # s[p*a + j] = sum_i bt[p, i] d[i*a + j]
         by_row = np.arange(a) * (a * L)  # tap i of d[i*a + j]: rows a apart
         for j in range(a):
             taps(d[j * L :], btw, by_row, s[j * L :], a, a, L, a * L)
@@ -259,6 +259,49 @@ def _output_tiles(
                         line[ox] = src[ox]
 
 
+@kernel()
+def _chunk_transforms(
+    forward, x, u, v, z, out, btw, atw, n0, nb, ph, pw, tiles, hp, wp, OH, OW, ohp, owp,
+    in_offsets, out_offsets, bias, act, alpha, scale, shift, pool, planes, work, rows
+):  # pragma: no cover  # fmt: skip
+    """The input (``forward``) or the output transform of ``_chunk``'s images."""
+    C, M = x.shape[1], out.shape[1]
+    aa = in_offsets.shape[0]
+    T = nb * tiles  # the first nb images' tiles: a prefix of the offsets' columns
+    if forward:
+        _input_tiles(x, v.reshape(-1)[: aa * C * T], btw, n0, nb, ph, pw, hp, wp,
+                     in_offsets[:, :T].copy(), planes, work)  # fmt: skip
+    else:
+        _output_tiles(z.reshape(-1)[: aa * M * T], out, atw, n0, nb, OH, OW, ohp, owp,
+                      out_offsets[:, :T].copy(), bias, act, alpha, scale, shift, pool, planes,
+                      work, rows)  # fmt: skip
+
+
+@kernel()
+def _chunk(
+    sgemm, threads, x, u, v, z, out, btw, atw, n0, nb, ph, pw, tiles, hp, wp, OH, OW, ohp, owp,
+    in_offsets, out_offsets, bias, act, alpha, scale, shift, pool, planes, work, rows
+):  # pragma: no cover  # fmt: skip
+    """Images n0 .. n0+nb in one compiled call: input transform, the a*a GEMMs
+    Z[xi] = U[xi] @ V[xi] (BLAS sgemm, one product a job, ``gemm._blocks``), output
+    transform. No Python runs between the three: after each parallel region has swept
+    megabytes through the caches, every line of Python costs several times its usual
+    time (AlexNet, batch 1: 30 us between two kernels)."""
+    _chunk_transforms(True, x, u, v, z, out, btw, atw, n0, nb, ph, pw, tiles, hp, wp, OH, OW,
+                      ohp, owp, in_offsets, out_offsets, bias, act, alpha, scale, shift, pool,
+                      planes, work, rows)  # fmt: skip
+    aa, M, C = u.shape
+    T = nb * tiles
+    dims = np.array([M, T, C, M * C, C * T, M * T], np.int64)
+    ops = np.array([NO_TRANS, C, NO_TRANS, T, T, C, 1], np.int64)
+    parts = 1 if aa >= 2 * threads else threads  # (get_num_threads here would stop caching)
+    _blocks(sgemm, u.ctypes.data, v.ctypes.data, z.ctypes.data, dims, ops, aa * parts, parts,
+            M >= T)  # fmt: skip
+    _chunk_transforms(False, x, u, v, z, out, btw, atw, n0, nb, ph, pw, tiles, hp, wp, OH, OW,
+                      ohp, owp, in_offsets, out_offsets, bias, act, alpha, scale, shift, pool,
+                      planes, work, rows)  # fmt: skip
+
+
 def conv2d_winograd(
     x: np.ndarray,
     u: np.ndarray,
@@ -293,23 +336,31 @@ def conv2d_winograd(
     shift = np.zeros(cout, np.float32) if shift is None else shift
     nb_max = max(1, BUDGET // (aa * max(c, cout) * th * tw))
     threads = numba.get_num_threads()
+    sgemm = sgemm_function()
+    hp, wp = th * m + a - m, tw * m + a - m  # every input tile inside
+    ohp, owp = th * m, tw * m
+    nb = min(nb_max, n)
+    t = nb * th * tw
+    in_offsets = tile_offsets(a, m, nb, th, tw, hp, wp)
+    out_offsets = tile_offsets(m, m, nb, th, tw, ohp, owp)
+    v = scratch("winograd.v", (aa, c, t), np.float32)
+    z = scratch("winograd.z", (aa, cout, t), np.float32)
+    size = max(nb * hp * wp, nb * ohp * owp)
+    planes = scratch("winograd.planes", (threads, size), np.float32)
+    size = max(2 * aa * BLOCK * t, (m * a + m * m) * BLOCK * t)
+    work = scratch("winograd.work", (threads, size), np.float32)
+    rows = scratch("winograd.pool", (threads, pool_rows(out.shape[2:], pool)), np.float32)
     for n0 in range(0, n, nb_max):
         nb = min(nb_max, n - n0)
-        t = nb * th * tw
-        v = scratch("winograd.v", (aa, c, t), np.float32)
-        hp, wp = th * m + a - m, tw * m + a - m  # every tile inside
-        offsets = tile_offsets(a, m, nb, th, tw, hp, wp)
-        planes = scratch("winograd.planes", (threads, nb * hp * wp), np.float32)
-        work = scratch("winograd.work", (threads, 2, aa * BLOCK * t), np.float32)
-        _input_tiles(x, v.reshape(-1), btw, n0, nb, pads[0], pads[1], hp, wp, offsets, planes,
-                     work)  # fmt: skip
-        z = scratch("winograd.z", (aa, cout, t), np.float32)
-        matmul(u, v, z)
-        ohp, owp = th * m, tw * m
-        offsets = tile_offsets(m, m, nb, th, tw, ohp, owp)
-        planes = scratch("winograd.planes", (threads, nb * ohp * owp), np.float32)
-        work = scratch("winograd.work", (threads, (m * a + m * m) * BLOCK * t), np.float32)
-        rows = scratch("winograd.pool", (threads, pool_rows(out.shape[2:], pool)), np.float32)
-        _output_tiles(z.reshape(-1), out, atw, n0, nb, oh, ow, ohp, owp, offsets, bias, act,
-                      np.float32(alpha), scale, shift, pool, planes, work, rows)  # fmt: skip
+        args = (x, u, v, z, out, btw, atw, n0, nb, pads[0], pads[1], th * tw, hp, wp, oh, ow,
+                ohp, owp, in_offsets, out_offsets, bias, act, np.float32(alpha), scale, shift,
+                pool, planes, work, rows)  # fmt: skip
+        if sgemm is not None:
+            _chunk(sgemm, threads, *args)
+        else:  # no cblas_sgemm in numpy's BLAS: the same steps, numpy's matmul between
+            _chunk_transforms(True, *args)
+            t = nb * th * tw
+            matmul(u, v.reshape(-1)[: aa * c * t].reshape(aa, c, t),
+                   z.reshape(-1)[: aa * cout * t].reshape(aa, cout, t))  # fmt: skip
+            _chunk_transforms(False, *args)
     return out
