@@ -163,6 +163,26 @@ def test_strided_winograd_by_space_to_depth_matches_naive(xs, k, s, pads):
     np.testing.assert_allclose(got, np.maximum(want, 0), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("has_sgemm", [True, False])
+def test_winograd_chunks_match_naive(monkeypatch, has_sgemm):
+    """Images in several chunks (a small budget), with numpy's cblas_sgemm inside the
+    compiled call or, where numpy's BLAS has none, numpy's matmul between transforms."""
+    from runtime.kernels import winograd
+    from runtime.ops.nn import conv_forward
+
+    monkeypatch.setattr(winograd, "BUDGET", 2 * 36 * 6 * 9)  # two images of 9 tiles a chunk
+    if not has_sgemm:
+        monkeypatch.setattr(winograd, "sgemm_function", lambda: None)
+    x, w, b = _rand(5, 4, 11, 10), _rand(6, 4, 3, 3) / np.float32(6), _rand(6)
+    u = winograd.transform_weights(w, 4)
+    got = conv_forward(x, w, b, u, pads=(1, 1, 1, 1), activation="Relu", max_pool=(2, 2, 2, 2))
+    y = np.maximum(naive.conv2d(x, w, b, strides=(1, 1), pads=(1, 1, 1, 1), dilations=(1, 1),
+                                group=1), 0)  # fmt: skip
+    want = naive.pool2d(y, kernel=(2, 2), strides=(2, 2), pads=(0, 0, 0, 0), dilations=(1, 1),
+                        ceil_mode=0, mode="max")  # fmt: skip
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("use_winograd", [True, False])
 @pytest.mark.parametrize(("xs", "r", "pads", "pool"), [
     ((1, 3, 13, 13), 3, (1, 1, 1, 1), (3, 3, 2, 2)),  # AlexNet's conv5 + pool: 13 -> 6
