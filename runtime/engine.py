@@ -32,7 +32,7 @@ from runtime import errors
 from runtime.graph import Graph, Node
 from runtime.kernels import winograd
 from runtime.ops import resolve, supported_ops
-from runtime.ops.nn import bn_scale_shift, conv_forward, gemm
+from runtime.ops.nn import bn_scale_shift, conv, conv_forward, gemm_call
 from runtime.program import NotCompilableError, Program, compile_program
 
 TYPED_ERRORS = (
@@ -225,9 +225,64 @@ def _conv_fn(x, w, b=None, u=None, u_small=None, _out=None, **attrs):
     return conv_forward(x, w, b, u, u_small, _out=_out, **attrs)
 
 
+class _Bound:
+    """A step's call laid out once for its plan's input shapes (``nn.conv_call``): the
+    step's other inputs, constants, are inside it."""
+
+    def __init__(self, call: Callable[[np.ndarray, np.ndarray | None], np.ndarray]) -> None:
+        self.call = call
+
+    def __call__(self, x: np.ndarray, *constants: np.ndarray, _out=None) -> np.ndarray:
+        return self.call(x, _out and _out[0])
+
+
+def _bind(steps: list[Step], env: Mapping[str, np.ndarray], constants: Mapping[str, np.ndarray]
+          ) -> list[Step]:  # fmt: skip
+    """Steps laid out for the plan's shapes, so that a call runs little Python (after a
+    kernel has swept megabytes through the caches, every line of it costs several
+    times its usual time): each op with a ``prepare`` (Conv, Gemm, Softmax: see the end
+    of ``ops/nn.py``) whose other inputs are constants, and each step whose output is
+    its input reshaped."""
+    bound = []
+    for step in steps:
+        x = env.get(step.inputs[0]) if step.inputs else None
+        if x is None or not all(not n or n in constants for n in step.inputs[1:]):
+            bound.append(step)
+            continue
+        args = [constants[n] if n else None for n in step.inputs[1:]]
+        prepare = getattr(step.fn, "prepare", None)
+        call = None if prepare is None else prepare(x, args, step.attrs)
+        if call is None and _is_view(x, [env[o] for o in step.outputs if o]):
+            call = _reshape_to(env[step.outputs[0]].shape)
+        if call is not None:
+            step = replace(step, fn=_Bound(call), attrs={})  # the attributes are in it
+        bound.append(step)
+    return bound
+
+
+def _is_view(x: np.ndarray, outs: list[np.ndarray]) -> bool:
+    """Whether a step's single output is ``x`` reshaped (Reshape, Flatten, Squeeze...):
+    the same elements in the same order, and so, for this plan's shapes, a reshape."""
+    return (
+        len(outs) == 1 and outs[0].size == x.size and outs[0].dtype == x.dtype
+        and x.flags.c_contiguous and outs[0].flags.c_contiguous
+        and outs[0].__array_interface__["data"][0] == x.__array_interface__["data"][0]
+    )  # fmt: skip
+
+
+def _reshape_to(shape: tuple[int, ...]) -> Callable[[np.ndarray, np.ndarray | None], np.ndarray]:
+    def reshape(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        return x.reshape(shape)
+
+    return reshape
+
+
 def _gemm_relu(a, b, c=None, _out=None, **attrs):
-    y = gemm(a, b, c, _out=_out, **attrs)
-    return np.maximum(y, 0, out=y)
+    return gemm_call(a.shape, a.dtype, b, c, relu=True, **attrs)(a, _out and _out[0])
+
+
+_conv_fn.prepare = conv.prepare
+_gemm_relu.prepare = lambda x, args, attrs: gemm_call(x.shape, x.dtype, *args, relu=True, **attrs)
 
 
 def _writes_out(fn: Callable) -> bool:
@@ -460,6 +515,8 @@ class NumbaEngine:
                 plan.program = compile_program(kept, env, constants, feeds, self.output_names)
             except NotCompilableError as exc:
                 plan.not_compiled = str(exc)
+        if self.optimize:
+            plan.steps = _bind(kept, env, constants)
         return plan, env
 
     def run(

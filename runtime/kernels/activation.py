@@ -64,3 +64,29 @@ def activate(a, n, bias, act, alpha, sc, sf):  # pragma: no cover
     else:
         for i in range(n):
             a[i] = (a[i] + bias) * sc + sf
+
+
+@kernel()
+def softmax_row(x, y, log):  # pragma: no cover
+    """y = softmax(x) (or log-softmax) of one row, summed in float64."""
+    n = x.shape[0]
+    top = x[0]
+    for i in range(n):
+        top = max(top, x[i])
+    total = 0.0
+    for i in range(n):
+        total += math.exp(x[i] - top)
+    if log:
+        shift = top + math.log(total)
+        for i in range(n):
+            y[i] = x[i] - shift
+    else:
+        for i in range(n):
+            y[i] = math.exp(x[i] - top) / total
+
+
+@kernel()
+def softmax_rows(x, y, log):  # pragma: no cover
+    """``softmax_row`` of every row of x (R, S) into y."""
+    for r in range(x.shape[0]):
+        softmax_row(x[r], y[r], log)

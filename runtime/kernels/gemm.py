@@ -17,7 +17,7 @@ CblasTrans and the leading dimension. Without a usable cblas_sgemm, numpy's
 matmul runs instead.
 
 A fully connected layer at a small batch (``x @ W.T``, at most ``SMALL_BATCH``
-rows) is bound by reading W, not by arithmetic: ``_small_batch_nt`` streams each
+rows) is bound by reading W, not by arithmetic: ``small_batch_nt`` streams each
 block of four rows of W once for all the batch's rows, four rows of x at a time
 (``dot_rows_4``). It reached 4.5 ms for AlexNet's 4096 x 9216 layer at batch 1,
 where sgemm took 15.6 ms (reading W alone takes 6.2 ms with numpy's ``sum``); at
@@ -171,9 +171,10 @@ def dot_rows_4(x0, x1, x2, x3, w, y0, y1, y2, y3):  # pragma: no cover
 
 
 @kernel(parallel=True)
-def _small_batch_nt(x, w, out):  # pragma: no cover
-    """out = x @ w.T for x (N, K), w (J, K): four rows of w per iteration, dotted
-    with four rows of x at a time (then one) while they are in cache."""
+def small_batch_nt(x, w, out, bias, relu):  # pragma: no cover
+    """out = x @ w.T + bias, then max(., 0) if ``relu``, for x (N, K), w (J, K), bias
+    (J,): four rows of w per iteration, dotted with four rows of x at a time (then
+    one) while they are in cache."""
     J, N = w.shape[0], x.shape[0]
     for jb in prange((J + 3) // 4):
         j0, j1 = jb * 4, min(J, jb * 4 + 4)
@@ -186,6 +187,10 @@ def _small_batch_nt(x, w, out):  # pragma: no cover
         while n < N:
             dot_rows(x[n], w, out[n], j0, j1)
             n += 1
+        for n in range(N):
+            for j in range(j0, j1):
+                v = out[n, j] + bias[j]
+                out[n, j] = max(v, np.float32(0.0)) if relu else v
 
 
 def _operand(x: np.ndarray, rows: int, cols: int) -> tuple[int, int, int] | None:
@@ -214,7 +219,8 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     )  # fmt: skip
     small = a.ndim == 2 and m <= SMALL_BATCH and a.flags.c_contiguous and b.T.flags.c_contiguous
     if small and big and a.dtype == b.dtype == out.dtype == np.float32 and out.flags.c_contiguous:
-        _small_batch_nt(a, b.T, out)  # on one thread too: sgemm is slower at these shapes
+        # on one thread too: sgemm is slower at these shapes
+        small_batch_nt(a, b.T, out, np.zeros(n, np.float32), False)
         return out
     if not ok:
         return np.matmul(a, b, out=out)

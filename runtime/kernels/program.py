@@ -24,13 +24,11 @@ and ``offs[t] = t*P``. A Gemm is one dot product per output (``gemm.dot_rows``).
 
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
 from numba import prange
 
-from runtime.kernels.activation import activate
+from runtime.kernels.activation import activate, softmax_row
 from runtime.kernels.gemm import dot_rows, dot_rows_4
 from runtime.kernels.jit import kernel
 from runtime.kernels.pool import pool_dense
@@ -278,19 +276,7 @@ def _gemm(r, ws, fpool, G, a):  # pragma: no cover
 @kernel()
 def _softmax(r, x, y):  # pragma: no cover
     n = r[S_SIZE]
-    top = x[0]
-    for i in range(n):
-        top = max(top, x[i])
-    total = 0.0
-    for i in range(n):
-        total += math.exp(x[i] - top)
-    if r[S_LOG] == 1:
-        shift = top + math.log(total)
-        for i in range(n):
-            y[i] = x[i] - shift
-    else:
-        for i in range(n):
-            y[i] = math.exp(x[i] - top) / total
+    softmax_row(x[:n], y[:n], r[S_LOG] == 1)
 
 
 @kernel()

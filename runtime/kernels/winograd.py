@@ -267,13 +267,13 @@ def _chunk_transforms(
     """The input (``forward``) or the output transform of ``_chunk``'s images."""
     C, M = x.shape[1], out.shape[1]
     aa = in_offsets.shape[0]
-    T = nb * tiles  # the first nb images' tiles: a prefix of the offsets' columns
+    T = nb * tiles  # the offsets are nb images' (``tile_offsets``)
     if forward:
-        _input_tiles(x, v.reshape(-1)[: aa * C * T], btw, n0, nb, ph, pw, hp, wp,
-                     in_offsets[:, :T].copy(), planes, work)  # fmt: skip
+        _input_tiles(x, v.reshape(-1)[: aa * C * T], btw, n0, nb, ph, pw, hp, wp, in_offsets,
+                     planes, work)  # fmt: skip
     else:
         _output_tiles(z.reshape(-1)[: aa * M * T], out, atw, n0, nb, OH, OW, ohp, owp,
-                      out_offsets[:, :T].copy(), bias, act, alpha, scale, shift, pool, planes,
+                      out_offsets, bias, act, alpha, scale, shift, pool, planes,
                       work, rows)  # fmt: skip
 
 
@@ -302,65 +302,88 @@ def _chunk(
                       planes, work, rows)  # fmt: skip
 
 
-def conv2d_winograd(
-    x: np.ndarray,
-    u: np.ndarray,
-    m: int,
-    bias: np.ndarray,
-    out: np.ndarray,
-    *,
-    pads: tuple[int, int],
-    act: int = 0,
-    alpha: float = 0.01,
-    scale: np.ndarray | None = None,
-    shift: np.ndarray | None = None,
-    size: tuple[int, int] | None = None,
-    max_pool: tuple[int, int, int, int] | None = None,
-) -> np.ndarray:
-    """x (N, C, H, W), U from ``transform_weights`` -> out (N, M, OH, OW), float32.
+class WinogradConv:
+    """A Winograd convolution laid out once for one input shape; ``conv(x, out)`` runs
+    it. The layout (transforms, tile offsets, chunks of images) is the same for every
+    call with that shape, so the engine keeps it in the shape's plan, and a call does
+    little Python: after a kernel has swept megabytes through the caches, each line of
+    it costs several times its usual time.
 
-    ``pads`` are the begin pads; the output size (OH, OW), ``out``'s unless given,
-    fixes the end. ``max_pool`` (kh, kw, sh, sw): a max pooling whose every window
-    lies inside the output, applied in the output transform; ``out`` then has the
-    pooled shape and ``size`` gives the convolution's.
+    x (N, C, H, W) -> out (N, M, OH, OW): U from ``transform_weights`` (of
+    ``space_to_depth_weights`` for ``stride`` s > 1: x is then rearranged first);
+    ``pads`` the begin pads; ``size`` (OH, OW) the convolution's output, which fixes
+    the end; ``max_pool`` (kh, kw, sh, sw), a max pooling whose every window lies
+    inside that output, applied in the output transform (``out`` has the pooled shape).
     """
-    n, c = x.shape[:2]
-    aa, cout, _ = u.shape
-    a = round(aa**0.5)
-    bt, _, at = transforms(m, a - m + 1)
-    btw, atw = bt.astype(np.float32).ravel(), at.astype(np.float32).ravel()
-    oh, ow = out.shape[2:] if size is None else size
-    pool = np.array(max_pool or (0, 0, 1, 1), np.int64)
-    th, tw = -(-oh // m), -(-ow // m)
-    scale = np.ones(cout, np.float32) if scale is None else scale
-    shift = np.zeros(cout, np.float32) if shift is None else shift
-    nb_max = max(1, BUDGET // (aa * max(c, cout) * th * tw))
-    threads = numba.get_num_threads()
-    sgemm = sgemm_function()
-    hp, wp = th * m + a - m, tw * m + a - m  # every input tile inside
-    ohp, owp = th * m, tw * m
-    nb = min(nb_max, n)
-    t = nb * th * tw
-    in_offsets = tile_offsets(a, m, nb, th, tw, hp, wp)
-    out_offsets = tile_offsets(m, m, nb, th, tw, ohp, owp)
-    v = scratch("winograd.v", (aa, c, t), np.float32)
-    z = scratch("winograd.z", (aa, cout, t), np.float32)
-    size = max(nb * hp * wp, nb * ohp * owp)
-    planes = scratch("winograd.planes", (threads, size), np.float32)
-    size = max(2 * aa * BLOCK * t, (m * a + m * m) * BLOCK * t)
-    work = scratch("winograd.work", (threads, size), np.float32)
-    rows = scratch("winograd.pool", (threads, pool_rows(out.shape[2:], pool)), np.float32)
-    for n0 in range(0, n, nb_max):
-        nb = min(nb_max, n - n0)
-        args = (x, u, v, z, out, btw, atw, n0, nb, pads[0], pads[1], th * tw, hp, wp, oh, ow,
-                ohp, owp, in_offsets, out_offsets, bias, act, np.float32(alpha), scale, shift,
-                pool, planes, work, rows)  # fmt: skip
-        if sgemm is not None:
-            _chunk(sgemm, threads, *args)
-        else:  # no cblas_sgemm in numpy's BLAS: the same steps, numpy's matmul between
-            _chunk_transforms(True, *args)
-            t = nb * th * tw
-            matmul(u, v.reshape(-1)[: aa * c * t].reshape(aa, c, t),
-                   z.reshape(-1)[: aa * cout * t].reshape(aa, cout, t))  # fmt: skip
-            _chunk_transforms(False, *args)
-    return out
+
+    def __init__(
+        self,
+        x_shape: tuple[int, ...],
+        u: np.ndarray,
+        m: int,
+        bias: np.ndarray,
+        *,
+        pads: tuple[int, int],
+        size: tuple[int, int],
+        stride: int = 1,
+        act: int = 0,
+        alpha: float = 0.01,
+        scale: np.ndarray | None = None,
+        shift: np.ndarray | None = None,
+        max_pool: tuple[int, int, int, int] | None = None,
+    ) -> None:
+        aa, cout, _ = u.shape
+        a = round(aa**0.5)
+        n, c = x_shape[0], x_shape[1] * stride * stride
+        self.stride, self.s2d_pads = stride, pads
+        self.s2d_size = (size[0] + a - m, size[1] + a - m)  # the stride-1 conv's input
+        if stride > 1:
+            pads = (0, 0)
+        bt, _, at = transforms(m, a - m + 1)
+        self.btw, self.atw = bt.astype(np.float32).ravel(), at.astype(np.float32).ravel()
+        self.pool = np.array(max_pool or (0, 0, 1, 1), np.int64)
+        oh, ow = size
+        th, tw = -(-oh // m), -(-ow // m)
+        self.nb_max = max(1, BUDGET // (aa * max(c, cout) * th * tw))
+        nb = min(self.nb_max, n)
+        hp, wp = th * m + a - m, tw * m + a - m  # every input tile inside
+        ohp, owp = th * m, tw * m
+        self.offsets = {  # per chunk size: nb_max images, and the last chunk's
+            k: (tile_offsets(a, m, k, th, tw, hp, wp), tile_offsets(m, m, k, th, tw, ohp, owp))
+            for k in {nb, n % self.nb_max or nb}
+        }
+        t = nb * th * tw
+        self.v_shape, self.z_shape = (aa, c, t), (aa, cout, t)
+        self.planes = max(nb * hp * wp, nb * ohp * owp)
+        self.work = max(2 * aa * BLOCK * t, (m * a + m * m) * BLOCK * t)
+        kh, kw, sh, sw = self.pool  # (0, 0, 1, 1) when there is no pool
+        self.rows = pool_rows(((oh - kh) // sh + 1, (ow - kw) // sw + 1), self.pool)
+        scale = np.ones(cout, np.float32) if scale is None else scale
+        shift = np.zeros(cout, np.float32) if shift is None else shift
+        self.n, self.u = n, u
+        self.args = (bias, act, np.float32(alpha), scale, shift, self.pool)
+        self.geometry = (pads[0], pads[1], th * tw, hp, wp, oh, ow, ohp, owp)
+
+    def __call__(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        if self.stride > 1:  # a stride-s conv is a stride-1 conv of the space-to-depth input
+            x = space_to_depth(x, self.stride, self.s2d_pads, self.s2d_size)
+        threads = numba.get_num_threads()
+        v = scratch("winograd.v", self.v_shape, np.float32)
+        z = scratch("winograd.z", self.z_shape, np.float32)
+        planes = scratch("winograd.planes", (threads, self.planes), np.float32)
+        work = scratch("winograd.work", (threads, self.work), np.float32)
+        rows = scratch("winograd.pool", (threads, self.rows), np.float32)
+        sgemm, u = sgemm_function(), self.u
+        for n0 in range(0, self.n, self.nb_max):
+            nb = min(self.nb_max, self.n - n0)
+            args = (x, u, v, z, out, self.btw, self.atw, n0, nb, *self.geometry,
+                    *self.offsets[nb], *self.args, planes, work, rows)  # fmt: skip
+            if sgemm is not None:
+                _chunk(sgemm, threads, *args)
+            else:  # no cblas_sgemm in numpy's BLAS: the same steps, numpy's matmul between
+                _chunk_transforms(True, *args)
+                aa, c, t = u.shape[0], x.shape[1], nb * self.geometry[2]
+                matmul(u, v.reshape(-1)[: aa * c * t].reshape(aa, c, t),
+                       z.reshape(-1)[: aa * u.shape[1] * t].reshape(aa, u.shape[1], t))  # fmt: skip
+                _chunk_transforms(False, *args)
+        return out

@@ -7,6 +7,8 @@ float32 (the kernels' type); a different input type is a clear error.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import numba
 import numpy as np
 
@@ -15,7 +17,7 @@ from runtime.kernels import conv as conv_kernels
 from runtime.kernels import gemm as gemm_kernels
 from runtime.kernels import pool as pool_kernels
 from runtime.kernels import winograd
-from runtime.kernels.activation import ACTIVATIONS
+from runtime.kernels.activation import ACTIVATIONS, softmax_rows
 from runtime.memory import allocate, scratch
 from runtime.ops.registry import register
 
@@ -97,8 +99,27 @@ def _as5d(x: np.ndarray) -> np.ndarray:
     return x.reshape(x.shape[:2] + (1,) * (5 - x.ndim) + x.shape[2:])
 
 
-def conv_forward(
-    x,
+def conv_forward(x, w, b=None, winograd_u=None, winograd_u_small=None, *, _out=None, **attrs):
+    """Conv, with the fused extras the planner uses: ``conv_call``, then the call."""
+    x = _float32("Conv", "X", x)
+    return conv_call(x.shape, w, b, winograd_u, winograd_u_small, **attrs)(x, _out and _out[0])
+
+
+class ConvCall:
+    """A Conv checked and laid out for one input shape: ``call(x, out=None)`` runs it
+    (``out``: a planned buffer, used when it has the output's shape)."""
+
+    def __init__(self, out_shape: tuple[int, ...], run: Callable) -> None:
+        self.out_shape, self.run = out_shape, run
+
+    def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        out = allocate(self.out_shape, np.float32, "Conv output", out)
+        self.run(x, out)
+        return out
+
+
+def conv_call(
+    x_shape,
     w,
     b=None,
     winograd_u=None,
@@ -115,24 +136,24 @@ def conv_forward(
     post_scale=None,
     post_shift=None,
     max_pool=None,
-    _out=None,
-):
-    """Conv, with the fused extras the planner uses (activation, then scale and shift,
-    then ``max_pool`` (kh, kw, sh, sw): a 2-D max pooling with no padding).
+) -> ConvCall:
+    """Check a Conv of inputs shaped ``x_shape`` and lay it out, with the fused extras
+    the planner uses (activation, then scale and shift, then ``max_pool`` (kh, kw, sh,
+    sw): a 2-D max pooling with no padding). The engine keeps the call in the plan of
+    that input shape.
 
     ``winograd_u``: the weights transformed by ``winograd.transform_weights`` (after
     ``space_to_depth_weights`` for a stride above 1); a 2-D convolution with equal
     strides, dilation 1 and group 1 then runs as Winograd. ``winograd_u_small``, a
     transform with a smaller tile, replaces it when a call has few tiles.
     """
-    x = _float32("Conv", "X", x)
     w = _float32("Conv", "W", w)
-    if x.ndim not in (3, 4, 5) or w.ndim != x.ndim:
+    if len(x_shape) not in (3, 4, 5) or w.ndim != len(x_shape):
         raise ShapeError(
             f"Conv: expected X and W of one rank among 3, 4, 5 (1-D to 3-D), "
-            f"received X {x.shape} and W {w.shape}"
+            f"received X {tuple(x_shape)} and W {w.shape}"
         )
-    n, c = x.shape[:2]
+    n, c = x_shape[:2]
     m, cg = w.shape[:2]
     if group < 1 or c % group or m % group:
         raise InvalidAttributeError(
@@ -149,13 +170,15 @@ def conv_forward(
         b = np.zeros(m, np.float32)
     elif b.shape != (m,):
         raise ShapeError(f"Conv: B must have shape ({m},), received {b.shape}")
+    b = np.ascontiguousarray(b, np.float32)
     out_sp, begin, _, st, dil = _spatial(
-        "Conv", x.shape[2:], kernel, auto_pad=auto_pad, pads=pads, strides=strides,
+        "Conv", x_shape[2:], kernel, auto_pad=auto_pad, pads=pads, strides=strides,
         dilations=dilations,
     )  # fmt: skip
     winograd_ok = (
-        winograd_u is not None and x.ndim == 4 and group == 1 and dil == [1, 1] and st[0] == st[1]
-    )
+        winograd_u is not None and len(x_shape) == 4 and group == 1 and dil == [1, 1]
+        and st[0] == st[1]
+    )  # fmt: skip
     pooled_sp = out_sp
     if max_pool is not None:
         if len(out_sp) != 2 or len(max_pool) != 4:
@@ -165,21 +188,9 @@ def conv_forward(
             )
         pooled_sp, *_ = _spatial("MaxPool", out_sp, max_pool[:2], auto_pad="NOTSET", pads=None,
                                  strides=max_pool[2:], dilations=None)  # fmt: skip
-    out = allocate((n, m, *pooled_sp), np.float32, "Conv output", _out and _out[0])
-    if max_pool is not None and not winograd_ok:
-        conv = scratch("conv.unpooled", (n, m, *out_sp), np.float32)
-        conv_forward(x, w, b, auto_pad=auto_pad, dilations=dilations, group=group,
-                     pads=pads, strides=strides, activation=activation, alpha=alpha,
-                     post_scale=post_scale, post_shift=post_shift, _out=(conv,))  # fmt: skip
-        rows = scratch(
-            "maxpool.rows",
-            (numba.get_num_threads(), pool_kernels.pool_rows(pooled_sp, np.array(max_pool))),
-            np.float32,
-        )
-        pool_kernels.pool_dense_planes(conv.reshape(n * m, *out_sp), out.reshape(n * m, *pooled_sp),
-                                       rows, *max_pool, 1, 1, True)  # fmt: skip
-        return out
-    act = ACTIVATIONS[activation]
+    out_shape = (n, m, *pooled_sp)
+    epilogue = {"act": ACTIVATIONS[activation], "alpha": alpha, "scale": post_scale,
+                "shift": post_shift}  # fmt: skip
     if winograd_ok:
         s = st[0]
         kk = -(-kernel[0] // s)  # the kernel after space-to-depth (itself at stride 1)
@@ -188,29 +199,30 @@ def conv_forward(
         if winograd_u_small is not None and tiles < winograd.SMALL_TILES:
             winograd_u = winograd_u_small
             tile = round(winograd_u.shape[0] ** 0.5) - kk + 1
-        pads2 = tuple(begin)
-        if s > 1:  # a stride-s conv is a stride-1 conv of the space-to-depth input
-            x = winograd.space_to_depth(x, s, pads2, (out_sp[0] + kk - 1, out_sp[1] + kk - 1))
-            pads2 = (0, 0)
-        return winograd.conv2d_winograd(x, winograd_u, tile, np.ascontiguousarray(b, np.float32),
-                                        out, pads=pads2, act=act, alpha=alpha,
-                                        scale=post_scale, shift=post_shift,
-                                        size=tuple(out_sp), max_pool=max_pool)  # fmt: skip
-    conv_kernels.conv3d_im2col(
-        _as5d(x),
-        _as5d(w),
-        np.ascontiguousarray(b, np.float32),
-        _as5d(out),
-        group=group,
-        strides=_to3d(st, 1),
-        pads=_to3d(begin, 0),
-        dilations=_to3d(dil, 1),
-        act=act,
-        alpha=alpha,
-        scale=post_scale,
-        shift=post_shift,
-    )
-    return out
+        run = winograd.WinogradConv(x_shape, winograd_u, tile, b, pads=tuple(begin),
+                                    size=tuple(out_sp), stride=s, max_pool=max_pool,
+                                    **epilogue)  # fmt: skip
+        return ConvCall(out_shape, run)
+    w5 = _as5d(w)
+    geometry = {"group": group, "strides": _to3d(st, 1), "pads": _to3d(begin, 0),
+                "dilations": _to3d(dil, 1)}  # fmt: skip
+
+    def im2col(x: np.ndarray, out: np.ndarray) -> None:
+        conv_kernels.conv3d_im2col(_as5d(x), w5, b, _as5d(out), **geometry, **epilogue)
+
+    if max_pool is None:
+        return ConvCall(out_shape, im2col)
+    conv_shape = (n, m, *out_sp)
+    rows = pool_kernels.pool_rows(pooled_sp, np.array(max_pool))
+
+    def im2col_then_pool(x: np.ndarray, out: np.ndarray) -> None:
+        conv = scratch("conv.unpooled", conv_shape, np.float32)
+        im2col(x, conv)
+        tmp = scratch("maxpool.rows", (numba.get_num_threads(), rows), np.float32)
+        pool_kernels.pool_dense_planes(conv.reshape(n * m, *out_sp), out.reshape(n * m, *pooled_sp),
+                                       tmp, *max_pool, 1, 1, True)  # fmt: skip
+
+    return ConvCall(out_shape, im2col_then_pool)
 
 
 @register("Conv", since=1)
@@ -373,31 +385,75 @@ def lrn(x, *, alpha=0.0001, beta=0.75, bias=1.0, size):
 
 @register("Gemm", since=7)
 def gemm(a, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0, _out=None):  # noqa: N803
-    if a.ndim != 2 or b.ndim != 2:
-        raise ShapeError(f"Gemm: A and B must be 2-D, received {a.shape} and {b.shape}")
-    a = a.T if transA else a
+    return gemm_call(a.shape, a.dtype, b, c, alpha=alpha, beta=beta, transA=transA,
+                     transB=transB)(a, _out and _out[0])  # fmt: skip
+
+
+class GemmCall:
+    """A Gemm checked for one shape of A: ``call(a, out=None)`` runs it. At a small
+    float32 batch with a bias per column (or none), ``gemm.small_batch_nt`` adds the
+    bias and applies the fused ReLU itself."""
+
+    def __init__(self, shape, dtype, b, c, alpha, beta, trans_a, relu) -> None:
+        self.shape, self.dtype, self.b, self.c = shape, dtype, b, c
+        self.alpha, self.beta, self.trans_a, self.relu = alpha, beta, trans_a, relu
+        self.bias = None
+        n = shape[1]
+        row_bias = (
+            c is None
+            or c.ndim == 0
+            or (c.ndim <= 2 and c.shape[-1] in (1, n) and c.size == c.shape[-1])
+        )  # the same bias for every row
+        if (
+            dtype == b.dtype == np.float32 and shape[0] <= gemm_kernels.SMALL_BATCH
+            and b.T.flags.c_contiguous and alpha == 1.0 and row_bias
+        ):  # fmt: skip
+            bias = np.zeros(n) if c is None or beta == 0.0 else c.reshape(-1) * beta
+            self.bias = np.broadcast_to(bias, (n,)).astype(np.float32)
+
+    def __call__(self, a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        a = a.T if self.trans_a else a
+        y = allocate(self.shape, self.dtype, "Gemm output", out)
+        if self.bias is not None and a.flags.c_contiguous and y.flags.c_contiguous:
+            gemm_kernels.small_batch_nt(a, self.b.T, y, self.bias, self.relu)
+            return y
+        if y.dtype == a.dtype == self.b.dtype:
+            gemm_kernels.matmul(a, self.b, y)
+        else:
+            np.dot(a, self.b, out=y)
+        if self.alpha != 1.0:
+            y *= a.dtype.type(self.alpha)
+        c, beta = self.c, self.beta
+        if c is not None and beta != 0.0:
+            y += c * c.dtype.type(beta) if beta != 1.0 else c
+        if self.relu:
+            np.maximum(y, 0, out=y)
+        return y
+
+
+def gemm_call(a_shape, a_dtype, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0,  # noqa: N803
+              relu=False) -> GemmCall:  # fmt: skip
+    """Check a Gemm of A shaped ``a_shape``, optionally with a ReLU after it; the
+    engine keeps the call in the plan of that shape."""
+    if len(a_shape) != 2 or b.ndim != 2:
+        raise ShapeError(f"Gemm: A and B must be 2-D, received {tuple(a_shape)} and {b.shape}")
+    a_shape = tuple(a_shape[::-1]) if transA else tuple(a_shape)
     b = b.T if transB else b
-    if a.shape[1] != b.shape[0]:
+    if a_shape[1] != b.shape[0]:
         raise ShapeError(
-            f"Gemm: inner dimensions differ: A' is {a.shape}, B' is {b.shape} "
+            f"Gemm: inner dimensions differ: A' is {a_shape}, B' is {b.shape} "
             f"(transA={transA}, transB={transB})"
         )
-    y = allocate((a.shape[0], b.shape[1]), np.result_type(a, b), "Gemm output", _out and _out[0])
-    if y.dtype == a.dtype == b.dtype:
-        gemm_kernels.matmul(a, b, y)
-    else:
-        np.dot(a, b, out=y)
-    if alpha != 1.0:
-        y *= a.dtype.type(alpha)
+    shape = (a_shape[0], b.shape[1])
     if c is not None and beta != 0.0:
         try:
-            np.broadcast_shapes(c.shape, y.shape)
+            full = np.broadcast_shapes(c.shape, shape)
         except ValueError:
-            raise ShapeError(f"Gemm: C {c.shape} does not broadcast to {y.shape}") from None
-        if np.broadcast_shapes(c.shape, y.shape) != y.shape:
-            raise ShapeError(f"Gemm: C {c.shape} does not broadcast to {y.shape}")
-        y += c * c.dtype.type(beta) if beta != 1.0 else c
-    return y
+            full = None
+        if full != shape:
+            raise ShapeError(f"Gemm: C {c.shape} does not broadcast to {shape}")
+    dtype = np.result_type(a_dtype, b)
+    return GemmCall(shape, dtype, b, c, alpha, beta, transA, relu)
 
 
 @register("MatMul", since=1)
@@ -438,6 +494,22 @@ def _softmax_2d(op: str, x: np.ndarray, axis: int, log: bool) -> np.ndarray:
     return _softmax(x.reshape(rows, -1), 1, log).reshape(x.shape)
 
 
+def _softmax_call(op: str, x: np.ndarray, attrs: Mapping, log: bool, whole_rows: bool):
+    """Softmax over rows of x (R, S), laid out for x's shape: opset 1's coerced 2-D, or
+    opset 13's last axis; None for another axis or type."""
+    ax = _softmax_axis(op, x, attrs.get("axis", 1 if whole_rows else -1))
+    if x.dtype != np.float32 or not (whole_rows or ax == x.ndim - 1):
+        return None
+    rows = int(np.prod(x.shape[:ax], dtype=np.int64))
+
+    def call(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        y = allocate(x.shape, x.dtype, f"{op} output", out)
+        softmax_rows(x.reshape(rows, -1), y.reshape(rows, -1), log)
+        return y
+
+    return call
+
+
 @register("Softmax", since=1)
 def softmax_1(x, *, axis=1):
     return _softmax_2d("Softmax", x, axis, False)
@@ -456,3 +528,13 @@ def log_softmax_1(x, *, axis=1):
 @register("LogSoftmax", since=13)
 def log_softmax_13(x, *, axis=-1):
     return _softmax(x, _softmax_axis("LogSoftmax", x, axis), True)
+
+
+# ``fn.prepare(x, constants, attrs)``: the op laid out for x's shape, a call
+# ``(x, out=None) -> y`` that the engine keeps in the plan of that shape, or None.
+conv.prepare = lambda x, args, attrs: conv_call(x.shape, *args, **attrs)
+gemm.prepare = lambda x, args, attrs: gemm_call(x.shape, x.dtype, *args, **attrs)
+softmax_1.prepare = lambda x, args, attrs: _softmax_call("Softmax", x, attrs, False, True)
+softmax_13.prepare = lambda x, args, attrs: _softmax_call("Softmax", x, attrs, False, False)
+log_softmax_1.prepare = lambda x, args, attrs: _softmax_call("LogSoftmax", x, attrs, True, True)
+log_softmax_13.prepare = lambda x, args, attrs: _softmax_call("LogSoftmax", x, attrs, True, False)
