@@ -55,6 +55,13 @@ SINGLE_NODE = [
     ("Gemm", {"a": _r(3, 5)}, {"b": _r(4, 5), "c": _r(4)}, {"transB": 1, "alpha": 0.5,
                                                           "beta": 2.0}),
     ("Gemm", {"a": _r(5, 3)}, {"b": _r(5, 4)}, {"transA": 1}),
+    # a small batch with W row-major (transB): bias and all in the kernel, for a bias
+    # per column (C of (N,), (1, N) or a scalar) or none; a full C is added after it
+    ("Gemm", {"a": _r(3, 5)}, {"b": _r(4, 5), "c": _r(4)}, {"transB": 1}),
+    ("Gemm", {"a": _r(6, 5)}, {"b": _r(7, 5), "c": _r(1, 7)}, {"transB": 1, "beta": 0.5}),
+    ("Gemm", {"a": _r(2, 5)}, {"b": _r(4, 5), "c": np.float32(0.7)}, {"transB": 1}),
+    ("Gemm", {"a": _r(3, 5)}, {"b": _r(4, 5)}, {"transB": 1}),
+    ("Gemm", {"a": _r(3, 5)}, {"b": _r(4, 5), "c": _r(3, 4)}, {"transB": 1}),
     ("MatMul", {"a": _r(2, 3, 4, 5)}, {"b": _r(5, 6)}, {}),
     ("Add", {"a": _r(2, 3, 4)}, {"b": _r(3, 1)}, {}),
     ("Mul", {"a": _r(2, 3, 4)}, {"b": _r(4)}, {}),
@@ -305,6 +312,54 @@ def test_max_pool_fuses_into_the_conv_before_it(pool_attrs, fused):
     assert steps == (["Conv"] if fused else ["Conv", "MaxPool"])
     for n in (1, 3):
         _compare(model, {"x": rng.standard_normal((n, c, 13, 13)).astype(np.float32)}, atol=1e-4)
+
+
+def test_plans_bind_each_op_to_its_shapes():
+    """A plan's Conv, Gemm, Softmax and reshapes run as calls laid out for its input
+    shape; a second batch size gets a plan of its own. Results match onnxruntime."""
+    from onnx import TensorProto, helper, numpy_helper
+    from onnx_helpers import chain_model
+
+    from runtime.engine import _Bound
+
+    rng = np.random.default_rng(6)
+    inits = {
+        "w": (rng.standard_normal((4, 3, 3, 3)) / 5).astype(np.float32),
+        "shape": np.array([0, -1], np.int64),
+        "fc": (rng.standard_normal((6, 4 * 4 * 4)) / 8).astype(np.float32),
+        "fcb": rng.standard_normal(6).astype(np.float32),
+        "mm": rng.standard_normal((6, 5)).astype(np.float32),
+        "k": np.float32(1.5),
+    }
+    node = helper.make_node
+    nodes = [
+        node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        node("Relu", ["c"], ["r"]),
+        node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        node("Reshape", ["p", "shape"], ["f"]),
+        node("Gemm", ["f", "fc", "fcb"], ["g"], transB=1),
+        node("Relu", ["g"], ["gr"]),
+        node("Mul", ["gr", "k"], ["gk"]),  # no compiled form: the plan runs step by step
+        node("MatMul", ["gk", "mm"], ["z"]),  # no prepare: runs as it is
+        node("Softmax", ["z"], ["y"]),
+    ]
+    model = chain_model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    for n in (2, 3):
+        _compare(model, {"x": rng.standard_normal((n, 3, 8, 8)).astype(np.float32)})
+    sess = InferenceSession(model, backend="numba")
+    for n in (2, 3):
+        sess.run(None, {"x": rng.standard_normal((n, 3, 8, 8)).astype(np.float32)})
+    plans = list(sess._impl.engine._plans.values())
+    assert len(plans) == 2
+    for plan in plans:
+        assert plan.program is None
+        bound = [s.op_type for s in plan.steps if isinstance(s.fn, _Bound)]
+        assert bound == ["Conv", "Reshape", "Gemm", "Softmax"]
 
 
 def test_blas_is_single_threaded_inside_numba_runs(monkeypatch):
