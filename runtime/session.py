@@ -10,8 +10,8 @@ rank or dimension is the same typed error whichever backend runs the model.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,7 +98,7 @@ class _NumbaBackend:
 
         self.engine = NumbaEngine(graph)
         self.threads = threads
-        self.blas = ThreadpoolController()
+        self.blas = ThreadpoolController().select(user_api="blas").lib_controllers
 
     def run(self, names: Sequence[str], feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         import numba
@@ -109,10 +109,22 @@ class _NumbaBackend:
         numba.set_num_threads(min(self.threads or cores, cores))
         return self.engine.run(feeds, names, around_steps=self._one_blas_thread)
 
-    def _one_blas_thread(self) -> AbstractContextManager:
+    @contextmanager
+    def _one_blas_thread(self) -> Iterator[None]:
         # One thread pool: numba's parallel kernels own the cores. A multi-threaded
         # BLAS between them oversubscribes (LeNet-5 at batch 64: 44 ms instead of 7 ms).
-        return self.blas.limit(limits=1, user_api="blas")
+        # Each BLAS library is set directly: threadpoolctl's ``limit`` does more Python
+        # work, which a run pays for each call with caches that its kernels swept.
+        before = [lib.num_threads for lib in self.blas]
+        for lib, n in zip(self.blas, before, strict=True):
+            if n != 1:
+                lib.set_num_threads(1)
+        try:
+            yield
+        finally:
+            for lib, n in zip(self.blas, before, strict=True):
+                if n != 1:
+                    lib.set_num_threads(n)
 
     def providers(self) -> list[str]:
         return ["NumbaExecutionProvider"]
