@@ -111,39 +111,20 @@ def space_to_depth_weights(w: np.ndarray, s: int) -> np.ndarray:
     )
 
 
-@kernel(parallel=True)
-def _space_to_depth(x, out, s, ph, pw):  # pragma: no cover
-    """out[n, (c*s + dy)*s + dx, Y, X] = x[n, c, Y*s + dy - ph, X*s + dx - pw] (0 outside)."""
-    N, _, H, W = x.shape
-    _, CS, H2, W2 = out.shape
-    for job in prange(N * CS):
-        n, q = job // CS, job % CS
-        c, dy, dx = q // (s * s), (q // s) % s, q % s
-        dst = out[n, q]
-        # columns X in [lo, hi) read inside: 0 <= X*s + dx - pw < W
-        lo = min(W2, max(0, (pw - dx + s - 1) // s))
-        hi = max(lo, min(W2, (W - 1 + pw - dx) // s + 1))
-        for Y in range(H2):
-            y = Y * s + dy - ph
-            row = dst[Y]
-            if y < 0 or y >= H:
-                row[:] = 0.0
-                continue
-            line = x[n, c, y]
-            first = lo * s + dx - pw
-            for X in range(lo):
-                row[X] = 0.0
-            for X in range(hi - lo):
-                row[lo + X] = line[first + X * s]
-            for X in range(hi, W2):
-                row[X] = 0.0
-
-
-def space_to_depth(x: np.ndarray, s: int, pads: tuple[int, int], size: tuple[int, int]):
-    """x (N, C, H, W) -> (N, C*s*s, *size), padded by ``pads`` at the top and left."""
-    out = scratch("winograd.s2d", (x.shape[0], x.shape[1] * s * s, *size), np.float32)
-    _space_to_depth(x, out, s, pads[0], pads[1])
-    return out
+@kernel(inline="always")
+def _strided_row(row, line, n, s, first):  # pragma: no cover
+    """row[X] = line[X*s + first] where that lies in ``line``, else 0, for X < n: a row
+    of a space-to-depth channel (first = dx - pw, its column phase less the pad)."""
+    W = line.shape[0]
+    lo = min(n, max(0, (s - 1 - first) // s))  # columns X in [lo, hi) read inside
+    hi = max(lo, min(n, (W - 1 - first) // s + 1))
+    for X in range(lo):
+        row[X] = 0.0
+    start = lo * s + first
+    for X in range(hi - lo):
+        row[lo + X] = line[start + X * s]
+    for X in range(hi, n):
+        row[X] = 0.0
 
 
 @lru_cache(maxsize=64)
@@ -159,9 +140,13 @@ def tile_offsets(a: int, m: int, nb: int, th: int, tw: int, hp: int, wp: int) ->
 
 
 @kernel(parallel=True)
-def _input_tiles(x, v, btw, n0, nb, ph, pw, hp, wp, offsets, planes, work):  # pragma: no cover
+def _input_tiles(
+    x, v, btw, n0, nb, st, ph, pw, H2, W2, hp, wp, offsets, planes, work
+):  # pragma: no cover  # fmt: skip
     """x (N, C, H, W) -> v (a*a*C*T,), flat (a*a, C, T): B^T d B for every a x a tile
-    of images n0..
+    of images n0.. For a stride st = s > 1, x stands for its space-to-depth (N, C*s*s,
+    H2, W2): channel (c*s + dy)*s + dx holds x[:, c, Y*s + dy - ph, X*s + dx - pw] (0
+    outside), copied straight into the planes, already padded.
 
     Channels go ``BLOCK`` at a time. Per channel, the nb images are copied into a
     zero-padded plane (nb, hp, wp), so that gathering the tiles is one loop per tile
@@ -172,9 +157,10 @@ def _input_tiles(x, v, btw, n0, nb, ph, pw, hp, wp, offsets, planes, work):  # p
     2*a*a*BLOCK*T), each thread's own.
     """
     _, C, H, W = x.shape
+    C *= st * st
     aa, T = offsets.shape
     a = round(math.sqrt(aa))
-    planes[:] = 0.0  # only the images' interiors are written below: the borders stay 0
+    planes[:] = 0.0  # only the images' regions are written below: the borders stay 0
     for job in prange((C + BLOCK - 1) // BLOCK):
         c0 = job * BLOCK
         L = min(BLOCK, C - c0) * T
@@ -183,12 +169,24 @@ def _input_tiles(x, v, btw, n0, nb, ph, pw, hp, wp, offsets, planes, work):  # p
         d = work[tid]  # d[(i*a + j)*L + c*T + t]: tile t's input (i, j) in channel c0+c
         for c in range(L // T):
             for k in range(nb):
-                img = x[n0 + k, c0 + c]
-                for y in range(H):
-                    row = pl[(k * hp + y + ph) * wp + pw :]
-                    line = img[y]
-                    for xx in range(W):
-                        row[xx] = line[xx]
+                if st == 1:
+                    img = x[n0 + k, c0 + c]
+                    for y in range(H):
+                        row = pl[(k * hp + y + ph) * wp + pw :]
+                        line = img[y]
+                        for xx in range(W):
+                            row[xx] = line[xx]
+                    continue
+                q = c0 + c  # a space-to-depth channel: every value of its region written
+                img, dy, dx = x[n0 + k, q // (st * st)], (q // st) % st, q % st
+                for Y in range(H2):
+                    row = pl[(k * hp + Y) * wp :]
+                    y = Y * st + dy - ph
+                    if 0 <= y < H:
+                        _strided_row(row, img[y], W2, st, dx - pw)
+                    else:
+                        for X in range(W2):
+                            row[X] = 0.0
             for ij in range(aa):
                 di, idx = d[ij * L + c * T : ij * L + (c + 1) * T], offsets[ij]
                 for t in range(T):
@@ -261,16 +259,16 @@ def _output_tiles(
 
 @kernel()
 def _chunk_transforms(
-    forward, x, u, v, z, out, btw, atw, n0, nb, ph, pw, tiles, hp, wp, OH, OW, ohp, owp,
-    in_offsets, out_offsets, bias, act, alpha, scale, shift, pool, planes, work, rows
+    forward, x, u, v, z, out, btw, atw, n0, nb, s, ph, pw, H2, W2, tiles, hp, wp, OH, OW,
+    ohp, owp, in_offsets, out_offsets, bias, act, alpha, scale, shift, pool, planes, work, rows
 ):  # pragma: no cover  # fmt: skip
     """The input (``forward``) or the output transform of ``_chunk``'s images."""
-    C, M = x.shape[1], out.shape[1]
+    C, M = x.shape[1] * s * s, out.shape[1]
     aa = in_offsets.shape[0]
     T = nb * tiles  # the offsets are nb images' (``tile_offsets``)
     if forward:
-        _input_tiles(x, v.reshape(-1)[: aa * C * T], btw, n0, nb, ph, pw, hp, wp, in_offsets,
-                     planes, work)  # fmt: skip
+        _input_tiles(x, v.reshape(-1)[: aa * C * T], btw, n0, nb, s, ph, pw, H2, W2, hp, wp,
+                     in_offsets, planes, work)  # fmt: skip
     else:
         _output_tiles(z.reshape(-1)[: aa * M * T], out, atw, n0, nb, OH, OW, ohp, owp,
                       out_offsets, bias, act, alpha, scale, shift, pool, planes,
@@ -279,17 +277,17 @@ def _chunk_transforms(
 
 @kernel()
 def _chunk(
-    sgemm, threads, x, u, v, z, out, btw, atw, n0, nb, ph, pw, tiles, hp, wp, OH, OW, ohp, owp,
-    in_offsets, out_offsets, bias, act, alpha, scale, shift, pool, planes, work, rows
+    sgemm, threads, x, u, v, z, out, btw, atw, n0, nb, s, ph, pw, H2, W2, tiles, hp, wp, OH, OW,
+    ohp, owp, in_offsets, out_offsets, bias, act, alpha, scale, shift, pool, planes, work, rows
 ):  # pragma: no cover  # fmt: skip
     """Images n0 .. n0+nb in one compiled call: input transform, the a*a GEMMs
     Z[xi] = U[xi] @ V[xi] (BLAS sgemm, one product a job, ``gemm._blocks``), output
     transform. No Python runs between the three: after each parallel region has swept
     megabytes through the caches, every line of Python costs several times its usual
     time (AlexNet, batch 1: 30 us between two kernels)."""
-    _chunk_transforms(True, x, u, v, z, out, btw, atw, n0, nb, ph, pw, tiles, hp, wp, OH, OW,
-                      ohp, owp, in_offsets, out_offsets, bias, act, alpha, scale, shift, pool,
-                      planes, work, rows)  # fmt: skip
+    _chunk_transforms(True, x, u, v, z, out, btw, atw, n0, nb, s, ph, pw, H2, W2, tiles, hp, wp,
+                      OH, OW, ohp, owp, in_offsets, out_offsets, bias, act, alpha, scale, shift,
+                      pool, planes, work, rows)  # fmt: skip
     aa, M, C = u.shape
     T = nb * tiles
     dims = np.array([M, T, C, M * C, C * T, M * T], np.int64)
@@ -297,9 +295,9 @@ def _chunk(
     parts = 1 if aa >= 2 * threads else threads  # (get_num_threads here would stop caching)
     _blocks(sgemm, u.ctypes.data, v.ctypes.data, z.ctypes.data, dims, ops, aa * parts, parts,
             M >= T)  # fmt: skip
-    _chunk_transforms(False, x, u, v, z, out, btw, atw, n0, nb, ph, pw, tiles, hp, wp, OH, OW,
-                      ohp, owp, in_offsets, out_offsets, bias, act, alpha, scale, shift, pool,
-                      planes, work, rows)  # fmt: skip
+    _chunk_transforms(False, x, u, v, z, out, btw, atw, n0, nb, s, ph, pw, H2, W2, tiles, hp, wp,
+                      OH, OW, ohp, owp, in_offsets, out_offsets, bias, act, alpha, scale, shift,
+                      pool, planes, work, rows)  # fmt: skip
 
 
 class WinogradConv:
@@ -310,7 +308,8 @@ class WinogradConv:
     it costs several times its usual time.
 
     x (N, C, H, W) -> out (N, M, OH, OW): U from ``transform_weights`` (of
-    ``space_to_depth_weights`` for ``stride`` s > 1: x is then rearranged first);
+    ``space_to_depth_weights`` for ``stride`` s > 1: the input transform reads x as
+    its space-to-depth);
     ``pads`` the begin pads; ``size`` (OH, OW) the convolution's output, which fixes
     the end; ``max_pool`` (kh, kw, sh, sw), a max pooling whose every window lies
     inside that output, applied in the output transform (``out`` has the pooled shape).
@@ -335,10 +334,7 @@ class WinogradConv:
         aa, cout, _ = u.shape
         a = round(aa**0.5)
         n, c = x_shape[0], x_shape[1] * stride * stride
-        self.stride, self.s2d_pads = stride, pads
-        self.s2d_size = (size[0] + a - m, size[1] + a - m)  # the stride-1 conv's input
-        if stride > 1:
-            pads = (0, 0)
+        h2, w2 = size[0] + a - m, size[1] + a - m  # the stride-1 conv's input, padded
         bt, _, at = transforms(m, a - m + 1)
         self.btw, self.atw = bt.astype(np.float32).ravel(), at.astype(np.float32).ravel()
         self.pool = np.array(max_pool or (0, 0, 1, 1), np.int64)
@@ -362,11 +358,10 @@ class WinogradConv:
         shift = np.zeros(cout, np.float32) if shift is None else shift
         self.n, self.u = n, u
         self.args = (bias, act, np.float32(alpha), scale, shift, self.pool)
-        self.geometry = (pads[0], pads[1], th * tw, hp, wp, oh, ow, ohp, owp)
+        # pads: where x starts in the planes (stride 1) or in the space-to-depth rows
+        self.geometry = (stride, pads[0], pads[1], h2, w2, th * tw, hp, wp, oh, ow, ohp, owp)
 
     def __call__(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
-        if self.stride > 1:  # a stride-s conv is a stride-1 conv of the space-to-depth input
-            x = space_to_depth(x, self.stride, self.s2d_pads, self.s2d_size)
         threads = numba.get_num_threads()
         v = scratch("winograd.v", self.v_shape, np.float32)
         z = scratch("winograd.z", self.z_shape, np.float32)
@@ -382,7 +377,7 @@ class WinogradConv:
                 _chunk(sgemm, threads, *args)
             else:  # no cblas_sgemm in numpy's BLAS: the same steps, numpy's matmul between
                 _chunk_transforms(True, *args)
-                aa, c, t = u.shape[0], x.shape[1], nb * self.geometry[2]
+                aa, c, t = u.shape[0], u.shape[2], nb * self.geometry[5]
                 matmul(u, v.reshape(-1)[: aa * c * t].reshape(aa, c, t),
                        z.reshape(-1)[: aa * u.shape[1] * t].reshape(aa, u.shape[1], t))  # fmt: skip
                 _chunk_transforms(False, *args)
