@@ -53,15 +53,16 @@ def check_feeds(inputs: Sequence[TensorInfo], feed: Mapping[str, Any]) -> dict[s
     """Names, dtypes, ranks and fixed dimensions of the feeds against the graph's inputs."""
     if not isinstance(feed, Mapping):
         raise InputFeedError(f"input_feed: expected a dict of name -> array, received {type(feed)}")
-    expected = {i.name: i for i in inputs}
-    unknown = sorted(set(feed) - set(expected))
-    if unknown:
-        raise InputFeedError(f"unknown input name(s) {unknown}: expected {sorted(expected)}")
-    missing = sorted(set(expected) - set(feed))
-    if missing:
+    if len(feed) != len(inputs) or not all(i.name in feed for i in inputs):
+        expected = {i.name for i in inputs}
+        unknown = sorted(set(feed) - expected)
+        if unknown:
+            raise InputFeedError(f"unknown input name(s) {unknown}: expected {sorted(expected)}")
+        missing = sorted(expected - set(feed))
         raise InputFeedError(f"missing input(s) {missing}: expected feeds for {sorted(expected)}")
     out = {}
-    for name, info in expected.items():
+    for info in inputs:
+        name = info.name
         value = feed[name]
         if isinstance(value, np.generic):  # a numpy scalar is a 0-d tensor
             value = np.asarray(value)
@@ -193,6 +194,7 @@ class InferenceSession:
             self._impl = _OrtBackend(data, threads, cuda=backend == "onnxruntime-cuda")
         self._inputs = [_node_arg(i) for i in self.graph.inputs]
         self._outputs = [_node_arg(o) for o in self.graph.outputs]
+        self._output_names = tuple(o.name for o in self._outputs)
 
     def get_inputs(self) -> list[NodeArg]:
         return list(self._inputs)
@@ -213,10 +215,15 @@ class InferenceSession:
         input_feed: Mapping[str, Any],
         run_options: object = None,
     ) -> list[np.ndarray]:
-        all_names = [o.name for o in self._outputs]
-        names = all_names if output_names is None else list(output_names)
-        unknown = [n for n in names if n not in all_names]
-        if unknown:
-            raise InputFeedError(f"unknown output name(s) {unknown}: expected among {all_names}")
+        all_names = self._output_names
+        if output_names is None:
+            names = list(all_names)
+        else:
+            names = list(output_names)
+            unknown = [n for n in names if n not in all_names]
+            if unknown:
+                raise InputFeedError(
+                    f"unknown output name(s) {unknown}: expected among {list(all_names)}"
+                )
         feeds = check_feeds(self.graph.inputs, input_feed)
         return self._impl.run(names, feeds)
