@@ -12,15 +12,17 @@ independent GEMMs:
 
     U[xi] = (G g G^T)[xi]      (a*a, M, C)   weights, transformed once at load
     V[xi] = (B^T d B)[xi]      (a*a, C, T)   every input tile (T tiles in a chunk)
-    Z[xi] = U[xi] @ V[xi]      (a*a, M, T)   numpy's BLAS, split over the cores
+    Z[xi] = U[xi] @ V[xi]      (a*a, M, T)   numpy's BLAS sgemm, a product per job
     Y     = A^T Z A            per output channel and tile, then bias, activation
-                               and BN scale/shift, written into the output
+                               and BN scale/shift, and a fused max pool, into the output
 
 The transforms come from Toom-Cook interpolation at the points 0, 1, -1, 2, -1/2
 (and infinity): A^T and G are the Vandermonde rows at those points, with G's
 rows divided by the Lagrange denominators, and B^T is solved from the identity
-the three must satisfy (``transforms`` checks it). Both transform kernels run
-their innermost loop over tiles, which are contiguous, so LLVM vectorises them.
+the three must satisfy (``transforms`` checks it). Both stages of each transform
+are ``taps`` calls over rows of four channels' tiles, which are contiguous, so LLVM
+vectorises them. ``WinogradConv`` lays a convolution out once per input shape; each
+chunk of images then runs the three steps in one compiled call (``_chunk``).
 """
 
 from __future__ import annotations
