@@ -261,7 +261,7 @@ def _output_tiles(
 
 @kernel()
 def _chunk_transforms(
-    forward, x, u, v, z, out, btw, atw, n0, nb, s, ph, pw, H2, W2, tiles, hp, wp, OH, OW,
+    forward, x, v, z, out, btw, atw, n0, nb, s, ph, pw, H2, W2, tiles, hp, wp, OH, OW,
     ohp, owp, in_offsets, out_offsets, bias, act, alpha, scale, shift, pool, planes, work, rows
 ):  # pragma: no cover  # fmt: skip
     """The input (``forward``) or the output transform of ``_chunk``'s images."""
@@ -279,7 +279,7 @@ def _chunk_transforms(
 
 @kernel()
 def _chunk(
-    sgemm, threads, x, u, v, z, out, btw, atw, n0, nb, s, ph, pw, H2, W2, tiles, hp, wp, OH, OW,
+    sgemm, threads, u, x, v, z, out, btw, atw, n0, nb, s, ph, pw, H2, W2, tiles, hp, wp, OH, OW,
     ohp, owp, in_offsets, out_offsets, bias, act, alpha, scale, shift, pool, planes, work, rows
 ):  # pragma: no cover  # fmt: skip
     """Images n0 .. n0+nb in one compiled call: input transform, the a*a GEMMs
@@ -287,7 +287,7 @@ def _chunk(
     transform. No Python runs between the three: after each parallel region has swept
     megabytes through the caches, every line of Python costs several times its usual
     time (AlexNet, batch 1: 30 us between two kernels)."""
-    _chunk_transforms(True, x, u, v, z, out, btw, atw, n0, nb, s, ph, pw, H2, W2, tiles, hp, wp,
+    _chunk_transforms(True, x, v, z, out, btw, atw, n0, nb, s, ph, pw, H2, W2, tiles, hp, wp,
                       OH, OW, ohp, owp, in_offsets, out_offsets, bias, act, alpha, scale, shift,
                       pool, planes, work, rows)  # fmt: skip
     aa, M, C = u.shape
@@ -297,7 +297,7 @@ def _chunk(
     parts = 1 if aa >= 2 * threads else threads  # (get_num_threads here would stop caching)
     _blocks(sgemm, u.ctypes.data, v.ctypes.data, z.ctypes.data, dims, ops, aa * parts, parts,
             M >= T)  # fmt: skip
-    _chunk_transforms(False, x, u, v, z, out, btw, atw, n0, nb, s, ph, pw, H2, W2, tiles, hp, wp,
+    _chunk_transforms(False, x, v, z, out, btw, atw, n0, nb, s, ph, pw, H2, W2, tiles, hp, wp,
                       OH, OW, ohp, owp, in_offsets, out_offsets, bias, act, alpha, scale, shift,
                       pool, planes, work, rows)  # fmt: skip
 
@@ -373,10 +373,10 @@ class WinogradConv:
         sgemm, u = sgemm_function(), self.u
         for n0 in range(0, self.n, self.nb_max):
             nb = min(self.nb_max, self.n - n0)
-            args = (x, u, v, z, out, self.btw, self.atw, n0, nb, *self.geometry,
+            args = (x, v, z, out, self.btw, self.atw, n0, nb, *self.geometry,
                     *self.offsets[nb], *self.args, planes, work, rows)  # fmt: skip
             if sgemm is not None:
-                _chunk(sgemm, threads, *args)
+                _chunk(sgemm, threads, u, *args)
             else:  # no cblas_sgemm in numpy's BLAS: the same steps, numpy's matmul between
                 _chunk_transforms(True, *args)
                 aa, c, t = u.shape[0], u.shape[2], nb * self.geometry[5]
