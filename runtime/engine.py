@@ -14,7 +14,8 @@ At load (shape-free):
 Per input shape (first run with that shape, cached): tensors that depend only on
 shapes (``Shape`` and what is computed from it) fold into constants, so shape
 subgraphs vanish from the steps that repeated runs execute. Intermediate tensors
-are released after their last use.
+are released after their last use. Each Conv, Gemm and Softmax is checked and laid
+out for that shape once, and reshapes become plain reshapes (``_bind``).
 """
 
 from __future__ import annotations
@@ -226,8 +227,8 @@ def _conv_fn(x, w, b=None, u=None, u_small=None, _out=None, **attrs):
 
 
 class _Bound:
-    """A step's call laid out once for its plan's input shapes (``nn.conv_call``): the
-    step's other inputs, constants, are inside it."""
+    """A step's call laid out once for its plan's input shapes (``_bind``): the step's
+    other inputs, constants, and its attributes are inside it."""
 
     def __init__(self, call: Callable[[np.ndarray, np.ndarray | None], np.ndarray]) -> None:
         self.call = call
@@ -394,7 +395,6 @@ def _fuse(steps: list[Step], constants: dict[str, np.ndarray], outputs: set[str]
                 fused = replace(step, attrs=attrs, outputs=nxt.outputs)
             elif (
                 nxt.op_type == "MaxPool"
-                and "max_pool" not in attrs
                 and (pool := _plain_max_pool(nxt, constants.get(w_name))) is not None
             ):
                 attrs["max_pool"] = pool

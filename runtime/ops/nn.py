@@ -496,9 +496,9 @@ def _softmax_2d(op: str, x: np.ndarray, axis: int, log: bool) -> np.ndarray:
 
 def _softmax_call(op: str, x: np.ndarray, attrs: Mapping, log: bool, whole_rows: bool):
     """Softmax over rows of x (R, S), laid out for x's shape: opset 1's coerced 2-D, or
-    opset 13's last axis; None for another axis or type."""
+    opset 13's last axis; None (the general path) for another axis, type, or no values."""
     ax = _softmax_axis(op, x, attrs.get("axis", 1 if whole_rows else -1))
-    if x.dtype != np.float32 or not (whole_rows or ax == x.ndim - 1):
+    if x.dtype != np.float32 or x.size == 0 or not (whole_rows or ax == x.ndim - 1):
         return None
     rows = int(np.prod(x.shape[:ax], dtype=np.int64))
 
