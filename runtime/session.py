@@ -107,7 +107,9 @@ class _NumbaBackend:
         # Every call sets it: numba's thread count is process-wide state that another
         # session (threads=1) may have changed; None means all cores.
         cores = numba.config.NUMBA_NUM_THREADS
-        numba.set_num_threads(min(self.threads or cores, cores))
+        want = min(self.threads or cores, cores)
+        if numba.get_num_threads() != want:  # reading it costs a third of setting it
+            numba.set_num_threads(want)
         return self.engine.run(feeds, names, around_steps=self._one_blas_thread)
 
     @contextmanager
