@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import naive
+import numba
 import numpy as np
 import pytest
 
@@ -163,16 +164,12 @@ def test_strided_winograd_by_space_to_depth_matches_naive(xs, k, s, pads):
     np.testing.assert_allclose(got, np.maximum(want, 0), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("has_sgemm", [True, False])
-def test_winograd_chunks_match_naive(monkeypatch, has_sgemm):
-    """Images in several chunks (a small budget), with numpy's cblas_sgemm inside the
-    compiled call or, where numpy's BLAS has none, numpy's matmul between transforms."""
+def test_winograd_chunks_match_naive(monkeypatch):
+    """Images in several chunks (a small budget), the last one partial."""
     from runtime.kernels import winograd
     from runtime.ops.nn import conv_forward
 
     monkeypatch.setattr(winograd, "BUDGET", 2 * 36 * 6 * 9)  # two images of 9 tiles a chunk
-    if not has_sgemm:
-        monkeypatch.setattr(winograd, "sgemm_function", lambda: None)
     x, w, b = _rand(5, 4, 11, 10), _rand(6, 4, 3, 3) / np.float32(6), _rand(6)
     u = winograd.transform_weights(w, 4)
     got = conv_forward(x, w, b, u, pads=(1, 1, 1, 1), activation="Relu", max_pool=(2, 2, 2, 2))
@@ -223,6 +220,50 @@ def test_winograd_transforms_compute_a_correlation(m, r):
     np.testing.assert_array_equal(bt * 1024, np.round(bt * 1024))
     if (m, r) == (2, 3):
         assert np.count_nonzero(bt) == 8  # Lavin and Gray's B^T for F(2, 3)
+
+
+def test_simd_vectors_load_fuse_and_store():
+    from runtime.kernels import simd
+
+    @numba.njit
+    def axpy_rows(a, x, s, out):  # out[i:i+W] = a[i:i+W] * s + x[i:i+W], vector by vector
+        for i in range(0, a.shape[0], simd.WIDTH):
+            simd.prefetch(a, i + 4 * simd.WIDTH)  # past the end: a hint, never a fault
+            simd.vstore(out, i, simd.vfma(simd.vload(x, i), simd.vload(a, i), s))
+        acc = simd.vzero()
+        simd.vstore(out, a.shape[0], simd.vfma(acc, simd.vload(a, 0), s))
+
+    w = simd.WIDTH
+    a, x = _rand(3 * w), _rand(3 * w)
+    out = np.full(4 * w, np.nan, np.float32)
+    axpy_rows(a, x, np.float32(0.5), out)
+    np.testing.assert_allclose(out[: 3 * w], a * 0.5 + x, rtol=1e-6)
+    np.testing.assert_allclose(out[3 * w :], a[:w] * 0.5, rtol=1e-6)
+
+
+@pytest.mark.parametrize(("g", "m", "k", "t"), [
+    (3, 32, 20, 14),  # one panel, one row block
+    (2, 45, 17, 30),  # rows past the last full block, columns past the last full panel
+    (16, 70, 9, 150),  # more panels than a job's group: several jobs per product
+    (1, 5, 1, 3),
+])  # fmt: skip
+def test_packed_products_match_numpy(g, m, k, t):
+    """Winograd's products on weights packed by rows (``packed_gemm``), written in
+    blocks of channels and padded: zeros past the last column and row."""
+    from runtime.kernels import packed_gemm
+
+    u, v = _rand(g, m, k), _rand(g, k, t)
+    up = packed_gemm.pack_rows(u)
+    assert up.shape == (g, -(-m // packed_gemm.MB), k, packed_gemm.MB)
+    vp = np.full((numba.get_num_threads(), packed_gemm.panel_floats(k)), np.nan, np.float32)
+    tp, mp = packed_gemm.padded(t, packed_gemm.NR), up.shape[1] * packed_gemm.MB
+    zb = np.full(g * mp * tp, np.nan, np.float32)
+    packed_gemm.products(up, v.reshape(-1), zb, k, t, vp)
+    w = packed_gemm.WIDTH  # z[g, o, t] = zb[g, o // w, t, o % w]
+    z = zb.reshape(g, mp // w, tp, w).transpose(0, 1, 3, 2).reshape(g, mp, tp)
+    want = np.matmul(u.astype(np.float64), v.astype(np.float64))
+    np.testing.assert_allclose(z[:, :m, :t], want, rtol=1e-5, atol=1e-5)
+    assert not z[:, :m, t:].any() and not z[:, m:].any()  # zero columns, zero rows
 
 
 def _gemm_check(a, b):

@@ -1,11 +1,12 @@
 """The activations that convolutions, Gemms and the op-table programs fuse.
 
 ``activate(a, n, bias, act, alpha, sc, sf)``: ``a[i] = act(a[i] + bias) * sc + sf``
-for i < n, in place. The scale and shift are a BatchNormalization that follows the
-activation (the article's AlexNet puts BN after ReLU). One loop per activation, each
-branch-free, so LLVM vectorises it; in place on one array on purpose: with a separate
-source that may alias the destination, LLVM's runtime overlap check would send the
-loop to scalar code.
+for i < n, in place (one channel's values); ``activate_channels`` the same along a
+row of channels, with bias, sc and sf arrays. The scale and shift are a
+BatchNormalization that follows the activation (the article's AlexNet puts BN after
+ReLU). One loop per activation, each branch-free, so LLVM vectorises it; in place on
+one array on purpose: with a separate source that may alias the destination, LLVM's
+runtime overlap check would send the loop to scalar code.
 """
 
 from __future__ import annotations
@@ -64,6 +65,31 @@ def activate(a, n, bias, act, alpha, sc, sf):  # pragma: no cover
     else:
         for i in range(n):
             a[i] = (a[i] + bias) * sc + sf
+
+
+@kernel()
+def activate_channels(a, rows, stride, n, bias, act, alpha, sc, sf):  # pragma: no cover
+    """``activate`` along rows of channels: a[r*stride + i] = act(a[r*stride + i] +
+    bias[i]) * sc[i] + sf[i] for r < rows, i < n."""
+    for r in range(rows):
+        x = a[r * stride : r * stride + n]
+        if act == 1:
+            for i in range(n):
+                v = x[i] + bias[i]
+                x[i] = (v if v > 0.0 else np.float32(0.0)) * sc[i] + sf[i]
+        elif act == 2:
+            for i in range(n):
+                v = x[i] + bias[i]
+                x[i] = (v if v >= 0.0 else v * alpha) * sc[i] + sf[i]
+        elif act == 3:
+            for i in range(n):
+                x[i] = _tanh(x[i] + bias[i]) * sc[i] + sf[i]
+        elif act == 4:
+            for i in range(n):
+                x[i] = _sigmoid(x[i] + bias[i]) * sc[i] + sf[i]
+        else:
+            for i in range(n):
+                x[i] = (x[i] + bias[i]) * sc[i] + sf[i]
 
 
 @kernel()

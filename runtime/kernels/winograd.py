@@ -10,9 +10,9 @@ convolution needs m*m*r*r: for F(4x4, 3x3) 36 instead of 144, for F(4x4, 5x5) 64
 instead of 400. Summed over input channels, the elementwise products become a*a
 independent GEMMs:
 
-    U[xi] = (G g G^T)[xi]      (a*a, M, C)   weights, transformed once at load
+    U[xi] = (G g G^T)[xi]      (a*a, M, C)   weights, transformed and packed at load
     V[xi] = (B^T d B)[xi]      (a*a, C, T)   every input tile (T tiles in a chunk)
-    Z[xi] = U[xi] @ V[xi]      (a*a, M, T)   numpy's BLAS sgemm, a product per job
+    Z[xi] = U[xi] @ V[xi]      (a*a, M, T)   ``packed_gemm.products``
     Y     = A^T Z A            per output channel and tile, then bias, activation
                                and BN scale/shift, and a fused max pool, into the output
 
@@ -34,10 +34,11 @@ import numba
 import numpy as np
 from numba import prange
 
-from runtime.kernels.activation import activate
-from runtime.kernels.gemm import NO_TRANS, _blocks, matmul, sgemm_function
+from runtime.kernels.activation import activate_channels
 from runtime.kernels.jit import kernel
+from runtime.kernels.packed_gemm import MB, NR, pack_rows, padded, panel_floats, products
 from runtime.kernels.pool import pool_dense, pool_rows
+from runtime.kernels.simd import WIDTH
 from runtime.kernels.taps import taps
 from runtime.memory import scratch
 
@@ -56,6 +57,8 @@ POINTS = (0.0, 1.0, -1.0, 2.0, -0.5, -2.0, 0.5)  # 2 and -1/2: 3x less error tha
 # batch 1: 0.37 ms against 0.52 with one channel a job).
 BLOCK = 4
 BUDGET = 1 << 25  # floats in each of V and Z per chunk of images (128 MiB)
+CB = WIDTH  # output channels per job of the output transform: Z's blocks of channels
+OUT_PASS = 1 << 16  # floats of the output transform's work per pass over tiles (256 KiB)
 
 
 @cache
@@ -90,11 +93,12 @@ def transforms(m: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def transform_weights(w: np.ndarray, m: int) -> np.ndarray:
-    """w (M, C, r, r) -> U (a*a, M, C) float32: G g G^T per filter, in float64."""
+    """w (M, C, r, r) -> U (a*a, M, C), G g G^T per filter in float64, packed for the
+    products (``packed_gemm.pack_rows``): float32 (a*a, ceil(M/MB), C, MB)."""
     cout, cin, r, _ = w.shape
     _, g, _ = transforms(m, r)
     u = np.einsum("pk,oikl,ql->pqoi", g, w.astype(np.float64), g)
-    return np.ascontiguousarray(u.reshape(-1, cout, cin), dtype=np.float32)
+    return pack_rows(u.reshape(-1, cout, cin).astype(np.float32))
 
 
 def space_to_depth_weights(w: np.ndarray, s: int) -> np.ndarray:
@@ -204,102 +208,86 @@ def _input_tiles(
 
 @kernel(parallel=True)
 def _output_tiles(
-    z, out, atw, n0, nb, OH, OW, ohp, owp, offsets, bias, act, alpha, scale, shift, pool,
-    planes, work, rows
+    zb, out, atw, n0, nb, Tp, Mp, OH, OW, ohp, owp, offsets, bias, act, alpha, scale, shift,
+    pool, per_pass, planes, work, rows
 ):  # pragma: no cover  # fmt: skip
-    """z (a*a*M*T,), flat (a*a, M, T) -> out (N, M, ...): A^T Z A per tile (atw: A^T
-    row-major, float32; both products are ``taps`` calls), then the fused epilogue.
+    """zb (a*a*Mp*Tp,), flat (a*a, Mp/CB, Tp, CB): Z in blocks of CB channels
+    (``packed_gemm.products``) -> out (N, M, ...): A^T Z A per tile (atw: A^T
+    row-major, float32), then the fused epilogue.
 
-    Tiles are scattered into whole planes (nb, ohp, owp) that every tile fits, with
-    y[i*m + j, t] -> plane[offsets[i*m + j, t]] and no bounds checks. Each plane's
-    first OH x OW are the convolution's output: copied into ``out`` (N, M, OH, OW),
-    or, when ``pool`` (kh, kw, sh, sw) has a kernel, max pooled from the plane into
-    ``out`` (N, M, PH, PW) while it is in cache (``pool.pool_dense``).
-    Output channels go ``BLOCK`` at a time: their rows of z are contiguous.
-    planes: (threads, nb*ohp*owp); work: (threads, (m*a + m*m)*BLOCK*T); rows: (threads,
-    the pool's row pass), each thread's own.
+    A job per block of ``CB`` output channels. In a pass over ``per_pass`` tiles, both
+    products are ``taps`` calls along rows of those tiles' CB channels, contiguous in
+    zb, and the epilogue runs along each tile's channels. Its values are scattered into the
+    job's planes (CB, nb, ohp, owp), which every tile fits, with y[i*m + j, t] ->
+    plane[offsets[i*m + j, t]] and no bounds checks. Each plane's first OH x OW are
+    the convolution's output: copied into ``out`` (N, M, OH, OW), or, when ``pool``
+    (kh, kw, sh, sw) has a kernel, max pooled into ``out`` (N, M, PH, PW) while it is
+    in cache (``pool.pool_dense``). planes: (threads, CB*nb*ohp*owp); work: (threads,
+    (m*a + m*m)*per_pass*CB); rows: (threads, the pool's row pass).
     """
     M = out.shape[1]
     mm, T = offsets.shape
     m = round(math.sqrt(mm))
     a = atw.shape[0] // m
-    by_row = np.arange(a) * (a * M * T)  # tap p of z[p*a + q, o0:o0+BLOCK]
-    for job in prange((M + BLOCK - 1) // BLOCK):
-        o0 = job * BLOCK
-        L = min(BLOCK, M - o0) * T
+    P, blocks = nb * ohp * owp, Mp // CB
+    by_row = np.arange(a) * (a * Mp * Tp)  # tap p of z[p*a + q]
+    for job in prange((M + CB - 1) // CB):
+        o0 = job * CB
+        nc = min(CB, M - o0)
         tid = numba.get_thread_id()
-        w = work[tid]
-        s = w[: m * a * L]  # s[i*a + q] = sum_p at[i, p] z[p*a + q, o0:o0+BLOCK]
-        for q in range(a):
-            taps(z[(q * M + o0) * T :], atw, by_row, s[q * L :], m, a, L, a * L)
-        y = w[m * a * L :]  # y[i*m + j] = sum_q at[j, q] s[i*a + q]
-        by_col = np.arange(a) * L  # tap q of s[i*a + q]: adjacent rows
-        for i in range(m):
-            taps(s[i * a * L :], atw, by_col, y[i * m * L :], m, a, L, L)
-        pl = planes[tid]
-        for o in range(o0, o0 + L // T):
-            c = o - o0
+        w, pl = work[tid], planes[tid]
+        for t0 in range(0, T, per_pass):
+            nt = min(per_pass, T - t0)
+            L = nt * CB
+            s = w[: m * a * L]  # s[i*a + q] = sum_p at[i, p] z[p*a + q, block, t0:t0+nt]
+            for q in range(a):
+                taps(zb[((q * blocks + job) * Tp + t0) * CB :], atw, by_row, s[q * L :], m, a, L,
+                     a * L)  # fmt: skip
+            y = w[m * a * L :]  # y[i*m + j] = sum_q at[j, q] s[i*a + q]
+            by_col = np.arange(a) * L  # tap q of s[i*a + q]: adjacent rows
+            for i in range(m):
+                taps(s[i * a * L :], atw, by_col, y[i * m * L :], m, a, L, L)
             for ij in range(mm):
-                yij = y[ij * L + c * T : ij * L + (c + 1) * T]
-                activate(yij, T, bias[o], act, alpha, scale[o], shift[o])
-                idx = offsets[ij]
-                for t in range(T):
-                    pl[idx[t]] = yij[t]
+                yij, idx = y[ij * L :], offsets[ij, t0:]
+                activate_channels(yij, nt, CB, nc, bias[o0:], act, alpha, scale[o0:],
+                                  shift[o0:])  # fmt: skip
+                for tt in range(nt):
+                    at, row = idx[tt], yij[tt * CB :]
+                    for c in range(nc):
+                        pl[c * P + at] = row[c]
+        for c in range(nc):
             for k in range(nb):
-                dst = out[n0 + k, o]
+                src, dst = pl[c * P + k * ohp * owp :], out[n0 + k, o0 + c]
                 if pool[0] > 0:
                     ph, pw = dst.shape
-                    pool_dense(pl[k * ohp * owp :], dst.reshape(ph * pw), rows[tid], 1, ohp, owp,
-                               ph, pw, pool[0], pool[1], pool[2], pool[3], 1, 1, True)  # fmt: skip
+                    pool_dense(src, dst.reshape(ph * pw), rows[tid], 1, ohp, owp, ph, pw,
+                               pool[0], pool[1], pool[2], pool[3], 1, 1, True)  # fmt: skip
                     continue
                 for oy in range(OH):
-                    src = pl[(k * ohp + oy) * owp :]
-                    line = dst[oy]
+                    line, row = src[oy * owp :], dst[oy]
                     for ox in range(OW):
-                        line[ox] = src[ox]
-
-
-@kernel()
-def _chunk_transforms(
-    forward, x, v, z, out, btw, atw, n0, nb, s, ph, pw, H2, W2, tiles, hp, wp, OH, OW,
-    ohp, owp, in_offsets, out_offsets, bias, act, alpha, scale, shift, pool, planes, work, rows
-):  # pragma: no cover  # fmt: skip
-    """The input (``forward``) or the output transform of ``_chunk``'s images."""
-    C, M = x.shape[1] * s * s, out.shape[1]
-    aa = in_offsets.shape[0]
-    T = nb * tiles  # the offsets are nb images' (``tile_offsets``)
-    if forward:
-        _input_tiles(x, v.reshape(-1)[: aa * C * T], btw, n0, nb, s, ph, pw, H2, W2, hp, wp,
-                     in_offsets, planes, work)  # fmt: skip
-    else:
-        _output_tiles(z.reshape(-1)[: aa * M * T], out, atw, n0, nb, OH, OW, ohp, owp,
-                      out_offsets, bias, act, alpha, scale, shift, pool, planes,
-                      work, rows)  # fmt: skip
+                        row[ox] = line[ox]
 
 
 @kernel()
 def _chunk(
-    sgemm, threads, u, x, v, z, out, btw, atw, n0, nb, s, ph, pw, H2, W2, tiles, hp, wp, OH, OW,
-    ohp, owp, in_offsets, out_offsets, bias, act, alpha, scale, shift, pool, planes, work, rows
+    up, x, v, zt, out, btw, atw, n0, nb, s, ph, pw, H2, W2, tiles, hp, wp, OH, OW, ohp, owp,
+    in_offsets, out_offsets, bias, act, alpha, scale, shift, pool, per_pass, planes, work,
+    rows, vpanels
 ):  # pragma: no cover  # fmt: skip
     """Images n0 .. n0+nb in one compiled call: input transform, the a*a GEMMs
-    Z[xi] = U[xi] @ V[xi] (BLAS sgemm, one product a job, ``gemm._blocks``), output
-    transform. No Python runs between the three: after each parallel region has swept
-    megabytes through the caches, every line of Python costs several times its usual
-    time (AlexNet, batch 1: 30 us between two kernels)."""
-    _chunk_transforms(True, x, v, z, out, btw, atw, n0, nb, s, ph, pw, H2, W2, tiles, hp, wp,
-                      OH, OW, ohp, owp, in_offsets, out_offsets, bias, act, alpha, scale, shift,
-                      pool, planes, work, rows)  # fmt: skip
-    aa, M, C = u.shape
-    T = nb * tiles
-    dims = np.array([M, T, C, M * C, C * T, M * T], np.int64)
-    ops = np.array([NO_TRANS, C, NO_TRANS, T, T, C, 1], np.int64)
-    parts = 1 if aa >= 2 * threads else threads  # (get_num_threads here would stop caching)
-    _blocks(sgemm, u.ctypes.data, v.ctypes.data, z.ctypes.data, dims, ops, aa * parts, parts,
-            M >= T)  # fmt: skip
-    _chunk_transforms(False, x, v, z, out, btw, atw, n0, nb, s, ph, pw, H2, W2, tiles, hp, wp,
-                      OH, OW, ohp, owp, in_offsets, out_offsets, bias, act, alpha, scale, shift,
-                      pool, planes, work, rows)  # fmt: skip
+    Z[xi] = U[xi] @ V[xi] (``packed_gemm.products`` on the packed weights ``up``,
+    into zt in blocks of channels), output transform. No Python runs between the three: after
+    each parallel region has swept megabytes through the caches, every line of Python
+    costs several times its usual time (AlexNet, batch 1: 30 us between two kernels)."""
+    aa, C, Mp = up.shape[0], x.shape[1] * s * s, up.shape[1] * MB
+    T = nb * tiles  # the offsets are nb images' (``tile_offsets``)
+    Tp = (T + NR - 1) // NR * NR
+    vc, zc = v.reshape(-1)[: aa * C * T], zt.reshape(-1)[: aa * Tp * Mp]
+    _input_tiles(x, vc, btw, n0, nb, s, ph, pw, H2, W2, hp, wp, in_offsets, planes, work)
+    products(up, vc, zc, C, T, vpanels)
+    _output_tiles(zc, out, atw, n0, nb, Tp, Mp, OH, OW, ohp, owp, out_offsets, bias, act, alpha,
+                  scale, shift, pool, per_pass, planes, work, rows)  # fmt: skip
 
 
 class WinogradConv:
@@ -309,9 +297,9 @@ class WinogradConv:
     little Python: after a kernel has swept megabytes through the caches, each line of
     it costs several times its usual time.
 
-    x (N, C, H, W) -> out (N, M, OH, OW): U from ``transform_weights`` (of
+    x (N, C, H, W) -> out (N, M, OH, OW): U packed by ``transform_weights`` (of
     ``space_to_depth_weights`` for ``stride`` s > 1: the input transform reads x as
-    its space-to-depth);
+    its space-to-depth), M = len(bias);
     ``pads`` the begin pads; ``size`` (OH, OW) the convolution's output, which fixes
     the end; ``max_pool`` (kh, kw, sh, sw), a max pooling whose every window lies
     inside that output, applied in the output transform (``out`` has the pooled shape).
@@ -333,7 +321,7 @@ class WinogradConv:
         shift: np.ndarray | None = None,
         max_pool: tuple[int, int, int, int] | None = None,
     ) -> None:
-        aa, cout, _ = u.shape
+        aa, cout = u.shape[0], bias.shape[0]
         a = round(aa**0.5)
         n, c = x_shape[0], x_shape[1] * stride * stride
         h2, w2 = size[0] + a - m, size[1] + a - m  # the stride-1 conv's input, padded
@@ -350,10 +338,13 @@ class WinogradConv:
             k: (tile_offsets(a, m, k, th, tw, hp, wp), tile_offsets(m, m, k, th, tw, ohp, owp))
             for k in {nb, n % self.nb_max or nb}
         }
-        t = nb * th * tw
-        self.v_shape, self.z_shape = (aa, c, t), (aa, cout, t)
-        self.planes = max(nb * hp * wp, nb * ohp * owp)
-        self.work = max(2 * aa * BLOCK * t, (m * a + m * m) * BLOCK * t)
+        t, mp = nb * th * tw, u.shape[1] * MB
+        self.v_shape, self.z_shape = (aa, c, t), (aa, padded(t, NR), mp)
+        out_rows = m * a + m * m  # rows of the output transform's work, per_pass*CB each
+        self.per_pass = max(1, OUT_PASS // (out_rows * CB))
+        self.planes = max(nb * hp * wp, CB * nb * ohp * owp)
+        self.vpanels = panel_floats(c)
+        self.work = max(2 * aa * BLOCK * t, out_rows * self.per_pass * CB)
         kh, kw, sh, sw = self.pool  # (0, 0, 1, 1) when there is no pool
         self.rows = pool_rows(((oh - kh) // sh + 1, (ow - kw) // sw + 1), self.pool)
         scale = np.ones(cout, np.float32) if scale is None else scale
@@ -366,21 +357,14 @@ class WinogradConv:
     def __call__(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
         threads = numba.get_num_threads()
         v = scratch("winograd.v", self.v_shape, np.float32)
-        z = scratch("winograd.z", self.z_shape, np.float32)
+        zt = scratch("winograd.zt", self.z_shape, np.float32)
         planes = scratch("winograd.planes", (threads, self.planes), np.float32)
         work = scratch("winograd.work", (threads, self.work), np.float32)
         rows = scratch("winograd.pool", (threads, self.rows), np.float32)
-        sgemm, u = sgemm_function(), self.u
+        vpanels = scratch("winograd.vpanels", (threads, self.vpanels), np.float32)
         for n0 in range(0, self.n, self.nb_max):
             nb = min(self.nb_max, self.n - n0)
-            args = (x, v, z, out, self.btw, self.atw, n0, nb, *self.geometry,
-                    *self.offsets[nb], *self.args, planes, work, rows)  # fmt: skip
-            if sgemm is not None:
-                _chunk(sgemm, threads, u, *args)
-            else:  # no cblas_sgemm in numpy's BLAS: the same steps, numpy's matmul between
-                _chunk_transforms(True, *args)
-                aa, c, t = u.shape[0], u.shape[2], nb * self.geometry[5]
-                matmul(u, v.reshape(-1)[: aa * c * t].reshape(aa, c, t),
-                       z.reshape(-1)[: aa * u.shape[1] * t].reshape(aa, u.shape[1], t))  # fmt: skip
-                _chunk_transforms(False, *args)
+            _chunk(self.u, x, v, zt, out, self.btw, self.atw, n0, nb, *self.geometry,
+                   *self.offsets[nb], *self.args, self.per_pass, planes, work, rows,
+                   vpanels)  # fmt: skip
         return out
