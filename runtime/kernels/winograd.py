@@ -56,7 +56,11 @@ POINTS = (0.0, 1.0, -1.0, 2.0, -0.5, -2.0, 0.5)  # 2 and -1/2: 3x less error tha
 # taps' loops are BLOCK times longer (AlexNet's conv2 output transform, one thread,
 # batch 1: 0.37 ms against 0.52 with one channel a job).
 BLOCK = 4
-BUDGET = 1 << 25  # floats in each of V and Z per chunk of images (128 MiB)
+# Floats in each of V and Z per chunk of images (8 MiB): a chunk's V and Z stay in the
+# last-level cache between the three steps. AlexNet at batch 32, two threads, conv1 to
+# conv5: 32.0/30.1/19.7/27.8/20.8 ms in chunks of 8 MiB, 56.7/43.6/24.8/33.3/25.8 in
+# chunks of 128 MiB (one chunk); 4 MiB and 2 MiB were slower again (conv2: 35.1, 35.7).
+BUDGET = 1 << 21
 CB = WIDTH  # output channels per job of the output transform: Z's blocks of channels
 OUT_PASS = 1 << 16  # floats of the output transform's work per pass over tiles (256 KiB)
 
