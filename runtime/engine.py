@@ -417,10 +417,10 @@ def _winograd(steps: list[Step], constants: dict[str, np.ndarray]) -> list[Step]
 
     Worthy: 2-D, square kernel, dilation 1, group 1, constant weights, equal strides
     s, a kernel of ceil(k/s) in ``winograd.TILE``, and at least
-    ``WINOGRAD_MIN_CHANNELS`` channels in (C*s*s) and out, so that the a*a GEMMs are
-    big enough for BLAS to run well. A stride above 1 runs as the stride-1
-    convolution of the space-to-depth input (AlexNet's 11x11/4 conv1: 3x3 over 48
-    channels).
+    ``WINOGRAD_MIN_CHANNELS`` channels in (C*s*s) and out, so that the a*a products
+    fill the micro-kernel's panels of 32 output channels (``packed_gemm``). A stride
+    above 1 runs as the stride-1 convolution of the space-to-depth input (AlexNet's
+    11x11/4 conv1: 3x3 over 48 channels).
     """
     for i, step in enumerate(steps):
         if step.op_type != "Conv" or step.fn is not _conv_fn:

@@ -1,6 +1,6 @@
 """``matmul``: BLAS sgemm on blocks of the output, run on numba's own threads.
 
-One thread pool: numba's parallel kernels (im2col, Winograd transforms, epilogues)
+One thread pool: numba's parallel kernels (im2col, Winograd, epilogues)
 own the cores, and their OpenMP threads keep spinning for a while after each
 parallel region. A GEMM computed by a second pool of threads in between (BLAS's
 own, or Python worker threads) fights those spinning threads for the two cores:
@@ -9,7 +9,7 @@ So the GEMM runs inside a numba ``prange``: each iteration calls the BLAS librar
 that numpy loaded (``cblas_sgemm``, found through threadpoolctl) on one block of the
 output, single-threaded (the session limits BLAS to one thread around its runs).
 
-Blocks: a batch of products (Winograd's a*a GEMMs) gives one job per product;
+Blocks: a batch of products (a batched MatMul) gives one job per product;
 a single product is cut into ranges of rows or columns of the output, whichever
 axis is longer, one per thread. Every job writes its own part of ``out``.
 Operands may be transposed views (a Gemm's ``transB``): the strides decide
