@@ -127,7 +127,7 @@ def _winograd_params():
 
 
 @pytest.mark.parametrize(("xs", "m", "r", "pads", "tile"), list(_winograd_params()))
-@pytest.mark.parametrize("act", [None, "Relu", "Tanh"])
+@pytest.mark.parametrize("act", [None, "Relu", "LeakyRelu", "Tanh", "Sigmoid"])
 def test_winograd_conv_matches_naive(xs, m, r, pads, tile, act):
     """Weights scaled by 1/sqrt(fan-in), as a trained network's are: outputs of order
     one, so the tolerance means the same for every kernel size and channel count
@@ -138,9 +138,12 @@ def test_winograd_conv_matches_naive(xs, m, r, pads, tile, act):
     x, w, b = _rand(*xs), _rand(m, xs[1], r, r) / np.float32(np.sqrt(xs[1] * r * r)), _rand(m)
     scale, shift = _rand(m), _rand(m)
     u = winograd.transform_weights(w, tile)
-    got = conv_forward(x, w, b, u, pads=pads, activation=act, post_scale=scale, post_shift=shift)
+    got = conv_forward(x, w, b, u, pads=pads, activation=act, alpha=0.1, post_scale=scale,
+                       post_shift=shift)  # fmt: skip
     y = naive.conv2d(x, w, b, strides=(1, 1), pads=pads, dilations=(1, 1), group=1)
-    y = {None: lambda v: v, "Relu": lambda v: np.maximum(v, 0), "Tanh": np.tanh}[act](y)
+    y = {None: lambda v: v, "Relu": lambda v: np.maximum(v, 0), "Tanh": np.tanh,
+         "LeakyRelu": lambda v: np.where(v >= 0, v, 0.1 * v),
+         "Sigmoid": lambda v: 1 / (1 + np.exp(-v))}[act](y)  # fmt: skip
     want = y * scale[None, :, None, None] + shift[None, :, None, None]
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
@@ -165,12 +168,14 @@ def test_strided_winograd_by_space_to_depth_matches_naive(xs, k, s, pads):
 
 
 def test_winograd_chunks_match_naive(monkeypatch):
-    """Images in several chunks (a small budget), the last one partial."""
+    """Images in several chunks (a small budget), the last one partial; in the output
+    transform, several passes over the tiles and a partial last block of channels."""
     from runtime.kernels import winograd
     from runtime.ops.nn import conv_forward
 
-    monkeypatch.setattr(winograd, "BUDGET", 2 * 36 * 6 * 9)  # two images of 9 tiles a chunk
-    x, w, b = _rand(5, 4, 11, 10), _rand(6, 4, 3, 3) / np.float32(6), _rand(6)
+    monkeypatch.setattr(winograd, "BUDGET", 2 * 36 * 40 * 9)  # two images of 9 tiles a chunk
+    monkeypatch.setattr(winograd, "OUT_PASS", 40 * winograd.CB * 5)  # F(4x4, 3x3): 5 tiles
+    x, w, b = _rand(5, 4, 11, 10), _rand(40, 4, 3, 3) / np.float32(6), _rand(40)
     u = winograd.transform_weights(w, 4)
     got = conv_forward(x, w, b, u, pads=(1, 1, 1, 1), activation="Relu", max_pool=(2, 2, 2, 2))
     y = np.maximum(naive.conv2d(x, w, b, strides=(1, 1), pads=(1, 1, 1, 1), dilations=(1, 1),
