@@ -33,6 +33,7 @@ from runtime.kernels.simd import WIDTH, prefetch, vfma, vload, vstore, vzero
 
 MB = 2 * WIDTH  # output rows per panel: two vectors
 NR = 14  # columns per panel
+HALF = NR // 2  # a last panel of this many columns or fewer runs as a half panel
 GROUP = 8  # panels of columns per job: (K, GROUP*NR) of v, 172 KiB at K = 384
 AHEAD = 32  # weight rows prefetched ahead
 
@@ -145,12 +146,65 @@ def _panel(up, vp, zb, Tp, m0, t0, K):  # pragma: no cover
     vstore(zb, b1 + 13 * WIDTH, c1d)
 
 
+@kernel()
+def _half_panel(up, vp, zb, Tp, m0, t0, K):  # pragma: no cover
+    """``_panel`` for the last NR/2 columns or fewer, vp (K, NR/2): an MB x NR/2 block in
+    14 vector registers (AlexNet's 13x13 layers at batch 1 have 49 tiles: 14 + 14 +
+    14 + 7, not 56)."""
+    b0 = ((m0 // WIDTH) * Tp + t0) * WIDTH
+    b1 = b0 + Tp * WIDTH
+    c00 = c01 = c02 = c03 = c04 = c05 = c06 = vzero()
+    c10 = c11 = c12 = c13 = c14 = c15 = c16 = vzero()
+    for k in range(K):
+        prefetch(up, (k + AHEAD) * MB)
+        prefetch(up, (k + AHEAD) * MB + WIDTH)
+        a0 = vload(up, k * MB)
+        a1 = vload(up, k * MB + WIDTH)
+        o = k * HALF
+        b = vp[o]
+        c00 = vfma(c00, a0, b)
+        c10 = vfma(c10, a1, b)
+        b = vp[o + 1]
+        c01 = vfma(c01, a0, b)
+        c11 = vfma(c11, a1, b)
+        b = vp[o + 2]
+        c02 = vfma(c02, a0, b)
+        c12 = vfma(c12, a1, b)
+        b = vp[o + 3]
+        c03 = vfma(c03, a0, b)
+        c13 = vfma(c13, a1, b)
+        b = vp[o + 4]
+        c04 = vfma(c04, a0, b)
+        c14 = vfma(c14, a1, b)
+        b = vp[o + 5]
+        c05 = vfma(c05, a0, b)
+        c15 = vfma(c15, a1, b)
+        b = vp[o + 6]
+        c06 = vfma(c06, a0, b)
+        c16 = vfma(c16, a1, b)
+    vstore(zb, b0 + 0 * WIDTH, c00)
+    vstore(zb, b1 + 0 * WIDTH, c10)
+    vstore(zb, b0 + 1 * WIDTH, c01)
+    vstore(zb, b1 + 1 * WIDTH, c11)
+    vstore(zb, b0 + 2 * WIDTH, c02)
+    vstore(zb, b1 + 2 * WIDTH, c12)
+    vstore(zb, b0 + 3 * WIDTH, c03)
+    vstore(zb, b1 + 3 * WIDTH, c13)
+    vstore(zb, b0 + 4 * WIDTH, c04)
+    vstore(zb, b1 + 4 * WIDTH, c14)
+    vstore(zb, b0 + 5 * WIDTH, c05)
+    vstore(zb, b1 + 5 * WIDTH, c15)
+    vstore(zb, b0 + 6 * WIDTH, c06)
+    vstore(zb, b1 + 6 * WIDTH, c16)
+
+
 @kernel(parallel=True)
 def products(up, v, zb, K, T, vpanels):  # pragma: no cover
     """z[g] = u[g] @ v[g] for every g, in blocks of rows: up (G, Mp/MB, K, MB) from
     ``pack_rows``, v flat (G, K, T), zb flat (G, Mp/WIDTH, Tp, WIDTH): z[g, o, t] at
-    zb[g, o // WIDTH, t, o % WIDTH], Tp = ``padded(T, NR)`` (the columns past T are
-    zeros' products), Mp = Mp/MB * MB. vpanels: (threads, ``panel_floats(K)``)."""
+    zb[g, o // WIDTH, t, o % WIDTH], Tp = ``padded(T, NR)`` (columns past T: zeros'
+    products, or not written after a half panel), Mp = Mp/MB * MB. vpanels: (threads,
+    ``panel_floats(K)``)."""
     G, blocks = up.shape[0], up.shape[1]
     Mp = blocks * MB
     panels = (T + NR - 1) // NR
@@ -160,17 +214,22 @@ def products(up, v, zb, K, T, vpanels):  # pragma: no cover
         p1 = min(panels, p0 + GROUP)
         vp = vpanels[numba.get_thread_id()]
         vg, zg = v[g * K * T : (g + 1) * K * T], zb[g * Mp * panels * NR :]
-        for p in range(p0, p1):  # panel p: (K, NR), its columns zero past T
+        for p in range(p0, p1):  # panel p: (K, NR) or (K, HALF), its columns zero past T
             t0 = p * NR
             nt = min(NR, T - t0)
+            n = NR if nt > HALF else HALF
             dst = vp[(p - p0) * K * NR :]
             for k in range(K):
-                src, d = vg[k * T + t0 :], dst[k * NR : (k + 1) * NR]
+                src, d = vg[k * T + t0 :], dst[k * n : (k + 1) * n]
                 for j in range(nt):
                     d[j] = src[j]
-                for j in range(nt, NR):
+                for j in range(nt, n):
                     d[j] = 0.0
         for mb in range(blocks):
             u = up[g, mb].reshape(-1)
             for p in range(p0, p1):
-                _panel(u, vp[(p - p0) * K * NR :], zg, panels * NR, mb * MB, p * NR, K)
+                vpp, t0 = vp[(p - p0) * K * NR :], p * NR
+                if T - t0 > HALF:
+                    _panel(u, vpp, zg, panels * NR, mb * MB, t0, K)
+                else:
+                    _half_panel(u, vpp, zg, panels * NR, mb * MB, t0, K)
