@@ -37,7 +37,6 @@ from numba import prange
 from runtime.kernels.activation import activate_channels
 from runtime.kernels.jit import kernel
 from runtime.kernels.packed_gemm import MB, NR, pack_rows, padded, panel_floats, products
-from runtime.kernels.pool import pool_dense, pool_rows
 from runtime.kernels.simd import WIDTH
 from runtime.kernels.taps import taps
 from runtime.memory import scratch
@@ -221,19 +220,20 @@ def _output_tiles(
 
     A job per block of ``CB`` output channels. In a pass over ``per_pass`` tiles, both
     products are ``taps`` calls along rows of those tiles' CB channels, contiguous in
-    zb, and the epilogue runs along each tile's channels. Its values are scattered into the
-    job's planes (CB, nb, ohp, owp), which every tile fits, with y[i*m + j, t] ->
-    plane[offsets[i*m + j, t]] and no bounds checks. Each plane's first OH x OW are
-    the convolution's output: copied into ``out`` (N, M, OH, OW), or, when ``pool``
-    (kh, kw, sh, sw) has a kernel, max pooled into ``out`` (N, M, PH, PW) while it is
-    in cache (``pool.pool_dense``). planes: (threads, CB*nb*ohp*owp); work: (threads,
-    (m*a + m*m)*per_pass*CB); rows: (threads, the pool's row pass).
+    zb, and the epilogue runs along each tile's channels. Each tile's outputs go, CB
+    channels at a time, into the job's planes (nb, ohp, owp, CB), which every tile
+    fits: y[i*m + j, t] -> planes[offsets[i*m + j, t]], no bounds checks. Their
+    first OH x OW are the convolution's output: copied into ``out`` (N, M, OH, OW),
+    or, when ``pool`` (kh, kw, sh, sw) has a kernel, max pooled there, CB channels a
+    vector, into ``out`` (N, M, PH, PW), so that only the pooled values are scattered
+    across channels. planes: (threads, nb*ohp*owp*CB); work: (threads, (m*a +
+    m*m)*per_pass*CB); rows: (threads, CB): a pooled pixel's channels.
     """
     M = out.shape[1]
     mm, T = offsets.shape
     m = round(math.sqrt(mm))
     a = atw.shape[0] // m
-    P, blocks = nb * ohp * owp, Mp // CB
+    blocks = Mp // CB
     by_row = np.arange(a) * (a * Mp * Tp)  # tap p of z[p*a + q]
     for job in prange((M + CB - 1) // CB):
         o0 = job * CB
@@ -256,21 +256,34 @@ def _output_tiles(
                 activate_channels(yij, nt, CB, nc, bias[o0:], act, alpha, scale[o0:],
                                   shift[o0:])  # fmt: skip
                 for tt in range(nt):
-                    at, row = idx[tt], yij[tt * CB :]
+                    src, dst = yij[tt * CB :], pl[idx[tt] * CB :]
+                    for c in range(CB):
+                        dst[c] = src[c]
+        kh, kw, sh, sw = pool[0], pool[1], pool[2], pool[3]
+        for k in range(nb):
+            img = pl[k * ohp * owp * CB :]
+            if kh == 0:
+                for c in range(nc):
+                    dst = out[n0 + k, o0 + c]
+                    for oy in range(OH):
+                        line, row = img[(oy * owp) * CB + c :], dst[oy]
+                        for ox in range(OW):
+                            row[ox] = line[ox * CB]
+                continue
+            m_ = rows[tid, :CB]  # one pooled pixel's CB channels
+            PH, PW = out.shape[2], out.shape[3]
+            for py in range(PH):
+                for px in range(PW):
+                    first = img[((py * sh) * owp + px * sw) * CB :]
+                    for c in range(CB):
+                        m_[c] = first[c]
+                    for ky in range(kh):
+                        for kx in range(kw):
+                            v = img[((py * sh + ky) * owp + px * sw + kx) * CB :]
+                            for c in range(CB):
+                                m_[c] = max(m_[c], v[c])
                     for c in range(nc):
-                        pl[c * P + at] = row[c]
-        for c in range(nc):
-            for k in range(nb):
-                src, dst = pl[c * P + k * ohp * owp :], out[n0 + k, o0 + c]
-                if pool[0] > 0:
-                    ph, pw = dst.shape
-                    pool_dense(src, dst.reshape(ph * pw), rows[tid], 1, ohp, owp, ph, pw,
-                               pool[0], pool[1], pool[2], pool[3], 1, 1, True)  # fmt: skip
-                    continue
-                for oy in range(OH):
-                    line, row = src[oy * owp :], dst[oy]
-                    for ox in range(OW):
-                        row[ox] = line[ox]
+                        out[n0 + k, o0 + c, py, px] = m_[c]
 
 
 @kernel()
@@ -349,8 +362,6 @@ class WinogradConv:
         self.planes = max(nb * hp * wp, CB * nb * ohp * owp)
         self.vpanels = panel_floats(c)
         self.work = max(2 * aa * BLOCK * t, out_rows * self.per_pass * CB)
-        kh, kw, sh, sw = self.pool  # (0, 0, 1, 1) when there is no pool
-        self.rows = pool_rows(((oh - kh) // sh + 1, (ow - kw) // sw + 1), self.pool)
         scale = np.ones(cout, np.float32) if scale is None else scale
         shift = np.zeros(cout, np.float32) if shift is None else shift
         self.n, self.u = n, u
@@ -364,7 +375,7 @@ class WinogradConv:
         zt = scratch("winograd.zt", self.z_shape, np.float32)
         planes = scratch("winograd.planes", (threads, self.planes), np.float32)
         work = scratch("winograd.work", (threads, self.work), np.float32)
-        rows = scratch("winograd.pool", (threads, self.rows), np.float32)
+        rows = scratch("winograd.pool", (threads, CB), np.float32)
         vpanels = scratch("winograd.vpanels", (threads, self.vpanels), np.float32)
         for n0 in range(0, self.n, self.nb_max):
             nb = min(self.nb_max, self.n - n0)
