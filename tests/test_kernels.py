@@ -237,13 +237,15 @@ def test_simd_vectors_load_fuse_and_store():
             simd.vstore(out, i, simd.vfma(simd.vload(x, i), simd.vload(a, i), s))
         acc = simd.vzero()
         simd.vstore(out, a.shape[0], simd.vfma(acc, simd.vload(a, 0), s))
+        simd.vstore(out, a.shape[0] + simd.WIDTH, simd.vmax(simd.vload(a, 0), simd.vload(x, 0)))
 
     w = simd.WIDTH
     a, x = _rand(3 * w), _rand(3 * w)
-    out = np.full(4 * w, np.nan, np.float32)
+    out = np.full(5 * w, np.nan, np.float32)
     axpy_rows(a, x, np.float32(0.5), out)
     np.testing.assert_allclose(out[: 3 * w], a * 0.5 + x, rtol=1e-6)
-    np.testing.assert_allclose(out[3 * w :], a[:w] * 0.5, rtol=1e-6)
+    np.testing.assert_allclose(out[3 * w : 4 * w], a[:w] * 0.5, rtol=1e-6)
+    np.testing.assert_array_equal(out[4 * w :], np.maximum(a[:w], x[:w]))
 
 
 @pytest.mark.parametrize(("g", "m", "k", "t"), [

@@ -10,6 +10,7 @@ below is one instruction.
     vload(a, i)          -> a[i : i + WIDTH]        (a 1-D contiguous float32 array)
     vstore(a, i, v)         a[i : i + WIDTH] = v
     vfma(acc, v, s)      -> acc + v * s, fused     (s a float32 scalar, broadcast)
+    vmax(a, b)           -> b where b > a, else a, lane by lane
     prefetch(a, i)          a hint to fetch a[i]'s cache line into L1
 
 None checks its bounds: the caller keeps i + WIDTH within the array (``prefetch``
@@ -37,6 +38,9 @@ if numba.config.DISABLE_JIT:
 
     def vfma(acc: np.ndarray, v: np.ndarray, s: float) -> np.ndarray:
         return acc + v * np.float32(s)
+
+    def vmax(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.where(b > a, b, a)
 
     def prefetch(a: np.ndarray, i: int) -> None:
         return None
@@ -109,6 +113,14 @@ else:
             return builder.call(fma, [args[1], broadcast, args[0]])
 
         return float32xw(acc, vec, s), codegen
+
+    @intrinsic
+    def vmax(typingctx, a, b):
+        def codegen(context, builder, sig, args):
+            greater = builder.fcmp_ordered(">", args[1], args[0])
+            return builder.select(greater, args[1], args[0])
+
+        return float32xw(a, b), codegen
 
     @intrinsic
     def prefetch(typingctx, arr, idx):

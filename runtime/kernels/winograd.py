@@ -37,7 +37,7 @@ from numba import prange
 from runtime.kernels.activation import activate_channels
 from runtime.kernels.jit import kernel
 from runtime.kernels.packed_gemm import MB, NR, pack_rows, padded, panel_floats, products
-from runtime.kernels.simd import WIDTH
+from runtime.kernels.simd import WIDTH, vload, vmax, vstore
 from runtime.kernels.taps import taps
 from runtime.memory import scratch
 
@@ -227,7 +227,7 @@ def _output_tiles(
     or, when ``pool`` (kh, kw, sh, sw) has a kernel, max pooled there, CB channels a
     vector, into ``out`` (N, M, PH, PW), so that only the pooled values are scattered
     across channels. planes: (threads, nb*ohp*owp*CB); work: (threads, (m*a +
-    m*m)*per_pass*CB); rows: (threads, CB): a pooled pixel's channels.
+    m*m)*per_pass*CB); rows: (threads, PH*PW*CB): an image's pooled values.
     """
     M = out.shape[1]
     mm, T = offsets.shape
@@ -270,20 +270,19 @@ def _output_tiles(
                         for ox in range(OW):
                             row[ox] = line[ox * CB]
                 continue
-            m_ = rows[tid, :CB]  # one pooled pixel's CB channels
             PH, PW = out.shape[2], out.shape[3]
+            pooled = rows[tid]  # (PH*PW, CB): the image's pooled values, CB channels a vector
             for py in range(PH):
                 for px in range(PW):
-                    first = img[((py * sh) * owp + px * sw) * CB :]
-                    for c in range(CB):
-                        m_[c] = first[c]
+                    acc = vload(img, ((py * sh) * owp + px * sw) * CB)
                     for ky in range(kh):
                         for kx in range(kw):
-                            v = img[((py * sh + ky) * owp + px * sw + kx) * CB :]
-                            for c in range(CB):
-                                m_[c] = max(m_[c], v[c])
-                    for c in range(nc):
-                        out[n0 + k, o0 + c, py, px] = m_[c]
+                            acc = vmax(acc, vload(img, ((py * sh + ky) * owp + px * sw + kx) * CB))
+                    vstore(pooled, (py * PW + px) * CB, acc)
+            for c in range(nc):
+                dst = out[n0 + k, o0 + c].reshape(PH * PW)
+                for i in range(PH * PW):
+                    dst[i] = pooled[i * CB + c]
 
 
 @kernel()
@@ -360,6 +359,8 @@ class WinogradConv:
         out_rows = m * a + m * m  # rows of the output transform's work, per_pass*CB each
         self.per_pass = max(1, OUT_PASS // (out_rows * CB))
         self.planes = max(nb * hp * wp, CB * nb * ohp * owp)
+        kh, kw, sh, sw = self.pool  # (0, 0, 1, 1) when there is no pool
+        self.pooled = ((oh - kh) // sh + 1) * ((ow - kw) // sw + 1) * CB
         self.vpanels = panel_floats(c)
         self.work = max(2 * aa * BLOCK * t, out_rows * self.per_pass * CB)
         scale = np.ones(cout, np.float32) if scale is None else scale
@@ -375,7 +376,7 @@ class WinogradConv:
         zt = scratch("winograd.zt", self.z_shape, np.float32)
         planes = scratch("winograd.planes", (threads, self.planes), np.float32)
         work = scratch("winograd.work", (threads, self.work), np.float32)
-        rows = scratch("winograd.pool", (threads, CB), np.float32)
+        rows = scratch("winograd.pool", (threads, self.pooled), np.float32)
         vpanels = scratch("winograd.vpanels", (threads, self.vpanels), np.float32)
         for n0 in range(0, self.n, self.nb_max):
             nb = min(self.nb_max, self.n - n0)
