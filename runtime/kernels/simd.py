@@ -69,8 +69,13 @@ else:
         return builder.gep(data, [context.cast(builder, idx, idxty, types.intp)])
 
     def _check_array(arr) -> None:
-        if not (isinstance(arr, types.Array) and arr.dtype == types.float32 and arr.ndim == 1):
-            raise numba.core.errors.TypingError(f"expected a 1-D float32 array, received {arr}")
+        if not (
+            isinstance(arr, types.Array) and arr.dtype == types.float32 and arr.ndim == 1
+            and arr.layout == "C"
+        ):  # fmt: skip
+            raise numba.core.errors.TypingError(
+                f"expected a contiguous 1-D float32 array, received {arr}"
+            )
 
     @intrinsic
     def vzero(typingctx):
