@@ -20,9 +20,11 @@ The transforms come from Toom-Cook interpolation at the points 0, 1, -1, 2, -1/2
 (and infinity): A^T and G are the Vandermonde rows at those points, with G's
 rows divided by the Lagrange denominators, and B^T is solved from the identity
 the three must satisfy (``transforms`` checks it). Both stages of each transform
-are ``taps`` calls over rows of four channels' tiles, which are contiguous, so LLVM
-vectorises them. ``WinogradConv`` lays a convolution out once per input shape; each
-chunk of images then runs the three steps in one compiled call (``_chunk``).
+are ``taps`` calls over contiguous rows, so LLVM vectorises them: in the input
+transform four channels' tiles, in the output transform tiles by 16 channels, as
+the products write Z (in blocks of 16 channels, NCHWc's layout). ``WinogradConv``
+lays a convolution out once per input shape; each chunk of images then runs the
+three steps in one compiled call (``_chunk``).
 """
 
 from __future__ import annotations
@@ -287,19 +289,20 @@ def _output_tiles(
 
 @kernel()
 def _chunk(
-    up, x, v, zt, out, btw, atw, n0, nb, s, ph, pw, H2, W2, tiles, hp, wp, OH, OW, ohp, owp,
+    up, x, v, zb, out, btw, atw, n0, nb, s, ph, pw, H2, W2, tiles, hp, wp, OH, OW, ohp, owp,
     in_offsets, out_offsets, bias, act, alpha, scale, shift, pool, per_pass, planes, work,
     rows, vpanels
 ):  # pragma: no cover  # fmt: skip
     """Images n0 .. n0+nb in one compiled call: input transform, the a*a GEMMs
-    Z[xi] = U[xi] @ V[xi] (``packed_gemm.products`` on the packed weights ``up``,
-    into zt in blocks of channels), output transform. No Python runs between the three: after
-    each parallel region has swept megabytes through the caches, every line of Python
-    costs several times its usual time (AlexNet, batch 1: 30 us between two kernels)."""
+    Z[xi] = U[xi] @ V[xi] (``packed_gemm.products`` on the packed weights ``up``, into
+    zb in blocks of channels), output transform. No Python runs between the three:
+    after each parallel region has swept megabytes through the caches, every line of
+    Python costs several times its usual time (AlexNet, batch 1: 30 us between two
+    kernels)."""
     aa, C, Mp = up.shape[0], x.shape[1] * s * s, up.shape[1] * MB
     T = nb * tiles  # the offsets are nb images' (``tile_offsets``)
     Tp = (T + NR - 1) // NR * NR
-    vc, zc = v.reshape(-1)[: aa * C * T], zt.reshape(-1)[: aa * Tp * Mp]
+    vc, zc = v.reshape(-1)[: aa * C * T], zb.reshape(-1)[: aa * Tp * Mp]
     _input_tiles(x, vc, btw, n0, nb, s, ph, pw, H2, W2, hp, wp, in_offsets, planes, work)
     products(up, vc, zc, C, T, vpanels)
     _output_tiles(zc, out, atw, n0, nb, Tp, Mp, OH, OW, ohp, owp, out_offsets, bias, act, alpha,
@@ -355,7 +358,7 @@ class WinogradConv:
             for k in {nb, n % self.nb_max or nb}
         }
         t, mp = nb * th * tw, u.shape[1] * MB
-        self.v_shape, self.z_shape = (aa, c, t), (aa, padded(t, NR), mp)
+        self.v_shape, self.z_shape = (aa, c, t), (aa, mp // CB, padded(t, NR), CB)
         out_rows = m * a + m * m  # rows of the output transform's work, per_pass*CB each
         self.per_pass = max(1, OUT_PASS // (out_rows * CB))
         self.planes = max(nb * hp * wp, CB * nb * ohp * owp)
@@ -373,14 +376,14 @@ class WinogradConv:
     def __call__(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
         threads = numba.get_num_threads()
         v = scratch("winograd.v", self.v_shape, np.float32)
-        zt = scratch("winograd.zt", self.z_shape, np.float32)
+        zb = scratch("winograd.z", self.z_shape, np.float32)
         planes = scratch("winograd.planes", (threads, self.planes), np.float32)
         work = scratch("winograd.work", (threads, self.work), np.float32)
         rows = scratch("winograd.pool", (threads, self.pooled), np.float32)
         vpanels = scratch("winograd.vpanels", (threads, self.vpanels), np.float32)
         for n0 in range(0, self.n, self.nb_max):
             nb = min(self.nb_max, self.n - n0)
-            _chunk(self.u, x, v, zt, out, self.btw, self.atw, n0, nb, *self.geometry,
+            _chunk(self.u, x, v, zb, out, self.btw, self.atw, n0, nb, *self.geometry,
                    *self.offsets[nb], *self.args, self.per_pass, planes, work, rows,
                    vpanels)  # fmt: skip
         return out
