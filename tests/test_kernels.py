@@ -95,10 +95,10 @@ def test_conv_epilogue_activation_and_scale(act):
 
 @pytest.mark.parametrize("group", [1, 2])
 def test_conv_split_gemm_matches_naive(monkeypatch, group):
-    """Big GEMMs are cut into blocks on worker threads: same result as one GEMM."""
+    """The GEMM's row blocks are cut into many jobs: same result as one job each."""
     from runtime.kernels import gemm as gemm_kernels
 
-    monkeypatch.setattr(gemm_kernels, "SPLIT_FLOPS", 0)
+    monkeypatch.setattr(gemm_kernels, "JOBS_PER_THREAD", 64)
     x, w, b = _rand(2, 4, 9, 9), _rand(6, 4 // group, 3, 3), _rand(6)
     got = conv(x, w, b, pads=(1, 1, 1, 1), group=group)
     want = naive.conv2d(x, w, b, strides=(1, 1), pads=(1, 1, 1, 1), dilations=(1, 1),
@@ -285,20 +285,22 @@ def _gemm_check(a, b):
 
 
 GEMM_CASES = [
-    ((70, 30), (30, 50), False, False),  # rows split
-    ((20, 30), (30, 90), False, False),  # columns split
+    ((70, 30), (30, 50), False, False),  # row blocks and a partial panel
+    ((20, 30), (30, 90), False, False),  # several panels, a partial row block
     ((30, 70), (30, 50), True, False),  # A transposed
-    ((9, 40), (33, 40), False, True),  # B transposed at a small batch: streams B's rows
-    ((17, 40), (33, 40), False, True),  # B transposed, past the small batch
-    ((1, 25), (25, 1), False, False),
+    ((9, 40), (33, 40), False, True),  # B transposed
+    ((17, 40), (33, 40), False, True),
+    ((1, 25), (25, 1), False, False),  # one row, one column
+    ((6, 64), (64, 32), False, False),  # exactly one tile
 ]
 
 
+@pytest.mark.parametrize("jobs", [1, 64])
 @pytest.mark.parametrize(("sa", "sb", "ta", "tb"), GEMM_CASES)
-def test_matmul_blocks_match_numpy(monkeypatch, sa, sb, ta, tb):
+def test_matmul_blocks_match_numpy(monkeypatch, sa, sb, ta, tb, jobs):
     from runtime.kernels import gemm
 
-    monkeypatch.setattr(gemm, "SPLIT_FLOPS", 0)  # split even these small products
+    monkeypatch.setattr(gemm, "JOBS_PER_THREAD", jobs)  # 64: row blocks split into chunks
     a, b = _rand(*sa), _rand(*sb)
     _gemm_check(a.T if ta else a, b.T if tb else b)
 
@@ -306,9 +308,34 @@ def test_matmul_blocks_match_numpy(monkeypatch, sa, sb, ta, tb):
 def test_matmul_batched_products_match_numpy(monkeypatch):
     from runtime.kernels import gemm
 
-    monkeypatch.setattr(gemm, "SPLIT_FLOPS", 0)
-    _gemm_check(_rand(36, 12, 20), _rand(36, 20, 17))  # a job per product
-    _gemm_check(_rand(3, 12, 20), _rand(3, 20, 17))  # products split too
+    monkeypatch.setattr(gemm, "JOBS_PER_THREAD", 64)
+    _gemm_check(_rand(36, 12, 20), _rand(36, 20, 17))  # a job per product and panel
+    _gemm_check(_rand(3, 12, 20), _rand(3, 20, 17))  # products split into chunks too
+
+
+@pytest.mark.parametrize("width", [16, 32])
+def test_gemm_packing_kernels_match_numpy_packing(width):
+    """The parallel packing kernels (any strides) against the NumPy packing of constants."""
+    from runtime.kernels import gemm
+
+    a, b = _rand(2, 13, 7).transpose(0, 2, 1), _rand(2, 9, 37)[:, :, ::2]  # strided views
+    ap = np.full((2, gemm.blocks(7, gemm.MR), 13, gemm.MR), np.nan, np.float32)
+    gemm._pack_a(a, ap)
+    np.testing.assert_array_equal(ap, gemm.pack_a(a))
+    bp = np.full((2, gemm.blocks(19, width), 9, width), np.nan, np.float32)
+    gemm._pack_b(b, bp)
+    np.testing.assert_array_equal(bp, gemm.pack_b(b, width))
+
+
+@pytest.mark.parametrize("width", [16, 32])
+def test_gemm_packed_with_bias_and_relu_matches_numpy(width):
+    from runtime.kernels import gemm
+
+    a, b, bias = _rand(1, 11, 23), _rand(1, 23, 45), _rand(45)
+    out = np.full((1, 11, 45), np.nan, np.float32)
+    gemm.gemm_packed(gemm.pack_a(a), gemm.pack_b(b, width), out, 11, 45, bias, True)
+    want = np.maximum(a[0].astype(np.float64) @ b[0] + bias, 0)
+    np.testing.assert_allclose(out[0], want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("rows", [3, 4, 10])

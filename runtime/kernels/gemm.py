@@ -1,102 +1,301 @@
-"""``matmul``: BLAS sgemm on blocks of the output, run on numba's own threads.
+"""``matmul`` and ``PackedGemm``: the engine's own float32 GEMM, on every core.
 
-One thread pool: numba's parallel kernels (im2col, Winograd, epilogues)
-own the cores, and their OpenMP threads keep spinning for a while after each
-parallel region. A GEMM computed by a second pool of threads in between (BLAS's
-own, or Python worker threads) fights those spinning threads for the two cores:
-AlexNet at batch 8 took 137 ms that way against 106 ms with spinning disabled.
-So the GEMM runs inside a numba ``prange``: each iteration calls the BLAS library
-that numpy loaded (``cblas_sgemm``, found through threadpoolctl) on one block of the
-output, single-threaded (the session limits BLAS to one thread around its runs).
+    C[g] = A[g] @ B[g]        A (G, M, K), B (G, K, N), C (G, M, N)
 
-Blocks: a batch of products (a batched MatMul) gives one job per product;
-a single product is cut into ranges of rows or columns of the output, whichever
-axis is longer, one per thread. Every job writes its own part of ``out``.
-Operands may be transposed views (a Gemm's ``transB``): the strides decide
-CblasTrans and the leading dimension. Without a usable cblas_sgemm, numpy's
-matmul runs instead.
+Why our own, and not the BLAS numpy loaded: every output element is computed by the
+same arithmetic wherever it lies. C[g, i, j] is the chain of fused multiply-adds
 
-A fully connected layer at a small batch (``x @ W.T``, at most ``SMALL_BATCH``
-rows) is bound by reading W, not by arithmetic: ``small_batch_nt`` streams each
-block of four rows of W once for all the batch's rows, four rows of x at a time
-(``dot_rows_4``). It reached 4.5 ms for AlexNet's 4096 x 9216 layer at batch 1,
-where sgemm took 15.6 ms (reading W alone takes 6.2 ms with numpy's ``sum``); at
-batch 8 on one thread it takes 11.9 ms where sgemm took 36.7 ms. It runs on one
-thread too.
+    c = 0;  for k in 0 .. K-1:  c = fma(A[g, i, k], B[g, k, j], c)
+
+in that order, whatever i and j are, whether the element sits in a full tile or a
+tail, in which thread, at which batch size. BLAS kernels do not promise this:
+OpenBLAS's Haswell sgemm (the kernel the environment forces on some AMD machines)
+computes edge rows in another order than full blocks, so output channels that see
+the same data differ in their last bits, and a softmax over logits of 1e10 (the
+light SqueezeNet of ONNX's suite) turns that into wrong outputs. It also keeps
+numba's threads the only thread pool.
+
+Layout: A is packed into blocks of ``MR`` rows, (G, ceil(M/MR), K, MR), and B into
+panels of ``nr()`` columns, (G, ceil(N/NR), K, NR), both zero-padded. A constant
+operand (conv weights, a Gemm's B) is packed once, at plan time (``pack_a``,
+``pack_b``); the other is packed per call by a parallel kernel. The micro-kernel
+keeps an MR x NR block of sums in vector registers (``simd``): each step loads NR
+values of B, broadcasts MR values of A and issues MR * NR/16 fused multiply-adds.
+NR is 32 (two 512-bit vectors, 12 accumulators) with AVX-512 and 16 (one ``simd``
+vector, which LLVM splits into two 256-bit registers: 12 accumulators) on AVX2, so
+that the accumulators fit the register file of either (``isa.has_avx512``). Padding
+rows and columns are zeros whose products are never stored.
+
+Jobs: (product g, panel p, a chunk of row blocks), as many chunks as it takes to give
+every thread several jobs; a job keeps its panel of B in cache across its row
+blocks, and each writes its own tiles of C. The epilogue adds a bias per column and
+applies a ReLU while the tile is stored.
 """
 
 from __future__ import annotations
-
-import ctypes
-from functools import lru_cache
 
 import numba
 import numpy as np
 from numba import prange
 
+from runtime.kernels.isa import has_avx512
 from runtime.kernels.jit import kernel
+from runtime.kernels.simd import WIDTH, vfma, vload, vstore, vzero
+from runtime.memory import check_size, scratch
 
-SPLIT_FLOPS = 2_000_000  # a single product smaller than this runs as one call
-SMALL_BATCH = 16
-ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
-SYMBOLS = (("scipy_cblas_sgemm64_", ctypes.c_int64), ("cblas_sgemm64_", ctypes.c_int64),
-           ("cblas_sgemm", ctypes.c_int))  # fmt: skip
+MR = 6  # rows of A per micro-kernel tile
+JOBS_PER_THREAD = 4
 
 
-@lru_cache(maxsize=1)
-def sgemm_function():
-    """numpy's BLAS ``cblas_sgemm`` as a ctypes function, or None."""
-    from threadpoolctl import threadpool_info
+def nr() -> int:
+    """Columns of B per panel on this machine: 2 vectors with AVX-512, 1 with AVX2."""
+    return 2 * WIDTH if has_avx512() else WIDTH
 
-    np.ones((2, 2), np.float32) @ np.ones((2, 2), np.float32)  # BLAS is loaded by now
-    for info in threadpool_info():
-        if info.get("user_api") != "blas":
-            continue
-        try:
-            lib = ctypes.CDLL(info["filepath"])
-        except OSError:
-            continue
-        for name, blasint in SYMBOLS:
-            fn = getattr(lib, name, None)
-            if fn is None:
-                continue
-            f32, ptr, flag = ctypes.c_float, ctypes.c_void_p, ctypes.c_int
-            fn.argtypes = [flag, flag, flag, blasint, blasint, blasint, f32, ptr, blasint,
-                           ptr, blasint, f32, ptr, blasint]  # fmt: skip
-            fn.restype = None
-            return fn
-    return None
+
+def blocks(n: int, size: int) -> int:
+    return -(-n // size)
+
+
+def pack_a(a: np.ndarray) -> np.ndarray:
+    """A (G, M, K) -> (G, ceil(M/MR), K, MR) float32, zero rows past M."""
+    g, m, k = a.shape
+    rows = np.zeros((g, blocks(m, MR) * MR, k), np.float32)
+    rows[:, :m] = a
+    return np.ascontiguousarray(rows.reshape(g, -1, MR, k).transpose(0, 1, 3, 2))
+
+
+def pack_b(b: np.ndarray, width: int | None = None) -> np.ndarray:
+    """B (G, K, N) -> (G, ceil(N/NR), K, NR) float32, zero columns past N."""
+    width = width or nr()
+    g, k, n = b.shape
+    cols = np.zeros((g, k, blocks(n, width) * width), np.float32)
+    cols[:, :, :n] = b
+    return np.ascontiguousarray(cols.reshape(g, k, -1, width).transpose(0, 2, 1, 3))
 
 
 @kernel(parallel=True)
-def _blocks(sgemm, pa, pb, pc, dims, ops, jobs, parts, split_rows):  # pragma: no cover
-    """Job j: product g = j // parts, block j % parts of its rows or columns.
+def _pack_a(a, ap):  # pragma: no cover
+    """``pack_a`` into ap, for any strides of a."""
+    G, M, K = a.shape
+    mb = ap.shape[1]
+    for job in prange(G * mb):
+        g, b = job // mb, job % mb
+        dst = ap[g, b]
+        for r in range(MR):
+            i = b * MR + r
+            if i < M:
+                for k in range(K):
+                    dst[k, r] = a[g, i, k]
+            else:
+                for k in range(K):
+                    dst[k, r] = 0.0
 
-    dims: M, N, K, and element strides of each product (sa, sb, sc);
-    ops: transa, lda, transb, ldb, ldc, and the element steps along op(A)'s rows
-    (ai), op(B)'s columns (bj).
-    """
-    M, N, K, sa, sb, sc = dims[0], dims[1], dims[2], dims[3], dims[4], dims[5]
-    ta, lda, tb, ldb, ldc, ai, bj = ops[0], ops[1], ops[2], ops[3], ops[4], ops[5], ops[6]
-    for j in prange(jobs):
-        g = j // parts
-        p = j % parts
-        a_off, b_off, c_off = g * sa, g * sb, g * sc
-        m, n = M, N
-        if split_rows:
-            r0 = p * M // parts
-            m = (p + 1) * M // parts - r0
-            a_off += r0 * ai
-            c_off += r0 * ldc
-        else:
-            c0 = p * N // parts
-            n = (p + 1) * N // parts - c0
-            b_off += c0 * bj
-            c_off += c0
-        if m > 0 and n > 0:  # int(): plain ints for ctypes when numba's JIT is disabled
-            sgemm(ROW_MAJOR, int(ta), int(tb), int(m), int(n), int(K), np.float32(1.0),
-                  int(pa + 4 * a_off), int(lda), int(pb + 4 * b_off), int(ldb), np.float32(0.0),
-                  int(pc + 4 * c_off), int(ldc))  # fmt: skip
+
+@kernel(parallel=True)
+def _pack_b(b, bp):  # pragma: no cover
+    """``pack_b`` into bp, for any strides of b: a job per row of b, which it reads once
+    and writes NR values at a time into every panel."""
+    G, K, N = b.shape
+    nb, width = bp.shape[1], bp.shape[3]
+    for job in prange(G * K):
+        g, k = job // K, job % K
+        row = b[g, k]
+        for p in range(nb):
+            dst = bp[g, p, k]
+            j0 = p * width
+            n = min(width, N - j0)
+            for j in range(n):
+                dst[j] = row[j0 + j]
+            for j in range(n, width):
+                dst[j] = 0.0
+
+
+@kernel()
+def _tile_16(ap, bp, K, t):  # pragma: no cover
+    """t (MR*16) = the MR x 16 block ap (K, MR) @ bp (K, 16), six vectors of sums."""
+    c0 = c1 = c2 = c3 = c4 = c5 = vzero()
+    for k in range(K):
+        b = vload(bp, k * WIDTH)
+        a = k * MR
+        c0 = vfma(c0, b, ap[a])
+        c1 = vfma(c1, b, ap[a + 1])
+        c2 = vfma(c2, b, ap[a + 2])
+        c3 = vfma(c3, b, ap[a + 3])
+        c4 = vfma(c4, b, ap[a + 4])
+        c5 = vfma(c5, b, ap[a + 5])
+    vstore(t, 0 * WIDTH, c0)
+    vstore(t, 1 * WIDTH, c1)
+    vstore(t, 2 * WIDTH, c2)
+    vstore(t, 3 * WIDTH, c3)
+    vstore(t, 4 * WIDTH, c4)
+    vstore(t, 5 * WIDTH, c5)
+
+
+@kernel()
+def _tile_32(ap, bp, K, t):  # pragma: no cover
+    """t (MR*32) = the MR x 32 block ap (K, MR) @ bp (K, 32), twelve vectors of sums."""
+    c0 = c1 = c2 = c3 = c4 = c5 = vzero()
+    d0 = d1 = d2 = d3 = d4 = d5 = vzero()
+    for k in range(K):
+        b = vload(bp, 2 * k * WIDTH)
+        e = vload(bp, (2 * k + 1) * WIDTH)
+        a = k * MR
+        s = ap[a]
+        c0 = vfma(c0, b, s)
+        d0 = vfma(d0, e, s)
+        s = ap[a + 1]
+        c1 = vfma(c1, b, s)
+        d1 = vfma(d1, e, s)
+        s = ap[a + 2]
+        c2 = vfma(c2, b, s)
+        d2 = vfma(d2, e, s)
+        s = ap[a + 3]
+        c3 = vfma(c3, b, s)
+        d3 = vfma(d3, e, s)
+        s = ap[a + 4]
+        c4 = vfma(c4, b, s)
+        d4 = vfma(d4, e, s)
+        s = ap[a + 5]
+        c5 = vfma(c5, b, s)
+        d5 = vfma(d5, e, s)
+    w2 = 2 * WIDTH
+    vstore(t, 0 * w2, c0)
+    vstore(t, 0 * w2 + WIDTH, d0)
+    vstore(t, 1 * w2, c1)
+    vstore(t, 1 * w2 + WIDTH, d1)
+    vstore(t, 2 * w2, c2)
+    vstore(t, 2 * w2 + WIDTH, d2)
+    vstore(t, 3 * w2, c3)
+    vstore(t, 3 * w2 + WIDTH, d3)
+    vstore(t, 4 * w2, c4)
+    vstore(t, 4 * w2 + WIDTH, d4)
+    vstore(t, 5 * w2, c5)
+    vstore(t, 5 * w2 + WIDTH, d5)
+
+
+@kernel(parallel=True)
+def _gemm(ap, bp, c, M, N, chunk, tiles, bias, relu):  # pragma: no cover
+    """c[g] = ap[g] @ bp[g] (+ bias per column, then max(., 0) if relu), c (G, M, N)
+    C-contiguous; jobs (g, panel, chunk of ``chunk`` row blocks); tiles (threads,
+    MR*NR) the threads' tile buffers. ``bias`` has N values, or none."""
+    G, mb, K, width = ap.shape[0], ap.shape[1], ap.shape[2], bp.shape[3]
+    nb = bp.shape[1]
+    chunks = (mb + chunk - 1) // chunk
+    has_bias = bias.shape[0] > 0
+    for job in prange(G * nb * chunks):
+        g = job // (nb * chunks)
+        p = (job // chunks) % nb
+        q = job % chunks
+        t = tiles[numba.get_thread_id()]
+        bpp = bp[g, p].reshape(-1)
+        j0 = p * width
+        n = min(width, N - j0)
+        for b in range(q * chunk, min(mb, (q + 1) * chunk)):
+            if width == WIDTH:
+                _tile_16(ap[g, b].reshape(-1), bpp, K, t)
+            else:
+                _tile_32(ap[g, b].reshape(-1), bpp, K, t)
+            for r in range(min(MR, M - b * MR)):
+                dst = c[g, b * MR + r]
+                src = t[r * width : r * width + n]
+                for j in range(n):
+                    v = src[j]
+                    if has_bias:
+                        v += bias[j0 + j]
+                    if relu and v < 0.0:
+                        v = 0.0
+                    dst[j0 + j] = v
+
+
+def _chunk(g: int, mb: int, nb: int) -> int:
+    """Row blocks per job: one chunk each while panels alone give every thread several
+    jobs, else enough chunks that they do."""
+    want = JOBS_PER_THREAD * numba.get_num_threads()
+    chunks = min(mb, blocks(want, g * nb))
+    return blocks(mb, max(1, chunks))
+
+
+def gemm_packed(
+    ap: np.ndarray,
+    bp: np.ndarray,
+    out: np.ndarray,
+    m: int,
+    n: int,
+    bias: np.ndarray | None = None,
+    relu: bool = False,
+) -> np.ndarray:
+    """out (G, m, n) = packed A @ packed B (+ bias per column, ReLU), out C-contiguous."""
+    width = bp.shape[3]
+    tiles = scratch("gemm.tiles", (numba.get_num_threads(), MR * width), np.float32)
+    b = np.zeros(0, np.float32) if bias is None else bias
+    _gemm(ap, bp, out, m, n, _chunk(ap.shape[0], ap.shape[1], bp.shape[1]), tiles, b, relu)
+    return out
+
+
+def _as3d(x: np.ndarray) -> np.ndarray:
+    return x if x.ndim == 3 else x[None]
+
+
+def pack_a_call(a: np.ndarray) -> np.ndarray:
+    """``pack_a`` of a (G, M, K) into a per-thread scratch buffer, in parallel."""
+    g, m, k = a.shape
+    ap = scratch("gemm.a", (g, blocks(m, MR), k, MR), np.float32)
+    _pack_a(a, ap)
+    return ap
+
+
+def pack_b_call(b: np.ndarray, width: int | None = None) -> np.ndarray:
+    """``pack_b`` of b (G, K, N) into a per-thread scratch buffer, in parallel."""
+    width = width or nr()
+    g, k, n = b.shape
+    bp = scratch("gemm.b", (g, blocks(n, width), k, width), np.float32)
+    _pack_b(b, bp)
+    return bp
+
+
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out = a @ b for float32 (M, K) @ (K, N) or (G, M, K) @ (G, K, N), any strides of
+    a and b, out C-contiguous (other types and layouts: numpy's matmul)."""
+    if not (
+        a.dtype == b.dtype == out.dtype == np.float32
+        and out.flags.c_contiguous
+        and a.ndim == b.ndim == out.ndim
+        and a.ndim in (2, 3)
+        and (a.ndim == 2 or a.shape[0] == b.shape[0] == out.shape[0])
+    ):
+        return np.matmul(a, b, out=out)
+    a3, b3 = _as3d(a), _as3d(b)
+    g, m, k = a3.shape
+    n = b3.shape[2]
+    if k == 0:
+        out[...] = 0.0
+        return out
+    check_size((g, blocks(n, nr()) * nr(), k), np.float32, "GEMM packed B")
+    ap = pack_a_call(a3)
+    bp = pack_b_call(b3)
+    gemm_packed(ap, bp, _as3d(out), m, n)
+    return out
+
+
+class PackedGemm:
+    """y = x @ B (+ bias per column, ReLU) for a constant B (K, N), packed once: the
+    float32 Gemm and MatMul ops' call at a given shape of x (M, K)."""
+
+    def __init__(self, b: np.ndarray, bias: np.ndarray | None = None, relu: bool = False):
+        self.k, self.n = b.shape
+        self.bp = pack_b(np.asarray(b, np.float32)[None])
+        self.bias = None if bias is None else np.ascontiguousarray(bias, np.float32)
+        self.relu = relu
+
+    def __call__(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """x (M, K) float32, any strides; out (M, N) float32 C-contiguous."""
+        if self.k == 0:
+            out[...] = 0.0 if self.bias is None else self.bias
+            if self.relu:
+                np.maximum(out, 0, out=out)
+            return out
+        ap = pack_a_call(x[None])
+        return gemm_packed(ap, self.bp, out[None], x.shape[0], self.n, self.bias, self.relu)
 
 
 @kernel(fastmath=True)
@@ -170,70 +369,18 @@ def dot_rows_4(x0, x1, x2, x3, w, y0, y1, y2, y3):  # pragma: no cover
         dot_rows(x3, w, y3, j, J)
 
 
-@kernel(parallel=True)
-def small_batch_nt(x, w, out, bias, relu):  # pragma: no cover
-    """out = x @ w.T + bias, then max(., 0) if ``relu``, for x (N, K), w (J, K), bias
-    (J,): four rows of w per iteration, dotted with four rows of x at a time (then
-    one) while they are in cache."""
-    J, N = w.shape[0], x.shape[0]
-    for jb in prange((J + 3) // 4):
-        j0, j1 = jb * 4, min(J, jb * 4 + 4)
-        wb = w[j0:j1]
-        n = 0
-        while n + 4 <= N:
-            dot_rows_4(x[n], x[n + 1], x[n + 2], x[n + 3], wb, out[n, j0:j1],
-                       out[n + 1, j0:j1], out[n + 2, j0:j1], out[n + 3, j0:j1])  # fmt: skip
-            n += 4
-        while n < N:
-            dot_rows(x[n], w, out[n], j0, j1)
-            n += 1
-        for n in range(N):
-            for j in range(j0, j1):
-                v = out[n, j] + bias[j]
-                out[n, j] = max(v, np.float32(0.0)) if relu else v
+if numba.config.DISABLE_JIT:
+    # Plain Python runs the micro-kernels as NumPy sums over the same panels (the vector
+    # loop, interpreted, would take minutes for one conv layer). A sum along k adds the
+    # products in the same order for every element, as the vector loop does (BLAS would
+    # not: it is what this module replaces).
 
+    def _tile(ap, bp, K, t, width):
+        prod = ap[: K * MR].reshape(K, MR, 1) * bp[: K * width].reshape(K, 1, width)
+        t[:] = prod.sum(axis=0).reshape(-1)
 
-def _operand(x: np.ndarray, rows: int, cols: int) -> tuple[int, int, int] | None:
-    """(trans flag, leading dimension, element step along the rows) of a 2-D view."""
-    s0, s1 = (s // 4 for s in x.strides[-2:])
-    if s1 == 1 or cols == 1:
-        return NO_TRANS, max(s0, cols, 1), s0
-    if s0 == 1 or rows == 1:
-        return TRANS, max(s1, rows, 1), 1
-    return None
+    def _tile_16(ap, bp, K, t):
+        _tile(ap, bp, K, t, WIDTH)
 
-
-def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """out = a @ b for float32 (M, K) @ (K, N) or (G, M, K) @ (G, K, N), on every core."""
-    sgemm = sgemm_function()
-    m, k = a.shape[-2:]
-    n = b.shape[-1]
-    g = 1 if a.ndim == 2 else a.shape[0]
-    threads = numba.get_num_threads()
-    big = 2 * g * m * k * n >= SPLIT_FLOPS
-    opa, opb = _operand(a, m, k), _operand(b, k, n)
-    ok = (
-        sgemm is not None and big and threads > 1 and a.dtype == b.dtype == out.dtype == np.float32
-        and opa is not None and opb is not None and out.strides[-1] == 4
-        and (a.ndim == 2 or a.shape[0] == b.shape[0] == out.shape[0])
-    )  # fmt: skip
-    small = a.ndim == 2 and m <= SMALL_BATCH and a.flags.c_contiguous and b.T.flags.c_contiguous
-    if small and big and a.dtype == b.dtype == out.dtype == np.float32 and out.flags.c_contiguous:
-        # on one thread too: sgemm is slower at these shapes
-        small_batch_nt(a, b.T, out, np.zeros(n, np.float32), False)
-        return out
-    if not ok:
-        return np.matmul(a, b, out=out)
-    if g >= 2 * threads:
-        parts, split_rows = 1, True
-    else:
-        parts, split_rows = threads, m >= n
-    step = (
-        [0, 0, 0] if a.ndim == 2 else [s // 4 for s in (a.strides[0], b.strides[0], out.strides[0])]
-    )
-    dims = np.array([m, n, k, *step], np.int64)
-    ops = np.array([opa[0], opa[1], opb[0], opb[1], out.strides[-2] // 4, opa[2],
-                    1 if opb[0] == NO_TRANS else opb[1]], np.int64)  # fmt: skip
-    ptrs = (np.int64(x.ctypes.data) for x in (a, b, out))
-    _blocks(sgemm, *ptrs, dims, ops, g * parts, parts, split_rows)
-    return out
+    def _tile_32(ap, bp, K, t):
+        _tile(ap, bp, K, t, 2 * WIDTH)

@@ -204,11 +204,14 @@ def conv_call(
                                     **epilogue)  # fmt: skip
         return ConvCall(out_shape, run)
     w5 = _as5d(w)
+    packed = conv_kernels.pack_weights(w5, group)  # once per plan: the call keeps it
     geometry = {"group": group, "strides": _to3d(st, 1), "pads": _to3d(begin, 0),
                 "dilations": _to3d(dil, 1)}  # fmt: skip
 
     def im2col(x: np.ndarray, out: np.ndarray) -> None:
-        conv_kernels.conv3d_im2col(_as5d(x), w5, b, _as5d(out), **geometry, **epilogue)
+        conv_kernels.conv3d_im2col(
+            _as5d(x), w5, b, _as5d(out), **geometry, **epilogue, packed=packed
+        )
 
     if max_pool is None:
         return ConvCall(out_shape, im2col)
@@ -390,35 +393,35 @@ def gemm(a, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0, _out=None):  
 
 
 class GemmCall:
-    """A Gemm checked for one shape of A: ``call(a, out=None)`` runs it. At a small
-    float32 batch with a bias per column (or none), ``gemm.small_batch_nt`` adds the
-    bias and applies the fused ReLU itself."""
+    """A Gemm checked for one shape of A: ``call(a, out=None)`` runs it. In float32, B
+    is packed once for the engine's GEMM (``gemm.PackedGemm``), which also adds a bias
+    that is the same for every row and applies the fused ReLU while it stores."""
 
     def __init__(self, shape, dtype, b, c, alpha, beta, trans_a, relu) -> None:
         self.shape, self.dtype, self.b, self.c = shape, dtype, b, c
         self.alpha, self.beta, self.trans_a, self.relu = alpha, beta, trans_a, relu
-        self.bias = None
+        self.packed = None
+        self.fused = False  # bias and ReLU applied by the packed GEMM
         n = shape[1]
         row_bias = (
             c is None
             or c.ndim == 0
             or (c.ndim <= 2 and c.shape[-1] in (1, n) and c.size == c.shape[-1])
         )  # the same bias for every row
-        if (
-            dtype == b.dtype == np.float32 and shape[0] <= gemm_kernels.SMALL_BATCH
-            and b.T.flags.c_contiguous and alpha == 1.0 and row_bias
-        ):  # fmt: skip
-            bias = np.zeros(n) if c is None or beta == 0.0 else c.reshape(-1) * beta
-            self.bias = np.broadcast_to(bias, (n,)).astype(np.float32)
+        if dtype == b.dtype == np.float32:
+            self.fused = alpha == 1.0 and row_bias
+            bias = None
+            if self.fused and c is not None and beta != 0.0:
+                bias = np.broadcast_to(c.reshape(-1) * c.dtype.type(beta), (n,))
+            self.packed = gemm_kernels.PackedGemm(b, bias, relu and self.fused)
 
     def __call__(self, a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         a = a.T if self.trans_a else a
         y = allocate(self.shape, self.dtype, "Gemm output", out)
-        if self.bias is not None and a.flags.c_contiguous and y.flags.c_contiguous:
-            gemm_kernels.small_batch_nt(a, self.b.T, y, self.bias, self.relu)
-            return y
-        if y.dtype == a.dtype == self.b.dtype:
-            gemm_kernels.matmul(a, self.b, y)
+        if self.packed is not None and a.dtype == np.float32:
+            self.packed(a, y)
+            if self.fused:
+                return y
         else:
             np.dot(a, self.b, out=y)
         if self.alpha != 1.0:
@@ -465,6 +468,16 @@ def matmul(a, b):
     if ka != kb:
         raise ShapeError(f"MatMul: inner dimensions differ: A {a.shape}, B {b.shape}")
     try:
+        if a.dtype == b.dtype == np.float32 and a.ndim >= 2 and b.ndim == 2:
+            rows = a.reshape(-1, a.shape[-1])  # x @ W: one product over every row
+            out = allocate((rows.shape[0], b.shape[1]), np.float32, "MatMul output")
+            return gemm_kernels.matmul(rows, b, out).reshape(*a.shape[:-1], b.shape[1])
+        if a.dtype == b.dtype == np.float32 and a.ndim >= 2 and b.ndim >= 2:
+            batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+            a3 = np.broadcast_to(a, (*batch, *a.shape[-2:])).reshape(-1, *a.shape[-2:])
+            b3 = np.broadcast_to(b, (*batch, *b.shape[-2:])).reshape(-1, *b.shape[-2:])
+            out = allocate((a3.shape[0], a.shape[-2], b.shape[-1]), np.float32, "MatMul output")
+            return gemm_kernels.matmul(a3, b3, out).reshape(*batch, *out.shape[1:])
         return np.matmul(a, b)
     except ValueError as exc:
         raise ShapeError(f"MatMul: A {a.shape} and B {b.shape}: {exc}") from None
