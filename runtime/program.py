@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from runtime.kernels import gemm
 from runtime.kernels import program as k
 from runtime.kernels.activation import ACTIVATIONS
 from runtime.memory import scratch
@@ -29,6 +30,7 @@ WORKSPACE_LIMIT = 1 << 18  # floats of working memory per thread (1 MiB): cache-
 WEIGHTS_LIMIT = 1 << 22  # floats of weights (16 MiB), read again for every group
 CHUNKS_PER_THREAD = 8  # batches are cut finer than one chunk a thread: see run_images
 GROUP = 4  # images run op by op together: a Gemm reads its weights once for them
+assert GROUP <= gemm.MR  # a group's vectors are one row block of the GEMM
 
 
 class NotCompilableError(Exception):
@@ -208,7 +210,8 @@ def _gemm(b: _Builder, wt: np.ndarray, bias: np.ndarray, act: int, alpha: float)
     K, N = wt.shape
     r = b.row(k.OP_GEMM, N)
     r[k.G_K], r[k.G_N] = K, N
-    r[k.G_WOFF] = b.floats_at(wt.T)  # (N, K): a row per output
+    r[k.G_NR] = gemm.nr()
+    r[k.G_WOFF] = b.floats_at(gemm.pack_b(wt[None]))  # (panels, K, NR)
     r[k.G_BOFF] = b.floats_at(np.broadcast_to(bias, (N,)))
     r[k.G_ACT] = act
     r[k.G_ALPHA] = b.floats_at(np.array([alpha]))

@@ -338,21 +338,6 @@ def test_gemm_packed_with_bias_and_relu_matches_numpy(width):
     np.testing.assert_allclose(out[0], want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("rows", [3, 4, 10])
-def test_dot_rows_match_numpy(rows):
-    """The GEMV kernels of the fully connected layers, one input and four at a time."""
-    from runtime.kernels import gemm
-
-    xs, w = _rand(4, 37), _rand(rows, 37)
-    want = xs.astype(np.float64) @ w.T.astype(np.float64)
-    ys = np.full((4, rows), np.nan, np.float32)
-    gemm.dot_rows_4(*xs, w, *ys)
-    np.testing.assert_allclose(ys, want, rtol=1e-5, atol=1e-5)
-    y = np.full(rows, np.nan, np.float32)
-    gemm.dot_rows(xs[1], w, y, 0, rows)
-    np.testing.assert_allclose(y, want[1], rtol=1e-5, atol=1e-5)
-
-
 @pytest.mark.parametrize("kernel_strides", [((2, 2), (2, 2)), ((3, 3), (2, 2)), ((3, 2), (1, 2))])
 def test_max_pool_without_indices_matches_naive(kernel_strides):
     k, s = kernel_strides

@@ -111,7 +111,7 @@ def _pack_b(b, bp):  # pragma: no cover
 
 
 @kernel()
-def _tile_16(ap, bp, K, t):  # pragma: no cover
+def tile_16(ap, bp, K, t):  # pragma: no cover
     """t (MR*16) = the MR x 16 block ap (K, MR) @ bp (K, 16), six vectors of sums."""
     c0 = c1 = c2 = c3 = c4 = c5 = vzero()
     for k in range(K):
@@ -132,7 +132,7 @@ def _tile_16(ap, bp, K, t):  # pragma: no cover
 
 
 @kernel()
-def _tile_32(ap, bp, K, t):  # pragma: no cover
+def tile_32(ap, bp, K, t):  # pragma: no cover
     """t (MR*32) = the MR x 32 block ap (K, MR) @ bp (K, 32), twelve vectors of sums."""
     c0 = c1 = c2 = c3 = c4 = c5 = vzero()
     d0 = d1 = d2 = d3 = d4 = d5 = vzero()
@@ -192,9 +192,9 @@ def _gemm(ap, bp, c, M, N, chunk, tiles, bias, relu):  # pragma: no cover
         n = min(width, N - j0)
         for b in range(q * chunk, min(mb, (q + 1) * chunk)):
             if width == WIDTH:
-                _tile_16(ap[g, b].reshape(-1), bpp, K, t)
+                tile_16(ap[g, b].reshape(-1), bpp, K, t)
             else:
-                _tile_32(ap[g, b].reshape(-1), bpp, K, t)
+                tile_32(ap[g, b].reshape(-1), bpp, K, t)
             for r in range(min(MR, M - b * MR)):
                 dst = c[g, b * MR + r]
                 src = t[r * width : r * width + n]
@@ -298,77 +298,6 @@ class PackedGemm:
         return gemm_packed(ap, self.bp, out[None], x.shape[0], self.n, self.bias, self.relu)
 
 
-@kernel(fastmath=True)
-def dot_rows(x, w, y, j0, j1):  # pragma: no cover
-    """y[j] = w[j] . x for j0 <= j < j1, four rows of w at a time, each read once.
-
-    fastmath lets LLVM reorder each dot product's sum so that it vectorises.
-    """
-    K = x.shape[0]
-    j = j0
-    while j + 4 <= j1:
-        w0, w1, w2, w3 = w[j], w[j + 1], w[j + 2], w[j + 3]
-        s0 = s1 = s2 = s3 = np.float32(0.0)
-        for k in range(K):
-            v = x[k]
-            s0 += w0[k] * v
-            s1 += w1[k] * v
-            s2 += w2[k] * v
-            s3 += w3[k] * v
-        y[j], y[j + 1], y[j + 2], y[j + 3] = s0, s1, s2, s3
-        j += 4
-    while j < j1:
-        s = np.float32(0.0)
-        for k in range(K):
-            s += w[j, k] * x[k]
-        y[j] = s
-        j += 1
-
-
-@kernel(fastmath=True)
-def dot_rows_4(x0, x1, x2, x3, w, y0, y1, y2, y3):  # pragma: no cover
-    """y_i[j] = w[j] . x_i for four inputs and every row j of w: each block of four
-    rows of w is read once for the four inputs, sixteen sums at a time."""
-    J, K = w.shape
-    j = 0
-    while j + 4 <= J:
-        w0, w1, w2, w3 = w[j], w[j + 1], w[j + 2], w[j + 3]
-        s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = np.float32(0.0)
-        s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = np.float32(0.0)
-        for k in range(K):
-            a, b, c, d = w0[k], w1[k], w2[k], w3[k]
-            v = x0[k]
-            s00 += a * v
-            s01 += b * v
-            s02 += c * v
-            s03 += d * v
-            v = x1[k]
-            s10 += a * v
-            s11 += b * v
-            s12 += c * v
-            s13 += d * v
-            v = x2[k]
-            s20 += a * v
-            s21 += b * v
-            s22 += c * v
-            s23 += d * v
-            v = x3[k]
-            s30 += a * v
-            s31 += b * v
-            s32 += c * v
-            s33 += d * v
-        y0[j], y0[j + 1], y0[j + 2], y0[j + 3] = s00, s01, s02, s03
-        y1[j], y1[j + 1], y1[j + 2], y1[j + 3] = s10, s11, s12, s13
-        y2[j], y2[j + 1], y2[j + 2], y2[j + 3] = s20, s21, s22, s23
-        y3[j], y3[j + 1], y3[j + 2], y3[j + 3] = s30, s31, s32, s33
-        j += 4
-    if j < J:
-        dot_rows(x0, w, y0, j, J)
-        dot_rows(x1, w, y1, j, J)
-        dot_rows(x2, w, y2, j, J)
-        dot_rows(x3, w, y3, j, J)
-
-
 if numba.config.DISABLE_JIT:
     # Plain Python runs the micro-kernels as NumPy sums over the same panels (the vector
     # loop, interpreted, would take minutes for one conv layer). A sum along k adds the
@@ -379,8 +308,8 @@ if numba.config.DISABLE_JIT:
         prod = ap[: K * MR].reshape(K, MR, 1) * bp[: K * width].reshape(K, 1, width)
         t[:] = prod.sum(axis=0).reshape(-1)
 
-    def _tile_16(ap, bp, K, t):
+    def tile_16(ap, bp, K, t):
         _tile(ap, bp, K, t, WIDTH)
 
-    def _tile_32(ap, bp, K, t):
+    def tile_32(ap, bp, K, t):
         _tile(ap, bp, K, t, 2 * WIDTH)

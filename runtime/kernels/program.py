@@ -19,7 +19,7 @@ stride-1 convolution, ``src`` is the zero-padded input and ``offs[t]`` the flat
 offset of tap t = (c, ky, kx), ``c*Hp*Wp + ky*Wp + kx``: output row oy lives at
 ``p = oy*Wp + ox``, so one long contiguous loop covers every output position (the
 columns ox >= OW are computed and dropped). Otherwise ``src`` holds im2col columns
-and ``offs[t] = t*P``. A Gemm is one dot product per output (``gemm.dot_rows``).
+and ``offs[t] = t*P``. A Gemm runs the engine's GEMM micro-kernel on the group (``gemm.tile_16``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 from numba import prange
 
 from runtime.kernels.activation import activate, softmax_row
-from runtime.kernels.gemm import dot_rows, dot_rows_4
+from runtime.kernels.gemm import MR, tile_16, tile_32
 from runtime.kernels.jit import kernel
 from runtime.kernels.pool import pool_dense
 from runtime.kernels.taps import taps
@@ -49,8 +49,8 @@ POOL_NONE, POOL_AVG, POOL_MAX = 0, 1, 2  # C_POOL: a tiling pool fused into the 
 # pooling
 (P_C, P_H, P_W, P_OH, P_OW, P_KH, P_KW, P_SH, P_SW, P_PH, P_PW, P_DH, P_DW, P_MAX, P_INCL,
  P_EH, P_EW, P_TMP) = range(3, 21)  # fmt: skip
-# Gemm: y = act(w @ x + b), w (N, K) row-major
-G_K, G_N, G_WOFF, G_BOFF, G_ACT, G_ALPHA = range(3, 9)
+# Gemm: y = act(x @ w + b), w (K, N) packed in panels of G_NR columns (``gemm.pack_b``)
+G_K, G_N, G_WOFF, G_BOFF, G_ACT, G_ALPHA, G_NR = range(3, 10)
 # elementwise activation, in place
 A_SIZE, A_ACT, A_ALPHA = range(3, 6)
 # per-channel y = x * scale + shift (an unfused BatchNormalization)
@@ -250,27 +250,32 @@ def _pool(r, src, dst, ws):  # pragma: no cover
 @kernel()
 def _gemm(r, ws, fpool, G, a):  # pragma: no cover
     """The group's G images at once (image g's vectors at g*a from the regions'
-    starts): each block of four rows of w is read once for four images."""
-    K, N = r[G_K], r[G_N]
-    w = fpool[r[G_WOFF] : r[G_WOFF] + K * N].reshape((N, K))
+    starts), on the engine's GEMM micro-kernel: each panel of w is read once for the
+    group, and every output is the same chain of fused multiply-adds wherever it lies
+    (``kernels/gemm``)."""
+    K, N, NR = r[G_K], r[G_N], r[G_NR]
+    panels = (N + NR - 1) // NR
+    wp = fpool[r[G_WOFF] : r[G_WOFF] + panels * K * NR]
     x, y = ws[r[F_SRC] :], ws[r[F_DST] :]
-    g = 0
-    while g + 4 <= G:
-        dot_rows_4(x[g * a : g * a + K], x[(g + 1) * a : (g + 1) * a + K],
-                   x[(g + 2) * a : (g + 2) * a + K], x[(g + 3) * a : (g + 3) * a + K], w,
-                   y[g * a : g * a + N], y[(g + 1) * a : (g + 1) * a + N],
-                   y[(g + 2) * a : (g + 2) * a + N], y[(g + 3) * a : (g + 3) * a + N])  # fmt: skip
-        g += 4
-    while g < G:
-        dot_rows(x[g * a : g * a + K], w, y[g * a : g * a + N], 0, N)
-        g += 1
+    ap = np.zeros(K * MR, np.float32)  # the group's vectors as one packed row block
+    for k in range(K):
+        for g in range(G):
+            ap[k * MR + g] = x[g * a + k]
+    t = np.empty(MR * NR, np.float32)
     b = fpool[r[G_BOFF] : r[G_BOFF] + N]
+    for p in range(panels):
+        if NR == 16:
+            tile_16(ap, wp[p * K * NR : (p + 1) * K * NR], K, t)
+        else:
+            tile_32(ap, wp[p * K * NR : (p + 1) * K * NR], K, t)
+        j0 = p * NR
+        for g in range(G):
+            yg = y[g * a + j0 : g * a + min(N, j0 + NR)]
+            for j in range(yg.shape[0]):
+                yg[j] = t[g * NR + j] + b[j0 + j]
     for g in range(G):
-        yg = y[g * a : g * a + N]
-        for j in range(N):
-            yg[j] += b[j]
-        activate(yg, N, np.float32(0.0), r[G_ACT], fpool[r[G_ALPHA]], np.float32(1.0),
-                 np.float32(0.0))  # fmt: skip
+        activate(y[g * a : g * a + N], N, np.float32(0.0), r[G_ACT], fpool[r[G_ALPHA]],
+                 np.float32(1.0), np.float32(0.0))  # fmt: skip
 
 
 @kernel()
