@@ -4,6 +4,7 @@ the command starts without torch and only ``cnn train`` / ``cnn export`` need it
     cnn train lenet5                      # full Fashion-MNIST run, exports runs/lenet5.onnx
     cnn export runs/lenet5.pt --out exported/lenet5.onnx
     cnn summary exported/lenet5.onnx      # layers, shapes, parameters, MACs, metadata
+    cnn describe exported/lenet5.onnx     # per step: fused ops, algorithm and why
     cnn bisect exported/lenet5.onnx       # the first node where numba and onnxruntime differ
 
 Errors meant for people print one line on stderr and exit with code 2;
@@ -82,6 +83,32 @@ def _cmd_summary(args: argparse.Namespace) -> int:
             print("labels: " + ", ".join(json.loads(meta["labels"])))
         except (ValueError, TypeError):
             print(f"labels: {meta['labels']}")
+    return 0
+
+
+def _input_shape(dims: Sequence, given: dict[str, int]) -> tuple[int, ...]:
+    """A concrete shape for an input's dims: symbolic ones from ``given``, else 1."""
+    return tuple(d if isinstance(d, int) else given.get(str(d), 1) for d in dims)
+
+
+def _cmd_describe(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from runtime import InferenceSession
+
+    given = {}
+    for item in args.dim or []:
+        name, _, value = item.partition("=")
+        if not value.isdigit():
+            raise SystemExit(f"cnn describe: --dim {item!r}: expected NAME=SIZE, e.g. N=8")
+        given[name] = int(value)
+    sess = InferenceSession(args.model, backend="numba", threads=args.threads)
+    rng = np.random.default_rng(0)
+    feed = {}
+    for arg in sess.get_inputs():
+        dtype = np.float32 if arg.type == "tensor(float)" else np.int64
+        feed[arg.name] = rng.random(_input_shape(arg.shape, given)).astype(dtype)
+    print(sess.describe(feed).table())
     return 0
 
 
@@ -392,6 +419,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model", help="an ONNX file")
     p.set_defaults(func=_cmd_summary)
+
+    p = sub.add_parser(
+        "describe",
+        help="what the numba engine runs per step: fused ops, algorithm and why",
+        formatter_class=_Formatter,
+        epilog="example:\n  cnn describe exported/lenet5.onnx --dim N=8",
+    )
+    p.add_argument("model", help="an ONNX file")
+    p.add_argument(
+        "--dim", action="append", help="a size for a symbolic dimension, NAME=SIZE (default 1)"
+    )
+    p.add_argument("--threads", type=int, default=None, help="numba threads (default: all)")
+    p.set_defaults(func=_cmd_describe)
 
     p = sub.add_parser(
         "predict",

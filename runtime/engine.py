@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from runtime import errors
+from runtime import dispatch, errors
+from runtime.description import Description, StepInfo
 from runtime.graph import Graph, Node
-from runtime.kernels import winograd
 from runtime.ops import resolve, supported_ops
-from runtime.ops.nn import bn_scale_shift, conv, conv_forward, gemm_call
+from runtime.ops.nn import bn_affine, fused_conv, fused_gemm
 from runtime.program import NotCompilableError, Program, compile_program
 
 TYPED_ERRORS = (
@@ -44,8 +44,19 @@ TYPED_ERRORS = (
 )
 ACTIVATION_OPS = ("Relu", "LeakyRelu", "Tanh", "Sigmoid")
 REMOVABLE = ("Identity", "Dropout")
+# ops whose steps run numba kernels (the others: NumPy), for ``describe``
+KERNEL_OPS = (
+    "Conv",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "Gemm",
+    "MatMul",
+    "Softmax",
+    "LogSoftmax",
+)
 MAX_PLANS = 16  # input shapes whose plans and buffers a session keeps
-WINOGRAD_MIN_CHANNELS = 32
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,9 @@ class Step:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     attrs: Mapping[str, Any] = field(default_factory=dict)
+    since: int = 1  # the opset version whose semantics ``fn`` implements
+    choice: dispatch.Choice | None = None  # the algorithm chosen at load, and why
+    fused: tuple[str, ...] = ()  # the ops the rewrite passes fused into this step
 
     @property
     def op_type(self) -> str:
@@ -120,7 +134,7 @@ def _make_step(node: Node, opset: int) -> Step:
     attrs = dict(node.attrs)
     if wants_n:
         attrs["_num_outputs"] = len(node.outputs)
-    return Step(node, version.fn, node.inputs, node.outputs, attrs)
+    return Step(node, version.fn, node.inputs, node.outputs, attrs, version.since)
 
 
 def call_step(
@@ -192,15 +206,6 @@ def _only_user(steps: list[Step], i: int, outputs: set[str]) -> int | None:
     return users[0] if len(users) == 1 else None
 
 
-def _bn_params(step: Step, constants: Mapping[str, np.ndarray]):
-    names = step.inputs[1:5]
-    if len(names) != 4 or not all(n in constants for n in names):
-        return None
-    if step.attrs.get("training_mode", 0) or step.attrs.get("spatial", 1) != 1:
-        return None
-    return bn_scale_shift(*(constants[n] for n in names), step.attrs.get("epsilon", 1e-5))
-
-
 def _plain_max_pool(step: Step, w: np.ndarray | None) -> tuple[int, int, int, int] | None:
     """(kh, kw, sh, sw) of a MaxPool that a 2-D conv (weights ``w``) can apply to its own
     output: no padding, dilation or ceil mode, and no indices wanted."""
@@ -222,16 +227,13 @@ def _plain_max_pool(step: Step, w: np.ndarray | None) -> tuple[int, int, int, in
     return (*kernel, *strides) if plain else None
 
 
-def _conv_fn(x, w, b=None, u=None, u_small=None, _out=None, **attrs):
-    return conv_forward(x, w, b, u, u_small, _out=_out, **attrs)
-
-
 class _Bound:
     """A step's call laid out once for its plan's input shapes (``_bind``): the step's
     other inputs, constants, and its attributes are inside it."""
 
     def __init__(self, call: Callable[[np.ndarray, np.ndarray | None], np.ndarray]) -> None:
         self.call = call
+        self.choice: dispatch.Choice | None = getattr(call, "choice", None)
 
     def __call__(self, x: np.ndarray, *constants: np.ndarray, _out=None) -> np.ndarray:
         return self.call(x, _out and _out[0])
@@ -276,14 +278,6 @@ def _reshape_to(shape: tuple[int, ...]) -> Callable[[np.ndarray, np.ndarray | No
         return x.reshape(shape)
 
     return reshape
-
-
-def _gemm_relu(a, b, c=None, _out=None, **attrs):
-    return gemm_call(a.shape, a.dtype, b, c, relu=True, **attrs)(a, _out and _out[0])
-
-
-_conv_fn.prepare = conv.prepare
-_gemm_relu.prepare = lambda x, args, attrs: gemm_call(x.shape, x.dtype, *args, relu=True, **attrs)
 
 
 def _writes_out(fn: Callable) -> bool:
@@ -351,8 +345,8 @@ def _fuse(steps: list[Step], constants: dict[str, np.ndarray], outputs: set[str]
         step = steps[i]
         j = _only_user(steps, i, outputs)
         nxt = steps[j] if j is not None else None
-        if step.op_type == "Conv" and step.fn is not _conv_fn:
-            steps[i] = step = replace(step, fn=_conv_fn)
+        if step.op_type == "Conv" and step.fn is not fused_conv:
+            steps[i] = step = replace(step, fn=fused_conv)
         if step.op_type == "Conv" and nxt is not None:
             attrs = dict(step.attrs)
             fused = None
@@ -366,7 +360,7 @@ def _fuse(steps: list[Step], constants: dict[str, np.ndarray], outputs: set[str]
                 and nxt.inputs[0] == step.outputs[0]
                 and "activation" not in attrs
                 and consts_ok
-                and (ab := _bn_params(nxt, constants)) is not None
+                and (ab := bn_affine(nxt.inputs, nxt.attrs, constants)) is not None
             ):
                 a, c = ab
                 w = constants[w_name]
@@ -374,7 +368,12 @@ def _fuse(steps: list[Step], constants: dict[str, np.ndarray], outputs: set[str]
                 wf, bf = f"{w_name}::bnfold{i}", f"{w_name}::bnbias{i}"
                 constants[wf] = (w * a.reshape(-1, *([1] * (w.ndim - 1)))).astype(np.float32)
                 constants[bf] = (bias * a + c).astype(np.float32)
-                fused = replace(step, inputs=(step.inputs[0], wf, bf), outputs=nxt.outputs)
+                fused = replace(
+                    step,
+                    inputs=(step.inputs[0], wf, bf),
+                    outputs=nxt.outputs,
+                    fused=(*step.fused, "BatchNormalization (in the weights)"),
+                )
             elif (
                 nxt.op_type in ACTIVATION_OPS
                 and "activation" not in attrs
@@ -389,7 +388,7 @@ def _fuse(steps: list[Step], constants: dict[str, np.ndarray], outputs: set[str]
                 and nxt.inputs[0] == step.outputs[0]
                 and "activation" in attrs
                 and "post_scale" not in attrs
-                and (ab := _bn_params(nxt, constants)) is not None
+                and (ab := bn_affine(nxt.inputs, nxt.attrs, constants)) is not None
             ):
                 attrs["post_scale"], attrs["post_shift"] = ab
                 fused = replace(step, attrs=attrs, outputs=nxt.outputs)
@@ -400,57 +399,47 @@ def _fuse(steps: list[Step], constants: dict[str, np.ndarray], outputs: set[str]
                 attrs["max_pool"] = pool
                 fused = replace(step, attrs=attrs, outputs=nxt.outputs[:1])
             if fused is not None:
+                if len(fused.fused) == len(step.fused):
+                    fused = replace(fused, fused=(*step.fused, nxt.op_type))
                 steps[i] = fused
                 del steps[j]
                 continue  # try to fuse the next one into the same conv
-        if step.op_type == "Gemm" and nxt is not None and nxt.op_type == "Relu":
-            steps[i] = replace(step, fn=_gemm_relu, outputs=nxt.outputs)
+        if (
+            step.op_type == "Gemm"
+            and "activation" not in step.attrs
+            and nxt is not None
+            and nxt.op_type == "Relu"
+        ):
+            attrs = {**step.attrs, "activation": "Relu"}
+            steps[i] = replace(
+                step, fn=fused_gemm, attrs=attrs, outputs=nxt.outputs, fused=(*step.fused, "Relu")
+            )
             del steps[j]
             continue
         i += 1
     return steps
 
 
-def _winograd(steps: list[Step], constants: dict[str, np.ndarray]) -> list[Step]:
-    """Give each Winograd-worthy conv its transformed weights, as a fourth input (and
-    for 3x3 kernels a fifth: F(2x2, 3x3)'s, for small batches).
-
-    Worthy: 2-D, square kernel, dilation 1, group 1, constant weights, equal strides
-    s, a kernel of ceil(k/s) in ``winograd.TILE``, and at least
-    ``WINOGRAD_MIN_CHANNELS`` channels in (C*s*s) and out, so that the a*a products
-    fill the micro-kernel's panels of 32 output channels (``packed_gemm``). A stride
-    above 1 runs as the stride-1 convolution of the space-to-depth input (AlexNet's
-    11x11/4 conv1: 3x3 over 48 channels).
-    """
+def _choose_conv_algorithms(steps: list[Step], constants: dict[str, np.ndarray]) -> list[Step]:
+    """Each Conv's load-time algorithm (``dispatch.conv_at_load``), recorded on its step;
+    a Winograd-worthy one gets its ``WinogradWeights``, transformed on first use."""
     for i, step in enumerate(steps):
-        if step.op_type != "Conv" or step.fn is not _conv_fn:
+        if step.op_type != "Conv" or step.fn is not fused_conv:
             continue
-        w = constants.get(step.inputs[1])
-        attrs = step.attrs
-        strides = list(attrs.get("strides") or [1, 1])
-        if (
-            w is None
-            or w.ndim != 4
-            or w.dtype != np.float32
-            or w.shape[2] != w.shape[3]
-            or len(set(strides)) != 1
-            or attrs.get("group", 1) != 1
-            or any(d != 1 for d in attrs.get("dilations") or [1])
-        ):
-            continue
-        s = strides[0]
-        kk = -(-w.shape[2] // s)
-        if kk not in winograd.TILE or min(w.shape[0], w.shape[1] * s * s) < WINOGRAD_MIN_CHANNELS:
-            continue
-        ws = winograd.space_to_depth_weights(w, s) if s > 1 else w
-        names = []
-        for tile in (winograd.TILE[kk], winograd.SMALL_TILE.get(kk)):
-            if tile:
-                names.append(f"{step.inputs[1]}::winograd{i}_{tile}")
-                constants[names[-1]] = winograd.transform_weights(ws, tile)
-        bias = step.inputs[2] if len(step.inputs) > 2 else ""
-        steps[i] = replace(step, inputs=(step.inputs[0], step.inputs[1], bias, *names))
+        choice, weights = dispatch.conv_at_load(constants.get(step.inputs[1]), step.attrs)
+        attrs = dict(step.attrs)
+        if weights is not None:
+            attrs["winograd"] = weights
+        steps[i] = replace(step, attrs=attrs, choice=choice)
     return steps
+
+
+def _info(step: Step, choice: dispatch.Choice | None = None) -> StepInfo:
+    """A step for ``describe``: the bound call's choice, else the load-time one."""
+    choice = choice or getattr(step.fn, "choice", None) or step.choice
+    if choice is None:
+        choice = dispatch.Choice("numpy" if step.op_type not in KERNEL_OPS else "kernel", "")
+    return StepInfo(step.node.name, step.op_type, step.fused, choice.algorithm, choice.reason)
 
 
 # ------------------------------------------------------------------------ the engine
@@ -472,7 +461,7 @@ class NumbaEngine:
             steps = _fold_constants(steps, constants)
             steps = _remove_identities(steps, outputs)
             steps = _fuse(steps, constants, outputs)
-            steps = _winograd(steps, constants)
+            steps = _choose_conv_algorithms(steps, constants)
         self.optimize = optimize
         self.compile_plans = optimize and compile_plans
         self.steps: tuple[Step, ...] = tuple(steps)
@@ -564,6 +553,28 @@ class NumbaEngine:
                 del arenas[stale]  # the plan was evicted: so are its buffers
             arena = arenas[key] = [np.empty(shape, dtype) for shape, dtype in plan.slot_specs]
         return arena
+
+    def describe(self, feeds: Mapping[str, np.ndarray] | None = None) -> Description:
+        """Each step of the plan for ``feeds`` (built now if needed; None: the newest
+        plan, or the load-time choices when nothing ran yet)."""
+        plan = None
+        if feeds is not None:
+            key = self._key(feeds)
+            if key not in self._plans:
+                self.run(feeds, self.output_names)
+            plan = self._plans.get(key)
+        elif self._plans:
+            key, plan = next(reversed(self._plans.items()))
+        if plan is None:
+            return Description(None, False, "no plan yet", tuple(_info(s) for s in self.steps))
+        shapes = {name: shape for name, shape, _ in key}
+        if plan.program is not None:
+            info = tuple(
+                _info(s, dispatch.Choice("compiled program", "the plan is one chain program"))
+                for s in plan.steps
+            )
+            return Description(shapes, True, "", info)
+        return Description(shapes, False, plan.not_compiled, tuple(_info(s) for s in plan.steps))
 
     def run_all(self, feeds: Mapping[str, np.ndarray]) -> list[tuple[Step, dict]]:
         """Every step with the tensors it produced, in order (for bisection)."""

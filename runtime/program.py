@@ -235,8 +235,6 @@ def compile_program(
     feeds: Mapping[str, np.ndarray], outputs: Sequence[str],
 ) -> Program:  # fmt: skip
     """The op table for ``steps`` (a plan's), or NotCompilableError with the reason."""
-    from runtime.engine import _conv_fn, _gemm_relu  # the engine imports this module
-
     if len(feeds) != 1 or len(outputs) != 1:
         raise NotCompilableError("only graphs with one input and one output")
     (name, x0), = feeds.items()  # fmt: skip
@@ -256,7 +254,7 @@ def compile_program(
             raise _refuse(step, "output is not float32 per image")
         attrs = step.attrs
         fusable = b.rows[-1] if b.rows and b.rows[-1][k.F_OP] == k.OP_CONV else None
-        if op == "Conv" and step.fn in (_conv_fn, nn.conv):
+        if op == "Conv":
             conv_y = _conv(b, attrs, x, _const(step, 1, constants), _const(step, 2, constants))
             if "max_pool" in attrs:  # the engine fused a MaxPool into the conv
                 kh, kw, sh, sw = attrs["max_pool"]
@@ -274,7 +272,8 @@ def compile_program(
             bias = np.zeros(wt.shape[1]) if c is None else c * attrs.get("beta", 1.0)
             if bias.size not in (1, wt.shape[1]) or (bias.ndim > 1 and bias.shape[0] != 1):
                 raise _refuse(step, "C varies per image")
-            _gemm(b, wt, bias.ravel(), 1 if step.fn is _gemm_relu else 0, 0.0)
+            relu = attrs.get("activation") == "Relu"  # fused by the engine's passes
+            _gemm(b, wt, bias.ravel(), ACTIVATIONS["Relu"] if relu else 0, 0.0)
         elif op == "MatMul":
             w = _const(step, 1, constants)
             if x.ndim != 2 or w.ndim != 2:
@@ -285,9 +284,7 @@ def compile_program(
             r[k.A_SIZE], r[k.A_ACT] = y[0].size, ACTIVATIONS[op]
             r[k.A_ALPHA] = b.floats_at(np.array([attrs.get("alpha", 0.01)]))
         elif op == "BatchNormalization":
-            from runtime.engine import _bn_params
-
-            ab = _bn_params(step, constants)
+            ab = nn.bn_affine(step.inputs, attrs, constants)
             if ab is None or x.ndim < 2:
                 raise _refuse(step, "BatchNormalization in training mode")
             r = b.row(k.OP_AFFINE, y[0].size, in_place=True)
@@ -296,9 +293,9 @@ def compile_program(
         elif op in ("Reshape", "Flatten"):
             pass  # the image's values keep their order: nothing to do
         elif op in ("Softmax", "LogSoftmax"):
-            axis = attrs.get("axis", 1 if step.fn in (nn.softmax_1, nn.log_softmax_1) else -1)
-            whole = axis == 1 if step.fn in (nn.softmax_1, nn.log_softmax_1) else (
-                x.ndim == 2 and axis in (1, -1))  # fmt: skip
+            flattens = step.since < 13  # before opset 13: over the axes from ``axis`` on
+            axis = attrs.get("axis", 1 if flattens else -1)
+            whole = axis == 1 if flattens else (x.ndim == 2 and axis in (1, -1))
             if not whole:
                 raise _refuse(step, f"{op} over part of an image")
             r = b.row(k.OP_SOFTMAX, y[0].size, in_place=True)

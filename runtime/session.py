@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from runtime.description import Description
 from runtime.errors import BackendUnavailableError, InputFeedError
 from runtime.graph import Graph, TensorInfo, load_graph
 
@@ -229,3 +230,18 @@ class InferenceSession:
                 )
         feeds = check_feeds(self.graph.inputs, input_feed)
         return self._impl.run(names, feeds)
+
+    def describe(self, input_feed: Mapping[str, Any] | None = None) -> Description:
+        """What the numba engine runs for ``input_feed``'s shapes (run once now if it
+        has not run with them): per step, the op, the ops fused into it, the algorithm
+        and why, and whether the plan is one compiled program. Without a feed: the
+        newest plan, or the load-time choices."""
+        if self.backend != "numba":
+            raise BackendUnavailableError(
+                f"describe() shows the numba engine's plan; this session runs {self.backend!r}"
+            )
+        feeds = None
+        if input_feed is not None:
+            feeds = check_feeds(self.graph.inputs, input_feed)
+            self._impl.run(list(self._output_names), feeds)
+        return self._impl.engine.describe(feeds)

@@ -64,11 +64,11 @@ def _runs(
 
 
 def _uses_winograd(engine: NumbaEngine) -> bool:
-    return any("::winograd" in name for s in engine.steps for name in s.inputs)
+    return any(a.startswith("winograd") for a in engine.describe().algorithms("Conv"))
 
 
 def _compiled(engine: NumbaEngine) -> bool:
-    return all(plan.program is not None for plan in engine._plans.values())
+    return engine.describe().compiled
 
 
 def _assert_invariant(outs: list[np.ndarray], channel_axis: int = 1) -> None:

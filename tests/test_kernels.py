@@ -132,13 +132,13 @@ def test_winograd_conv_matches_naive(xs, m, r, pads, tile, act):
     """Weights scaled by 1/sqrt(fan-in), as a trained network's are: outputs of order
     one, so the tolerance means the same for every kernel size and channel count
     (F(4x4, 5x5) over N(0, 1) weights sums 100 terms to outputs near 40)."""
-    from runtime.kernels import winograd
+    from runtime.dispatch import winograd_weights
     from runtime.ops.nn import conv_forward
 
     x, w, b = _rand(*xs), _rand(m, xs[1], r, r) / np.float32(np.sqrt(xs[1] * r * r)), _rand(m)
     scale, shift = _rand(m), _rand(m)
-    u = winograd.transform_weights(w, tile)
-    got = conv_forward(x, w, b, u, pads=pads, activation=act, alpha=0.1, post_scale=scale,
+    u = winograd_weights(w, 1, tile)
+    got = conv_forward(x, w, b, winograd=u, pads=pads, activation=act, alpha=0.1, post_scale=scale,
                        post_shift=shift)  # fmt: skip
     y = naive.conv2d(x, w, b, strides=(1, 1), pads=pads, dilations=(1, 1), group=1)
     y = {None: lambda v: v, "Relu": lambda v: np.maximum(v, 0), "Tanh": np.tanh,
@@ -156,13 +156,13 @@ def test_winograd_conv_matches_naive(xs, m, r, pads, tile, act):
     ((1, 2, 12, 12), 10, 2, (0, 0, 0, 0)),  # k' = 5: F(4, 5)
 ])  # fmt: skip
 def test_strided_winograd_by_space_to_depth_matches_naive(xs, k, s, pads):
-    from runtime.kernels import winograd
+    from runtime.dispatch import winograd_weights
     from runtime.ops.nn import conv_forward
 
     x, w, b = _rand(*xs), _rand(4, xs[1], k, k), _rand(4)
-    ws = winograd.space_to_depth_weights(w, s)
-    u = winograd.transform_weights(ws, winograd.TILE[ws.shape[2]])
-    got = conv_forward(x, w, b, u, pads=pads, strides=(s, s), activation="Relu")
+    got = conv_forward(
+        x, w, b, winograd=winograd_weights(w, s), pads=pads, strides=(s, s), activation="Relu"
+    )
     want = naive.conv2d(x, w, b, strides=(s, s), pads=pads, dilations=(1, 1), group=1)
     np.testing.assert_allclose(got, np.maximum(want, 0), rtol=1e-4, atol=1e-4)
 
@@ -170,14 +170,17 @@ def test_strided_winograd_by_space_to_depth_matches_naive(xs, k, s, pads):
 def test_winograd_chunks_match_naive(monkeypatch):
     """Images in several chunks (a small budget), the last one partial; in the output
     transform, several passes over the tiles and a partial last block of channels."""
+    from runtime.dispatch import winograd_weights
     from runtime.kernels import winograd
     from runtime.ops.nn import conv_forward
 
     monkeypatch.setattr(winograd, "BUDGET", 2 * 36 * 40 * 9)  # two images of 9 tiles a chunk
     monkeypatch.setattr(winograd, "OUT_PASS", 40 * winograd.CB * 5)  # F(4x4, 3x3): 5 tiles
     x, w, b = _rand(5, 4, 11, 10), _rand(40, 4, 3, 3) / np.float32(6), _rand(40)
-    u = winograd.transform_weights(w, 4)
-    got = conv_forward(x, w, b, u, pads=(1, 1, 1, 1), activation="Relu", max_pool=(2, 2, 2, 2))
+    u = winograd_weights(w, 1, 4)
+    got = conv_forward(
+        x, w, b, winograd=u, pads=(1, 1, 1, 1), activation="Relu", max_pool=(2, 2, 2, 2)
+    )
     y = np.maximum(naive.conv2d(x, w, b, strides=(1, 1), pads=(1, 1, 1, 1), dilations=(1, 1),
                                 group=1), 0)  # fmt: skip
     want = naive.pool2d(y, kernel=(2, 2), strides=(2, 2), pads=(0, 0, 0, 0), dilations=(1, 1),
@@ -195,14 +198,15 @@ def test_winograd_chunks_match_naive(monkeypatch):
 def test_conv_with_fused_max_pool_matches_naive(xs, r, pads, pool, use_winograd):
     """Conv, ReLU, scale and shift, then a max pool: in the Winograd output transform,
     or after an im2col conv (no transformed weights)."""
+    from runtime.dispatch import winograd_weights
     from runtime.kernels import winograd
     from runtime.ops.nn import conv_forward
 
     m = 5
     x, w, b = _rand(*xs), _rand(m, xs[1], r, r) / np.float32(np.sqrt(xs[1] * r * r)), _rand(m)
     scale, shift = _rand(m), _rand(m)  # negative scales too: the pool comes after them
-    u = winograd.transform_weights(w, winograd.TILE[r]) if use_winograd else None
-    got = conv_forward(x, w, b, u, pads=pads, activation="Relu", post_scale=scale,
+    u = winograd_weights(w, 1, winograd.TILE[r]) if use_winograd else None
+    got = conv_forward(x, w, b, winograd=u, pads=pads, activation="Relu", post_scale=scale,
                        post_shift=shift, max_pool=pool)  # fmt: skip
     y = np.maximum(naive.conv2d(x, w, b, strides=(1, 1), pads=pads, dilations=(1, 1), group=1), 0)
     y = y * scale[None, :, None, None] + shift[None, :, None, None]

@@ -166,14 +166,15 @@ def alexnet_model(tmp_path_factory):
 def test_alexnet_random_weights_matches_onnxruntime(alexnet_model, batch):
     x = np.random.default_rng(batch).random((batch, 3, 227, 227), dtype=np.float32)
     sess = InferenceSession(alexnet_model, backend="numba")
-    kinds = [(s.op_type, s.attrs.get("activation"), "post_scale" in s.attrs)
-             for s in sess._impl.engine.steps]  # fmt: skip
-    assert ("Conv", "Relu", True) in kinds  # ReLU and the BN after it are in the conv epilogue
-    assert not any(k[0] == "BatchNormalization" for k in kinds)
+    plan = sess.describe({"input": x})
+    # ReLU and the BN after it are in the conv epilogue
+    assert ("Relu", "BatchNormalization") in [s.fused[:2] for s in plan.steps if s.op == "Conv"]
+    assert "BatchNormalization" not in [s.op for s in plan.steps]
     # Every conv runs as Winograd: conv1 (11x11, stride 4) as 3x3 over its
     # space-to-depth input, conv2 (5x5) and conv3-5 (3x3) directly.
-    convs = [s for s in sess._impl.engine.steps if s.op_type == "Conv"]
-    assert [len(s.inputs) for s in convs] == [5, 4, 5, 5, 5]  # 3x3: F(4x4) and F(2x2)
+    convs = plan.algorithms("Conv")
+    assert len(convs) == 5 and all(a.startswith("winograd F(") for a in convs), convs
+    assert convs[1].endswith("5x5)")
     (b,) = InferenceSession(alexnet_model, backend="onnxruntime").run(None, {"input": x})
     for _ in range(2):  # traced, then planned
         (a,) = sess.run(None, {"input": x})
@@ -205,7 +206,7 @@ def test_repeated_run_allocates_only_its_outputs():
     # Step by step, planned buffers and per-thread scratch hold the intermediates (conv
     # outputs, im2col).
     steps = InferenceSession(LENET)
-    steps._impl.engine.compile_plans = False
+    steps._impl.engine.compile_plans = False  # no public switch: users always compile
     peak = _allocated_per_run(steps, {"input": x})
     assert peak < out_bytes + 64 * 1024, peak
 
@@ -268,8 +269,10 @@ def test_conv_then_batchnorm_folds_into_the_weights():
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4, 8, 8])],
         [numpy_helper.from_array(v, k) for k, v in inits.items()],
     )
-    sess = InferenceSession(model)
-    assert [s.op_type for s in sess._impl.engine.steps] == ["Conv"]  # BN is in the weights
+    plan = InferenceSession(model).describe()
+    assert [(s.op, s.fused) for s in plan.steps] == [
+        ("Conv", ("BatchNormalization (in the weights)",))
+    ]
     _compare(model, {"x": rng.standard_normal((2, 3, 8, 8)).astype(np.float32)}, atol=1e-4)
 
 
@@ -307,9 +310,11 @@ def test_max_pool_fuses_into_the_conv_before_it(pool_attrs, fused):
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
         [numpy_helper.from_array(v, k) for k, v in inits.items()],
     )
-    sess = InferenceSession(model)
-    steps = [s.op_type for s in sess._impl.engine.steps]
-    assert steps == (["Conv"] if fused else ["Conv", "MaxPool"])
+    steps = [(s.op, s.fused) for s in InferenceSession(model).describe().steps]
+    epilogue = ("Relu", "BatchNormalization")
+    assert steps == (
+        [("Conv", (*epilogue, "MaxPool"))] if fused else [("Conv", epilogue), ("MaxPool", ())]
+    )
     for n in (1, 3):
         _compare(model, {"x": rng.standard_normal((n, c, 13, 13)).astype(np.float32)}, atol=1e-4)
 

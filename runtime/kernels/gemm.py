@@ -40,11 +40,13 @@ from numba import prange
 
 from runtime.kernels.isa import has_avx512
 from runtime.kernels.jit import kernel
-from runtime.kernels.simd import WIDTH, vfma, vload, vstore, vzero
+from runtime.kernels.simd import WIDTH, prefetch, vfma, vload, vstore, vzero
 from runtime.memory import check_size, scratch
 
 MR = 6  # rows of A per micro-kernel tile
 JOBS_PER_THREAD = 4
+FEW_ROWS = 3  # products with fewer rows run row by row (``row_4``)
+AHEAD = 32  # rows of a B panel prefetched ahead: B streams from memory at a small M
 
 
 def nr() -> int:
@@ -115,6 +117,7 @@ def tile_16(ap, bp, K, t):  # pragma: no cover
     """t (MR*16) = the MR x 16 block ap (K, MR) @ bp (K, 16), six vectors of sums."""
     c0 = c1 = c2 = c3 = c4 = c5 = vzero()
     for k in range(K):
+        prefetch(bp, (k + AHEAD) * WIDTH)
         b = vload(bp, k * WIDTH)
         a = k * MR
         c0 = vfma(c0, b, ap[a])
@@ -137,6 +140,8 @@ def tile_32(ap, bp, K, t):  # pragma: no cover
     c0 = c1 = c2 = c3 = c4 = c5 = vzero()
     d0 = d1 = d2 = d3 = d4 = d5 = vzero()
     for k in range(K):
+        prefetch(bp, (2 * k + 2 * AHEAD) * WIDTH)
+        prefetch(bp, (2 * k + 2 * AHEAD + 1) * WIDTH)
         b = vload(bp, 2 * k * WIDTH)
         e = vload(bp, (2 * k + 1) * WIDTH)
         a = k * MR
@@ -171,6 +176,58 @@ def tile_32(ap, bp, K, t):  # pragma: no cover
     vstore(t, 4 * w2 + WIDTH, d4)
     vstore(t, 5 * w2, c5)
     vstore(t, 5 * w2 + WIDTH, d5)
+
+
+@kernel()
+def row_4(ap, r, bp, o0, o1, o2, o3, step, K, t):  # pragma: no cover
+    """t[i*WIDTH : (i+1)*WIDTH] = sum_k ap[k*MR + r] * bp[o_i + k*step : ... + WIDTH] for
+    four vectors of B (i = 0..3), four vectors of sums: one row of A against four
+    streams of B, for products with too few rows to fill a tile (a fully connected
+    layer at batch 1 reads B from memory; four streams read it faster than one).
+    Each sum is the same chain of fused multiply-adds as in ``tile_16``."""
+    c0 = c1 = c2 = c3 = vzero()
+    for k in range(K):
+        a = ap[k * MR + r]
+        c0 = vfma(c0, vload(bp, o0 + k * step), a)
+        c1 = vfma(c1, vload(bp, o1 + k * step), a)
+        c2 = vfma(c2, vload(bp, o2 + k * step), a)
+        c3 = vfma(c3, vload(bp, o3 + k * step), a)
+    vstore(t, 0 * WIDTH, c0)
+    vstore(t, 1 * WIDTH, c1)
+    vstore(t, 2 * WIDTH, c2)
+    vstore(t, 3 * WIDTH, c3)
+
+
+@kernel(parallel=True)
+def _gemm_rows(ap, bp, c, M, N, tiles, bias, relu):  # pragma: no cover
+    """``_gemm`` for M < ``FEW_ROWS``: a job per four vectors of columns, row by row
+    (``row_4``)."""
+    G, K, width = ap.shape[0], ap.shape[2], bp.shape[3]
+    nb = bp.shape[1]
+    per = width // WIDTH  # vectors per panel
+    vectors = nb * per
+    quads = (vectors + 3) // 4
+    has_bias = bias.shape[0] > 0
+    for job in prange(G * quads):
+        g, q = job // quads, job % quads
+        t = tiles[numba.get_thread_id()]
+        bpg = bp[g].reshape(-1)
+        offs = np.empty(4, np.int64)
+        for i in range(4):
+            v = min(4 * q + i, vectors - 1)  # past the last vector: the last again
+            offs[i] = (v // per) * K * width + (v % per) * WIDTH
+        for r in range(M):
+            row_4(ap[g, 0].reshape(-1), r, bpg, offs[0], offs[1], offs[2], offs[3], width, K, t)
+            dst = c[g, r]
+            for i in range(4):
+                j0 = (4 * q + i) * WIDTH
+                for j in range(max(0, min(WIDTH, N - j0))):
+                    v = t[i * WIDTH + j]
+                    if has_bias:
+                        v += bias[j0 + j]
+                    if relu and v < 0.0:
+                        v = 0.0
+                    dst[j0 + j] = v
 
 
 @kernel(parallel=True)
@@ -226,9 +283,12 @@ def gemm_packed(
 ) -> np.ndarray:
     """out (G, m, n) = packed A @ packed B (+ bias per column, ReLU), out C-contiguous."""
     width = bp.shape[3]
-    tiles = scratch("gemm.tiles", (numba.get_num_threads(), MR * width), np.float32)
+    tiles = scratch("gemm.tiles", (numba.get_num_threads(), max(MR * width, 4 * WIDTH)), np.float32)
     b = np.zeros(0, np.float32) if bias is None else bias
-    _gemm(ap, bp, out, m, n, _chunk(ap.shape[0], ap.shape[1], bp.shape[1]), tiles, b, relu)
+    if m < FEW_ROWS:
+        _gemm_rows(ap, bp, out, m, n, tiles, b, relu)
+    else:
+        _gemm(ap, bp, out, m, n, _chunk(ap.shape[0], ap.shape[1], bp.shape[1]), tiles, b, relu)
     return out
 
 

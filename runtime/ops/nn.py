@@ -12,11 +12,12 @@ from collections.abc import Callable, Mapping
 import numba
 import numpy as np
 
+from runtime.dispatch import Choice, conv_at_shape, gemm_at_shape
 from runtime.errors import InvalidAttributeError, ShapeError
 from runtime.kernels import conv as conv_kernels
 from runtime.kernels import gemm as gemm_kernels
 from runtime.kernels import pool as pool_kernels
-from runtime.kernels import winograd
+from runtime.kernels import winograd as winograd_kernels
 from runtime.kernels.activation import ACTIVATIONS, softmax_rows
 from runtime.memory import allocate, scratch
 from runtime.ops.registry import register
@@ -99,18 +100,18 @@ def _as5d(x: np.ndarray) -> np.ndarray:
     return x.reshape(x.shape[:2] + (1,) * (5 - x.ndim) + x.shape[2:])
 
 
-def conv_forward(x, w, b=None, winograd_u=None, winograd_u_small=None, *, _out=None, **attrs):
+def conv_forward(x, w, b=None, *, _out=None, **attrs):
     """Conv, with the fused extras the planner uses: ``conv_call``, then the call."""
     x = _float32("Conv", "X", x)
-    return conv_call(x.shape, w, b, winograd_u, winograd_u_small, **attrs)(x, _out and _out[0])
+    return conv_call(x.shape, w, b, **attrs)(x, _out and _out[0])
 
 
 class ConvCall:
     """A Conv checked and laid out for one input shape: ``call(x, out=None)`` runs it
     (``out``: a planned buffer, used when it has the output's shape)."""
 
-    def __init__(self, out_shape: tuple[int, ...], run: Callable) -> None:
-        self.out_shape, self.run = out_shape, run
+    def __init__(self, out_shape: tuple[int, ...], run: Callable, choice: Choice | None) -> None:
+        self.out_shape, self.run, self.choice = out_shape, run, choice
 
     def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         out = allocate(self.out_shape, np.float32, "Conv output", out)
@@ -122,9 +123,8 @@ def conv_call(
     x_shape,
     w,
     b=None,
-    winograd_u=None,
-    winograd_u_small=None,
     *,
+    winograd=None,
     auto_pad="NOTSET",
     dilations=None,
     group=1,
@@ -142,10 +142,9 @@ def conv_call(
     sw): a 2-D max pooling with no padding). The engine keeps the call in the plan of
     that input shape.
 
-    ``winograd_u``: the weights transformed by ``winograd.transform_weights`` (after
-    ``space_to_depth_weights`` for a stride above 1); a 2-D convolution with equal
-    strides, dilation 1 and group 1 then runs as Winograd. ``winograd_u_small``, a
-    transform with a smaller tile, replaces it when a call has few tiles.
+    ``winograd``: a ``dispatch.WinogradWeights`` (the engine's dispatch found the conv
+    Winograd-worthy at load); a 2-D convolution with equal strides, dilation 1 and
+    group 1 then runs as Winograd, its tile chosen by ``dispatch.conv_at_shape``.
     """
     w = _float32("Conv", "W", w)
     if len(x_shape) not in (3, 4, 5) or w.ndim != len(x_shape):
@@ -176,9 +175,12 @@ def conv_call(
         dilations=dilations,
     )  # fmt: skip
     winograd_ok = (
-        winograd_u is not None and len(x_shape) == 4 and group == 1 and dil == [1, 1]
+        winograd is not None
+        and len(x_shape) == 4
+        and group == 1
+        and dil == [1, 1]
         and st[0] == st[1]
-    )  # fmt: skip
+    )
     pooled_sp = out_sp
     if max_pool is not None:
         if len(out_sp) != 2 or len(max_pool) != 4:
@@ -193,16 +195,15 @@ def conv_call(
                 "shift": post_shift}  # fmt: skip
     if winograd_ok:
         s = st[0]
-        kk = -(-kernel[0] // s)  # the kernel after space-to-depth (itself at stride 1)
-        tile = round(winograd_u.shape[0] ** 0.5) - kk + 1
-        tiles = n * -(-out_sp[0] // tile) * -(-out_sp[1] // tile)
-        if winograd_u_small is not None and tiles < winograd.SMALL_TILES:
-            winograd_u = winograd_u_small
-            tile = round(winograd_u.shape[0] ** 0.5) - kk + 1
-        run = winograd.WinogradConv(x_shape, winograd_u, tile, b, pads=tuple(begin),
-                                    size=tuple(out_sp), stride=s, max_pool=max_pool,
-                                    **epilogue)  # fmt: skip
-        return ConvCall(out_shape, run)
+        default = winograd_kernels.TILE[winograd.kernel]
+        tiles = n * -(-out_sp[0] // default) * -(-out_sp[1] // default)
+        choice, tile = conv_at_shape(winograd, tiles)
+        run = winograd_kernels.WinogradConv(
+            x_shape, winograd.u(tile), tile, b, pads=tuple(begin), size=tuple(out_sp),
+            stride=s, max_pool=max_pool, **epilogue,
+        )  # fmt: skip
+        return ConvCall(out_shape, run, choice)
+    choice = None  # im2col: the load-time choice says why
     w5 = _as5d(w)
     packed = conv_kernels.pack_weights(w5, group)  # once per plan: the call keeps it
     geometry = {"group": group, "strides": _to3d(st, 1), "pads": _to3d(begin, 0),
@@ -214,7 +215,7 @@ def conv_call(
         )
 
     if max_pool is None:
-        return ConvCall(out_shape, im2col)
+        return ConvCall(out_shape, im2col, choice)
     conv_shape = (n, m, *out_sp)
     rows = pool_kernels.pool_rows(pooled_sp, np.array(max_pool))
 
@@ -225,7 +226,7 @@ def conv_call(
         pool_kernels.pool_dense_planes(conv.reshape(n * m, *out_sp), out.reshape(n * m, *pooled_sp),
                                        tmp, *max_pool, 1, 1, True)  # fmt: skip
 
-    return ConvCall(out_shape, im2col_then_pool)
+    return ConvCall(out_shape, im2col_then_pool, choice)
 
 
 @register("Conv", since=1)
@@ -339,6 +340,19 @@ def global_max_pool(x):
     return _global_pool("GlobalMaxPool", x, True)
 
 
+def bn_affine(
+    inputs: tuple[str, ...], attrs: Mapping, constants: Mapping[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """An inference BatchNormalization node's (scale, shift) per channel, when its four
+    parameters are constants (``inputs``: the node's input names), else None."""
+    names = inputs[1:5]
+    if len(names) != 4 or not all(n in constants for n in names):
+        return None
+    if attrs.get("training_mode", 0) or attrs.get("spatial", 1) != 1:
+        return None
+    return bn_scale_shift(*(constants[n] for n in names), attrs.get("epsilon", 1e-5))
+
+
 def bn_scale_shift(scale, bias, mean, var, epsilon):
     """Inference BatchNormalization as y = x * a + c, per channel."""
     a = (scale / np.sqrt(var.astype(np.float64) + epsilon)).astype(np.float32)
@@ -414,6 +428,7 @@ class GemmCall:
             if self.fused and c is not None and beta != 0.0:
                 bias = np.broadcast_to(c.reshape(-1) * c.dtype.type(beta), (n,))
             self.packed = gemm_kernels.PackedGemm(b, bias, relu and self.fused)
+        self.choice = gemm_at_shape(dtype, b.dtype, self.fused)
 
     def __call__(self, a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         a = a.T if self.trans_a else a
@@ -551,3 +566,25 @@ softmax_1.prepare = lambda x, args, attrs: _softmax_call("Softmax", x, attrs, Fa
 softmax_13.prepare = lambda x, args, attrs: _softmax_call("Softmax", x, attrs, False, False)
 log_softmax_1.prepare = lambda x, args, attrs: _softmax_call("LogSoftmax", x, attrs, True, True)
 log_softmax_13.prepare = lambda x, args, attrs: _softmax_call("LogSoftmax", x, attrs, True, False)
+
+
+def fused_conv(x, w, b=None, *, _out=None, **attrs):
+    """The engine's Conv step: a Conv with the extras its rewrite passes fuse into it
+    (``conv_call``'s keywords: activation, scale and shift, max pool, Winograd weights)."""
+    return conv_forward(x, w, b, _out=_out, **attrs)
+
+
+def fused_gemm(a, b, c=None, *, activation=None, _out=None, **attrs):
+    """The engine's Gemm step: a Gemm with the activation its rewrite passes fuse into it
+    (``activation="Relu"``)."""
+    relu = activation == "Relu"
+    return gemm_call(a.shape, a.dtype, b, c, relu=relu, **attrs)(a, _out and _out[0])
+
+
+def _fused_gemm_prepare(x: np.ndarray, args: list, attrs: Mapping) -> GemmCall:
+    gemm_attrs = {k: v for k, v in attrs.items() if k != "activation"}
+    return gemm_call(x.shape, x.dtype, *args, relu=attrs.get("activation") == "Relu", **gemm_attrs)
+
+
+fused_conv.prepare = conv.prepare
+fused_gemm.prepare = _fused_gemm_prepare

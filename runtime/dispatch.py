@@ -1,0 +1,107 @@
+"""Which algorithm each Conv and Gemm runs, decided in one place, with the reason.
+
+The engine asks here twice: at load (``conv_at_load``: can this conv run as
+Winograd at all, from its weights and attributes) and per input shape, when a plan
+binds its steps (``conv_at_shape``: which Winograd tile, from the number of tiles;
+``gemm_at_shape``). A plan that compiles into one chain program runs none of these:
+``Plan.not_compiled`` says why a plan did not compile. Each answer is a ``Choice``,
+kept with the step and printed by ``describe`` (``InferenceSession.describe()``,
+``cnn describe``). Weights are transformed only for the algorithm that runs
+(``WinogradWeights`` transforms on first use).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from runtime.kernels import gemm, winograd
+
+# Winograd needs this many channels in (C*s*s) and out, so that its a*a products fill
+# the micro-kernel's panels of 32 output channels (``packed_gemm``).
+WINOGRAD_MIN_CHANNELS = 32
+
+
+@dataclass(frozen=True)
+class Choice:
+    """An algorithm and why it was chosen (or why a faster one was not)."""
+
+    algorithm: str
+    reason: str
+
+
+def winograd_weights(w: np.ndarray, stride: int = 1, tile: int | None = None) -> WinogradWeights:
+    """``WinogradWeights`` for a conv's weights at ``stride``."""
+    return WinogradWeights(w, stride, -(-w.shape[2] // stride), tile)
+
+
+@dataclass(eq=False)
+class WinogradWeights:
+    """A conv's weights for Winograd, transformed (and packed) per tile on first use:
+    ``u(tile)`` -> ``winograd.transform_weights`` of the (space-to-depth) weights."""
+
+    w: np.ndarray  # (M, C, k, k), float32
+    stride: int
+    kernel: int  # the kernel after space-to-depth: ceil(k / stride)
+    tile: int | None = None  # a fixed tile (tests, tuning); None: ``conv_at_shape`` picks
+    _cache: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def u(self, tile: int) -> np.ndarray:
+        if tile not in self._cache:
+            ws = winograd.space_to_depth_weights(self.w, self.stride) if self.stride > 1 else self.w
+            self._cache[tile] = winograd.transform_weights(ws, tile)
+        return self._cache[tile]
+
+
+def conv_at_load(w: np.ndarray | None, attrs: Mapping[str, Any]) -> tuple[Choice, Any]:
+    """(choice, WinogradWeights or None) for a Conv with constant weights ``w`` (None:
+    the weights are computed at run time)."""
+    strides = list(attrs.get("strides") or [1, 1])
+    if w is None:
+        return Choice("im2col + packed GEMM", "weights are not constants"), None
+    if w.ndim != 4 or w.dtype != np.float32:
+        return Choice("im2col + packed GEMM", f"not a 2-D float32 conv (W {w.shape})"), None
+    if w.shape[2] != w.shape[3] or len(set(strides)) != 1:
+        return Choice("im2col + packed GEMM", "kernel or strides not square"), None
+    if attrs.get("group", 1) != 1:
+        return Choice("im2col + packed GEMM", f"group {attrs.get('group')}"), None
+    if any(d != 1 for d in attrs.get("dilations") or [1]):
+        return Choice("im2col + packed GEMM", "dilated"), None
+    s = strides[0]
+    kk = -(-w.shape[2] // s)
+    if kk not in winograd.TILE:
+        why = f"kernel {w.shape[2]}x{w.shape[3]} at stride {s}: no Winograd tile for {kk}x{kk}"
+        return Choice("im2col + packed GEMM", why), None
+    channels = min(w.shape[0], w.shape[1] * s * s)
+    if channels < WINOGRAD_MIN_CHANNELS:
+        why = f"{channels} channels (Winograd from {WINOGRAD_MIN_CHANNELS})"
+        return Choice("im2col + packed GEMM", why), None
+    how = f"{kk}x{kk}" + (f" over the space-to-depth input (stride {s})" if s > 1 else "")
+    return Choice("winograd", how), WinogradWeights(w, s, kk)
+
+
+def conv_at_shape(weights: WinogradWeights, tiles_at_default: int) -> tuple[Choice, int]:
+    """(choice, tile m of F(m x m, k x k)) for a Winograd conv whose output has
+    ``tiles_at_default`` tiles of the default size."""
+    kk = weights.kernel
+    if weights.tile is not None:
+        m = weights.tile
+        return Choice(f"winograd F({m}x{m}, {kk}x{kk})", "tile fixed by the caller"), m
+    tile = winograd.TILE[kk]
+    small = winograd.SMALL_TILE.get(kk)
+    if small and tiles_at_default < winograd.SMALL_TILES:
+        why = f"{tiles_at_default} tiles of {tile}x{tile}, fewer than {winograd.SMALL_TILES}"
+        return Choice(f"winograd F({small}x{small}, {kk}x{kk})", why), small
+    return Choice(f"winograd F({tile}x{tile}, {kk}x{kk})", "enough tiles"), tile
+
+
+def gemm_at_shape(a_dtype: np.dtype, b_dtype: np.dtype, fused: bool) -> Choice:
+    """The Gemm and MatMul ops' algorithm."""
+    if a_dtype == b_dtype == np.float32:
+        width = gemm.nr()
+        epilogue = "bias and ReLU in the store" if fused else "bias/alpha applied after"
+        return Choice(f"packed GEMM {gemm.MR}x{width}", epilogue)
+    return Choice("numpy dot", f"{np.dtype(a_dtype)} x {np.dtype(b_dtype)}: not float32")
