@@ -36,24 +36,10 @@ def _need_torch(command: str) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     _need_torch("train")
-    from training.train import TrainConfig, train
+    from training.options import config_from_args
+    from training.train import train
 
-    cfg = TrainConfig(
-        model=args.model,
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        device=args.device,
-        max_steps=args.max_steps,
-        subset=args.subset,
-        out=args.out,
-        resume=args.resume,
-        export=not args.no_export,
-        bn_batches=args.bn_batches,
-    )
+    cfg = config_from_args(args)
     train(cfg)
     return 0
 
@@ -70,7 +56,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_summary(args: argparse.Namespace) -> int:
     import json
 
-    from runtime.summary import summarize
+    from cnn.summary import summarize
 
     summary = summarize(args.model)
     print(summary.table())
@@ -117,8 +103,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     import numpy as np
 
+    from cnn.images import Recipe, load_image
     from runtime import InferenceSession
-    from runtime.images import Recipe, load_image
 
     sess = InferenceSession(args.model, backend=args.backend)
     meta = sess.get_modelmeta().custom_metadata_map
@@ -173,13 +159,13 @@ def _run_compare(model, backends, batch_sizes, *, dataset, data_dir, limit, json
                  plot_path, rounds=30):  # fmt: skip
     import json
 
-    from runtime.compare import compare_backends, plot_throughput, render_table
+    from cnn.compare import compare_backends, plot_throughput, render_table
 
     rows = compare_backends(model, backends, batch_sizes, dataset=dataset, data_dir=data_dir,
                             limit=limit, rounds=rounds)  # fmt: skip
     print(render_table(rows))
     if json_path:
-        from training.fileio import atomic_write
+        from dataio.files import atomic_write
 
         payload = {"model": str(model), "dataset": dataset, "rows": [r.as_dict() for r in rows]}
         atomic_write(json_path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2) + "\n"))
@@ -240,7 +226,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from runtime import bench
+    from cnn import bench
 
     roof = bench.gemm_roof_gflops(args.gemm_size)
     rows, starts = [], {}
@@ -263,7 +249,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise CommandError("no model to benchmark: give --lenet and/or --alexnet files")
     print(bench.render(rows, roof, starts))
     if args.json:
-        from training.fileio import atomic_write
+        from dataio.files import atomic_write
 
         payload = json.dumps(bench.to_json(rows, roof, starts), indent=2) + "\n"
         atomic_write(args.json, lambda tmp: tmp.write_text(payload))
@@ -282,7 +268,7 @@ def _cmd_warmup(args: argparse.Namespace) -> int:
 
 
 def _cmd_bisect(args: argparse.Namespace) -> int:
-    from runtime.bisect import bisect_backends
+    from cnn.bisect import bisect_backends
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     report = bisect_backends(args.model, backends, atol=args.atol, batch=args.batch, seed=args.seed)
@@ -300,20 +286,13 @@ def _cmd_bisect(args: argparse.Namespace) -> int:
     return 1
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text}")
-    return value
-
-
 class _Formatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the examples' line breaks; help strings state their defaults themselves."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from training.catalog import MODELS  # torch-free, like training.data
-    from training.data import DATASETS
+    from dataio.datasets import DATASETS
+    from training.options import add_train_parser, positive_int  # torch-free
 
     parser = argparse.ArgumentParser(
         prog="cnn",
@@ -323,79 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    models = "; ".join(
-        f"{m.name}: {m.default_epochs} epochs, batch {m.default_batch_size}, lr {m.default_lr:g}"
-        for m in MODELS.values()
-    )
-    p = sub.add_parser(
-        "train",
-        help="train a model, checkpoint each epoch, export it to ONNX",
-        formatter_class=_Formatter,
-        description="Train with Adam and cross-entropy; validate every epoch; test at the end.",
-        epilog=(
-            "examples:\n"
-            "  cnn train lenet5                              # full Fashion-MNIST run\n"
-            "  cnn train alexnet --max-steps 50              # a short CPU run\n"
-            "  cnn train lenet5 --epochs 3 --resume          # continue an interrupted run\n"
-            "  torchrun --nproc-per-node 2 -m training lenet5  # DistributedDataParallel\n"
-            f"\nmodel defaults: {models}"
-        ),
-    )
-    p.add_argument("model", choices=sorted(MODELS), help="which network")
-    p.add_argument(
-        "--dataset",
-        default="fashion-mnist",
-        choices=sorted(DATASETS),
-        help="default: %(default)s",
-    )
-    p.add_argument(
-        "--data-dir",
-        default=None,
-        help="folder with the four IDX files (default: $CNN_DATA_DIR, the user cache, "
-        "the Debian package, then a download, in that order)",
-    )
-    p.add_argument("--epochs", type=int, default=None, help="default: the model's, below")
-    p.add_argument(
-        "--batch-size", type=_positive_int, default=None, help="per process (default: the model's)"
-    )
-    p.add_argument(
-        "--lr", type=float, default=None, help="Adam learning rate (default: the model's)"
-    )
-    p.add_argument("--seed", type=int, default=0, help="default: %(default)s")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="default: %(default)s")
-    p.add_argument(
-        "--max-steps",
-        type=_positive_int,
-        default=None,
-        help="stop after N optimizer steps (default: no limit)",
-    )
-    p.add_argument(
-        "--subset",
-        type=_positive_int,
-        default=None,
-        help="use the first N images of each split (default: all)",
-    )
-    p.add_argument(
-        "--out",
-        default="runs",
-        help="folder for checkpoint, metrics, plot, ONNX (default: %(default)s)",
-    )
-    p.add_argument(
-        "--resume",
-        nargs="?",
-        const=True,
-        default=False,
-        metavar="CHECKPOINT",
-        help="continue from OUT/MODEL.pt, or from CHECKPOINT (default: start afresh)",
-    )
-    p.add_argument(
-        "--bn-batches",
-        type=int,
-        default=20,
-        help="recompute BatchNorm statistics over N training batches before each evaluation; "
-        "0 keeps Keras-style running averages (default: %(default)s; AlexNet only)",
-    )
-    p.add_argument("--no-export", action="store_true", help="skip the ONNX export at the end")
+    p = add_train_parser(sub, _Formatter)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser(
@@ -446,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="PNG, JPEG or any format Pillow reads")
     p.add_argument("--backend", default="numba", choices=["numba", "onnxruntime",
                    "onnxruntime-cuda"], help="default: %(default)s")  # fmt: skip
-    p.add_argument("--top-k", type=_positive_int, default=3, help="default: %(default)s")
+    p.add_argument("--top-k", type=positive_int, default=3, help="default: %(default)s")
     p.add_argument(
         "--invert",
         action="store_true",
@@ -469,9 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="fashion-mnist", choices=sorted(DATASETS),
                    help="whose test set (default: %(default)s)")  # fmt: skip
     p.add_argument("--data-dir", default=None, help="as in cnn train")
-    p.add_argument("--limit", type=_positive_int, default=None,
+    p.add_argument("--limit", type=positive_int, default=None,
                    help="use the first N test images (default: all)")  # fmt: skip
-    p.add_argument("--rounds", type=_positive_int, default=30,
+    p.add_argument("--rounds", type=positive_int, default=30,
                    help="timed calls per backend and batch (default: %(default)s)")  # fmt: skip
     p.add_argument("--json", default=None, metavar="FILE", help="write the rows as JSON")
     p.add_argument("--plot", default=None, metavar="FILE.png", help="write a throughput chart")
@@ -487,13 +394,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="fashion-mnist", choices=sorted(DATASETS),
                    help="default: %(default)s")  # fmt: skip
     p.add_argument("--data-dir", default=None, help="as in cnn train")
-    p.add_argument("--lenet-epochs", type=_positive_int, default=15, help="default: %(default)s")
-    p.add_argument("--lenet-subset", type=_positive_int, default=None,
+    p.add_argument("--lenet-epochs", type=positive_int, default=15, help="default: %(default)s")
+    p.add_argument("--lenet-subset", type=positive_int, default=None,
                    help="LeNet-5's images per split (default: all)")  # fmt: skip
     p.add_argument("--alexnet-steps", type=int, default=50,
                    help="AlexNet's CPU budget in steps of batch 64; 0 skips it "
                    "(default: %(default)s)")  # fmt: skip
-    p.add_argument("--alexnet-subset", type=_positive_int, default=3200,
+    p.add_argument("--alexnet-subset", type=positive_int, default=3200,
                    help="AlexNet's images per split (default: %(default)s)")  # fmt: skip
     p.set_defaults(func=_cmd_pipeline)
 
@@ -510,9 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: 1,64,1024")  # fmt: skip
     p.add_argument("--alexnet-batches", type=_int_list, default=[1, 8, 32],
                    help="default: 1,8,32")  # fmt: skip
-    p.add_argument("--rounds", type=_positive_int, default=20,
+    p.add_argument("--rounds", type=positive_int, default=20,
                    help="timed calls per backend, AlexNet half (default: 20)")  # fmt: skip
-    p.add_argument("--gemm-size", type=_positive_int, default=1024,
+    p.add_argument("--gemm-size", type=positive_int, default=1024,
                    help="n of the n x n GEMM roof (default: %(default)s)")  # fmt: skip
     p.add_argument("--no-single-thread", action="store_true", help="skip the threads=1 rows")
     p.add_argument("--no-cold-start", action="store_true", help="skip the fresh processes")
@@ -539,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--backends", default="numba,onnxruntime", help="two backends (default: %(default)s)"
     )
     p.add_argument("--atol", type=float, default=1e-4, help="tolerance (default: %(default)s)")
-    p.add_argument("--batch", type=_positive_int, default=1, help="batch size of the random input")
+    p.add_argument("--batch", type=positive_int, default=1, help="batch size of the random input")
     p.add_argument("--seed", type=int, default=0, help="seed of the random input (default: 0)")
     p.set_defaults(func=_cmd_bisect)
     return parser

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.data import DATASETS, DatasetNotFoundError, DatasetSpec, IdxFile, locate
+from dataio.datasets import DATASETS, DatasetNotFoundError, DatasetSpec, IdxFile, locate
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from cnn import bench
 from cnn.cli import main
-from runtime import bench
 
 LENET = Path(__file__).resolve().parents[1] / "exported" / "lenet5.onnx"
 

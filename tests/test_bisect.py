@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cnn.bisect import bisect_backends
 from cnn.cli import main
-from runtime.bisect import bisect_backends
 from runtime.ops.registry import OPS, OpVersion
 
 LENET = Path(__file__).resolve().parents[1] / "exported" / "lenet5.onnx"

@@ -58,8 +58,8 @@ def test_bad_numbers_are_usage_errors(capsys):
 def test_dataset_not_found_says_how_to_get_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.delenv("CNN_DATA_DIR", raising=False)
-    monkeypatch.setattr("training.data.DOWNLOAD_TIMEOUT_S", 0.5)
-    from training import data
+    monkeypatch.setattr("dataio.datasets.DOWNLOAD_TIMEOUT_S", 0.5)
+    from dataio import datasets as data
 
     spec = replace(data.DATASETS["mnist"], mirrors=("http://127.0.0.1:9/",))
     monkeypatch.setitem(data.DATASETS, "mnist", spec)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cnn.cli import main
-from runtime.compare import compare_backends
+from cnn.compare import compare_backends
 
 LENET = Path(__file__).resolve().parents[1] / "exported" / "lenet5.onnx"
 FIELDS = {"max_abs_diff", "top1_agreement", "accuracy", "p50_ms", "p90_ms", "p99_ms",

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from conftest import idx_bytes, write_dataset
 
-from training import data as D
-from training.data import (
+from dataio import datasets as D
+from dataio.datasets import (
     DATASETS,
     DatasetError,
     DatasetNotFoundError,

@@ -20,7 +20,7 @@ LENET = ROOT / "exported" / "lenet5.onnx"
 def test_images(tmp_path_factory, fashion_dir):
     from PIL import Image
 
-    from training.data import load_dataset
+    from dataio.datasets import load_dataset
 
     data = load_dataset("fashion-mnist", fashion_dir, download=False)
     folder = tmp_path_factory.mktemp("images")

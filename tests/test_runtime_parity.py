@@ -128,7 +128,7 @@ def test_split_attribute_then_input(tmp_path):
 
 @pytest.mark.slow
 def test_lenet5_full_test_set_matches_onnxruntime(fashion_dir):
-    from training.data import load_dataset
+    from dataio.datasets import load_dataset
 
     data = load_dataset("fashion-mnist", fashion_dir, download=False)
     x = (data.test.images.astype(np.float32) / 255.0)[:, None]  # (10000, 1, 28, 28)

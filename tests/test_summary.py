@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cnn.cli import main
-from runtime.summary import summarize
+from cnn.summary import summarize
 
 LENET = Path(__file__).resolve().parents[1] / "exported" / "lenet5.onnx"
 

@@ -107,7 +107,7 @@ def test_alexnet_trains_on_resized_batches(tmp_path, fashion_dir):
 
 def test_batchnorm_recalibration(tmp_path, fashion_dir):
     """BN statistics become the plain average over the given batches; LeNet-5 has none."""
-    from training.data import load_dataset
+    from dataio.datasets import load_dataset
     from training.train import recalibrate_batchnorm
 
     data = load_dataset("fashion-mnist", fashion_dir, subset=64, download=False)

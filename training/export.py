@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.fileio import atomic_write
+from dataio.files import atomic_write
 from training.models import WithSoftmax
 
 INPUT_NAME = "input"

@@ -24,9 +24,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from dataio.datasets import Dataset, Split, batch_indices, load_dataset
+from dataio.files import atomic_write
 from training.catalog import ModelSpec, get_model_spec
-from training.data import Dataset, Split, batch_indices, load_dataset
-from training.fileio import atomic_write
 from training.preprocess import preprocessing_metadata, to_model_input
 
 CHECKPOINT_VERSION = 1

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.fileio import atomic_write_bytes
+from dataio.files import atomic_write_bytes
 
 ENV_DATA_DIR = "CNN_DATA_DIR"
 SPLITS = ("train", "test")

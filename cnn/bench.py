@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from cnn.summary import summarize
 from runtime.session import InferenceSession
-from runtime.summary import summarize
 
 BACKENDS = ("numba", "onnxruntime")
 SETTLE_S = 0.2  # untimed running per backend per round, before its timed call
@@ -222,7 +222,7 @@ def plot(rows: Sequence[BenchRow], path: str | os.PathLike) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from training.fileio import atomic_write
+    from dataio.files import atomic_write
 
     configs = list(dict.fromkeys((r.model, r.batch_size, r.threads) for r in rows))
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(configs)), 4))

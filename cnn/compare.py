@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from runtime.bench import time_interleaved
-from runtime.images import Recipe
+from cnn.bench import time_interleaved
+from cnn.images import Recipe
 from runtime.session import InferenceSession
 
 
@@ -44,7 +44,7 @@ def dataset_batches(
     recipe: Recipe, dataset: str, data_dir: str | None, limit: int | None, log=print
 ) -> tuple[Callable[[int, int], np.ndarray], np.ndarray]:
     """(batch maker, labels) for the dataset's test split, shaped for the model."""
-    from training.data import load_dataset  # numpy-only: no torch
+    from dataio.datasets import load_dataset  # numpy-only: no torch
 
     data = load_dataset(dataset, data_dir, log=log)
     images = data.test.images[:limit]
@@ -195,7 +195,7 @@ def plot_throughput(rows: Sequence[CompareRow], path: str | os.PathLike) -> None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from training.fileio import atomic_write
+    from dataio.files import atomic_write
 
     backends = list(dict.fromkeys(r.backend for r in rows))
     sizes = list(dict.fromkeys(r.batch_size for r in rows))
