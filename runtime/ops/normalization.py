@@ -66,8 +66,10 @@ def normalize(x2: np.ndarray, scale: np.ndarray, bias: np.ndarray, inner: int, e
         y = allocate(x2.shape, np.float32, what, out)
         mean = np.empty(rows, np.float32)
         inv = np.empty(rows, np.float32)
-        sc = np.ascontiguousarray(scale, np.float32)
-        sh = np.ascontiguousarray(bias, np.float32)
+        # writable copies (a few values): one kernel signature whether or not they
+        # are read-only initializers
+        sc = np.array(scale, np.float32, order="C")
+        sh = np.array(bias, np.float32, order="C")
         normalize_rows(np.ascontiguousarray(x2), y, sc, sh, inner, float(epsilon), center,
                        mean, inv)  # fmt: skip
         return y, mean, inv
