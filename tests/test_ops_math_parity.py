@@ -194,3 +194,13 @@ def test_bad_input_is_a_typed_error(op, inputs, inits, attrs, opset, error, mess
     model, feeds = single_node_model(op, inputs, initializers=inits, opset=opset, **attrs)
     with pytest.raises(error, match=f"{op.lower()}_node.*{message}"):
         InferenceSession(model).run(None, feeds)
+
+
+@pytest.mark.parametrize("op", ["Max", "Less", "Pow", "BitwiseAnd"])
+def test_broadcast_output_over_the_size_limit_is_refused(op, monkeypatch):
+    monkeypatch.setenv("CNN_RUNTIME_MAX_TENSOR_BYTES", "4096")
+    dtype = np.int32 if op == "BitwiseAnd" else np.float32
+    a, b = np.ones((100, 1), dtype), np.ones((1, 100), dtype)
+    model, feeds = single_node_model(op, {"a": a, "b": b})
+    with pytest.raises(errors.TensorTooLargeError, match=rf"{op} output: shape \(100, 100\)"):
+        InferenceSession(model).run(None, feeds)

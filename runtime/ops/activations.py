@@ -15,7 +15,7 @@ import numpy as np
 from runtime.errors import InvalidAttributeError, ShapeError
 from runtime.kernels.unary import MODES, unary
 from runtime.memory import allocate
-from runtime.ops.elementwise import _broadcast_check, _same_type
+from runtime.ops.broadcast import broadcast, same_type
 from runtime.ops.registry import register
 
 
@@ -112,8 +112,8 @@ def shrink(x, *, bias=0.0, lambd=0.5, _out=None):
 
 
 def _prelu(x: np.ndarray, slope: np.ndarray) -> np.ndarray:
-    _same_type("PRelu", x, slope)
-    _broadcast_check("PRelu", x, slope)
+    same_type("PRelu", x, slope)
+    broadcast("PRelu", x, slope)
     if np.broadcast_shapes(x.shape, slope.shape) != x.shape:
         raise ShapeError(
             f"PRelu: slope {slope.shape} must broadcast to X {x.shape} (unidirectionally)"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from runtime.errors import ShapeError
-from runtime.ops.elementwise import _broadcast_check, _same_type
+from runtime.ops.broadcast import broadcast, same_type
 from runtime.ops.registry import register
 
 
@@ -20,8 +20,8 @@ def _bool(op: str, x: np.ndarray) -> None:
 
 def _binary(op_type: str, since: int, ufunc: np.ufunc, logic: bool) -> None:
     def op(a, b):
-        _same_type(op_type, a, b)
-        _broadcast_check(op_type, a, b)
+        same_type(op_type, a, b)
+        broadcast(op_type, a, b, dtype=np.bool_)
         if logic:
             _bool(op_type, a)
         elif a.dtype.kind in "OSU" and op_type == "Equal":

@@ -17,7 +17,7 @@ import numpy as np
 
 from runtime.errors import InvalidAttributeError, ShapeError
 from runtime.ops.activations import pointwise
-from runtime.ops.elementwise import _broadcast_check, _same_type
+from runtime.ops.broadcast import broadcast, same_type
 from runtime.ops.registry import register
 
 
@@ -73,7 +73,7 @@ def erf(x, *, _out=None):
 
 
 def _power(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    _broadcast_check("Pow", x, y)
+    broadcast("Pow", x, y)
     _kinds("Pow", x, "fiu", "numeric")
     _kinds("Pow", y, "fiu", "numeric")
     with np.errstate(all="ignore"):
@@ -90,7 +90,7 @@ def _power(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 @register("Pow", since=7)
 def pow_7(x, y):
-    _same_type("Pow", x, y)
+    same_type("Pow", x, y)
     return _power(x, y)
 
 
@@ -100,8 +100,8 @@ def pow_12(x, y):
 
 
 def _mod(a: np.ndarray, b: np.ndarray, fmod: int, floats_floor: bool) -> np.ndarray:
-    _same_type("Mod", a, b)
-    _broadcast_check("Mod", a, b)
+    same_type("Mod", a, b)
+    broadcast("Mod", a, b)
     if fmod not in (0, 1):
         raise InvalidAttributeError(f"Mod: fmod {fmod}: expected 0 or 1")
     _kinds("Mod", a, "fiu", "numeric")
@@ -125,13 +125,12 @@ def mod_28(a, b, *, fmod=0):
     return _mod(a, b, fmod, floats_floor=True)
 
 
-def _variadic(op: str, inputs: tuple, combine, broadcast: bool) -> np.ndarray:
+def _variadic(op: str, inputs: tuple, combine, broadcasts: bool) -> np.ndarray:
     if not inputs:
         raise ShapeError(f"{op}: expected at least one input, received none")
-    for x in inputs[1:]:
-        _same_type(op, inputs[0], x)
-    if broadcast:
-        _broadcast_check(op, *inputs)
+    same_type(op, *inputs)
+    if broadcasts:
+        broadcast(op, *inputs)
     elif any(x.shape != inputs[0].shape for x in inputs):
         shapes = ", ".join(str(x.shape) for x in inputs)
         raise ShapeError(f"{op}: before opset 8 inputs must have one shape, received {shapes}")
@@ -141,9 +140,9 @@ def _variadic(op: str, inputs: tuple, combine, broadcast: bool) -> np.ndarray:
     return out
 
 
-def _mean(inputs: tuple, broadcast: bool) -> np.ndarray:
+def _mean(inputs: tuple, broadcasts: bool) -> np.ndarray:
     x0 = inputs[0] if inputs else None
-    total = _variadic("Mean", inputs, np.add, broadcast)
+    total = _variadic("Mean", inputs, np.add, broadcasts)
     if x0.dtype.kind == "f":
         return (total / x0.dtype.type(len(inputs))).astype(x0.dtype)
     return (total // len(inputs)).astype(x0.dtype)
@@ -154,23 +153,23 @@ for _op, _fn in (("Max", np.maximum), ("Min", np.minimum)):
     def _register(op=_op, fn=_fn) -> None:
         @register(op, since=6)
         def equal_shapes(*inputs):
-            return _variadic(op, inputs, fn, broadcast=False)
+            return _variadic(op, inputs, fn, broadcasts=False)
 
         @register(op, since=8)
         def broadcasting(*inputs):
-            return _variadic(op, inputs, fn, broadcast=True)
+            return _variadic(op, inputs, fn, broadcasts=True)
 
     _register()
 
 
 @register("Mean", since=6)
 def mean_6(*inputs):
-    return _mean(inputs, broadcast=False)
+    return _mean(inputs, broadcasts=False)
 
 
 @register("Mean", since=8)
 def mean_8(*inputs):
-    return _mean(inputs, broadcast=True)
+    return _mean(inputs, broadcasts=True)
 
 
 @register("IsNaN", since=9)
@@ -190,8 +189,8 @@ def _bitshift(x: np.ndarray, y: np.ndarray, direction: str) -> np.ndarray:
     gives (-1 for a right shift of a negative x, else 0), as opset 28 defines."""
     if direction not in ("LEFT", "RIGHT"):
         raise InvalidAttributeError(f"BitShift: direction {direction!r}: expected LEFT or RIGHT")
-    _same_type("BitShift", x, y)
-    _broadcast_check("BitShift", x, y)
+    same_type("BitShift", x, y)
+    broadcast("BitShift", x, y)
     x, y = np.broadcast_arrays(x, y)
     bits = x.dtype.itemsize * 8
     unsigned = np.dtype(f"u{x.dtype.itemsize}")
@@ -220,8 +219,8 @@ def bitshift_28(x, y, *, direction):
 
 def _bitwise(op_type: str, ufunc: np.ufunc) -> None:
     def op(a, b):
-        _same_type(op_type, a, b)
-        _broadcast_check(op_type, a, b)
+        same_type(op_type, a, b)
+        broadcast(op_type, a, b)
         _kinds(op_type, a, "iu", "an integer tensor")
         return ufunc(a, b)
 
