@@ -82,7 +82,7 @@ def _numpy_reduce(kind: str, x: np.ndarray, axes: tuple[int, ...], keep: bool) -
         if kind == "LogSum":
             return np.log(np.sum(x, **kw)).astype(x.dtype)
         # LogSumExp, shifted by the maximum so that exp does not overflow
-        top = np.max(x, initial=-np.inf, axis=axes, keepdims=True)
+        top = np.max(x, initial=_extreme(x, False), axis=axes, keepdims=True)
         shift = np.where(np.isfinite(top), top, 0).astype(x.dtype)
         total = np.log(np.sum(np.exp(x - shift), **kw))
         return (total + (shift if keep else np.squeeze(shift, axis=axes))).astype(x.dtype)
