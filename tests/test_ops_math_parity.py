@@ -86,6 +86,28 @@ CASES = [
     ("Sqrt", {"x": np.abs(_r(3, 4))}, {}, {}, 13),
     ("Atanh", {"x": _r(3, 4) * 0.3}, {}, {}, 18),
     ("Less", {"a": _r(3, 4)}, {"b": _r(4)}, {}, 13),
+    # the oldest versions a model can have here (opset 7 on)
+    ("TopK", {"x": _r(3, 10)}, {}, {"k": 3, "axis": 1}, 9),
+    ("ArgMax", {"x": _r(3, 10)}, {}, {"axis": 1, "keepdims": 0}, 11),
+    ("Pow", {"x": np.abs(_r(3, 4))}, {"y": _r(3, 4)}, {}, 7),
+    ("Max", {"a": _r(3, 4)}, {"b": _r(3, 4)}, {}, 7),
+    ("Mean", {"a": _r(3, 4)}, {"b": _r(3, 4), "c": _r(3, 4)}, {}, 7),
+    ("ReduceLogSumExp", {"x": X4}, {}, {"axes": [1, 2]}, 13),
+    ("ReduceL2", {"x": X4}, {}, {"axes": [3], "keepdims": 0}, 7),
+    (
+        "BitShift",
+        {"x": np.arange(12, dtype=np.uint8)},
+        {"y": np.full(12, 2, np.uint8)},
+        {"direction": "RIGHT"},
+        11,
+    ),
+    ("Mod", {"a": np.arange(-6, 6, dtype=np.int32)}, {"b": np.array([4], np.int32)}, {}, 10),
+    ("Elu", {"x": X4}, {}, {}, 7),
+    ("HardSigmoid", {"x": X4}, {}, {}, 7),
+    ("InstanceNormalization", {"x": X4}, {"s": _r(6), "b": _r(6)}, {"epsilon": 1e-3}, 7),
+    ("PRelu", {"x": X4}, {"slope": _r(7)}, {}, 7),
+    ("Hardmax", {"x": _r(3, 4, 5)}, {}, {}, 7),  # axis 1 by default
+    ("Equal", {"a": np.arange(6, dtype=np.int32)}, {"b": np.array([3], np.int32)}, {}, 7),
 ]
 
 
