@@ -98,7 +98,8 @@ def _kernel_view(x: np.ndarray, axes: tuple[int, ...]) -> tuple[int, int, int] |
     return (a, k, b) if k > 0 else None
 
 
-def reduce(kind: str, x: np.ndarray, axes, keepdims: int, noop: int = 0, out=None) -> np.ndarray:
+def reduce(kind: str, x: np.ndarray, axes: list[int] | tuple[int, ...] | None, keepdims: int,
+           noop: int = 0, out: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
     """Reduce-``kind`` of x over ``axes`` (None: all, unless ``noop``)."""
     op = f"Reduce{kind}"
     if keepdims not in (0, 1):
