@@ -9,8 +9,10 @@ instead of compiling:
 * ``steps``: convolutions by im2col and by Winograd (3x3, 5x5 and strided through
   space-to-depth, with a bias from the initializers, which is read-only, and
   without one), pooling with and without
-  indices, a Gemm split over the cores and a small-batch fully connected layer. Two
-  outputs keep it from compiling into one program, so it runs step by step.
+  indices, a Gemm split over the cores and a small-batch fully connected layer, an
+  activation, a LayerNormalization and a ReduceMean (the kernels of ``kernels.unary``,
+  ``normalize`` and ``reduce``). Several outputs keep it from compiling into one
+  program, so it runs step by step.
 * ``chain``: a LeNet-like chain that compiles into one op-table program (see
   ``runtime/program.py``), run for one image and for a batch.
 """
@@ -54,6 +56,10 @@ def _steps_model() -> bytes:
         node("Conv", ["r3", "w5"], ["c5"], pads=[2, 2, 2, 2]),  # Winograd F(4, 5), no bias
         node("Conv", ["r3", "w6"], ["cs"], strides=[2, 2], pads=[2, 2, 2, 2]),  # space-to-depth
         node("GlobalAveragePool", ["cs"], ["gs"]),
+        node("HardSwish", ["cs"], ["hs"]),  # the activations' kernel
+        node("LayerNormalization", ["hs", "ln"], ["lns"]),  # the normalizations' kernel
+        node("Constant", [], ["axes"], value=numpy_helper.from_array(np.array([2, 3]))),
+        node("ReduceMean", ["lns", "axes"], ["rm"]),  # the reductions' kernel
         node("MaxPool", ["c5"], ["m"], kernel_shape=[2, 2], strides=[2, 2]),  # no indices
         node("MaxPool", ["m"], ["m2", "idx"], kernel_shape=[2, 2], pads=[1, 1, 1, 1]),
         node("Conv", ["m2", "w", "b4"], ["c0"], pads=[1, 1, 1, 1]),  # im2col
@@ -69,8 +75,9 @@ def _steps_model() -> bytes:
     weights = {"w3": (32, 32, 3, 3), "b": (32,), "w5": (32, 32, 5, 5), "w6": (32, 32, 6, 6),
                "w": (4, 32, 3, 3),
                "b4": (4,), "w2": (4, 4, 1, 1), "fc": (64, 512), "fcb": (64,),
-               "big": (64, 16384)}  # fmt: skip
-    outputs = [("g", [1, 4, 1, 1]), ("z", [1, 16384]), ("gs", [1, 32, 1, 1])]
+               "big": (64, 16384), "ln": (4,)}  # fmt: skip
+    outputs = [("g", [1, 4, 1, 1]), ("z", [1, 16384]), ("gs", [1, 32, 1, 1]),
+               ("rm", [1, 32, 1, 1])]  # fmt: skip
     return _model(nodes, [("x", [1, 32, 8, 8])], outputs, weights)
 
 

@@ -1,6 +1,15 @@
 """Op implementations, one module per family; importing this package fills the registry."""
 
-from runtime.ops import elementwise, nn, tensor  # noqa: F401  (registration side effects)
+from runtime.ops import (  # noqa: F401  (registration side effects)
+    activations,
+    elementwise,
+    logic,
+    math,
+    nn,
+    normalization,
+    reduce,
+    tensor,
+)
 from runtime.ops.registry import OPS, register, resolve, supported_ops
 
 __all__ = ["OPS", "register", "resolve", "supported_ops"]

@@ -43,10 +43,12 @@ def dropout_7(x, *, ratio=0.5, is_test=0):
 
 @register("Dropout", since=12)
 def dropout_12(x, ratio=None, training_mode=None, *, seed=0):
-    if training_mode is not None and bool(np.asarray(training_mode).reshape(())):
+    training = training_mode is not None and bool(np.asarray(training_mode).reshape(()))
+    if training and (ratio is None or float(np.asarray(ratio).reshape(())) != 0.0):
+        # ratio 0 drops nothing, so training mode is then the identity too
         raise InvalidAttributeError(
-            "Dropout: training_mode=True is not supported by an inference runtime; "
-            "expected False or no input"
+            "Dropout: training_mode=True with a nonzero ratio (random masks) is not supported "
+            "by an inference runtime; expected training_mode False, no input, or ratio 0"
         )
     return x, np.ones(x.shape, dtype=bool)
 

@@ -1,0 +1,65 @@
+"""The float32 kernel of ``runtime/ops/normalization.py``: standardise rows, then an
+affine transform.
+
+``normalize_rows(x, y, scale, bias, inner, epsilon, center, mean, inv)``, x and y
+(R, S), scale and bias (G, T) with T * inner = S, mean and inv (R,):
+
+    m[r]    = sum_s x[r, s] / S                          (0 when not ``center``)
+    v[r]    = sum_s (x[r, s] - m[r])^2 / S
+    inv[r]  = 1 / sqrt(v[r] + epsilon)
+    y[r, s] = (x[r, s] - m[r]) * inv[r] * scale[g, s // inner] + bias[g, s // inner]
+
+with g = r % G. The normalisations are layouts of this one kernel:
+
+    LayerNormalization      R = outer dims, S = normalised dims, G = 1, inner = 1
+    RMSNormalization        the same, center false (v is then the mean square)
+    InstanceNormalization   R = N*C, S = spatial, G = C, T = 1, inner = S
+    GroupNormalization-21   R = N*groups, S = C/groups * spatial, G = groups,
+                            T = C/groups, inner = spatial (scale per channel)
+    GroupNormalization-18   the same with T = 1, inner = S (scale per group)
+
+Rows run in parallel, each writing its own row of y and its mean and inv; sums add
+in float64.
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import prange
+
+from runtime.kernels.jit import kernel
+
+
+@kernel(parallel=True)
+def normalize_rows(x, y, scale, bias, inner, epsilon, center, mean, inv):  # pragma: no cover
+    rows, s_n = x.shape
+    groups = scale.shape[0]
+    for r in prange(rows):
+        xr = x[r]
+        m = 0.0
+        if center:
+            for s in range(s_n):
+                m += xr[s]
+            m /= s_n
+        v = 0.0
+        for s in range(s_n):
+            d = xr[s] - m
+            v += d * d
+        v /= s_n
+        iv = 1.0 / math.sqrt(v + epsilon)
+        mean[r] = m
+        inv[r] = iv
+        g = r % groups
+        sc = scale[g]
+        sh = bias[g]
+        yr = y[r]
+        if inner == 1:
+            for s in range(s_n):
+                yr[s] = (xr[s] - m) * iv * sc[s] + sh[s]
+        else:
+            for t in range(s_n // inner):
+                a = iv * sc[t]
+                c = sh[t] - m * a
+                for s in range(t * inner, (t + 1) * inner):
+                    yr[s] = xr[s] * a + c

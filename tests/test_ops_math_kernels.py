@@ -1,0 +1,100 @@
+"""The kernels of the math, activation, reduction and normalization ops against their
+naive twins (tests/naive.py), parametrized over modes and layouts."""
+
+from __future__ import annotations
+
+import naive
+import numpy as np
+import pytest
+
+from runtime.kernels import normalize as normalize_kernels
+from runtime.kernels import reduce as reduce_kernels
+from runtime.kernels import unary as unary_kernels
+
+RNG = np.random.default_rng(3)
+
+UNARY_CASES = [
+    ("Elu", 1.3, 0.0, 0.0),
+    ("Selu", 1.67326319, 0.0, 1.05070102),
+    ("Celu", 0.7, 0.0, 0.0),
+    ("HardSigmoid", 0.2, 0.5, 0.0),
+    ("HardSwish", 0.0, 0.0, 0.0),
+    ("Softplus", 0.0, 0.0, 0.0),
+    ("Softsign", 0.0, 0.0, 0.0),
+    ("Mish", 0.0, 0.0, 0.0),
+    ("Gelu", 0.0, 0.0, 0.0),
+    ("GeluTanh", 0.0, 0.0, 0.0),
+    ("ThresholdedRelu", 0.4, 0.0, 0.0),
+    ("Shrink", 0.5, 0.1, 0.0),
+    ("Erf", 0.0, 0.0, 0.0),
+]
+
+
+def test_every_mode_is_tested():
+    assert sorted(c[0] for c in UNARY_CASES) == sorted(unary_kernels.MODES)
+
+
+@pytest.mark.parametrize(("mode", "alpha", "beta", "gamma"), UNARY_CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_unary_matches_naive(mode, alpha, beta, gamma, dtype):
+    # more than one parallel block, values from -40 to 40 (exp overflows past 88)
+    n = unary_kernels.BLOCK + 1000
+    x = (RNG.standard_normal(n) * 3).astype(dtype)
+    x[:4] = [-40.0, 40.0, 0.0, -0.0]
+    y = np.full(n, np.nan, dtype)
+    unary_kernels.unary(x, y, unary_kernels.MODES[mode], alpha, beta, gamma)
+    want = naive.unary(x[:: max(1, n // 3000)], mode, alpha, beta, gamma)
+    tol = 1e-6 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(y[:: max(1, n // 3000)], want, rtol=tol, atol=tol)
+    assert not np.isnan(y).any()
+
+
+REDUCE_SHAPES = [
+    (6, 49, 1),  # global pooling of 6 planes of 7x7
+    (1, 5, 300),  # reduce the first axis; more than one block of b
+    (3, 4, 7),
+    (2, 1, 3),
+]
+
+
+@pytest.mark.parametrize("shape", REDUCE_SHAPES)
+@pytest.mark.parametrize("mode", sorted(reduce_kernels.MODES))
+def test_reduce_middle_matches_naive(shape, mode):
+    x = RNG.standard_normal(shape).astype(np.float32)
+    out = np.full((shape[0], shape[2]), np.nan, np.float32)
+    reduce_kernels.reduce_middle(x, out, reduce_kernels.MODES[mode])
+    np.testing.assert_allclose(out, naive.reduce_middle(x, mode), rtol=1e-5, atol=1e-6)
+
+
+def test_reduce_middle_propagates_nan():
+    x = RNG.standard_normal((2, 5, 3)).astype(np.float32)
+    x[1, 2, 0] = np.nan
+    for mode in ("Max", "Min", "Sum"):
+        out = np.zeros((2, 3), np.float32)
+        reduce_kernels.reduce_middle(x, out, reduce_kernels.MODES[mode])
+        assert np.isnan(out[1, 0]) and not np.isnan(np.delete(out.reshape(-1), 3)).any()
+
+
+NORMALIZE_LAYOUTS = [
+    # rows, S, groups, T (inner = S // T), center: the layouts of the four ops
+    (12, 96, 1, 96, True),  # LayerNormalization over 96 channels
+    (12, 96, 1, 96, False),  # RMSNormalization
+    (6, 25, 3, 1, True),  # InstanceNormalization: N=2, C=3, 5x5
+    (8, 2 * 9, 4, 2, True),  # GroupNormalization-21: 4 groups of 2 channels of 3x3
+    (8, 2 * 9, 4, 1, True),  # GroupNormalization-18: a scale per group
+]
+
+
+@pytest.mark.parametrize(("rows", "s_n", "groups", "t_n", "center"), NORMALIZE_LAYOUTS)
+def test_normalize_rows_matches_naive(rows, s_n, groups, t_n, center):
+    x = (RNG.standard_normal((rows, s_n)) * 2 + 0.5).astype(np.float32)
+    scale = RNG.standard_normal((groups, t_n)).astype(np.float32)
+    bias = RNG.standard_normal((groups, t_n)).astype(np.float32)
+    y = np.empty_like(x)
+    mean, inv = np.empty(rows, np.float32), np.empty(rows, np.float32)
+    inner = s_n // t_n
+    normalize_kernels.normalize_rows(x, y, scale, bias, inner, 1e-3, center, mean, inv)
+    want_y, want_mean, want_inv = naive.normalize_rows(x, scale, bias, inner, 1e-3, center)
+    np.testing.assert_allclose(y, want_y, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(mean, want_mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(inv, want_inv, rtol=1e-5)
