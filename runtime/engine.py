@@ -33,7 +33,7 @@ from runtime import dispatch, errors
 from runtime.description import Description, StepInfo
 from runtime.graph import Graph, Node
 from runtime.ops import resolve, supported_ops
-from runtime.ops.nn import bn_affine, fused_conv, fused_gemm
+from runtime.ops.nn import bn_affine, fused_conv, fused_gemm, pool_setup
 from runtime.program import NotCompilableError, Program, compile_program
 
 TYPED_ERRORS = (
@@ -44,6 +44,23 @@ TYPED_ERRORS = (
 )
 ACTIVATION_OPS = ("Relu", "LeakyRelu", "Tanh", "Sigmoid")
 REMOVABLE = ("Identity", "Dropout")
+# the ops a compiled program runs (``runtime/program.py``)
+PROGRAM_OPS = (
+    "Conv",
+    "MaxPool",
+    "AveragePool",
+    "Gemm",
+    "MatMul",
+    "Relu",
+    "LeakyRelu",
+    "Tanh",
+    "Sigmoid",
+    "BatchNormalization",
+    "Reshape",
+    "Flatten",
+    "Softmax",
+    "LogSoftmax",
+)
 # ops whose steps run numba kernels (the others: NumPy), for ``describe``
 KERNEL_OPS = (
     "Conv",
@@ -267,10 +284,13 @@ def _is_view(x: np.ndarray, outs: list[np.ndarray]) -> bool:
     """Whether a step's single output is ``x`` reshaped (Reshape, Flatten, Squeeze...):
     the same elements in the same order, and so, for this plan's shapes, a reshape."""
     return (
-        len(outs) == 1 and outs[0].size == x.size and outs[0].dtype == x.dtype
-        and x.flags.c_contiguous and outs[0].flags.c_contiguous
+        len(outs) == 1
+        and outs[0].size == x.size
+        and outs[0].dtype == x.dtype
+        and x.flags.c_contiguous
+        and outs[0].flags.c_contiguous
         and outs[0].__array_interface__["data"][0] == x.__array_interface__["data"][0]
-    )  # fmt: skip
+    )
 
 
 def _reshape_to(shape: tuple[int, ...]) -> Callable[[np.ndarray, np.ndarray | None], np.ndarray]:
@@ -434,6 +454,41 @@ def _choose_conv_algorithms(steps: list[Step], constants: dict[str, np.ndarray])
     return steps
 
 
+def _empty_output(step: Step, env: Mapping[str, np.ndarray]) -> np.ndarray:
+    """An uninitialised output of the shape and type ``step`` would produce (one of
+    ``PROGRAM_OPS``), computed from its attributes and input shapes."""
+    x = env[step.inputs[0]]
+    op = step.op_type
+    if op in ("Reshape", "Flatten"):
+        return call_step(step, env)[0]  # a view: nothing computed
+    if op == "Conv":  # checked and shaped as im2col would run it: no Winograd transform
+        attrs = {k: v for k, v in step.attrs.items() if k != "winograd"}
+        args = [env[n] if n else None for n in step.inputs[1:]]
+        shape = step.fn.prepare(x, args, attrs).out_shape
+    elif op == "Gemm":
+        w = env[step.inputs[1]]
+        rows = x.shape[1] if step.attrs.get("transA", 0) else x.shape[0]
+        shape = (rows, w.shape[0] if step.attrs.get("transB", 0) else w.shape[1])
+    elif op == "MatMul":
+        shape = (*x.shape[:-1], env[step.inputs[1]].shape[-1])
+    elif op in ("MaxPool", "AveragePool"):
+        a = step.attrs
+        _, out_sp, *_ = pool_setup(
+            op,
+            x,
+            a.get("kernel_shape"),
+            a.get("auto_pad", "NOTSET"),
+            a.get("pads"),
+            a.get("strides"),
+            a.get("dilations"),
+            a.get("ceil_mode", 0),
+        )
+        shape = (*x.shape[:2], *out_sp)
+    else:  # the elementwise and per-image ops keep their input's shape
+        shape = x.shape
+    return np.empty(shape, np.float32)
+
+
 def _info(step: Step, choice: dispatch.Choice | None = None) -> StepInfo:
     """A step for ``describe``: the bound call's choice, else the load-time one."""
     choice = choice or getattr(step.fn, "choice", None) or step.choice
@@ -474,8 +529,51 @@ class NumbaEngine:
     def _key(self, feeds: Mapping[str, np.ndarray]) -> tuple:
         return tuple((name, feeds[name].shape, feeds[name].dtype.str) for name in sorted(feeds))
 
+    def _shapes_only(self, feeds: Mapping[str, np.ndarray]) -> tuple[list[Step], dict, set] | None:
+        """The plan's steps and tensors of its shapes, without running its heavy ops:
+        shape arithmetic and constants run for real, each op a compiled program can
+        take gets an empty output of its shape (``PROGRAM_OPS``). None when another op
+        is in the way (the plan could not compile) or anything fails (the real run then
+        raises the typed error)."""
+        env: dict[str, np.ndarray] = {**self.constants, **feeds}
+        static = set(self.constants)
+        kept: list[Step] = []
+        try:
+            with np.errstate(all="ignore"):
+                for step in self.steps:
+                    if step.op_type == "Shape" or all(not n or n in static for n in step.inputs):
+                        _store(step, call_step(step, env), env)
+                        static.update(o for o in step.outputs if o)
+                        continue
+                    if step.op_type not in PROGRAM_OPS or any(step.outputs[1:]):
+                        return None
+                    _store(step, (_empty_output(step, env),), env)
+                    kept.append(step)
+        except Exception:  # the real run reports it, with its node
+            return None
+        return kept, env, static
+
+    def _compiled_plan(self, feeds: Mapping[str, np.ndarray]) -> Plan | None:
+        """A plan that is one compiled program, made from shapes alone, or None."""
+        found = self._shapes_only(feeds)
+        if found is None:
+            return None
+        kept, env, static = found
+        constants = {n: env[n] for n in static if n in env}
+        try:
+            program = compile_program(kept, env, constants, feeds, self.output_names)
+        except NotCompilableError:
+            return None
+        return Plan(kept, constants, [() for _ in kept], [None for _ in kept], [], program)
+
     def _build_plan(self, feeds: Mapping[str, np.ndarray]) -> tuple[Plan, dict]:
-        """Run once, marking shape-only tensors; they become the plan's constants."""
+        """A compiled program when the plan qualifies (nothing runs step by step, so only
+        the program's kernels compile); otherwise run once, marking shape-only tensors,
+        which become the plan's constants."""
+        if self.compile_plans:
+            plan = self._compiled_plan(feeds)
+            if plan is not None:
+                return plan, {}
         env: dict[str, np.ndarray] = {**self.constants, **feeds}
         static = set(self.constants)
         kept: list[Step] = []
@@ -529,14 +627,18 @@ class NumbaEngine:
                 return [env[n] for n in output_names]
         # A compiled program also answers the first call: every call gives the same bits.
         program = plan.program
-        if program is not None and list(output_names) == [program.output_name]:
-            return [program.run(feeds[program.input_name])]
+        if program is not None:  # the graph's one output: the names are that, or none
+            y = program.run(feeds[program.input_name])
+            return [y for _ in output_names]
         arena = self._arena(key, plan)
         env = {**plan.constants, **feeds}
         with around_steps():
             for step, dead, slots in zip(plan.steps, plan.release, plan.out_slots, strict=True):
-                out = None if slots is None else tuple(arena[s] if s is not None else None
-                                                       for s in slots)  # fmt: skip
+                out = (
+                    None
+                    if slots is None
+                    else tuple(arena[s] if s is not None else None for s in slots)
+                )
                 _store(step, call_step(step, env, out), env)
                 for name in dead:
                     env.pop(name, None)

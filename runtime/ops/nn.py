@@ -237,7 +237,7 @@ def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
                         _out=_out)  # fmt: skip
 
 
-def _pool_setup(op, x, kernel_shape, auto_pad, pads, strides, dilations, ceil_mode):
+def pool_setup(op, x, kernel_shape, auto_pad, pads, strides, dilations, ceil_mode):
     x = _float32(op, "X", x)
     if x.ndim not in (3, 4, 5):
         raise ShapeError(f"{op}: expected X of rank 3 to 5 (N, C, spatial...), received {x.shape}")
@@ -265,7 +265,7 @@ def max_pool(x, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=
              pads=None, storage_order=0, strides=None, _out=None, _num_outputs=2):  # fmt: skip
     if storage_order not in (0, 1):
         raise InvalidAttributeError(f"MaxPool: storage_order {storage_order}: expected 0 or 1")
-    x, out_sp, begin, _, st, dil = _pool_setup(
+    x, out_sp, begin, _, st, dil = pool_setup(
         "MaxPool", x, kernel_shape, auto_pad, pads, strides, dilations, ceil_mode
     )
     n, c = x.shape[:2]
@@ -305,7 +305,7 @@ def max_pool(x, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=
 @register("AveragePool", since=1)
 def average_pool(x, *, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, dilations=None,
                  kernel_shape=None, pads=None, strides=None, _out=None):  # fmt: skip
-    x, out_sp, begin, end, st, dil = _pool_setup(
+    x, out_sp, begin, end, st, dil = pool_setup(
         "AveragePool", x, kernel_shape, auto_pad, pads, strides, dilations, ceil_mode
     )
     n, c = x.shape[:2]
