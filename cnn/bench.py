@@ -164,8 +164,11 @@ def cold_start(path: str | os.PathLike, backend: str, batch: int, cache_dir: str
         env["NUMBA_CACHE_DIR"] = cache_dir
     out = subprocess.run(
         [sys.executable, "-c", _COLD_PROBE, str(path), backend, str(batch)],
-        capture_output=True, text=True, env=env, timeout=600,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"cold-start probe failed: {out.stderr.strip()[-500:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -184,9 +187,11 @@ def cold_starts(path: str | os.PathLike, batch: int) -> list[dict]:
 
 def render(rows: Sequence[BenchRow], roof: float, starts: dict[str, list[dict]]) -> str:
     lines = [f"numpy float32 GEMM roof: {roof:.1f} GFLOP/s", ""]
-    header = (f"{'model':<8} {'batch':>5} {'thr':>3} {'backend':<12} {'p50 ms':>9} "
-              f"{'p90 ms':>9} {'p99 ms':>9} {'images/s':>10} {'GFLOP/s':>8} {'roof':>5} "
-              f"{'numba/ort':>9}")  # fmt: skip
+    header = (
+        f"{'model':<8} {'batch':>5} {'thr':>3} {'backend':<12} {'p50 ms':>9} "
+        f"{'p90 ms':>9} {'p99 ms':>9} {'images/s':>10} {'GFLOP/s':>8} {'roof':>5} "
+        f"{'numba/ort':>9}"
+    )
     lines.append(header)
     for r in rows:
         ratio = f"{r.ratio:.2f}" if r.backend == "numba" else ""
@@ -207,12 +212,15 @@ def to_json(rows: Sequence[BenchRow], roof: float, starts: dict[str, list[dict]]
     import platform
 
     return {
-        "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor(),
-                    "platform": platform.platform()},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "processor": platform.processor(),
+            "platform": platform.platform(),
+        },
         "gemm_roof_gflops": roof,
         "rows": [asdict(r) for r in rows],
         "cold_start": starts,
-    }  # fmt: skip
+    }
 
 
 def plot(rows: Sequence[BenchRow], path: str | os.PathLike) -> None:
@@ -228,10 +236,13 @@ def plot(rows: Sequence[BenchRow], path: str | os.PathLike) -> None:
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(configs)), 4))
     for i, backend in enumerate(BACKENDS):
         values = [
-            next(r.throughput_ips for r in rows
-                 if (r.model, r.batch_size, r.threads) == c and r.backend == backend)
+            next(
+                r.throughput_ips
+                for r in rows
+                if (r.model, r.batch_size, r.threads) == c and r.backend == backend
+            )
             for c in configs
-        ]  # fmt: skip
+        ]
         ax.bar([j + 0.4 * i for j in range(len(configs))], values, 0.4, label=backend)
     ax.set_xticks([j + 0.2 for j in range(len(configs))])
     ax.set_xticklabels([f"{m}\nb{b} t{t}" for m, b, t in configs], fontsize=8)

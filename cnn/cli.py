@@ -128,14 +128,19 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         k = min(args.top_k, probs.shape[1])
         for path, p in zip(good, probs, strict=True):
             top = np.argsort(-p, kind="stable")[:k]
-            results.append({
-                "image": path,
-                "predictions": [
-                    {"label": labels[i] if labels else str(i), "index": int(i),
-                     "probability": float(p[i])}
-                    for i in top
-                ],
-            })  # fmt: skip
+            results.append(
+                {
+                    "image": path,
+                    "predictions": [
+                        {
+                            "label": labels[i] if labels else str(i),
+                            "index": int(i),
+                            "probability": float(p[i]),
+                        }
+                        for i in top
+                    ],
+                }
+            )
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -155,14 +160,16 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
-def _run_compare(model, backends, batch_sizes, *, dataset, data_dir, limit, json_path,
-                 plot_path, rounds=30):  # fmt: skip
+def _run_compare(
+    model, backends, batch_sizes, *, dataset, data_dir, limit, json_path, plot_path, rounds=30
+):
     import json
 
     from cnn.compare import compare_backends, plot_throughput, render_table
 
-    rows = compare_backends(model, backends, batch_sizes, dataset=dataset, data_dir=data_dir,
-                            limit=limit, rounds=rounds)  # fmt: skip
+    rows = compare_backends(
+        model, backends, batch_sizes, dataset=dataset, data_dir=data_dir, limit=limit, rounds=rounds
+    )
     print(render_table(rows))
     if json_path:
         from dataio.files import atomic_write
@@ -178,9 +185,17 @@ def _run_compare(model, backends, batch_sizes, *, dataset, data_dir, limit, json
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    _run_compare(args.model, backends, args.batch_sizes, dataset=args.dataset,
-                 data_dir=args.data_dir, limit=args.limit, json_path=args.json,
-                 plot_path=args.plot, rounds=args.rounds)  # fmt: skip
+    _run_compare(
+        args.model,
+        backends,
+        args.batch_sizes,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        limit=args.limit,
+        json_path=args.json,
+        plot_path=args.plot,
+        rounds=args.rounds,
+    )
     return 0
 
 
@@ -192,14 +207,30 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     made = []
-    lenet = train(TrainConfig(model="lenet5", dataset=args.dataset, data_dir=args.data_dir,
-                              out=str(out), epochs=args.lenet_epochs, subset=args.lenet_subset,
-                              command="cnn pipeline"))  # fmt: skip
+    lenet = train(
+        TrainConfig(
+            model="lenet5",
+            dataset=args.dataset,
+            data_dir=args.data_dir,
+            out=str(out),
+            epochs=args.lenet_epochs,
+            subset=args.lenet_subset,
+            command="cnn pipeline",
+        )
+    )
     made.append(("LeNet-5", lenet))
     if args.alexnet_steps > 0:
-        alex = train(TrainConfig(model="alexnet", dataset=args.dataset, data_dir=args.data_dir,
-                                 out=str(out), max_steps=args.alexnet_steps,
-                                 subset=args.alexnet_subset, command="cnn pipeline"))  # fmt: skip
+        alex = train(
+            TrainConfig(
+                model="alexnet",
+                dataset=args.dataset,
+                data_dir=args.data_dir,
+                out=str(out),
+                max_steps=args.alexnet_steps,
+                subset=args.alexnet_subset,
+                command="cnn pipeline",
+            )
+        )
         made.append(("AlexNet", alex))
     comparisons = {}
     for name, metrics in made:
@@ -207,17 +238,24 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
         small = model == "alexnet"
         print(f"\ncomparing backends on {name} ({metrics['onnx']})")
         comparisons[name] = _run_compare(
-            metrics["onnx"], ["numba", "onnxruntime"], [1, 8] if small else [1, 64],
-            dataset=args.dataset, data_dir=args.data_dir, limit=256 if small else None,
-            json_path=out / f"{model}.compare.json", plot_path=out / f"{model}.compare.png",
+            metrics["onnx"],
+            ["numba", "onnxruntime"],
+            [1, 8] if small else [1, 64],
+            dataset=args.dataset,
+            data_dir=args.data_dir,
+            limit=256 if small else None,
+            json_path=out / f"{model}.compare.json",
+            plot_path=out / f"{model}.compare.png",
             rounds=5 if small else 30,
-        )  # fmt: skip
+        )
     print("\npipeline done:")
     for name, metrics in made:
         rows = comparisons[name]
         worst = max(r.max_abs_diff for r in rows)
-        print(f"  {name}: test accuracy {metrics['test_accuracy']:.4f}, {metrics['onnx']}, "
-              f"numba vs onnxruntime max |diff| {worst:.2e}")  # fmt: skip
+        print(
+            f"  {name}: test accuracy {metrics['test_accuracy']:.4f}, {metrics['onnx']}, "
+            f"numba vs onnxruntime max |diff| {worst:.2e}"
+        )
     print(f"  everything is in {out}/ (checkpoints, metrics, curves, ONNX, comparisons)")
     return 0
 
@@ -230,19 +268,24 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     roof = bench.gemm_roof_gflops(args.gemm_size)
     rows, starts = [], {}
-    models = [("lenet5", args.lenet, args.lenet_batches), ("alexnet", args.alexnet,
-              args.alexnet_batches)]  # fmt: skip
+    models = [
+        ("lenet5", args.lenet, args.lenet_batches),
+        ("alexnet", args.alexnet, args.alexnet_batches),
+    ]
     for name, path, batches in models:
         if not path:
             continue
         if not Path(path).is_file():
-            print(f"cnn bench: {name} skipped: no file at {path} "
-                  f"(make it with: cnn train {name} --max-steps 1 --subset 64)")  # fmt: skip
+            print(
+                f"cnn bench: {name} skipped: no file at {path} "
+                f"(make it with: cnn train {name} --max-steps 1 --subset 64)"
+            )
             continue
         threads = [None] if args.no_single_thread else [None, 1]
         rounds = args.rounds if name == "lenet5" else max(5, args.rounds // 2)
-        rows += bench.bench_model(path, batches, threads=threads, rounds=rounds, roof=roof,
-                                  name=name)  # fmt: skip
+        rows += bench.bench_model(
+            path, batches, threads=threads, rounds=rounds, roof=roof, name=name
+        )
         if not args.no_cold_start:
             starts[name] = bench.cold_starts(path, max(batches))
     if not rows:
@@ -351,8 +394,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model", help="an ONNX file exported by cnn train")
     p.add_argument("images", nargs="+", help="PNG, JPEG or any format Pillow reads")
-    p.add_argument("--backend", default="numba", choices=["numba", "onnxruntime",
-                   "onnxruntime-cuda"], help="default: %(default)s")  # fmt: skip
+    p.add_argument(
+        "--backend",
+        default="numba",
+        choices=["numba", "onnxruntime", "onnxruntime-cuda"],
+        help="default: %(default)s",
+    )
     p.add_argument("--top-k", type=positive_int, default=3, help="default: %(default)s")
     p.add_argument(
         "--invert",
@@ -370,16 +417,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-sizes 1,64 --json cmp.json --plot cmp.png",
     )
     p.add_argument("model", help="an ONNX file")
-    p.add_argument("--backends", default="numba,onnxruntime",
-                   help="the first is the reference (default: %(default)s)")  # fmt: skip
+    p.add_argument(
+        "--backends",
+        default="numba,onnxruntime",
+        help="the first is the reference (default: %(default)s)",
+    )
     p.add_argument("--batch-sizes", type=_int_list, default=[1, 64], help="default: 1,64")
-    p.add_argument("--dataset", default="fashion-mnist", choices=sorted(DATASETS),
-                   help="whose test set (default: %(default)s)")  # fmt: skip
+    p.add_argument(
+        "--dataset",
+        default="fashion-mnist",
+        choices=sorted(DATASETS),
+        help="whose test set (default: %(default)s)",
+    )
     p.add_argument("--data-dir", default=None, help="as in cnn train")
-    p.add_argument("--limit", type=positive_int, default=None,
-                   help="use the first N test images (default: all)")  # fmt: skip
-    p.add_argument("--rounds", type=positive_int, default=30,
-                   help="timed calls per backend and batch (default: %(default)s)")  # fmt: skip
+    p.add_argument(
+        "--limit",
+        type=positive_int,
+        default=None,
+        help="use the first N test images (default: all)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=positive_int,
+        default=30,
+        help="timed calls per backend and batch (default: %(default)s)",
+    )
     p.add_argument("--json", default=None, metavar="FILE", help="write the rows as JSON")
     p.add_argument("--plot", default=None, metavar="FILE.png", help="write a throughput chart")
     p.set_defaults(func=_cmd_compare)
@@ -391,17 +453,29 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  cnn pipeline --alexnet-steps 50",
     )
     p.add_argument("--out", default="runs", help="default: %(default)s")
-    p.add_argument("--dataset", default="fashion-mnist", choices=sorted(DATASETS),
-                   help="default: %(default)s")  # fmt: skip
+    p.add_argument(
+        "--dataset", default="fashion-mnist", choices=sorted(DATASETS), help="default: %(default)s"
+    )
     p.add_argument("--data-dir", default=None, help="as in cnn train")
     p.add_argument("--lenet-epochs", type=positive_int, default=15, help="default: %(default)s")
-    p.add_argument("--lenet-subset", type=positive_int, default=None,
-                   help="LeNet-5's images per split (default: all)")  # fmt: skip
-    p.add_argument("--alexnet-steps", type=int, default=50,
-                   help="AlexNet's CPU budget in steps of batch 64; 0 skips it "
-                   "(default: %(default)s)")  # fmt: skip
-    p.add_argument("--alexnet-subset", type=positive_int, default=3200,
-                   help="AlexNet's images per split (default: %(default)s)")  # fmt: skip
+    p.add_argument(
+        "--lenet-subset",
+        type=positive_int,
+        default=None,
+        help="LeNet-5's images per split (default: all)",
+    )
+    p.add_argument(
+        "--alexnet-steps",
+        type=int,
+        default=50,
+        help="AlexNet's CPU budget in steps of batch 64; 0 skips it (default: %(default)s)",
+    )
+    p.add_argument(
+        "--alexnet-subset",
+        type=positive_int,
+        default=3200,
+        help="AlexNet's images per split (default: %(default)s)",
+    )
     p.set_defaults(func=_cmd_pipeline)
 
     p = sub.add_parser(
@@ -413,14 +487,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--lenet", default="exported/lenet5.onnx", help="default: %(default)s")
     p.add_argument("--alexnet", default="runs/alexnet.onnx", help="default: %(default)s")
-    p.add_argument("--lenet-batches", type=_int_list, default=[1, 64, 1024],
-                   help="default: 1,64,1024")  # fmt: skip
-    p.add_argument("--alexnet-batches", type=_int_list, default=[1, 8, 32],
-                   help="default: 1,8,32")  # fmt: skip
-    p.add_argument("--rounds", type=positive_int, default=20,
-                   help="timed calls per backend, AlexNet half (default: 20)")  # fmt: skip
-    p.add_argument("--gemm-size", type=positive_int, default=1024,
-                   help="n of the n x n GEMM roof (default: %(default)s)")  # fmt: skip
+    p.add_argument(
+        "--lenet-batches", type=_int_list, default=[1, 64, 1024], help="default: 1,64,1024"
+    )
+    p.add_argument("--alexnet-batches", type=_int_list, default=[1, 8, 32], help="default: 1,8,32")
+    p.add_argument(
+        "--rounds",
+        type=positive_int,
+        default=20,
+        help="timed calls per backend, AlexNet half (default: 20)",
+    )
+    p.add_argument(
+        "--gemm-size",
+        type=positive_int,
+        default=1024,
+        help="n of the n x n GEMM roof (default: %(default)s)",
+    )
     p.add_argument("--no-single-thread", action="store_true", help="skip the threads=1 rows")
     p.add_argument("--no-cold-start", action="store_true", help="skip the fresh processes")
     p.add_argument("--json", default=None, metavar="FILE", help="write the results as JSON")

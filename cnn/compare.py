@@ -160,15 +160,33 @@ def _bar(total: int, desc: str, enabled: bool):
 
 def render_table(rows: Sequence[CompareRow]) -> str:
     """The rows as a rich table (plain text when rich is missing)."""
-    headers = ["backend", "batch", "max |diff|", "top-1 agree", "accuracy", "p50 ms",
-               "p90 ms", "p99 ms", "images/s", "cold start s"]  # fmt: skip
+    headers = [
+        "backend",
+        "batch",
+        "max |diff|",
+        "top-1 agree",
+        "accuracy",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "images/s",
+        "cold start s",
+    ]
     cells = [
-        [r.backend, str(r.batch_size), f"{r.max_abs_diff:.2e}", f"{r.top1_agreement:.4f}",
-         "-" if r.accuracy is None else f"{r.accuracy:.4f}", f"{r.p50_ms:.3f}",
-         f"{r.p90_ms:.3f}", f"{r.p99_ms:.3f}", f"{r.throughput_ips:,.0f}",
-         f"{r.cold_start_s:.2f}"]
+        [
+            r.backend,
+            str(r.batch_size),
+            f"{r.max_abs_diff:.2e}",
+            f"{r.top1_agreement:.4f}",
+            "-" if r.accuracy is None else f"{r.accuracy:.4f}",
+            f"{r.p50_ms:.3f}",
+            f"{r.p90_ms:.3f}",
+            f"{r.p99_ms:.3f}",
+            f"{r.throughput_ips:,.0f}",
+            f"{r.cold_start_s:.2f}",
+        ]
         for r in rows
-    ]  # fmt: skip
+    ]
     try:
         from rich.console import Console
         from rich.table import Table
@@ -202,8 +220,10 @@ def plot_throughput(rows: Sequence[CompareRow], path: str | os.PathLike) -> None
     width = 0.8 / len(backends)
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, b in enumerate(backends):
-        values = [next(r.throughput_ips for r in rows if r.backend == b and r.batch_size == s)
-                  for s in sizes]  # fmt: skip
+        values = [
+            next(r.throughput_ips for r in rows if r.backend == b and r.batch_size == s)
+            for s in sizes
+        ]
         ax.bar([j + i * width for j in range(len(sizes))], values, width, label=b)
     ax.set_xticks([j + width * (len(backends) - 1) / 2 for j in range(len(sizes))])
     ax.set_xticklabels([f"batch {s}" for s in sizes])

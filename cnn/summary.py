@@ -43,10 +43,15 @@ class Summary:
     def table(self) -> str:
         header = ("Layer", "Op", "Output shape", "Param #", "MACs")
         body = [
-            (r.name, r.op_type, "(" + ", ".join(map(str, r.output_shape)) + ")",
-             f"{r.params:,}", f"{r.macs:,}")
+            (
+                r.name,
+                r.op_type,
+                "(" + ", ".join(map(str, r.output_shape)) + ")",
+                f"{r.params:,}",
+                f"{r.macs:,}",
+            )
             for r in self.rows
-        ]  # fmt: skip
+        ]
         widths = [max(len(row[i]) for row in [header, *body]) for i in range(5)]
         line = "  ".join(f"{{:<{w}}}" for w in widths)
         rule = "=" * (sum(widths) + 8)
@@ -84,9 +89,9 @@ def summarize(model: str | os.PathLike | bytes) -> Summary:
     floats = {
         t.name: int(np.prod(t.dims, dtype=np.int64))
         for t in g.initializer
-        if t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE,
-                           onnx.TensorProto.FLOAT16)
-    }  # fmt: skip
+        if t.data_type
+        in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16)
+    }
     dims_of = {t.name: tuple(t.dims) for t in g.initializer}
     counted: set[str] = set()
     rows = []
@@ -107,6 +112,7 @@ def summarize(model: str | os.PathLike | bytes) -> Summary:
             trans_b = any(a.name == "transB" and a.i for a in node.attribute)
             k = w[1] if (node.op_type == "Gemm" and trans_b) else w[0]
             macs = per_image * int(k)
-        rows.append(LayerRow(node.name or f"{node.op_type}_{i}", node.op_type, out_shape,
-                             params, macs))  # fmt: skip
+        rows.append(
+            LayerRow(node.name or f"{node.op_type}_{i}", node.op_type, out_shape, params, macs)
+        )
     return Summary(rows, {p.key: p.value for p in proto.metadata_props})

@@ -54,8 +54,16 @@ class Program:
         out = np.empty(self.output_shape, np.float32)
         threads = numba.get_num_threads()
         ws = scratch("program.ws", (threads, self.ws_size), np.float32)
-        args = (x.reshape(n, -1), out.reshape(n, -1), self.code, self.ipool, self.fpool, ws,
-                self.image_stride, self.group)  # fmt: skip
+        args = (
+            x.reshape(n, -1),
+            out.reshape(n, -1),
+            self.code,
+            self.ipool,
+            self.fpool,
+            ws,
+            self.image_stride,
+            self.group,
+        )
         if n <= self.group or threads == 1:
             k.run_images_serial(*args)
         else:
@@ -136,9 +144,14 @@ def _conv(b: _Builder, attrs: Mapping, x: np.ndarray, w: np.ndarray, bias) -> np
     _, cin, H, W = x.shape
     cout, _, kh, kw = w.shape
     (oh, ow), begin, _, st, dil = nn._spatial(
-        "Conv", x.shape[2:], (kh, kw), auto_pad=attrs.get("auto_pad", "NOTSET"),
-        pads=attrs.get("pads"), strides=attrs.get("strides"), dilations=attrs.get("dilations"),
-    )  # fmt: skip
+        "Conv",
+        x.shape[2:],
+        (kh, kw),
+        auto_pad=attrs.get("auto_pad", "NOTSET"),
+        pads=attrs.get("pads"),
+        strides=attrs.get("strides"),
+        dilations=attrs.get("dilations"),
+    )
     y = np.broadcast_to(np.float32(0), (x.shape[0], cout, oh, ow))
     flat = st == [1, 1] and dil == [1, 1]
     T = cin * kh * kw
@@ -173,20 +186,36 @@ def _pool(b: _Builder, op: str, attrs: Mapping, x: np.ndarray, y: np.ndarray) ->
     _, C, H, W = x.shape
     kernel = tuple(attrs["kernel_shape"])
     _, begin, end, st, dil = nn._spatial(
-        op, x.shape[2:], kernel, auto_pad=attrs.get("auto_pad", "NOTSET"),
-        pads=attrs.get("pads"), strides=attrs.get("strides"), dilations=attrs.get("dilations"),
+        op,
+        x.shape[2:],
+        kernel,
+        auto_pad=attrs.get("auto_pad", "NOTSET"),
+        pads=attrs.get("pads"),
+        strides=attrs.get("strides"),
+        dilations=attrs.get("dilations"),
         ceil_mode=attrs.get("ceil_mode", 0),
-    )  # fmt: skip
+    )
     r = b.row(k.OP_POOL, y[0].size)
     b.scratch_size = max(b.scratch_size, C * H * y.shape[3])  # the tiled path's row pass
     r[k.P_C : k.P_EW + 1] = (
-        C, H, W, *y.shape[2:], *kernel, *st, *begin, *dil, op == "MaxPool",
-        attrs.get("count_include_pad", 0), H + begin[0] + end[0], W + begin[1] + end[1],
-    )  # fmt: skip
+        C,
+        H,
+        W,
+        *y.shape[2:],
+        *kernel,
+        *st,
+        *begin,
+        *dil,
+        op == "MaxPool",
+        attrs.get("count_include_pad", 0),
+        H + begin[0] + end[0],
+        W + begin[1] + end[1],
+    )
 
 
-def _fuse_pool(b: _Builder, op: str, attrs: Mapping, x: np.ndarray, y: np.ndarray,
-               conv: np.ndarray | None) -> bool:  # fmt: skip
+def _fuse_pool(
+    b: _Builder, op: str, attrs: Mapping, x: np.ndarray, y: np.ndarray, conv: np.ndarray | None
+) -> bool:
     """Fold a pooling whose windows tile the conv output just made into that conv."""
     kernel = list(attrs.get("kernel_shape") or [])
     if conv is None or conv[k.C_POOL] != k.POOL_NONE or x.ndim != 4 or len(kernel) != 2:
@@ -231,13 +260,16 @@ def _const(step, i: int, constants: Mapping[str, np.ndarray]) -> np.ndarray | No
 
 
 def compile_program(
-    steps: Sequence, env: Mapping[str, np.ndarray], constants: Mapping[str, np.ndarray],
-    feeds: Mapping[str, np.ndarray], outputs: Sequence[str],
-) -> Program:  # fmt: skip
+    steps: Sequence,
+    env: Mapping[str, np.ndarray],
+    constants: Mapping[str, np.ndarray],
+    feeds: Mapping[str, np.ndarray],
+    outputs: Sequence[str],
+) -> Program:
     """The op table for ``steps`` (a plan's), or NotCompilableError with the reason."""
     if len(feeds) != 1 or len(outputs) != 1:
         raise NotCompilableError("only graphs with one input and one output")
-    (name, x0), = feeds.items()  # fmt: skip
+    ((name, x0),) = feeds.items()
     if x0.dtype != np.float32 or x0.ndim < 2 or x0.shape[0] < 1:
         raise NotCompilableError("the input must be float32 with a batch axis")
     n = x0.shape[0]

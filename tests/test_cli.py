@@ -19,8 +19,14 @@ def test_train_help_shows_defaults_and_examples(capsys):
         main(["train", "--help"])
     assert info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
-    for fragment in ("default: fashion-mnist", "default: 0", "default: runs", "examples:",
-                     "torchrun", "lenet5: 15 epochs"):  # fmt: skip
+    for fragment in (
+        "default: fashion-mnist",
+        "default: 0",
+        "default: runs",
+        "examples:",
+        "torchrun",
+        "lenet5: 15 epochs",
+    ):
         assert fragment in text
 
 
@@ -74,13 +80,35 @@ def test_dataset_not_found_says_how_to_get_it(tmp_path, monkeypatch, capsys):
 def test_console_script_trains_and_exports(tmp_path, fashion_dir):
     """`python -m cnn train` then `cnn export`, as a person would run them."""
     out = tmp_path / "run"
-    train = [sys.executable, "-m", "cnn", "train", "lenet5", "--subset", "1000", "--epochs", "1",
-             "--data-dir", str(fashion_dir), "--out", str(out)]  # fmt: skip
+    train = [
+        sys.executable,
+        "-m",
+        "cnn",
+        "train",
+        "lenet5",
+        "--subset",
+        "1000",
+        "--epochs",
+        "1",
+        "--data-dir",
+        str(fashion_dir),
+        "--out",
+        str(out),
+    ]
     run = subprocess.run(train, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "test: loss" in run.stdout and (out / "lenet5.onnx").is_file()
-    export = [sys.executable, "-m", "cnn", "export", str(out / "lenet5.pt"),
-              "--out", str(tmp_path / "x.onnx"), "--data-dir", str(fashion_dir)]  # fmt: skip
+    export = [
+        sys.executable,
+        "-m",
+        "cnn",
+        "export",
+        str(out / "lenet5.pt"),
+        "--out",
+        str(tmp_path / "x.onnx"),
+        "--data-dir",
+        str(fashion_dir),
+    ]
     run = subprocess.run(export, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "max |torch - onnxruntime|" in run.stdout and (tmp_path / "x.onnx").is_file()

@@ -25,9 +25,13 @@ def trained(tmp_path_factory, fashion_dir):
     """A LeNet-5 trained for one short epoch through the real entry point."""
     out = tmp_path_factory.mktemp("trained")
     cfg = TrainConfig(
-        model="lenet5", data_dir=str(fashion_dir), subset=3000, epochs=1, out=str(out),
+        model="lenet5",
+        data_dir=str(fashion_dir),
+        subset=3000,
+        epochs=1,
+        out=str(out),
         command="cnn train lenet5 --subset 3000 --epochs 1",
-    )  # fmt: skip
+    )
     metrics = train(cfg, log=quiet)
     return out, metrics
 
@@ -81,23 +85,26 @@ def test_failed_export_keeps_the_previous_file(trained, tmp_path):
     model = MODELS["lenet5"].build()
     with pytest.raises(ExportError, match="differ by"):
         # A negative tolerance fails the parity check after the file was fully written.
-        export_onnx(model, target, sample=torch.rand(4, 1, 28, 28), metadata={}, tolerance=-1.0,
-                    log=quiet)  # fmt: skip
+        export_onnx(
+            model, target, sample=torch.rand(4, 1, 28, 28), metadata={}, tolerance=-1.0, log=quiet
+        )
     assert target.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # no temp file left
 
 
 def test_export_rejects_a_sample_that_is_not_a_batch(tmp_path):
     with pytest.raises(ValueError, match=r"expected a batch .* received \(1, 28, 28\)"):
-        export_onnx(MODELS["lenet5"].build(), tmp_path / "m.onnx", sample=torch.rand(1, 28, 28),
-                    metadata={})  # fmt: skip
+        export_onnx(
+            MODELS["lenet5"].build(), tmp_path / "m.onnx", sample=torch.rand(1, 28, 28), metadata={}
+        )
     assert not list(tmp_path.iterdir())
 
 
 def test_export_checkpoint_command_path(trained, tmp_path, fashion_dir):
     out, metrics = trained
-    report = export_checkpoint(out / "lenet5.pt", tmp_path / "again.onnx", data_dir=fashion_dir,
-                               log=quiet)  # fmt: skip
+    report = export_checkpoint(
+        out / "lenet5.pt", tmp_path / "again.onnx", data_dir=fashion_dir, log=quiet
+    )
     assert report.max_abs_diff <= 1e-5
     meta = {p.key: p.value for p in onnx.load(str(report.path)).metadata_props}
     assert float(meta["test_accuracy"]) == pytest.approx(metrics["test_accuracy"], abs=1e-4)
@@ -106,8 +113,13 @@ def test_export_checkpoint_command_path(trained, tmp_path, fashion_dir):
 def test_alexnet_export_with_batchnorm(tmp_path):
     """AlexNet with randomised BN statistics exports, checks, and matches torch to 1e-5."""
     model = random_alexnet()
-    report = export_onnx(model, tmp_path / "alexnet.onnx", sample=torch.rand(2, 3, 227, 227),
-                         metadata={"model": "alexnet"}, log=quiet)  # fmt: skip
+    report = export_onnx(
+        model,
+        tmp_path / "alexnet.onnx",
+        sample=torch.rand(2, 3, 227, 227),
+        metadata={"model": "alexnet"},
+        log=quiet,
+    )
     assert report.max_abs_diff <= 1e-5
     assert 230e6 < report.size_bytes < 236e6  # ~58.3 M float32 values, in one file
     assert not list(tmp_path.glob("*.data"))

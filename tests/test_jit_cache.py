@@ -35,8 +35,14 @@ def test_second_process_loads_the_kernels_from_the_cache(tmp_path):
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
     runs = []
     for _ in range(2):
-        out = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, text=True,
-                             capture_output=True, timeout=300)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-c", PROBE],
+            cwd=ROOT,
+            env=env,
+            text=True,
+            capture_output=True,
+            timeout=300,
+        )
         assert out.returncode == 0, out.stderr[-2000:]
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
     assert runs[0]["misses"] == 4 and runs[0]["hits"] == 0  # compiled, then written
@@ -48,12 +54,24 @@ def test_second_process_loads_the_kernels_from_the_cache(tmp_path):
 def test_warmup_compiles_every_kernel_ahead(tmp_path):
     """`cnn warmup` in one process; a model's first call in the next compiles nothing."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
-    warm = subprocess.run([sys.executable, "-m", "cnn", "warmup"], cwd=ROOT, env=env,
-                          text=True, capture_output=True, timeout=300)  # fmt: skip
+    warm = subprocess.run(
+        [sys.executable, "-m", "cnn", "warmup"],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=300,
+    )
     assert warm.returncode == 0, warm.stderr[-2000:]
     assert "compiled and cached" in warm.stdout
-    out = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, text=True,
-                         capture_output=True, timeout=300)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     stats = json.loads(out.stdout.strip().splitlines()[-1])
     assert stats["misses"] == 0 and stats["hits"] >= 4

@@ -42,8 +42,15 @@ def test_conv2d_matches_naive(xs, ws, strides, pads, dil, group):
 def test_conv1d_is_conv2d_with_height_one():
     x, w, b = _rand(2, 3, 17), _rand(4, 3, 5), _rand(4)
     got = conv(x, w, b, strides=(2,), pads=(1, 2))
-    want = naive.conv2d(x[:, :, None], w[:, :, None], b, strides=(1, 2), pads=(0, 1, 0, 2),
-                        dilations=(1, 1), group=1)[:, :, 0]  # fmt: skip
+    want = naive.conv2d(
+        x[:, :, None],
+        w[:, :, None],
+        b,
+        strides=(1, 2),
+        pads=(0, 1, 0, 2),
+        dilations=(1, 1),
+        group=1,
+    )[:, :, 0]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
@@ -61,15 +68,24 @@ POOL_CASES = [
 @pytest.mark.parametrize("mode", ["max", "avg"])
 def test_pool2d_matches_naive(xs, k, s, p, d, ceil, cip, mode):
     x = _rand(*xs)
-    want = naive.pool2d(x, kernel=k, strides=s, pads=p, dilations=d, ceil_mode=ceil, mode=mode,
-                        count_include_pad=cip)  # fmt: skip
+    want = naive.pool2d(
+        x,
+        kernel=k,
+        strides=s,
+        pads=p,
+        dilations=d,
+        ceil_mode=ceil,
+        mode=mode,
+        count_include_pad=cip,
+    )
     if mode == "max":
         got, idx = max_pool(x, kernel_shape=k, strides=s, pads=p, dilations=d, ceil_mode=ceil)
         # The indices point at the maxima in the flattened input.
         np.testing.assert_array_equal(x.reshape(-1)[idx], got)
     else:
-        got = average_pool(x, kernel_shape=k, strides=s, pads=p, dilations=d, ceil_mode=ceil,
-                           count_include_pad=cip)  # fmt: skip
+        got = average_pool(
+            x, kernel_shape=k, strides=s, pads=p, dilations=d, ceil_mode=ceil, count_include_pad=cip
+        )
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
@@ -80,8 +96,9 @@ def test_conv_epilogue_activation_and_scale(act):
 
     x, w, b = _rand(2, 3, 6, 6), _rand(4, 3, 3, 3), _rand(4)
     scale, shift = _rand(4), _rand(4)
-    got = conv_forward(x, w, b, pads=(1, 1, 1, 1), activation=act, alpha=0.2,
-                       post_scale=scale, post_shift=shift)  # fmt: skip
+    got = conv_forward(
+        x, w, b, pads=(1, 1, 1, 1), activation=act, alpha=0.2, post_scale=scale, post_shift=shift
+    )
     y = naive.conv2d(x, w, b, strides=(1, 1), pads=(1, 1, 1, 1), dilations=(1, 1), group=1)
     y = {
         "Relu": lambda v: np.maximum(v, 0),
@@ -101,8 +118,7 @@ def test_conv_split_gemm_matches_naive(monkeypatch, group):
     monkeypatch.setattr(gemm_kernels, "JOBS_PER_THREAD", 64)
     x, w, b = _rand(2, 4, 9, 9), _rand(6, 4 // group, 3, 3), _rand(6)
     got = conv(x, w, b, pads=(1, 1, 1, 1), group=group)
-    want = naive.conv2d(x, w, b, strides=(1, 1), pads=(1, 1, 1, 1), dilations=(1, 1),
-                        group=group)  # fmt: skip
+    want = naive.conv2d(x, w, b, strides=(1, 1), pads=(1, 1, 1, 1), dilations=(1, 1), group=group)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
@@ -138,23 +154,39 @@ def test_winograd_conv_matches_naive(xs, m, r, pads, tile, act):
     x, w, b = _rand(*xs), _rand(m, xs[1], r, r) / np.float32(np.sqrt(xs[1] * r * r)), _rand(m)
     scale, shift = _rand(m), _rand(m)
     u = winograd_weights(w, 1, tile)
-    got = conv_forward(x, w, b, winograd=u, pads=pads, activation=act, alpha=0.1, post_scale=scale,
-                       post_shift=shift)  # fmt: skip
+    got = conv_forward(
+        x,
+        w,
+        b,
+        winograd=u,
+        pads=pads,
+        activation=act,
+        alpha=0.1,
+        post_scale=scale,
+        post_shift=shift,
+    )
     y = naive.conv2d(x, w, b, strides=(1, 1), pads=pads, dilations=(1, 1), group=1)
-    y = {None: lambda v: v, "Relu": lambda v: np.maximum(v, 0), "Tanh": np.tanh,
-         "LeakyRelu": lambda v: np.where(v >= 0, v, 0.1 * v),
-         "Sigmoid": lambda v: 1 / (1 + np.exp(-v))}[act](y)  # fmt: skip
+    y = {
+        None: lambda v: v,
+        "Relu": lambda v: np.maximum(v, 0),
+        "Tanh": np.tanh,
+        "LeakyRelu": lambda v: np.where(v >= 0, v, 0.1 * v),
+        "Sigmoid": lambda v: 1 / (1 + np.exp(-v)),
+    }[act](y)
     want = y * scale[None, :, None, None] + shift[None, :, None, None]
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize(("xs", "k", "s", "pads"), [
-    ((1, 3, 27, 27), 11, 4, (0, 0, 0, 0)),  # AlexNet's conv1, smaller
-    ((2, 2, 15, 14), 6, 2, (1, 2, 0, 1)),
-    ((1, 1, 17, 17), 9, 3, (2, 2, 2, 2)),
-    ((1, 2, 12, 12), 10, 2, (0, 0, 0, 0)),  # k' = 5: F(4, 5)
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("xs", "k", "s", "pads"),
+    [
+        ((1, 3, 27, 27), 11, 4, (0, 0, 0, 0)),  # AlexNet's conv1, smaller
+        ((2, 2, 15, 14), 6, 2, (1, 2, 0, 1)),
+        ((1, 1, 17, 17), 9, 3, (2, 2, 2, 2)),
+        ((1, 2, 12, 12), 10, 2, (0, 0, 0, 0)),  # k' = 5: F(4, 5)
+    ],
+)
 def test_strided_winograd_by_space_to_depth_matches_naive(xs, k, s, pads):
     from runtime.dispatch import winograd_weights
     from runtime.ops.nn import conv_forward
@@ -181,20 +213,31 @@ def test_winograd_chunks_match_naive(monkeypatch):
     got = conv_forward(
         x, w, b, winograd=u, pads=(1, 1, 1, 1), activation="Relu", max_pool=(2, 2, 2, 2)
     )
-    y = np.maximum(naive.conv2d(x, w, b, strides=(1, 1), pads=(1, 1, 1, 1), dilations=(1, 1),
-                                group=1), 0)  # fmt: skip
-    want = naive.pool2d(y, kernel=(2, 2), strides=(2, 2), pads=(0, 0, 0, 0), dilations=(1, 1),
-                        ceil_mode=0, mode="max")  # fmt: skip
+    y = np.maximum(
+        naive.conv2d(x, w, b, strides=(1, 1), pads=(1, 1, 1, 1), dilations=(1, 1), group=1), 0
+    )
+    want = naive.pool2d(
+        y,
+        kernel=(2, 2),
+        strides=(2, 2),
+        pads=(0, 0, 0, 0),
+        dilations=(1, 1),
+        ceil_mode=0,
+        mode="max",
+    )
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("use_winograd", [True, False])
-@pytest.mark.parametrize(("xs", "r", "pads", "pool"), [
-    ((1, 3, 13, 13), 3, (1, 1, 1, 1), (3, 3, 2, 2)),  # AlexNet's conv5 + pool: 13 -> 6
-    ((2, 2, 27, 27), 5, (2, 2, 2, 2), (3, 3, 2, 2)),  # conv2 + pool: 27 -> 13
-    ((1, 2, 10, 9), 3, (0, 1, 2, 0), (2, 2, 2, 2)),  # windows leave the last row and column
-    ((1, 3, 9, 9), 3, (1, 1, 1, 1), (3, 2, 1, 3)),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("xs", "r", "pads", "pool"),
+    [
+        ((1, 3, 13, 13), 3, (1, 1, 1, 1), (3, 3, 2, 2)),  # AlexNet's conv5 + pool: 13 -> 6
+        ((2, 2, 27, 27), 5, (2, 2, 2, 2), (3, 3, 2, 2)),  # conv2 + pool: 27 -> 13
+        ((1, 2, 10, 9), 3, (0, 1, 2, 0), (2, 2, 2, 2)),  # windows leave the last row and column
+        ((1, 3, 9, 9), 3, (1, 1, 1, 1), (3, 2, 1, 3)),
+    ],
+)
 def test_conv_with_fused_max_pool_matches_naive(xs, r, pads, pool, use_winograd):
     """Conv, ReLU, scale and shift, then a max pool: in the Winograd output transform,
     or after an im2col conv (no transformed weights)."""
@@ -206,12 +249,28 @@ def test_conv_with_fused_max_pool_matches_naive(xs, r, pads, pool, use_winograd)
     x, w, b = _rand(*xs), _rand(m, xs[1], r, r) / np.float32(np.sqrt(xs[1] * r * r)), _rand(m)
     scale, shift = _rand(m), _rand(m)  # negative scales too: the pool comes after them
     u = winograd_weights(w, 1, winograd.TILE[r]) if use_winograd else None
-    got = conv_forward(x, w, b, winograd=u, pads=pads, activation="Relu", post_scale=scale,
-                       post_shift=shift, max_pool=pool)  # fmt: skip
+    got = conv_forward(
+        x,
+        w,
+        b,
+        winograd=u,
+        pads=pads,
+        activation="Relu",
+        post_scale=scale,
+        post_shift=shift,
+        max_pool=pool,
+    )
     y = np.maximum(naive.conv2d(x, w, b, strides=(1, 1), pads=pads, dilations=(1, 1), group=1), 0)
     y = y * scale[None, :, None, None] + shift[None, :, None, None]
-    want = naive.pool2d(y, kernel=pool[:2], strides=pool[2:], pads=(0, 0, 0, 0),
-                        dilations=(1, 1), ceil_mode=0, mode="max")  # fmt: skip
+    want = naive.pool2d(
+        y,
+        kernel=pool[:2],
+        strides=pool[2:],
+        pads=(0, 0, 0, 0),
+        dilations=(1, 1),
+        ceil_mode=0,
+        mode="max",
+    )
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
@@ -252,13 +311,16 @@ def test_simd_vectors_load_fuse_and_store():
     np.testing.assert_array_equal(out[4 * w :], np.maximum(a[:w], x[:w]))
 
 
-@pytest.mark.parametrize(("g", "m", "k", "t"), [
-    (3, 32, 20, 14),  # one panel, one row block
-    (2, 45, 17, 30),  # rows past the last full block, columns past the last full panel
-    (2, 64, 33, 49),  # three full panels and a half panel
-    (16, 70, 9, 150),  # more panels than a job's group: several jobs per product
-    (1, 5, 1, 3),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("g", "m", "k", "t"),
+    [
+        (3, 32, 20, 14),  # one panel, one row block
+        (2, 45, 17, 30),  # rows past the last full block, columns past the last full panel
+        (2, 64, 33, 49),  # three full panels and a half panel
+        (16, 70, 9, 150),  # more panels than a job's group: several jobs per product
+        (1, 5, 1, 3),
+    ],
+)
 def test_packed_products_match_numpy(g, m, k, t):
     """Winograd's products on weights packed by rows (``packed_gemm``), written in
     blocks of channels, with zeros past the last row."""
@@ -281,8 +343,11 @@ def test_packed_products_match_numpy(g, m, k, t):
 def _gemm_check(a, b):
     from runtime.kernels import gemm
 
-    out = np.full((*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1]),
-                  np.nan, np.float32)  # fmt: skip
+    out = np.full(
+        (*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1]),
+        np.nan,
+        np.float32,
+    )
     gemm.matmul(a, b, out)
     want = np.matmul(a.astype(np.float64), b.astype(np.float64))
     np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
@@ -347,6 +412,7 @@ def test_max_pool_without_indices_matches_naive(kernel_strides):
     k, s = kernel_strides
     x = _rand(2, 3, 11, 10)
     got = max_pool(x, kernel_shape=k, strides=s, _num_outputs=1)
-    want = naive.pool2d(x, kernel=k, strides=s, pads=(0, 0, 0, 0), dilations=(1, 1),
-                        ceil_mode=0, mode="max")  # fmt: skip
+    want = naive.pool2d(
+        x, kernel=k, strides=s, pads=(0, 0, 0, 0), dilations=(1, 1), ceil_mode=0, mode="max"
+    )
     np.testing.assert_array_equal(got, want)

@@ -118,15 +118,17 @@ CASES = [
 )
 def test_single_node_matches_onnxruntime(op, inputs, inits, attrs, opset):
     n_outputs = 2 if op == "TopK" else 1
-    model, feeds = single_node_model(op, inputs, initializers=inits, n_outputs=n_outputs,
-                                     opset=opset, **attrs)  # fmt: skip
+    model, feeds = single_node_model(
+        op, inputs, initializers=inits, n_outputs=n_outputs, opset=opset, **attrs
+    )
     _compare(model, feeds)
 
 
 def test_layer_normalization_mean_and_inv_std_dev():
     x = _r(3, 4, 8)
-    model, feeds = single_node_model("LayerNormalization", {"x": x}, initializers={"s": _r(8)},
-                                     n_outputs=3, opset=17)  # fmt: skip
+    model, feeds = single_node_model(
+        "LayerNormalization", {"x": x}, initializers={"s": _r(8)}, n_outputs=3, opset=17
+    )
     _compare(model, feeds)
 
 
@@ -134,9 +136,14 @@ def test_group_normalization_18_scales_per_group():
     """Opset 18's scale and bias have one value per group (onnxruntime dropped this
     version, so the check is against the formula)."""
     x, scale, bias = _r(2, 6, 3, 3), _r(3), _r(3)
-    model, feeds = single_node_model("GroupNormalization", {"x": x},
-                                     initializers={"s": scale, "b": bias}, num_groups=3,
-                                     epsilon=1e-4, opset=18)  # fmt: skip
+    model, feeds = single_node_model(
+        "GroupNormalization",
+        {"x": x},
+        initializers={"s": scale, "b": bias},
+        num_groups=3,
+        epsilon=1e-4,
+        opset=18,
+    )
     (got,) = InferenceSession(model).run(None, feeds)
     g = x.reshape(2, 3, -1).astype(np.float64)
     norm = (g - g.mean(-1, keepdims=True)) / np.sqrt(g.var(-1, keepdims=True) + 1e-4)
@@ -165,46 +172,171 @@ def test_dropout_in_training_mode_with_ratio_zero_is_identity():
 
 ERRORS = [
     # (op, inputs, initializers, attributes, opset, error, message)
-    ("Gelu", {"x": _r(3)}, {}, {"approximate": "erf"}, 20, errors.InvalidAttributeError,
-     r"approximate 'erf': expected one of \['none', 'tanh'\]"),
-    ("ReduceMean", {"x": _r(2, 3)}, {"axes": _i64(2)}, {}, 18, errors.InvalidAttributeError,
-     r"axes entry 2 is out of range for rank 2"),
-    ("ReduceSum", {"x": _r(2, 3)}, {}, {"axes": [0, -2]}, 11, errors.InvalidAttributeError,
-     r"name an axis twice"),
-    ("ReduceMax", {"x": _r(2, 3)}, {"axes": _i64(0)}, {"keepdims": 2}, 18,
-     errors.InvalidAttributeError, r"keepdims 2: expected 0 or 1"),
-    ("GroupNormalization", {"x": _r(2, 6, 3)}, {"s": _r(6), "b": _r(6)}, {"num_groups": 4}, 21,
-     errors.InvalidAttributeError, r"num_groups 4 must be >= 1 and divide the 6 channels"),
-    ("GroupNormalization", {"x": _r(2, 6, 3)}, {"s": _r(3), "b": _r(6)}, {"num_groups": 3}, 21,
-     errors.ShapeError, r"scale must have shape \(6,\), received \(3,\)"),
-    ("LayerNormalization", {"x": _r(2, 5)}, {"s": _r(4)}, {}, 17, errors.ShapeError,
-     r"Scale \(4,\) does not broadcast to \(5,\)"),
-    ("InstanceNormalization", {"x": _r(2, 3, 4)}, {"s": _r(4), "b": _r(3)}, {}, 18,
-     errors.ShapeError, r"scale must have shape \(3,\), received \(4,\)"),
-    ("TopK", {"x": _r(2, 5)}, {"k": _i64(6)}, {}, 11, errors.ShapeError,
-     r"k 6: expected 0\.\.5"),
-    ("ArgMax", {"x": _r(2, 5)}, {}, {"axis": 2}, 13, errors.InvalidAttributeError,
-     r"axis 2 is out of range for rank 2"),
-    ("Hardmax", {"x": _r(2, 5)}, {}, {"axis": -3}, 13, errors.InvalidAttributeError,
-     r"axis -3 is out of range"),
-    ("Mod", {"a": _r(3)}, {"b": _r(3)}, {}, 13, errors.InvalidAttributeError,
-     r"fmod=0 on float32 inputs: before opset 28 floats need fmod=1"),
-    ("BitShift", {"x": np.array([1, 2], np.int8)}, {"y": np.array([1, 1], np.int8)},
-     {"direction": "LEFT"}, 11, errors.ShapeError, r"unsigned integer tensor.*received int8"),
-    ("BitShift", {"x": np.array([1], np.uint8)}, {"y": np.array([1], np.uint8)},
-     {"direction": "UP"}, 18, errors.InvalidAttributeError, r"direction 'UP'"),
-    ("Celu", {"x": _r(3)}, {}, {"alpha": 0.0}, 18, errors.InvalidAttributeError,
-     r"alpha 0\.0: expected a nonzero alpha"),
-    ("PRelu", {"x": _r(2, 3)}, {"slope": _r(4, 1, 3)}, {}, 18, errors.ShapeError,
-     r"slope \(4, 1, 3\) must broadcast to X \(2, 3\)"),
-    ("Exp", {"x": np.array([1, 2], np.int32)}, {}, {}, 13, errors.ShapeError,
-     r"must be a float tensor, received int32"),
-    ("And", {"a": np.array([1], np.int32)}, {"b": np.array([1], np.int32)}, {}, 13,
-     errors.ShapeError, r"inputs must be bool, received int32"),
+    (
+        "Gelu",
+        {"x": _r(3)},
+        {},
+        {"approximate": "erf"},
+        20,
+        errors.InvalidAttributeError,
+        r"approximate 'erf': expected one of \['none', 'tanh'\]",
+    ),
+    (
+        "ReduceMean",
+        {"x": _r(2, 3)},
+        {"axes": _i64(2)},
+        {},
+        18,
+        errors.InvalidAttributeError,
+        r"axes entry 2 is out of range for rank 2",
+    ),
+    (
+        "ReduceSum",
+        {"x": _r(2, 3)},
+        {},
+        {"axes": [0, -2]},
+        11,
+        errors.InvalidAttributeError,
+        r"name an axis twice",
+    ),
+    (
+        "ReduceMax",
+        {"x": _r(2, 3)},
+        {"axes": _i64(0)},
+        {"keepdims": 2},
+        18,
+        errors.InvalidAttributeError,
+        r"keepdims 2: expected 0 or 1",
+    ),
+    (
+        "GroupNormalization",
+        {"x": _r(2, 6, 3)},
+        {"s": _r(6), "b": _r(6)},
+        {"num_groups": 4},
+        21,
+        errors.InvalidAttributeError,
+        r"num_groups 4 must be >= 1 and divide the 6 channels",
+    ),
+    (
+        "GroupNormalization",
+        {"x": _r(2, 6, 3)},
+        {"s": _r(3), "b": _r(6)},
+        {"num_groups": 3},
+        21,
+        errors.ShapeError,
+        r"scale must have shape \(6,\), received \(3,\)",
+    ),
+    (
+        "LayerNormalization",
+        {"x": _r(2, 5)},
+        {"s": _r(4)},
+        {},
+        17,
+        errors.ShapeError,
+        r"Scale \(4,\) does not broadcast to \(5,\)",
+    ),
+    (
+        "InstanceNormalization",
+        {"x": _r(2, 3, 4)},
+        {"s": _r(4), "b": _r(3)},
+        {},
+        18,
+        errors.ShapeError,
+        r"scale must have shape \(3,\), received \(4,\)",
+    ),
+    ("TopK", {"x": _r(2, 5)}, {"k": _i64(6)}, {}, 11, errors.ShapeError, r"k 6: expected 0\.\.5"),
+    (
+        "ArgMax",
+        {"x": _r(2, 5)},
+        {},
+        {"axis": 2},
+        13,
+        errors.InvalidAttributeError,
+        r"axis 2 is out of range for rank 2",
+    ),
+    (
+        "Hardmax",
+        {"x": _r(2, 5)},
+        {},
+        {"axis": -3},
+        13,
+        errors.InvalidAttributeError,
+        r"axis -3 is out of range",
+    ),
+    (
+        "Mod",
+        {"a": _r(3)},
+        {"b": _r(3)},
+        {},
+        13,
+        errors.InvalidAttributeError,
+        r"fmod=0 on float32 inputs: before opset 28 floats need fmod=1",
+    ),
+    (
+        "BitShift",
+        {"x": np.array([1, 2], np.int8)},
+        {"y": np.array([1, 1], np.int8)},
+        {"direction": "LEFT"},
+        11,
+        errors.ShapeError,
+        r"unsigned integer tensor.*received int8",
+    ),
+    (
+        "BitShift",
+        {"x": np.array([1], np.uint8)},
+        {"y": np.array([1], np.uint8)},
+        {"direction": "UP"},
+        18,
+        errors.InvalidAttributeError,
+        r"direction 'UP'",
+    ),
+    (
+        "Celu",
+        {"x": _r(3)},
+        {},
+        {"alpha": 0.0},
+        18,
+        errors.InvalidAttributeError,
+        r"alpha 0\.0: expected a nonzero alpha",
+    ),
+    (
+        "PRelu",
+        {"x": _r(2, 3)},
+        {"slope": _r(4, 1, 3)},
+        {},
+        18,
+        errors.ShapeError,
+        r"slope \(4, 1, 3\) must broadcast to X \(2, 3\)",
+    ),
+    (
+        "Exp",
+        {"x": np.array([1, 2], np.int32)},
+        {},
+        {},
+        13,
+        errors.ShapeError,
+        r"must be a float tensor, received int32",
+    ),
+    (
+        "And",
+        {"a": np.array([1], np.int32)},
+        {"b": np.array([1], np.int32)},
+        {},
+        13,
+        errors.ShapeError,
+        r"inputs must be bool, received int32",
+    ),
     ("Less", {"a": _r(2, 3)}, {"b": _r(4)}, {}, 13, errors.ShapeError, r"do not broadcast"),
-    ("LpNormalization", {"x": _r(2, 3)}, {}, {"p": 3}, 18, errors.InvalidAttributeError,
-     r"p 3: expected 1 or 2"),
-]  # fmt: skip
+    (
+        "LpNormalization",
+        {"x": _r(2, 3)},
+        {},
+        {"p": 3},
+        18,
+        errors.InvalidAttributeError,
+        r"p 3: expected 1 or 2",
+    ),
+]
 
 
 @pytest.mark.parametrize(
@@ -231,8 +363,10 @@ def test_broadcast_output_over_the_size_limit_is_refused(op, monkeypatch):
 # The types other than float32 that onnxruntime's CPU provider runs, per op.
 _COMMON = "Abs Sign ReduceMax ReduceMin ArgMax ArgMin TopK Max Min Equal Less Greater Mod Shrink"
 _SUMS = "Neg ReduceSum ReduceMean ReduceProd ReduceL1 ReduceL2 ReduceSumSquare CumSum Pow"
-_FLOATS = ("Relu Sigmoid Tanh Exp Log LayerNormalization Floor Round Sqrt Reciprocal Sin "
-           "ReduceLogSumExp LpNormalization")  # fmt: skip
+_FLOATS = (
+    "Relu Sigmoid Tanh Exp Log LayerNormalization Floor Round Sqrt Reciprocal Sin "
+    "ReduceLogSumExp LpNormalization"
+)
 DTYPE_OPS = {
     np.uint8: _COMMON,
     np.int8: f"{_COMMON} Neg Relu",
@@ -252,8 +386,9 @@ def _typed(dtype, shape, rng):
     return rng.integers(max(info.min, -50), min(info.max, 50), shape).astype(dtype)
 
 
-@pytest.mark.parametrize(("op", "dtype"), DTYPE_CASES,
-                         ids=[f"{op}-{np.dtype(dt)}" for op, dt in DTYPE_CASES])  # fmt: skip
+@pytest.mark.parametrize(
+    ("op", "dtype"), DTYPE_CASES, ids=[f"{op}-{np.dtype(dt)}" for op, dt in DTYPE_CASES]
+)
 def test_other_types_match_onnxruntime(op, dtype):
     rng = np.random.default_rng(7)
     x = _typed(dtype, (3, 4), rng)
@@ -277,7 +412,8 @@ def test_other_types_match_onnxruntime(op, dtype):
     if op == "InstanceNormalization":
         inputs = {"x": _typed(dtype, (2, 4, 3), rng)}
     n_outputs = 2 if op == "TopK" else 1
-    model, feeds = single_node_model(op, inputs, initializers=inits, n_outputs=n_outputs,
-                                     opset=20, **attrs)  # fmt: skip
+    model, feeds = single_node_model(
+        op, inputs, initializers=inits, n_outputs=n_outputs, opset=20, **attrs
+    )
     tol = 2e-3 if dtype == np.float16 else 1e-6
     _compare(model, feeds, rtol=tol, atol=tol)

@@ -90,8 +90,16 @@ def test_console_script_predict_with_onnxruntime(test_images):
     paths, _, names = test_images
     script = Path(sys.executable).parent / "cnn"
     assert script.is_file(), f"the console script is not installed beside {sys.executable}"
-    cmd = [str(script), "predict", str(LENET), str(paths[0]), "--backend",
-           "onnxruntime", "--top-k", "1"]  # fmt: skip
+    cmd = [
+        str(script),
+        "predict",
+        str(LENET),
+        str(paths[0]),
+        "--backend",
+        "onnxruntime",
+        "--top-k",
+        "1",
+    ]
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith(str(paths[0])) and any(n in run.stdout for n in names)

@@ -52,8 +52,9 @@ def _check_program(model: bytes, shape: tuple[int, ...], batches=(1, 6)) -> Numb
 def _chain(nodes, shape, out_shape, weights, opset=18) -> bytes:
     inits = [numpy_helper.from_array(v, n) for n, v in weights.items()]
     vi = helper.make_tensor_value_info
-    return chain_model(nodes, [vi("x", F, ["n", *shape])], [vi("y", F, ["n", *out_shape])],
-                       inits, opset=opset)  # fmt: skip
+    return chain_model(
+        nodes, [vi("x", F, ["n", *shape])], [vi("y", F, ["n", *out_shape])], inits, opset=opset
+    )
 
 
 def test_lenet_runs_as_one_program_and_matches():
@@ -81,11 +82,18 @@ def test_conv_chain_matches(attrs, act, cout):
         nodes.append(node(act, ["c"], ["a"], **extra))
     nodes.append(node("Flatten", [nodes[-1].output[0]], ["y"]))
     graph_x = np.zeros((1, 3, 11, 9), np.float32)
-    (probe,) = run_ort(_chain([*nodes[:1], node("Identity", ["c"], ["y"])], (3, 11, 9),
-                              [cout, "h", "w"], {"w": _w(cout, 3, 3, 3), "b": _w(cout)}),
-                       {"x": graph_x})  # fmt: skip
-    model = _chain(nodes, (3, 11, 9), [int(np.prod(probe.shape[1:]))],
-                   {"w": _w(cout, 3, 3, 3), "b": _w(cout)})  # fmt: skip
+    (probe,) = run_ort(
+        _chain(
+            [*nodes[:1], node("Identity", ["c"], ["y"])],
+            (3, 11, 9),
+            [cout, "h", "w"],
+            {"w": _w(cout, 3, 3, 3), "b": _w(cout)},
+        ),
+        {"x": graph_x},
+    )
+    model = _chain(
+        nodes, (3, 11, 9), [int(np.prod(probe.shape[1:]))], {"w": _w(cout, 3, 3, 3), "b": _w(cout)}
+    )
     _check_program(model, (3, 11, 9))
 
 
@@ -96,10 +104,18 @@ def test_conv_bn_after_relu_and_pools():
         node("Conv", ["x", "w", "b"], ["c"], pads=[2, 2, 2, 2]),
         node("Relu", ["c"], ["r"]),
         node("BatchNormalization", ["r", "s", "sh", "mu", "var"], ["bn"]),
-        node("MaxPool", ["bn"], ["m"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
-             ceil_mode=1),
-        node("AveragePool", ["m"], ["a"], kernel_shape=[2, 2], pads=[1, 1, 0, 0],
-             count_include_pad=1),
+        node(
+            "MaxPool",
+            ["bn"],
+            ["m"],
+            kernel_shape=[3, 3],
+            strides=[2, 2],
+            pads=[1, 1, 1, 1],
+            ceil_mode=1,
+        ),
+        node(
+            "AveragePool", ["m"], ["a"], kernel_shape=[2, 2], pads=[1, 1, 0, 0], count_include_pad=1
+        ),
         node("BatchNormalization", ["a", "s", "sh", "mu", "var"], ["bn2"]),  # unfused
         node("LeakyRelu", ["bn2"], ["l"], alpha=0.1),
         node("Reshape", ["l", "shape"], ["f"]),
@@ -107,19 +123,27 @@ def test_conv_bn_after_relu_and_pools():
         node("Relu", ["g"], ["gr"]),
         node("MatMul", ["gr", "mm"], ["z"]),
         node("LogSoftmax", ["z"], ["y"], axis=1),
-    ]  # fmt: skip
+    ]
     var = (RNG.random(4) + 0.5).astype(np.float32)
-    weights = {"w": _w(4, 2, 5, 5), "b": _w(4), "s": _w(4), "sh": _w(4), "mu": _w(4),
-               "var": var, "shape": np.array([0, -1], np.int64), "fc": _w(12, 4 * 8 * 8),
-               "fcb": _w(1, 12), "mm": _w(12, 6)}  # fmt: skip
+    weights = {
+        "w": _w(4, 2, 5, 5),
+        "b": _w(4),
+        "s": _w(4),
+        "sh": _w(4),
+        "mu": _w(4),
+        "var": var,
+        "shape": np.array([0, -1], np.int64),
+        "fc": _w(12, 4 * 8 * 8),
+        "fcb": _w(1, 12),
+        "mm": _w(12, 6),
+    }
     _check_program(_chain(nodes, (2, 15, 15), [6], weights), (2, 15, 15))
 
 
 def test_softmax_over_the_whole_image_at_opset_11():
     node = helper.make_node
     nodes = [node("Conv", ["x", "w"], ["c"]), node("Softmax", ["c"], ["y"], axis=1)]
-    _check_program(_chain(nodes, (1, 6, 6), [2, 4, 4], {"w": _w(2, 1, 3, 3)}, opset=11),
-                   (1, 6, 6))  # fmt: skip
+    _check_program(_chain(nodes, (1, 6, 6), [2, 4, 4], {"w": _w(2, 1, 3, 3)}, opset=11), (1, 6, 6))
 
 
 def test_a_group_shrinks_to_fit_the_workspace():
@@ -145,16 +169,25 @@ def _not_compiled(model: bytes, shape) -> str:
 
 def test_plans_that_do_not_qualify_say_why_and_still_run():
     node = helper.make_node
-    concat = _chain([node("Relu", ["x"], ["r"]), node("Concat", ["x", "r"], ["y"], axis=1)],
-                    (2, 4, 4), [4, 4, 4], {})  # fmt: skip
+    concat = _chain(
+        [node("Relu", ["x"], ["r"]), node("Concat", ["x", "r"], ["y"], axis=1)],
+        (2, 4, 4),
+        [4, 4, 4],
+        {},
+    )
     assert "not a chain" in _not_compiled(concat, (2, 4, 4))
     softmax = _chain([node("Softmax", ["x"], ["y"], axis=1)], (3, 4, 4), [3, 4, 4], {})
     assert "over part of an image" in _not_compiled(softmax, (3, 4, 4))
-    big = _chain([node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], (8, 96, 96), [8, 96, 96],
-                 {"w": _w(8, 8, 3, 3)})  # fmt: skip
+    big = _chain(
+        [node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])],
+        (8, 96, 96),
+        [8, 96, 96],
+        {"w": _w(8, 8, 3, 3)},
+    )
     assert "workspace" in _not_compiled(big, (8, 96, 96))
-    grouped = _chain([node("Conv", ["x", "w"], ["y"], group=2)], (4, 5, 5), [4, 3, 3],
-                     {"w": _w(4, 2, 3, 3)})  # fmt: skip
+    grouped = _chain(
+        [node("Conv", ["x", "w"], ["y"], group=2)], (4, 5, 5), [4, 3, 3], {"w": _w(4, 2, 3, 3)}
+    )
     assert "group 1" in _not_compiled(grouped, (4, 5, 5))
 
 
@@ -172,8 +205,9 @@ def test_taps_matches_naive(m, t):
     np.testing.assert_allclose(got, naive.taps(src, w, offs, m, t, length), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize(("op", "kernel"), [("MaxPool", 2), ("AveragePool", 2), ("MaxPool", 3),
-                                            ("AveragePool", 3)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("op", "kernel"), [("MaxPool", 2), ("AveragePool", 2), ("MaxPool", 3), ("AveragePool", 3)]
+)
 def test_tiling_pool_fused_into_the_conv(op, kernel):
     """A pool whose windows tile the conv output runs inside the conv's epilogue."""
     node = helper.make_node

@@ -34,26 +34,54 @@ def _compare(model: bytes, feeds, rtol=1e-5, atol=1e-5):
 
 
 SINGLE_NODE = [
-    ("Conv", {"x": _r(2, 3, 10, 10)}, {"w": _r(4, 3, 3, 3), "b": _r(4)},
-     {"pads": [1, 1, 1, 1], "strides": [2, 2]}),
+    (
+        "Conv",
+        {"x": _r(2, 3, 10, 10)},
+        {"w": _r(4, 3, 3, 3), "b": _r(4)},
+        {"pads": [1, 1, 1, 1], "strides": [2, 2]},
+    ),
     ("Conv", {"x": _r(1, 4, 9, 9)}, {"w": _r(4, 1, 3, 3)}, {"group": 4, "auto_pad": "SAME_UPPER"}),
-    ("Conv", {"x": _r(1, 2, 12, 12)}, {"w": _r(3, 2, 3, 3)},
-     {"dilations": [2, 2], "pads": [2, 1, 0, 2]}),
+    (
+        "Conv",
+        {"x": _r(1, 2, 12, 12)},
+        {"w": _r(3, 2, 3, 3)},
+        {"dilations": [2, 2], "pads": [2, 1, 0, 2]},
+    ),
     ("Conv", {"x": _r(2, 3, 15)}, {"w": _r(5, 3, 4)}, {"strides": [3], "pads": [2, 1]}),
     ("MaxPool", {"x": _r(2, 3, 13, 13)}, {}, {"kernel_shape": [3, 3], "strides": [2, 2]}),
-    ("MaxPool", {"x": _r(1, 2, 10, 10)}, {},
-     {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1, "pads": [1, 1, 0, 0]}),
-    ("AveragePool", {"x": _r(2, 3, 11, 11)}, {},
-     {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "count_include_pad": 1}),
-    ("AveragePool", {"x": _r(2, 3, 11, 11)}, {},
-     {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1}),
+    (
+        "MaxPool",
+        {"x": _r(1, 2, 10, 10)},
+        {},
+        {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1, "pads": [1, 1, 0, 0]},
+    ),
+    (
+        "AveragePool",
+        {"x": _r(2, 3, 11, 11)},
+        {},
+        {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "count_include_pad": 1},
+    ),
+    (
+        "AveragePool",
+        {"x": _r(2, 3, 11, 11)},
+        {},
+        {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1},
+    ),
     ("GlobalAveragePool", {"x": _r(2, 5, 7, 7)}, {}, {}),
     ("GlobalMaxPool", {"x": _r(2, 5, 7, 7)}, {}, {}),
     ("LRN", {"x": _r(2, 8, 5, 5)}, {}, {"size": 5, "alpha": 1e-3, "beta": 0.75, "bias": 2.0}),
-    ("BatchNormalization", {"x": _r(2, 4, 5, 5)},
-     {"s": _r(4), "b": _r(4), "m": _r(4), "v": np.abs(_r(4)) + 0.5}, {"epsilon": 1e-3}),
-    ("Gemm", {"a": _r(3, 5)}, {"b": _r(4, 5), "c": _r(4)}, {"transB": 1, "alpha": 0.5,
-                                                          "beta": 2.0}),
+    (
+        "BatchNormalization",
+        {"x": _r(2, 4, 5, 5)},
+        {"s": _r(4), "b": _r(4), "m": _r(4), "v": np.abs(_r(4)) + 0.5},
+        {"epsilon": 1e-3},
+    ),
+    (
+        "Gemm",
+        {"a": _r(3, 5)},
+        {"b": _r(4, 5), "c": _r(4)},
+        {"transB": 1, "alpha": 0.5, "beta": 2.0},
+    ),
     ("Gemm", {"a": _r(5, 3)}, {"b": _r(5, 4)}, {"transA": 1}),
     # a small batch with W row-major (transB): bias and all in the kernel, for a bias
     # per column (C of (N,), (1, N) or a scalar) or none; a full C is added after it
@@ -82,18 +110,28 @@ SINGLE_NODE = [
     ("Squeeze", {"x": _r(2, 1, 4)}, {"axes": np.array([1], np.int64)}, {}),
     ("Unsqueeze", {"x": _r(2, 4)}, {"axes": np.array([0, -1], np.int64)}, {}),
     ("Gather", {"x": _r(5, 4)}, {"i": np.array([[0, -1], [2, 3]], np.int64)}, {"axis": 0}),
-    ("Slice", {"x": _r(6, 8)}, {"st": np.array([1, -1], np.int64),
-                                "en": np.array([5, -9], np.int64),
-                                "ax": np.array([0, 1], np.int64),
-                                "sp": np.array([2, -2], np.int64)}, {}),
-    ("Pad", {"x": _r(2, 3, 4)}, {"p": np.array([0, 1, 2, 0, 2, 1], np.int64),
-                                 "v": np.float32(1.5)}, {"mode": "constant"}),
-    ("Pad", {"x": _r(1, 3, 4)}, {"p": np.array([0, 0, 1, 0, 0, 2], np.int64)},
-     {"mode": "reflect"}),
+    (
+        "Slice",
+        {"x": _r(6, 8)},
+        {
+            "st": np.array([1, -1], np.int64),
+            "en": np.array([5, -9], np.int64),
+            "ax": np.array([0, 1], np.int64),
+            "sp": np.array([2, -2], np.int64),
+        },
+        {},
+    ),
+    (
+        "Pad",
+        {"x": _r(2, 3, 4)},
+        {"p": np.array([0, 1, 2, 0, 2, 1], np.int64), "v": np.float32(1.5)},
+        {"mode": "constant"},
+    ),
+    ("Pad", {"x": _r(1, 3, 4)}, {"p": np.array([0, 0, 1, 0, 0, 2], np.int64)}, {"mode": "reflect"}),
     ("Shape", {"x": _r(2, 3, 4)}, {}, {"start": 1}),
     ("Cast", {"x": _r(3, 4) * 10}, {}, {"to": 7}),
     ("Identity", {"x": _r(3)}, {}, {}),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(
@@ -120,8 +158,9 @@ def test_softmax_before_opset_13_flattens(opset):
 def test_split_attribute_then_input(tmp_path):
     x = _r(6, 2)
     m11, feeds = single_node_model("Split", {"x": x}, n_outputs=2, opset=11, split=[2, 4])
-    m13, _ = single_node_model("Split", {"x": x}, initializers={"s": np.array([2, 4], np.int64)},
-                               n_outputs=2, opset=13)  # fmt: skip
+    m13, _ = single_node_model(
+        "Split", {"x": x}, initializers={"s": np.array([2, 4], np.int64)}, n_outputs=2, opset=13
+    )
     for m in (m11, m13):
         _compare(m, feeds)
 
@@ -154,10 +193,17 @@ def alexnet_model(tmp_path_factory):
     model = random_alexnet()
     path = tmp_path_factory.mktemp("alex") / "alexnet.onnx"
     wrapped = WithSoftmax(model).eval()
-    torch.onnx.export(wrapped, (torch.rand(2, 3, 227, 227),), str(path), dynamo=True,
-                      input_names=["input"], output_names=["probabilities"],
-                      dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=64)}},
-                      external_data=False, opset_version=18)  # fmt: skip
+    torch.onnx.export(
+        wrapped,
+        (torch.rand(2, 3, 227, 227),),
+        str(path),
+        dynamo=True,
+        input_names=["input"],
+        output_names=["probabilities"],
+        dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=64)}},
+        external_data=False,
+        opset_version=18,
+    )
     return path
 
 
@@ -276,12 +322,15 @@ def test_conv_then_batchnorm_folds_into_the_weights():
     _compare(model, {"x": rng.standard_normal((2, 3, 8, 8)).astype(np.float32)}, atol=1e-4)
 
 
-@pytest.mark.parametrize(("pool_attrs", "fused"), [
-    ({"kernel_shape": [3, 3], "strides": [2, 2]}, True),
-    ({"kernel_shape": [2, 2], "strides": [2, 2]}, True),
-    ({"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}, False),
-    ({"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1}, False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("pool_attrs", "fused"),
+    [
+        ({"kernel_shape": [3, 3], "strides": [2, 2]}, True),
+        ({"kernel_shape": [2, 2], "strides": [2, 2]}, True),
+        ({"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}, False),
+        ({"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1}, False),
+    ],
+)
 def test_max_pool_fuses_into_the_conv_before_it(pool_attrs, fused):
     """The article's AlexNet block, Conv, ReLU, BN, MaxPool, with Winograd-sized
     channels: one step when the pool has no padding or ceil mode, two otherwise."""

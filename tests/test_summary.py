@@ -38,8 +38,9 @@ def test_alexnet_summary_counts_bn_statistics_like_keras(tmp_path):
     from training.export import export_onnx
 
     path = tmp_path / "a.onnx"
-    export_onnx(random_alexnet(), path, sample=torch.rand(2, 3, 227, 227), metadata={},
-                log=lambda *a: None)  # fmt: skip
+    export_onnx(
+        random_alexnet(), path, sample=torch.rand(2, 3, 227, 227), metadata={}, log=lambda *a: None
+    )
     s = summarize(path)
     assert s.total_params == 58_327_818
     assert s.rows[0].output_shape == ("N", 96, 55, 55)

@@ -144,11 +144,29 @@ def test_ddp_two_processes(tmp_path, fashion_dir):
     out = tmp_path / "ddp"
     env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-        "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
-        "-m", "training", "lenet5", "--subset", "2000", "--epochs", "2", "--batch-size", "32",
-        "--data-dir", str(fashion_dir), "--out", str(out),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(_free_port()),
+        "-m",
+        "training",
+        "lenet5",
+        "--subset",
+        "2000",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--data-dir",
+        str(fashion_dir),
+        "--out",
+        str(out),
+    ]
     run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
     metrics = json.loads((out / "lenet5.metrics.json").read_text())

@@ -22,8 +22,15 @@ ACTIVATIONS = {None: 0, "Relu": 1, "LeakyRelu": 2, "Tanh": 3, "Sigmoid": 4}
 # Tanh as a rational function (Eigen's and MLAS's float approximation): branch-free,
 # so LLVM vectorises the loop; max abs error 3.4e-7 against float64 tanh.
 _TANH_CLAMP = np.float32(7.90531110763549805)
-_TA = (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
-       -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16)  # fmt: skip
+_TA = (
+    4.89352455891786e-03,
+    6.37261928875436e-04,
+    1.48572235717979e-05,
+    5.12229709037114e-08,
+    -8.60467152213735e-11,
+    2.00018790482477e-13,
+    -2.76076847742355e-16,
+)
 _TB = (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06)
 A0, A1, A2, A3, A4, A5, A6 = (np.float32(v) for v in _TA)
 B0, B1, B2, B3 = (np.float32(v) for v in _TB)

@@ -42,13 +42,59 @@ OP_CONV, OP_POOL, OP_GEMM, OP_ACT, OP_AFFINE, OP_SOFTMAX = 1, 2, 3, 4, 5, 6
 # fields shared by every op
 F_OP, F_SRC, F_DST = 0, 1, 2
 # Conv
-(C_CIN, C_H, C_W, C_COUT, C_KH, C_KW, C_SH, C_SW, C_PH, C_PW, C_DH, C_DW, C_OH, C_OW, C_ACT,
- C_WOFF, C_BOFF, C_SCALE, C_SHIFT, C_ALPHA, C_TAPS, C_FLAT, C_HP, C_WP, C_PAD,
- C_ACC, C_POOL, C_PKH, C_PKW) = range(3, 32)  # fmt: skip
+(
+    C_CIN,
+    C_H,
+    C_W,
+    C_COUT,
+    C_KH,
+    C_KW,
+    C_SH,
+    C_SW,
+    C_PH,
+    C_PW,
+    C_DH,
+    C_DW,
+    C_OH,
+    C_OW,
+    C_ACT,
+    C_WOFF,
+    C_BOFF,
+    C_SCALE,
+    C_SHIFT,
+    C_ALPHA,
+    C_TAPS,
+    C_FLAT,
+    C_HP,
+    C_WP,
+    C_PAD,
+    C_ACC,
+    C_POOL,
+    C_PKH,
+    C_PKW,
+) = range(3, 32)
 POOL_NONE, POOL_AVG, POOL_MAX = 0, 1, 2  # C_POOL: a tiling pool fused into the conv
 # pooling
-(P_C, P_H, P_W, P_OH, P_OW, P_KH, P_KW, P_SH, P_SW, P_PH, P_PW, P_DH, P_DW, P_MAX, P_INCL,
- P_EH, P_EW, P_TMP) = range(3, 21)  # fmt: skip
+(
+    P_C,
+    P_H,
+    P_W,
+    P_OH,
+    P_OW,
+    P_KH,
+    P_KW,
+    P_SH,
+    P_SW,
+    P_PH,
+    P_PW,
+    P_DH,
+    P_DW,
+    P_MAX,
+    P_INCL,
+    P_EH,
+    P_EW,
+    P_TMP,
+) = range(3, 21)
 # Gemm: y = act(x @ w + b), w (K, N) packed in panels of G_NR columns (``gemm.pack_b``)
 G_K, G_N, G_WOFF, G_BOFF, G_ACT, G_ALPHA, G_NR = range(3, 10)
 # elementwise activation, in place
@@ -274,8 +320,15 @@ def _gemm(r, ws, fpool, G, a):  # pragma: no cover
             for j in range(yg.shape[0]):
                 yg[j] = t[g * NR + j] + b[j0 + j]
     for g in range(G):
-        activate(y[g * a : g * a + N], N, np.float32(0.0), r[G_ACT], fpool[r[G_ALPHA]],
-                 np.float32(1.0), np.float32(0.0))  # fmt: skip
+        activate(
+            y[g * a : g * a + N],
+            N,
+            np.float32(0.0),
+            r[G_ACT],
+            fpool[r[G_ALPHA]],
+            np.float32(1.0),
+            np.float32(0.0),
+        )
 
 
 @kernel()
@@ -307,13 +360,27 @@ def _run_group(x, out, code, ipool, fpool, ws, a):  # pragma: no cover
             elif op == OP_POOL:
                 _pool(r, src, dst, ws)
             elif op == OP_ACT:  # in place
-                activate(src, r[A_SIZE], np.float32(0.0), r[A_ACT], fpool[r[A_ALPHA]],
-                         np.float32(1.0), np.float32(0.0))  # fmt: skip
+                activate(
+                    src,
+                    r[A_SIZE],
+                    np.float32(0.0),
+                    r[A_ACT],
+                    fpool[r[A_ALPHA]],
+                    np.float32(1.0),
+                    np.float32(0.0),
+                )
             elif op == OP_AFFINE:  # in place
                 C, S = r[B_C], r[B_S]
                 for c in range(C):
-                    activate(src[c * S : (c + 1) * S], S, np.float32(0.0), 0, np.float32(0.0),
-                             fpool[r[B_SCALE] + c], fpool[r[B_SHIFT] + c])  # fmt: skip
+                    activate(
+                        src[c * S : (c + 1) * S],
+                        S,
+                        np.float32(0.0),
+                        0,
+                        np.float32(0.0),
+                        fpool[r[B_SCALE] + c],
+                        fpool[r[B_SHIFT] + c],
+                    )
             elif op == OP_SOFTMAX:
                 _softmax(r, src, dst)
     last = code[code.shape[0] - 1][F_DST]

@@ -70,9 +70,11 @@ else:
 
     def _check_array(arr) -> None:
         if not (
-            isinstance(arr, types.Array) and arr.dtype == types.float32 and arr.ndim == 1
+            isinstance(arr, types.Array)
+            and arr.dtype == types.float32
+            and arr.ndim == 1
             and arr.layout == "C"
-        ):  # fmt: skip
+        ):
             raise numba.core.errors.TypingError(
                 f"expected a contiguous 1-D float32 array, received {arr}"
             )
@@ -135,9 +137,10 @@ else:
             p = _address(context, builder, sig.args[0], args[0], sig.args[1], args[1])
             i8p = ir.IntType(8).as_pointer()
             fn = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(ir.VoidType(), [i8p, _I32, _I32, _I32]),
+                builder.module,
+                ir.FunctionType(ir.VoidType(), [i8p, _I32, _I32, _I32]),
                 "llvm.prefetch.p0i8",
-            )  # fmt: skip
+            )
             # read, locality 3 (keep in every level), data cache
             builder.call(fn, [builder.bitcast(p, i8p), _I32(0), _I32(3), _I32(1)])
             return context.get_dummy_value()

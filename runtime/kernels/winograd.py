@@ -153,7 +153,7 @@ def tile_offsets(a: int, m: int, nb: int, th: int, tw: int, hp: int, wp: int) ->
 @kernel(parallel=True)
 def _input_tiles(
     x, v, btw, n0, nb, st, ph, pw, H2, W2, hp, wp, offsets, planes, work
-):  # pragma: no cover  # fmt: skip
+):  # pragma: no cover
     """x (N, C, H, W) -> v (a*a*C*T,), flat (a*a, C, T): B^T d B for every a x a tile
     of images n0.. For a stride st = s > 1, x stands for its space-to-depth (N, C*s*s,
     H2, W2): channel (c*s + dy)*s + dx holds x[:, c, Y*s + dy - ph, X*s + dx - pw] (0
@@ -213,9 +213,29 @@ def _input_tiles(
 
 @kernel(parallel=True)
 def _output_tiles(
-    zb, out, atw, n0, nb, Tp, Mp, OH, OW, ohp, owp, offsets, bias, act, alpha, scale, shift,
-    pool, per_pass, planes, work, rows
-):  # pragma: no cover  # fmt: skip
+    zb,
+    out,
+    atw,
+    n0,
+    nb,
+    Tp,
+    Mp,
+    OH,
+    OW,
+    ohp,
+    owp,
+    offsets,
+    bias,
+    act,
+    alpha,
+    scale,
+    shift,
+    pool,
+    per_pass,
+    planes,
+    work,
+    rows,
+):  # pragma: no cover
     """zb (a*a*Mp*Tp,), flat (a*a, Mp/CB, Tp, CB): Z in blocks of CB channels
     (``packed_gemm.products``) -> out (N, M, ...): A^T Z A per tile (atw: A^T
     row-major, float32), then the fused epilogue.
@@ -247,16 +267,23 @@ def _output_tiles(
             L = nt * CB
             s = w[: m * a * L]  # s[i*a + q] = sum_p at[i, p] z[p*a + q, block, t0:t0+nt]
             for q in range(a):
-                taps(zb[((q * blocks + job) * Tp + t0) * CB :], atw, by_row, s[q * L :], m, a, L,
-                     a * L)  # fmt: skip
+                taps(
+                    zb[((q * blocks + job) * Tp + t0) * CB :],
+                    atw,
+                    by_row,
+                    s[q * L :],
+                    m,
+                    a,
+                    L,
+                    a * L,
+                )
             y = w[m * a * L :]  # y[i*m + j] = sum_q at[j, q] s[i*a + q]
             by_col = np.arange(a) * L  # tap q of s[i*a + q]: adjacent rows
             for i in range(m):
                 taps(s[i * a * L :], atw, by_col, y[i * m * L :], m, a, L, L)
             for ij in range(mm):
                 yij, idx = y[ij * L :], offsets[ij, t0:]
-                activate_channels(yij, nt, CB, nc, bias[o0:], act, alpha, scale[o0:],
-                                  shift[o0:])  # fmt: skip
+                activate_channels(yij, nt, CB, nc, bias[o0:], act, alpha, scale[o0:], shift[o0:])
                 for tt in range(nt):
                     src, dst = yij[tt * CB :], pl[idx[tt] * CB :]
                     for c in range(CB):
@@ -289,10 +316,41 @@ def _output_tiles(
 
 @kernel()
 def _chunk(
-    up, x, v, zb, out, btw, atw, n0, nb, s, ph, pw, H2, W2, tiles, hp, wp, OH, OW, ohp, owp,
-    in_offsets, out_offsets, bias, act, alpha, scale, shift, pool, per_pass, planes, work,
-    rows, vpanels
-):  # pragma: no cover  # fmt: skip
+    up,
+    x,
+    v,
+    zb,
+    out,
+    btw,
+    atw,
+    n0,
+    nb,
+    s,
+    ph,
+    pw,
+    H2,
+    W2,
+    tiles,
+    hp,
+    wp,
+    OH,
+    OW,
+    ohp,
+    owp,
+    in_offsets,
+    out_offsets,
+    bias,
+    act,
+    alpha,
+    scale,
+    shift,
+    pool,
+    per_pass,
+    planes,
+    work,
+    rows,
+    vpanels,
+):  # pragma: no cover
     """Images n0 .. n0+nb in one compiled call: input transform, the a*a GEMMs
     Z[xi] = U[xi] @ V[xi] (``packed_gemm.products`` on the packed weights ``up``, into
     zb in blocks of channels), output transform. No Python runs between the three:
@@ -305,8 +363,30 @@ def _chunk(
     vc, zc = v.reshape(-1)[: aa * C * T], zb.reshape(-1)[: aa * Tp * Mp]
     _input_tiles(x, vc, btw, n0, nb, s, ph, pw, H2, W2, hp, wp, in_offsets, planes, work)
     products(up, vc, zc, C, T, vpanels)
-    _output_tiles(zc, out, atw, n0, nb, Tp, Mp, OH, OW, ohp, owp, out_offsets, bias, act, alpha,
-                  scale, shift, pool, per_pass, planes, work, rows)  # fmt: skip
+    _output_tiles(
+        zc,
+        out,
+        atw,
+        n0,
+        nb,
+        Tp,
+        Mp,
+        OH,
+        OW,
+        ohp,
+        owp,
+        out_offsets,
+        bias,
+        act,
+        alpha,
+        scale,
+        shift,
+        pool,
+        per_pass,
+        planes,
+        work,
+        rows,
+    )
 
 
 class WinogradConv:
@@ -383,7 +463,23 @@ class WinogradConv:
         vpanels = scratch("winograd.vpanels", (threads, self.vpanels), np.float32)
         for n0 in range(0, self.n, self.nb_max):
             nb = min(self.nb_max, self.n - n0)
-            _chunk(self.u, x, v, zb, out, self.btw, self.atw, n0, nb, *self.geometry,
-                   *self.offsets[nb], *self.args, self.per_pass, planes, work, rows,
-                   vpanels)  # fmt: skip
+            _chunk(
+                self.u,
+                x,
+                v,
+                zb,
+                out,
+                self.btw,
+                self.atw,
+                n0,
+                nb,
+                *self.geometry,
+                *self.offsets[nb],
+                *self.args,
+                self.per_pass,
+                planes,
+                work,
+                rows,
+                vpanels,
+            )
         return out

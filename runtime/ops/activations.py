@@ -29,8 +29,15 @@ def _float_input(op: str, x: np.ndarray) -> None:
         raise ShapeError(f"{op}: input X must be a float tensor, received {x.dtype}")
 
 
-def pointwise(op: str, x: np.ndarray, mode: str, alpha: float = 0.0, beta: float = 0.0,
-              gamma: float = 0.0, out: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+def pointwise(
+    op: str,
+    x: np.ndarray,
+    mode: str,
+    alpha: float = 0.0,
+    beta: float = 0.0,
+    gamma: float = 0.0,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
     """``kernels.unary`` mode ``mode`` of x (any float type), into ``out`` when it fits."""
     _float_input(op, x)
     work = x if x.dtype in (np.float32, np.float64) else x.astype(np.float32)

@@ -42,8 +42,9 @@ def _axis(op: str, axis: int, rank: int) -> int:
     return axis % rank
 
 
-def _param(op: str, name: str, t: np.ndarray | None, shape: tuple[int, ...], x: np.ndarray,
-           fill: float) -> np.ndarray:  # fmt: skip
+def _param(
+    op: str, name: str, t: np.ndarray | None, shape: tuple[int, ...], x: np.ndarray, fill: float
+) -> np.ndarray:
     """Input ``name`` broadcast (unidirectionally) to ``shape``, or ``fill`` if absent."""
     if t is None:
         return np.full(shape, fill, x.dtype)
@@ -56,9 +57,16 @@ def _param(op: str, name: str, t: np.ndarray | None, shape: tuple[int, ...], x: 
     return np.broadcast_to(t, shape)
 
 
-def normalize(x2: np.ndarray, scale: np.ndarray, bias: np.ndarray, inner: int, epsilon: float,
-              center: bool, out: np.ndarray | None = None, what: str = "normalization"
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+def normalize(
+    x2: np.ndarray,
+    scale: np.ndarray,
+    bias: np.ndarray,
+    inner: int,
+    epsilon: float,
+    center: bool,
+    out: np.ndarray | None = None,
+    what: str = "normalization",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(y, mean, inv) of x2 (R, S) by ``kernels.normalize.normalize_rows``'s formula;
     scale and bias (G, S // inner)."""
     rows, s_n = x2.shape
@@ -70,8 +78,9 @@ def normalize(x2: np.ndarray, scale: np.ndarray, bias: np.ndarray, inner: int, e
         # are read-only initializers
         sc = np.array(scale, np.float32, order="C")
         sh = np.array(bias, np.float32, order="C")
-        normalize_rows(np.ascontiguousarray(x2), y, sc, sh, inner, float(epsilon), center,
-                       mean, inv)  # fmt: skip
+        normalize_rows(
+            np.ascontiguousarray(x2), y, sc, sh, inner, float(epsilon), center, mean, inv
+        )
         return y, mean, inv
     w = x2.astype(np.float64)
     m = w.mean(axis=1) if center and s_n else np.zeros(rows)
@@ -102,8 +111,9 @@ def layer_normalization(x, scale, b=None, *, axis=-1, epsilon=1e-5, stash_type=1
     s_n = int(np.prod(inner_shape, dtype=np.int64))
     sc = _param(op, "Scale", scale, inner_shape, x, 1.0).reshape(1, s_n)
     sh = _param(op, "B", b, inner_shape, x, 0.0).reshape(1, s_n)
-    y, mean, inv = normalize(x.reshape(rows, s_n), sc, sh, 1, epsilon, True,
-                             _planned(_out, x, rows), f"{op} output")  # fmt: skip
+    y, mean, inv = normalize(
+        x.reshape(rows, s_n), sc, sh, 1, epsilon, True, _planned(_out, x, rows), f"{op} output"
+    )
     stats = x.shape[:ax] + (1,) * (x.ndim - ax)
     return y.reshape(x.shape), mean.astype(u).reshape(stats), inv.astype(u).reshape(stats)
 
@@ -119,8 +129,9 @@ def rms_normalization(x, scale, *, axis=-1, epsilon=1e-5, stash_type=1, _out=Non
     s_n = int(np.prod(inner_shape, dtype=np.int64))
     sc = _param(op, "scale", scale, inner_shape, x, 1.0).reshape(1, s_n)
     sh = np.zeros((1, s_n), x.dtype)
-    y, _, _ = normalize(x.reshape(rows, s_n), sc, sh, 1, epsilon, False,
-                        _planned(_out, x, rows), f"{op} output")  # fmt: skip
+    y, _, _ = normalize(
+        x.reshape(rows, s_n), sc, sh, 1, epsilon, False, _planned(_out, x, rows), f"{op} output"
+    )
     return y.reshape(x.shape)
 
 
@@ -144,8 +155,16 @@ def instance_normalization(x, scale, b, *, epsilon=1e-5, _out=None):
     n, c, spatial = _channels(op, x)
     sc = _per_channel(op, "scale", scale, c).reshape(c, 1)
     sh = _per_channel(op, "B", b, c).reshape(c, 1)
-    y, _, _ = normalize(x.reshape(n * c, spatial), sc, sh, spatial, epsilon, True,
-                        _planned(_out, x, n * c), f"{op} output")  # fmt: skip
+    y, _, _ = normalize(
+        x.reshape(n * c, spatial),
+        sc,
+        sh,
+        spatial,
+        epsilon,
+        True,
+        _planned(_out, x, n * c),
+        f"{op} output",
+    )
     return y.reshape(x.shape)
 
 
@@ -166,8 +185,16 @@ def _group_norm(x, scale, bias, epsilon, num_groups, per_channel, out):
         sh = _per_channel(op, "bias", bias, num_groups).reshape(num_groups, 1)
         inner = per * spatial
     rows = n * num_groups
-    y, _, _ = normalize(x.reshape(rows, per * spatial), sc, sh, inner, epsilon, True,
-                        _planned(out, x, rows), f"{op} output")  # fmt: skip
+    y, _, _ = normalize(
+        x.reshape(rows, per * spatial),
+        sc,
+        sh,
+        inner,
+        epsilon,
+        True,
+        _planned(out, x, rows),
+        f"{op} output",
+    )
     return y.reshape(x.shape)
 
 
@@ -177,8 +204,7 @@ def group_normalization_18(x, scale, bias, *, epsilon=1e-5, num_groups, _out=Non
 
 
 @register("GroupNormalization", since=21)
-def group_normalization_21(x, scale, bias, *, epsilon=1e-5, num_groups, stash_type=1,
-                           _out=None):  # fmt: skip
+def group_normalization_21(x, scale, bias, *, epsilon=1e-5, num_groups, stash_type=1, _out=None):
     _stash("GroupNormalization", stash_type)
     return _group_norm(x, scale, bias, epsilon, num_groups, True, _out)
 

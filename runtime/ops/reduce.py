@@ -98,8 +98,14 @@ def _kernel_view(x: np.ndarray, axes: tuple[int, ...]) -> tuple[int, int, int] |
     return (a, k, b) if k > 0 else None
 
 
-def reduce(kind: str, x: np.ndarray, axes: list[int] | tuple[int, ...] | None, keepdims: int,
-           noop: int = 0, out: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+def reduce(
+    kind: str,
+    x: np.ndarray,
+    axes: list[int] | tuple[int, ...] | None,
+    keepdims: int,
+    noop: int = 0,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
     """Reduce-``kind`` of x over ``axes`` (None: all, unless ``noop``)."""
     op = f"Reduce{kind}"
     if keepdims not in (0, 1):
@@ -218,11 +224,13 @@ def topk_11(x, k, *, axis=-1, largest=1, sorted=1):
 # --------------------------------------------------------------- CumSum, CumProd
 
 
-def _cumulative(op: str, x: np.ndarray, axis: np.ndarray, exclusive: int, reverse: int,
-                ufunc: np.ufunc) -> np.ndarray:  # fmt: skip
+def _cumulative(
+    op: str, x: np.ndarray, axis: np.ndarray, exclusive: int, reverse: int, ufunc: np.ufunc
+) -> np.ndarray:
     if axis.dtype.kind not in "iu" or axis.size != 1:
-        raise ShapeError(f"{op}: input axis must hold one integer, received {axis.dtype} "
-                         f"{axis.shape}")  # fmt: skip
+        raise ShapeError(
+            f"{op}: input axis must hold one integer, received {axis.dtype} {axis.shape}"
+        )
     if x.ndim == 0:
         raise ShapeError(f"{op}: input x must have rank >= 1, received a scalar")
     ax = _axis(op, int(axis.reshape(())), x.ndim)
