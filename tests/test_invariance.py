@@ -89,6 +89,8 @@ CONVS = [
     ("im2col-1x1", 8, 19, 1, (7, 7), 1, {}, "im2col"),
     ("im2col-grouped", 8, 14, 3, (6, 6), 2, {"pads": [1, 0, 1, 0]}, "im2col"),
     ("im2col-dilated", 4, 7, 3, (11, 11), 1, {"strides": [2, 1], "dilations": [2, 2]}, "im2col"),
+    ("depthwise", 13, 13, 3, (9, 9), 13, {"pads": [1, 1, 1, 1]}, "depthwise"),
+    ("depthwise-x2", 7, 14, 5, (10, 9), 7, {"pads": [2, 2, 2, 2], "strides": [2, 2]}, "depthwise"),
 ]
 
 
@@ -104,7 +106,9 @@ def test_conv_output_channels_equal(c, m, k, hw, group, attrs, path, batch, comp
     model = _conv_model(c, m, k, hw, group, **attrs)
     engine, outs = _runs(model, _equal_images(batch, (c, *hw)), compile_plans)
     if not compile_plans:
+        algorithms = engine.describe().algorithms("Conv")
         assert _uses_winograd(engine) == (path == "winograd")
+        assert (algorithms == ["depthwise direct"]) == (path == "depthwise"), algorithms
     _assert_invariant(outs)
 
 

@@ -416,3 +416,42 @@ def test_max_pool_without_indices_matches_naive(kernel_strides):
         x, kernel=k, strides=s, pads=(0, 0, 0, 0), dilations=(1, 1), ceil_mode=0, mode="max"
     )
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(
+    ("xs", "mult", "k", "attrs"),
+    [
+        ((2, 5, 9, 8), 1, 3, {"pads": (1, 1, 1, 1)}),  # MobileNet's 3x3, same padding
+        ((1, 4, 11, 11), 1, 3, {"pads": (1, 1, 1, 1), "strides": (2, 2)}),  # strided
+        ((1, 3, 10, 12), 2, 5, {"pads": (2, 1, 0, 2)}),  # two filters per channel, uneven pads
+        ((1, 2, 13, 13), 1, 3, {"pads": (2, 2, 2, 2), "dilations": (2, 2)}),
+        ((1, 3, 7, 7), 1, 7, {"pads": (3, 3, 3, 3)}),  # ConvNeXt's 7x7
+    ],
+)
+@pytest.mark.parametrize("act", [None, "Relu", "Sigmoid"])
+def test_depthwise_conv_matches_naive(xs, mult, k, attrs, act):
+    """Depthwise convs (group = channels) run the direct kernel (``kernels/depthwise``)."""
+    from runtime.ops.nn import conv_call
+
+    c = xs[1]
+    x, w, b = _rand(*xs), _rand(c * mult, 1, k, k), _rand(c * mult)
+    scale, shift = _rand(c * mult), _rand(c * mult)
+    call = conv_call(xs, w, b, group=c, activation=act, post_scale=scale, post_shift=shift, **attrs)
+    assert call.choice.algorithm == "depthwise direct"
+    got = call(x)
+    y = naive.conv2d(
+        x,
+        w,
+        b,
+        strides=attrs.get("strides", (1, 1)),
+        pads=attrs["pads"],
+        dilations=attrs.get("dilations", (1, 1)),
+        group=c,
+    )
+    y = {
+        None: lambda v: v,
+        "Relu": lambda v: np.maximum(v, 0),
+        "Sigmoid": lambda v: 1 / (1 + np.exp(-v)),
+    }[act](y)
+    want = y * scale[None, :, None, None] + shift[None, :, None, None]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

@@ -15,11 +15,12 @@ import numpy as np
 from runtime.dispatch import Choice, conv_at_shape, gemm_at_shape
 from runtime.errors import InvalidAttributeError, ShapeError
 from runtime.kernels import conv as conv_kernels
+from runtime.kernels import depthwise as depthwise_kernels
 from runtime.kernels import gemm as gemm_kernels
 from runtime.kernels import pool as pool_kernels
 from runtime.kernels import winograd as winograd_kernels
 from runtime.kernels.activation import ACTIVATIONS, softmax_rows
-from runtime.memory import allocate, scratch
+from runtime.memory import allocate, check_size, scratch
 from runtime.ops.registry import register
 
 AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
@@ -204,29 +205,70 @@ def conv_call(
         )  # fmt: skip
         return ConvCall(out_shape, run, choice)
     choice = None  # im2col: the load-time choice says why
-    w5 = _as5d(w)
-    packed = conv_kernels.pack_weights(w5, group)  # once per plan: the call keeps it
-    geometry = {"group": group, "strides": _to3d(st, 1), "pads": _to3d(begin, 0),
-                "dilations": _to3d(dil, 1)}  # fmt: skip
+    if len(x_shape) == 4 and group == c and group > 1 and cg == 1:
+        choice = Choice("depthwise direct", f"group {group} = channels: a plane a job")
+        run = _depthwise(x_shape, w, b, begin, out_sp, st, dil, epilogue)
+    else:
+        w5 = _as5d(w)
+        packed = conv_kernels.pack_weights(w5, group)  # once per plan: the call keeps it
+        geometry = {
+            "group": group,
+            "strides": _to3d(st, 1),
+            "pads": _to3d(begin, 0),
+            "dilations": _to3d(dil, 1),
+        }
 
-    def im2col(x: np.ndarray, out: np.ndarray) -> None:
-        conv_kernels.conv3d_im2col(
-            _as5d(x), w5, b, _as5d(out), **geometry, **epilogue, packed=packed
-        )
+        def run(x: np.ndarray, out: np.ndarray) -> None:
+            conv_kernels.conv3d_im2col(
+                _as5d(x), w5, b, _as5d(out), **geometry, **epilogue, packed=packed
+            )
 
     if max_pool is None:
-        return ConvCall(out_shape, im2col, choice)
+        return ConvCall(out_shape, run, choice)
     conv_shape = (n, m, *out_sp)
     rows = pool_kernels.pool_rows(pooled_sp, np.array(max_pool))
 
-    def im2col_then_pool(x: np.ndarray, out: np.ndarray) -> None:
+    def run_then_pool(x: np.ndarray, out: np.ndarray) -> None:
         conv = scratch("conv.unpooled", conv_shape, np.float32)
-        im2col(x, conv)
+        run(x, conv)
         tmp = scratch("maxpool.rows", (numba.get_num_threads(), rows), np.float32)
-        pool_kernels.pool_dense_planes(conv.reshape(n * m, *out_sp), out.reshape(n * m, *pooled_sp),
-                                       tmp, *max_pool, 1, 1, True)  # fmt: skip
+        pool_kernels.pool_dense_planes(
+            conv.reshape(n * m, *out_sp),
+            out.reshape(n * m, *pooled_sp),
+            tmp,
+            *max_pool,
+            1,
+            1,
+            True,
+        )
 
-    return ConvCall(out_shape, im2col_then_pool, choice)
+    return ConvCall(out_shape, run_then_pool, choice)
+
+
+def _depthwise(x_shape, w, b, begin, out_sp, st, dil, epilogue) -> Callable:
+    """The call of a depthwise 2-D conv (``kernels/depthwise``) for inputs ``x_shape``."""
+    m = w.shape[0]
+    scale = epilogue["scale"]
+    shift = epilogue["shift"]
+    scale = np.ones(m, np.float32) if scale is None else np.ascontiguousarray(scale, np.float32)
+    shift = np.zeros(m, np.float32) if shift is None else np.ascontiguousarray(shift, np.float32)
+    hp, wq, rb = depthwise_kernels.geometry(
+        *x_shape[2:], tuple(begin), tuple(out_sp), w.shape[2:], tuple(st), tuple(dil)
+    )
+    threads = numba.config.NUMBA_NUM_THREADS
+    check_size((threads, st[1] * hp * wq), np.float32, "depthwise conv planes")
+    geometry = (begin[0], begin[1], st[0], st[1], dil[0], dil[1], hp, wq)
+
+    def run(x: np.ndarray, out: np.ndarray) -> None:
+        t = numba.get_num_threads()
+        planes = scratch("depthwise.planes", (t, st[1] * hp * wq), np.float32)
+        rows = scratch("depthwise.rows", (t, rb), np.float32)
+        depthwise_kernels.depthwise2d(
+            x, w, b, out, *geometry, epilogue["act"], np.float32(epilogue["alpha"]), scale,
+            shift, planes, rows,
+        )  # fmt: skip
+
+    return run
 
 
 @register("Conv", since=1)
