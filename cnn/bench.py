@@ -1,8 +1,10 @@
 """The backend benchmark behind ``cnn bench`` (issue 5's yardstick).
 
-Per configuration (model, batch size, thread count), in one process, after a
-warm-up, the backends run interleaved in rounds so that machine noise hits them
-alike. Reported: median, p90 and p99 time per call, images per second, achieved
+Per configuration (model, batch size, thread count), each backend runs alone in
+fresh processes, as a user runs it, the processes of the two backends alternated
+(``isolated_times``); or, with ``interleaved``, in one process, the backends in
+alternating rounds (which penalises whichever runs after onnxruntime's spinning
+threads). Reported: median, p90 and p99 time per call, images per second, achieved
 GFLOP/s (2 x MACs counted from the graph) and the numba/onnxruntime throughput
 ratio. The same run measures numpy's float32 GEMM (the practical roof) and, in
 fresh processes, cold start (import, session, first result; numba with a warm and
@@ -97,6 +99,95 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
+def feed_shapes(
+    sess: InferenceSession, batch: int, dims: dict[str, int] | None = None
+) -> dict[str, tuple[int, ...]]:
+    """Each input's shape at ``batch``: a symbolic first axis is the batch, other
+    symbolic axes come from ``dims`` (by name) or are 1; fixed axes stay."""
+    dims = dims or {}
+    shapes = {}
+    for inp in sess.get_inputs():
+        shape = []
+        for i, d in enumerate(inp.shape):
+            if isinstance(d, int):
+                shape.append(d)
+            elif i == 0:
+                shape.append(batch)
+            else:
+                shape.append(dims.get(str(d), 1))
+        shapes[inp.name] = tuple(shape)
+    return shapes
+
+
+def random_feed(
+    sess: InferenceSession, shapes: dict[str, tuple[int, ...]], seed: int
+) -> dict[str, np.ndarray]:
+    """Seeded inputs in [0, 1) (float) or small integers, of ``shapes``."""
+    rng = np.random.default_rng(seed)
+    feed = {}
+    for inp in sess.get_inputs():
+        if inp.type in ("tensor(float)", "tensor(double)", "tensor(float16)"):
+            dtype = {"tensor(float)": np.float32, "tensor(double)": np.float64}.get(
+                inp.type, np.float16
+            )
+            feed[inp.name] = rng.random(shapes[inp.name]).astype(dtype)
+        else:
+            feed[inp.name] = rng.integers(0, 4, shapes[inp.name]).astype(np.int64)
+    return feed
+
+
+_WORKER = """
+import json, sys, time
+import numpy as np
+from cnn.bench import random_feed
+from runtime import InferenceSession
+path, backend, threads, shapes, calls, seed = sys.argv[1:7]
+sess = InferenceSession(path, backend=backend, threads=int(threads) or None)
+feed = random_feed(sess, {k: tuple(v) for k, v in json.loads(shapes).items()}, int(seed))
+t0 = time.perf_counter()
+n = 0
+while n < 3 or time.perf_counter() - t0 < 1.0:  # warm-up: compile, plan, caches
+    sess.run(None, feed)
+    n += 1
+times = []
+for _ in range(int(calls)):
+    t = time.perf_counter()
+    sess.run(None, feed)
+    times.append(time.perf_counter() - t)
+print(json.dumps(times))
+"""
+
+
+def isolated_times(
+    path: str | os.PathLike,
+    backend: str,
+    threads: int | None,
+    shapes: dict[str, tuple[int, ...]],
+    calls: int,
+    seed: int = 0,
+) -> list[float]:
+    """Seconds per call of one backend alone in a fresh process, as a user runs it."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _WORKER,
+            str(path),
+            backend,
+            str(threads or 0),
+            json.dumps(shapes),
+            str(calls),
+            str(seed),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{backend} on {path}: {out.stderr.strip()[-500:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def bench_model(
     path: str | os.PathLike,
     batch_sizes: Sequence[int],
@@ -106,25 +197,45 @@ def bench_model(
     warmup: int = 3,
     roof: float,
     name: str | None = None,
+    interleaved: bool = True,
+    processes: int = 3,
+    dims: dict[str, int] | None = None,
 ) -> list[BenchRow]:
+    """Rows per (threads, batch, backend). ``interleaved``: both backends in this
+    process, alternating rounds (``time_interleaved``); otherwise each backend alone
+    in fresh processes, ``processes`` of each, alternated, ``rounds`` timed calls each."""
     macs = summarize(path).total_macs  # per image
     name = name or os.path.splitext(os.path.basename(str(path)))[0]
     rows = []
     for t in threads:
-        sessions = {b: InferenceSession(path, backend=b, threads=t) for b in BACKENDS}
-        (inp,) = sessions["numba"].get_inputs()
-        dims = [d for d in inp.shape[1:]]
+        probe = InferenceSession(path, backend="onnxruntime", threads=t)
+        sessions = (
+            {b: InferenceSession(path, backend=b, threads=t) for b in BACKENDS}
+            if interleaved
+            else {}
+        )
+        done = set()
         for bs in batch_sizes:
-            x = np.random.default_rng(bs).random((bs, *dims), dtype=np.float32)
-            times = time_interleaved(sessions, {inp.name: x}, rounds, warmup)
-            ips = {b: bs / float(np.median(v)) for b, v in times.items()}
+            shapes = feed_shapes(probe, bs, dims)
+            n = next(iter(shapes.values()))[0] if shapes else bs
+            if n in done:  # a fixed batch axis: one row whatever was asked
+                continue
+            done.add(n)
+            if interleaved:
+                times = time_interleaved(sessions, random_feed(probe, shapes, bs), rounds, warmup)
+            else:
+                times = {b: [] for b in BACKENDS}
+                for _ in range(processes):
+                    for b in BACKENDS:
+                        times[b] += isolated_times(path, b, t, shapes, rounds, seed=bs)
+            ips = {b: n / float(np.median(v)) for b, v in times.items()}
             for b, v in times.items():
                 ms = np.asarray(v) * 1e3
                 gflops = 2 * macs * ips[b] / 1e9
                 rows.append(
                     BenchRow(
                         model=name,
-                        batch_size=bs,
+                        batch_size=n,
                         threads=t or os.cpu_count() or 1,
                         backend=b,
                         p50_ms=float(np.median(ms)),
@@ -188,7 +299,7 @@ def cold_starts(path: str | os.PathLike, batch: int) -> list[dict]:
 def render(rows: Sequence[BenchRow], roof: float, starts: dict[str, list[dict]]) -> str:
     lines = [f"numpy float32 GEMM roof: {roof:.1f} GFLOP/s", ""]
     header = (
-        f"{'model':<8} {'batch':>5} {'thr':>3} {'backend':<12} {'p50 ms':>9} "
+        f"{'model':<14} {'batch':>5} {'thr':>3} {'backend':<12} {'p50 ms':>9} "
         f"{'p90 ms':>9} {'p99 ms':>9} {'images/s':>10} {'GFLOP/s':>8} {'roof':>5} "
         f"{'numba/ort':>9}"
     )
@@ -196,7 +307,7 @@ def render(rows: Sequence[BenchRow], roof: float, starts: dict[str, list[dict]])
     for r in rows:
         ratio = f"{r.ratio:.2f}" if r.backend == "numba" else ""
         lines.append(
-            f"{r.model:<8} {r.batch_size:>5} {r.threads:>3} {r.backend:<12} {r.p50_ms:>9.3f} "
+            f"{r.model:<14} {r.batch_size:>5} {r.threads:>3} {r.backend:<12} {r.p50_ms:>9.3f} "
             f"{r.p90_ms:>9.3f} {r.p99_ms:>9.3f} {r.throughput_ips:>10,.0f} {r.gflops:>8.1f} "
             f"{r.roof_fraction:>5.2f} {ratio:>9}"
         )

@@ -77,17 +77,23 @@ def _input_shape(dims: Sequence, given: dict[str, int]) -> tuple[int, ...]:
     return tuple(d if isinstance(d, int) else given.get(str(d), 1) for d in dims)
 
 
+def _dims(items: Sequence[str] | None) -> dict[str, int]:
+    """``--dim NAME=SIZE`` options as a mapping."""
+    given = {}
+    for item in items or []:
+        name, _, value = item.partition("=")
+        if not value.isdigit():
+            raise CommandError(f"--dim {item!r}: expected NAME=SIZE, for example N=8")
+        given[name] = int(value)
+    return given
+
+
 def _cmd_describe(args: argparse.Namespace) -> int:
     import numpy as np
 
     from runtime import InferenceSession
 
-    given = {}
-    for item in args.dim or []:
-        name, _, value = item.partition("=")
-        if not value.isdigit():
-            raise SystemExit(f"cnn describe: --dim {item!r}: expected NAME=SIZE, e.g. N=8")
-        given[name] = int(value)
+    given = _dims(args.dim)
     sess = InferenceSession(args.model, backend="numba", threads=args.threads)
     rng = np.random.default_rng(0)
     feed = {}
@@ -268,10 +274,39 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     roof = bench.gemm_roof_gflops(args.gemm_size)
     rows, starts = [], {}
-    models = [
-        ("lenet5", args.lenet, args.lenet_batches),
-        ("alexnet", args.alexnet, args.alexnet_batches),
-    ]
+    threads = [None] if args.no_single_thread else [None, 1]
+    dims = _dims(args.dim)
+    if args.models or args.zoo:
+        from cnn import zoo
+
+        models = [(Path(m).stem, m) for m in args.models]
+        if args.zoo:
+            models += [(name, str(path)) for name, path in zoo.zoo()]
+        for name, path in models:
+            if not Path(path).is_file():
+                raise CommandError(f"cnn bench: no model file at {path}")
+            rows += bench.bench_model(
+                path,
+                args.batches,
+                threads=threads,
+                rounds=args.rounds,
+                roof=roof,
+                name=name,
+                interleaved=args.interleaved,
+                dims=dims,
+            )
+            if len(models) > 1:  # progress: each model's rows as they come
+                print(bench.render([r for r in rows if r.model == name], roof, {}))
+            if not args.no_cold_start:
+                starts[name] = bench.cold_starts(path, 1)
+    models = (
+        []
+        if args.models or args.zoo
+        else [
+            ("lenet5", args.lenet, args.lenet_batches),
+            ("alexnet", args.alexnet, args.alexnet_batches),
+        ]
+    )
     for name, path, batches in models:
         if not path:
             continue
@@ -281,15 +316,21 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 f"(make it with: cnn train {name} --max-steps 1 --subset 64)"
             )
             continue
-        threads = [None] if args.no_single_thread else [None, 1]
         rounds = args.rounds if name == "lenet5" else max(5, args.rounds // 2)
         rows += bench.bench_model(
-            path, batches, threads=threads, rounds=rounds, roof=roof, name=name
+            path,
+            batches,
+            threads=threads,
+            rounds=rounds,
+            roof=roof,
+            name=name,
+            interleaved=args.interleaved,
+            dims=dims,
         )
         if not args.no_cold_start:
             starts[name] = bench.cold_starts(path, max(batches))
     if not rows:
-        raise CommandError("no model to benchmark: give --lenet and/or --alexnet files")
+        raise CommandError("no model to benchmark: give MODEL files, --zoo, --lenet or --alexnet")
     print(bench.render(rows, roof, starts))
     if args.json:
         from dataio.files import atomic_write
@@ -484,6 +525,20 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
         epilog="example:\n  cnn bench --alexnet runs/alexnet.onnx --json benchmarks/results.json "
         "--plot benchmarks/results.png",
+    )
+    p.add_argument(
+        "models", nargs="*", help="ONNX files to benchmark (default: LeNet-5 and AlexNet below)"
+    )
+    p.add_argument("--zoo", action="store_true", help="add ONNX's light models, random weights")
+    p.add_argument("--batches", type=_int_list, default=[1, 8], help="for MODELS: default 1,8")
+    p.add_argument(
+        "--interleaved",
+        action="store_true",
+        help="both backends in one process, alternating (default: each alone in fresh "
+        "processes, alternated, as a user runs one)",
+    )
+    p.add_argument(
+        "--dim", action="append", help="a size for a symbolic axis other than the batch, NAME=SIZE"
     )
     p.add_argument("--lenet", default="exported/lenet5.onnx", help="default: %(default)s")
     p.add_argument("--alexnet", default="runs/alexnet.onnx", help="default: %(default)s")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cnn import bench
@@ -72,3 +73,56 @@ def test_bench_needs_a_model(tmp_path, capsys):
     code = main(["bench", "--lenet", str(tmp_path / "a.onnx"), "--alexnet", "", "--no-cold-start"])
     assert code == 2
     assert "no model to benchmark" in capsys.readouterr().err
+
+
+def test_bench_any_model_each_backend_alone(tmp_path, capsys):
+    """``cnn bench MODEL``: each backend in fresh processes (two of each here)."""
+    out_json = tmp_path / "b.json"
+    argv = [
+        "bench",
+        str(LENET),
+        "--batches",
+        "1,3",
+        "--rounds",
+        "2",
+        "--gemm-size",
+        "64",
+        "--no-single-thread",
+        "--no-cold-start",
+        "--json",
+        str(out_json),
+    ]
+    assert main(argv) == 0
+    rows = json.loads(out_json.read_text())["rows"]
+    assert [(r["batch_size"], r["backend"]) for r in rows] == [
+        (1, "numba"),
+        (1, "onnxruntime"),
+        (3, "numba"),
+        (3, "onnxruntime"),
+    ]
+    assert all(r["p50_ms"] > 0 for r in rows)
+
+
+def test_isolated_times_reports_a_failing_backend(tmp_path):
+    with pytest.raises(RuntimeError, match="numba on"):
+        bench.isolated_times(tmp_path / "missing.onnx", "numba", 1, {"input": (1, 1, 28, 28)}, 1)
+
+
+def test_zoo_models_get_seeded_random_weights(tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    from cnn import zoo
+
+    path = zoo.light_model("squeezenet", seed=3, folder=tmp_path)
+    assert zoo.light_model("squeezenet", seed=3, folder=tmp_path) == path  # made once
+    shipped = onnx.load(str(zoo.light_dir() / "light_squeezenet.onnx"))
+    ours = onnx.load(str(path))
+    a, b = (
+        {i.name: numpy_helper.to_array(i) for i in m.graph.initializer} for m in (shipped, ours)
+    )
+    assert a.keys() == b.keys() and all(a[k].shape == b[k].shape for k in a)
+    w = next(k for k in a if a[k].ndim == 4)
+    assert np.unique(a[w]).size == 1 and np.unique(b[w]).size > 100  # constants, then random
+    with pytest.raises(ValueError, match="expected one of"):
+        zoo.light_model("lenet")
