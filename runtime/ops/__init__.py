@@ -5,6 +5,7 @@ from runtime.ops import (  # noqa: F401  (registration side effects)
     elementwise,
     indexing,
     nn,
+    quantization,
     spatial,
     tensor,
     windows,
