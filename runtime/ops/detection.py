@@ -27,16 +27,20 @@ def _reflect(x, lo, hi):
     n = np.trunc(dx / rng)
     r = dx - n * rng
     even = n % 2 == 0
-    return np.where(below, np.where(even, lo + r, hi - r),
-                    np.where(above, np.where(even, hi - r, lo + r), x))  # fmt: skip
+    return np.where(
+        below, np.where(even, lo + r, hi - r), np.where(above, np.where(even, hi - r, lo + r), x)
+    )
 
 
 def _cubic_weights(t, a=-0.75):
     """Keys' cubic weights of neighbours -1, 0, 1, 2 at fraction t in [0, 1)."""
     s, u = t + 1, 1 - t
-    return [((a * s - 5 * a) * s + 8 * a) * s - 4 * a, ((a + 2) * t - (a + 3)) * t * t + 1,
-            ((a + 2) * u - (a + 3)) * u * u + 1,
-            ((a * (u + 1) - 5 * a) * (u + 1) + 8 * a) * (u + 1) - 4 * a]  # fmt: skip
+    return [
+        ((a * s - 5 * a) * s + 8 * a) * s - 4 * a,
+        ((a + 2) * t - (a + 3)) * t * t + 1,
+        ((a + 2) * u - (a + 3)) * u * u + 1,
+        ((a * (u + 1) - 5 * a) * (u + 1) + 8 * a) * (u + 1) - 4 * a,
+    ]
 
 
 def _grid_sample(x, grid, mode, padding_mode, align_corners):
@@ -134,8 +138,18 @@ def _bilinear_axis(coord, size):
     return low, high, 1.0 - frac, frac, valid
 
 
-def _roi_align(x, rois, batch_indices, *, mode, output_height, output_width, sampling_ratio,
-               spatial_scale, half_pixel):  # fmt: skip
+def _roi_align(
+    x,
+    rois,
+    batch_indices,
+    *,
+    mode,
+    output_height,
+    output_width,
+    sampling_ratio,
+    spatial_scale,
+    half_pixel,
+):
     if mode not in ("avg", "max"):
         raise InvalidAttributeError(f"RoiAlign: mode {mode!r}: expected 'avg' or 'max'")
     if x.ndim != 4:
@@ -173,8 +187,12 @@ def _roi_align(x, rois, batch_indices, *, mode, output_height, output_width, sam
             vals = f[:, yi[:, :, None, None], xi[None, None]]  # (C, PH, GH, PW, GW)
             return vals * (wy[:, :, None, None] * wx[None, None] * ok)
 
-        terms = [term(yl, xl, wyl, wxl), term(yl, xh, wyl, wxh), term(yh, xl, wyh, wxl),
-                 term(yh, xh, wyh, wxh)]  # fmt: skip
+        terms = [
+            term(yl, xl, wyl, wxl),
+            term(yl, xh, wyl, wxh),
+            term(yh, xl, wyh, wxl),
+            term(yh, xh, wyh, wxh),
+        ]
         if mode == "avg":
             out[r] = sum(terms).sum(axis=(2, 4)) / count
         else:
@@ -183,27 +201,60 @@ def _roi_align(x, rois, batch_indices, *, mode, output_height, output_width, sam
 
 
 @register("RoiAlign", since=10)
-def roi_align_10(x, rois, batch_indices, *, mode="avg", output_height=1, output_width=1,
-                 sampling_ratio=0, spatial_scale=1.0):  # fmt: skip
-    return _roi_align(x, rois, batch_indices, mode=mode, output_height=output_height,
-                      output_width=output_width, sampling_ratio=sampling_ratio,
-                      spatial_scale=spatial_scale, half_pixel=False)  # fmt: skip
+def roi_align_10(
+    x,
+    rois,
+    batch_indices,
+    *,
+    mode="avg",
+    output_height=1,
+    output_width=1,
+    sampling_ratio=0,
+    spatial_scale=1.0,
+):
+    return _roi_align(
+        x,
+        rois,
+        batch_indices,
+        mode=mode,
+        output_height=output_height,
+        output_width=output_width,
+        sampling_ratio=sampling_ratio,
+        spatial_scale=spatial_scale,
+        half_pixel=False,
+    )
 
 
 @register("RoiAlign", since=16)
-def roi_align_16(x, rois, batch_indices, *, coordinate_transformation_mode="half_pixel",
-                 mode="avg", output_height=1, output_width=1, sampling_ratio=0,
-                 spatial_scale=1.0):  # fmt: skip
+def roi_align_16(
+    x,
+    rois,
+    batch_indices,
+    *,
+    coordinate_transformation_mode="half_pixel",
+    mode="avg",
+    output_height=1,
+    output_width=1,
+    sampling_ratio=0,
+    spatial_scale=1.0,
+):
     modes = ("half_pixel", "output_half_pixel")
     if coordinate_transformation_mode not in modes:
         raise InvalidAttributeError(
             f"RoiAlign: coordinate_transformation_mode {coordinate_transformation_mode!r}: "
             f"expected one of {modes}"
         )
-    return _roi_align(x, rois, batch_indices, mode=mode, output_height=output_height,
-                      output_width=output_width, sampling_ratio=sampling_ratio,
-                      spatial_scale=spatial_scale,
-                      half_pixel=coordinate_transformation_mode == "half_pixel")  # fmt: skip
+    return _roi_align(
+        x,
+        rois,
+        batch_indices,
+        mode=mode,
+        output_height=output_height,
+        output_width=output_width,
+        sampling_ratio=sampling_ratio,
+        spatial_scale=spatial_scale,
+        half_pixel=coordinate_transformation_mode == "half_pixel",
+    )
 
 
 # ----------------------------------------------------------------- NonMaxSuppression
@@ -219,8 +270,15 @@ def _corners(boxes, center_point_box):
 
 
 @register("NonMaxSuppression", since=10)
-def non_max_suppression(boxes, scores, max_output_boxes_per_class=None, iou_threshold=None,
-                        score_threshold=None, *, center_point_box=0):  # fmt: skip
+def non_max_suppression(
+    boxes,
+    scores,
+    max_output_boxes_per_class=None,
+    iou_threshold=None,
+    score_threshold=None,
+    *,
+    center_point_box=0,
+):
     if center_point_box not in (0, 1):
         raise InvalidAttributeError(
             f"NonMaxSuppression: center_point_box {center_point_box}: expected 0 or 1"

@@ -15,7 +15,7 @@ import onnx
 
 from runtime.errors import InvalidAttributeError, ShapeError
 from runtime.memory import check_size
-from runtime.ops.elementwise import cast
+from runtime.ops.elementwise import _cast, cast
 from runtime.ops.registry import register
 from runtime.ops.tensor import _axis, _ints
 
@@ -255,9 +255,7 @@ def _scatter_nd(data, indices, updates, ufunc):
     want = idx.shape[:-1] + data.shape[k:]
     if updates.shape != want:
         raise ShapeError(f"ScatterND: updates must have shape {want}, received {updates.shape}")
-    where = tuple(
-        _in_range("ScatterND", idx[..., j], data.shape[j], "indices") for j in range(k)
-    )
+    where = tuple(_in_range("ScatterND", idx[..., j], data.shape[j], "indices") for j in range(k))
     out = data.copy()
     if ufunc is None:
         out[where] = updates
@@ -273,14 +271,16 @@ def scatter_nd_11(data, indices, updates):
 
 @register("ScatterND", since=16)
 def scatter_nd_16(data, indices, updates, *, reduction="none"):
-    return _scatter_nd(data, indices, updates, _reduction("ScatterND", reduction,
-                                                          ("none", "add", "mul")))  # fmt: skip
+    return _scatter_nd(
+        data, indices, updates, _reduction("ScatterND", reduction, ("none", "add", "mul"))
+    )
 
 
 @register("ScatterND", since=18)
 def scatter_nd_18(data, indices, updates, *, reduction="none"):
-    return _scatter_nd(data, indices, updates,
-                       _reduction("ScatterND", reduction, tuple(_REDUCTIONS)))  # fmt: skip
+    return _scatter_nd(
+        data, indices, updates, _reduction("ScatterND", reduction, tuple(_REDUCTIONS))
+    )
 
 
 def _compress(x, condition, axis, negative_ok):
@@ -316,7 +316,7 @@ def non_zero(x):
 
 
 @register("Unique", since=11)
-def unique(x, *, axis=None, sorted=1):  # noqa: A002  (the ONNX attribute's name)
+def unique(x, *, axis=None, sorted=1):
     if sorted not in (0, 1):
         raise InvalidAttributeError(f"Unique: sorted {sorted}: expected 0 or 1")
     if axis is None:
@@ -384,6 +384,11 @@ def cast_like_19(x, target, *, saturate=1):
     return cast(x, to=onnx.helper.np_dtype_to_tensor_dtype(target.dtype), saturate=saturate)
 
 
+@register("CastLike", since=24)
+def cast_like_24(x, target, *, round_mode="up", saturate=1):
+    return _cast(x, onnx.helper.np_dtype_to_tensor_dtype(target.dtype), saturate, round_mode)
+
+
 @register("ReverseSequence", since=10)
 def reverse_sequence(x, sequence_lens, *, batch_axis=1, time_axis=0):
     if x.ndim < 2:
@@ -395,8 +400,7 @@ def reverse_sequence(x, sequence_lens, *, batch_axis=1, time_axis=0):
     lens = _integers("ReverseSequence", "sequence_lens", sequence_lens).reshape(-1)
     if lens.size != x.shape[batch_axis]:
         raise ShapeError(
-            f"ReverseSequence: sequence_lens has {lens.size} values, batch is "
-            f"{x.shape[batch_axis]}"
+            f"ReverseSequence: sequence_lens has {lens.size} values, batch is {x.shape[batch_axis]}"
         )
     if np.any((lens < 0) | (lens > x.shape[time_axis])):
         raise ShapeError(f"ReverseSequence: sequence_lens {lens}: expected 0..{x.shape[time_axis]}")

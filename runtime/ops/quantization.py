@@ -32,8 +32,12 @@ INTEGER_RANGES = {
     TensorProto.UINT2: (0, 3),
     TensorProto.INT2: (-2, 1),
 }
-FLOAT8 = (TensorProto.FLOAT8E4M3FN, TensorProto.FLOAT8E4M3FNUZ, TensorProto.FLOAT8E5M2,
-          TensorProto.FLOAT8E5M2FNUZ)  # fmt: skip
+FLOAT8 = (
+    TensorProto.FLOAT8E4M3FN,
+    TensorProto.FLOAT8E4M3FNUZ,
+    TensorProto.FLOAT8E5M2,
+    TensorProto.FLOAT8E5M2FNUZ,
+)
 FLOAT4 = (TensorProto.FLOAT4E2M1,)
 
 
@@ -68,11 +72,13 @@ def _type_of(dtype) -> int:
     return onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
 
 
-def _quantize(x, y_scale, y_zero_point, *, axis=1, saturate=1, block_size=0, output_dtype=0,
-              precision=0):  # fmt: skip
+def _quantize(
+    x, y_scale, y_zero_point, *, axis=1, saturate=1, block_size=0, output_dtype=0, precision=0
+):
     op = "QuantizeLinear"
-    to = output_dtype or (_type_of(y_zero_point.dtype) if y_zero_point is not None else
-                          TensorProto.UINT8)  # fmt: skip
+    to = output_dtype or (
+        _type_of(y_zero_point.dtype) if y_zero_point is not None else TensorProto.UINT8
+    )
     if y_zero_point is not None and output_dtype and _type_of(y_zero_point.dtype) != output_dtype:
         raise InvalidAttributeError(
             f"{op}: output_dtype {output_dtype} differs from the zero point's type "
@@ -121,18 +127,34 @@ def quantize_linear_19(x, y_scale, y_zero_point=None, *, axis=1, saturate=1):
 
 
 @register("QuantizeLinear", since=21)
-def quantize_linear_21(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, output_dtype=0,
-                       saturate=1):  # fmt: skip
-    return _quantize(x, y_scale, y_zero_point, axis=axis, saturate=saturate,
-                     block_size=block_size, output_dtype=output_dtype)  # fmt: skip
+def quantize_linear_21(
+    x, y_scale, y_zero_point=None, *, axis=1, block_size=0, output_dtype=0, saturate=1
+):
+    return _quantize(
+        x,
+        y_scale,
+        y_zero_point,
+        axis=axis,
+        saturate=saturate,
+        block_size=block_size,
+        output_dtype=output_dtype,
+    )
 
 
 @register("QuantizeLinear", since=23)
-def quantize_linear_23(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, output_dtype=0,
-                       precision=0, saturate=1):  # fmt: skip
-    return _quantize(x, y_scale, y_zero_point, axis=axis, saturate=saturate,
-                     block_size=block_size, output_dtype=output_dtype,
-                     precision=precision)  # fmt: skip
+def quantize_linear_23(
+    x, y_scale, y_zero_point=None, *, axis=1, block_size=0, output_dtype=0, precision=0, saturate=1
+):
+    return _quantize(
+        x,
+        y_scale,
+        y_zero_point,
+        axis=axis,
+        saturate=saturate,
+        block_size=block_size,
+        output_dtype=output_dtype,
+        precision=precision,
+    )
 
 
 def _dequantize(x, x_scale, x_zero_point, *, axis=1, block_size=0, output_dtype=0):
@@ -172,10 +194,10 @@ def dequantize_linear_21(x, x_scale, x_zero_point=None, *, axis=1, block_size=0)
 
 
 @register("DequantizeLinear", since=23)
-def dequantize_linear_23(x, x_scale, x_zero_point=None, *, axis=1, block_size=0,
-                         output_dtype=0):  # fmt: skip
-    return _dequantize(x, x_scale, x_zero_point, axis=axis, block_size=block_size,
-                       output_dtype=output_dtype)  # fmt: skip
+def dequantize_linear_23(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, output_dtype=0):
+    return _dequantize(
+        x, x_scale, x_zero_point, axis=axis, block_size=block_size, output_dtype=output_dtype
+    )
 
 
 @register("DynamicQuantizeLinear", since=11)
@@ -203,8 +225,10 @@ def _centered(op, name, v, zero_point, axis_len=None):
     if zp.size == 1:
         return out - float(zp.reshape(-1)[0])
     if axis_len is None or zp.ndim != 1 or zp.size != axis_len:
-        raise ShapeError(f"{op}: zero point of {name} has shape {zp.shape}, expected a scalar"
-                         + (f" or ({axis_len},)" if axis_len else ""))  # fmt: skip
+        raise ShapeError(
+            f"{op}: zero point of {name} has shape {zp.shape}, expected a scalar"
+            + (f" or ({axis_len},)" if axis_len else "")
+        )
     return out - zp.astype(np.float64).reshape(-1, *([1] * (v.ndim - 1)))
 
 
@@ -215,15 +239,17 @@ def _conv_exact(op, x, w, *, auto_pad, dilations, group, kernel_shape, pads, str
     n, c = x.shape[:2]
     m, cg = w.shape[:2]
     if group < 1 or c % group or m % group or cg * group != c:
-        raise ShapeError(f"{op}: X has {c} channels, W {w.shape} with group {group} needs "
-                         f"{cg * group}")  # fmt: skip
+        raise ShapeError(
+            f"{op}: X has {c} channels, W {w.shape} with group {group} needs {cg * group}"
+        )
     kernel = w.shape[2:]
     if kernel_shape is not None and tuple(kernel_shape) != kernel:
         raise ShapeError(f"{op}: kernel_shape {list(kernel_shape)} but W has {list(kernel)}")
-    out_sp, begin, end, st, dil = _spatial(op, x.shape[2:], kernel, auto_pad=auto_pad, pads=pads,
-                                           strides=strides, dilations=dilations)  # fmt: skip
+    out_sp, begin, end, st, dil = _spatial(
+        op, x.shape[2:], kernel, auto_pad=auto_pad, pads=pads, strides=strides, dilations=dilations
+    )
     nd = x.ndim - 2
-    xp = np.pad(x, [(0, 0), (0, 0)] + list(zip(begin, end, strict=True)))
+    xp = np.pad(x, [(0, 0), (0, 0), *zip(begin, end, strict=True)])
     span = [(k - 1) * d + 1 for k, d in zip(kernel, dil, strict=True)]
     win = sliding_window_view(xp, span, axis=tuple(range(2, 2 + nd)))
     steps = tuple(slice(None, (o - 1) * s + 1, s) for o, s in zip(out_sp, st, strict=True))
@@ -239,12 +265,32 @@ def _conv_exact(op, x, w, *, auto_pad, dilations, group, kernel_shape, pads, str
 
 
 @register("ConvInteger", since=10)
-def conv_integer(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET",
-                 dilations=None, group=1, kernel_shape=None, pads=None, strides=None):  # fmt: skip
+def conv_integer(
+    x,
+    w,
+    x_zero_point=None,
+    w_zero_point=None,
+    *,
+    auto_pad="NOTSET",
+    dilations=None,
+    group=1,
+    kernel_shape=None,
+    pads=None,
+    strides=None,
+):
     xc = _centered("ConvInteger", "x", x, x_zero_point)
     wc = _centered("ConvInteger", "w", w, w_zero_point, w.shape[0])
-    y = _conv_exact("ConvInteger", xc, wc, auto_pad=auto_pad, dilations=dilations, group=group,
-                    kernel_shape=kernel_shape, pads=pads, strides=strides)  # fmt: skip
+    y = _conv_exact(
+        "ConvInteger",
+        xc,
+        wc,
+        auto_pad=auto_pad,
+        dilations=dilations,
+        group=group,
+        kernel_shape=kernel_shape,
+        pads=pads,
+        strides=strides,
+    )
     return y.astype(np.int32)
 
 
@@ -266,14 +312,38 @@ def _scalar_param(op, name, v):
 
 
 @register("QLinearConv", since=10)
-def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point,
-                 b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
-                 pads=None, strides=None):  # fmt: skip
+def qlinear_conv(
+    x,
+    x_scale,
+    x_zero_point,
+    w,
+    w_scale,
+    w_zero_point,
+    y_scale,
+    y_zero_point,
+    b=None,
+    *,
+    auto_pad="NOTSET",
+    dilations=None,
+    group=1,
+    kernel_shape=None,
+    pads=None,
+    strides=None,
+):
     op = "QLinearConv"
     xc = _centered(op, "x", x, x_zero_point)
     wc = _centered(op, "w", w, w_zero_point, w.shape[0])
-    acc = _conv_exact(op, xc, wc, auto_pad=auto_pad, dilations=dilations, group=group,
-                      kernel_shape=kernel_shape, pads=pads, strides=strides)  # fmt: skip
+    acc = _conv_exact(
+        op,
+        xc,
+        wc,
+        auto_pad=auto_pad,
+        dilations=dilations,
+        group=group,
+        kernel_shape=kernel_shape,
+        pads=pads,
+        strides=strides,
+    )
     m = w.shape[0]
     if b is not None:
         if b.shape != (m,) or b.dtype != np.int32:
@@ -316,8 +386,9 @@ def _row_zero_point(op, name, v, zero_point, axis):
         return out - float(zp.reshape(-1)[0])
     n = v.shape[axis]
     if zp.shape[-1:] != (n,) and zp.shape != (n, 1):
-        raise ShapeError(f"{op}: zero point of {name} has shape {zp.shape}, expected scalar or "
-                         f"{n} values")  # fmt: skip
+        raise ShapeError(
+            f"{op}: zero point of {name} has shape {zp.shape}, expected scalar or {n} values"
+        )
     zp = zp.astype(np.float64).reshape(-1)
     return out - (zp.reshape(-1, 1) if axis == v.ndim - 2 else zp)
 

@@ -26,8 +26,14 @@ from runtime.ops.registry import register
 
 MODES = ("nearest", "linear", "cubic")
 NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
-COORDS_11 = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric",
-             "tf_half_pixel_for_nn", "tf_crop_and_resize")  # fmt: skip
+COORDS_11 = (
+    "half_pixel",
+    "pytorch_half_pixel",
+    "align_corners",
+    "asymmetric",
+    "tf_half_pixel_for_nn",
+    "tf_crop_and_resize",
+)
 COORDS_18 = tuple(c for c in COORDS_11 if c != "tf_half_pixel_for_nn")
 COORDS_19 = (*COORDS_18, "half_pixel_symmetric")
 POLICIES = ("stretch", "not_larger", "not_smaller")
@@ -64,12 +70,15 @@ def _source(coord, y, scale, n_in, n_out, roi):
 def _cubic(r, a):
     """Four cubic-convolution weights for neighbours at -1, 0, 1, 2 (r in (0, 1])."""
     s, t = r + 1, 1 - r
-    return np.stack([
-        ((a * s - 5 * a) * s + 8 * a) * s - 4 * a,
-        ((a + 2) * r - (a + 3)) * r * r + 1,
-        ((a + 2) * t - (a + 3)) * t * t + 1,
-        ((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a,
-    ], axis=1)  # fmt: skip
+    return np.stack(
+        [
+            ((a * s - 5 * a) * s + 8 * a) * s - 4 * a,
+            ((a + 2) * r - (a + 3)) * r * r + 1,
+            ((a + 2) * t - (a + 3)) * t * t + 1,
+            ((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a,
+        ],
+        axis=1,
+    )
 
 
 def _antialias(r, scale, support, kernel):
@@ -91,8 +100,19 @@ def _cubic_kernel(a):
     return k
 
 
-def axis_taps(n_in, n_out, scale, *, mode, coord, nearest_mode, cubic_coeff_a=-0.75,
-              exclude_outside=0, antialias=0, roi=(0.0, 1.0)):  # fmt: skip
+def axis_taps(
+    n_in,
+    n_out,
+    scale,
+    *,
+    mode,
+    coord,
+    nearest_mode,
+    cubic_coeff_a=-0.75,
+    exclude_outside=0,
+    antialias=0,
+    roi=(0.0, 1.0),
+):
     """(indices (n_out, T) int64, weights (n_out, T) float64, extrapolated (n_out,) or
     None) for one axis. Indices are clamped into the input (edge padding)."""
     y = np.arange(n_out, dtype=np.float64)
@@ -148,17 +168,32 @@ def _floats(op, name, v):
     return [float(t) for t in arr.reshape(-1)]
 
 
-def resize(x, roi=None, scales=None, sizes=None, *, antialias=0, axes=None,
-           coordinate_transformation_mode="half_pixel", cubic_coeff_a=-0.75, exclude_outside=0,
-           extrapolation_value=0.0, keep_aspect_ratio_policy="stretch", mode="nearest",
-           nearest_mode="round_prefer_floor", _coords=COORDS_19, _op="Resize"):  # fmt: skip
+def resize(
+    x,
+    roi=None,
+    scales=None,
+    sizes=None,
+    *,
+    antialias=0,
+    axes=None,
+    coordinate_transformation_mode="half_pixel",
+    cubic_coeff_a=-0.75,
+    exclude_outside=0,
+    extrapolation_value=0.0,
+    keep_aspect_ratio_policy="stretch",
+    mode="nearest",
+    nearest_mode="round_prefer_floor",
+    _coords=COORDS_19,
+    _op="Resize",
+):
     """Resize (every opset: the registered versions narrow the attributes)."""
     op, coord = _op, coordinate_transformation_mode
-    for what, value, allowed in (("mode", mode, MODES), ("coordinate_transformation_mode",
-                                  coord, _coords), ("nearest_mode", nearest_mode,
-                                  (*NEAREST_MODES, "simple")),
-                                 ("keep_aspect_ratio_policy", keep_aspect_ratio_policy,
-                                  POLICIES)):  # fmt: skip
+    for what, value, allowed in (
+        ("mode", mode, MODES),
+        ("coordinate_transformation_mode", coord, _coords),
+        ("nearest_mode", nearest_mode, (*NEAREST_MODES, "simple")),
+        ("keep_aspect_ratio_policy", keep_aspect_ratio_policy, POLICIES),
+    ):
         if value not in allowed:
             raise InvalidAttributeError(f"{op}: {what} {value!r}: expected one of {allowed}")
     if antialias not in (0, 1) or exclude_outside not in (0, 1):
@@ -206,9 +241,18 @@ def resize(x, roi=None, scales=None, sizes=None, *, antialias=0, axes=None,
     for a, i, o, s, b in zip(ax, n_in, n_out, sc, box, strict=True):
         if o == i and s == 1.0 and b == (0.0, 1.0):
             continue  # this axis is unchanged
-        taps[a] = axis_taps(i, o, s, mode=mode, coord=coord, nearest_mode=nearest_mode,
-                            cubic_coeff_a=cubic_coeff_a, exclude_outside=exclude_outside,
-                            antialias=antialias and mode != "nearest", roi=b)  # fmt: skip
+        taps[a] = axis_taps(
+            i,
+            o,
+            s,
+            mode=mode,
+            coord=coord,
+            nearest_mode=nearest_mode,
+            cubic_coeff_a=cubic_coeff_a,
+            exclude_outside=exclude_outside,
+            antialias=antialias and mode != "nearest",
+            roi=b,
+        )
     if not taps:
         return x.copy()
     if 0 in out_shape or x.size == 0:
@@ -229,39 +273,75 @@ def resize(x, roi=None, scales=None, sizes=None, *, antialias=0, axes=None,
     return y.astype(x.dtype, copy=False)
 
 
+def _identity_taps(n):
+    return np.arange(n, dtype=np.int64)[:, None], np.ones((n, 1)), None
+
+
 def _resize_planes(x, taps, out_shape):
     """The float32 kernel on the last two axes (an unchanged one gets identity taps)."""
     h, w = x.shape[-2:]
     oh, ow = out_shape[-2:]
-    ident = (lambda n: (np.arange(n, dtype=np.int64)[:, None], np.ones((n, 1)), None))  # noqa: E731
-    iy, wy, _ = taps.get(x.ndim - 2, None) or ident(h)
-    ix, wx, _ = taps.get(x.ndim - 1, None) or ident(w)
+    iy, wy, _ = taps.get(x.ndim - 2) or _identity_taps(h)
+    ix, wx, _ = taps.get(x.ndim - 1) or _identity_taps(w)
     planes = x.reshape(-1, h, w)
     out = np.empty((planes.shape[0], oh, ow), np.float32)
-    resize_planes(np.ascontiguousarray(planes), np.ascontiguousarray(iy), wy.astype(np.float32),
-                  np.ascontiguousarray(ix), wx.astype(np.float32), out)  # fmt: skip
+    resize_planes(
+        np.ascontiguousarray(planes),
+        np.ascontiguousarray(iy),
+        wy.astype(np.float32),
+        np.ascontiguousarray(ix),
+        wx.astype(np.float32),
+        out,
+    )
     return out.reshape(out_shape)
 
 
 @register("Resize", since=10)
 def resize_10(x, scales, *, mode="nearest"):
     coord = "asymmetric"
-    return resize(x, None, scales, None, mode=mode, coordinate_transformation_mode=coord,
-                  nearest_mode="simple", _coords=(coord,))  # fmt: skip
+    return resize(
+        x,
+        None,
+        scales,
+        None,
+        mode=mode,
+        coordinate_transformation_mode=coord,
+        nearest_mode="simple",
+        _coords=(coord,),
+    )
 
 
-def _resize_11(x, roi=None, scales=None, sizes=None, *,
-               coordinate_transformation_mode="half_pixel", cubic_coeff_a=-0.75,
-               exclude_outside=0, extrapolation_value=0.0, mode="nearest",
-               nearest_mode="round_prefer_floor"):  # fmt: skip
+def _resize_11(
+    x,
+    roi=None,
+    scales=None,
+    sizes=None,
+    *,
+    coordinate_transformation_mode="half_pixel",
+    cubic_coeff_a=-0.75,
+    exclude_outside=0,
+    extrapolation_value=0.0,
+    mode="nearest",
+    nearest_mode="round_prefer_floor",
+):
     if nearest_mode not in NEAREST_MODES:
         raise InvalidAttributeError(
             f"Resize: nearest_mode {nearest_mode!r}: expected one of {NEAREST_MODES}"
         )
-    return resize(x, roi, scales, sizes, coordinate_transformation_mode=coordinate_transformation_mode,
-                  cubic_coeff_a=cubic_coeff_a, exclude_outside=exclude_outside,
-                  extrapolation_value=extrapolation_value, mode=mode, nearest_mode=nearest_mode,
-                  _coords=COORDS_11)  # fmt: skip
+    coord = coordinate_transformation_mode
+    return resize(
+        x,
+        roi,
+        scales,
+        sizes,
+        coordinate_transformation_mode=coord,
+        cubic_coeff_a=cubic_coeff_a,
+        exclude_outside=exclude_outside,
+        extrapolation_value=extrapolation_value,
+        mode=mode,
+        nearest_mode=nearest_mode,
+        _coords=COORDS_11,
+    )
 
 
 register("Resize", since=11)(_resize_11)
@@ -269,20 +349,42 @@ register("Resize", since=13)(_resize_11)  # roi and scales became optional
 
 
 def _resize_18(coords):
-    def resize_18(x, roi=None, scales=None, sizes=None, *, antialias=0, axes=None,
-                  coordinate_transformation_mode="half_pixel", cubic_coeff_a=-0.75,
-                  exclude_outside=0, extrapolation_value=0.0, keep_aspect_ratio_policy="stretch",
-                  mode="nearest", nearest_mode="round_prefer_floor"):  # fmt: skip
+    def resize_18(
+        x,
+        roi=None,
+        scales=None,
+        sizes=None,
+        *,
+        antialias=0,
+        axes=None,
+        coordinate_transformation_mode="half_pixel",
+        cubic_coeff_a=-0.75,
+        exclude_outside=0,
+        extrapolation_value=0.0,
+        keep_aspect_ratio_policy="stretch",
+        mode="nearest",
+        nearest_mode="round_prefer_floor",
+    ):
         if nearest_mode not in NEAREST_MODES:
             raise InvalidAttributeError(
                 f"Resize: nearest_mode {nearest_mode!r}: expected one of {NEAREST_MODES}"
             )
-        return resize(x, roi, scales, sizes, antialias=antialias, axes=axes,
-                      coordinate_transformation_mode=coordinate_transformation_mode,
-                      cubic_coeff_a=cubic_coeff_a, exclude_outside=exclude_outside,
-                      extrapolation_value=extrapolation_value,
-                      keep_aspect_ratio_policy=keep_aspect_ratio_policy, mode=mode,
-                      nearest_mode=nearest_mode, _coords=coords)  # fmt: skip
+        return resize(
+            x,
+            roi,
+            scales,
+            sizes,
+            antialias=antialias,
+            axes=axes,
+            coordinate_transformation_mode=coordinate_transformation_mode,
+            cubic_coeff_a=cubic_coeff_a,
+            exclude_outside=exclude_outside,
+            extrapolation_value=extrapolation_value,
+            keep_aspect_ratio_policy=keep_aspect_ratio_policy,
+            mode=mode,
+            nearest_mode=nearest_mode,
+            _coords=coords,
+        )
 
     return resize_18
 
@@ -299,10 +401,17 @@ def _upsample(x, scales, mode):
     sc = _floats("Upsample", "scales", scales)
     if len(sc) != x.ndim or any(s < 1 for s in sc):
         raise ShapeError(f"Upsample: scales {sc}: expected {x.ndim} values >= 1")
-    return resize(x, None, np.array(sc, np.float32), None,
-                  mode="linear" if mode == "bilinear" else mode,
-                  coordinate_transformation_mode="asymmetric", nearest_mode="simple",
-                  _coords=("asymmetric",), _op="Upsample")  # fmt: skip
+    return resize(
+        x,
+        None,
+        np.array(sc, np.float32),
+        None,
+        mode="linear" if mode == "bilinear" else mode,
+        coordinate_transformation_mode="asymmetric",
+        nearest_mode="simple",
+        _coords=("asymmetric",),
+        _op="Upsample",
+    )
 
 
 @register("Upsample", since=7)
@@ -318,8 +427,9 @@ def upsample_9(x, scales, *, mode="nearest"):
 # ---------------------------------------------------------------------- ConvTranspose
 
 
-def conv_transpose_geometry(in_sp, kernel, *, auto_pad, dilations, output_padding,
-                            output_shape, pads, strides):  # fmt: skip
+def conv_transpose_geometry(
+    in_sp, kernel, *, auto_pad, dilations, output_padding, output_shape, pads, strides
+):
     """(output spatial shape, pads at the start) of a ConvTranspose, as the spec says."""
     nd = len(in_sp)
     st = [1] * nd if strides is None else list(strides)
@@ -352,10 +462,8 @@ def conv_transpose_geometry(in_sp, kernel, *, auto_pad, dilations, output_paddin
         else:
             out = [i * s for i, s in zip(in_sp, st, strict=True)]
         total = [f - o for f, o in zip(full, out, strict=True)]
-        if auto_pad == "SAME_UPPER":
-            begin = [t // 2 for t in total]
-        else:
-            begin = [t - t // 2 for t in total]
+        upper = auto_pad == "SAME_UPPER"  # the extra pad at the end, else at the start
+        begin = [t // 2 if upper else t - t // 2 for t in total]
         return out, begin, st, dil
     if auto_pad == "VALID":
         pads = None
@@ -369,17 +477,29 @@ def conv_transpose_geometry(in_sp, kernel, *, auto_pad, dilations, output_paddin
 
 
 @register("ConvTranspose", since=1)
-def conv_transpose(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1,
-                   kernel_shape=None, output_padding=None, output_shape=None, pads=None,
-                   strides=None):  # fmt: skip
+def conv_transpose(
+    x,
+    w,
+    b=None,
+    *,
+    auto_pad="NOTSET",
+    dilations=None,
+    group=1,
+    kernel_shape=None,
+    output_padding=None,
+    output_shape=None,
+    pads=None,
+    strides=None,
+):
     if x.ndim not in (3, 4, 5) or w.ndim != x.ndim:
         raise ShapeError(
             f"ConvTranspose: expected X and W of one rank among 3, 4, 5, received X {x.shape} "
             f"and W {w.shape}"
         )
     if x.dtype.kind != "f" or w.dtype != x.dtype:
-        raise ShapeError(f"ConvTranspose: X and W must share a float type, received "
-                         f"{x.dtype} and {w.dtype}")  # fmt: skip
+        raise ShapeError(
+            f"ConvTranspose: X and W must share a float type, received {x.dtype} and {w.dtype}"
+        )
     n, c = x.shape[:2]
     if group < 1 or c % group or w.shape[0] != c:
         raise ShapeError(
@@ -394,9 +514,15 @@ def conv_transpose(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1,
     if b is not None and b.shape != (m,):
         raise ShapeError(f"ConvTranspose: B must have shape ({m},), received {b.shape}")
     out_sp, begin, st, dil = conv_transpose_geometry(
-        x.shape[2:], kernel, auto_pad=auto_pad, dilations=dilations,
-        output_padding=output_padding, output_shape=output_shape, pads=pads, strides=strides,
-    )  # fmt: skip
+        x.shape[2:],
+        kernel,
+        auto_pad=auto_pad,
+        dilations=dilations,
+        output_padding=output_padding,
+        output_shape=output_shape,
+        pads=pads,
+        strides=strides,
+    )
     check_size((n, m, *out_sp), x.dtype, "ConvTranspose output")
     cg = c // group
     kk = int(np.prod(kernel))
@@ -415,8 +541,9 @@ def conv_transpose(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1,
     geometry = (*_to3d(st, 1), *_to3d(dil, 1), *_to3d(begin, 0))
     cols = cols.reshape(n * m, *k3, *in3)  # (N*M, KD, KH, KW, ID, IH, IW)
     if x.dtype == np.float32:
-        col2im_planes(cols, np.ascontiguousarray(bias), out.reshape(n * m, *_to3d(out_sp, 1)),
-                      *geometry)  # fmt: skip
+        col2im_planes(
+            cols, np.ascontiguousarray(bias), out.reshape(n * m, *_to3d(out_sp, 1)), *geometry
+        )
     else:
         _col2im_numpy(cols, bias, out.reshape(n * m, *_to3d(out_sp, 1)), *geometry)
     return out
@@ -427,18 +554,23 @@ def _col2im_numpy(cols, bias, out, sd, sh, sw, dd, dh, dw, pd, ph, pw):
     _, kd_, kh_, kw_, id_, ih_, iw_ = cols.shape
     od_, oh_, ow_ = out.shape[1:]
     m = bias.shape[0]
-    full = [(i - 1) * s + (k - 1) * d + 1 for i, s, k, d in
-            ((id_, sd, kd_, dd), (ih_, sh, kh_, dh), (iw_, sw, kw_, dw))]  # fmt: skip
+    full = [
+        (i - 1) * s + (k - 1) * d + 1
+        for i, s, k, d in ((id_, sd, kd_, dd), (ih_, sh, kh_, dh), (iw_, sw, kw_, dw))
+    ]
     lo = [min(-pd, 0), min(-ph, 0), min(-pw, 0)]
     hi = [max(f, o + p) for f, o, p in zip(full, (od_, oh_, ow_), (pd, ph, pw), strict=True)]
-    acc = np.zeros((out.shape[0], *(h - lo_ for h, lo_ in zip(hi, lo, strict=True))),
-                   np.float64)  # fmt: skip
+    acc = np.zeros((out.shape[0], *(h - lo_ for h, lo_ in zip(hi, lo, strict=True))), np.float64)
     for a in range(kd_):
         for b in range(kh_):
             for e in range(kw_):
                 z, y, v = a * dd - lo[0], b * dh - lo[1], e * dw - lo[2]
-                acc[:, z : z + (id_ - 1) * sd + 1 : sd, y : y + (ih_ - 1) * sh + 1 : sh,
-                    v : v + (iw_ - 1) * sw + 1 : sw] += cols[:, a, b, e]  # fmt: skip
+                acc[
+                    :,
+                    z : z + (id_ - 1) * sd + 1 : sd,
+                    y : y + (ih_ - 1) * sh + 1 : sh,
+                    v : v + (iw_ - 1) * sw + 1 : sw,
+                ] += cols[:, a, b, e]
     z, y, v = pd - lo[0], ph - lo[1], pw - lo[2]
     region = acc[:, z : z + od_, y : y + oh_, v : v + ow_]
     out[...] = region + np.tile(bias, out.shape[0] // m).reshape(-1, 1, 1, 1)
@@ -483,10 +615,7 @@ def _space_to_depth(x, blocksize, mode):
     if b < 1 or h % b or w % b:
         raise ShapeError(f"SpaceToDepth: H {h} and W {w} must be divisible by blocksize {b}")
     t = x.reshape(n, c, h // b, b, w // b, b)
-    if mode == "DCR":
-        t = t.transpose(0, 3, 5, 1, 2, 4)
-    else:
-        t = t.transpose(0, 1, 3, 5, 2, 4)
+    t = t.transpose(0, 3, 5, 1, 2, 4) if mode == "DCR" else t.transpose(0, 1, 3, 5, 2, 4)
     return np.ascontiguousarray(t).reshape(n, c * b * b, h // b, w // b)
 
 

@@ -27,12 +27,22 @@ def _lp_pool(x, *, p, kernel_shape, auto_pad, pads, strides, dilations=None, cei
     if p <= 0:
         raise InvalidAttributeError(f"LpPool: p {p}: expected > 0")
     out_sp, begin, end, st, dil = _spatial(
-        "LpPool", x.shape[2:], tuple(kernel_shape), auto_pad=auto_pad, pads=pads,
-        strides=strides, dilations=dilations, ceil_mode=ceil_mode,
-    )  # fmt: skip
+        "LpPool",
+        x.shape[2:],
+        tuple(kernel_shape),
+        auto_pad=auto_pad,
+        pads=pads,
+        strides=strides,
+        dilations=dilations,
+        ceil_mode=ceil_mode,
+    )
     nd = x.ndim - 2
-    extra = [max(0, (o - 1) * s + (k - 1) * d + 1 - (i + b + e)) for o, s, k, d, i, b, e in
-             zip(out_sp, st, kernel_shape, dil, x.shape[2:], begin, end, strict=True)]  # fmt: skip
+    extra = [
+        max(0, (o - 1) * s + (k - 1) * d + 1 - (i + b + e))
+        for o, s, k, d, i, b, e in zip(
+            out_sp, st, kernel_shape, dil, x.shape[2:], begin, end, strict=True
+        )
+    ]
     power = np.abs(x.astype(np.float64)) ** p
     width = [(0, 0), (0, 0)] + [(b, e + t) for b, e, t in zip(begin, end, extra, strict=True)]
     padded = np.pad(power, width)
@@ -47,15 +57,33 @@ def _lp_pool(x, *, p, kernel_shape, auto_pad, pads, strides, dilations=None, cei
 
 @register("LpPool", since=1)
 def lp_pool_1(x, *, auto_pad="NOTSET", kernel_shape=None, p=2, pads=None, strides=None):
-    return _lp_pool(x, p=p, kernel_shape=kernel_shape, auto_pad=auto_pad, pads=pads,
-                    strides=strides)  # fmt: skip
+    return _lp_pool(
+        x, p=p, kernel_shape=kernel_shape, auto_pad=auto_pad, pads=pads, strides=strides
+    )
 
 
 @register("LpPool", since=18)
-def lp_pool_18(x, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None, p=2,
-               pads=None, strides=None):  # fmt: skip
-    return _lp_pool(x, p=p, kernel_shape=kernel_shape, auto_pad=auto_pad, pads=pads,
-                    strides=strides, dilations=dilations, ceil_mode=ceil_mode)  # fmt: skip
+def lp_pool_18(
+    x,
+    *,
+    auto_pad="NOTSET",
+    ceil_mode=0,
+    dilations=None,
+    kernel_shape=None,
+    p=2,
+    pads=None,
+    strides=None,
+):
+    return _lp_pool(
+        x,
+        p=p,
+        kernel_shape=kernel_shape,
+        auto_pad=auto_pad,
+        pads=pads,
+        strides=strides,
+        dilations=dilations,
+        ceil_mode=ceil_mode,
+    )
 
 
 @register("MaxUnpool", since=9)
@@ -71,16 +99,22 @@ def max_unpool(x, indices, output_shape=None, *, kernel_shape, pads=None, stride
         raise InvalidAttributeError(f"MaxUnpool: strides {st}, pads {pd}: bad values for {nd}-D")
     idx = np.asarray(indices)
     if idx.shape != x.shape or idx.dtype.kind not in "iu":
-        raise ShapeError(f"MaxUnpool: I must be integers shaped like X {x.shape}, received "
-                         f"{idx.dtype} {idx.shape}")  # fmt: skip
-    inferred = [*x.shape[:2]] + [(i - 1) * s - pd[j] - pd[j + nd] + k for j, (i, s, k) in
-                                 enumerate(zip(x.shape[2:], st, kernel_shape, strict=True))]  # fmt: skip
+        raise ShapeError(
+            f"MaxUnpool: I must be integers shaped like X {x.shape}, received "
+            f"{idx.dtype} {idx.shape}"
+        )
+    sizes = zip(x.shape[2:], st, kernel_shape, strict=True)
+    inferred = [*x.shape[:2]] + [
+        (i - 1) * s - pd[j] - pd[j + nd] + k for j, (i, s, k) in enumerate(sizes)
+    ]
     shape = inferred if output_shape is None else _ints(output_shape, "MaxUnpool", "output_shape")
     if len(shape) != x.ndim or any(s < i for s, i in zip(shape, inferred, strict=True)):
         raise ShapeError(f"MaxUnpool: output_shape {shape}: expected at least {inferred}")
     total = int(np.prod(inferred))
     if idx.size and (idx.min() < 0 or idx.max() >= total):
-        raise ShapeError(f"MaxUnpool: indices range {idx.min()}..{idx.max()}: expected 0..{total - 1}")
+        raise ShapeError(
+            f"MaxUnpool: indices range {idx.min()}..{idx.max()}: expected 0..{total - 1}"
+        )
     check_size(tuple(shape), x.dtype, "MaxUnpool output")
     flat = np.zeros(total, x.dtype)
     flat[idx.reshape(-1)] = x.reshape(-1)
@@ -104,17 +138,18 @@ def col2im(x, image_shape, block_shape, *, dilations=None, pads=None, strides=No
     dil = [1] * nd if dilations is None else list(dilations)
     st = [1] * nd if strides is None else list(strides)
     pd = [0] * (2 * nd) if pads is None else list(pads)
-    blocks = [(i + pd[j] + pd[j + nd] - ((k - 1) * d + 1)) // s + 1 for j, (i, k, d, s) in
-              enumerate(zip(image, block, dil, st, strict=True))]  # fmt: skip
+    blocks = [
+        (i + pd[j] + pd[j + nd] - ((k - 1) * d + 1)) // s + 1
+        for j, (i, k, d, s) in enumerate(zip(image, block, dil, st, strict=True))
+    ]
     if int(np.prod(blocks)) != x.shape[2] or min(blocks) < 1:
-        raise ShapeError(
-            f"Col2Im: the input has {x.shape[2]} blocks, the geometry gives {blocks}"
-        )
+        raise ShapeError(f"Col2Im: the input has {x.shape[2]} blocks, the geometry gives {blocks}")
     n, c = x.shape[0], x.shape[1] // kk
     cols = x.reshape(n * c, *_to3d(block, 1), *_to3d(blocks, 1))
     out = np.empty((n * c, *_to3d(image, 1)), x.dtype)
-    _col2im_numpy(cols, np.zeros(1, x.dtype), out, *_to3d(st, 1), *_to3d(dil, 1),
-                  *_to3d(pd[:nd], 0))  # fmt: skip
+    _col2im_numpy(
+        cols, np.zeros(1, x.dtype), out, *_to3d(st, 1), *_to3d(dil, 1), *_to3d(pd[:nd], 0)
+    )
     return out.reshape(n, c, *image)
 
 
