@@ -173,7 +173,7 @@ def _gather_nd(data, indices, batch_dims):
         )
     batch = int(np.prod(data.shape[:b], dtype=np.int64))
     d = data.reshape((batch, *data.shape[b:]))  # (B, *rest)
-    ix = idx.reshape((batch, -1, k))  # (B, L, k)
+    ix = idx.reshape((batch, -1, k)).copy()  # (B, L, k), made non-negative below
     for j in range(k):
         ix[..., j] = _in_range("GatherND", ix[..., j], d.shape[1 + j], "indices")
     rows = np.arange(batch).reshape(batch, 1)

@@ -295,11 +295,16 @@ def conv_integer(
 
 
 def _requantize(acc, multiplier, y_zero_point, fallback_dtype):
-    """round(acc * multiplier) + zero point, saturated to the output type."""
-    r = acc * multiplier
+    """round(acc * multiplier) + zero point, saturated to the output type. With float32
+    scales the product is float32, as onnxruntime's kernels compute it (float64 rounds
+    a few values to the other level, and a one-level step in an activation moves a
+    later layer's output by several levels)."""
+    multiplier = np.asarray(multiplier)
+    work = np.float32 if multiplier.dtype == np.float32 else np.float64
+    r = acc.astype(work) * multiplier.astype(work)
     dtype = fallback_dtype if y_zero_point is None else y_zero_point.dtype
     if y_zero_point is not None:
-        r = r + y_zero_point.astype(np.float64)
+        r = r + y_zero_point.astype(work)
     info = np.iinfo(dtype)
     return np.clip(np.rint(r), info.min, info.max).astype(dtype)
 

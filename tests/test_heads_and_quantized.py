@@ -1,0 +1,360 @@
+"""Segmentation-style heads and quantized models: the numba backend against onnxruntime.
+
+A head is Conv -> (ConvTranspose | Resize) -> Concat with a skip -> Conv, as in a
+U-Net decoder. The quantized models are a small conv net built with onnx.helper,
+then quantized by ``onnxruntime.quantization``: ``quantize_static`` in the QDQ and
+the QOperator formats (QuantizeLinear/DequantizeLinear around float ops, or
+QLinearConv and QLinearMatMul) and ``quantize_dynamic`` (DynamicQuantizeLinear,
+ConvInteger, MatMulInteger). Also single nodes of the new ops.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from onnx_helpers import chain_model, run_ort, single_node_model
+
+from runtime import InferenceSession
+
+RNG = np.random.default_rng(7)
+
+
+def _r(*shape, scale=1.0):
+    return (RNG.standard_normal(shape) * scale).astype(np.float32)
+
+
+def _init(name, array):
+    return numpy_helper.from_array(array, name)
+
+
+def _compare(model: bytes, feeds, rtol=1e-4, atol=1e-4):
+    want = run_ort(model, feeds)
+    sess = InferenceSession(model, backend="numba")
+    for _ in range(2):  # traced, then planned
+        got = sess.run(None, feeds)
+        assert len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            assert g.shape == w.shape
+            assert g.dtype == w.dtype
+            np.testing.assert_allclose(g, w, rtol=rtol, atol=atol)
+
+
+def _head(upsample: str) -> bytes:
+    """x (N, 3, 16, 16) -> conv s2 (8, 8, 8) -> up x2 -> concat skip (8 + 4) -> conv (5)."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w_skip"], ["skip"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["skip"], ["skip_r"]),
+        helper.make_node(
+            "Conv", ["skip_r", "w_down", "b_down"], ["down"], pads=[1, 1, 1, 1], strides=[2, 2]
+        ),
+        helper.make_node("Relu", ["down"], ["down_r"]),
+    ]
+    inits = [
+        _init("w_skip", _r(4, 3, 3, 3, scale=0.3)),
+        _init("w_down", _r(8, 4, 3, 3, scale=0.3)),
+        _init("b_down", _r(8)),
+        _init("w_out", _r(5, 12, 1, 1, scale=0.3)),
+        _init("b_out", _r(5)),
+    ]
+    if upsample == "convtranspose":
+        nodes.append(
+            helper.make_node(
+                "ConvTranspose",
+                ["down_r", "w_up", "b_up"],
+                ["up"],
+                kernel_shape=[2, 2],
+                strides=[2, 2],
+            )
+        )
+        inits += [_init("w_up", _r(8, 8, 2, 2, scale=0.3)), _init("b_up", _r(8))]
+    else:
+        mode, coord = upsample.split("-")
+        nodes.append(
+            helper.make_node(
+                "Resize",
+                ["down_r", "", "scales"],
+                ["up"],
+                mode=mode,
+                coordinate_transformation_mode=coord,
+            )
+        )
+        inits.append(_init("scales", np.array([1, 1, 2, 2], np.float32)))
+    nodes += [
+        helper.make_node("Concat", ["up", "skip_r"], ["cat"], axis=1),
+        helper.make_node("Conv", ["cat", "w_out", "b_out"], ["y"]),
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 16, 16])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    return chain_model(nodes, [x], [y], inits, opset=18)
+
+
+@pytest.mark.parametrize(
+    "upsample",
+    [
+        "convtranspose",
+        "nearest-asymmetric",
+        "linear-half_pixel",
+        "linear-align_corners",
+        "cubic-half_pixel",
+    ],
+)
+@pytest.mark.parametrize("batch", [1, 3])
+def test_segmentation_head_matches_onnxruntime(upsample, batch):
+    _compare(_head(upsample), {"x": _r(batch, 3, 16, 16)})
+
+
+def _conv_net() -> onnx.ModelProto:
+    """x (N, 3, 12, 12) -> conv 3x3 (8) -> relu -> conv 3x3 s2 (8) -> relu -> flatten
+    -> MatMul (288 -> 10) -> Add."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("Flatten", ["r2"], ["f"]),
+        helper.make_node("MatMul", ["f", "w3"], ["m"]),
+        helper.make_node("Add", ["m", "b3"], ["y"]),
+    ]
+    inits = [
+        _init("w1", _r(8, 3, 3, 3, scale=0.4)),
+        _init("b1", _r(8, scale=0.1)),
+        _init("w2", _r(8, 8, 3, 3, scale=0.2)),
+        _init("b2", _r(8, scale=0.1)),
+        _init("w3", _r(288, 10, scale=0.1)),
+        _init("b3", _r(10, scale=0.1)),
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 12, 12])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 10])
+    graph = helper.make_graph(nodes, "net", [x], [y], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+class _Calibration:
+    """The CalibrationDataReader protocol: a few random batches."""
+
+    def __init__(self, n: int = 8) -> None:
+        rng = np.random.default_rng(11)
+        self.batches = iter([{"x": rng.random((2, 3, 12, 12), dtype=np.float32)} for _ in range(n)])
+
+    def get_next(self):
+        return next(self.batches, None)
+
+
+def _op_types(path) -> set[str]:
+    return {n.op_type for n in onnx.load(str(path)).graph.node}
+
+
+def _quantize_static(tmp_path, fmt, per_channel, reduce_range):
+    q = pytest.importorskip("onnxruntime.quantization")
+    src, dst = tmp_path / "net.onnx", tmp_path / "net.q.onnx"
+    onnx.save(_conv_net(), str(src))
+    q.quantize_static(
+        str(src),
+        str(dst),
+        _Calibration(),
+        quant_format=getattr(q.QuantFormat, fmt),
+        op_types_to_quantize=["Conv", "MatMul"],
+        per_channel=per_channel,
+        reduce_range=reduce_range,
+        activation_type=q.QuantType.QUInt8,
+        weight_type=q.QuantType.QInt8,
+    )
+    ops = _op_types(dst)
+    want_ops = {"QuantizeLinear", "DequantizeLinear"}
+    if fmt == "QOperator":
+        want_ops |= {"QLinearConv", "QLinearMatMul"}
+    assert want_ops <= ops, ops
+    return dst.read_bytes()
+
+
+def _run_both(model, x, **ort_options):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    for k, v in ort_options.items():
+        setattr(options, k, v)
+    sess = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    (want,) = sess.run(None, {"x": x})
+    (got,) = InferenceSession(model, backend="numba").run(None, {"x": x})
+    assert got.shape == want.shape and got.dtype == want.dtype
+    return got, want
+
+
+@pytest.mark.parametrize("fmt", ["QDQ", "QOperator"])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_quantize_static_model_matches_onnxruntime(tmp_path, fmt, per_channel):
+    """7-bit weights (reduce_range), as onnxruntime advises on x86 without VNNI: its
+    uint8 x int8 kernels then add exactly, and every output agrees to the bit."""
+    model = _quantize_static(tmp_path, fmt, per_channel, reduce_range=True)
+    x = np.random.default_rng(5).random((4, 3, 12, 12), dtype=np.float32)
+    got, want = _run_both(model, x)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_quantize_static_8bit_weights_matches_the_graph_as_written(tmp_path):
+    """Full int8 weights: onnxruntime's fused kernels (QDQ folded into QLinearConv) add
+    pairs of uint8 x int8 products in saturating int16 on AVX2 (the reason for
+    reduce_range), so they differ from the exact result by a few levels. With graph
+    optimisations off it runs the QDQ graph as written, and agrees with ours exactly."""
+    import onnxruntime as ort
+
+    model = _quantize_static(tmp_path, "QDQ", True, reduce_range=False)
+    x = np.random.default_rng(5).random((4, 3, 12, 12), dtype=np.float32)
+    level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    got, want = _run_both(model, x, graph_optimization_level=level)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_quantize_dynamic_model_matches_onnxruntime(tmp_path):
+    q = pytest.importorskip("onnxruntime.quantization")
+    src, dst = tmp_path / "net.onnx", tmp_path / "net.dq.onnx"
+    onnx.save(_conv_net(), str(src))
+    q.quantize_dynamic(
+        str(src), str(dst), op_types_to_quantize=["Conv", "MatMul"], weight_type=q.QuantType.QUInt8
+    )
+    ops = _op_types(dst)
+    assert {"DynamicQuantizeLinear", "ConvInteger", "MatMulInteger"} <= ops, ops
+    x = np.random.default_rng(6).random((3, 3, 12, 12), dtype=np.float32)
+    # integer products are exact; only the float rescaling after them can differ
+    _compare(dst.read_bytes(), {"x": x}, rtol=1e-5, atol=1e-5)
+
+
+SINGLE_NODE = [
+    (
+        "Resize",
+        {"x": _r(1, 2, 5, 6)},
+        {"roi": np.array([], np.float32), "s": np.array([1, 1, 2.5, 1.5], np.float32)},
+        {"mode": "linear", "coordinate_transformation_mode": "pytorch_half_pixel"},
+    ),
+    (
+        "Resize",
+        {"x": _r(2, 3, 4, 4)},
+        {
+            "roi": np.array([], np.float32),
+            "s": np.array([], np.float32),
+            "sz": np.array([2, 3, 9, 7], np.int64),
+        },
+        {"mode": "nearest", "nearest_mode": "round_prefer_ceil"},
+    ),
+    (
+        "Resize",
+        {"x": _r(1, 1, 8, 8)},
+        {"roi": np.array([], np.float32), "s": np.array([1, 1, 0.5, 0.5], np.float32)},
+        {"mode": "cubic", "cubic_coeff_a": -0.5, "exclude_outside": 1},
+    ),
+    (
+        "ConvTranspose",
+        {"x": _r(2, 4, 5, 5)},
+        {"w": _r(4, 3, 3, 3), "b": _r(3)},
+        {"strides": [2, 2], "pads": [1, 1, 1, 1], "output_padding": [1, 1]},
+    ),
+    ("ConvTranspose", {"x": _r(1, 4, 6)}, {"w": _r(4, 1, 4)}, {"group": 4, "strides": [2]}),
+    (
+        "ConvTranspose",
+        {"x": _r(1, 2, 4, 4)},
+        {"w": _r(2, 2, 3, 3)},
+        {"strides": [2, 2], "auto_pad": "SAME_UPPER"},
+    ),
+    ("DepthToSpace", {"x": _r(1, 8, 3, 3)}, {}, {"blocksize": 2, "mode": "CRD"}),
+    ("SpaceToDepth", {"x": _r(2, 2, 4, 6)}, {}, {"blocksize": 2}),
+    ("Expand", {"x": _r(3, 1)}, {"s": np.array([2, 1, 4], np.int64)}, {}),
+    ("Tile", {"x": _r(2, 3)}, {"r": np.array([2, 2], np.int64)}, {}),
+    ("Where", {"c": RNG.random((3, 4)) > 0.5, "a": _r(3, 4)}, {"b": _r(4)}, {}),
+    (
+        "GatherElements",
+        {"x": _r(3, 4)},
+        {"i": np.array([[0, 2], [1, -1], [3, 0]], np.int64)},
+        {"axis": 1},
+    ),
+    (
+        "GatherND",
+        {"x": _r(2, 3, 4)},
+        {"i": np.array([[[1], [0]], [[2], [1]]], np.int64)},
+        {"batch_dims": 1},
+    ),
+    (
+        "ScatterElements",
+        {"x": _r(3, 4)},
+        {"i": np.array([[1, 1], [0, 2]], np.int64), "u": _r(2, 2)},
+        {"axis": 1, "reduction": "add"},
+    ),
+    (
+        "ScatterND",
+        {"x": _r(4, 3)},
+        {"i": np.array([[2], [0]], np.int64), "u": _r(2, 3)},
+        {"reduction": "max"},
+    ),
+    (
+        "OneHot",
+        {"i": np.array([[0, 3], [-1, 2]], np.int64)},
+        {"d": np.array(4, np.int64), "v": np.array([0.5, 2.0], np.float32)},
+        {"axis": 1},
+    ),
+    (
+        "Range",
+        {"s": np.array(1.5, np.float32)},
+        {"l": np.array(7.0, np.float32), "d": np.array(0.75, np.float32)},
+        {},
+    ),
+    ("Trilu", {"x": _r(2, 4, 5)}, {"k": np.array(1, np.int64)}, {"upper": 0}),
+    ("Einsum", {"a": _r(2, 3, 4)}, {"b": _r(2, 4, 5)}, {"equation": "bij,bjk->bik"}),
+    ("LpPool", {"x": _r(1, 2, 7, 7)}, {}, {"kernel_shape": [3, 3], "p": 3, "strides": [2, 2]}),
+    (
+        "GridSample",
+        {"x": _r(1, 2, 5, 6)},
+        {"g": RNG.uniform(-1.1, 1.1, (1, 4, 3, 2)).astype(np.float32)},
+        {"mode": "bilinear", "padding_mode": "border"},
+    ),
+    (
+        "RoiAlign",
+        {"x": _r(2, 3, 10, 10)},
+        {
+            "rois": np.array([[0, 0, 6, 6], [2.5, 1.0, 9.0, 7.5]], np.float32),
+            "bi": np.array([0, 1], np.int64),
+        },
+        {"output_height": 3, "output_width": 2, "sampling_ratio": 2},
+    ),
+    (
+        "QuantizeLinear",
+        {"x": _r(2, 3, 4)},
+        {"s": np.array([0.02, 0.05, 0.1], np.float32), "z": np.array([120, 128, 130], np.uint8)},
+        {"axis": 1},
+    ),
+    (
+        "DequantizeLinear",
+        {"x": RNG.integers(-128, 128, (3, 4), dtype=np.int8)},
+        {"s": np.array(0.03, np.float32), "z": np.array(-5, np.int8)},
+        {},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("op", "inputs", "inits", "attrs"),
+    SINGLE_NODE,
+    ids=[f"{c[0]}-{i}" for i, c in enumerate(SINGLE_NODE)],
+)
+def test_single_node_matches_onnxruntime(op, inputs, inits, attrs):
+    model, feeds = single_node_model(op, inputs, initializers=inits, **attrs)
+    _compare(model, feeds, rtol=1e-5, atol=1e-5)
+
+
+def test_non_max_suppression_matches_onnxruntime():
+    corner = RNG.uniform(0, 10, (2, 20, 2)).astype(np.float32)
+    size = RNG.uniform(1, 5, (2, 20, 2)).astype(np.float32)
+    boxes = np.concatenate([corner, corner + size], axis=2)
+    scores = RNG.random((2, 3, 20), dtype=np.float32)
+    model, feeds = single_node_model(
+        "NonMaxSuppression",
+        {"boxes": boxes, "scores": scores},
+        initializers={
+            "m": np.array([4], np.int64),
+            "iou": np.array([0.3], np.float32),
+            "st": np.array([0.2], np.float32),
+        },
+    )
+    _compare(model, feeds)
