@@ -528,6 +528,7 @@ def conv_transpose(
     kk = int(np.prod(kernel))
     length = int(np.prod(x.shape[2:]))
     wt = w.reshape(group, cg, mg * kk).transpose(0, 2, 1)  # (G, M/G*K, C/G)
+    check_size((n, group, mg * kk, length), x.dtype, "ConvTranspose columns")
     cols = np.empty((n, group, mg * kk, length), x.dtype)
     xg = x.reshape(n, group, cg, length)
     for i in range(n):

@@ -22,7 +22,8 @@ def _lp_pool(x, *, p, kernel_shape, auto_pad, pads, strides, dilations=None, cei
         raise ShapeError(f"LpPool: expected a float X of rank >= 3, received {x.dtype} {x.shape}")
     if kernel_shape is None or len(kernel_shape) != x.ndim - 2:
         raise InvalidAttributeError(
-            f"LpPool: kernel_shape {kernel_shape}: expected {x.ndim - 2} sizes for {x.shape}"
+            f"LpPool: kernel_shape {list(kernel_shape or [])}: expected {x.ndim - 2} sizes "
+            f"for X {x.shape}"
         )
     if p <= 0:
         raise InvalidAttributeError(f"LpPool: p {p}: expected > 0")
