@@ -358,3 +358,58 @@ def test_non_max_suppression_matches_onnxruntime():
         },
     )
     _compare(model, feeds)
+
+
+@pytest.mark.parametrize(("op", "opset"), [("Resize", 10), ("Upsample", 9)])
+@pytest.mark.parametrize("mode", ["nearest", "linear"])
+@pytest.mark.parametrize("scales", [[1, 1, 2, 3], [1, 1, 1.5, 2.5]])
+def test_resize_before_opset_11_matches_onnxruntime(op, opset, mode, scales):
+    """Asymmetric coordinates; nearest floors (rounds up when downsampling)."""
+    x = _r(1, 2, 6, 7)
+    s = np.array(scales, np.float32)
+    model, feeds = single_node_model(op, {"x": x}, initializers={"s": s}, opset=opset, mode=mode)
+    _compare(model, feeds, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dynamo", [False, True], ids=["legacy-opset17", "dynamo-opset18"])
+def test_torch_unet_decoder_matches_onnxruntime(tmp_path, dynamo):
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class Decoder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.enc = nn.Conv2d(3, 8, 3, padding=1)
+            self.down = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+            self.up = nn.ConvTranspose2d(16, 8, 2, stride=2)
+            self.fuse = nn.Conv2d(16, 8, 3, padding=1)
+            self.head = nn.Conv2d(8, 4, 1)
+
+        def forward(self, x):
+            skip = torch.relu(self.enc(x))  # (N, 8, H, W)
+            y = torch.relu(self.down(skip))  # (N, 16, H/2, W/2)
+            y = torch.cat([self.up(y), skip], dim=1)  # (N, 16, H, W)
+            y = torch.relu(self.fuse(y))
+            y = nn.functional.interpolate(y, scale_factor=2.0, mode="bilinear")  # (N, 8, 2H, 2W)
+            return self.head(y)
+
+    torch.manual_seed(0)
+    path = tmp_path / "decoder.onnx"
+    kw = (
+        {"dynamo": True, "opset_version": 18, "external_data": False}
+        if dynamo
+        else {"dynamo": False, "opset_version": 17}
+    )
+    torch.onnx.export(
+        Decoder().eval(),
+        (torch.rand(2, 3, 16, 16),),
+        str(path),
+        input_names=["x"],
+        output_names=["y"],
+        **kw,
+    )
+    ops = _op_types(path)
+    assert {"ConvTranspose", "Resize", "Concat"} <= ops, ops
+    x = np.random.default_rng(2).random((2, 3, 16, 16), dtype=np.float32)
+    _compare(path.read_bytes(), {"x": x})
