@@ -101,18 +101,18 @@ def _cubic_kernel(a):
 
 
 def axis_taps(
-    n_in,
-    n_out,
-    scale,
+    n_in: int,
+    n_out: int,
+    scale: float,
     *,
-    mode,
-    coord,
-    nearest_mode,
-    cubic_coeff_a=-0.75,
-    exclude_outside=0,
-    antialias=0,
-    roi=(0.0, 1.0),
-):
+    mode: str,
+    coord: str,
+    nearest_mode: str,
+    cubic_coeff_a: float = -0.75,
+    exclude_outside: int = 0,
+    antialias: int = 0,
+    roi: tuple[float, float] = (0.0, 1.0),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(indices (n_out, T) int64, weights (n_out, T) float64, extrapolated (n_out,) or
     None) for one axis. Indices are clamped into the input (edge padding)."""
     y = np.arange(n_out, dtype=np.float64)
@@ -169,23 +169,23 @@ def _floats(op, name, v):
 
 
 def resize(
-    x,
-    roi=None,
-    scales=None,
-    sizes=None,
+    x: np.ndarray,
+    roi: np.ndarray | None = None,
+    scales: np.ndarray | None = None,
+    sizes: np.ndarray | None = None,
     *,
-    antialias=0,
-    axes=None,
-    coordinate_transformation_mode="half_pixel",
-    cubic_coeff_a=-0.75,
-    exclude_outside=0,
-    extrapolation_value=0.0,
-    keep_aspect_ratio_policy="stretch",
-    mode="nearest",
-    nearest_mode="round_prefer_floor",
-    _coords=COORDS_19,
-    _op="Resize",
-):
+    antialias: int = 0,
+    axes: list[int] | None = None,
+    coordinate_transformation_mode: str = "half_pixel",
+    cubic_coeff_a: float = -0.75,
+    exclude_outside: int = 0,
+    extrapolation_value: float = 0.0,
+    keep_aspect_ratio_policy: str = "stretch",
+    mode: str = "nearest",
+    nearest_mode: str = "round_prefer_floor",
+    _coords: tuple[str, ...] = COORDS_19,
+    _op: str = "Resize",
+) -> np.ndarray:
     """Resize (every opset: the registered versions narrow the attributes)."""
     op, coord = _op, coordinate_transformation_mode
     for what, value, allowed in (
@@ -428,9 +428,18 @@ def upsample_9(x, scales, *, mode="nearest"):
 
 
 def conv_transpose_geometry(
-    in_sp, kernel, *, auto_pad, dilations, output_padding, output_shape, pads, strides
-):
-    """(output spatial shape, pads at the start) of a ConvTranspose, as the spec says."""
+    in_sp: tuple[int, ...],
+    kernel: tuple[int, ...],
+    *,
+    auto_pad: str,
+    dilations: list[int] | None,
+    output_padding: list[int] | None,
+    output_shape: list[int] | None,
+    pads: list[int] | None,
+    strides: list[int] | None,
+) -> tuple[list[int], list[int], list[int], list[int]]:
+    """(output spatial shape, pads at the start, strides, dilations) of a ConvTranspose,
+    as the spec says: ``output_shape`` or SAME_* pads split the total padding."""
     nd = len(in_sp)
     st = [1] * nd if strides is None else list(strides)
     dil = [1] * nd if dilations is None else list(dilations)
