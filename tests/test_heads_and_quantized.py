@@ -301,6 +301,12 @@ SINGLE_NODE = [
         {"w": _r(2, 2, 3, 3)},
         {"strides": [2, 2], "auto_pad": "SAME_UPPER"},
     ),
+    (  # an output_shape one longer than the full result: zeros at the end
+        "ConvTranspose",
+        {"x": _r(1, 2, 4, 4)},
+        {"w": _r(2, 2, 3, 3)},
+        {"strides": [2, 2], "output_shape": [10, 10], "auto_pad": "SAME_UPPER"},
+    ),
     ("DepthToSpace", {"x": _r(1, 8, 3, 3)}, {}, {"blocksize": 2, "mode": "CRD"}),
     ("SpaceToDepth", {"x": _r(2, 2, 4, 6)}, {}, {"blocksize": 2}),
     ("Expand", {"x": _r(3, 1)}, {"s": np.array([2, 1, 4], np.int64)}, {}),

@@ -472,7 +472,9 @@ def conv_transpose_geometry(
             out = [i * s for i, s in zip(in_sp, st, strict=True)]
         total = [f - o for f, o in zip(full, out, strict=True)]
         upper = auto_pad == "SAME_UPPER"  # the extra pad at the end, else at the start
-        begin = [t // 2 if upper else t - t // 2 for t in total]
+        # A negative total (an output longer than the full result) adds zeros at the
+        # end, whatever auto_pad says, as onnxruntime does.
+        begin = [0 if t < 0 else t // 2 if upper else t - t // 2 for t in total]
         return out, begin, st, dil
     if auto_pad == "VALID":
         pads = None
