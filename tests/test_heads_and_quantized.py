@@ -461,3 +461,21 @@ def test_torch_unet_decoder_matches_onnxruntime(tmp_path, dynamo):
     assert {"ConvTranspose", "Resize", "Concat"} <= ops, ops
     x = np.random.default_rng(2).random((2, 3, 16, 16), dtype=np.float32)
     _compare(path.read_bytes(), {"x": x})
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "nearest", "bicubic"])
+@pytest.mark.parametrize("padding_mode", ["zeros", "border", "reflection"])
+@pytest.mark.parametrize("align_corners", [0, 1])
+def test_grid_sample_matches_onnxruntime(mode, padding_mode, align_corners):
+    x = _r(2, 3, 5, 6)
+    grid = RNG.uniform(-1.3, 1.3, (2, 4, 7, 2)).astype(np.float32)  # some points outside
+    model, feeds = single_node_model(
+        "GridSample",
+        {"x": x},
+        initializers={"g": grid},
+        opset=16,
+        mode=mode,
+        padding_mode=padding_mode,
+        align_corners=align_corners,
+    )
+    _compare(model, feeds, rtol=1e-5, atol=1e-5)

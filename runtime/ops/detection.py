@@ -71,9 +71,11 @@ def _grid_sample(x, grid, mode, padding_mode, align_corners):
         if mode == "nearest":
             v = np.rint(v)
         out = (v < lo) | (v > hi)
-        if padding_mode == "border":
+        # Nearest and linear move an outside coordinate in; cubic pads each of its taps
+        # instead (below), as PyTorch and onnxruntime do.
+        if padding_mode == "border" and mode != "cubic":
             v = np.where(out, np.clip(v, 0, size - 1), v)
-        elif padding_mode == "reflection":
+        elif padding_mode == "reflection" and mode != "cubic":
             v = np.where(out, _reflect(v, lo, hi), v)
         if mode == "nearest":
             taps = [(np.trunc(v), np.ones_like(v))]
