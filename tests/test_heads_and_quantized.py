@@ -580,3 +580,20 @@ def test_matmul_integer_is_exact_over_the_full_int8_range():
     (got,) = InferenceSession(model).run(None, feeds)
     assert got.dtype == np.int32
     np.testing.assert_array_equal(got, a.astype(np.int64) @ b.astype(np.int64))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8])
+@pytest.mark.parametrize("nearest_mode", ["round_prefer_floor", "round_prefer_ceil", "ceil"])
+def test_resize_nearest_ties_round_as_onnxruntime(dtype, nearest_mode):
+    """Scale 2.3 puts output 11 on source 4.5 exactly, in float32 as onnxruntime
+    computes (float64 of the float32 scale says 4.5000001)."""
+    x = (np.random.default_rng(3).random((1, 2, 5, 6)) * 255).astype(dtype)
+    scales = np.array([1, 1, 1.7, 2.3], np.float32)
+    model, feeds = single_node_model(
+        "Resize",
+        {"x": x},
+        initializers={"roi": np.array([], np.float32), "s": scales},
+        mode="nearest",
+        nearest_mode=nearest_mode,
+    )
+    _compare(model, feeds, rtol=0, atol=0)

@@ -118,6 +118,10 @@ def axis_taps(
     y = np.arange(n_out, dtype=np.float64)
     x, outside = _source(coord, y, scale, n_in, n_out, roi)
     if mode == "nearest":
+        # Rounded in float32, as onnxruntime does: a scale such as 2.3 is 2.29999995 in
+        # float32, and float64 arithmetic then moves exact ties (4.5) off their value.
+        x32, _ = _source(coord, y.astype(np.float32), np.float32(scale), n_in, n_out, roi)
+        x = x32.astype(np.float64)
         if nearest_mode == "round_prefer_floor":
             i = np.ceil(x - 0.5)
         elif nearest_mode == "round_prefer_ceil":
