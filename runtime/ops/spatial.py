@@ -271,9 +271,9 @@ def resize(
         if outside is not None and outside.any():
             mask = outside.reshape((1,) * a + (-1,) + (1,) * (rank - a - 1))
             y = np.where(mask, extrapolation_value, y)
-    if x.dtype.kind in "iu":
+    if x.dtype.kind in "iu":  # saturated, then truncated, as onnxruntime and the reference
         info = np.iinfo(x.dtype)
-        y = np.clip(np.rint(y), info.min, info.max)
+        y = np.clip(y, info.min, info.max)
     return y.astype(x.dtype, copy=False)
 
 
