@@ -88,7 +88,8 @@ def check_feeds(inputs: Sequence[TensorInfo], feed: Mapping[str, Any]) -> dict[s
                         f"input {name!r}: dimension {axis} must be {want}, received {got} "
                         f"(expected shape {list(info.shape)}, received {list(value.shape)})"
                     )
-        out[name] = np.ascontiguousarray(value)
+        # not np.ascontiguousarray: it makes a 0-d feed 1-d
+        out[name] = value if value.flags.c_contiguous else value.copy(order="C")
     return out
 
 

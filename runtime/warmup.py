@@ -11,8 +11,9 @@ instead of compiling:
   without one), pooling with and without
   indices, a Gemm split over the cores and a small-batch fully connected layer, an
   activation, a LayerNormalization and a ReduceMean (the kernels of ``kernels.unary``,
-  ``normalize`` and ``reduce``). Several outputs keep it from compiling into one
-  program, so it runs step by step.
+  ``normalize`` and ``reduce``), a depthwise conv, ConvTranspose (with and without a
+  bias) and a Resize. Several outputs keep it from compiling into one program, so it
+  runs step by step.
 * ``chain``: a LeNet-like chain that compiles into one op-table program (see
   ``runtime/program.py``), run for one image and for a batch.
 """
@@ -63,6 +64,18 @@ def _steps_model() -> bytes:
         node("MaxPool", ["c5"], ["m"], kernel_shape=[2, 2], strides=[2, 2]),  # no indices
         node("MaxPool", ["m"], ["m2", "idx"], kernel_shape=[2, 2], pads=[1, 1, 1, 1]),
         node("Conv", ["m2", "w", "b4"], ["c0"], pads=[1, 1, 1, 1]),  # im2col
+        node("ConvTranspose", ["m2", "wt", "bt"], ["ct"], strides=[2, 2]),  # GEMM + col2im
+        node("ConvTranspose", ["ct", "wt2"], ["ct2"]),  # no bias
+        node(
+            "Constant",
+            [],
+            ["sc"],
+            value=numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32)),
+        ),
+        node("Resize", ["ct2", "", "sc"], ["rs"], mode="linear"),  # the separable kernel
+        node("GlobalMaxPool", ["rs"], ["gr"]),
+        node("Conv", ["c0", "wd"], ["cd"], group=4, pads=[1, 1, 1, 1]),  # depthwise
+        node("GlobalMaxPool", ["cd"], ["gd"]),
         node("Conv", ["c0", "w2"], ["c"]),  # im2col, no bias
         node("Tanh", ["c"], ["t"]),  # fused: the conv epilogue
         node("AveragePool", ["t"], ["a"], kernel_shape=[2, 2]),
@@ -76,8 +89,9 @@ def _steps_model() -> bytes:
                "w": (4, 32, 3, 3),
                "b4": (4,), "w2": (4, 4, 1, 1), "fc": (64, 512), "fcb": (64,),
                "big": (64, 16384), "ln": (4,)}  # fmt: skip
+    weights.update({"wt": (32, 4, 2, 2), "bt": (4,), "wt2": (4, 4, 3, 3), "wd": (4, 1, 3, 3)})
     outputs = [("g", [1, 4, 1, 1]), ("z", [1, 16384]), ("gs", [1, 32, 1, 1]),
-               ("rm", [1, 32, 1, 1])]  # fmt: skip
+               ("rm", [1, 32, 1, 1]), ("gr", [1, 4, 1, 1]), ("gd", [1, 4, 1, 1])]  # fmt: skip
     return _model(nodes, [("x", [1, 32, 8, 8])], outputs, weights)
 
 

@@ -143,3 +143,74 @@ def normalize_rows(x, scale, bias, inner, epsilon, center):
         for s in range(s_n):
             y[r, s] = (vals[s] - m) * inv[r] * scale[g, s // inner] + bias[g, s // inner]
     return y, mean, inv
+
+
+def _source_coordinate(o, scale, n_in, n_out, coord):
+    """The input coordinate of output index o, as the Resize spec writes it (the output
+    length in align_corners is ``scale * n_in``, as in ONNX's reference)."""
+    width = scale * n_in
+    if coord == "half_pixel":
+        return (o + 0.5) / scale - 0.5
+    if coord == "pytorch_half_pixel":
+        return (o + 0.5) / scale - 0.5 if width != 1 else -0.5
+    if coord == "align_corners":
+        return o * (n_in - 1) / (width - 1) if width != 1 else 0.0
+    if coord == "asymmetric":
+        return o / scale
+    raise ValueError(coord)
+
+
+def _nearest(v, nearest_mode):
+    if nearest_mode == "round_prefer_floor":
+        return math.floor(v) if v - math.floor(v) <= 0.5 else math.floor(v) + 1
+    if nearest_mode == "round_prefer_ceil":
+        return math.floor(v) if v - math.floor(v) < 0.5 else math.floor(v) + 1
+    return math.floor(v) if nearest_mode == "floor" else math.ceil(v)
+
+
+def resize2d(x, out_hw, *, mode, coord, nearest_mode="round_prefer_floor"):
+    """Resize of the last two axes of x (N, C, H, W) to ``out_hw``, pixel by pixel:
+    nearest, or bilinear on the source coordinate clamped into the image."""
+    n, c, h, w = x.shape
+    oh, ow = out_hw
+    out = np.zeros((n, c, oh, ow), np.float64)
+    for i, j in itertools.product(range(oh), range(ow)):
+        sy = _source_coordinate(i, oh / h, h, oh, coord)
+        sx = _source_coordinate(j, ow / w, w, ow, coord)
+        if mode == "nearest":
+            yi = min(max(_nearest(sy, nearest_mode), 0), h - 1)
+            xi = min(max(_nearest(sx, nearest_mode), 0), w - 1)
+            out[:, :, i, j] = x[:, :, yi, xi]
+            continue
+        sy, sx = min(max(sy, 0.0), h - 1.0), min(max(sx, 0.0), w - 1.0)
+        y0, x0 = math.floor(sy), math.floor(sx)
+        y1, x1 = min(y0 + 1, h - 1), min(x0 + 1, w - 1)
+        fy, fx = sy - y0, sx - x0
+        top = x[:, :, y0, x0] * (1 - fx) + x[:, :, y0, x1] * fx
+        bottom = x[:, :, y1, x0] * (1 - fx) + x[:, :, y1, x1] * fx
+        out[:, :, i, j] = top * (1 - fy) + bottom * fy
+    return out
+
+
+def conv_transpose2d(x, w, b, *, strides, pads, dilations, group, output_padding=(0, 0)):
+    """x (N, C, H, W), w (C, M/G, KH, KW), pads (top, left, bottom, right): every input
+    pixel scatters its kernel-weighted value onto the output, as the spec defines it."""
+    n, c, h, wd = x.shape
+    _, mg, kh, kw = w.shape
+    sh, sw = strides
+    dh, dw = dilations
+    pt, pl, pb, pr = pads
+    full_h = (h - 1) * sh + (kh - 1) * dh + 1 + output_padding[0]
+    full_w = (wd - 1) * sw + (kw - 1) * dw + 1 + output_padding[1]
+    full = np.zeros((n, mg * group, full_h, full_w), np.float64)
+    cg = c // group
+    for ni, ci, i, j in itertools.product(range(n), range(c), range(h), range(wd)):
+        g = ci // cg
+        for mi, a, e in itertools.product(range(mg), range(kh), range(kw)):
+            full[ni, g * mg + mi, i * sh + a * dh, j * sw + e * dw] += (
+                x[ni, ci, i, j] * w[ci, mi, a, e]
+            )
+    out = full[:, :, pt : full_h - pb, pl : full_w - pr]
+    if b is not None:
+        out = out + b.reshape(1, -1, 1, 1)
+    return out

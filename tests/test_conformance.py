@@ -43,9 +43,6 @@ REAL_MODELS = [
 # feature the engine does not implement.
 EXCLUDED = {
     r"^test_identity_(sequence|opt)": "sequence and optional types: the engine runs tensors",
-    r"^test_cast(like)?_.*(STRING|BFLOAT16|FLOAT8|FLOAT4|INT4|UINT4|INT2|UINT2)": (
-        "string, bfloat16 and sub-byte float/int types"
-    ),
     r"^test_batchnorm_.*training_mode": "training-mode BatchNormalization: inference only",
     r"^test_maxpool_2d_uint8": "integer pooling: the pool kernels are float32",
     r"^test_not_[234]d": "opset 1 models: the loader accepts default-domain opsets 7 on",

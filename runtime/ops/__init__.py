@@ -2,13 +2,18 @@
 
 from runtime.ops import (  # noqa: F401  (registration side effects)
     activations,
+    detection,
     elementwise,
+    indexing,
     logic,
     math,
     nn,
     normalization,
+    quantization,
     reduce,
+    spatial,
     tensor,
+    windows,
 )
 from runtime.ops.registry import OPS, register, resolve, supported_ops
 

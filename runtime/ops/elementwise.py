@@ -119,21 +119,46 @@ def clip_11(x, min=None, max=None):
 
 _CAST_UNSUPPORTED = {
     onnx.TensorProto.STRING,
-    onnx.TensorProto.BFLOAT16,
     onnx.TensorProto.COMPLEX64,
     onnx.TensorProto.COMPLEX128,
 }
+_FLOAT8 = {
+    onnx.TensorProto.FLOAT8E4M3FN,
+    onnx.TensorProto.FLOAT8E4M3FNUZ,
+    onnx.TensorProto.FLOAT8E5M2,
+    onnx.TensorProto.FLOAT8E5M2FNUZ,
+}
+_ROUND_MODES = ("up", "down", "nearest")
+
+
+def _cast(x, to, saturate, round_mode):
+    """The reference's arithmetic: float8 saturates (by default), E8M0 rounds by
+    ``round_mode``, everything else is numpy's (and ml_dtypes') ``astype``."""
+    known = to in onnx.TensorProto.DataType.values()
+    if to in _CAST_UNSUPPORTED or not known:
+        name = onnx.TensorProto.DataType.Name(to) if known else to
+        raise InvalidAttributeError(
+            f"Cast: target type {name} is not supported; numeric types (float8, bfloat16 "
+            "and the 4- and 2-bit types included) and BOOL are"
+        )
+    if x.dtype.kind in "OSU":
+        raise InvalidAttributeError(f"Cast: input type {x.dtype} is not supported")
+    if round_mode not in _ROUND_MODES:
+        raise InvalidAttributeError(f"Cast: round_mode {round_mode!r}: expected {_ROUND_MODES}")
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(to)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if to in _FLOAT8 and saturate:
+            return onnx.numpy_helper.saturate_cast(x, dtype)
+        if to == onnx.TensorProto.FLOAT8E8M0:
+            return onnx.numpy_helper.to_float8e8m0(x, saturate, round_mode).astype(dtype)
+        return x.astype(dtype)
 
 
 @register("Cast", since=6)
 def cast(x, *, to, saturate=1):
-    if to in _CAST_UNSUPPORTED or to > onnx.TensorProto.BFLOAT16:
-        raise InvalidAttributeError(
-            f"Cast: target type {onnx.TensorProto.DataType.Name(to)} is not supported; "
-            "numeric types up to DOUBLE and BOOL are"
-        )
-    if x.dtype.kind in "OSU":
-        raise InvalidAttributeError(f"Cast: input type {x.dtype} is not supported")
-    dtype = onnx.helper.tensor_dtype_to_np_dtype(to)
-    with np.errstate(invalid="ignore", over="ignore"):
-        return x.astype(dtype)
+    return _cast(x, to, saturate, "up")
+
+
+@register("Cast", since=24)
+def cast_24(x, *, to, round_mode="up", saturate=1):
+    return _cast(x, to, saturate, round_mode)

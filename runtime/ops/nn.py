@@ -102,7 +102,13 @@ def _as5d(x: np.ndarray) -> np.ndarray:
 
 
 def conv_forward(x, w, b=None, *, _out=None, **attrs):
-    """Conv, with the fused extras the planner uses: ``conv_call``, then the call."""
+    """Conv, with the fused extras the planner uses: ``conv_call``, then the call.
+
+    A float16 or float64 Conv runs on float32 copies (the kernels' type), cast back."""
+    if x.dtype in (np.float16, np.float64):
+        b32 = None if b is None else b.astype(np.float32)
+        y = conv_forward(x.astype(np.float32), w.astype(np.float32), b32, **attrs)
+        return y.astype(x.dtype)
     x = _float32("Conv", "X", x)
     return conv_call(x.shape, w, b, **attrs)(x, _out and _out[0])
 
@@ -602,7 +608,9 @@ def log_softmax_13(x, *, axis=-1):
 
 # ``fn.prepare(x, constants, attrs)``: the op laid out for x's shape, a call
 # ``(x, out=None) -> y`` that the engine keeps in the plan of that shape, or None.
-conv.prepare = lambda x, args, attrs: conv_call(x.shape, *args, **attrs)
+conv.prepare = lambda x, args, attrs: (
+    conv_call(x.shape, *args, **attrs) if x.dtype == np.float32 else None
+)
 gemm.prepare = lambda x, args, attrs: gemm_call(x.shape, x.dtype, *args, **attrs)
 softmax_1.prepare = lambda x, args, attrs: _softmax_call("Softmax", x, attrs, False, True)
 softmax_13.prepare = lambda x, args, attrs: _softmax_call("Softmax", x, attrs, False, False)
