@@ -2,10 +2,11 @@
 in the onnx package: ResNet-50, DenseNet-121, Inception v1 and v2, ShuffleNet,
 SqueezeNet, VGG-19, ZFNet-512, AlexNet) with seeded random weights.
 
-Their shipped weights are constants, under which logits grow to 1e10 and outputs say
-nothing; here each float initializer of two or more dimensions gets normal values
-scaled by 1/sqrt(fan-in), so activations keep their scale through the network, and
-BatchNormalization variances stay positive. The files are written once into a cache
+Their shipped weights are constants (``ConstantOfShape`` nodes), under which logits
+grow to 1e10 and outputs say nothing; here each weight of two or more dimensions gets
+normal values scaled by 1/sqrt(fan-in), so activations keep their scale through the
+network, and each vector values in [0.5, 1.5], so BatchNormalization variances stay
+positive. The files are written once into a cache
 folder (through a temp file and a rename) and reused.
 """
 
@@ -40,21 +41,38 @@ def cache_dir() -> Path:
     return Path(base) / "cnn" / "zoo"
 
 
+def _random(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    if len(shape) >= 2:  # weights: 1/sqrt(fan-in) keeps the activations' scale
+        return (rng.standard_normal(shape) / np.sqrt(int(np.prod(shape[1:])))).astype(np.float32)
+    return rng.uniform(0.5, 1.5, shape).astype(np.float32)  # BN scales and variances > 0
+
+
 def randomize(model, seed: int = 0):
-    """``model`` (an onnx ModelProto) with seeded random weights, in place."""
+    """``model`` (an onnx ModelProto) with seeded random weights, in place: float
+    initializers are replaced, and so are the light models' ``ConstantOfShape`` nodes
+    that make a weight from a constant shape (they become initializers)."""
     from onnx import numpy_helper
 
     rng = np.random.default_rng(seed)
+    inits = {i.name: i for i in model.graph.initializer}
     for init in model.graph.initializer:
         a = numpy_helper.to_array(init)
-        if a.dtype != np.float32:
+        if a.dtype == np.float32:
+            init.CopyFrom(numpy_helper.from_array(_random(rng, a.shape), init.name))
+    kept = []
+    for node in model.graph.node:
+        shape = inits.get(node.input[0]) if node.op_type == "ConstantOfShape" else None
+        if shape is None:
+            kept.append(node)
             continue
-        if a.ndim >= 2:
-            fan_in = int(np.prod(a.shape[1:]))
-            v = rng.standard_normal(a.shape) / np.sqrt(fan_in)
-        else:  # biases, BN scales and shifts: near 1 for scales and variances
-            v = rng.uniform(0.5, 1.5, a.shape)
-        init.CopyFrom(numpy_helper.from_array(v.astype(np.float32), init.name))
+        dims = tuple(int(d) for d in numpy_helper.to_array(shape))
+        model.graph.initializer.append(numpy_helper.from_array(_random(rng, dims), node.output[0]))
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    used = {name for node in kept for name in node.input} | {o.name for o in model.graph.output}
+    unused = [i for i in model.graph.initializer if i.name not in used]
+    for init in unused:  # the shapes the ConstantOfShape nodes read
+        model.graph.initializer.remove(init)
     return model
 
 
