@@ -20,7 +20,6 @@ out for that shape once, and reshapes become plain reshapes (``_bind``).
 
 from __future__ import annotations
 
-import inspect
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -34,6 +33,7 @@ from runtime.description import Description, StepInfo
 from runtime.graph import Graph, Node
 from runtime.ops import resolve, supported_ops
 from runtime.ops.nn import bn_affine, fused_conv, fused_gemm, pool_setup
+from runtime.ops.registry import contract
 from runtime.program import NotCompilableError, Program, compile_program
 
 TYPED_ERRORS = (
@@ -106,19 +106,6 @@ class Plan:
 # ------------------------------------------------------------------ building steps
 
 
-def _signature(fn: Callable) -> tuple[set[str] | None, set[str], bool]:
-    """(attribute names, or None when it takes any; required ones; wants _num_outputs)."""
-    params = list(inspect.signature(fn).parameters.values())
-    kw = {p.name for p in params if p.kind == p.KEYWORD_ONLY and not p.name.startswith("_")}
-    required = {
-        p.name
-        for p in params
-        if p.kind == p.KEYWORD_ONLY and p.default is p.empty and not p.name.startswith("_")
-    }
-    takes_any = any(p.kind == p.VAR_KEYWORD for p in params)
-    return (None if takes_any else kw), required, any(p.name == "_num_outputs" for p in params)
-
-
 def check_supported(graph: Graph) -> None:
     missing = [n for n in graph.nodes if n.domain not in ("", "ai.onnx") or
                resolve(n.op_type, graph.opset) is None]  # fmt: skip
@@ -136,7 +123,8 @@ def check_supported(graph: Graph) -> None:
 def _make_step(node: Node, opset: int) -> Step:
     version = resolve(node.op_type, opset)
     assert version is not None  # check_supported ran first
-    kw, required, wants_n = _signature(version.fn)
+    c = version.contract
+    kw, required, wants_n = c.attributes, c.required, c.counts_outputs
     unknown = [] if kw is None else sorted(set(node.attrs) - kw)
     if unknown:
         raise errors.InvalidAttributeError(
@@ -301,7 +289,7 @@ def _reshape_to(shape: tuple[int, ...]) -> Callable[[np.ndarray, np.ndarray | No
 
 
 def _writes_out(fn: Callable) -> bool:
-    return "_out" in inspect.signature(fn).parameters
+    return isinstance(fn, _Bound) or contract(fn).writes_out
 
 
 def _plan_buffers(

@@ -274,3 +274,15 @@ def test_plans_are_kept_for_a_bounded_number_of_shapes():
             assert engine.run({"input": x}, ["probabilities"])[0].shape == (batch, 10)
     assert len(engine._plans) == MAX_PLANS
     assert set(engine._local.arenas) <= set(engine._plans)
+
+
+def test_an_op_that_breaks_the_contract_is_refused_at_registration():
+    from runtime.ops.registry import OPS, register
+
+    with pytest.raises(TypeError, match="private keywords"):
+
+        @register("ContractProbe", since=1)
+        def probe(x, *, _secret=0):
+            return x
+
+    assert "ContractProbe" not in OPS
