@@ -149,7 +149,7 @@ def to_array(tensor: onnx.TensorProto, folder: Path | None = None, label: str = 
         array = _external_array(tensor, folder, label)
     else:
         array = numpy_helper.to_array(tensor)
-    array = np.ascontiguousarray(array)
+    array = np.asarray(array, order="C")  # ascontiguousarray would make a scalar 1-D
     array.setflags(write=False)
     return array
 

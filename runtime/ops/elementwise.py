@@ -99,7 +99,9 @@ def sigmoid(x):
 def _clip(x, lo, hi):
     out = x if lo is None else np.maximum(x, lo)
     out = out if hi is None else np.minimum(out, hi)
-    return np.array(out, dtype=x.dtype, copy=out is x)
+    if out is x:
+        return np.array(x, copy=True)
+    return np.asarray(out, dtype=x.dtype)  # a scalar for a 0-d x: made an array here
 
 
 @register("Clip", since=6)
