@@ -3,7 +3,9 @@ specialised and cached per input shape.
 
 At load (shape-free):
   * every op is looked up for the model's opset; all unsupported ops are reported
-    together, and unknown or missing attributes are errors naming the node;
+    together; each node is held against its op's ONNX schema (``runtime/validate.py``:
+    input and output counts, attribute names, kinds and ranges), and unknown or
+    missing attributes are errors naming the node;
   * constant folding: nodes whose inputs are all constants run once, here;
   * Identity and inference Dropout are removed;
   * Conv + BatchNormalization folds BN into the conv's weights; Conv + activation,
@@ -35,6 +37,7 @@ from runtime.kernels import winograd
 from runtime.ops import resolve, supported_ops
 from runtime.ops.nn import bn_scale_shift, conv, conv_forward, gemm_call
 from runtime.program import NotCompilableError, Program, compile_program
+from runtime.validate import check_node
 
 TYPED_ERRORS = (
     errors.ShapeError,
@@ -102,9 +105,12 @@ def check_supported(graph: Graph) -> None:
         )
 
 
-def _make_step(node: Node, opset: int) -> Step:
+def _make_step(node: Node, opset: int, ranks: Mapping[str, int] | None = None) -> Step:
+    """The node as a step, once ``validate.check_node`` has held it against its op's
+    ONNX schema (``ranks``: of the tensors known before anything runs)."""
     version = resolve(node.op_type, opset)
     assert version is not None  # check_supported ran first
+    check_node(node, opset, ranks)
     kw, required, wants_n = _signature(version.fn)
     unknown = [] if kw is None else sorted(set(node.attrs) - kw)
     if unknown:
@@ -192,13 +198,18 @@ def _only_user(steps: list[Step], i: int, outputs: set[str]) -> int | None:
     return users[0] if len(users) == 1 else None
 
 
-def _bn_params(step: Step, constants: Mapping[str, np.ndarray]):
+def _bn_params(step: Step, constants: Mapping[str, np.ndarray], channels: int | None):
+    """A BatchNormalization's (scale, shift) per channel, when its four vectors are
+    constants of ``channels`` floats each; None leaves the step to check them itself."""
     names = step.inputs[1:5]
-    if len(names) != 4 or not all(n in constants for n in names):
+    if len(names) != 4 or not all(n in constants for n in names) or channels is None:
         return None
     if step.attrs.get("training_mode", 0) or step.attrs.get("spatial", 1) != 1:
         return None
-    return bn_scale_shift(*(constants[n] for n in names), step.attrs.get("epsilon", 1e-5))
+    vectors = [constants[n] for n in names]
+    if any(v.shape != (channels,) or v.dtype.kind != "f" for v in vectors):
+        return None
+    return bn_scale_shift(*vectors, step.attrs.get("epsilon", 1e-5))
 
 
 def _plain_max_pool(step: Step, w: np.ndarray | None) -> tuple[int, int, int, int] | None:
@@ -358,7 +369,11 @@ def _fuse(steps: list[Step], constants: dict[str, np.ndarray], outputs: set[str]
             fused = None
             w_name = step.inputs[1]
             b_name = step.inputs[2] if len(step.inputs) > 2 else ""
-            consts_ok = w_name in constants and (not b_name or b_name in constants)
+            w = constants.get(w_name)
+            m = w.shape[0] if w is not None and w.ndim >= 3 else None  # output channels
+            consts_ok = m is not None and (
+                not b_name or (b_name in constants and constants[b_name].shape == (m,))
+            )
             if "max_pool" in attrs:
                 pass  # the pool ends the conv's epilogue
             elif (
@@ -366,10 +381,9 @@ def _fuse(steps: list[Step], constants: dict[str, np.ndarray], outputs: set[str]
                 and nxt.inputs[0] == step.outputs[0]
                 and "activation" not in attrs
                 and consts_ok
-                and (ab := _bn_params(nxt, constants)) is not None
+                and (ab := _bn_params(nxt, constants, m)) is not None
             ):
                 a, c = ab
-                w = constants[w_name]
                 bias = constants[b_name] if b_name else np.zeros(w.shape[0], np.float32)
                 wf, bf = f"{w_name}::bnfold{i}", f"{w_name}::bnbias{i}"
                 constants[wf] = (w * a.reshape(-1, *([1] * (w.ndim - 1)))).astype(np.float32)
@@ -389,7 +403,7 @@ def _fuse(steps: list[Step], constants: dict[str, np.ndarray], outputs: set[str]
                 and nxt.inputs[0] == step.outputs[0]
                 and "activation" in attrs
                 and "post_scale" not in attrs
-                and (ab := _bn_params(nxt, constants)) is not None
+                and (ab := _bn_params(nxt, constants, m)) is not None
             ):
                 attrs["post_scale"], attrs["post_shift"] = ab
                 fused = replace(step, attrs=attrs, outputs=nxt.outputs)
@@ -467,7 +481,9 @@ class NumbaEngine:
         self.output_names = tuple(o.name for o in graph.outputs)
         outputs = set(self.output_names)
         constants = dict(graph.initializers)
-        steps = [_make_step(n, graph.opset) for n in graph.nodes]
+        ranks = {name: a.ndim for name, a in graph.initializers.items()}
+        ranks.update((i.name, len(i.shape)) for i in graph.inputs if i.shape is not None)
+        steps = [_make_step(n, graph.opset, ranks) for n in graph.nodes]
         if optimize:
             steps = _fold_constants(steps, constants)
             steps = _remove_identities(steps, outputs)

@@ -18,7 +18,7 @@ from runtime.kernels import gemm as gemm_kernels
 from runtime.kernels import pool as pool_kernels
 from runtime.kernels import winograd
 from runtime.kernels.activation import ACTIVATIONS, softmax_rows
-from runtime.memory import allocate, scratch
+from runtime.memory import allocate, check_size, scratch
 from runtime.ops.registry import register
 
 AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
@@ -189,6 +189,10 @@ def conv_call(
         pooled_sp, *_ = _spatial("MaxPool", out_sp, max_pool[:2], auto_pad="NOTSET", pads=None,
                                  strides=max_pool[2:], dilations=None)  # fmt: skip
     out_shape = (n, m, *pooled_sp)
+    # Sizes are checked before anything is laid out: a huge pad or batch must be a
+    # TensorTooLargeError here, not a MemoryError inside a kernel's work arrays.
+    check_size(out_shape, np.float32, "Conv output")
+    check_size((n, m, *out_sp), np.float32, "Conv output before its fused max pool")
     epilogue = {"act": ACTIVATIONS[activation], "alpha": alpha, "scale": post_scale,
                 "shift": post_shift}  # fmt: skip
     if winograd_ok:
@@ -202,8 +206,20 @@ def conv_call(
         run = winograd.WinogradConv(x_shape, winograd_u, tile, b, pads=tuple(begin),
                                     size=tuple(out_sp), stride=s, max_pool=max_pool,
                                     **epilogue)  # fmt: skip
+        threads = numba.config.NUMBA_NUM_THREADS
+        for what, shape in (
+            ("Winograd input tiles", run.v_shape),
+            ("Winograd products", run.z_shape),
+            ("Winograd planes", (threads, run.planes)),
+            ("Winograd work", (threads, run.work)),
+        ):
+            check_size(shape, np.float32, what)
         return ConvCall(out_shape, run)
     w5 = _as5d(w)
+    # conv3d_im2col's columns: all of C x kernel for at least one image's output plane
+    plane = int(np.prod(out_sp, dtype=np.int64))
+    check_size((c * int(np.prod(kernel, dtype=np.int64)), plane), np.float32, "im2col columns")
+    check_size((m, plane), np.float32, "im2col products")
     geometry = {"group": group, "strides": _to3d(st, 1), "pads": _to3d(begin, 0),
                 "dilations": _to3d(dil, 1)}  # fmt: skip
 
@@ -374,6 +390,7 @@ def lrn(x, *, alpha=0.0001, beta=0.75, bias=1.0, size):
     if x.ndim < 3:
         raise ShapeError(f"LRN: expected X of rank >= 3, received {x.shape}")
     c = x.shape[1]
+    check_size((x.shape[0], c + size, *x.shape[2:]), np.float64, "LRN window sums")
     sq = np.square(x.astype(np.float64))
     lo, hi = (size - 1) // 2, size // 2  # window [c - lo, c + hi], as the spec's floor/ceil
     padded = np.pad(sq, [(0, 0), (lo, hi)] + [(0, 0)] * (x.ndim - 2))
@@ -464,6 +481,17 @@ def matmul(a, b):
     kb = b.shape[0] if b.ndim == 1 else b.shape[-2]
     if ka != kb:
         raise ShapeError(f"MatMul: inner dimensions differ: A {a.shape}, B {b.shape}")
+    if a.dtype != b.dtype:
+        raise ShapeError(f"MatMul: A and B must share a type, received {a.dtype} and {b.dtype}")
+    try:
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ShapeError(
+            f"MatMul: the batch dimensions of A {a.shape} and B {b.shape} do not broadcast"
+        ) from None
+    rows = () if a.ndim == 1 else (a.shape[-2],)
+    cols = () if b.ndim == 1 else (b.shape[-1],)
+    check_size((*batch, *rows, *cols), a.dtype, "MatMul output")
     try:
         return np.matmul(a, b)
     except ValueError as exc:

@@ -1,0 +1,171 @@
+"""Every node checked against its op's ONNX schema at the model's opset, before anything runs.
+
+``check_node`` is the one place every op goes through: the engine calls it for each
+node when it builds its steps (``engine._make_step``), so an op added to the registry
+is checked without doing anything itself. It reads the schema that ONNX itself
+defines (``onnx.defs.get_schema(op, max_inclusive_version=opset)``) and checks
+
+* the number of inputs and outputs (the schema's min and max; an omitted optional
+  one is given as ''), and that every required one is named;
+* every attribute: known to the schema, of the schema's kind (INT, INTS, FLOAT,
+  STRING, TENSOR...), and every required one present;
+* ranges that hold for every op that has the attribute: ``kernel_shape``,
+  ``strides``, ``dilations`` >= 1, ``group`` >= 1, the ``pads`` of a window >= 0,
+  ``auto_pad`` one of its four values; and lengths that must agree with each other
+  and with the number of spatial axes where it is known (from ``kernel_shape``, or
+  from the rank of input 0 when a graph input or initializer fixes it).
+
+What depends on the shapes of the tensors is left to the ops, which check it when
+they run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import lru_cache
+
+import onnx
+from onnx.defs import OpSchema
+
+from runtime.errors import GraphError, InvalidAttributeError
+from runtime.graph import Node
+
+AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
+POSITIVE = {"kernel_shape": "size", "strides": "stride", "dilations": "dilation"}  # >= 1
+PER_SPATIAL_AXIS = ("kernel_shape", "strides", "dilations", "output_padding", "output_shape")
+_SINGLE = OpSchema.FormalParameterOption.Single
+_VARIADIC = OpSchema.FormalParameterOption.Variadic
+
+
+def _kind(kind: int) -> str:
+    try:
+        return onnx.AttributeProto.AttributeType.Name(kind)
+    except ValueError:
+        return f"unknown kind {kind}"
+
+
+@lru_cache(maxsize=4096)
+def schema(op_type: str, opset: int) -> OpSchema | None:
+    """ONNX's schema of ``op_type`` in the default domain at ``opset``, or None."""
+    try:
+        return onnx.defs.get_schema(op_type, max_inclusive_version=opset, domain="")
+    except onnx.defs.SchemaError:
+        return None
+
+
+def check_node(node: Node, opset: int, ranks: Mapping[str, int] | None = None) -> None:
+    """Raise GraphError (inputs, outputs) or InvalidAttributeError (attributes) for a
+    node that its schema at ``opset`` does not allow. ``ranks``: the rank of each
+    tensor known before anything runs (graph inputs, initializers)."""
+    found = schema(node.op_type, opset)
+    if found is None:
+        raise GraphError(
+            f"{node.describe()}: ONNX defines no {node.op_type} in the default domain "
+            f"at opset {opset}"
+        )
+    where = f"{node.describe()} ({node.op_type}-{found.since_version}, model opset {opset})"
+    _check_arity(node, found, where)
+    _check_attributes(node, found, where)
+    _check_ranges(node, found, where, ranks or {})
+
+
+def _check_arity(node: Node, s: OpSchema, where: str) -> None:
+    for what, names, low, high, formals in (
+        ("input", node.inputs, s.min_input, s.max_input, s.inputs),
+        ("output", node.outputs, s.min_output, s.max_output, s.outputs),
+    ):
+        if not low <= len(names) <= high:
+            expected = f"{low}" if low == high else f"{low} to {high}"
+            if high >= 1 << 30:
+                expected = f"at least {low}"
+            raise GraphError(
+                f"{where}: expected {expected} {what}s "
+                f"({', '.join(f.name for f in formals)}), received {len(names)} {list(names)}"
+            )
+        for i, name in enumerate(names):
+            formal = formals[min(i, len(formals) - 1)]
+            if not name and formal.option in (_SINGLE, _VARIADIC):
+                raise GraphError(
+                    f"{where}: {what} {i} ({formal.name}) is required, received an empty name"
+                )
+
+
+def _check_attributes(node: Node, s: OpSchema, where: str) -> None:
+    known = s.attributes
+    unknown = sorted(set(node.attrs) - set(known))
+    if unknown:
+        raise InvalidAttributeError(
+            f"{where}: unknown attribute(s) {unknown}; expected among {sorted(known)}"
+        )
+    absent = sorted(n for n, a in known.items() if a.required and n not in node.attrs)
+    if absent:
+        raise InvalidAttributeError(f"{where}: missing required attribute(s) {absent}")
+    for name in node.attrs:
+        want = int(known[name].type)
+        got = node.attr_kinds.get(name)
+        if got is not None and got != want:
+            raise InvalidAttributeError(
+                f"{where}: attribute {name!r} must be {_kind(want)}, received {_kind(got)} "
+                f"{node.attrs[name]!r}"
+            )
+
+
+def _check_ranges(node: Node, s: OpSchema, where: str, ranks: Mapping[str, int]) -> None:
+    attrs = node.attrs
+    for name, each in POSITIVE.items():
+        values = attrs.get(name)
+        if values is not None and any(v < 1 for v in values):
+            raise InvalidAttributeError(
+                f"{where}: attribute {name!r} {list(values)}: expected every {each} >= 1"
+            )
+    if attrs.get("group", 1) < 1:
+        raise InvalidAttributeError(f"{where}: attribute 'group' {attrs['group']}: expected >= 1")
+    if "auto_pad" in attrs and attrs["auto_pad"] not in AUTO_PADS:
+        raise InvalidAttributeError(
+            f"{where}: auto_pad {attrs['auto_pad']!r}: expected one of {AUTO_PADS}"
+        )
+    windowed = "kernel_shape" in s.attributes or "strides" in s.attributes
+    if not windowed:
+        return  # Pad's pads, for one, may be negative
+    pads = attrs.get("pads")
+    if pads is not None and any(p < 0 for p in pads):
+        raise InvalidAttributeError(
+            f"{where}: attribute 'pads' {list(pads)}: expected every pad >= 0"
+        )
+    # The number of spatial axes: kernel_shape's length, else that of the (N, C, ...)
+    # input 0 where its rank is known, else that of the first attribute given.
+    axes, source = None, ""
+    if "kernel_shape" in attrs:
+        axes, source = len(attrs["kernel_shape"]), "kernel_shape"
+    x = node.inputs[0] if node.inputs else ""
+    if "kernel_shape" in s.attributes and x in ranks:
+        x_axes = ranks[x] - 2
+        if x_axes < 1:
+            raise InvalidAttributeError(
+                f"{where}: input {x!r} has rank {ranks[x]}: expected (N, C, spatial...), "
+                "rank 3 or more"
+            )
+        if axes is not None and axes != x_axes:
+            raise InvalidAttributeError(
+                f"{where}: attribute 'kernel_shape' {list(attrs['kernel_shape'])} has {axes} "
+                f"values: expected {x_axes}, one per spatial axis of input {x!r} "
+                f"(rank {ranks[x]})"
+            )
+        axes, source = x_axes, f"the spatial axes of input {x!r} (rank {ranks[x]})"
+    for name in (*PER_SPATIAL_AXIS, "pads"):
+        if name not in attrs:
+            continue
+        count = len(attrs[name]) // 2 if name == "pads" else len(attrs[name])
+        if name == "pads" and len(attrs[name]) % 2:
+            raise InvalidAttributeError(
+                f"{where}: attribute 'pads' {list(attrs[name])}: expected an even number "
+                "of values (begins, then ends)"
+            )
+        if axes is None:
+            axes, source = count, name
+        elif count != axes:
+            expected = f"{2 * axes}" if name == "pads" else f"{axes}"
+            raise InvalidAttributeError(
+                f"{where}: attribute {name!r} {list(attrs[name])}: expected {expected} "
+                f"values, as {source} gives {axes} spatial axes"
+            )
