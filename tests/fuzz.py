@@ -695,7 +695,10 @@ def make_case(bases: list[Base], seed: int, index: int) -> tuple[bytes, dict, st
     weights = np.array([w for w, _ in MUTATIONS], float)
     for _ in range(int(rng.choice([1, 2, 3], p=[0.6, 0.3, 0.1]))):
         mutate = MUTATIONS[int(rng.choice(len(MUTATIONS), p=weights / weights.sum()))][1]
-        mutate(c)
+        try:
+            mutate(c)
+        except Exception as exc:  # a mutation that cannot read what an earlier one made
+            c.done.append(f"{mutate.__name__} skipped: {type(exc).__name__}")
     return model.SerializeToString(), c.feeds, base.name, c.done
 
 
@@ -923,6 +926,18 @@ def summarize(results: list[dict], seconds: float) -> dict:
         "typed_errors": dict(errors_seen.most_common()),
         "converted_in_ops": dict(converted.most_common()),
         "failed_cases": [r for r in results if r["outcome"] in FAILURES],
+        "ort_refused_cases": [_brief(r) for r in results if r["outcome"] == "ort-refused"],
+        "typed_ort_ran_cases": [_brief(r) for r in results if r["outcome"] == "typed-ort-ran"],
+    }
+
+
+def _brief(r: dict) -> dict:
+    ours = r.get("ours", {})
+    return {
+        "case": r["case"],
+        "mutations": r.get("mutations"),
+        "ours": f"{ours.get('error', 'ran')}: {ours.get('message', '')}"[:240],
+        "ort": str(r.get("ort"))[:240],
     }
 
 
@@ -974,6 +989,9 @@ def main(argv: list[str] | None = None) -> int:
         f"of them an op's ValueError/TypeError/IndexError made ShapeError by the engine: "
         f"{summary['converted_in_ops']}"
     )
+    for key in ("ort_refused_cases", "typed_ort_ran_cases"):
+        for r in summary[key]:
+            print(f"{key[:-6]}: {json.dumps(r)[:600]}")
     if args.json:
         args.json.write_text(json.dumps(summary, default=str, indent=1))
     return 1 if summary["failures"] else 0

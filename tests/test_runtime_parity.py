@@ -106,6 +106,14 @@ def test_single_node_matches_onnxruntime(op, inputs, inits, attrs):
     _compare(model, feeds)
 
 
+@pytest.mark.parametrize("opset", [7, 10, 12, 13])
+def test_dropout_mask_matches_onnxruntime(opset):
+    """The mask as a graph output (tests/fuzz.py exposed it): X's type before opset 10,
+    bool from 10; zeros at inference before 12, ones from 12, as onnxruntime gives."""
+    model, feeds = single_node_model("Dropout", {"x": _r(2, 3)}, n_outputs=2, opset=opset)
+    _compare(model, feeds)
+
+
 @pytest.mark.parametrize("opset", [11, 12])
 def test_softmax_before_opset_13_flattens(opset):
     x = _r(2, 3, 4)

@@ -41,8 +41,15 @@ def identity(x):
 
 
 @register("Dropout", since=7)
-def dropout_7(x, *, ratio=0.5, is_test=0):
-    return x, np.ones(x.shape, dtype=bool)
+def dropout_7(x, *, ratio=0.5):
+    # Opsets 7 to 9 type the mask as X (T), 10 and 11 as bool; the spec leaves its
+    # values at inference open, and onnxruntime gives zeros (False) there.
+    return x, np.zeros(x.shape, dtype=x.dtype)
+
+
+@register("Dropout", since=10)
+def dropout_10(x, *, ratio=0.5):
+    return x, np.zeros(x.shape, dtype=bool)
 
 
 @register("Dropout", since=12)
