@@ -37,7 +37,7 @@ from runtime.kernels import winograd
 from runtime.ops import resolve, supported_ops
 from runtime.ops.nn import bn_scale_shift, conv, conv_forward, gemm_call
 from runtime.program import NotCompilableError, Program, compile_program
-from runtime.validate import check_node
+from runtime.validate import Known, check_node
 
 TYPED_ERRORS = (
     errors.ShapeError,
@@ -105,12 +105,12 @@ def check_supported(graph: Graph) -> None:
         )
 
 
-def _make_step(node: Node, opset: int, ranks: Mapping[str, int] | None = None) -> Step:
+def _make_step(node: Node, opset: int, known: Known | None = None) -> Step:
     """The node as a step, once ``validate.check_node`` has held it against its op's
-    ONNX schema (``ranks``: of the tensors known before anything runs)."""
+    ONNX schema (``known``: ranks and types of the tensors known before it runs)."""
     version = resolve(node.op_type, opset)
     assert version is not None  # check_supported ran first
-    check_node(node, opset, ranks)
+    check_node(node, opset, known)
     kw, required, wants_n = _signature(version.fn)
     unknown = [] if kw is None else sorted(set(node.attrs) - kw)
     if unknown:
@@ -481,9 +481,8 @@ class NumbaEngine:
         self.output_names = tuple(o.name for o in graph.outputs)
         outputs = set(self.output_names)
         constants = dict(graph.initializers)
-        ranks = {name: a.ndim for name, a in graph.initializers.items()}
-        ranks.update((i.name, len(i.shape)) for i in graph.inputs if i.shape is not None)
-        steps = [_make_step(n, graph.opset, ranks) for n in graph.nodes]
+        known = Known.of(graph.initializers, graph.inputs)
+        steps = [_make_step(n, graph.opset, known) for n in graph.nodes]
         if optimize:
             steps = _fold_constants(steps, constants)
             steps = _remove_identities(steps, outputs)

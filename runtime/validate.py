@@ -10,10 +10,15 @@ defines (``onnx.defs.get_schema(op, max_inclusive_version=opset)``) and checks
 * every attribute: known to the schema, of the schema's kind (INT, INTS, FLOAT,
   STRING, TENSOR...), and every required one present;
 * ranges that hold for every op that has the attribute: ``kernel_shape``,
-  ``strides``, ``dilations`` >= 1, ``group`` >= 1, the ``pads`` of a window >= 0,
-  ``auto_pad`` one of its four values; and lengths that must agree with each other
-  and with the number of spatial axes where it is known (from ``kernel_shape``, or
-  from the rank of input 0 when a graph input or initializer fixes it).
+  ``strides``, ``dilations`` >= 1, ``group`` >= 1, the ``pads`` of a window >= 0 and
+  not given beside an ``auto_pad`` other than NOTSET, ``auto_pad`` one of its four
+  values; and lengths that must agree with each other and with the number of
+  spatial axes where it is known (from ``kernel_shape``, or from the rank of input 0
+  when a graph input or initializer fixes it);
+* the element types of the inputs whose types are known (graph inputs,
+  initializers, and what the schema's type constraints give the outputs of earlier
+  nodes): each one allowed by its constraint, and the inputs that share a type
+  parameter (Gemm's A, B and C are all T) of one type.
 
 What depends on the shapes of the tensors is left to the ops, which check it when
 they run.
@@ -22,8 +27,10 @@ they run.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 
+import numpy as np
 import onnx
 from onnx.defs import OpSchema
 
@@ -53,10 +60,52 @@ def schema(op_type: str, opset: int) -> OpSchema | None:
         return None
 
 
-def check_node(node: Node, opset: int, ranks: Mapping[str, int] | None = None) -> None:
-    """Raise GraphError (inputs, outputs) or InvalidAttributeError (attributes) for a
-    node that its schema at ``opset`` does not allow. ``ranks``: the rank of each
-    tensor known before anything runs (graph inputs, initializers)."""
+@dataclass
+class Known:
+    """What is known of tensors before anything runs: ranks (graph inputs,
+    initializers) and element types as ONNX spells them (``tensor(float)``), which
+    ``check_node`` extends with the types of the outputs it can tell."""
+
+    ranks: dict[str, int] = field(default_factory=dict)
+    types: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, initializers: Mapping[str, np.ndarray], inputs=()) -> Known:
+        """From a graph's initializers and its inputs (``graph.TensorInfo``)."""
+        known = cls()
+        for name, array in initializers.items():
+            known.ranks[name] = array.ndim
+            spelled = type_string(array.dtype)
+            if spelled:
+                known.types[name] = spelled
+        for info in inputs:
+            if info.shape is not None:
+                known.ranks[info.name] = len(info.shape)
+            if info.elem_type:
+                known.types[info.name] = _spell(info.elem_type)
+        return known
+
+
+def _spell(elem_type: int) -> str:
+    try:
+        return f"tensor({onnx.TensorProto.DataType.Name(elem_type).lower()})"
+    except ValueError:
+        return ""
+
+
+def type_string(dtype: np.dtype) -> str:
+    """``tensor(float)`` for float32, as ONNX's type constraints spell it ('' if none)."""
+    try:
+        return _spell(onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype)))
+    except (KeyError, TypeError, ValueError):
+        return ""
+
+
+def check_node(node: Node, opset: int, known: Known | None = None) -> None:
+    """Raise GraphError (inputs, outputs, their types) or InvalidAttributeError
+    (attributes) for a node that its schema at ``opset`` does not allow; ``known``
+    (ranks and types of tensors) learns the types of the node's outputs."""
+    known = Known() if known is None else known
     found = schema(node.op_type, opset)
     if found is None:
         raise GraphError(
@@ -66,7 +115,39 @@ def check_node(node: Node, opset: int, ranks: Mapping[str, int] | None = None) -
     where = f"{node.describe()} ({node.op_type}-{found.since_version}, model opset {opset})"
     _check_arity(node, found, where)
     _check_attributes(node, found, where)
-    _check_ranges(node, found, where, ranks or {})
+    _check_ranges(node, found, where, known.ranks)
+    _check_types(node, found, where, known.types)
+
+
+def _check_types(node: Node, s: OpSchema, where: str, types: dict[str, str]) -> None:
+    allowed = {c.type_param_str: set(c.allowed_type_strs) for c in s.type_constraints}
+    bound: dict[str, tuple[str, str]] = {}  # type parameter -> (type, the input that set it)
+    for i, name in enumerate(node.inputs):
+        got = types.get(name) if name else None
+        if not got or not s.inputs:
+            continue
+        formal = s.inputs[min(i, len(s.inputs) - 1)]
+        param = formal.type_str
+        if got not in allowed.get(param, {param}):
+            raise GraphError(
+                f"{where}: input {i} ({formal.name}) {name!r} is {got}: expected one of "
+                f"{sorted(allowed.get(param, {param}))}"
+            )
+        if param in allowed and param in bound and bound[param][0] != got:
+            raise GraphError(
+                f"{where}: input {i} ({formal.name}) {name!r} is {got}, but {bound[param][1]!r} "
+                f"is {bound[param][0]}: expected one type for both ({param})"
+            )
+        bound.setdefault(param, (got, name))
+    for i, name in enumerate(node.outputs):
+        if not name or not s.outputs:
+            continue
+        param = s.outputs[min(i, len(s.outputs) - 1)].type_str
+        choices = allowed.get(param, {param})
+        if param in bound:
+            types[name] = bound[param][0]
+        elif len(choices) == 1 and next(iter(choices)).startswith("tensor("):
+            types[name] = next(iter(choices))
 
 
 def _check_arity(node: Node, s: OpSchema, where: str) -> None:
@@ -131,6 +212,11 @@ def _check_ranges(node: Node, s: OpSchema, where: str, ranks: Mapping[str, int])
     if pads is not None and any(p < 0 for p in pads):
         raise InvalidAttributeError(
             f"{where}: attribute 'pads' {list(pads)}: expected every pad >= 0"
+        )
+    if pads is not None and any(pads) and attrs.get("auto_pad", "NOTSET") != "NOTSET":
+        raise InvalidAttributeError(
+            f"{where}: attribute 'pads' {list(pads)} beside auto_pad {attrs['auto_pad']!r}: "
+            "expected one of the two (auto_pad computes the pads)"
         )
     # The number of spatial axes: kernel_shape's length, else that of the (N, C, ...)
     # input 0 where its rank is known, else that of the first attribute given.

@@ -234,6 +234,42 @@ def test_required_inputs_and_attributes():
     del x
 
 
+def test_input_types_are_held_against_the_type_constraints():
+    """Found by tests/fuzz.py: models onnxruntime refuses as invalid that the engine ran."""
+    a = _vi("a", [3, 5])
+    int8_weights = {"b": np.ones((5, 4), np.int8)}
+    model, _ = single_node_model(
+        "Gemm", {"a": np.ones((3, 5), np.float32)}, initializers=int8_weights
+    )
+    with pytest.raises(GraphError, match=r"input 1 \(B\) 'b' is tensor\(int8\): expected one of"):
+        InferenceSession(model)
+    inits = [
+        numpy_helper.from_array(np.ones((5, 4), np.float32), "b"),
+        numpy_helper.from_array(np.ones(4, np.int32), "c"),
+    ]
+    nodes = [
+        helper.make_node("Relu", ["a"], ["r"]),
+        helper.make_node("Gemm", ["r", "b", "c"], ["y"]),
+    ]
+    model = chain_model(nodes, [a], [_vi("y", [3, 4])], inits)
+    with pytest.raises(
+        GraphError,
+        match=r"input 2 \(C\) 'c' is tensor\(int32\), but 'r' is "
+        r"tensor\(float\): expected one type for both \(T\)",
+    ):
+        InferenceSession(model)  # r's type is Relu's T, bound by a
+
+
+def test_pads_beside_auto_pad():
+    model, _ = _conv32(auto_pad="SAME_LOWER", pads=[1, 1, 1, 1])
+    with pytest.raises(
+        InvalidAttributeError,
+        match=r"'pads' \[1, 1, 1, 1\] beside auto_pad "
+        r"'SAME_LOWER': expected one of the two",
+    ):
+        InferenceSession(model)
+
+
 def test_an_op_registered_later_is_checked_without_doing_anything(monkeypatch):
     from runtime.ops import registry
 
@@ -252,7 +288,7 @@ def test_every_node_test_model_of_onnx_passes_the_schema_check():
     from onnx.backend.test.case.node import collect_testcases
 
     from runtime.graph import load_graph
-    from runtime.validate import check_node
+    from runtime.validate import Known, check_node
 
     checked = 0
     for case in collect_testcases(None):
@@ -260,8 +296,9 @@ def test_every_node_test_model_of_onnx_passes_the_schema_check():
             graph = load_graph(case.model.SerializeToString())
         except (ModelLoadError, UnsupportedOpsetError):
             continue  # a type or opset the engine does not read: not the schema's business
+        known = Known.of(graph.initializers, graph.inputs)
         for node in graph.nodes:
-            check_node(node, graph.opset)
+            check_node(node, graph.opset, known)
             checked += 1
     assert checked > 1000
 
