@@ -37,7 +37,7 @@ from runtime.kernels import winograd
 from runtime.ops import resolve, supported_ops
 from runtime.ops.nn import bn_scale_shift, conv, conv_forward, gemm_call
 from runtime.program import NotCompilableError, Program, compile_program
-from runtime.validate import Known, check_node
+from runtime.validate import Known, check_node, check_outputs
 
 TYPED_ERRORS = (
     errors.ShapeError,
@@ -483,6 +483,7 @@ class NumbaEngine:
         constants = dict(graph.initializers)
         known = Known.of(graph.initializers, graph.inputs)
         steps = [_make_step(n, graph.opset, known) for n in graph.nodes]
+        check_outputs(graph.outputs, known)
         if optimize:
             steps = _fold_constants(steps, constants)
             steps = _remove_identities(steps, outputs)

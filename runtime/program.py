@@ -284,9 +284,11 @@ def compile_program(
         elif op == "BatchNormalization":
             from runtime.engine import _bn_params
 
-            ab = _bn_params(step, constants)
+            ab = _bn_params(step, constants, x.shape[1] if x.ndim >= 2 else None)
             if ab is None or x.ndim < 2:
-                raise _refuse(step, "BatchNormalization in training mode")
+                raise _refuse(
+                    step, "BatchNormalization in training mode or with vectors of another length"
+                )
             r = b.row(k.OP_AFFINE, y[0].size, in_place=True)
             r[k.B_C], r[k.B_S] = x.shape[1], x[0, 0].size
             r[k.B_SCALE], r[k.B_SHIFT] = b.floats_at(ab[0]), b.floats_at(ab[1])

@@ -148,6 +148,18 @@ def _check_types(node: Node, s: OpSchema, where: str, types: dict[str, str]) -> 
             types[name] = bound[param][0]
         elif len(choices) == 1 and next(iter(choices)).startswith("tensor("):
             types[name] = next(iter(choices))
+        elif isinstance(node.attrs.get("to"), int) and _spell(node.attrs["to"]) in choices:
+            types[name] = _spell(node.attrs["to"])  # Cast: the type is the attribute's
+
+
+def check_outputs(outputs, known: Known) -> None:
+    """Each graph output (``graph.TensorInfo``) declared with an element type must
+    have the type its node gives it, where that is known."""
+    for info in outputs:
+        got = known.types.get(info.name)
+        want = _spell(info.elem_type) if info.elem_type else ""
+        if got and want and got != want:
+            raise GraphError(f"graph output {info.name!r} is declared {want}, its node gives {got}")
 
 
 def _check_arity(node: Node, s: OpSchema, where: str) -> None:

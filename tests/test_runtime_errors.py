@@ -260,6 +260,24 @@ def test_input_types_are_held_against_the_type_constraints():
         InferenceSession(model)  # r's type is Relu's T, bound by a
 
 
+def test_types_that_cast_gives_and_graph_outputs_declare():
+    nodes = [helper.make_node("Cast", ["x"], ["c"], to=TensorProto.INT64),
+             helper.make_node("Relu", ["c"], ["y"])]  # fmt: skip
+    model = chain_model(nodes, [_vi("x", [2])], [_vi("y", [2])])
+    with pytest.raises(GraphError, match=r"graph output 'y' is declared tensor\(float\), its "
+                       r"node gives tensor\(int64\)"):  # fmt: skip
+        InferenceSession(model)
+    conv = chain_model(
+        [helper.make_node("Cast", ["b"], ["bi"], to=TensorProto.INT64),
+         helper.make_node("Conv", ["x", "w", "bi"], ["y"], name="conv")],
+        [_vi("x", [1, 3, 8, 8])], [_vi("y", None)],
+        [numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w"),
+         numpy_helper.from_array(np.ones(4, np.float32), "b")],
+    )  # fmt: skip
+    with pytest.raises(GraphError, match=r"input 2 \(B\) 'bi' is tensor\(int64\)"):
+        InferenceSession(conv)
+
+
 def test_pads_beside_auto_pad():
     model, _ = _conv32(auto_pad="SAME_LOWER", pads=[1, 1, 1, 1])
     with pytest.raises(

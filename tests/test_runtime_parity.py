@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnx.numpy_helper
 import pytest
 from onnx_helpers import run_ort, single_node_model
 
@@ -103,6 +105,30 @@ SINGLE_NODE = [
 )
 def test_single_node_matches_onnxruntime(op, inputs, inits, attrs):
     model, feeds = single_node_model(op, inputs, initializers=inits, **attrs)
+    _compare(model, feeds)
+
+
+def test_lenet_with_a_batchnorm_after_its_last_gemm():
+    """A BatchNormalization inside LeNet-5's compiled chain (tests/fuzz.py found the
+    program builder calling the BN check with the engine's old signature)."""
+    model = onnx.load(LENET)
+    g = model.graph
+    n = 10
+    for name, value in (("s", _r(n) + 2), ("b", _r(n)), ("m", _r(n)), ("v", np.abs(_r(n)) + 0.5)):
+        g.initializer.append(onnx.numpy_helper.from_array(value, f"bn_{name}"))
+    g.node.insert(
+        len(g.node) - 1,
+        onnx.helper.make_node(
+            "BatchNormalization", ["linear_2", "bn_s", "bn_b", "bn_m", "bn_v"], ["bn_out"]
+        ),
+    )
+    g.node[-1].input[0] = "bn_out"  # the Softmax reads it
+    x = RNG.random((4, 1, 28, 28), dtype=np.float32)
+    _compare(model.SerializeToString(), {"input": x}, atol=1e-5)
+
+
+def test_global_pool_of_an_empty_batch():
+    model, feeds = single_node_model("GlobalAveragePool", {"x": np.ones((0, 3, 4, 4), np.float32)})
     _compare(model, feeds)
 
 

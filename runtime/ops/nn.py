@@ -338,7 +338,9 @@ def _global_pool(op: str, x: np.ndarray, use_max: bool) -> np.ndarray:
         raise ShapeError(f"{op}: expected X of rank >= 3 (N, C, spatial...), received {x.shape}")
     n, c = x.shape[:2]
     out = np.empty(n * c, np.float32)
-    pool_kernels._global_pool(x.reshape(n * c, -1), out, use_max)
+    if x.size == 0 and n * c:
+        raise ShapeError(f"{op}: X {x.shape} has empty spatial axes: no window to pool")
+    pool_kernels._global_pool(x.reshape(n * c, int(np.prod(x.shape[2:]))), out, use_max)
     return out.reshape(n, c, *([1] * (x.ndim - 2)))
 
 
