@@ -521,7 +521,8 @@ def _softmax_2d(op: str, x: np.ndarray, axis: int, log: bool) -> np.ndarray:
     """Opset < 13: coerce to 2-D at ``axis`` and normalise each row."""
     ax = _softmax_axis(op, x, axis)
     rows = int(np.prod(x.shape[:ax], dtype=np.int64))
-    return _softmax(x.reshape(rows, -1), 1, log).reshape(x.shape)
+    cols = int(np.prod(x.shape[ax:], dtype=np.int64))  # not -1: rows may be 0
+    return _softmax(x.reshape(rows, cols), 1, log).reshape(x.shape)
 
 
 def _softmax_call(op: str, x: np.ndarray, attrs: Mapping, log: bool, whole_rows: bool):
