@@ -26,7 +26,7 @@ they run.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -35,7 +35,7 @@ import onnx
 from onnx.defs import OpSchema
 
 from runtime.errors import GraphError, InvalidAttributeError
-from runtime.graph import Node
+from runtime.graph import Node, TensorInfo
 
 AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 POSITIVE = {"kernel_shape": "size", "strides": "stride", "dilations": "dilation"}  # >= 1
@@ -70,7 +70,7 @@ class Known:
     types: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, initializers: Mapping[str, np.ndarray], inputs=()) -> Known:
+    def of(cls, initializers: Mapping[str, np.ndarray], inputs: Iterable[TensorInfo] = ()) -> Known:
         """From a graph's initializers and its inputs (``graph.TensorInfo``)."""
         known = cls()
         for name, array in initializers.items():
@@ -133,7 +133,8 @@ def _check_types(node: Node, s: OpSchema, where: str, types: dict[str, str]) -> 
                 f"{where}: input {i} ({formal.name}) {name!r} is {got}: expected one of "
                 f"{sorted(allowed.get(param, {param}))}"
             )
-        if param in allowed and param in bound and bound[param][0] != got:
+        shared = param in allowed and formal.is_homogeneous  # Loop's, for one, are not
+        if shared and param in bound and bound[param][0] != got:
             raise GraphError(
                 f"{where}: input {i} ({formal.name}) {name!r} is {got}, but {bound[param][1]!r} "
                 f"is {bound[param][0]}: expected one type for both ({param})"
@@ -152,7 +153,7 @@ def _check_types(node: Node, s: OpSchema, where: str, types: dict[str, str]) -> 
             types[name] = _spell(node.attrs["to"])  # Cast: the type is the attribute's
 
 
-def check_outputs(outputs, known: Known) -> None:
+def check_outputs(outputs: Iterable[TensorInfo], known: Known) -> None:
     """Each graph output (``graph.TensorInfo``) declared with an element type must
     have the type its node gives it, where that is known."""
     for info in outputs:
@@ -225,7 +226,7 @@ def _check_ranges(node: Node, s: OpSchema, where: str, ranks: Mapping[str, int])
         raise InvalidAttributeError(
             f"{where}: attribute 'pads' {list(pads)}: expected every pad >= 0"
         )
-    if pads is not None and any(pads) and attrs.get("auto_pad", "NOTSET") != "NOTSET":
+    if pads is not None and attrs.get("auto_pad", "NOTSET") != "NOTSET":
         raise InvalidAttributeError(
             f"{where}: attribute 'pads' {list(pads)} beside auto_pad {attrs['auto_pad']!r}: "
             "expected one of the two (auto_pad computes the pads)"

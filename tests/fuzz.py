@@ -41,6 +41,7 @@ import signal
 import sys
 import time
 import traceback
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -767,6 +768,7 @@ def _theirs(model: bytes, feeds: dict) -> tuple[str, list | None]:
 def _child(write_fd: int, bases: list[Base], seed: int, index: int, mem_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (mem_bytes, mem_bytes))
     os.environ[runtime.memory.ENV_LIMIT] = str(min(TENSOR_LIMIT, mem_bytes // 4))
+    warnings.simplefilter("ignore")  # NaN and overflow in mutated weights, by the thousand
 
     def send(message: dict) -> None:
         data = pickle.dumps(message)
