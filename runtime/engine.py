@@ -3,7 +3,9 @@ specialised and cached per input shape.
 
 At load (shape-free):
   * every op is looked up for the model's opset; all unsupported ops are reported
-    together, and unknown or missing attributes are errors naming the node;
+    together; each node is held against its op's ONNX schema (``runtime/validate.py``:
+    input and output counts, attribute names, kinds and ranges), and unknown or
+    missing attributes are errors naming the node;
   * constant folding: nodes whose inputs are all constants run once, here;
   * Identity and inference Dropout are removed;
   * Conv + BatchNormalization folds BN into the conv's weights; Conv + activation,
@@ -35,6 +37,7 @@ from runtime.ops import resolve, supported_ops
 from runtime.ops.nn import bn_affine, fused_conv, fused_gemm, pool_setup
 from runtime.ops.registry import contract
 from runtime.program import NotCompilableError, Program, compile_program
+from runtime.validate import Known, check_node, check_outputs
 
 TYPED_ERRORS = (
     errors.ShapeError,
@@ -120,9 +123,12 @@ def check_supported(graph: Graph) -> None:
         )
 
 
-def _make_step(node: Node, opset: int) -> Step:
+def _make_step(node: Node, opset: int, known: Known | None = None) -> Step:
+    """The node as a step, once ``validate.check_node`` has held it against its op's
+    ONNX schema (``known``: ranks and types of the tensors known before it runs)."""
     version = resolve(node.op_type, opset)
     assert version is not None  # check_supported ran first
+    check_node(node, opset, known)
     c = version.contract
     kw, required, wants_n = c.attributes, c.required, c.counts_outputs
     unknown = [] if kw is None else sorted(set(node.attrs) - kw)
@@ -360,7 +366,11 @@ def _fuse(steps: list[Step], constants: dict[str, np.ndarray], outputs: set[str]
             fused = None
             w_name = step.inputs[1]
             b_name = step.inputs[2] if len(step.inputs) > 2 else ""
-            consts_ok = w_name in constants and (not b_name or b_name in constants)
+            w = constants.get(w_name)
+            m = w.shape[0] if w is not None and w.ndim >= 3 else None  # output channels
+            consts_ok = m is not None and (
+                not b_name or (b_name in constants and constants[b_name].shape == (m,))
+            )
             if "max_pool" in attrs:
                 pass  # the pool ends the conv's epilogue
             elif (
@@ -368,10 +378,9 @@ def _fuse(steps: list[Step], constants: dict[str, np.ndarray], outputs: set[str]
                 and nxt.inputs[0] == step.outputs[0]
                 and "activation" not in attrs
                 and consts_ok
-                and (ab := bn_affine(nxt.inputs, nxt.attrs, constants)) is not None
+                and (ab := bn_affine(nxt.inputs, nxt.attrs, constants, m)) is not None
             ):
                 a, c = ab
-                w = constants[w_name]
                 bias = constants[b_name] if b_name else np.zeros(w.shape[0], np.float32)
                 wf, bf = f"{w_name}::bnfold{i}", f"{w_name}::bnbias{i}"
                 constants[wf] = (w * a.reshape(-1, *([1] * (w.ndim - 1)))).astype(np.float32)
@@ -396,7 +405,7 @@ def _fuse(steps: list[Step], constants: dict[str, np.ndarray], outputs: set[str]
                 and nxt.inputs[0] == step.outputs[0]
                 and "activation" in attrs
                 and "post_scale" not in attrs
-                and (ab := bn_affine(nxt.inputs, nxt.attrs, constants)) is not None
+                and (ab := bn_affine(nxt.inputs, nxt.attrs, constants, m)) is not None
             ):
                 attrs["post_scale"], attrs["post_shift"] = ab
                 fused = replace(step, attrs=attrs, outputs=nxt.outputs)
@@ -499,7 +508,9 @@ class NumbaEngine:
         self.output_names = tuple(o.name for o in graph.outputs)
         outputs = set(self.output_names)
         constants = dict(graph.initializers)
-        steps = [_make_step(n, graph.opset) for n in graph.nodes]
+        known = Known.of(graph.initializers, graph.inputs)
+        steps = [_make_step(n, graph.opset, known) for n in graph.nodes]
+        check_outputs(graph.outputs, known)
         if optimize:
             steps = _fold_constants(steps, constants)
             steps = _remove_identities(steps, outputs)

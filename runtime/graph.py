@@ -30,6 +30,11 @@ from runtime.errors import (
 MIN_OPSET = 7
 MAX_OPSET = onnx.defs.onnx_opset_version()  # what the installed onnx knows
 DEFAULT_DOMAINS = ("", "ai.onnx")
+_SUB_BYTE = {  # types packed several to a byte in raw_data
+    getattr(onnx.TensorProto, name)
+    for name in ("INT4", "UINT4", "FLOAT4E2M1", "INT2", "UINT2", "FLOAT6E2M3", "FLOAT6E3M2")
+    if hasattr(onnx.TensorProto, name)
+}
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,9 @@ class Node:
     inputs: tuple[str, ...]  # "" marks an omitted optional input
     outputs: tuple[str, ...]
     attrs: Mapping[str, Any] = field(default_factory=dict)
+    # onnx.AttributeProto.AttributeType of each attribute (INT, INTS, FLOAT...): the
+    # parsed values alone cannot tell an empty INTS from an empty FLOATS
+    attr_kinds: Mapping[str, int] = field(default_factory=dict)
 
     def describe(self) -> str:
         return f"{self.op_type} node {self.name!r}"
@@ -144,11 +152,43 @@ def _external_array(tensor: onnx.TensorProto, folder: Path | None, label: str) -
     return np.frombuffer(raw, dtype=dtype).reshape(tuple(tensor.dims)).copy()
 
 
+def _dtype(tensor: onnx.TensorProto, label: str) -> np.dtype:
+    try:
+        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type))
+    except (KeyError, TypeError, ValueError):
+        raise ModelLoadError(
+            f"{label}: tensor {tensor.name!r} has data_type {tensor.data_type}, "
+            "not an ONNX tensor type"
+        ) from None
+
+
 def to_array(tensor: onnx.TensorProto, folder: Path | None = None, label: str = "") -> np.ndarray:
+    dims = tuple(tensor.dims)
+    if any(d < 0 for d in dims):
+        raise ModelLoadError(
+            f"{label}: tensor {tensor.name!r} has dims {list(dims)}: expected >= 0"
+        )
+    dtype = _dtype(tensor, label)
     if tensor.data_location == onnx.TensorProto.EXTERNAL:
         array = _external_array(tensor, folder, label)
     else:
-        array = numpy_helper.to_array(tensor)
+        count = int(np.prod(dims, dtype=object))
+        sub_byte = tensor.data_type in _SUB_BYTE
+        if tensor.HasField("raw_data") and dtype.kind not in "OSU" and not sub_byte:
+            need = count * dtype.itemsize
+            if len(tensor.raw_data) != need:
+                raise ModelLoadError(
+                    f"{label}: tensor {tensor.name!r}: dims {list(dims)} of "
+                    f"{onnx.TensorProto.DataType.Name(tensor.data_type)} need {need} bytes, "
+                    f"raw_data has {len(tensor.raw_data)}"
+                )
+        try:
+            array = numpy_helper.to_array(tensor)
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            raise ModelLoadError(
+                f"{label}: tensor {tensor.name!r} (dims {list(dims)}, "
+                f"{onnx.TensorProto.DataType.Name(tensor.data_type)}) cannot be read: {exc}"
+            ) from None
     array = np.asarray(array, order="C")  # ascontiguousarray would make a scalar 1-D
     array.setflags(write=False)
     return array
@@ -265,7 +305,8 @@ def load_graph(source: str | os.PathLike | bytes, *, strict_opset: bool = True) 
     for i, n in enumerate(g.node):
         name = n.name or f"{n.op_type}_{i}"
         attrs = MappingProxyType({a.name: _attr_value(a, folder, label) for a in n.attribute})
-        nodes.append(Node(name, n.op_type, n.domain, tuple(n.input), tuple(n.output), attrs))
+        kinds = MappingProxyType({a.name: int(a.type) for a in n.attribute})
+        nodes.append(Node(name, n.op_type, n.domain, tuple(n.input), tuple(n.output), attrs, kinds))
     available = set(initializers) | {i.name for i in inputs}
     ordered = _toposort(nodes, available, label)
     defined = available | {o for n in nodes for o in n.outputs}

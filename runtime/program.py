@@ -316,9 +316,11 @@ def compile_program(
             r[k.A_SIZE], r[k.A_ACT] = y[0].size, ACTIVATIONS[op]
             r[k.A_ALPHA] = b.floats_at(np.array([attrs.get("alpha", 0.01)]))
         elif op == "BatchNormalization":
-            ab = nn.bn_affine(step.inputs, attrs, constants)
+            ab = nn.bn_affine(step.inputs, attrs, constants, x.shape[1] if x.ndim >= 2 else None)
             if ab is None or x.ndim < 2:
-                raise _refuse(step, "BatchNormalization in training mode")
+                raise _refuse(
+                    step, "BatchNormalization in training mode or with vectors of another length"
+                )
             r = b.row(k.OP_AFFINE, y[0].size, in_place=True)
             r[k.B_C], r[k.B_S] = x.shape[1], x[0, 0].size
             r[k.B_SCALE], r[k.B_SHIFT] = b.floats_at(ab[0]), b.floats_at(ab[1])

@@ -110,6 +110,24 @@ def test_conv_epilogue_activation_and_scale(act):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("act", ["Relu", "LeakyRelu", "Tanh", "Sigmoid"])
+def test_fused_activations_keep_nan_and_inf_as_the_ops_do(act):
+    """A bias of inf (from a mutated model, tests/fuzz.py) makes inf - inf = NaN in the
+    next layer: the fused activation must give what the unfused op gives."""
+    from runtime.ops import elementwise
+    from runtime.ops.nn import conv_forward
+
+    x, w = _rand(1, 2, 3, 3), _rand(5, 2, 1, 1)
+    b = np.array([np.inf, -np.inf, np.nan, 0.0, 1.0], np.float32)
+    got = conv_forward(x, w, b, activation=act, alpha=0.2)
+    op = {"Relu": elementwise.relu, "LeakyRelu": elementwise.leaky_relu,
+          "Tanh": elementwise.tanh, "Sigmoid": elementwise.sigmoid}[act]  # fmt: skip
+    kwargs = {"alpha": 0.2} if act == "LeakyRelu" else {}
+    want = op(conv_forward(x, w, b), **kwargs)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("group", [1, 2])
 def test_conv_split_gemm_matches_naive(monkeypatch, group):
     """The GEMM's row blocks are cut into many jobs: same result as one job each."""

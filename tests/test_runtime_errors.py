@@ -162,6 +162,303 @@ def test_too_large_is_refused_before_allocating(monkeypatch):
         InferenceSession(model).run(None, feeds)
 
 
+# ----------------------------------------------- the schema check every node goes through
+# (runtime/validate.py), and the size check before every allocation. The cases are the
+# untyped exceptions that mutated models found (issue 12) and what tests/fuzz.py found.
+
+
+def _conv32(**attrs):
+    """A conv the planner gives Winograd weights (32 channels, constant 3x3 weights)."""
+    return single_node_model(
+        "Conv",
+        {"x": np.ones((1, 32, 8, 8), np.float32)},
+        initializers={"w": np.ones((32, 32, 3, 3), np.float32)},
+        **attrs,
+    )
+
+
+@pytest.mark.parametrize(
+    ("attrs", "message"),
+    [
+        (
+            {"strides": [0, 0]},
+            r"'strides' \[0, 0\]: expected every stride >= 1",
+        ),  # was ZeroDivision
+        ({"strides": 2}, r"'strides' must be INTS, received INT 2"),  # was TypeError
+        ({"dilations": 2}, r"'dilations' must be INTS, received INT 2"),
+        ({"strides": [1.5, 1.0]}, r"'strides' must be INTS, received FLOATS \(1\.5, 1\.0\)"),
+        ({"group": 1.0}, r"'group' must be INT, received FLOAT 1\.0"),
+        ({"kernel_shape": [0, 3]}, r"'kernel_shape' \[0, 3\]: expected every size >= 1"),
+        ({"kernel_shape": [3, 3, 3]}, r"has 3 values: expected 2, one per spatial axis of input"),
+        ({"strides": [1, 1, 1]}, r"'strides' \[1, 1, 1\]: expected 2 values"),
+        ({"pads": [1, 1, 1]}, r"expected an even number of values"),
+        ({"pads": [0, 0, -1, 0]}, r"expected every pad >= 0"),
+    ],
+)
+def test_conv_attributes_are_held_against_the_schema_at_load(attrs, message):
+    model, _ = _conv32(**attrs)
+    with pytest.raises(InvalidAttributeError, match=message) as info:
+        InferenceSession(model)  # before anything runs
+    assert "Conv node 'conv_node' (Conv-11, model opset 18)" in str(info.value)
+
+
+def test_a_node_with_fewer_inputs_than_its_op_needs():
+    model, _ = single_node_model("Conv", {"x": np.ones((1, 3, 8, 8), np.float32)})
+    with pytest.raises(GraphError, match=r"expected 2 to 3 inputs \(X, W, B\), received 1"):
+        InferenceSession(model)  # was IndexError: tuple index out of range
+
+
+def test_required_inputs_and_attributes():
+    x = np.ones((2, 3), np.float32)
+    add = chain_model(
+        [helper.make_node("Add", ["x", ""], ["y"], name="add")],
+        [_vi("x", [2, 3])],
+        [_vi("y", [2, 3])],
+    )
+    with pytest.raises(GraphError, match=r"input 1 \(B\) is required, received an empty name"):
+        InferenceSession(add)
+    cast = chain_model(
+        [helper.make_node("Cast", ["x"], ["y"], name="cast")],
+        [_vi("x", [2, 3])],
+        [_vi("y", [2, 3])],
+    )
+    with pytest.raises(InvalidAttributeError, match=r"missing required attribute\(s\) \['to'\]"):
+        InferenceSession(cast)
+    concat = chain_model(
+        [helper.make_node("Concat", ["x", "x"], ["y", "z"], axis=0)],
+        [_vi("x", [2, 3])],
+        [_vi("y", [4, 3])],
+    )
+    with pytest.raises(GraphError, match=r"expected 1 outputs \(concat_result\), received 2"):
+        InferenceSession(concat)
+    del x
+
+
+def test_input_types_are_held_against_the_type_constraints():
+    """Found by tests/fuzz.py: models onnxruntime refuses as invalid that the engine ran."""
+    a = _vi("a", [3, 5])
+    int8_weights = {"b": np.ones((5, 4), np.int8)}
+    model, _ = single_node_model(
+        "Gemm", {"a": np.ones((3, 5), np.float32)}, initializers=int8_weights
+    )
+    with pytest.raises(GraphError, match=r"input 1 \(B\) 'b' is tensor\(int8\): expected one of"):
+        InferenceSession(model)
+    inits = [
+        numpy_helper.from_array(np.ones((5, 4), np.float32), "b"),
+        numpy_helper.from_array(np.ones(4, np.int32), "c"),
+    ]
+    nodes = [
+        helper.make_node("Relu", ["a"], ["r"]),
+        helper.make_node("Gemm", ["r", "b", "c"], ["y"]),
+    ]
+    model = chain_model(nodes, [a], [_vi("y", [3, 4])], inits)
+    with pytest.raises(
+        GraphError,
+        match=r"input 2 \(C\) 'c' is tensor\(int32\), but 'r' is "
+        r"tensor\(float\): expected one type for both \(T\)",
+    ):
+        InferenceSession(model)  # r's type is Relu's T, bound by a
+
+
+def test_types_that_cast_gives_and_graph_outputs_declare():
+    nodes = [helper.make_node("Cast", ["x"], ["c"], to=TensorProto.INT64),
+             helper.make_node("Relu", ["c"], ["y"])]  # fmt: skip
+    model = chain_model(nodes, [_vi("x", [2])], [_vi("y", [2])])
+    with pytest.raises(GraphError, match=r"graph output 'y' is declared tensor\(float\), its "
+                       r"node gives tensor\(int64\)"):  # fmt: skip
+        InferenceSession(model)
+    conv = chain_model(
+        [helper.make_node("Cast", ["b"], ["bi"], to=TensorProto.INT64),
+         helper.make_node("Conv", ["x", "w", "bi"], ["y"], name="conv")],
+        [_vi("x", [1, 3, 8, 8])], [_vi("y", None)],
+        [numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w"),
+         numpy_helper.from_array(np.ones(4, np.float32), "b")],
+    )  # fmt: skip
+    with pytest.raises(GraphError, match=r"input 2 \(B\) 'bi' is tensor\(int64\)"):
+        InferenceSession(conv)
+
+
+def test_pads_beside_auto_pad():
+    model, _ = _conv32(auto_pad="SAME_LOWER", pads=[1, 1, 1, 1])
+    with pytest.raises(
+        InvalidAttributeError,
+        match=r"'pads' \[1, 1, 1, 1\] beside auto_pad "
+        r"'SAME_LOWER': expected one of the two",
+    ):
+        InferenceSession(model)
+
+
+def test_an_op_registered_later_is_checked_without_doing_anything(monkeypatch):
+    from runtime.ops import registry
+
+    monkeypatch.setitem(registry.OPS, "Erf", [registry.OpVersion("Erf", 9, lambda x: x)])
+    model = chain_model(
+        [helper.make_node("Erf", ["x", "x"], ["y"], name="erf", alpha=1.0)],
+        [_vi("x", [2])],
+        [_vi("y", [2])],
+    )
+    with pytest.raises(GraphError, match=r"Erf node 'erf' \(Erf-13, model opset 18\): expected 1"):
+        InferenceSession(model)
+
+
+def test_every_node_test_model_of_onnx_passes_the_schema_check():
+    """Valid models: the check accepts every node of ONNX's own node tests."""
+    from onnx.backend.test.case.node import collect_testcases
+
+    from runtime.graph import load_graph
+    from runtime.validate import Known, check_node
+
+    checked = 0
+    for case in collect_testcases(None):
+        try:
+            graph = load_graph(case.model.SerializeToString())
+        except (ModelLoadError, UnsupportedOpsetError):
+            continue  # a type or opset the engine does not read: not the schema's business
+        known = Known.of(graph.initializers, graph.inputs)
+        for node in graph.nodes:
+            check_node(node, graph.opset, known)
+            checked += 1
+    assert checked > 1000
+
+
+def _conv_bn(channels: int, vector: int) -> bytes:
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((channels, 3, 3, 3), np.float32), "w")]
+    inits += [
+        numpy_helper.from_array(rng.random(vector, np.float32) + 0.5, n)
+        for n in ("s", "b", "m", "v")
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+        helper.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["y"], name="bn"),
+    ]
+    return chain_model(nodes, [_vi("x", [1, 3, 8, 8])], [_vi("y", None)], inits)
+
+
+@pytest.mark.parametrize("vector", [1, 7])
+def test_a_batchnorm_vector_of_the_wrong_length_is_a_shape_error(vector):
+    """Not folded into the conv (a length-1 vector would broadcast), nor a broadcast."""
+    x = np.ones((1, 3, 8, 8), np.float32)
+    with pytest.raises(
+        ShapeError, match=rf"input scale must have shape \(4,\), received \({vector},\)"
+    ):
+        InferenceSession(_conv_bn(4, vector)).run(None, {"x": x})
+    y = InferenceSession(_conv_bn(4, 4)).run(None, {"x": x})[0]  # the right length folds
+    assert y.shape == (1, 4, 6, 6)
+
+
+def test_a_bias_that_broadcasts_into_hundreds_of_gib_is_refused(monkeypatch):
+    monkeypatch.setenv("CNN_RUNTIME_MAX_TENSOR_BYTES", str(1 << 30))
+    b = np.ones((4096, 4096, 1, 1, 1), np.float32)
+    model, feeds = single_node_model(
+        "Add", {"x": np.ones((1, 6, 28, 28), np.float32)}, initializers={"b": b}
+    )
+    with pytest.raises(
+        TensorTooLargeError,
+        match=r"Add output \(inputs broadcast\): shape "
+        r"\(4096, 4096, 6, 28, 28\) float32 needs 294\.00 GiB",
+    ):
+        InferenceSession(model).run(None, feeds)  # was MemoryError
+
+
+@pytest.mark.parametrize("as_feed", [False, True])
+def test_constant_of_shape_too_large(as_feed):
+    shape = np.array([1 << 20, 1 << 20, 1 << 10], np.int64)
+    node = helper.make_node("ConstantOfShape", ["s"], ["y"], name="cos")
+    if as_feed:
+        inputs, inits, feeds = (
+            [helper.make_tensor_value_info("s", TensorProto.INT64, [3])],
+            [],
+            {"s": shape},
+        )
+    else:  # folded as a constant when the session loads
+        inputs, inits, feeds = [], [numpy_helper.from_array(shape, "s")], {}
+    model = chain_model([node], inputs, [_vi("y", None)], inits)
+    with pytest.raises(
+        TensorTooLargeError,
+        match=r"ConstantOfShape output: shape "
+        r"\(1048576, 1048576, 1024\) float32 needs 4194304\.00 GiB",
+    ):
+        InferenceSession(model).run(None, feeds)  # was MemoryError: 4.00 PiB
+
+
+@pytest.mark.parametrize(
+    ("op", "inputs", "initializers", "attrs", "what"),
+    [
+        (
+            "Pad",
+            {"x": np.ones((1, 4), np.float32)},
+            {"p": np.array([0, 0, 0, 1 << 20], np.int64)},
+            {},
+            "Pad output",
+        ),
+        (
+            "Concat",
+            {"x": np.ones((400, 400), np.float32)},
+            {"y": np.ones((400, 400), np.float32)},
+            {"axis": 0},
+            "Concat output",
+        ),
+        (
+            "Gather",
+            {"x": np.ones((300, 300), np.float32)},
+            {"i": np.zeros(1000, np.int64)},
+            {"axis": 0},
+            "Gather output",
+        ),
+        (
+            "MatMul",
+            {"a": np.ones((600, 1), np.float32)},
+            {"b": np.ones((1, 600), np.float32)},
+            {},
+            "MatMul output",
+        ),
+        (
+            "Cast",
+            {"x": np.ones((400, 400), np.float32)},
+            {},
+            {"to": TensorProto.DOUBLE},
+            "Cast output",
+        ),
+        (
+            "Conv",
+            {"x": np.ones((1, 64, 32, 32), np.float32)},
+            {"w": np.ones((1, 64, 7, 7), np.float32)},
+            {"pads": [3, 3, 3, 3]},
+            "im2col columns",
+        ),
+        (
+            "Conv",
+            {"x": np.ones((1, 32, 64, 64), np.float32)},
+            {"w": np.ones((32, 32, 3, 3), np.float32)},
+            {"pads": [1, 1, 1, 1]},
+            "Winograd input tiles",
+        ),
+    ],
+)
+def test_sizes_are_checked_before_allocating(monkeypatch, op, inputs, initializers, attrs, what):
+    """Each result (or work array) below is over the limit; the inputs are not."""
+    limit = 1 << 20 if op != "Conv" else 600 << 10
+    monkeypatch.setenv("CNN_RUNTIME_MAX_TENSOR_BYTES", str(limit))
+    model, feeds = single_node_model(op, inputs, initializers=initializers, **attrs)
+    with pytest.raises(TensorTooLargeError, match=rf"{what}: shape .* needs"):
+        InferenceSession(model).run(None, feeds)
+
+
+def test_an_initializer_whose_bytes_do_not_fit_its_dims():
+    w = numpy_helper.from_array(np.ones((4, 3), np.float32), "w")
+    w.raw_data = w.raw_data[:-4]
+    model = chain_model(
+        [helper.make_node("Add", ["x", "w"], ["y"])], [_vi("x", [4, 3])], [_vi("y", [4, 3])], [w]
+    )
+    with pytest.raises(
+        ModelLoadError,
+        match=r"tensor 'w': dims \[4, 3\] of FLOAT need 48 bytes, "
+        r"raw_data has 44",
+    ):
+        InferenceSession(model)
+
+
 def test_external_data_must_stay_inside_the_folder(tmp_path):
     w = numpy_helper.from_array(np.ones(4, np.float32), "w")
     w.data_location = TensorProto.EXTERNAL

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnx.numpy_helper
 import pytest
 from onnx_helpers import run_ort, single_node_model
 
@@ -141,6 +143,40 @@ SINGLE_NODE = [
 )
 def test_single_node_matches_onnxruntime(op, inputs, inits, attrs):
     model, feeds = single_node_model(op, inputs, initializers=inits, **attrs)
+    _compare(model, feeds)
+
+
+def test_lenet_with_a_batchnorm_after_its_last_gemm():
+    """A BatchNormalization inside LeNet-5's compiled chain (tests/fuzz.py found the
+    program builder calling the BN check with the engine's old signature)."""
+    model = onnx.load(LENET)
+    g = model.graph
+    n = 10
+    for name, value in (("s", _r(n) + 2), ("b", _r(n)), ("m", _r(n)), ("v", np.abs(_r(n)) + 0.5)):
+        g.initializer.append(onnx.numpy_helper.from_array(value, f"bn_{name}"))
+    g.node.insert(
+        len(g.node) - 1,
+        onnx.helper.make_node(
+            "BatchNormalization", ["linear_2", "bn_s", "bn_b", "bn_m", "bn_v"], ["bn_out"]
+        ),
+    )
+    g.node[-1].input[0] = "bn_out"  # the Softmax reads it
+    x = RNG.random((4, 1, 28, 28), dtype=np.float32)
+    _compare(model.SerializeToString(), {"input": x}, atol=1e-5)
+
+
+@pytest.mark.parametrize(("op", "opset"), [("GlobalAveragePool", 18), ("Softmax", 9)])
+def test_an_empty_batch(op, opset):
+    """SqueezeNet at batch 0 (tests/fuzz.py): onnxruntime gives empty outputs."""
+    model, feeds = single_node_model(op, {"x": np.ones((0, 3, 4, 4), np.float32)}, opset=opset)
+    _compare(model, feeds)
+
+
+@pytest.mark.parametrize("opset", [7, 10, 12, 13])
+def test_dropout_mask_matches_onnxruntime(opset):
+    """The mask as a graph output (tests/fuzz.py exposed it): X's type before opset 10,
+    bool from 10; zeros at inference before 12, ones from 12, as onnxruntime gives."""
+    model, feeds = single_node_model("Dropout", {"x": _r(2, 3)}, n_outputs=2, opset=opset)
     _compare(model, feeds)
 
 

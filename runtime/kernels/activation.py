@@ -6,7 +6,9 @@ row of channels, with bias, sc and sf arrays. The scale and shift are a
 BatchNormalization that follows the activation (the article's AlexNet puts BN after
 ReLU). One loop per activation, each branch-free, so LLVM vectorises it; in place on
 one array on purpose: with a separate source that may alias the destination, LLVM's
-runtime overlap check would send the loop to scalar code.
+runtime overlap check would send the loop to scalar code. ReLU keeps a NaN, as
+``np.maximum`` and onnxruntime's Relu do (a NaN must not turn into a 0 because the
+activation was fused).
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def activate(a, n, bias, act, alpha, sc, sf):  # pragma: no cover
     if act == 1:
         for i in range(n):
             v = a[i] + bias
-            a[i] = (v if v > 0.0 else np.float32(0.0)) * sc + sf
+            a[i] = (np.float32(0.0) if v <= 0.0 else v) * sc + sf  # NaN stays NaN
     elif act == 2:
         for i in range(n):
             v = a[i] + bias
@@ -83,7 +85,7 @@ def activate_channels(a, rows, stride, n, bias, act, alpha, sc, sf):  # pragma: 
         if act == 1:
             for i in range(n):
                 v = x[i] + bias[i]
-                x[i] = (v if v > 0.0 else np.float32(0.0)) * sc[i] + sf[i]
+                x[i] = (np.float32(0.0) if v <= 0.0 else v) * sc[i] + sf[i]
         elif act == 2:
             for i in range(n):
                 v = x[i] + bias[i]

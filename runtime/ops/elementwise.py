@@ -1,4 +1,8 @@
-"""Elementwise ops with NumPy broadcasting: arithmetic, activations, Clip, Cast."""
+"""Elementwise ops with NumPy broadcasting: arithmetic, activations, Clip, Cast.
+
+Plain NumPy (cold ops, or ops NumPy already runs at memory speed). A broadcast is
+checked against the size limit before it is computed (``broadcast_shape``).
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,22 @@ import numpy as np
 import onnx
 
 from runtime.errors import InvalidAttributeError, ShapeError
+from runtime.memory import check_size
 from runtime.ops.registry import register
 
 
-def _broadcast_check(op: str, *arrays: np.ndarray) -> None:
+def broadcast_shape(op: str, *arrays: np.ndarray) -> tuple[int, ...]:
+    """The shape the inputs broadcast to, checked against the size limit before
+    anything is computed (a wrong-length vector can broadcast into terabytes)."""
     try:
-        np.broadcast_shapes(*(a.shape for a in arrays))
+        shape = np.broadcast_shapes(*(a.shape for a in arrays))
     except ValueError:
         shapes = ", ".join(str(a.shape) for a in arrays)
         raise ShapeError(
             f"{op}: input shapes {shapes} do not broadcast (expected equal or 1 per dimension)"
         ) from None
+    check_size(shape, np.result_type(*arrays), f"{op} output (inputs broadcast)")
+    return shape
 
 
 def _same_type(op: str, a: np.ndarray, b: np.ndarray) -> None:
@@ -29,7 +38,7 @@ def _arithmetic(op_type: str, ufunc: np.ufunc) -> None:
 
     def op(a, b):
         _same_type(op_type, a, b)
-        _broadcast_check(op_type, a, b)
+        broadcast_shape(op_type, a, b)
         return ufunc(a, b)
 
     op.__name__ = op_type.lower()
@@ -43,7 +52,7 @@ for _op_type, _ufunc in (("Add", np.add), ("Sub", np.subtract), ("Mul", np.multi
 @register("Div", since=7)
 def div(a, b):
     _same_type("Div", a, b)
-    _broadcast_check("Div", a, b)
+    broadcast_shape("Div", a, b)
     if np.issubdtype(a.dtype, np.integer):
         if np.any(b == 0):
             raise ValueError("Div: integer division by zero")
@@ -56,7 +65,7 @@ def div(a, b):
 def sum_(*inputs):
     if not inputs:
         raise ShapeError("Sum: expected at least one input, received none")
-    _broadcast_check("Sum", *inputs)
+    broadcast_shape("Sum", *inputs)
     out = inputs[0]
     for x in inputs[1:]:
         _same_type("Sum", out, x)

@@ -198,6 +198,10 @@ def conv_call(
         pooled_sp, *_ = _spatial("MaxPool", out_sp, max_pool[:2], auto_pad="NOTSET", pads=None,
                                  strides=max_pool[2:], dilations=None)  # fmt: skip
     out_shape = (n, m, *pooled_sp)
+    # Sizes are checked before anything is laid out: a huge pad or batch must be a
+    # TensorTooLargeError here, not a MemoryError inside a kernel's work arrays.
+    check_size(out_shape, np.float32, "Conv output")
+    check_size((n, m, *out_sp), np.float32, "Conv output before its fused max pool")
     epilogue = {"act": ACTIVATIONS[activation], "alpha": alpha, "scale": post_scale,
                 "shift": post_shift}  # fmt: skip
     if winograd_ok:
@@ -209,6 +213,14 @@ def conv_call(
             x_shape, winograd.u(tile), tile, b, pads=tuple(begin), size=tuple(out_sp),
             stride=s, max_pool=max_pool, **epilogue,
         )  # fmt: skip
+        threads = numba.config.NUMBA_NUM_THREADS
+        for what, shape in (
+            ("Winograd input tiles", run.v_shape),
+            ("Winograd products", run.z_shape),
+            ("Winograd planes", (threads, run.planes)),
+            ("Winograd work", (threads, run.work)),
+        ):
+            check_size(shape, np.float32, what)
         return ConvCall(out_shape, run, choice)
     choice = None  # im2col: the load-time choice says why
     if len(x_shape) == 4 and group == c and group > 1 and cg == 1:
@@ -216,6 +228,11 @@ def conv_call(
         run = _depthwise(x_shape, w, b, begin, out_sp, st, dil, epilogue)
     else:
         w5 = _as5d(w)
+        # conv3d_im2col's columns: all of C x kernel for at least one image's output plane
+        plane = int(np.prod(out_sp, dtype=np.int64))
+        k_size = c * int(np.prod(kernel, dtype=np.int64))
+        check_size((k_size, plane), np.float32, "im2col columns")
+        check_size((m, plane), np.float32, "im2col products")
         packed = conv_kernels.pack_weights(w5, group)  # once per plan: the call keeps it
         geometry = {
             "group": group,
@@ -374,7 +391,9 @@ def _global_pool(op: str, x: np.ndarray, use_max: bool) -> np.ndarray:
         raise ShapeError(f"{op}: expected X of rank >= 3 (N, C, spatial...), received {x.shape}")
     n, c = x.shape[:2]
     out = np.empty(n * c, np.float32)
-    pool_kernels._global_pool(x.reshape(n * c, -1), out, use_max)
+    if x.size == 0 and n * c:
+        raise ShapeError(f"{op}: X {x.shape} has empty spatial axes: no window to pool")
+    pool_kernels._global_pool(x.reshape(n * c, int(np.prod(x.shape[2:]))), out, use_max)
     return out.reshape(n, c, *([1] * (x.ndim - 2)))
 
 
@@ -389,16 +408,23 @@ def global_max_pool(x):
 
 
 def bn_affine(
-    inputs: tuple[str, ...], attrs: Mapping, constants: Mapping[str, np.ndarray]
+    inputs: tuple[str, ...],
+    attrs: Mapping,
+    constants: Mapping[str, np.ndarray],
+    channels: int | None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """An inference BatchNormalization node's (scale, shift) per channel, when its four
-    parameters are constants (``inputs``: the node's input names), else None."""
+    parameters are constants of ``channels`` floats each (``inputs``: the node's input
+    names), else None: the step then checks them itself."""
     names = inputs[1:5]
-    if len(names) != 4 or not all(n in constants for n in names):
+    if len(names) != 4 or not all(n in constants for n in names) or channels is None:
         return None
     if attrs.get("training_mode", 0) or attrs.get("spatial", 1) != 1:
         return None
-    return bn_scale_shift(*(constants[n] for n in names), attrs.get("epsilon", 1e-5))
+    vectors = [constants[n] for n in names]
+    if any(v.shape != (channels,) or v.dtype.kind != "f" for v in vectors):
+        return None
+    return bn_scale_shift(*vectors, attrs.get("epsilon", 1e-5))
 
 
 def bn_scale_shift(scale, bias, mean, var, epsilon):
@@ -439,6 +465,7 @@ def lrn(x, *, alpha=0.0001, beta=0.75, bias=1.0, size):
     if x.ndim < 3:
         raise ShapeError(f"LRN: expected X of rank >= 3, received {x.shape}")
     c = x.shape[1]
+    check_size((x.shape[0], c + size, *x.shape[2:]), np.float64, "LRN window sums")
     sq = np.square(x.astype(np.float64))
     lo, hi = (size - 1) // 2, size // 2  # window [c - lo, c + hi], as the spec's floor/ceil
     padded = np.pad(sq, [(0, 0), (lo, hi)] + [(0, 0)] * (x.ndim - 2))
@@ -530,6 +557,17 @@ def matmul(a, b):
     kb = b.shape[0] if b.ndim == 1 else b.shape[-2]
     if ka != kb:
         raise ShapeError(f"MatMul: inner dimensions differ: A {a.shape}, B {b.shape}")
+    if a.dtype != b.dtype:
+        raise ShapeError(f"MatMul: A and B must share a type, received {a.dtype} and {b.dtype}")
+    try:
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ShapeError(
+            f"MatMul: the batch dimensions of A {a.shape} and B {b.shape} do not broadcast"
+        ) from None
+    rows = () if a.ndim == 1 else (a.shape[-2],)
+    cols = () if b.ndim == 1 else (b.shape[-1],)
+    check_size((*batch, *rows, *cols), a.dtype, "MatMul output")
     try:
         if a.dtype == b.dtype == np.float32 and a.ndim >= 2 and b.ndim == 2:
             rows = a.reshape(-1, a.shape[-1])  # x @ W: one product over every row
@@ -567,7 +605,8 @@ def _softmax_2d(op: str, x: np.ndarray, axis: int, log: bool) -> np.ndarray:
     """Opset < 13: coerce to 2-D at ``axis`` and normalise each row."""
     ax = _softmax_axis(op, x, axis)
     rows = int(np.prod(x.shape[:ax], dtype=np.int64))
-    return _softmax(x.reshape(rows, -1), 1, log).reshape(x.shape)
+    cols = int(np.prod(x.shape[ax:], dtype=np.int64))  # not -1: rows may be 0
+    return _softmax(x.reshape(rows, cols), 1, log).reshape(x.shape)
 
 
 def _softmax_call(op: str, x: np.ndarray, attrs: Mapping, log: bool, whole_rows: bool):

@@ -4,6 +4,9 @@ Dropout (inference: identity).
 
 Several of these moved attributes to inputs at some opset (Reshape 5, Slice 10,
 Pad 11, Squeeze/Unsqueeze/Split 13, Dropout 12); each version is registered.
+Plain NumPy: these move memory, they do not compute. Each op that makes a tensor
+larger than its inputs (ConstantOfShape, Concat, Gather, Pad) checks the result
+against the size limit before it allocates.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from runtime.errors import InvalidAttributeError, ShapeError
+from runtime.memory import check_size
 from runtime.ops.registry import register
 
 
@@ -37,8 +41,15 @@ def identity(x):
 
 
 @register("Dropout", since=7)
-def dropout_7(x, *, ratio=0.5, is_test=0):
-    return x, np.ones(x.shape, dtype=bool)
+def dropout_7(x, *, ratio=0.5):
+    # Opsets 7 to 9 type the mask as X (T), 10 and 11 as bool; the spec leaves its
+    # values at inference open, and onnxruntime gives zeros (False) there.
+    return x, np.zeros(x.shape, dtype=x.dtype)
+
+
+@register("Dropout", since=10)
+def dropout_10(x, *, ratio=0.5):
+    return x, np.zeros(x.shape, dtype=bool)
 
 
 @register("Dropout", since=12)
@@ -95,6 +106,7 @@ def constant_of_shape(shape, *, value=None):
         raise InvalidAttributeError(
             f"ConstantOfShape: value must hold one element, received {fill.size}"
         )
+    check_size(tuple(dims), fill.dtype, "ConstantOfShape output")
     return np.full(dims, fill[0], dtype=fill.dtype)
 
 
@@ -171,6 +183,13 @@ def concat(*inputs, axis):
                 f"Concat: input {i} has shape {t.shape}, expected {inputs[0].shape} "
                 f"except along axis {ax}"
             )
+        if t.dtype != inputs[0].dtype:
+            raise ShapeError(
+                f"Concat: input {i} has type {t.dtype}, expected {inputs[0].dtype} as input 0"
+            )
+    shape = list(inputs[0].shape)
+    shape[ax] = sum(t.shape[ax] for t in inputs)
+    check_size(tuple(shape), inputs[0].dtype, "Concat output")
     return np.concatenate(inputs, axis=ax)
 
 
@@ -265,6 +284,7 @@ def gather(data, indices, *, axis=0):
         raise ShapeError(
             f"Gather: indices range {idx.min()}..{idx.max()} outside [-{n}, {n - 1}] on axis {ax}"
         )
+    check_size(data.shape[:ax] + idx.shape + data.shape[ax + 1 :], data.dtype, "Gather output")
     return np.take(data, np.where(idx < 0, idx + n, idx), axis=ax)
 
 
@@ -334,6 +354,12 @@ def _pad(x, pads, mode, value, axes=None, op="Pad"):
     crop = tuple(slice(max(-b, 0), x.shape[i] - max(-e, 0)) for i, (b, e) in enumerate(width))
     x = x[crop]
     width = [(max(b, 0), max(e, 0)) for b, e in width]
+    out_shape = tuple(max(d, 0) + b + e for d, (b, e) in zip(x.shape, width, strict=True))
+    check_size(out_shape, x.dtype, f"{op} output")
+    if mode != "constant" and any(
+        (b or e) and d == 0 for d, (b, e) in zip(x.shape, width, strict=True)
+    ):
+        raise ShapeError(f"{op}: mode {mode!r} cannot pad an empty axis of shape {x.shape}")
     if mode == "constant":
         return np.pad(x, width, mode="constant", constant_values=value)
     return np.pad(x, width, mode=_PAD_MODES[mode])
