@@ -149,7 +149,8 @@ def to_array(tensor: onnx.TensorProto, folder: Path | None = None, label: str = 
         array = _external_array(tensor, folder, label)
     else:
         array = numpy_helper.to_array(tensor)
-    array = np.ascontiguousarray(array)
+    # not np.ascontiguousarray: it makes a 0-d (scalar) tensor 1-d
+    array = array if array.flags.c_contiguous else array.copy(order="C")
     array.setflags(write=False)
     return array
 
