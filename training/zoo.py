@@ -33,6 +33,22 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 NUM_CLASSES = 100
 
+SHAPES: dict[str, tuple[int, int, int]] = {  # (C, H, W), one image
+    "resnet18": (3, 224, 224),
+    "resnet50": (3, 128, 128),
+    "mobilenet_v2": (3, 128, 128),
+    "mobilenet_v3_small": (3, 224, 224),
+    "efficientnet_b0": (3, 128, 128),
+    "shufflenet_v2": (3, 224, 224),
+    "mnasnet": (3, 128, 128),
+    "regnet": (3, 128, 128),
+    "convnext": (3, 128, 128),
+    "densenet": (3, 128, 128),
+    "googlenet": (3, 128, 128),
+    "squeezenet1_1": (3, 224, 224),
+    "seg_head": (3, 64, 64),
+}
+
 
 def _randomize(model: nn.Module, seed: int) -> nn.Module:
     """Random BN statistics and affine parameters (fresh ones are ones and zeros)."""
@@ -54,6 +70,23 @@ def _randomize(model: nn.Module, seed: int) -> nn.Module:
             elif isinstance(m, _ConvNeXtBlock):
                 uniform(m.gamma, 0.1, 0.5)
     return model.eval()
+
+
+def _build(
+    make: Callable[[], nn.Module], head: str, shape: tuple[int, int, int], seed: int
+) -> nn.Module:
+    """Seed, build, randomize the norms, then scale ``head`` (the last layer) so that
+    the outputs of a seeded random batch have standard deviation 1: with torch's
+    default init, logits of 0.05 would make an absolute tolerance say little."""
+    torch.manual_seed(seed)
+    model = _randomize(make(), seed)
+    layer = model.get_submodule(head)
+    x = torch.rand((2, *shape), generator=torch.Generator().manual_seed(seed + 2))
+    with torch.no_grad():
+        std = float(model(x).std())
+        layer.weight.div_(std)
+        layer.bias.div_(std)
+    return model
 
 
 def _conv_bn(
@@ -137,13 +170,15 @@ class ResNet(nn.Module):
 
 
 def resnet18(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return _randomize(ResNet(_BasicBlock, (2, 2, 2, 2), (16, 32, 64, 128)), seed)
+    return _build(
+        lambda: ResNet(_BasicBlock, (2, 2, 2, 2), (16, 32, 64, 128)), "fc", SHAPES["resnet18"], seed
+    )
 
 
 def resnet50(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return _randomize(ResNet(_Bottleneck, (2, 2, 2, 1), (16, 32, 64, 128)), seed)
+    return _build(
+        lambda: ResNet(_Bottleneck, (2, 2, 2, 1), (16, 32, 64, 128)), "fc", SHAPES["resnet50"], seed
+    )
 
 
 # MobileNetV2 -------------------------------------------------------------------------
@@ -198,8 +233,7 @@ class MobileNetV2(nn.Module):
 
 
 def mobilenet_v2(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return _randomize(MobileNetV2(), seed)
+    return _build(MobileNetV2, "classifier.1", SHAPES["mobilenet_v2"], seed)
 
 
 # MobileNetV3-Small -------------------------------------------------------------------
@@ -279,8 +313,7 @@ class MobileNetV3Small(nn.Module):
 
 
 def mobilenet_v3_small(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return _randomize(MobileNetV3Small(), seed)
+    return _build(MobileNetV3Small, "classifier.3", SHAPES["mobilenet_v3_small"], seed)
 
 
 # EfficientNet-B0 ---------------------------------------------------------------------
@@ -337,8 +370,7 @@ class EfficientNetB0(nn.Module):
 
 
 def efficientnet_b0(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return _randomize(EfficientNetB0(), seed)
+    return _build(EfficientNetB0, "classifier.1", SHAPES["efficientnet_b0"], seed)
 
 
 # ShuffleNetV2 ------------------------------------------------------------------------
@@ -399,8 +431,7 @@ class ShuffleNetV2(nn.Module):
 
 
 def shufflenet_v2(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return _randomize(ShuffleNetV2(), seed)
+    return _build(ShuffleNetV2, "fc", SHAPES["shufflenet_v2"], seed)
 
 
 # MNASNet -----------------------------------------------------------------------------
@@ -459,8 +490,7 @@ class _MnasUnit(nn.Module):
 
 
 def mnasnet(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return _randomize(MNASNet(), seed)
+    return _build(MNASNet, "classifier.1", SHAPES["mnasnet"], seed)
 
 
 # RegNet ------------------------------------------------------------------------------
@@ -505,8 +535,7 @@ class RegNet(nn.Module):
 
 
 def regnet(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return _randomize(RegNet(), seed)
+    return _build(RegNet, "fc", SHAPES["regnet"], seed)
 
 
 # ConvNeXt ----------------------------------------------------------------------------
@@ -564,8 +593,7 @@ class ConvNeXt(nn.Module):
 
 
 def convnext(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return _randomize(ConvNeXt(), seed)
+    return _build(ConvNeXt, "head", SHAPES["convnext"], seed)
 
 
 # DenseNet ----------------------------------------------------------------------------
@@ -616,8 +644,7 @@ class DenseNet(nn.Module):
 
 
 def densenet(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return _randomize(DenseNet(), seed)
+    return _build(DenseNet, "classifier", SHAPES["densenet"], seed)
 
 
 # GoogLeNet ---------------------------------------------------------------------------
@@ -664,8 +691,7 @@ class GoogLeNet(nn.Module):
 
 
 def googlenet(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return _randomize(GoogLeNet(), seed)
+    return _build(GoogLeNet, "fc", SHAPES["googlenet"], seed)
 
 
 # SqueezeNet 1.1 ----------------------------------------------------------------------
@@ -712,8 +738,7 @@ class SqueezeNet11(nn.Module):
 
 
 def squeezenet1_1(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return _randomize(SqueezeNet11(), seed)
+    return _build(SqueezeNet11, "classifier.1", SHAPES["squeezenet1_1"], seed)
 
 
 # Segmentation head -------------------------------------------------------------------
@@ -743,8 +768,7 @@ class SegHead(nn.Module):
 
 
 def seg_head(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return _randomize(SegHead(), seed)
+    return _build(SegHead, "out", SHAPES["seg_head"], seed)
 
 
 # Registry and export -----------------------------------------------------------------
@@ -757,19 +781,19 @@ class ZooEntry:
 
 
 ZOO: dict[str, ZooEntry] = {
-    "resnet18": ZooEntry(resnet18, (3, 224, 224)),
-    "resnet50": ZooEntry(resnet50, (3, 128, 128)),
-    "mobilenet_v2": ZooEntry(mobilenet_v2, (3, 128, 128)),
-    "mobilenet_v3_small": ZooEntry(mobilenet_v3_small, (3, 224, 224)),
-    "efficientnet_b0": ZooEntry(efficientnet_b0, (3, 128, 128)),
-    "shufflenet_v2": ZooEntry(shufflenet_v2, (3, 224, 224)),
-    "mnasnet": ZooEntry(mnasnet, (3, 128, 128)),
-    "regnet": ZooEntry(regnet, (3, 128, 128)),
-    "convnext": ZooEntry(convnext, (3, 128, 128)),
-    "densenet": ZooEntry(densenet, (3, 128, 128)),
-    "googlenet": ZooEntry(googlenet, (3, 128, 128)),
-    "squeezenet1_1": ZooEntry(squeezenet1_1, (3, 224, 224)),
-    "seg_head": ZooEntry(seg_head, (3, 64, 64)),
+    "resnet18": ZooEntry(resnet18, SHAPES["resnet18"]),
+    "resnet50": ZooEntry(resnet50, SHAPES["resnet50"]),
+    "mobilenet_v2": ZooEntry(mobilenet_v2, SHAPES["mobilenet_v2"]),
+    "mobilenet_v3_small": ZooEntry(mobilenet_v3_small, SHAPES["mobilenet_v3_small"]),
+    "efficientnet_b0": ZooEntry(efficientnet_b0, SHAPES["efficientnet_b0"]),
+    "shufflenet_v2": ZooEntry(shufflenet_v2, SHAPES["shufflenet_v2"]),
+    "mnasnet": ZooEntry(mnasnet, SHAPES["mnasnet"]),
+    "regnet": ZooEntry(regnet, SHAPES["regnet"]),
+    "convnext": ZooEntry(convnext, SHAPES["convnext"]),
+    "densenet": ZooEntry(densenet, SHAPES["densenet"]),
+    "googlenet": ZooEntry(googlenet, SHAPES["googlenet"]),
+    "squeezenet1_1": ZooEntry(squeezenet1_1, SHAPES["squeezenet1_1"]),
+    "seg_head": ZooEntry(seg_head, SHAPES["seg_head"]),
 }
 
 
