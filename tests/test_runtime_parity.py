@@ -470,3 +470,37 @@ def test_blas_is_single_threaded_inside_numba_runs(monkeypatch):
     sess._impl.engine.compile_plans = False  # step by step: a compiled program calls no BLAS
     sess.run(None, {"input": np.zeros((2, 1, 28, 28), np.float32)})
     assert seen and set(seen) == {1}
+
+
+def test_scalar_constants_and_initializers_stay_scalars():
+    """torch's legacy exporter's channel shuffle: Shape -> Gather(scalar index) ->
+    Div(scalar) -> Unsqueeze -> Concat. A scalar turned 1-d at load made the Concat fail."""
+    from onnx import TensorProto, helper, numpy_helper
+    from onnx_helpers import chain_model
+
+    nodes = [
+        helper.make_node(
+            "Constant", [], ["i1"], value=numpy_helper.from_array(np.array(1, np.int64))
+        ),
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Gather", ["s", "i1"], ["c"], axis=0),  # () channels
+        helper.make_node("Div", ["c", "two"], ["half"]),  # () scalar initializer
+        helper.make_node("Unsqueeze", ["half", "zero"], ["half1"]),  # (1,)
+        helper.make_node("Concat", ["minus1", "half1"], ["shape"], axis=0),  # (2,)
+        helper.make_node("Reshape", ["x", "shape"], ["r"]),
+        helper.make_node("Transpose", ["c"], ["ct"]),  # () stays ()
+    ]
+    inits = [
+        numpy_helper.from_array(np.array(2, np.int64), "two"),
+        numpy_helper.from_array(np.array([0], np.int64), "zero"),
+        numpy_helper.from_array(np.array([-1], np.int64), "minus1"),
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4, 3])
+    outs = [
+        helper.make_tensor_value_info("r", TensorProto.FLOAT, None),
+        helper.make_tensor_value_info("ct", TensorProto.INT64, None),
+    ]
+    model = chain_model(nodes, [x], outs, inits, opset=13)
+    _compare(model, {"x": _r(2, 4, 3)})
+    got = InferenceSession(model, backend="numba").run(None, {"x": _r(2, 4, 3)})
+    assert [g.shape for g in got] == [(12, 2), ()]

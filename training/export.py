@@ -45,7 +45,7 @@ class ExportReport:
     size_bytes: int
 
 
-def _to_proto(model: nn.Module, example: torch.Tensor, opset: int):
+def _to_proto(model: nn.Module, example: torch.Tensor, opset: int, output_name: str = OUTPUT_NAME):
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
     # The exporter warns about torchvision ops it skips and other things we do on purpose.
     registry_log = logging.getLogger("torch.onnx._internal.exporter._registration")
@@ -59,7 +59,7 @@ def _to_proto(model: nn.Module, example: torch.Tensor, opset: int):
                 (example,),
                 dynamo=True,
                 input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
+                output_names=[output_name],
                 dynamic_shapes={"x": {0: batch}},
                 opset_version=opset,
                 verbose=False,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from runtime.memory import check_size
-from runtime.ops.elementwise import _broadcast_check, _same_type
+from runtime.ops.elementwise import _same_type, broadcast_shape
 
 
 def same_type(op: str, *arrays: np.ndarray) -> None:
@@ -20,7 +20,7 @@ def broadcast(op: str, *arrays: np.ndarray, dtype: np.dtype | type | None = None
     """The shape the arrays broadcast to: a ShapeError if they do not, a
     TensorTooLargeError if an output of that shape (of ``dtype``, else the first
     array's) would pass the size limit."""
-    _broadcast_check(op, *arrays)
-    shape = np.broadcast_shapes(*(a.shape for a in arrays))
-    check_size(shape, arrays[0].dtype if dtype is None else dtype, f"{op} output")
+    shape = broadcast_shape(op, *arrays)  # a ShapeError, or the inputs' type within the limit
+    if dtype is not None:
+        check_size(shape, dtype, f"{op} output")
     return shape

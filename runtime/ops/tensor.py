@@ -166,7 +166,8 @@ def transpose(x, *, perm=None):
         raise InvalidAttributeError(
             f"Transpose: perm {perm} is not a permutation of 0..{x.ndim - 1}"
         )
-    return np.ascontiguousarray(np.transpose(x, perm))
+    y = np.transpose(x, perm)
+    return y if y.flags.c_contiguous else y.copy(order="C")  # ascontiguousarray makes 0-d 1-d
 
 
 @register("Concat", since=4)
