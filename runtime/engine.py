@@ -33,6 +33,7 @@ import numpy as np
 from runtime import dispatch, errors
 from runtime.description import Description, StepInfo
 from runtime.graph import Graph, Node
+from runtime.memory import check_size
 from runtime.ops import resolve, supported_ops
 from runtime.ops.nn import bn_affine, fused_conv, fused_gemm, pool_setup
 from runtime.ops.registry import contract
@@ -451,6 +452,10 @@ def _choose_conv_algorithms(steps: list[Step], constants: dict[str, np.ndarray])
     return steps
 
 
+class _NoShapesOnly(Exception):
+    """A plan that is better built by running it (``NumbaEngine._shapes_only``)."""
+
+
 def _empty_output(step: Step, env: Mapping[str, np.ndarray]) -> np.ndarray:
     """An uninitialised output of the shape and type ``step`` would produce (one of
     ``PROGRAM_OPS``), computed from its attributes and input shapes."""
@@ -461,7 +466,10 @@ def _empty_output(step: Step, env: Mapping[str, np.ndarray]) -> np.ndarray:
     if op == "Conv":  # checked and shaped as im2col would run it: no Winograd transform
         attrs = {k: v for k, v in step.attrs.items() if k != "winograd"}
         args = [env[n] if n else None for n in step.inputs[1:]]
-        shape = step.fn.prepare(x, args, attrs).out_shape
+        try:
+            shape = step.fn.prepare(x, args, attrs).out_shape
+        except errors.TensorTooLargeError:  # im2col's work arrays: the real run decides
+            raise _NoShapesOnly from None
     elif op == "Gemm":
         w = env[step.inputs[1]]
         rows = x.shape[1] if step.attrs.get("transA", 0) else x.shape[0]
@@ -483,6 +491,7 @@ def _empty_output(step: Step, env: Mapping[str, np.ndarray]) -> np.ndarray:
         shape = (*x.shape[:2], *out_sp)
     else:  # the elementwise and per-image ops keep their input's shape
         shape = x.shape
+    check_size(shape, np.float32, f"{op} output")
     return np.empty(shape, np.float32)
 
 
@@ -546,9 +555,14 @@ class NumbaEngine:
                         continue
                     if step.op_type not in PROGRAM_OPS or any(step.outputs[1:]):
                         return None
-                    _store(step, (_empty_output(step, env),), env)
+                    try:
+                        _store(step, (_empty_output(step, env),), env)
+                    except errors.TensorTooLargeError as exc:
+                        raise type(exc)(f"{step.node.describe()}: {exc}") from None
                     kept.append(step)
-        except Exception:  # the real run reports it, with its node
+        except errors.TensorTooLargeError:
+            raise
+        except Exception:  # the real run reports it, with its node (_NoShapesOnly too)
             return None
         return kept, env, static
 

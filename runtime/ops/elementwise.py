@@ -157,6 +157,7 @@ def _cast(x, to, saturate, round_mode):
     if round_mode not in _ROUND_MODES:
         raise InvalidAttributeError(f"Cast: round_mode {round_mode!r}: expected {_ROUND_MODES}")
     dtype = onnx.helper.tensor_dtype_to_np_dtype(to)
+    check_size(x.shape, dtype, "Cast output")
     with np.errstate(invalid="ignore", over="ignore"):
         if to in _FLOAT8 and saturate:
             return onnx.numpy_helper.saturate_cast(x, dtype)
