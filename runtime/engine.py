@@ -452,7 +452,7 @@ def _choose_conv_algorithms(steps: list[Step], constants: dict[str, np.ndarray])
     return steps
 
 
-class _NoShapesOnly(Exception):
+class _ShapesOnlyError(Exception):
     """A plan that is better built by running it (``NumbaEngine._shapes_only``)."""
 
 
@@ -469,7 +469,7 @@ def _empty_output(step: Step, env: Mapping[str, np.ndarray]) -> np.ndarray:
         try:
             shape = step.fn.prepare(x, args, attrs).out_shape
         except errors.TensorTooLargeError:  # im2col's work arrays: the real run decides
-            raise _NoShapesOnly from None
+            raise _ShapesOnlyError from None
     elif op == "Gemm":
         w = env[step.inputs[1]]
         rows = x.shape[1] if step.attrs.get("transA", 0) else x.shape[0]
@@ -562,7 +562,7 @@ class NumbaEngine:
                     kept.append(step)
         except errors.TensorTooLargeError:
             raise
-        except Exception:  # the real run reports it, with its node (_NoShapesOnly too)
+        except Exception:  # the real run reports it, with its node (_ShapesOnlyError too)
             return None
         return kept, env, static
 
