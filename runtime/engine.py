@@ -35,7 +35,7 @@ from runtime.description import Description, StepInfo
 from runtime.graph import Graph, Node
 from runtime.memory import check_size
 from runtime.ops import resolve, supported_ops
-from runtime.ops.nn import bn_affine, fused_conv, fused_gemm, pool_setup
+from runtime.ops.nn import bn_affine, fused_conv, fused_gemm, gemm_shape, pool_setup
 from runtime.ops.registry import contract
 from runtime.program import NotCompilableError, Program, compile_program
 from runtime.validate import Known, check_node, check_outputs
@@ -470,12 +470,18 @@ def _empty_output(step: Step, env: Mapping[str, np.ndarray]) -> np.ndarray:
             shape = step.fn.prepare(x, args, attrs).out_shape
         except errors.TensorTooLargeError:  # im2col's work arrays: the real run decides
             raise _ShapesOnlyError from None
-    elif op == "Gemm":
-        w = env[step.inputs[1]]
-        rows = x.shape[1] if step.attrs.get("transA", 0) else x.shape[0]
-        shape = (rows, w.shape[0] if step.attrs.get("transB", 0) else w.shape[1])
+    elif op == "Gemm":  # checked as gemm_call checks, without packing the weights
+        a = step.attrs
+        c = env[step.inputs[2]] if len(step.inputs) > 2 and step.inputs[2] else None
+        shape = gemm_shape(
+            x.shape, env[step.inputs[1]].shape, None if c is None else c.shape,
+            beta=a.get("beta", 1.0), transA=a.get("transA", 0), transB=a.get("transB", 0),
+        )  # fmt: skip
     elif op == "MatMul":
-        shape = (*x.shape[:-1], env[step.inputs[1]].shape[-1])
+        w = env[step.inputs[1]]
+        if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[0]:
+            raise _ShapesOnlyError  # the real run checks (or runs) it
+        shape = (x.shape[0], w.shape[1])
     elif op in ("MaxPool", "AveragePool"):
         a = step.attrs
         _, out_sp, *_ = pool_setup(
@@ -577,6 +583,8 @@ class NumbaEngine:
             program = compile_program(kept, env, constants, feeds, self.output_names)
         except NotCompilableError:
             return None
+        except Exception:  # bad weights the shapes-only run did not check: the real
+            return None  # run raises the op's typed error, naming its node
         return Plan(kept, constants, [() for _ in kept], [None for _ in kept], [], program)
 
     def _build_plan(self, feeds: Mapping[str, np.ndarray]) -> tuple[Plan, dict]:

@@ -583,3 +583,19 @@ def test_an_op_that_breaks_the_contract_is_refused_at_registration():
             return x
 
     assert "ContractProbe" not in OPS
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [("model.classifier.3.weight", (84 * 120,)), ("model.classifier.5.weight", (1, 10, 84))],
+)
+def test_a_chain_with_a_misshapen_gemm_weight_is_a_typed_error(name, shape):
+    """Fuzz cases 632 and 922: the compiled program is built from shapes, so the Gemm's
+    weights must be checked there as the step would check them."""
+    model = onnx.load(str(LENET))
+    init = next(i for i in model.graph.initializer if i.name == name)
+    w = numpy_helper.to_array(init).reshape(shape)
+    init.CopyFrom(numpy_helper.from_array(w, name))
+    x = np.zeros((2, 1, 28, 28), np.float32)
+    with pytest.raises((ShapeError, GraphError, InvalidAttributeError), match="Gemm"):
+        InferenceSession(model.SerializeToString()).run(None, {"input": x})

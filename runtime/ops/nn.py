@@ -524,27 +524,38 @@ class GemmCall:
         return y
 
 
+def gemm_shape(a_shape, b_shape, c_shape=None, *, beta=1.0, transA=0, transB=0):  # noqa: N803
+    """The output shape of a Gemm, checked (ShapeError): A and B 2-D, their inner
+    dimensions equal, C broadcasting to the output."""
+    if len(a_shape) != 2 or len(b_shape) != 2:
+        raise ShapeError(
+            f"Gemm: A and B must be 2-D, received {tuple(a_shape)} and {tuple(b_shape)}"
+        )
+    a_shape = tuple(a_shape[::-1]) if transA else tuple(a_shape)
+    b_shape = tuple(b_shape[::-1]) if transB else tuple(b_shape)
+    if a_shape[1] != b_shape[0]:
+        raise ShapeError(
+            f"Gemm: inner dimensions differ: A' is {a_shape}, B' is {b_shape} "
+            f"(transA={transA}, transB={transB})"
+        )
+    shape = (a_shape[0], b_shape[1])
+    if c_shape is not None and beta != 0.0:
+        try:
+            full = np.broadcast_shapes(tuple(c_shape), shape)
+        except ValueError:
+            full = None
+        if full != shape:
+            raise ShapeError(f"Gemm: C {tuple(c_shape)} does not broadcast to {shape}")
+    return shape
+
+
 def gemm_call(a_shape, a_dtype, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0,  # noqa: N803
               relu=False) -> GemmCall:  # fmt: skip
     """Check a Gemm of A shaped ``a_shape``, optionally with a ReLU after it; the
     engine keeps the call in the plan of that shape."""
-    if len(a_shape) != 2 or b.ndim != 2:
-        raise ShapeError(f"Gemm: A and B must be 2-D, received {tuple(a_shape)} and {b.shape}")
-    a_shape = tuple(a_shape[::-1]) if transA else tuple(a_shape)
+    shape = gemm_shape(a_shape, b.shape, None if c is None else c.shape, beta=beta,
+                       transA=transA, transB=transB)  # fmt: skip
     b = b.T if transB else b
-    if a_shape[1] != b.shape[0]:
-        raise ShapeError(
-            f"Gemm: inner dimensions differ: A' is {a_shape}, B' is {b.shape} "
-            f"(transA={transA}, transB={transB})"
-        )
-    shape = (a_shape[0], b.shape[1])
-    if c is not None and beta != 0.0:
-        try:
-            full = np.broadcast_shapes(c.shape, shape)
-        except ValueError:
-            full = None
-        if full != shape:
-            raise ShapeError(f"Gemm: C {c.shape} does not broadcast to {shape}")
     dtype = np.result_type(a_dtype, b)
     return GemmCall(shape, dtype, b, c, alpha, beta, transA, relu)
 
