@@ -55,7 +55,7 @@ def test_second_process_loads_the_kernels_from_the_cache(tmp_path):
             env=env,
             text=True,
             capture_output=True,
-            timeout=300,
+            timeout=1200,  # compiling every kernel from an empty cache takes minutes
         )
         assert out.returncode == 0, out.stderr[-2000:]
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -75,7 +75,7 @@ def test_warmup_compiles_every_kernel_ahead(tmp_path):
         env=env,
         text=True,
         capture_output=True,
-        timeout=300,
+        timeout=1200,  # compiling every kernel from an empty cache takes minutes
     )
     assert warm.returncode == 0, warm.stderr[-2000:]
     assert "compiled and cached" in warm.stdout
@@ -85,7 +85,7 @@ def test_warmup_compiles_every_kernel_ahead(tmp_path):
         env=env,
         text=True,
         capture_output=True,
-        timeout=300,
+        timeout=1200,  # compiling every kernel from an empty cache takes minutes
     )
     assert out.returncode == 0, out.stderr[-2000:]
     stats = json.loads(out.stdout.strip().splitlines()[-1])
