@@ -360,13 +360,15 @@ class PackedGemm:
 
 if numba.config.DISABLE_JIT:
     # Plain Python runs the micro-kernels as NumPy sums over the same panels (the vector
-    # loop, interpreted, would take minutes for one conv layer). A sum along k adds the
-    # products in the same order for every element, as the vector loop does (BLAS would
-    # not: it is what this module replaces).
+    # loop, interpreted, would take minutes for one conv layer). einsum without
+    # ``optimize`` adds the products along k in order, in place, the same for every
+    # element, as the vector loop does (BLAS would not: it is what this module
+    # replaces), and holds no (K, MR, width) temporary.
 
     def _tile(ap, bp, K, t, width):
-        prod = ap[: K * MR].reshape(K, MR, 1) * bp[: K * width].reshape(K, 1, width)
-        t[:] = prod.sum(axis=0).reshape(-1)
+        out = t[: MR * width].reshape(MR, width)
+        a, b = ap[: K * MR].reshape(K, MR), bp[: K * width].reshape(K, width)
+        np.einsum("km,kn->mn", a, b, out=out, optimize=False)
 
     def tile_16(ap, bp, K, t):
         _tile(ap, bp, K, t, WIDTH)
