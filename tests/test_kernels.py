@@ -82,6 +82,11 @@ def test_pool2d_matches_naive(xs, k, s, p, d, ceil, cip, mode):
         got, idx = max_pool(x, kernel_shape=k, strides=s, pads=p, dilations=d, ceil_mode=ceil)
         # The indices point at the maxima in the flattened input.
         np.testing.assert_array_equal(x.reshape(-1)[idx], got)
+        # Without indices: dense windows, or a -inf bordered copy of each padded plane.
+        alone = max_pool(
+            x, kernel_shape=k, strides=s, pads=p, dilations=d, ceil_mode=ceil, _num_outputs=1
+        )
+        np.testing.assert_array_equal(alone, got)
     else:
         got = average_pool(
             x, kernel_shape=k, strides=s, pads=p, dilations=d, ceil_mode=ceil, count_include_pad=cip

@@ -8,7 +8,7 @@ Row r = ((c*KD + a)*KH + b)*KW + e holds, for every output position, the input t
 
     x[n, c, od*sd - pd + a*dd, oh*sh - ph + b*dh, ow*sw - pw + e*dw]   (0 outside)
 
-Each prange iteration fills one row: disjoint elements.
+Each prange iteration fills one panel of the packed layout: disjoint elements.
 
 The GEMM is the engine's own (``kernels/gemm``: every output channel computed by the
 same arithmetic) on the grouped views, (G, M/G, C/G*K) @ (G, C/G*K, cols), with the
@@ -39,44 +39,73 @@ def _im2col(
 ):  # pragma: no cover
     """The columns straight into the GEMM's packed B, bp (G, ceil(cols/NR), Kg, NR)
     (``gemm.pack_b``'s layout, Kg = C/G*KD*KH*KW): row r, column col at
-    bp[r // Kg, col // NR, r % Kg, col % NR]."""
+    bp[r // Kg, col // NR, r % Kg, col % NR].
+
+    One prange iteration fills one panel of NR columns for every row: its writes are
+    the panel's own (Kg, NR) blocks, which stay in cache while it fills them. The
+    panel's columns split into runs along one output row (same image, od, oh); each
+    run of each kernel row is a copy of one input line, with zeros where the taps
+    fall in the padding, in three branch-free loops."""
     _, C, D, H, W = x.shape
     Kg, NR = bp.shape[2], bp.shape[3]
+    P = bp.shape[1]
     rows = C * kd * kh * kw
     plane = od_ * oh_ * ow_
-    for r in prange(rows):
-        e = r % kw
-        b = (r // kw) % kh
-        a = (r // (kw * kh)) % kd
-        c = r // (kw * kh * kd)
-        dst = bp[r // Kg]
-        rr = r % Kg
-        # output columns ow in [lo, hi) read inside the row: 0 <= ow*sw - pw + e*dw < W
-        lo = min(ow_, max(0, (pw - e * dw + sw - 1) // sw))
-        hi = max(lo, min(ow_, (W - 1 + pw - e * dw) // sw + 1))
-        first = lo * sw - pw + e * dw
-        for i in range(nb):
+    cols = nb * plane
+    xf = x.reshape(-1)  # flat offsets: no array view per (run, row)
+    bf = bp.reshape(-1)
+    # kernel column e reads inside the line for ow in [lo0[e], hi0[e]):
+    # 0 <= ow*sw - pw + e*dw < W (integer divisions here, none in the loops)
+    lo0 = np.empty(kw, np.int64)
+    hi0 = np.empty(kw, np.int64)
+    for e in range(kw):
+        lo0[e] = max(0, (pw - e * dw + sw - 1) // sw)
+        hi0[e] = (W - 1 + pw - e * dw) // sw + 1
+    for p in prange(P):
+        col0 = p * NR
+        ncol = min(NR, cols - col0)
+        j = 0
+        while j < ncol:  # a run: columns col0+j .. col0+j+run-1, ow .. ow+run-1
+            col = col0 + j
+            i = col // plane
+            rem = col % plane
+            od = rem // (oh_ * ow_)
+            oh = (rem // ow_) % oh_
+            ow = rem % ow_
+            end = ow + min(ncol - j, ow_ - ow)
             n = n0 + i
-            for od in range(od_):
-                z = od * sd - pd + a * dd
-                for oh in range(oh_):
-                    y = oh * sh - ph + b * dh
-                    col = i * plane + (od * oh_ + oh) * ow_
-                    p, j = col // NR, col % NR
-                    inside = z >= 0 and z < D and y >= 0 and y < H
-                    line = x[n, c, max(0, min(z, D - 1)), max(0, min(y, H - 1))]
-                    for ow in range(ow_):
-                        v = np.float32(0.0)
-                        if inside and ow >= lo and ow < hi:
-                            v = line[first + (ow - lo) * sw]
-                        dst[p, rr, j] = v
-                        j += 1
-                        if j == NR:
-                            j = 0
-                            p += 1
-        last = bp.shape[1] - 1  # columns past the last one: zeros (never stored)
-        for j in range(nb * plane - last * NR, NR):
-            dst[last, rr, j] = 0.0
+            g = 0
+            rr = 0  # row r = g*Kg + rr, r = ((c*kd + a)*kh + b)*kw + e
+            for c in range(C):
+                for a in range(kd):
+                    z = od * sd - pd + a * dd
+                    for b in range(kh):
+                        y = oh * sh - ph + b * dh
+                        inside = z >= 0 and z < D and y >= 0 and y < H
+                        line = (((n * C + c) * D + z) * H + y) * W - pw
+                        for e in range(kw):
+                            d0 = ((g * P + p) * Kg + rr) * NR + j - ow
+                            lo = min(end, max(ow, lo0[e]))
+                            hi = max(lo, min(end, hi0[e]))
+                            if not inside:
+                                lo = hi = end
+                            for q in range(ow, lo):
+                                bf[d0 + q] = 0.0
+                            s0 = line + e * dw
+                            for q in range(lo, hi):
+                                bf[d0 + q] = xf[s0 + q * sw]
+                            for q in range(hi, end):
+                                bf[d0 + q] = 0.0
+                            rr += 1
+                            if rr == Kg:
+                                rr = 0
+                                g += 1
+            j += end - ow
+        if ncol < NR:  # columns past the last one: zeros (never stored)
+            for r in range(rows):
+                d0 = (((r // Kg) * P + p) * Kg + r % Kg) * NR
+                for q in range(ncol, NR):
+                    bf[d0 + q] = 0.0
 
 
 @kernel(parallel=True)

@@ -181,3 +181,31 @@ def pool_dense_planes(x, out, tmp, kh, kw, sh, sw, dh, dw, is_max):  # pragma: n
     for p in prange(planes):
         t = tmp[numba.get_thread_id()]
         pool_dense(xf[p], of[p], t, 1, H, W, OH, OW, kh, kw, sh, sw, dh, dw, is_max)
+
+
+@kernel(parallel=True)
+def max_pool_padded_planes(x, out, pad, tmp, ph, pw, kh, kw, sh, sw, dh, dw):  # pragma: no cover
+    """Max pooling of x (planes, H, W) with begin pads (ph, pw) -> out (planes, OH, OW):
+    each plane is copied into its thread's -inf bordered plane pad (threads, HP*WP),
+    HP = (OH-1)*sh + (kh-1)*dh + 1 and WP likewise, where every window is dense
+    (``pool_dense``). tmp (threads, rows*OW) is each thread's own."""
+    planes, H, W = x.shape
+    _, OH, OW = out.shape
+    HP = (OH - 1) * sh + (kh - 1) * dh + 1
+    WP = (OW - 1) * sw + (kw - 1) * dw + 1
+    xf = x.reshape(planes, H * W)
+    of = out.reshape(planes, OH * OW)
+    for p in prange(planes):
+        t = numba.get_thread_id()
+        q = pad[t]
+        for y in range(HP):
+            yy = y - ph
+            row = q[y * WP : (y + 1) * WP]
+            if yy < 0 or yy >= H:
+                row[:] = -np.inf
+                continue
+            src = xf[p, yy * W : (yy + 1) * W]
+            for xx in range(WP):
+                u = xx - pw
+                row[xx] = src[u] if u >= 0 and u < W else -np.inf
+        pool_dense(q, of[p], tmp[t], 1, HP, WP, OH, OW, kh, kw, sh, sw, dh, dw, True)

@@ -345,6 +345,18 @@ def max_pool(x, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=
             *dil, True,
         )  # fmt: skip
         return y
+    if not with_indices and x.ndim == 4:  # padded: through a -inf bordered copy per plane
+        hp = (out_sp[0] - 1) * st[0] + (kernel_shape[0] - 1) * dil[0] + 1
+        wp = (out_sp[1] - 1) * st[1] + (kernel_shape[1] - 1) * dil[1] + 1
+        threads = numba.get_num_threads()
+        check_size((threads, hp * wp), np.float32, "MaxPool padded planes")
+        pad = scratch("maxpool.padded", (threads, hp * wp), np.float32)
+        tmp = scratch("maxpool.rows", (threads, hp * out_sp[1]), np.float32)
+        pool_kernels.max_pool_padded_planes(
+            x.reshape(n * c, *x.shape[2:]), y.reshape(n * c, *out_sp), pad, tmp, *begin,
+            *kernel_shape, *st, *dil,
+        )  # fmt: skip
+        return y
     if with_indices:
         idx = allocate(shape, np.int64, "MaxPool indices", _out and _out[1])
     else:
