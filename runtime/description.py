@@ -25,6 +25,7 @@ class Description:
     compiled: bool  # the whole plan runs as one compiled program
     not_compiled: str  # why not, when it does not
     steps: tuple[StepInfo, ...]
+    passes: tuple[str, ...] = ()  # the rewrite passes that changed the steps, in order
 
     def algorithms(self, op: str | None = None) -> list[str]:
         """The algorithm of each step (of op type ``op``), in order."""
@@ -44,4 +45,5 @@ class Description:
             else "no input yet (load-time choices)"
         )
         plan = "one compiled program" if self.compiled else f"step by step: {self.not_compiled}"
-        return "\n".join([f"inputs: {shapes}", f"plan: {plan}", *lines])
+        passes = ", ".join(self.passes) or "none"
+        return "\n".join([f"inputs: {shapes}", f"plan: {plan}", f"passes: {passes}", *lines])

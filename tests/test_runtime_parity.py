@@ -410,7 +410,7 @@ def test_plans_bind_each_op_to_its_shapes():
     from onnx import TensorProto, helper, numpy_helper
     from onnx_helpers import chain_model
 
-    from runtime.engine import _Bound
+    from runtime.bind import Bound as _Bound
 
     rng = np.random.default_rng(6)
     inits = {
