@@ -25,6 +25,7 @@ from contextlib import AbstractContextManager, nullcontext
 import numpy as np
 
 from runtime import dispatch
+from runtime.config import MAX_PLANS
 from runtime.description import Description, StepInfo
 from runtime.graph import Graph
 from runtime.passes import StepGraph, apply_passes
@@ -44,7 +45,6 @@ KERNEL_OPS = (
     "Softmax",
     "LogSoftmax",
 )
-MAX_PLANS = 16  # input shapes whose plans and buffers a session keeps
 
 
 def _info(step: Step, choice: dispatch.Choice | None = None) -> StepInfo:

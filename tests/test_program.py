@@ -32,7 +32,7 @@ def _engines(model: bytes) -> tuple[NumbaEngine, NumbaEngine]:
 
 def _check_program(model: bytes, shape: tuple[int, ...], batches=(1, 6)) -> NumbaEngine:
     """Compiled and step-by-step runs agree to 1e-5 and with onnxruntime to 1e-4.
-    Batch 6 runs a group of four images and one of two (program.GROUP)."""
+    Batch 6 runs a group of four images and one of two (config.PROGRAM_IMAGES_PER_GROUP)."""
     compiled, steps = _engines(model)
     name = compiled.graph.inputs[0].name
     for n in batches:
@@ -147,15 +147,15 @@ def test_softmax_over_the_whole_image_at_opset_11():
 
 
 def test_a_group_shrinks_to_fit_the_workspace():
-    """Four images' activations would pass WORKSPACE_LIMIT: two at a time fit."""
-    from runtime import program
+    """Four images' activations would pass PROGRAM_WORKSPACE_FLOATS: two at a time fit."""
+    from runtime import config
 
     node = helper.make_node
     nodes = [node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), node("Relu", ["c"], ["y"])]
     model = _chain(nodes, (4, 64, 64), [8, 64, 64], {"w": _w(8, 4, 3, 3)})
     engine = _check_program(model, (4, 64, 64))
     groups = {p.program.group for p in engine._plans.values()}
-    assert groups == {2} and program.GROUP == 4
+    assert groups == {2} and config.PROGRAM_IMAGES_PER_GROUP == 4
 
 
 def _not_compiled(model: bytes, shape) -> str:
