@@ -56,7 +56,7 @@ GEMM_JOBS_PER_THREAD = 4
 # would compute mostly padding. Unit: rows of A.
 GEMM_FEW_ROWS = 3
 
-# --- compiled chain programs (runtime/program.py)
+# --- compiled chain programs (runtime/compiled.py)
 # Working memory per thread for a group's activations, padding and accumulators
 # (1 MiB): it must stay in the core's cache; a plan needing more runs step by step.
 # Unit: float32 values.
@@ -65,7 +65,7 @@ PROGRAM_WORKSPACE_FLOATS = 1 << 18
 # so a larger network is faster step by step. Unit: float32 values.
 PROGRAM_WEIGHTS_FLOATS = 1 << 22
 # Batches are cut finer than one chunk a thread, so a slow thread does not hold the
-# call up (``kernels/program.run_images``). Unit: chunks per numba thread.
+# call up (``kernels/chain.run_images``). Unit: chunks per numba thread.
 PROGRAM_CHUNKS_PER_THREAD = 8
 # Images a program runs op by op together: a Gemm reads its weights once for them,
 # against a group's activations having to fit the workspace (fewer when they do not).

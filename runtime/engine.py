@@ -60,7 +60,7 @@ class NumbaEngine:
 
     def __init__(self, graph: Graph, *, optimize: bool = True, compile_plans: bool = True) -> None:
         """``optimize=False`` keeps one step per node (bisection compares every node);
-        ``compile_plans=False`` runs every plan step by step (see ``runtime/program.py``)."""
+        ``compile_plans=False`` runs every plan step by step (see ``runtime/compiled.py``)."""
         check_supported(graph)
         self.graph = graph
         self.output_names = tuple(o.name for o in graph.outputs)

@@ -1,4 +1,4 @@
-"""Plans compiled into one op-table program (runtime/program.py) against the step path
+"""Plans compiled into one op-table program (runtime/compiled.py) against the step path
 and onnxruntime, the refusals, and the taps kernel against its naive twin."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from onnx_helpers import chain_model, run_ort
 
 from runtime.engine import NumbaEngine
 from runtime.graph import load_graph
-from runtime.kernels import program as k
+from runtime.kernels import chain as k
 from runtime.kernels.taps import taps
 
 ROOT = Path(__file__).resolve().parents[1]

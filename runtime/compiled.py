@@ -1,4 +1,4 @@
-"""Compile a plan into one op table that numba runs over groups of images (``kernels/program``).
+"""Compile a plan into one op table that numba runs over groups of images (``kernels/chain``).
 
 A plan qualifies when it is a chain over one float32 input whose every step keeps
 the batch axis first and is one of: Conv (2-D, group 1, with its fused activation
@@ -27,8 +27,8 @@ from runtime.config import (
     PROGRAM_WEIGHTS_FLOATS,
     PROGRAM_WORKSPACE_FLOATS,
 )
+from runtime.kernels import chain as k
 from runtime.kernels import gemm
-from runtime.kernels import program as k
 from runtime.kernels.activation import ACTIVATIONS
 from runtime.memory import scratch
 from runtime.ops import nn
@@ -47,7 +47,7 @@ class Program:
     fpool: np.ndarray  # float32: weights, biases, scales, alphas
     ws_size: int  # floats of workspace per thread
     image_stride: int  # floats between one image's activations and the next one's
-    group: int  # images run together (kernels/program._run_group)
+    group: int  # images run together (kernels/chain._run_group)
     input_name: str
     output_name: str
     output_shape: tuple[int, ...]
