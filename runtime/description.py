@@ -17,6 +17,7 @@ class StepInfo:
     fused: tuple[str, ...]  # ops fused into the step by the rewrite passes
     algorithm: str
     reason: str
+    bound: bool = False  # laid out once for the plan's input shapes (``runtime/bind.py``)
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 
 import numpy as np
 
 from runtime import dispatch
+from runtime.bind import Bound
 from runtime.config import MAX_PLANS
 from runtime.description import Description, StepInfo
 from runtime.graph import Graph
@@ -52,7 +54,19 @@ def _info(step: Step, choice: dispatch.Choice | None = None) -> StepInfo:
     choice = choice or getattr(step.fn, "choice", None) or step.choice
     if choice is None:
         choice = dispatch.Choice("numpy" if step.op_type not in KERNEL_OPS else "kernel", "")
-    return StepInfo(step.node.name, step.op_type, step.fused, choice.algorithm, choice.reason)
+    bound = isinstance(step.fn, Bound)
+    return StepInfo(
+        step.node.name, step.op_type, step.fused, choice.algorithm, choice.reason, bound
+    )
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    """What ``NumbaEngine.cache_info`` reports."""
+
+    plans: int  # input shapes with a plan now
+    max_plans: int  # the most it keeps (``config.MAX_PLANS``): the oldest goes first
+    buffers: int  # plans with buffers allocated for the calling thread
 
 
 class NumbaEngine:
@@ -94,19 +108,7 @@ class NumbaEngine:
         key = self._key(feeds)
         plan = self._plans.get(key)
         if plan is None:
-            with around_steps():
-                plan, env = build_plan(
-                    self.steps,
-                    self.constants,
-                    feeds,
-                    self.output_names,
-                    compile_plans=self.compile_plans,
-                    bind_steps=self.optimize,
-                )
-            with self._lock:
-                if len(self._plans) >= MAX_PLANS:  # many shapes: keep the newest ones
-                    self._plans.pop(next(iter(self._plans)))
-                self._plans.setdefault(key, plan)
+            plan, env = self._new_plan(key, feeds, around_steps)
             if plan.program is None:
                 return [env[n] for n in output_names]
         # A compiled program also answers the first call: every call gives the same bits.
@@ -128,6 +130,29 @@ class NumbaEngine:
                     env.pop(name, None)
         return [env[n] for n in output_names]
 
+    def _new_plan(
+        self,
+        key: tuple,
+        feeds: Mapping[str, np.ndarray],
+        around_steps: Callable[[], AbstractContextManager] = nullcontext,
+    ) -> tuple[Plan, dict]:
+        """Build and keep the plan for ``feeds``; also the tensors of the run that built
+        it (none for a compiled program)."""
+        with around_steps():
+            plan, env = build_plan(
+                self.steps,
+                self.constants,
+                feeds,
+                self.output_names,
+                compile_plans=self.compile_plans,
+                bind_steps=self.optimize,
+            )
+        with self._lock:
+            if len(self._plans) >= MAX_PLANS:  # many shapes: keep the newest ones
+                self._plans.pop(next(iter(self._plans)))
+            self._plans.setdefault(key, plan)
+        return plan, env
+
     def _arena(self, key: tuple, plan: Plan) -> list[np.ndarray]:
         """This thread's buffers for ``plan``: threads never share a buffer."""
         arenas = getattr(self._local, "arenas", None)
@@ -140,15 +165,24 @@ class NumbaEngine:
             arena = arenas[key] = [np.empty(shape, dtype) for shape, dtype in plan.slot_specs]
         return arena
 
+    def plan(self, feeds: Mapping[str, np.ndarray]) -> Plan:
+        """The plan for ``feeds``' shapes, built now (by a run) if it is not cached."""
+        key = self._key(feeds)
+        plan = self._plans.get(key)
+        return plan if plan is not None else self._new_plan(key, feeds)[0]
+
+    def cache_info(self) -> CacheInfo:
+        """How many plans are kept, and for how many the calling thread holds buffers."""
+        arenas = getattr(self._local, "arenas", {})
+        return CacheInfo(len(self._plans), MAX_PLANS, len(arenas))
+
     def describe(self, feeds: Mapping[str, np.ndarray] | None = None) -> Description:
         """Each step of the plan for ``feeds`` (built now if needed; None: the newest
         plan, or the load-time choices when nothing ran yet)."""
         plan = None
         if feeds is not None:
             key = self._key(feeds)
-            if key not in self._plans:
-                self.run(feeds, self.output_names)
-            plan = self._plans.get(key)
+            plan = self.plan(feeds)
         elif self._plans:
             key, plan = next(reversed(self._plans.items()))
         if plan is None:

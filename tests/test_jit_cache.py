@@ -34,8 +34,7 @@ from onnx_helpers import single_node_model
 w = np.ones((3, 2, 3, 3), np.float32)
 model, feeds = single_node_model("Conv", {"x": np.ones((1, 2, 5, 5), np.float32)},
                                  initializers={"w": w}, group=1)
-steps = runtime.InferenceSession(model)
-steps._impl.engine.compile_plans = False
+steps = runtime.InferenceSession(model, compile_plans=False)
 steps.run(None, feeds)
 ks = [chain.run_images_serial, conv._im2col, conv._epilogue]
 print(json.dumps({"hits": sum(sum(k.stats.cache_hits.values()) for k in ks),
