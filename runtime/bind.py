@@ -30,8 +30,9 @@ class Bound:
         return self.call(x, _out and _out[0])
 
 
-def bind(steps: list[Step], env: Mapping[str, np.ndarray], constants: Mapping[str, np.ndarray]
-         ) -> list[Step]:  # fmt: skip
+def bind(
+    steps: list[Step], env: Mapping[str, np.ndarray], constants: Mapping[str, np.ndarray]
+) -> list[Step]:
     """Steps laid out for the plan's shapes (``env``: the tensors of a run with them):
     each op with a ``prepare`` (Conv, Gemm, Softmax: see the end of ``ops/nn.py``)
     whose other inputs are constants, and each step whose output is its input

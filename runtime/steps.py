@@ -45,8 +45,11 @@ class Step:
 
 def check_supported(graph: Graph) -> None:
     """Every node's op exists for the graph's opset, or one error listing all that do not."""
-    missing = [n for n in graph.nodes if n.domain not in ("", "ai.onnx") or
-               resolve(n.op_type, graph.opset) is None]  # fmt: skip
+    missing = [
+        n
+        for n in graph.nodes
+        if n.domain not in ("", "ai.onnx") or resolve(n.op_type, graph.opset) is None
+    ]
     if missing:
         listed = "; ".join(
             f"{n.op_type} (domain {n.domain or 'ai.onnx'!r}, node {n.name!r})" for n in missing
