@@ -17,6 +17,7 @@ class StepInfo:
     fused: tuple[str, ...]  # ops fused into the step by the rewrite passes
     algorithm: str
     reason: str
+    bound: bool = False  # laid out once for the plan's input shapes (``runtime/bind.py``)
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class Description:
     compiled: bool  # the whole plan runs as one compiled program
     not_compiled: str  # why not, when it does not
     steps: tuple[StepInfo, ...]
+    passes: tuple[str, ...] = ()  # the rewrite passes that changed the steps, in order
 
     def algorithms(self, op: str | None = None) -> list[str]:
         """The algorithm of each step (of op type ``op``), in order."""
@@ -44,4 +46,5 @@ class Description:
             else "no input yet (load-time choices)"
         )
         plan = "one compiled program" if self.compiled else f"step by step: {self.not_compiled}"
-        return "\n".join([f"inputs: {shapes}", f"plan: {plan}", *lines])
+        passes = ", ".join(self.passes) or "none"
+        return "\n".join([f"inputs: {shapes}", f"plan: {plan}", f"passes: {passes}", *lines])

@@ -18,11 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from runtime.config import WINOGRAD_MIN_CHANNELS, WINOGRAD_SMALL_TILES
 from runtime.kernels import gemm, winograd
-
-# Winograd needs this many channels in (C*s*s) and out, so that its a*a products fill
-# the micro-kernel's panels of 32 output channels (``packed_gemm``).
-WINOGRAD_MIN_CHANNELS = 32
 
 
 @dataclass(frozen=True)
@@ -92,8 +89,8 @@ def conv_at_shape(weights: WinogradWeights, tiles_at_default: int) -> tuple[Choi
         return Choice(f"winograd F({m}x{m}, {kk}x{kk})", "tile fixed by the caller"), m
     tile = winograd.TILE[kk]
     small = winograd.SMALL_TILE.get(kk)
-    if small and tiles_at_default < winograd.SMALL_TILES:
-        why = f"{tiles_at_default} tiles of {tile}x{tile}, fewer than {winograd.SMALL_TILES}"
+    if small and tiles_at_default < WINOGRAD_SMALL_TILES:
+        why = f"{tiles_at_default} tiles of {tile}x{tile}, fewer than {WINOGRAD_SMALL_TILES}"
         return Choice(f"winograd F({small}x{small}, {kk}x{kk})", why), small
     return Choice(f"winograd F({tile}x{tile}, {kk}x{kk})", "enough tiles"), tile
 

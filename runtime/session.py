@@ -94,12 +94,12 @@ def check_feeds(inputs: Sequence[TensorInfo], feed: Mapping[str, Any]) -> dict[s
 
 
 class _NumbaBackend:
-    def __init__(self, graph: Graph, threads: int | None) -> None:
+    def __init__(self, graph: Graph, threads: int | None, compile_plans: bool) -> None:
         from threadpoolctl import ThreadpoolController
 
         from runtime.engine import NumbaEngine
 
-        self.engine = NumbaEngine(graph)
+        self.engine = NumbaEngine(graph, compile_plans=compile_plans)
         self.threads = threads
         self.blas = ThreadpoolController().select(user_api="blas").lib_controllers
 
@@ -172,23 +172,37 @@ class _OrtBackend:
 
 
 class InferenceSession:
-    """Load a model once, run it many times; the API mirrors onnxruntime's."""
+    """Load a model once, run it many times; the API mirrors onnxruntime's.
+
+    ``threads``: the cores a run may use (None: all). ``compile_plans`` (numba only):
+    False runs every plan step by step, as a plan that does not qualify for one
+    compiled program runs; for comparing the two paths (tests, bisection), not
+    for speed.
+    """
 
     def __init__(
         self,
         path_or_bytes: str | os.PathLike | bytes,
         backend: str = "numba",
         threads: int | None = None,
+        *,
+        compile_plans: bool = True,
     ) -> None:
         if backend not in BACKENDS:
             raise BackendUnavailableError(f"backend {backend!r}: expected one of {BACKENDS}")
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads: expected a positive integer or None, received {threads!r}")
+        if not isinstance(compile_plans, bool):
+            raise ValueError(f"compile_plans: expected True or False, received {compile_plans!r}")
+        if not compile_plans and backend != "numba":
+            raise ValueError(
+                f"compile_plans=False: only the numba backend compiles plans, not {backend!r}"
+            )
         self.backend = backend
         # The file is validated for every backend; opsets only for ours.
         self.graph = load_graph(path_or_bytes, strict_opset=backend == "numba")
         if backend == "numba":
-            self._impl: Any = _NumbaBackend(self.graph, threads)
+            self._impl: Any = _NumbaBackend(self.graph, threads, compile_plans)
         else:
             data = (
                 bytes(path_or_bytes)

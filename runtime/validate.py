@@ -1,7 +1,7 @@
 """Every node checked against its op's ONNX schema at the model's opset, before anything runs.
 
 ``check_node`` is the one place every op goes through: the engine calls it for each
-node when it builds its steps (``engine._make_step``), so an op added to the registry
+node when it builds its steps (``steps.make_step``), so an op added to the registry
 is checked without doing anything itself. It reads the schema that ONNX itself
 defines (``onnx.defs.get_schema(op, max_inclusive_version=opset)``) and checks
 

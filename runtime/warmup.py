@@ -15,7 +15,7 @@ instead of compiling:
   bias) and a Resize. Several outputs keep it from compiling into one program, so it
   runs step by step.
 * ``chain``: a LeNet-like chain that compiles into one op-table program (see
-  ``runtime/program.py``), run for one image and for a batch.
+  ``runtime/compiled.py``), run for one image and for a batch.
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ test (function-expanded variants included) whose ops the engine claims at the
 test's opset, plus the real models, less the listed exclusions, each with its
 reason. Every exclusion and every real-model pattern must match a test that would
 otherwise run (``test_every_pattern_matches``), so a rename in onnx or an op that
-starts passing cannot leave a stale line behind.
+starts passing cannot leave a stale line behind, and the node tests derived from the
+registry must be tests of the suite. The suite's tests are marked slow; these checks
+are not, so a plain run (``-m "not slow"``) makes them.
 """
 
 from __future__ import annotations
@@ -88,8 +90,8 @@ def _suite():
 
 
 _backend_test = _suite()
-globals().update(_backend_test.test_cases)
-pytestmark = pytest.mark.slow
+# The suite's tests are slow; the pattern checks below are not, so they run by default.
+globals().update({name: pytest.mark.slow(case) for name, case in _backend_test.test_cases.items()})
 
 
 def _candidates() -> list[str]:
@@ -108,3 +110,13 @@ def test_every_pattern_matches(pattern: str) -> None:
     assert any(re.search(pattern, name) for name in _candidates()), (
         f"pattern {pattern!r} matches no test the suite would run"
     )
+
+
+def test_the_node_test_include_matches_the_suite() -> None:
+    """The node tests derived from the registry are many, and each is a test of the
+    suite: an include that matched nothing would run nothing and pass."""
+    claimed = claimed_node_tests()
+    assert len(claimed) > 1000, len(claimed)
+    suite = set(dir(_backend_test.test_cases["OnnxBackendNodeModelTest"]))
+    missing = [name for name in claimed if name not in suite]
+    assert not missing, f"claimed node tests the suite does not have: {missing[:10]}"

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(
 PROBE = """
 import json, sys, numpy as np, runtime
 sys.path.insert(0, "tests")
-from runtime.kernels import conv, pool, program
+from runtime.kernels import chain, conv, pool
 s = runtime.InferenceSession("exported/lenet5.onnx")
 s.run(None, {"input": np.zeros((2, 1, 28, 28), np.float32)})
 step_kernels = [conv._im2col, conv._epilogue, pool._avg_pool3d]
@@ -34,10 +34,9 @@ from onnx_helpers import single_node_model
 w = np.ones((3, 2, 3, 3), np.float32)
 model, feeds = single_node_model("Conv", {"x": np.ones((1, 2, 5, 5), np.float32)},
                                  initializers={"w": w}, group=1)
-steps = runtime.InferenceSession(model)
-steps._impl.engine.compile_plans = False
+steps = runtime.InferenceSession(model, compile_plans=False)
 steps.run(None, feeds)
-ks = [program.run_images_serial, conv._im2col, conv._epilogue]
+ks = [chain.run_images_serial, conv._im2col, conv._epilogue]
 print(json.dumps({"hits": sum(sum(k.stats.cache_hits.values()) for k in ks),
                   "misses": sum(sum(k.stats.cache_misses.values()) for k in ks),
                   "unused": unused}))

@@ -138,7 +138,7 @@ def test_conv_split_gemm_matches_naive(monkeypatch, group):
     """The GEMM's row blocks are cut into many jobs: same result as one job each."""
     from runtime.kernels import gemm as gemm_kernels
 
-    monkeypatch.setattr(gemm_kernels, "JOBS_PER_THREAD", 64)
+    monkeypatch.setattr(gemm_kernels, "GEMM_JOBS_PER_THREAD", 64)
     x, w, b = _rand(2, 4, 9, 9), _rand(6, 4 // group, 3, 3), _rand(6)
     got = conv(x, w, b, pads=(1, 1, 1, 1), group=group)
     want = naive.conv2d(x, w, b, strides=(1, 1), pads=(1, 1, 1, 1), dilations=(1, 1), group=group)
@@ -229,8 +229,9 @@ def test_winograd_chunks_match_naive(monkeypatch):
     from runtime.kernels import winograd
     from runtime.ops.nn import conv_forward
 
-    monkeypatch.setattr(winograd, "BUDGET", 2 * 36 * 40 * 9)  # two images of 9 tiles a chunk
-    monkeypatch.setattr(winograd, "OUT_PASS", 40 * winograd.CB * 5)  # F(4x4, 3x3): 5 tiles
+    # two images of 9 tiles a chunk; F(4x4, 3x3): 5 tiles a pass of the output transform
+    monkeypatch.setattr(winograd, "WINOGRAD_CHUNK_FLOATS", 2 * 36 * 40 * 9)
+    monkeypatch.setattr(winograd, "WINOGRAD_OUT_PASS_FLOATS", 40 * winograd.CB * 5)
     x, w, b = _rand(5, 4, 11, 10), _rand(40, 4, 3, 3) / np.float32(6), _rand(40)
     u = winograd_weights(w, 1, 4)
     got = conv_forward(
@@ -392,7 +393,7 @@ GEMM_CASES = [
 def test_matmul_blocks_match_numpy(monkeypatch, sa, sb, ta, tb, jobs):
     from runtime.kernels import gemm
 
-    monkeypatch.setattr(gemm, "JOBS_PER_THREAD", jobs)  # 64: row blocks split into chunks
+    monkeypatch.setattr(gemm, "GEMM_JOBS_PER_THREAD", jobs)  # 64: row blocks split into chunks
     a, b = _rand(*sa), _rand(*sb)
     _gemm_check(a.T if ta else a, b.T if tb else b)
 
@@ -400,7 +401,7 @@ def test_matmul_blocks_match_numpy(monkeypatch, sa, sb, ta, tb, jobs):
 def test_matmul_batched_products_match_numpy(monkeypatch):
     from runtime.kernels import gemm
 
-    monkeypatch.setattr(gemm, "JOBS_PER_THREAD", 64)
+    monkeypatch.setattr(gemm, "GEMM_JOBS_PER_THREAD", 64)
     _gemm_check(_rand(36, 12, 20), _rand(36, 20, 17))  # a job per product and panel
     _gemm_check(_rand(3, 12, 20), _rand(3, 20, 17))  # products split into chunks too
 

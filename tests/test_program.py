@@ -1,4 +1,4 @@
-"""Plans compiled into one op-table program (runtime/program.py) against the step path
+"""Plans compiled into one op-table program (runtime/compiled.py) against the step path
 and onnxruntime, the refusals, and the taps kernel against its naive twin."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from onnx_helpers import chain_model, run_ort
 
 from runtime.engine import NumbaEngine
 from runtime.graph import load_graph
-from runtime.kernels import program as k
+from runtime.kernels import chain as k
 from runtime.kernels.taps import taps
+from runtime.plan import Plan
 
 ROOT = Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(0)
@@ -30,11 +31,13 @@ def _engines(model: bytes) -> tuple[NumbaEngine, NumbaEngine]:
     return NumbaEngine(graph), NumbaEngine(graph, compile_plans=False)
 
 
-def _check_program(model: bytes, shape: tuple[int, ...], batches=(1, 6)) -> NumbaEngine:
-    """Compiled and step-by-step runs agree to 1e-5 and with onnxruntime to 1e-4.
-    Batch 6 runs a group of four images and one of two (program.GROUP)."""
+def _check_program(model: bytes, shape: tuple[int, ...], batches=(1, 6)) -> list[Plan]:
+    """Compiled and step-by-step runs agree to 1e-5 and with onnxruntime to 1e-4; the
+    plan of each batch size. Batch 6 runs a group of four images and one of two
+    (config.PROGRAM_IMAGES_PER_GROUP)."""
     compiled, steps = _engines(model)
     name = compiled.graph.inputs[0].name
+    plans = []
     for n in batches:
         feeds = {name: RNG.standard_normal((n, *shape)).astype(np.float32)}
         (want,) = run_ort(model, feeds)
@@ -44,9 +47,10 @@ def _check_program(model: bytes, shape: tuple[int, ...], batches=(1, 6)) -> Numb
             assert got.shape == want.shape == ref.shape
             np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-    plans = list(compiled._plans.values())
-    assert plans and all(p.program is not None for p in plans), [p.not_compiled for p in plans]
-    return compiled
+        plans.append(compiled.plan(feeds))
+        assert not steps.describe(feeds).compiled
+    assert all(p.program is not None for p in plans), [p.not_compiled for p in plans]
+    return plans
 
 
 def _chain(nodes, shape, out_shape, weights, opset=18) -> bytes:
@@ -147,23 +151,22 @@ def test_softmax_over_the_whole_image_at_opset_11():
 
 
 def test_a_group_shrinks_to_fit_the_workspace():
-    """Four images' activations would pass WORKSPACE_LIMIT: two at a time fit."""
-    from runtime import program
+    """Four images' activations would pass PROGRAM_WORKSPACE_FLOATS: two at a time fit."""
+    from runtime import config
 
     node = helper.make_node
     nodes = [node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), node("Relu", ["c"], ["y"])]
     model = _chain(nodes, (4, 64, 64), [8, 64, 64], {"w": _w(8, 4, 3, 3)})
-    engine = _check_program(model, (4, 64, 64))
-    groups = {p.program.group for p in engine._plans.values()}
-    assert groups == {2} and program.GROUP == 4
+    groups = {p.program.group for p in _check_program(model, (4, 64, 64))}
+    assert groups == {2} and config.PROGRAM_IMAGES_PER_GROUP == 4
 
 
 def _not_compiled(model: bytes, shape) -> str:
     compiled, _ = _engines(model)
     x = np.zeros((2, *shape), np.float32)
     compiled.run({"x": x}, compiled.output_names)
-    (plan,) = compiled._plans.values()
-    assert plan.program is None
+    plan = compiled.describe({"x": x})
+    assert not plan.compiled and plan.not_compiled
     return plan.not_compiled
 
 
@@ -219,8 +222,7 @@ def test_tiling_pool_fused_into_the_conv(op, kernel):
     ]
     size = 6 * kernel  # the conv keeps it; the windows tile it exactly
     model = _chain(nodes, (2, size, size), [3 * 36], {"w": _w(3, 2, 3, 3), "b": _w(3)})
-    engine = _check_program(model, (2, size, size))
-    plan = next(iter(engine._plans.values()))
+    plan = _check_program(model, (2, size, size))[0]
     conv = plan.program.code[0]
     assert conv[k.C_POOL] == (k.POOL_MAX if op == "MaxPool" else k.POOL_AVG)
     assert len(plan.program.code) == 1  # no separate pooling op

@@ -561,7 +561,8 @@ def test_repeated_runs_do_not_grow_memory(lenet):
 
 
 def test_plans_are_kept_for_a_bounded_number_of_shapes():
-    from runtime.engine import MAX_PLANS, NumbaEngine
+    from runtime.config import MAX_PLANS
+    from runtime.engine import NumbaEngine
     from runtime.graph import load_graph
 
     engine = NumbaEngine(load_graph(LENET), compile_plans=False)  # steps and their buffers
@@ -569,8 +570,9 @@ def test_plans_are_kept_for_a_bounded_number_of_shapes():
         x = np.zeros((batch, 1, 28, 28), np.float32)
         for _ in range(2):  # plan, then run planned (and allocate this thread's buffers)
             assert engine.run({"input": x}, ["probabilities"])[0].shape == (batch, 10)
-    assert len(engine._plans) == MAX_PLANS
-    assert set(engine._local.arenas) <= set(engine._plans)
+    info = engine.cache_info()
+    assert info.plans == info.max_plans == MAX_PLANS
+    assert info.buffers == info.plans  # the evicted plans' buffers went with them
 
 
 def test_an_op_that_breaks_the_contract_is_refused_at_registration():

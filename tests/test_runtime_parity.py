@@ -283,14 +283,16 @@ def test_repeated_run_allocates_only_its_outputs():
     """LeNet-5 runs as a compiled program; step by step, it uses planned buffers."""
     x = np.random.default_rng(0).random((4, 1, 28, 28), dtype=np.float32)
     out_bytes = 4 * 10 * 4
-    peak = _allocated_per_run(InferenceSession(LENET), {"input": x})
+    compiled = InferenceSession(LENET)
+    peak = _allocated_per_run(compiled, {"input": x})
     assert peak < out_bytes + 64 * 1024, peak
+    assert compiled.describe().compiled
     # Step by step, planned buffers and per-thread scratch hold the intermediates (conv
     # outputs, im2col).
-    steps = InferenceSession(LENET)
-    steps._impl.engine.compile_plans = False  # no public switch: users always compile
+    steps = InferenceSession(LENET, compile_plans=False)
     peak = _allocated_per_run(steps, {"input": x})
     assert peak < out_bytes + 64 * 1024, peak
+    assert not steps.describe().compiled
 
 
 def test_runtime_does_not_import_torch():
@@ -328,6 +330,21 @@ def test_thread_count_does_not_change_results():
         InferenceSession(LENET, threads=0)
 
 
+def test_compile_plans_is_a_numba_option():
+    """compile_plans=False runs step by step, with the same results; other backends
+    compile nothing and refuse it."""
+    x = np.random.default_rng(8).random((3, 1, 28, 28), dtype=np.float32)
+    compiled, steps = InferenceSession(LENET), InferenceSession(LENET, compile_plans=False)
+    np.testing.assert_allclose(
+        compiled.run(None, {"input": x})[0], steps.run(None, {"input": x})[0], rtol=1e-5, atol=1e-6
+    )
+    assert compiled.describe().compiled and not steps.describe().compiled
+    with pytest.raises(ValueError, match="only the numba backend"):
+        InferenceSession(LENET, backend="onnxruntime", compile_plans=False)
+    with pytest.raises(ValueError, match="compile_plans: expected True or False"):
+        InferenceSession(LENET, compile_plans="no")
+
+
 def test_conv_then_batchnorm_folds_into_the_weights():
     from onnx import TensorProto, helper, numpy_helper
     from onnx_helpers import chain_model
@@ -356,6 +373,60 @@ def test_conv_then_batchnorm_folds_into_the_weights():
         ("Conv", ("BatchNormalization (in the weights)",))
     ]
     _compare(model, {"x": rng.standard_normal((2, 3, 8, 8)).astype(np.float32)}, atol=1e-4)
+
+
+def test_rewrite_passes_run_in_their_listed_order():
+    """Identity removed; Conv, BN, ReLU, BN, MaxPool fused into one conv step; Gemm
+    and Relu into one: ``describe().passes`` names the passes that did it, in the
+    order of ``passes.PASSES``. Without optimisation, none ran."""
+    from onnx import TensorProto, helper, numpy_helper
+    from onnx_helpers import chain_model
+
+    from runtime.engine import NumbaEngine
+    from runtime.graph import load_graph
+    from runtime.passes import PASSES
+
+    rng = np.random.default_rng(9)
+    m = 4
+    bn = {f"{p}{i}": rng.uniform(0.5, 1.5, m).astype(np.float32) for p in "stmv" for i in (1, 2)}
+    inits = {
+        "w": rng.standard_normal((m, 3, 3, 3)).astype(np.float32),
+        "b": rng.standard_normal(m).astype(np.float32),
+        "fc": rng.standard_normal((m * 3 * 3, 5)).astype(np.float32),
+        **bn,
+    }
+    node = helper.make_node
+    nodes = [
+        node("Identity", ["x"], ["xi"]),
+        node("Conv", ["xi", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+        node("BatchNormalization", ["c", "s1", "t1", "m1", "v1"], ["n1"]),
+        node("Relu", ["n1"], ["r"]),
+        node("BatchNormalization", ["r", "s2", "t2", "m2", "v2"], ["n2"]),
+        node("MaxPool", ["n2"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        node("Flatten", ["p"], ["f"]),
+        node("Gemm", ["f", "fc"], ["g"]),
+        node("Relu", ["g"], ["y"]),
+    ]
+    model = chain_model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    plan = InferenceSession(model).describe()
+    names = [p.name for p in PASSES]
+    assert len(set(names)) == len(names)
+    assert list(plan.passes) == [n for n in names if n in plan.passes]  # in PASSES order
+    fusions = ("bn", "activation", "activation_bn", "max_pool")
+    want = {"remove_identities", "fuse_gemm_relu", *(f"fuse_conv_{f}" for f in fusions)}
+    assert want <= set(plan.passes), plan.passes
+    assert [(s.op, s.fused) for s in plan.steps] == [
+        ("Conv", ("BatchNormalization (in the weights)", "Relu", "BatchNormalization", "MaxPool")),
+        ("Flatten", ()),
+        ("Gemm", ("Relu",)),
+    ]
+    assert NumbaEngine(load_graph(model), optimize=False).describe().passes == ()
+    _compare(model, {"x": rng.standard_normal((2, 3, 6, 6)).astype(np.float32)}, atol=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -410,8 +481,6 @@ def test_plans_bind_each_op_to_its_shapes():
     from onnx import TensorProto, helper, numpy_helper
     from onnx_helpers import chain_model
 
-    from runtime.engine import _Bound
-
     rng = np.random.default_rng(6)
     inits = {
         "w": (rng.standard_normal((4, 3, 3, 3)) / 5).astype(np.float32),
@@ -443,13 +512,10 @@ def test_plans_bind_each_op_to_its_shapes():
         _compare(model, {"x": rng.standard_normal((n, 3, 8, 8)).astype(np.float32)})
     sess = InferenceSession(model, backend="numba")
     for n in (2, 3):
-        sess.run(None, {"x": rng.standard_normal((n, 3, 8, 8)).astype(np.float32)})
-    plans = list(sess._impl.engine._plans.values())
-    assert len(plans) == 2
-    for plan in plans:
-        assert plan.program is None
-        bound = [s.op_type for s in plan.steps if isinstance(s.fn, _Bound)]
-        assert bound == ["Conv", "Reshape", "Gemm", "Softmax"]
+        plan = sess.describe({"x": rng.standard_normal((n, 3, 8, 8)).astype(np.float32)})
+        assert plan.input_shapes == {"x": (n, 3, 8, 8)}  # a plan of its own
+        assert not plan.compiled
+        assert [s.op for s in plan.steps if s.bound] == ["Conv", "Reshape", "Gemm", "Softmax"]
 
 
 def test_blas_is_single_threaded_inside_numba_runs(monkeypatch):
@@ -466,8 +532,7 @@ def test_blas_is_single_threaded_inside_numba_runs(monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setitem(registry.OPS, "Gemm", [registry.OpVersion("Gemm", 7, spying_gemm)])
-    sess = InferenceSession(LENET)
-    sess._impl.engine.compile_plans = False  # step by step: a compiled program calls no BLAS
+    sess = InferenceSession(LENET, compile_plans=False)  # a compiled program calls no BLAS
     sess.run(None, {"input": np.zeros((2, 1, 28, 28), np.float32)})
     assert seen and set(seen) == {1}
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
+from runtime.config import IM2COL_CHUNK_FLOATS
 from runtime.kernels import gemm
 from runtime.kernels.activation import activate
 from runtime.kernels.jit import kernel
@@ -119,9 +120,6 @@ def _epilogue(y, out, n0, bias, act, alpha, scale, shift):  # pragma: no cover
         activate(dst, S, bias[m], act, alpha, scale[m], shift[m])
 
 
-COLS_BUDGET = 1 << 25  # floats per im2col chunk (128 MiB): bounds the scratch memory
-
-
 def pack_weights(w: np.ndarray, group: int) -> np.ndarray:
     """w (M, C/G, KD, KH, KW) -> the GEMM's packed A, (G, M/G, C/G*K) in row blocks."""
     m = w.shape[0]
@@ -159,7 +157,7 @@ def conv3d_im2col(
     scale = np.ones(M, np.float32) if scale is None else scale
     shift = np.zeros(M, np.float32) if shift is None else shift
     out3 = out.reshape(N, M, plane)
-    nb_max = max(1, COLS_BUDGET // max(1, C * kd * kh * kw * plane))
+    nb_max = max(1, IM2COL_CHUNK_FLOATS // max(1, C * kd * kh * kw * plane))
     for n0 in range(0, N, nb_max):
         nb = min(nb_max, N - n0)
         width = gemm.nr()

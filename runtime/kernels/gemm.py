@@ -38,14 +38,13 @@ import numba
 import numpy as np
 from numba import prange
 
+from runtime.config import GEMM_FEW_ROWS, GEMM_JOBS_PER_THREAD
 from runtime.kernels.isa import has_avx512
 from runtime.kernels.jit import kernel
 from runtime.kernels.simd import WIDTH, prefetch, vfma, vload, vstore, vzero
 from runtime.memory import check_size, scratch
 
 MR = 6  # rows of A per micro-kernel tile
-JOBS_PER_THREAD = 4
-FEW_ROWS = 3  # products with fewer rows run row by row (``row_4``)
 AHEAD = 32  # rows of a B panel prefetched ahead: B streams from memory at a small M
 
 
@@ -200,7 +199,7 @@ def row_4(ap, r, bp, o0, o1, o2, o3, step, K, t):  # pragma: no cover
 
 @kernel(parallel=True)
 def _gemm_rows(ap, bp, c, M, N, tiles, bias, relu):  # pragma: no cover
-    """``_gemm`` for M < ``FEW_ROWS``: a job per four vectors of columns, row by row
+    """``_gemm`` for M < ``GEMM_FEW_ROWS``: a job per four vectors of columns, row by row
     (``row_4``)."""
     G, K, width = ap.shape[0], ap.shape[2], bp.shape[3]
     nb = bp.shape[1]
@@ -267,7 +266,7 @@ def _gemm(ap, bp, c, M, N, chunk, tiles, bias, relu):  # pragma: no cover
 def _chunk(g: int, mb: int, nb: int) -> int:
     """Row blocks per job: one chunk each while panels alone give every thread several
     jobs, else enough chunks that they do."""
-    want = JOBS_PER_THREAD * numba.get_num_threads()
+    want = GEMM_JOBS_PER_THREAD * numba.get_num_threads()
     chunks = min(mb, blocks(want, g * nb))
     return blocks(mb, max(1, chunks))
 
@@ -285,7 +284,7 @@ def gemm_packed(
     width = bp.shape[3]
     tiles = scratch("gemm.tiles", (numba.get_num_threads(), max(MR * width, 4 * WIDTH)), np.float32)
     b = np.zeros(0, np.float32) if bias is None else bias
-    if m < FEW_ROWS:
+    if m < GEMM_FEW_ROWS:
         _gemm_rows(ap, bp, out, m, n, tiles, b, relu)
     else:
         _gemm(ap, bp, out, m, n, _chunk(ap.shape[0], ap.shape[1], bp.shape[1]), tiles, b, relu)

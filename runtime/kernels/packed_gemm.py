@@ -9,7 +9,7 @@ micro-kernel (``_panel``, on ``simd`` vectors) computes MB = 32 output rows by
 NR = 14 columns at a time, 28 vectors of sums in registers, each step a load of two
 weight vectors, fourteen broadcasts of v and 28 fused multiply-adds.
 
-Blocking, for a job (product g, a group of up to ``GROUP`` panels of NR columns):
+Blocking, for a job (product g, a group of up to ``PANELS_PER_JOB`` panels of NR columns):
 the group's columns of v[g] are copied once into a thread's buffer, panel by panel
 as (K, NR), zero-filled past the last column, so that the micro-kernel reads them
 contiguously; then every row block of u[g] runs over them. z is written in blocks
@@ -34,7 +34,7 @@ from runtime.kernels.simd import WIDTH, prefetch, vfma, vload, vstore, vzero
 MB = 2 * WIDTH  # output rows per panel: two vectors
 NR = 14  # columns per panel
 HALF = NR // 2  # a last panel of this many columns or fewer runs as a half panel
-GROUP = 8  # panels of columns per job: (K, GROUP*NR) of v, 172 KiB at K = 384
+PANELS_PER_JOB = 8  # panels of columns per job: (K, PANELS_PER_JOB*NR) of v, 172 KiB at K = 384
 AHEAD = 32  # weight rows prefetched ahead
 
 
@@ -55,7 +55,7 @@ def padded(n: int, block: int) -> int:
 
 def panel_floats(k: int) -> int:
     """Floats in each thread's buffer of v panels in ``products``, for inner size k."""
-    return GROUP * NR * k
+    return PANELS_PER_JOB * NR * k
 
 
 @kernel()
@@ -208,10 +208,10 @@ def products(up, v, zb, K, T, vpanels):  # pragma: no cover
     G, blocks = up.shape[0], up.shape[1]
     Mp = blocks * MB
     panels = (T + NR - 1) // NR
-    groups = (panels + GROUP - 1) // GROUP
+    groups = (panels + PANELS_PER_JOB - 1) // PANELS_PER_JOB
     for job in prange(G * groups):
-        g, p0 = job // groups, (job % groups) * GROUP
-        p1 = min(panels, p0 + GROUP)
+        g, p0 = job // groups, (job % groups) * PANELS_PER_JOB
+        p1 = min(panels, p0 + PANELS_PER_JOB)
         vp = vpanels[numba.get_thread_id()]
         vg, zg = v[g * K * T : (g + 1) * K * T], zb[g * Mp * panels * NR :]
         for p in range(p0, p1):  # panel p: (K, NR) or (K, HALF), its columns zero past T

@@ -2,7 +2,7 @@
 
     acc[m*stride + p] = sum_t w[m*T + t] * src[offs[t] + p]    (m < M, t < T, p < L)
 
-A direct convolution is this (``kernels/program``: t a tap (c, ky, kx), offs[t] its
+A direct convolution is this (``kernels/chain``: t a tap (c, ky, kx), offs[t] its
 offset in the padded input, p the output position), and so are both stages of a
 Winograd transform (``kernels/winograd``: the rows are tiles' values at one tile
 position, the weights the rows of B^T or A^T). The inner loop over p is contiguous

@@ -36,6 +36,7 @@ import numba
 import numpy as np
 from numba import prange
 
+from runtime.config import WINOGRAD_CHUNK_FLOATS, WINOGRAD_OUT_PASS_FLOATS
 from runtime.kernels.activation import activate_channels
 from runtime.kernels.jit import kernel
 from runtime.kernels.packed_gemm import MB, NR, pack_rows, padded, panel_floats, products
@@ -48,22 +49,14 @@ from runtime.memory import scratch
 # alone, 2 threads, batch 1: 1.88 ms against 3.68; batch 8: 13.5 against 25.1. Its
 # error grows with the larger points: 6.7e-6 of the output's scale against 1.9e-6.
 TILE = {3: 4, 5: 4}
-# For few tiles, F(2x2, 3x3): its weights are 16/9 of the kernel's, F(4x4, 3x3)'s 36/9,
-# and a small batch is bound by reading them (AlexNet batch 1: 18.7 ms against 20.0).
+# For few tiles (fewer than ``config.WINOGRAD_SMALL_TILES``), F(2x2, 3x3).
 SMALL_TILE = {3: 2}
-SMALL_TILES = 64  # fewer F(4x4) tiles than this in a call: use SMALL_TILE
 POINTS = (0.0, 1.0, -1.0, 2.0, -0.5, -2.0, 0.5)  # 2 and -1/2: 3x less error than +-2
 # Channels per job in the transforms: their tiles are one contiguous run of v or z, so
 # taps' loops are BLOCK times longer (AlexNet's conv2 output transform, one thread,
 # batch 1: 0.37 ms against 0.52 with one channel a job).
 BLOCK = 4
-# Floats in each of V and Z per chunk of images (8 MiB): a chunk's V and Z stay in the
-# last-level cache between the three steps. AlexNet at batch 32, two threads, conv1 to
-# conv5: 32.0/30.1/19.7/27.8/20.8 ms in chunks of 8 MiB, 56.7/43.6/24.8/33.3/25.8 in
-# chunks of 128 MiB (one chunk); 4 MiB and 2 MiB were slower again (conv2: 35.1, 35.7).
-BUDGET = 1 << 21
 CB = WIDTH  # output channels per job of the output transform: Z's blocks of channels
-OUT_PASS = 1 << 16  # floats of the output transform's work per pass over tiles (256 KiB)
 
 
 @cache
@@ -429,7 +422,7 @@ class WinogradConv:
         self.pool = np.array(max_pool or (0, 0, 1, 1), np.int64)
         oh, ow = size
         th, tw = -(-oh // m), -(-ow // m)
-        self.nb_max = max(1, BUDGET // (aa * max(c, cout) * th * tw))
+        self.nb_max = max(1, WINOGRAD_CHUNK_FLOATS // (aa * max(c, cout) * th * tw))
         nb = min(self.nb_max, n)
         hp, wp = th * m + a - m, tw * m + a - m  # every input tile inside
         ohp, owp = th * m, tw * m
@@ -440,7 +433,7 @@ class WinogradConv:
         t, mp = nb * th * tw, u.shape[1] * MB
         self.v_shape, self.z_shape = (aa, c, t), (aa, mp // CB, padded(t, NR), CB)
         out_rows = m * a + m * m  # rows of the output transform's work, per_pass*CB each
-        self.per_pass = max(1, OUT_PASS // (out_rows * CB))
+        self.per_pass = max(1, WINOGRAD_OUT_PASS_FLOATS // (out_rows * CB))
         self.planes = max(nb * hp * wp, CB * nb * ohp * owp)
         kh, kw, sh, sw = self.pool  # (0, 0, 1, 1) when there is no pool
         self.pooled = ((oh - kh) // sh + 1) * ((ow - kw) // sw + 1) * CB

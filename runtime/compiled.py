@@ -1,12 +1,13 @@
-"""Compile a plan into one op table that numba runs over groups of images (``kernels/program``).
+"""Compile a plan into one op table that numba runs over groups of images (``kernels/chain``).
 
 A plan qualifies when it is a chain over one float32 input whose every step keeps
 the batch axis first and is one of: Conv (2-D, group 1, with its fused activation
 and scale/shift), MaxPool and AveragePool (2-D), Gemm and MatMul against constant
 weights, Relu, LeakyRelu, Tanh, Sigmoid, an unfused BatchNormalization, Reshape and
 Flatten that keep the batch axis, and Softmax or LogSoftmax over each image. A group
-of ``GROUP`` images' activations (fewer if they do not fit, one at least) must fit
-``WORKSPACE_LIMIT`` and the weights ``WEIGHTS_LIMIT``:
+of ``config.PROGRAM_IMAGES_PER_GROUP`` images' activations (fewer if they do not fit,
+one at least) must fit ``config.PROGRAM_WORKSPACE_FLOATS`` and the weights
+``config.PROGRAM_WEIGHTS_FLOATS``:
 this path is for small networks, whose per-call overhead and cache traffic decide
 their speed (LeNet-5). Anything else runs step by step, unchanged. ``compile_program``
 says in one line why a plan does not qualify.
@@ -20,17 +21,19 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from runtime.config import (
+    PROGRAM_CHUNKS_PER_THREAD,
+    PROGRAM_IMAGES_PER_GROUP,
+    PROGRAM_WEIGHTS_FLOATS,
+    PROGRAM_WORKSPACE_FLOATS,
+)
+from runtime.kernels import chain as k
 from runtime.kernels import gemm
-from runtime.kernels import program as k
 from runtime.kernels.activation import ACTIVATIONS
 from runtime.memory import scratch
 from runtime.ops import nn
 
-WORKSPACE_LIMIT = 1 << 18  # floats of working memory per thread (1 MiB): cache-sized
-WEIGHTS_LIMIT = 1 << 22  # floats of weights (16 MiB), read again for every group
-CHUNKS_PER_THREAD = 8  # batches are cut finer than one chunk a thread: see run_images
-GROUP = 4  # images run op by op together: a Gemm reads its weights once for them
-assert GROUP <= gemm.MR  # a group's vectors are one row block of the GEMM
+assert PROGRAM_IMAGES_PER_GROUP <= gemm.MR  # a group's vectors are one row block of the GEMM
 
 
 class NotCompilableError(Exception):
@@ -44,7 +47,7 @@ class Program:
     fpool: np.ndarray  # float32: weights, biases, scales, alphas
     ws_size: int  # floats of workspace per thread
     image_stride: int  # floats between one image's activations and the next one's
-    group: int  # images run together (kernels/program._run_group)
+    group: int  # images run together (kernels/chain._run_group)
     input_name: str
     output_name: str
     output_shape: tuple[int, ...]
@@ -68,7 +71,7 @@ class Program:
             k.run_images_serial(*args)
         else:
             with numba.parallel_chunksize(1):
-                k.run_images(*args, min(-(-n // self.group), CHUNKS_PER_THREAD * threads))
+                k.run_images(*args, min(-(-n // self.group), PROGRAM_CHUNKS_PER_THREAD * threads))
         return out
 
 
@@ -112,10 +115,13 @@ class _Builder:
 
     def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int, int]:
         """The table, pools, workspace size, image stride and group size: as many
-        images as fit the workspace limit, up to GROUP."""
+        images as fit the workspace limit, up to PROGRAM_IMAGES_PER_GROUP."""
         a = self.act_size
-        group = GROUP
-        while group > 1 and 2 * group * a + self.scratch_size + self.acc_size > WORKSPACE_LIMIT:
+        group = PROGRAM_IMAGES_PER_GROUP
+        while (
+            group > 1
+            and 2 * group * a + self.scratch_size + self.acc_size > PROGRAM_WORKSPACE_FLOATS
+        ):
             group //= 2
         pad, acc = 2 * group * a, 2 * group * a + self.scratch_size
         code = np.stack(self.rows)
@@ -128,12 +134,14 @@ class _Builder:
         ws = acc + self.acc_size
         fpool = np.concatenate(self.floats)
         ipool = np.concatenate(self.ints) if self.ints else np.zeros(1, np.int64)
-        if ws > WORKSPACE_LIMIT:
+        if ws > PROGRAM_WORKSPACE_FLOATS:
             raise NotCompilableError(
-                f"needs {ws} floats of workspace per image (limit {WORKSPACE_LIMIT})"
+                f"needs {ws} floats of workspace per image (limit {PROGRAM_WORKSPACE_FLOATS})"
             )
-        if fpool.size > WEIGHTS_LIMIT:
-            raise NotCompilableError(f"has {fpool.size} floats of weights (limit {WEIGHTS_LIMIT})")
+        if fpool.size > PROGRAM_WEIGHTS_FLOATS:
+            raise NotCompilableError(
+                f"has {fpool.size} floats of weights (limit {PROGRAM_WEIGHTS_FLOATS})"
+            )
         return code, ipool, fpool, ws, a, group
 
 

@@ -1,6 +1,6 @@
 """A whole small network in one compiled call: a flat op table run over groups of images.
 
-``runtime/program.py`` compiles a plan (a chain of Conv, pooling, Gemm, activations,
+``runtime/compiled.py`` compiles a plan (a chain of Conv, pooling, Gemm, activations,
 Softmax...) into ``code``: one row of ``REC`` int64 fields per op. ``run_images``
 then runs the table inside numba on a group of images at a time (``_run_group``),
 op by op: no Python work per op, and the group's activations stay in a small

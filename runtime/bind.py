@@ -1,0 +1,74 @@
+"""Per-shape binding: a plan's steps laid out once for its input shapes.
+
+A bound step (``Bound``) holds a call made for the plan's shapes, with the step's
+other inputs (constants) and its attributes inside it, so that a run calls it with
+the tensor alone and runs little Python: after a kernel has swept megabytes through
+the caches, every line of Python costs several times its usual time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+
+import numpy as np
+
+from runtime import dispatch
+from runtime.steps import Step
+
+BoundCall = Callable[[np.ndarray, "np.ndarray | None"], np.ndarray]
+
+
+class Bound:
+    """A step's call laid out once for its plan's input shapes (``bind``)."""
+
+    def __init__(self, call: BoundCall) -> None:
+        self.call = call
+        self.choice: dispatch.Choice | None = getattr(call, "choice", None)
+
+    def __call__(self, x: np.ndarray, *constants: np.ndarray, _out=None) -> np.ndarray:
+        return self.call(x, _out and _out[0])
+
+
+def bind(
+    steps: list[Step], env: Mapping[str, np.ndarray], constants: Mapping[str, np.ndarray]
+) -> list[Step]:
+    """Steps laid out for the plan's shapes (``env``: the tensors of a run with them):
+    each op with a ``prepare`` (Conv, Gemm, Softmax: see the end of ``ops/nn.py``)
+    whose other inputs are constants, and each step whose output is its input
+    reshaped."""
+    bound = []
+    for step in steps:
+        x = env.get(step.inputs[0]) if step.inputs else None
+        if x is None or not all(not n or n in constants for n in step.inputs[1:]):
+            bound.append(step)
+            continue
+        args = [constants[n] if n else None for n in step.inputs[1:]]
+        prepare = getattr(step.fn, "prepare", None)
+        call = None if prepare is None else prepare(x, args, step.attrs)
+        if call is None and _is_view(x, [env[o] for o in step.outputs if o]):
+            call = _reshape_to(env[step.outputs[0]].shape)
+        if call is not None:
+            step = replace(step, fn=Bound(call), attrs={})  # the attributes are in it
+        bound.append(step)
+    return bound
+
+
+def _is_view(x: np.ndarray, outs: list[np.ndarray]) -> bool:
+    """Whether a step's single output is ``x`` reshaped (Reshape, Flatten, Squeeze...):
+    the same elements in the same order, and so, for this plan's shapes, a reshape."""
+    return (
+        len(outs) == 1
+        and outs[0].size == x.size
+        and outs[0].dtype == x.dtype
+        and x.flags.c_contiguous
+        and outs[0].flags.c_contiguous
+        and outs[0].__array_interface__["data"][0] == x.__array_interface__["data"][0]
+    )
+
+
+def _reshape_to(shape: tuple[int, ...]) -> BoundCall:
+    def reshape(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        return x.reshape(shape)
+
+    return reshape

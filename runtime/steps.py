@@ -1,0 +1,122 @@
+"""Steps: a graph's nodes as calls the engine runs, and how one step runs.
+
+A ``Step`` is a node with its op's function for the model's opset and its checked
+attributes (``make_step``: ``validate.check_node`` holds the node against its op's
+ONNX schema, then the op's registered contract names the attributes it takes).
+``call_step`` runs one step and gives any error the node's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from runtime import dispatch, errors
+from runtime.graph import Graph, Node
+from runtime.ops import resolve, supported_ops
+from runtime.validate import Known, check_node
+
+TYPED_ERRORS = (
+    errors.ShapeError,
+    errors.InvalidAttributeError,
+    errors.TensorTooLargeError,
+    errors.UnsupportedOpError,
+)
+
+
+@dataclass(frozen=True)
+class Step:
+    node: Node  # the (first) original node, for error messages and bisection
+    fn: Callable[..., Any]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    since: int = 1  # the opset version whose semantics ``fn`` implements
+    choice: dispatch.Choice | None = None  # the algorithm chosen at load, and why
+    fused: tuple[str, ...] = ()  # the ops the rewrite passes fused into this step
+
+    @property
+    def op_type(self) -> str:
+        return self.node.op_type
+
+
+def check_supported(graph: Graph) -> None:
+    """Every node's op exists for the graph's opset, or one error listing all that do not."""
+    missing = [
+        n
+        for n in graph.nodes
+        if n.domain not in ("", "ai.onnx") or resolve(n.op_type, graph.opset) is None
+    ]
+    if missing:
+        listed = "; ".join(
+            f"{n.op_type} (domain {n.domain or 'ai.onnx'!r}, node {n.name!r})" for n in missing
+        )
+        raise errors.UnsupportedOpError(
+            f"the numba backend does not implement {len(missing)} node(s) of this graph "
+            f"(opset {graph.opset}): {listed}. Supported ops: {', '.join(supported_ops())}. "
+            "Use backend='onnxruntime' (cnn: --backend onnxruntime) for this model."
+        )
+
+
+def make_step(node: Node, opset: int, known: Known | None = None) -> Step:
+    """The node as a step, once ``validate.check_node`` has held it against its op's
+    ONNX schema (``known``: ranks and types of the tensors known before it runs)."""
+    version = resolve(node.op_type, opset)
+    assert version is not None  # check_supported ran first
+    check_node(node, opset, known)
+    c = version.contract
+    kw, required, wants_n = c.attributes, c.required, c.counts_outputs
+    unknown = [] if kw is None else sorted(set(node.attrs) - kw)
+    if unknown:
+        raise errors.InvalidAttributeError(
+            f"{node.describe()}: unknown attribute(s) {unknown} for {node.op_type} "
+            f"at opset {opset}; expected among {sorted(kw)}"
+        )
+    absent = sorted(required - set(node.attrs))
+    if absent:
+        raise errors.InvalidAttributeError(
+            f"{node.describe()}: missing required attribute(s) {absent}"
+        )
+    attrs = dict(node.attrs)
+    if wants_n:
+        attrs["_num_outputs"] = len(node.outputs)
+    return Step(node, version.fn, node.inputs, node.outputs, attrs, version.since)
+
+
+def call_step(
+    step: Step, env: Mapping[str, np.ndarray], out: tuple | None = None
+) -> tuple[np.ndarray, ...]:
+    """Run one step on ``env`` (``out``: planned buffers); errors get the node's name."""
+    args = [env[name] if name else None for name in step.inputs]
+    while args and args[-1] is None:
+        args.pop()
+    try:
+        if out is None:
+            result = step.fn(*args, **step.attrs)
+        else:
+            result = step.fn(*args, **step.attrs, _out=out)
+    except TYPED_ERRORS as exc:
+        raise type(exc)(f"{step.node.describe()}: {exc}") from None
+    except (ValueError, TypeError, IndexError) as exc:
+        raise errors.ShapeError(f"{step.node.describe()}: {exc}") from None
+    return result if isinstance(result, tuple) else (result,)
+
+
+def store(step: Step, results: tuple[np.ndarray, ...], env: dict[str, np.ndarray]) -> None:
+    """Put a step's results into ``env`` under its output names (an empty name: unused)."""
+    for name, value in zip(step.outputs, results, strict=False):
+        if name:
+            env[name] = value
+
+
+def consumers(steps: Sequence[Step]) -> dict[str, list[int]]:
+    """For each tensor, the indices of the steps that read it."""
+    users: dict[str, list[int]] = {}
+    for i, s in enumerate(steps):
+        for name in s.inputs:
+            if name:
+                users.setdefault(name, []).append(i)
+    return users
