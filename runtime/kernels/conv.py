@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from runtime.config import IM2COL_CHUNK_FLOATS
+from runtime.config import GEMM_FEW_ROWS, IM2COL_CHUNK_FLOATS
 from runtime.kernels import gemm
 from runtime.kernels.activation import activate
 from runtime.kernels.jit import kernel
@@ -93,8 +93,12 @@ def _im2col(
                             for q in range(ow, lo):
                                 bf[d0 + q] = 0.0
                             s0 = line + e * dw
-                            for q in range(lo, hi):
-                                bf[d0 + q] = xf[s0 + q * sw]
+                            if sw == 1:  # a constant stride: the copy vectorises
+                                for q in range(lo, hi):
+                                    bf[d0 + q] = xf[s0 + q]
+                            else:
+                                for q in range(lo, hi):
+                                    bf[d0 + q] = xf[s0 + q * sw]
                             for q in range(hi, end):
                                 bf[d0 + q] = 0.0
                             rr += 1
@@ -107,6 +111,40 @@ def _im2col(
                 d0 = (((r // Kg) * P + p) * Kg + r % Kg) * NR
                 for q in range(ncol, NR):
                     bf[d0 + q] = 0.0
+
+
+@kernel(parallel=True)
+def _pack_pointwise(x, bp, n0, nb):  # pragma: no cover
+    """A 1x1 conv's columns (stride 1, no pads): x (N, C, S) rows into the packed B,
+    bp (G, ceil(nb*S/NR), Kg, NR): row k of image n0+i, position s at column i*S + s.
+    A job per (image, row) reads its row once, in order, and writes it NR values at a
+    time: disjoint elements. Columns past the last one are zeros."""
+    _, C, S = x.shape
+    Kg, NR = bp.shape[2], bp.shape[3]
+    P = bp.shape[1]
+    bf = bp.reshape(-1)
+    for job in prange(nb * C):
+        i = job // C
+        k = job % C
+        row = x[n0 + i, k]
+        base = ((k // Kg) * P * Kg + k % Kg) * NR  # panel 0 of row k
+        col = i * S
+        s = 0
+        while s < S:
+            p = col // NR
+            j = col % NR
+            count = min(S - s, NR - j)
+            d0 = base + p * Kg * NR + j
+            for q in range(count):
+                bf[d0 + q] = row[s + q]
+            s += count
+            col += count
+    cols = nb * S
+    if cols < P * NR:
+        for k in prange(C):
+            d0 = ((k // Kg) * P * Kg + (P - 1) * Kg + k % Kg) * NR
+            for q in range(cols - (P - 1) * NR, NR):
+                bf[d0 + q] = 0.0
 
 
 @kernel(parallel=True)
@@ -158,11 +196,22 @@ def conv3d_im2col(
     shift = np.zeros(M, np.float32) if shift is None else shift
     out3 = out.reshape(N, M, plane)
     nb_max = max(1, IM2COL_CHUNK_FLOATS // max(1, C * kd * kh * kw * plane))
+    ones, zeros = (1, 1, 1), (0, 0, 0)
+    pointwise = (kd, kh, kw) == ones and tuple(strides) == ones and tuple(pads) == zeros
+    pointwise = pointwise and x.shape[2:] == out.shape[2:] and x.flags.c_contiguous
     for n0 in range(0, N, nb_max):
         nb = min(nb_max, N - n0)
         width = gemm.nr()
         bp = scratch("conv.cols", (group, gemm.blocks(nb * plane, width), k, width), np.float32)
-        _im2col(x, bp, n0, nb, kd, kh, kw, *strides, *pads, *dilations, od_, oh_, ow_)
+        if pointwise:  # the columns are the input's planes
+            _pack_pointwise(x.reshape(N, C, plane), bp, n0, nb)
+        else:
+            _im2col(x, bp, n0, nb, kd, kh, kw, *strides, *pads, *dilations, od_, oh_, ow_)
+        if M // group >= GEMM_FEW_ROWS:  # the epilogue in the GEMM's store
+            gemm.gemm_conv(
+                wp, bp, out3, n0, plane, nb * plane, bias, act, np.float32(alpha), scale, shift
+            )
+            continue
         y = scratch("conv.gemm", (group, M // group, nb * plane), np.float32)
         gemm.gemm_packed(wp, bp, y, M // group, nb * plane)  # (G, M/G, nb*S)
         _epilogue(y.reshape(M, nb, plane), out3, n0, bias, act, np.float32(alpha), scale, shift)

@@ -39,6 +39,7 @@ import numpy as np
 from numba import prange
 
 from runtime.config import GEMM_FEW_ROWS, GEMM_JOBS_PER_THREAD
+from runtime.kernels.activation import activate
 from runtime.kernels.isa import has_avx512
 from runtime.kernels.jit import kernel
 from runtime.kernels.simd import WIDTH, prefetch, vfma, vload, vstore, vzero
@@ -261,6 +262,69 @@ def _gemm(ap, bp, c, M, N, chunk, tiles, bias, relu):  # pragma: no cover
                     if relu and v < 0.0:
                         v = 0.0
                     dst[j0 + j] = v
+
+
+@kernel(parallel=True)
+def _gemm_conv(
+    ap, bp, out, n0, plane, Mg, N, chunk, tiles, bias, act, alpha, scale, shift
+):  # pragma: no cover
+    """A conv's GEMM with its epilogue in the store: for group g, row r < Mg (output
+    channel m = g*Mg + r) and column col < N (image n0 + col // plane, position
+    col % plane), out[n0 + col // plane, m, col % plane] = act((ap[g] @ bp[g])[r, col]
+    + bias[m]) * scale[m] + shift[m] (``activation.activate``), out (images, M, plane).
+    Jobs as in ``_gemm``; each tile row is stored and activated while it is in cache."""
+    G, mb, K, width = ap.shape[0], ap.shape[1], ap.shape[2], bp.shape[3]
+    nb = bp.shape[1]
+    chunks = (mb + chunk - 1) // chunk
+    for job in prange(G * nb * chunks):
+        g = job // (nb * chunks)
+        p = (job // chunks) % nb
+        q = job % chunks
+        t = tiles[numba.get_thread_id()]
+        bpp = bp[g, p].reshape(-1)
+        j0 = p * width
+        n = min(width, N - j0)
+        for b in range(q * chunk, min(mb, (q + 1) * chunk)):
+            if width == WIDTH:
+                tile_16(ap[g, b].reshape(-1), bpp, K, t)
+            else:
+                tile_32(ap[g, b].reshape(-1), bpp, K, t)
+            for r in range(min(MR, Mg - b * MR)):
+                m = g * Mg + b * MR + r
+                j = 0
+                while j < n:  # the tile row's columns, split where an image ends
+                    i = (j0 + j) // plane
+                    s = (j0 + j) % plane
+                    count = min(n - j, plane - s)
+                    dst = out[n0 + i, m, s : s + count]
+                    dst[:] = t[r * width + j : r * width + j + count]
+                    activate(dst, count, bias[m], act, alpha, scale[m], shift[m])
+                    j += count
+
+
+def gemm_conv(
+    ap: np.ndarray,
+    bp: np.ndarray,
+    out: np.ndarray,
+    n0: int,
+    plane: int,
+    n: int,
+    bias: np.ndarray,
+    act: int,
+    alpha: float,
+    scale: np.ndarray,
+    shift: np.ndarray,
+) -> np.ndarray:
+    """``_gemm_conv``: packed weights ap (G, blocks, K, MR) @ packed columns bp of
+    ``n`` columns (images n0.. of ``plane`` positions each) into out (images, M,
+    plane), with the conv's epilogue. Needs M/G >= ``GEMM_FEW_ROWS``."""
+    g, mb = ap.shape[0], ap.shape[1]
+    width = bp.shape[3]
+    tiles = scratch("gemm.tiles", (numba.get_num_threads(), max(MR * width, 4 * WIDTH)), np.float32)
+    chunk = _chunk(g, mb, bp.shape[1])
+    mg = out.shape[1] // g
+    _gemm_conv(ap, bp, out, n0, plane, mg, n, chunk, tiles, bias, act, alpha, scale, shift)
+    return out
 
 
 def _chunk(g: int, mb: int, nb: int) -> int:
