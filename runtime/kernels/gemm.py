@@ -198,6 +198,15 @@ def row_4(ap, r, bp, o0, o1, o2, o3, step, K, t):  # pragma: no cover
     vstore(t, 3 * WIDTH, c3)
 
 
+@kernel(inline="always")
+def tile(ap, bp, K, t, width):  # pragma: no cover
+    """``tile_16`` or ``tile_32``, for panels of ``width`` columns."""
+    if width == WIDTH:
+        tile_16(ap, bp, K, t)
+    else:
+        tile_32(ap, bp, K, t)
+
+
 @kernel(parallel=True)
 def _gemm_rows(ap, bp, c, M, N, tiles, bias, relu):  # pragma: no cover
     """``_gemm`` for M < ``GEMM_FEW_ROWS``: a job per four vectors of columns, row by row
@@ -248,10 +257,7 @@ def _gemm(ap, bp, c, M, N, chunk, tiles, bias, relu):  # pragma: no cover
         j0 = p * width
         n = min(width, N - j0)
         for b in range(q * chunk, min(mb, (q + 1) * chunk)):
-            if width == WIDTH:
-                tile_16(ap[g, b].reshape(-1), bpp, K, t)
-            else:
-                tile_32(ap[g, b].reshape(-1), bpp, K, t)
+            tile(ap[g, b].reshape(-1), bpp, K, t, width)
             for r in range(min(MR, M - b * MR)):
                 dst = c[g, b * MR + r]
                 src = t[r * width : r * width + n]
@@ -285,10 +291,7 @@ def _gemm_conv(
         j0 = p * width
         n = min(width, N - j0)
         for b in range(q * chunk, min(mb, (q + 1) * chunk)):
-            if width == WIDTH:
-                tile_16(ap[g, b].reshape(-1), bpp, K, t)
-            else:
-                tile_32(ap[g, b].reshape(-1), bpp, K, t)
+            tile(ap[g, b].reshape(-1), bpp, K, t, width)
             for r in range(min(MR, Mg - b * MR)):
                 m = g * Mg + b * MR + r
                 j = 0
