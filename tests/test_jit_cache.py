@@ -21,14 +21,15 @@ pytestmark = pytest.mark.skipif(
 
 # LeNet-5 compiles into one program: its first call runs (and compiles) that program's
 # kernel only, none of the step path's (issue 13: "the first call compiles and runs
-# only the path the plan uses"). A small step-path conv then uses im2col's kernels.
+# only the path the plan uses"). A small step-path conv then uses im2col's kernels:
+# three output channels (>= GEMM_FEW_ROWS) store through the GEMM's own epilogue.
 PROBE = """
 import json, sys, numpy as np, runtime
 sys.path.insert(0, "tests")
-from runtime.kernels import chain, conv, pool
+from runtime.kernels import chain, conv, gemm, pool
 s = runtime.InferenceSession("exported/lenet5.onnx")
 s.run(None, {"input": np.zeros((2, 1, 28, 28), np.float32)})
-step_kernels = [conv._im2col, conv._epilogue, pool._avg_pool3d]
+step_kernels = [conv._im2col, conv._epilogue, gemm._gemm_conv, pool._avg_pool3d]
 unused = sum(len(k.signatures) for k in step_kernels)
 from onnx_helpers import single_node_model
 w = np.ones((3, 2, 3, 3), np.float32)
@@ -36,7 +37,7 @@ model, feeds = single_node_model("Conv", {"x": np.ones((1, 2, 5, 5), np.float32)
                                  initializers={"w": w}, group=1)
 steps = runtime.InferenceSession(model, compile_plans=False)
 steps.run(None, feeds)
-ks = [chain.run_images_serial, conv._im2col, conv._epilogue]
+ks = [chain.run_images_serial, conv._im2col, gemm._gemm_conv]
 print(json.dumps({"hits": sum(sum(k.stats.cache_hits.values()) for k in ks),
                   "misses": sum(sum(k.stats.cache_misses.values()) for k in ks),
                   "unused": unused}))
