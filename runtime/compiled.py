@@ -32,6 +32,7 @@ from runtime.kernels import gemm
 from runtime.kernels.activation import ACTIVATIONS
 from runtime.memory import scratch
 from runtime.ops import nn
+from runtime.passes import activation_of
 
 assert PROGRAM_IMAGES_PER_GROUP <= gemm.MR  # a group's vectors are one row block of the GEMM
 
@@ -182,7 +183,7 @@ def _conv(b: _Builder, attrs: Mapping, x: np.ndarray, w: np.ndarray, bias) -> np
     r[k.C_BOFF] = b.floats_at(np.zeros(cout) if bias is None else bias)
     r[k.C_SCALE] = -1 if scale is None else b.floats_at(scale)
     r[k.C_SHIFT] = -1 if shift is None else b.floats_at(shift)
-    r[k.C_ALPHA] = b.floats_at(np.array([attrs.get("alpha", 0.01)]))
+    r[k.C_ALPHA] = b.floats_at(np.array([attrs.get("alpha", 0.01), attrs.get("beta", 0.0)]))
     r[k.C_TAPS] = b.ints_at(taps)
     r[k.C_FLAT], r[k.C_HP], r[k.C_WP] = int(flat), hp, wp
     return y
@@ -251,7 +252,7 @@ def _gemm(b: _Builder, wt: np.ndarray, bias: np.ndarray, act: int, alpha: float)
     r[k.G_WOFF] = b.floats_at(gemm.pack_b(wt[None]))  # (panels, K, NR)
     r[k.G_BOFF] = b.floats_at(np.broadcast_to(bias, (N,)))
     r[k.G_ACT] = act
-    r[k.G_ALPHA] = b.floats_at(np.array([alpha]))
+    r[k.G_ALPHA] = b.floats_at(np.array([alpha, 0.0]))
 
 
 def _refuse(step, why: str) -> NotCompilableError:
@@ -319,10 +320,11 @@ def compile_program(
             if x.ndim != 2 or w.ndim != 2:
                 raise _refuse(step, "MatMul other than (N, K) @ (K, M)")
             _gemm(b, w, np.zeros(w.shape[1]), 0, 0.0)
-        elif op in ("Relu", "LeakyRelu", "Tanh", "Sigmoid"):
+        elif (found := activation_of(step, constants)) is not None:
+            act, alpha, beta = found
             r = b.row(k.OP_ACT, y[0].size, in_place=True)
-            r[k.A_SIZE], r[k.A_ACT] = y[0].size, ACTIVATIONS[op]
-            r[k.A_ALPHA] = b.floats_at(np.array([attrs.get("alpha", 0.01)]))
+            r[k.A_SIZE], r[k.A_ACT] = y[0].size, ACTIVATIONS[act]
+            r[k.A_ALPHA] = b.floats_at(np.array([alpha, beta]))
         elif op == "BatchNormalization":
             ab = nn.bn_affine(step.inputs, attrs, constants, x.shape[1] if x.ndim >= 2 else None)
             if ab is None or x.ndim < 2:

@@ -21,7 +21,6 @@ from runtime import dispatch
 from runtime.ops.nn import bn_affine, fused_conv, fused_gemm
 from runtime.steps import Step, call_step, consumers, store
 
-ACTIVATION_OPS = ("Relu", "LeakyRelu", "Tanh", "Sigmoid")  # what a conv's epilogue applies
 REMOVABLE = ("Identity", "Dropout")  # Dropout at inference passes its input through
 
 
@@ -151,21 +150,98 @@ def fuse_conv_bn(g: StepGraph) -> StepGraph:
     return _fuse_pairs(g, "Conv", _fold_bn)
 
 
+FLOAT_MAX = float(np.finfo(np.float32).max)
+
+
+def _scalar(step: Step, i: int, constants: dict) -> float | None:
+    """Input i of ``step`` as a Python float: absent (None), or a one-value constant."""
+    name = step.inputs[i] if len(step.inputs) > i else ""
+    if not name:
+        return None
+    value = constants.get(name)
+    if value is None or value.size != 1 or value.dtype.kind != "f":
+        raise LookupError(name)  # not a constant scalar: not fusable
+    return float(value.reshape(()))
+
+
+def activation_of(step: Step, constants: dict) -> tuple[str, float, float] | None:
+    """The epilogue activation (``kernels.activation.ACTIVATIONS``) with its alpha and
+    beta that ``step`` computes, or None where a step is not one the epilogue applies."""
+    op, a = step.op_type, step.attrs
+    if op in ("Relu", "Tanh", "Sigmoid"):
+        return op, 0.0, 0.0
+    if op == "LeakyRelu":
+        return op, float(a.get("alpha", 0.01)), 0.0
+    if op == "HardSigmoid":
+        return op, float(a.get("alpha", 0.2)), float(a.get("beta", 0.5))
+    if op == "HardSwish":
+        return op, 1.0 / 6.0, 0.5
+    if op != "Clip":
+        return None
+    if step.since < 11:
+        return op, float(a.get("min", -FLOAT_MAX)), float(a.get("max", FLOAT_MAX))
+    try:
+        lo, hi = _scalar(step, 1, constants), _scalar(step, 2, constants)
+    except LookupError:
+        return None
+    return op, -np.inf if lo is None else lo, np.inf if hi is None else hi
+
+
 def _activation(step: Step, nxt: Step, i: int, constants: dict) -> Step | None:
     a = step.attrs
     if "max_pool" in a or "activation" in a or "post_scale" in a:
         return None
-    if nxt.op_type not in ACTIVATION_OPS:
+    found = activation_of(nxt, constants)
+    if found is None or nxt.inputs[0] != step.outputs[0]:
         return None
-    attrs = {**a, "activation": nxt.op_type}
-    if nxt.op_type == "LeakyRelu":
-        attrs["alpha"] = nxt.attrs.get("alpha", 0.01)
+    name, alpha, beta = found
+    attrs = {**a, "activation": name, "alpha": alpha, "beta": beta}
     return replace(step, attrs=attrs, outputs=nxt.outputs)
 
 
+def _silu(g: StepGraph) -> StepGraph:
+    """Conv -> Sigmoid and Mul(conv, sigmoid): SiLU in the conv's epilogue."""
+    steps = list(g.steps)
+    i = 0
+    while i < len(steps):
+        step = steps[i]
+        a = step.attrs
+        if step.op_type != "Conv" or {"max_pool", "activation", "post_scale"} & set(a):
+            i += 1
+            continue
+        y = step.outputs[0]
+        users = consumers(steps)
+        readers = users.get(y, [])
+        sig = [j for j in readers if steps[j].op_type == "Sigmoid"]
+        ok = len(readers) == 2 and len(sig) == 1 and y not in g.outputs
+        if ok:
+            s = steps[sig[0]]
+            (m,) = [j for j in readers if j != sig[0]]
+            mul = steps[m]
+            ok = (
+                mul.op_type == "Mul"
+                and sorted(mul.inputs) == sorted((y, s.outputs[0]))
+                and users.get(s.outputs[0], []) == [m]
+                and s.outputs[0] not in g.outputs
+            )
+        if not ok:
+            i += 1
+            continue
+        attrs = {**a, "activation": "SiLU", "alpha": 0.0, "beta": 0.0}
+        steps[i] = replace(
+            step, attrs=attrs, outputs=mul.outputs, fused=(*step.fused, "Sigmoid", "Mul")
+        )
+        for j in sorted((sig[0], m), reverse=True):
+            del steps[j]
+        i += 1
+    return replace(g, steps=tuple(steps))
+
+
 def fuse_conv_activation(g: StepGraph) -> StepGraph:
-    """Apply a Relu, LeakyRelu, Tanh or Sigmoid after a Conv in the conv's epilogue."""
-    return _fuse_pairs(g, "Conv", _activation)
+    """Apply the activation after a Conv in the conv's epilogue: Relu, LeakyRelu, Tanh,
+    Sigmoid, Clip (Relu6) with constant bounds, HardSigmoid, HardSwish, and SiLU where
+    an exporter writes it as Sigmoid then Mul (EfficientNet's Swish)."""
+    return _fuse_pairs(_silu(g), "Conv", _activation)
 
 
 def _post_bn(step: Step, nxt: Step, i: int, constants: dict) -> Step | None:

@@ -32,6 +32,39 @@ def conv2d(x, w, b, *, strides, pads, dilations, group):
     return out.astype(np.float32)
 
 
+# Each epilogue activation (kernels/activation.ACTIVATIONS) with the alpha and beta a
+# test gives it: the float64 formulas of the ONNX ops.
+EPILOGUE_PARAMS = {
+    None: (0.0, 0.0),
+    "Relu": (0.0, 0.0),
+    "LeakyRelu": (0.2, 0.0),
+    "Tanh": (0.0, 0.0),
+    "Sigmoid": (0.0, 0.0),
+    "Clip": (-0.5, 0.7),
+    "HardSigmoid": (0.3, 0.4),
+    "HardSwish": (1 / 6, 0.5),
+    "SiLU": (0.0, 0.0),
+}
+
+
+def activation(name, v, alpha, beta):
+    """The activation ``name`` of v, computed in float64."""
+    v = np.asarray(v, np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        sig = 1 / (1 + np.exp(-v))
+        return {
+            None: lambda: v,
+            "Relu": lambda: np.maximum(v, 0),
+            "LeakyRelu": lambda: np.where(v >= 0, v, alpha * v),
+            "Tanh": lambda: np.tanh(v),
+            "Sigmoid": lambda: sig,
+            "Clip": lambda: np.clip(v, alpha, beta),
+            "HardSigmoid": lambda: np.clip(alpha * v + beta, 0, 1),
+            "HardSwish": lambda: v * np.clip(v / 6 + 0.5, 0, 1),
+            "SiLU": lambda: v * sig,
+        }[name]()
+
+
 def pool2d(x, *, kernel, strides, pads, dilations, ceil_mode, mode, count_include_pad=0):
     """Max or average pooling with the spec's window arithmetic."""
     n, c, h, wd = x.shape

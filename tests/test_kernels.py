@@ -99,40 +99,68 @@ def test_pool2d_matches_naive(xs, k, s, p, d, ceil, cip, mode):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("act", ["Relu", "LeakyRelu", "Tanh", "Sigmoid"])
-def test_conv_epilogue_activation_and_scale(act):
+EPILOGUES = [a for a in naive.EPILOGUE_PARAMS if a is not None]
+
+# (x shape, w shape, group, pads): one per way a conv's epilogue runs: the GEMM's
+# store (>= GEMM_FEW_ROWS rows), the separate epilogue (fewer rows), a 1x1 whose
+# columns are its input planes, and the depthwise kernel.
+EPILOGUE_PATHS = {
+    "gemm store": ((2, 3, 6, 6), (4, 3, 3, 3), 1, (1, 1, 1, 1)),
+    "few rows": ((2, 3, 6, 6), (2, 3, 3, 3), 1, (1, 1, 1, 1)),
+    "pointwise": ((2, 5, 7, 7), (6, 5, 1, 1), 1, (0, 0, 0, 0)),
+    "depthwise": ((2, 4, 7, 7), (4, 1, 3, 3), 4, (1, 1, 1, 1)),
+}
+
+
+@pytest.mark.parametrize("path", list(EPILOGUE_PATHS))
+@pytest.mark.parametrize("act", EPILOGUES)
+def test_conv_epilogue_activation_and_scale(act, path):
     from runtime.ops.nn import conv_forward
 
-    x, w, b = _rand(2, 3, 6, 6), _rand(4, 3, 3, 3), _rand(4)
-    scale, shift = _rand(4), _rand(4)
+    xs, ws, group, pads = EPILOGUE_PATHS[path]
+    x, w, b = _rand(*xs), _rand(*ws), _rand(ws[0])
+    scale, shift = _rand(ws[0]), _rand(ws[0])
+    alpha, beta = naive.EPILOGUE_PARAMS[act]
     got = conv_forward(
-        x, w, b, pads=(1, 1, 1, 1), activation=act, alpha=0.2, post_scale=scale, post_shift=shift
-    )
-    y = naive.conv2d(x, w, b, strides=(1, 1), pads=(1, 1, 1, 1), dilations=(1, 1), group=1)
-    y = {
-        "Relu": lambda v: np.maximum(v, 0),
-        "LeakyRelu": lambda v: np.where(v >= 0, v, 0.2 * v),
-        "Tanh": np.tanh,
-        "Sigmoid": lambda v: 1 / (1 + np.exp(-v)),
-    }[act](y)
+        x, w, b, pads=pads, group=group, activation=act, alpha=alpha, beta=beta,
+        post_scale=scale, post_shift=shift,
+    )  # fmt: skip
+    y = naive.conv2d(x, w, b, strides=(1, 1), pads=pads, dilations=(1, 1), group=group)
+    y = naive.activation(act, y, alpha, beta)
     want = y * scale[None, :, None, None] + shift[None, :, None, None]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("act", ["Relu", "LeakyRelu", "Tanh", "Sigmoid"])
+def _unfused(act: str, y: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    """The runtime's own op for the activation ``act`` (SiLU: Sigmoid, then Mul)."""
+    from runtime.ops import activations, elementwise
+
+    if act == "SiLU":
+        return y * elementwise.sigmoid(y)
+    if act == "Clip":
+        return elementwise.clip_11(y, np.float32(alpha), np.float32(beta))
+    if act == "HardSigmoid":
+        return activations.hard_sigmoid(y, alpha=alpha, beta=beta)
+    if act == "HardSwish":
+        return activations.hard_swish(y)
+    if act == "LeakyRelu":
+        return elementwise.leaky_relu(y, alpha=alpha)
+    return {"Relu": elementwise.relu, "Tanh": elementwise.tanh,
+            "Sigmoid": elementwise.sigmoid}[act](y)  # fmt: skip
+
+
+@pytest.mark.parametrize("act", EPILOGUES)
 def test_fused_activations_keep_nan_and_inf_as_the_ops_do(act):
     """A bias of inf (from a mutated model, tests/fuzz.py) makes inf - inf = NaN in the
     next layer: the fused activation must give what the unfused op gives."""
-    from runtime.ops import elementwise
     from runtime.ops.nn import conv_forward
 
     x, w = _rand(1, 2, 3, 3), _rand(5, 2, 1, 1)
     b = np.array([np.inf, -np.inf, np.nan, 0.0, 1.0], np.float32)
-    got = conv_forward(x, w, b, activation=act, alpha=0.2)
-    op = {"Relu": elementwise.relu, "LeakyRelu": elementwise.leaky_relu,
-          "Tanh": elementwise.tanh, "Sigmoid": elementwise.sigmoid}[act]  # fmt: skip
-    kwargs = {"alpha": 0.2} if act == "LeakyRelu" else {}
-    want = op(conv_forward(x, w, b), **kwargs)
+    alpha, beta = naive.EPILOGUE_PARAMS[act]
+    got = conv_forward(x, w, b, activation=act, alpha=alpha, beta=beta)
+    with np.errstate(invalid="ignore"):
+        want = _unfused(act, conv_forward(x, w, b), alpha, beta)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
 
@@ -170,7 +198,7 @@ def _winograd_params():
 
 
 @pytest.mark.parametrize(("xs", "m", "r", "pads", "tile"), list(_winograd_params()))
-@pytest.mark.parametrize("act", [None, "Relu", "LeakyRelu", "Tanh", "Sigmoid"])
+@pytest.mark.parametrize("act", [None, *EPILOGUES])
 def test_winograd_conv_matches_naive(xs, m, r, pads, tile, act):
     """Weights scaled by 1/sqrt(fan-in), as a trained network's are: outputs of order
     one, so the tolerance means the same for every kernel size and channel count
@@ -188,18 +216,13 @@ def test_winograd_conv_matches_naive(xs, m, r, pads, tile, act):
         winograd=u,
         pads=pads,
         activation=act,
-        alpha=0.1,
+        alpha=naive.EPILOGUE_PARAMS[act][0],
+        beta=naive.EPILOGUE_PARAMS[act][1],
         post_scale=scale,
         post_shift=shift,
     )
     y = naive.conv2d(x, w, b, strides=(1, 1), pads=pads, dilations=(1, 1), group=1)
-    y = {
-        None: lambda v: v,
-        "Relu": lambda v: np.maximum(v, 0),
-        "Tanh": np.tanh,
-        "LeakyRelu": lambda v: np.where(v >= 0, v, 0.1 * v),
-        "Sigmoid": lambda v: 1 / (1 + np.exp(-v)),
-    }[act](y)
+    y = naive.activation(act, y, *naive.EPILOGUE_PARAMS[act])
     want = y * scale[None, :, None, None] + shift[None, :, None, None]
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

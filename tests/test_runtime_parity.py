@@ -475,6 +475,90 @@ def test_max_pool_fuses_into_the_conv_before_it(pool_attrs, fused):
         _compare(model, {"x": rng.standard_normal((n, c, 13, 13)).astype(np.float32)}, atol=1e-4)
 
 
+def _activation_nodes(act: str, src: str, dst: str) -> list:
+    from onnx import helper
+
+    if act == "SiLU":  # as torch exports nn.SiLU
+        return [
+            helper.make_node("Sigmoid", [src], [f"{dst}_sig"]),
+            helper.make_node("Mul", [src, f"{dst}_sig"], [dst]),
+        ]
+    if act == "Relu6":  # Clip with constant bounds as inputs (opset 11 on)
+        return [helper.make_node("Clip", [src, "lo", "hi"], [dst])]
+    if act == "ClipMin":  # only a lower bound
+        return [helper.make_node("Clip", [src, "lo"], [dst])]
+    if act == "HardSigmoid":
+        return [helper.make_node("HardSigmoid", [src], [dst], alpha=0.3, beta=0.4)]
+    return [helper.make_node(act, [src], [dst])]
+
+
+CONV_SHAPES = {  # (C, M, kernel, group): Winograd-sized 3x3, a 1x1, a depthwise 3x3
+    "3x3": (32, 40, 3, 1),
+    "1x1": (24, 48, 1, 1),
+    "depthwise": (24, 24, 3, 24),
+}
+
+
+@pytest.mark.parametrize("shape", list(CONV_SHAPES))
+@pytest.mark.parametrize("act", ["Relu6", "ClipMin", "HardSigmoid", "HardSwish", "SiLU"])
+def test_mobile_activations_fuse_into_the_conv(act, shape):
+    """MobileNet's Relu6 (Clip) and HardSwish, EfficientNet's SiLU (Sigmoid, Mul): after
+    a Conv and its BatchNormalization, one step, on every conv path; as onnxruntime."""
+    from onnx import TensorProto, helper, numpy_helper
+    from onnx_helpers import chain_model
+
+    rng = np.random.default_rng(7)
+    c, m, k, group = CONV_SHAPES[shape]
+    inits = {
+        "w": (rng.standard_normal((m, c // group, k, k)) / np.sqrt(k * k * c / group)),
+        "s": rng.uniform(0.5, 1.5, m),
+        "t": rng.standard_normal(m),
+        "mu": rng.standard_normal(m) * 0.1,
+        "v": rng.uniform(0.5, 2.0, m),
+        "lo": np.array(-0.25),
+        "hi": np.array(0.75),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[k // 2] * 4, group=group),
+        helper.make_node("BatchNormalization", ["c", "s", "t", "mu", "v"], ["n"]),
+        *_activation_nodes(act, "n", "y"),
+    ]
+    model = chain_model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", c, 14, 14])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v.astype(np.float32), n) for n, v in inits.items()],
+    )
+    (step,) = InferenceSession(model).describe().steps
+    assert step.op == "Conv" and step.fused[0] == "BatchNormalization (in the weights)"
+    assert step.fused[1:] == (("Sigmoid", "Mul") if act == "SiLU" else (nodes[-1].op_type,))
+    for n in (1, 3):
+        _compare(model, {"x": rng.standard_normal((n, c, 14, 14)).astype(np.float32)}, atol=1e-4)
+
+
+def test_silu_is_not_fused_when_the_conv_output_has_another_reader():
+    """Sigmoid and Mul fuse as SiLU only when they are the conv output's only readers."""
+    from onnx import TensorProto, helper, numpy_helper
+    from onnx_helpers import chain_model
+
+    rng = np.random.default_rng(8)
+    w = rng.standard_normal((8, 4, 1, 1)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"]),
+        *_activation_nodes("SiLU", "c", "y"),
+        helper.make_node("Add", ["y", "c"], ["z"]),
+    ]
+    model = chain_model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 5, 5])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, "w")],
+    )
+    steps = [(s.op, s.fused) for s in InferenceSession(model).describe().steps]
+    assert steps == [("Conv", ()), ("Sigmoid", ()), ("Mul", ()), ("Add", ())]
+    _compare(model, {"x": rng.standard_normal((2, 4, 5, 5)).astype(np.float32)}, atol=1e-5)
+
+
 def test_plans_bind_each_op_to_its_shapes():
     """A plan's Conv, Gemm, Softmax and reshapes run as calls laid out for its input
     shape; a second batch size gets a plan of its own. Results match onnxruntime."""

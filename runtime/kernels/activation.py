@@ -1,6 +1,6 @@
 """The activations that convolutions, Gemms and the op-table programs fuse.
 
-``activate(a, n, bias, act, alpha, sc, sf)``: ``a[i] = act(a[i] + bias) * sc + sf``
+``activate(a, n, bias, act, alpha, beta, sc, sf)``: ``a[i] = act(a[i] + bias) * sc + sf``
 for i < n, in place (one channel's values); ``activate_channels`` the same along a
 row of channels, with bias, sc and sf arrays. The scale and shift are a
 BatchNormalization that follows the activation (the article's AlexNet puts BN after
@@ -8,7 +8,7 @@ ReLU). One loop per activation, each branch-free, so LLVM vectorises it; in plac
 one array on purpose: with a separate source that may alias the destination, LLVM's
 runtime overlap check would send the loop to scalar code. ReLU keeps a NaN, as
 ``np.maximum`` and onnxruntime's Relu do (a NaN must not turn into a 0 because the
-activation was fused).
+activation was fused); Clip, HardSigmoid and HardSwish keep it too, as ``np.clip`` does.
 """
 
 from __future__ import annotations
@@ -19,7 +19,21 @@ import numpy as np
 
 from runtime.kernels.jit import kernel
 
-ACTIVATIONS = {None: 0, "Relu": 1, "LeakyRelu": 2, "Tanh": 3, "Sigmoid": 4}
+# The codes the kernels branch on; ``alpha`` and ``beta`` are each one's parameters:
+# LeakyRelu's slope (alpha); Clip's min and max (alpha, beta; Relu6 is Clip(0, 6));
+# HardSigmoid max(0, min(1, alpha*x + beta)); HardSwish x * HardSigmoid(x) with
+# alpha 1/6 and beta 1/2; SiLU x * sigmoid(x) (Sigmoid then Mul, as exporters write it).
+ACTIVATIONS = {
+    None: 0,
+    "Relu": 1,
+    "LeakyRelu": 2,
+    "Tanh": 3,
+    "Sigmoid": 4,
+    "Clip": 5,
+    "HardSigmoid": 6,
+    "HardSwish": 7,
+    "SiLU": 8,
+}
 
 # Tanh as a rational function (Eigen's and MLAS's float approximation): branch-free,
 # so LLVM vectorises the loop; max abs error 3.4e-7 against float64 tanh.
@@ -55,12 +69,19 @@ def _sigmoid(v):  # pragma: no cover
     return e / (1.0 + e)
 
 
+@kernel(inline="always")
+def clamp(v, lo, hi):  # pragma: no cover
+    v = lo if v < lo else v  # a NaN fails both tests: it stays NaN, as in np.clip
+    return hi if v > hi else v
+
+
 @kernel()
-def activate(a, n, bias, act, alpha, sc, sf):  # pragma: no cover
+def activate(a, n, bias, act, alpha, beta, sc, sf):  # pragma: no cover
+    zero, one = np.float32(0.0), np.float32(1.0)
     if act == 1:
         for i in range(n):
             v = a[i] + bias
-            a[i] = (np.float32(0.0) if v <= 0.0 else v) * sc + sf  # NaN stays NaN
+            a[i] = (zero if v <= 0.0 else v) * sc + sf  # NaN stays NaN
     elif act == 2:
         for i in range(n):
             v = a[i] + bias
@@ -71,21 +92,36 @@ def activate(a, n, bias, act, alpha, sc, sf):  # pragma: no cover
     elif act == 4:
         for i in range(n):
             a[i] = _sigmoid(a[i] + bias) * sc + sf
+    elif act == 5:
+        for i in range(n):
+            a[i] = clamp(a[i] + bias, alpha, beta) * sc + sf
+    elif act == 6:
+        for i in range(n):
+            a[i] = clamp((a[i] + bias) * alpha + beta, zero, one) * sc + sf
+    elif act == 7:
+        for i in range(n):
+            v = a[i] + bias
+            a[i] = v * clamp(v * alpha + beta, zero, one) * sc + sf
+    elif act == 8:
+        for i in range(n):
+            v = a[i] + bias
+            a[i] = v * _sigmoid(v) * sc + sf
     else:
         for i in range(n):
             a[i] = (a[i] + bias) * sc + sf
 
 
 @kernel()
-def activate_channels(a, rows, stride, n, bias, act, alpha, sc, sf):  # pragma: no cover
+def activate_channels(a, rows, stride, n, bias, act, alpha, beta, sc, sf):  # pragma: no cover
     """``activate`` along rows of channels: a[r*stride + i] = act(a[r*stride + i] +
     bias[i]) * sc[i] + sf[i] for r < rows, i < n."""
+    zero, one = np.float32(0.0), np.float32(1.0)
     for r in range(rows):
         x = a[r * stride : r * stride + n]
         if act == 1:
             for i in range(n):
                 v = x[i] + bias[i]
-                x[i] = (np.float32(0.0) if v <= 0.0 else v) * sc[i] + sf[i]
+                x[i] = (zero if v <= 0.0 else v) * sc[i] + sf[i]
         elif act == 2:
             for i in range(n):
                 v = x[i] + bias[i]
@@ -96,6 +132,20 @@ def activate_channels(a, rows, stride, n, bias, act, alpha, sc, sf):  # pragma: 
         elif act == 4:
             for i in range(n):
                 x[i] = _sigmoid(x[i] + bias[i]) * sc[i] + sf[i]
+        elif act == 5:
+            for i in range(n):
+                x[i] = clamp(x[i] + bias[i], alpha, beta) * sc[i] + sf[i]
+        elif act == 6:
+            for i in range(n):
+                x[i] = clamp((x[i] + bias[i]) * alpha + beta, zero, one) * sc[i] + sf[i]
+        elif act == 7:
+            for i in range(n):
+                v = x[i] + bias[i]
+                x[i] = v * clamp(v * alpha + beta, zero, one) * sc[i] + sf[i]
+        elif act == 8:
+            for i in range(n):
+                v = x[i] + bias[i]
+                x[i] = v * _sigmoid(v) * sc[i] + sf[i]
         else:
             for i in range(n):
                 x[i] = (x[i] + bias[i]) * sc[i] + sf[i]

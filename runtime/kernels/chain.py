@@ -153,14 +153,14 @@ def _conv(r, src, dst, ws, ipool, fpool):  # pragma: no cover
     w = fpool[r[C_WOFF] : r[C_WOFF] + cout * T]
     taps(pad, w, offs, acc, cout, T, L, stride)
     act = r[C_ACT]
-    alpha = fpool[r[C_ALPHA]]
+    alpha, beta = fpool[r[C_ALPHA]], fpool[r[C_ALPHA] + 1]
     for m in range(cout):
         sc = fpool[r[C_SCALE] + m] if r[C_SCALE] >= 0 else np.float32(1.0)
         sf = fpool[r[C_SHIFT] + m] if r[C_SHIFT] >= 0 else np.float32(0.0)
         # In place over the channel's whole accumulator (one long vector loop, the
         # dropped columns included), then the rows are packed into the output.
         a = acc[m * stride : m * stride + L]
-        activate(a, L, fpool[r[C_BOFF] + m], act, alpha, sc, sf)
+        activate(a, L, fpool[r[C_BOFF] + m], act, alpha, beta, sc, sf)
         if r[C_POOL] != POOL_NONE:
             _pool_rows(a, dst, m, rs, oh_, ow_, r[C_PKH], r[C_PKW], r[C_POOL] == POOL_MAX)
         else:
@@ -326,6 +326,7 @@ def _gemm(r, ws, fpool, G, a):  # pragma: no cover
             np.float32(0.0),
             r[G_ACT],
             fpool[r[G_ALPHA]],
+            fpool[r[G_ALPHA] + 1],
             np.float32(1.0),
             np.float32(0.0),
         )
@@ -366,6 +367,7 @@ def _run_group(x, out, code, ipool, fpool, ws, a):  # pragma: no cover
                     np.float32(0.0),
                     r[A_ACT],
                     fpool[r[A_ALPHA]],
+                    fpool[r[A_ALPHA] + 1],
                     np.float32(1.0),
                     np.float32(0.0),
                 )
@@ -377,6 +379,7 @@ def _run_group(x, out, code, ipool, fpool, ws, a):  # pragma: no cover
                         S,
                         np.float32(0.0),
                         0,
+                        np.float32(0.0),
                         np.float32(0.0),
                         fpool[r[B_SCALE] + c],
                         fpool[r[B_SHIFT] + c],

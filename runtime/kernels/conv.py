@@ -148,14 +148,14 @@ def _pack_pointwise(x, bp, n0, nb):  # pragma: no cover
 
 
 @kernel(parallel=True)
-def _epilogue(y, out, n0, bias, act, alpha, scale, shift):  # pragma: no cover
+def _epilogue(y, out, n0, bias, act, alpha, beta, scale, shift):  # pragma: no cover
     M, nb, S = y.shape
     for job in prange(nb * M):
         i = job // M
         m = job % M
         dst = out[n0 + i, m]
         dst[:] = y[m, i]
-        activate(dst, S, bias[m], act, alpha, scale[m], shift[m])
+        activate(dst, S, bias[m], act, alpha, beta, scale[m], shift[m])
 
 
 def pack_weights(w: np.ndarray, group: int) -> np.ndarray:
@@ -176,6 +176,7 @@ def conv3d_im2col(
     dilations: tuple[int, int, int],
     act: int = 0,
     alpha: float = 0.01,
+    beta: float = 0.0,
     scale: np.ndarray | None = None,
     shift: np.ndarray | None = None,
     packed: np.ndarray | None = None,
@@ -207,12 +208,11 @@ def conv3d_im2col(
             _pack_pointwise(x.reshape(N, C, plane), bp, n0, nb)
         else:
             _im2col(x, bp, n0, nb, kd, kh, kw, *strides, *pads, *dilations, od_, oh_, ow_)
+        ab = np.float32(alpha), np.float32(beta)
         if M // group >= GEMM_FEW_ROWS:  # the epilogue in the GEMM's store
-            gemm.gemm_conv(
-                wp, bp, out3, n0, plane, nb * plane, bias, act, np.float32(alpha), scale, shift
-            )
+            gemm.gemm_conv(wp, bp, out3, n0, plane, nb * plane, bias, act, *ab, scale, shift)
             continue
         y = scratch("conv.gemm", (group, M // group, nb * plane), np.float32)
         gemm.gemm_packed(wp, bp, y, M // group, nb * plane)  # (G, M/G, nb*S)
-        _epilogue(y.reshape(M, nb, plane), out3, n0, bias, act, np.float32(alpha), scale, shift)
+        _epilogue(y.reshape(M, nb, plane), out3, n0, bias, act, *ab, scale, shift)
     return out

@@ -42,7 +42,7 @@ def geometry(h, w, pads, out, k, s, d) -> tuple[int, int, int]:
 
 @kernel(parallel=True)
 def depthwise2d(
-    x, w, bias, out, ph, pw, sh, sw, dh, dw, HP, WQ, act, alpha, scale, shift, planes, rows
+    x, w, bias, out, ph, pw, sh, sw, dh, dw, HP, WQ, act, alpha, beta, scale, shift, planes, rows
 ):  # pragma: no cover
     """x (N, C, H, W), w (M, 1, KH, KW), out (N, M, OH, OW); HP, WQ from ``geometry``;
     planes (threads, sw*HP*WQ) and rows (threads, row buffer) the threads' buffers."""
@@ -88,4 +88,4 @@ def depthwise2d(
                 vstore(rb, v0 + 3 * WIDTH, a3)
             for v in range(OW):
                 dst[oy * OW + v] = rb[v]
-        activate(dst, OH * OW, bias[m], act, alpha, scale[m], shift[m])
+        activate(dst, OH * OW, bias[m], act, alpha, beta, scale[m], shift[m])

@@ -272,7 +272,7 @@ def _gemm(ap, bp, c, M, N, chunk, tiles, bias, relu):  # pragma: no cover
 
 @kernel(parallel=True)
 def _gemm_conv(
-    ap, bp, out, n0, plane, Mg, N, chunk, tiles, bias, act, alpha, scale, shift
+    ap, bp, out, n0, plane, Mg, N, chunk, tiles, bias, act, alpha, beta, scale, shift
 ):  # pragma: no cover
     """A conv's GEMM with its epilogue in the store: for group g, row r < Mg (output
     channel m = g*Mg + r) and column col < N (image n0 + col // plane, position
@@ -301,7 +301,7 @@ def _gemm_conv(
                     count = min(n - j, plane - s)
                     dst = out[n0 + i, m, s : s + count]
                     dst[:] = t[r * width + j : r * width + j + count]
-                    activate(dst, count, bias[m], act, alpha, scale[m], shift[m])
+                    activate(dst, count, bias[m], act, alpha, beta, scale[m], shift[m])
                     j += count
 
 
@@ -315,6 +315,7 @@ def gemm_conv(
     bias: np.ndarray,
     act: int,
     alpha: float,
+    beta: float,
     scale: np.ndarray,
     shift: np.ndarray,
 ) -> np.ndarray:
@@ -326,7 +327,7 @@ def gemm_conv(
     tiles = scratch("gemm.tiles", (numba.get_num_threads(), max(MR * width, 4 * WIDTH)), np.float32)
     chunk = _chunk(g, mb, bp.shape[1])
     mg = out.shape[1] // g
-    _gemm_conv(ap, bp, out, n0, plane, mg, n, chunk, tiles, bias, act, alpha, scale, shift)
+    _gemm_conv(ap, bp, out, n0, plane, mg, n, chunk, tiles, bias, act, alpha, beta, scale, shift)
     return out
 
 

@@ -29,6 +29,7 @@ import math
 
 from numba import prange
 
+from runtime.kernels.activation import clamp
 from runtime.kernels.jit import kernel
 
 MODES = {
@@ -77,7 +78,7 @@ def unary(x, y, mode, alpha, beta, gamma):  # pragma: no cover
                 y[i] = max(v, 0.0) + min(0.0, alpha * math.expm1(v / alpha))
         elif mode == 3:
             for i in range(lo, hi):
-                y[i] = max(0.0, min(1.0, alpha * x[i] + beta))
+                y[i] = clamp(alpha * x[i] + beta, 0.0, 1.0)  # NaN stays NaN, as np.clip
         elif mode == 4:
             for i in range(lo, hi):
                 v = x[i]

@@ -221,6 +221,7 @@ def _output_tiles(
     bias,
     act,
     alpha,
+    beta,
     scale,
     shift,
     pool,
@@ -276,7 +277,9 @@ def _output_tiles(
                 taps(s[i * a * L :], atw, by_col, y[i * m * L :], m, a, L, L)
             for ij in range(mm):
                 yij, idx = y[ij * L :], offsets[ij, t0:]
-                activate_channels(yij, nt, CB, nc, bias[o0:], act, alpha, scale[o0:], shift[o0:])
+                activate_channels(
+                    yij, nt, CB, nc, bias[o0:], act, alpha, beta, scale[o0:], shift[o0:]
+                )
                 for tt in range(nt):
                     src, dst = yij[tt * CB :], pl[idx[tt] * CB :]
                     for c in range(CB):
@@ -335,6 +338,7 @@ def _chunk(
     bias,
     act,
     alpha,
+    beta,
     scale,
     shift,
     pool,
@@ -372,6 +376,7 @@ def _chunk(
         bias,
         act,
         alpha,
+        beta,
         scale,
         shift,
         pool,
@@ -409,6 +414,7 @@ class WinogradConv:
         stride: int = 1,
         act: int = 0,
         alpha: float = 0.01,
+        beta: float = 0.0,
         scale: np.ndarray | None = None,
         shift: np.ndarray | None = None,
         max_pool: tuple[int, int, int, int] | None = None,
@@ -442,7 +448,7 @@ class WinogradConv:
         scale = np.ones(cout, np.float32) if scale is None else scale
         shift = np.zeros(cout, np.float32) if shift is None else shift
         self.n, self.u = n, u
-        self.args = (bias, act, np.float32(alpha), scale, shift, self.pool)
+        self.args = (bias, act, np.float32(alpha), np.float32(beta), scale, shift, self.pool)
         # pads: where x starts in the planes (stride 1) or in the space-to-depth rows
         self.geometry = (stride, pads[0], pads[1], h2, w2, th * tw, hp, wp, oh, ow, ohp, owp)
 

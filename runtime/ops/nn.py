@@ -140,6 +140,7 @@ def conv_call(
     strides=None,
     activation=None,
     alpha=0.01,
+    beta=0.0,
     post_scale=None,
     post_shift=None,
     max_pool=None,
@@ -202,8 +203,8 @@ def conv_call(
     # TensorTooLargeError here, not a MemoryError inside a kernel's work arrays.
     check_size(out_shape, np.float32, "Conv output")
     check_size((n, m, *out_sp), np.float32, "Conv output before its fused max pool")
-    epilogue = {"act": ACTIVATIONS[activation], "alpha": alpha, "scale": post_scale,
-                "shift": post_shift}  # fmt: skip
+    epilogue = {"act": ACTIVATIONS[activation], "alpha": alpha, "beta": beta,
+                "scale": post_scale, "shift": post_shift}  # fmt: skip
     if winograd_ok:
         s = st[0]
         default = winograd_kernels.TILE[winograd.kernel]
@@ -287,8 +288,8 @@ def _depthwise(x_shape, w, b, begin, out_sp, st, dil, epilogue) -> Callable:
         planes = scratch("depthwise.planes", (t, st[1] * hp * wq), np.float32)
         rows = scratch("depthwise.rows", (t, rb), np.float32)
         depthwise_kernels.depthwise2d(
-            x, w, b, out, *geometry, epilogue["act"], np.float32(epilogue["alpha"]), scale,
-            shift, planes, rows,
+            x, w, b, out, *geometry, epilogue["act"], np.float32(epilogue["alpha"]),
+            np.float32(epilogue["beta"]), scale, shift, planes, rows,
         )  # fmt: skip
 
     return run
