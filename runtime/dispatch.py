@@ -53,29 +53,45 @@ class WinogradWeights:
         return self._cache[tile]
 
 
+IM2COL = "im2col + packed GEMM"
+
+
 def conv_at_load(w: np.ndarray | None, attrs: Mapping[str, Any]) -> tuple[Choice, Any]:
     """(choice, WinogradWeights or None) for a Conv with constant weights ``w`` (None:
     the weights are computed at run time)."""
     strides = list(attrs.get("strides") or [1, 1])
+    group = attrs.get("group", 1)
+
+    def im2col(why: str) -> tuple[Choice, None]:
+        return Choice(IM2COL, why), None
+
     if w is None:
-        return Choice("im2col + packed GEMM", "weights are not constants"), None
+        return im2col("weights are not constants")
     if w.ndim != 4 or w.dtype != np.float32:
-        return Choice("im2col + packed GEMM", f"not a 2-D float32 conv (W {w.shape})"), None
+        return im2col(f"not a 2-D float32 conv (W {w.shape})")
+    if group > 1 and w.shape[1] == 1:  # nn.conv_call's test, with the input's channels
+        return Choice("depthwise direct", f"group {group} = input channels: a plane a job"), None
+    pads = attrs.get("pads") or [0]
+    plain = attrs.get("auto_pad", "NOTSET") in ("NOTSET", "VALID") and not any(pads)
+    if w.shape[2:] == (1, 1) and set(strides) == {1} and plain:
+        return Choice(
+            "pointwise packed GEMM", "1x1 at stride 1: the input planes are the columns"
+        ), None
     if w.shape[2] != w.shape[3] or len(set(strides)) != 1:
-        return Choice("im2col + packed GEMM", "kernel or strides not square"), None
-    if attrs.get("group", 1) != 1:
-        return Choice("im2col + packed GEMM", f"group {attrs.get('group')}"), None
+        return im2col("kernel or strides not square")
+    if group != 1:
+        return im2col(f"group {group}")
     if any(d != 1 for d in attrs.get("dilations") or [1]):
-        return Choice("im2col + packed GEMM", "dilated"), None
+        return im2col("dilated")
     s = strides[0]
     kk = -(-w.shape[2] // s)
     if kk not in winograd.TILE:
-        why = f"kernel {w.shape[2]}x{w.shape[3]} at stride {s}: no Winograd tile for {kk}x{kk}"
-        return Choice("im2col + packed GEMM", why), None
+        return im2col(
+            f"kernel {w.shape[2]}x{w.shape[3]} at stride {s}: no Winograd tile for {kk}x{kk}"
+        )
     channels = min(w.shape[0], w.shape[1] * s * s)
     if channels < WINOGRAD_MIN_CHANNELS:
-        why = f"{channels} channels (Winograd from {WINOGRAD_MIN_CHANNELS})"
-        return Choice("im2col + packed GEMM", why), None
+        return im2col(f"{channels} channels (Winograd from {WINOGRAD_MIN_CHANNELS})")
     how = f"{kk}x{kk}" + (f" over the space-to-depth input (stride {s})" if s > 1 else "")
     return Choice("winograd", how), WinogradWeights(w, s, kk)
 
