@@ -151,7 +151,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     # Progress only when the files take more than one batch: a bar on a terminal
     # (or --progress), else one line at the end.
     with progress(
-        len(files), "cnn predict", unit="image", bar=args.progress, show=len(files) > batch
+        len(files), "cnn predict", unit="images", bar=args.progress, show=len(files) > batch
     ) as bar:
         predictions = P.classify(
             run,

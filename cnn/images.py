@@ -179,7 +179,8 @@ def resolve_recipe(
             ("size", flags.size is not None or all(isinstance(d, int) for d in fixed)),
             ("mean", flags.mean is not None),
             ("std", flags.std is not None),
-            ("layout", flags.layout is not None),
+            ("layout", flags.layout is not None or shape[1] in (1, 3) or shape[3] in (1, 3)),
+            ("channels", isinstance(shape[c_axis], int)),
             ("resize", flags.resize is not None),
         )
         if not given
