@@ -127,7 +127,7 @@ def plan_inputs(
         recipe, note = resolve_recipe(info.metadata, spec.dims, flags)
         if note:
             log(f"note: {note}")
-        dims_ = _image_dims(spec, recipe)
+        dims_ = _image_dims(spec, recipe, dims or {})
         if dataset is not None:
             samples: S.Samples = S.DatasetSamples(
                 spec.name, recipe, dataset, data_dir, limit, log=log
@@ -152,12 +152,16 @@ def plan_inputs(
     chunk = S.chunk_size(fixed, per_sample)
     sizes = tuple(dict.fromkeys(batch_sizes)) if fixed is None else (fixed,)
     if fixed is not None and tuple(batch_sizes) != (fixed,):
-        log(f"note: the batch is fixed at {fixed} (by the model, --dim or --shape): batch {fixed}")
+        log(
+            f"note: the batch is fixed at {fixed} (by the model, --dim or --shape): "
+            f"timed at {fixed}"
+        )
     return Plan(samples, chunk, fixed is not None, fixed or 1, sizes, dataset)
 
 
-def _image_dims(spec: S.InputSpec, recipe: Recipe) -> list:
-    """The input's dims once images of ``recipe`` fill it (the batch left symbolic)."""
+def _image_dims(spec: S.InputSpec, recipe: Recipe, dims: Mapping[str, int]) -> list:
+    """The input's dims once images of ``recipe`` fill it (the batch None unless the
+    model or ``--dim`` fixes it)."""
     h, w = recipe.size
     want = [recipe.channels, h, w] if recipe.layout == "NCHW" else [h, w, recipe.channels]
     for axis, (d, v) in enumerate(zip(spec.dims[1:], want, strict=True), start=1):
@@ -166,7 +170,7 @@ def _image_dims(spec: S.InputSpec, recipe: Recipe) -> list:
                 f"input {spec.name!r} fixes axis {axis} at {d}; the preprocessing makes {v} "
                 f"({recipe.describe()})"
             )
-    first = spec.dims[0] if isinstance(spec.dims[0], int) else None
+    first = spec.dims[0] if isinstance(spec.dims[0], int) else dims.get(str(spec.dims[0]))
     return [first, *want]
 
 
@@ -269,6 +273,7 @@ def _run_interleaved(
     bar: bool,
     threads: int | None,
     skip: Callable[[Backend, str], None],
+    log: Callable[[str], None],
 ) -> dict[str, _Result]:
     """Every backend in this process; timed in alternating rounds (bench.time_interleaved)."""
     from cnn.bench import time_interleaved
@@ -288,6 +293,7 @@ def _run_interleaved(
             continue
         loaded[b.name] = started.loaded
         results[b.name] = _Result(outputs, started.loaded.precision, None, started.cold_start_s, {})
+        log(f"{b.name}: cold start {started.cold_start_s:.2f} s, {plan.samples.n} samples run")
     sessions = {name: _AsSession(run) for name, run in loaded.items()}
     for size in plan.batch_sizes:
         times = time_interleaved(sessions, plan.samples.head(size), rounds, warmup)
@@ -313,9 +319,10 @@ def agreement(
         if o.size == 0:
             continue
         a, b = o.astype(np.float64), r.astype(np.float64)
-        diff = np.abs(a - b)
-        diff[np.isnan(a) & np.isnan(b)] = 0.0
-        diff[np.isnan(diff)] = np.inf  # NaN on one side only
+        with np.errstate(invalid="ignore"):  # inf - inf: handled below
+            diff = np.abs(a - b)
+        diff[np.isnan(diff)] = np.inf  # NaN on one side, or opposite infinities
+        diff[(a == b) | (np.isnan(a) & np.isnan(b))] = 0.0  # equal infinities, NaN on both
         finite = np.abs(b[np.isfinite(b)])
         scale = float(finite.max()) if finite.size else 0.0
         d = float(diff.max())
@@ -404,6 +411,7 @@ def compare(
             bar=bar,
             threads=threads,
             skip=skip,
+            log=log,
         )
     else:
         with tempfile.TemporaryDirectory(prefix="cnn-compare-") as tmp:

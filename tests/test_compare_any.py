@@ -38,7 +38,7 @@ def test_random_inputs_of_the_input_shape(classifier):
     plan = plan_inputs(classifier, [1, 4], log=_quiet)
     x = plan.samples.batch(0, plan.samples.n)["input"]
     assert x.shape == (16, 3, 16, 16) and x.dtype == np.float32
-    assert 0.0 <= x.min() and x.max() < 1.0
+    assert x.min() >= 0.0 and x.max() < 1.0
     again = plan_inputs(classifier, [1, 4], log=_quiet).samples.batch(0, 16)["input"]
     np.testing.assert_array_equal(x, again)  # seeded
     other = plan_inputs(classifier, [1, 4], seed=1, log=_quiet).samples.batch(0, 16)["input"]
