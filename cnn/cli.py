@@ -260,6 +260,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         flags=_recipe_flags(args),
         max_seconds=args.max_seconds,
         interleaved=args.interleaved,
+        threads=args.threads,
         progress=args.progress,
     )
     return 0
@@ -660,6 +661,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         help="stop timing a backend and batch after this long, 3 calls at least "
         "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="threads for numba, onnxruntime and OpenVINO (default: every core; tract "
+        "and onnx-reference choose their own)",
     )
     p.add_argument(
         "--interleaved",

@@ -197,7 +197,7 @@ def test_inputs_from_an_image_folder_npy_and_npz(classifier, tmp_path, capsys):
 @pytest.mark.slow
 def test_interleaved_keeps_one_process(classifier):
     result = compare(
-        classifier, "numba,onnxruntime", [1, 2], rounds=2, interleaved=True, log=_quiet
+        classifier, "numba,onnxruntime", [1, 2], rounds=2, interleaved=True, threads=1, log=_quiet
     )
     assert [(r.backend, r.batch_size) for r in result.rows] == [
         ("numba", 1),
