@@ -104,55 +104,91 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recipe_flags(args: argparse.Namespace):
+    """The preprocessing flags of ``predict`` and ``compare``."""
+    from cnn.images import RecipeFlags
+
+    return RecipeFlags(
+        size=args.size, mean=args.mean, std=args.std, layout=args.layout, resize=args.resize
+    )
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
-    import json
-
-    import numpy as np
-
-    from cnn.images import Recipe, load_image
+    from cnn import predict as P
+    from cnn.images import image_files, resolve_recipe
+    from dataio.files import atomic_write
+    from dataio.progress import progress
     from runtime import InferenceSession
 
+    fmt = P.output_format(args.out, args.json, args.csv)
     sess = InferenceSession(args.model, backend=args.backend)
     meta = sess.get_modelmeta().custom_metadata_map
-    (inp,) = sess.get_inputs()
-    recipe = Recipe.from_metadata(meta, inp.shape)
-    try:
-        labels = json.loads(meta["labels"])
-    except (KeyError, ValueError):
-        labels = None
-    images, good, failed = [], [], 0
-    for path in args.images:
-        try:
-            images.append(load_image(path, recipe, invert=args.invert))
-            good.append(path)
-        except (OSError, ValueError) as exc:
-            failed += 1
-            print(f"cnn predict: error: {exc}", file=sys.stderr)
-    results = []
-    if images:
-        (probs,) = sess.run(None, {inp.name: np.stack(images)})  # (N, classes)
-        k = min(args.top_k, probs.shape[1])
-        for path, p in zip(good, probs, strict=True):
-            top = np.argsort(-p, kind="stable")[:k]
-            results.append(
-                {
-                    "image": path,
-                    "predictions": [
-                        {
-                            "label": labels[i] if labels else str(i),
-                            "index": int(i),
-                            "probability": float(p[i]),
-                        }
-                        for i in top
-                    ],
-                }
-            )
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        for r in results:
-            best = ", ".join(f"{p['label']} {p['probability']:.3f}" for p in r["predictions"])
-            print(f"{r['image']}: {best}")
+    inputs = sess.get_inputs()
+    if len(inputs) != 1:
+        names = ", ".join(i.name for i in inputs)
+        raise CommandError(f"{args.model}: cnn predict feeds one image input; it has {names}")
+    (inp,) = inputs
+    recipe, note = resolve_recipe(meta, inp.shape, _recipe_flags(args))
+    if note:
+        print(f"cnn predict: note: {note}", file=sys.stderr)
+    labels = P.read_labels(args.labels) if args.labels else P.metadata_labels(meta)
+    fixed = inp.shape[0] if isinstance(inp.shape[0], int) else None
+    batch = fixed or args.batch_size
+    files = list(image_files(args.images))
+    failed = 0
+
+    def error(line: str) -> None:
+        nonlocal failed
+        failed += 1
+        print(f"cnn predict: error: {line}", file=sys.stderr)
+
+    def note_line(line: str) -> None:
+        print(f"cnn predict: note: {line}", file=sys.stderr)
+
+    def run(x):
+        return sess.run(None, {inp.name: x})[0]
+
+    # Progress only when the files take more than one batch: a bar on a terminal
+    # (or --progress), else one line at the end.
+    with progress(
+        len(files), "cnn predict", unit="images", bar=args.progress, show=len(files) > batch
+    ) as bar:
+        predictions = P.classify(
+            run,
+            files,
+            recipe,
+            batch_size=batch,
+            fixed_batch=fixed is not None,
+            top_k=args.top_k,
+            labels=labels,
+            invert=args.invert,
+            on_error=error,
+            on_note=note_line,
+            on_batch=bar.update,
+        )
+
+        def write_all(stream) -> int:
+            writer = P.Writer(stream, fmt, args.top_k)
+            for p in predictions:
+                writer.write(p)
+            writer.close()
+            return writer.count
+
+        if args.out:
+            done = []
+
+            def write_file(tmp) -> None:
+                with open(tmp, "w", encoding="utf-8", newline="") as f:
+                    done.append(write_all(f))
+
+            atomic_write(args.out, write_file)
+            count = done[0]
+        else:
+            count = write_all(sys.stdout)
+        if failed:
+            bar.set_postfix(failed=failed)
+    if args.out:
+        print(f"wrote {args.out} ({count} predictions)")
     return 1 if failed else 0
 
 
@@ -167,33 +203,49 @@ def _int_list(text: str) -> list[int]:
 
 
 def _run_compare(
-    model, backends, batch_sizes, *, dataset, data_dir, limit, json_path, plot_path, rounds=30
+    model,
+    backends,
+    batch_sizes,
+    *,
+    dataset,
+    data_dir,
+    limit,
+    json_path,
+    plot_path,
+    rounds=30,
+    **options,
 ):
     import json
 
-    from cnn.compare import compare_backends, plot_throughput, render_table
+    from cnn.compare import compare, plot_throughput, render_table
 
-    rows = compare_backends(
-        model, backends, batch_sizes, dataset=dataset, data_dir=data_dir, limit=limit, rounds=rounds
+    result = compare(
+        model,
+        backends,
+        batch_sizes,
+        dataset=dataset,
+        data_dir=data_dir,
+        limit=limit,
+        rounds=rounds,
+        **options,
     )
-    print(render_table(rows))
+    print(render_table(result.rows, result.reference))
     if json_path:
         from dataio.files import atomic_write
 
-        payload = {"model": str(model), "dataset": dataset, "rows": [r.as_dict() for r in rows]}
-        atomic_write(json_path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2) + "\n"))
+        payload = json.dumps(result.as_dict(), indent=2) + "\n"
+        atomic_write(json_path, lambda tmp: tmp.write_text(payload))
         print(f"wrote {json_path}")
     if plot_path:
-        plot_throughput(rows, plot_path)
+        plot_throughput(result.rows, plot_path)
         print(f"wrote {plot_path}")
-    return rows
+    return result.rows
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     _run_compare(
         args.model,
-        backends,
+        args.backends,
         args.batch_sizes,
         dataset=args.dataset,
         data_dir=args.data_dir,
@@ -201,6 +253,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         json_path=args.json,
         plot_path=args.plot,
         rounds=args.rounds,
+        inputs=args.inputs,
+        shape=args.shape,
+        dims=_dims(args.dim),
+        seed=args.seed,
+        flags=_recipe_flags(args),
+        max_seconds=args.max_seconds,
+        interleaved=args.interleaved,
+        threads=args.threads,
+        progress=args.progress,
     )
     return 0
 
@@ -222,6 +283,7 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
             epochs=args.lenet_epochs,
             subset=args.lenet_subset,
             command="cnn pipeline",
+            progress=args.progress,
         )
     )
     made.append(("LeNet-5", lenet))
@@ -235,6 +297,7 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
                 max_steps=args.alexnet_steps,
                 subset=args.alexnet_subset,
                 command="cnn pipeline",
+                progress=args.progress,
             )
         )
         made.append(("AlexNet", alex))
@@ -253,6 +316,7 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
             json_path=out / f"{model}.compare.json",
             plot_path=out / f"{model}.compare.png",
             rounds=5 if small else 30,
+            progress=args.progress,
         )
     print("\npipeline done:")
     for name, metrics in made:
@@ -370,6 +434,61 @@ def _cmd_bisect(args: argparse.Namespace) -> int:
     return 1
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers like 0.485,0.456,0.406, received {text!r}"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected numbers, received {text!r}")
+    return values
+
+
+def _size(text: str) -> tuple[int, int]:
+    values = _int_list(text)
+    if len(values) == 1:
+        return (values[0], values[0])
+    if len(values) != 2:
+        raise argparse.ArgumentTypeError(f"expected SIZE or H,W, received {text!r}")
+    return (values[0], values[1])
+
+
+def _add_preprocessing(p: argparse.ArgumentParser) -> None:
+    """How image files become the input, over the model's metadata and the default."""
+    g = p.add_argument_group(
+        "preprocessing (each flag over the model's metadata, over the default of its shape)"
+    )
+    g.add_argument("--size", type=_size, default=None, help="the model's input, SIZE or H,W")
+    g.add_argument(
+        "--mean",
+        type=_floats,
+        default=None,
+        help="per channel, on pixel / 255 (ImageNet: 0.485,0.456,0.406)",
+    )
+    g.add_argument(
+        "--std", type=_floats, default=None, help="per channel (ImageNet: 0.229,0.224,0.225)"
+    )
+    g.add_argument("--layout", choices=["NCHW", "NHWC"], default=None, help="the input's layout")
+    g.add_argument(
+        "--resize",
+        choices=["crop", "stretch"],
+        default=None,
+        help="crop: shorter side to 256/224 of the size, then the center; stretch: to the size",
+    )
+
+
+def _add_progress(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--progress",
+        action="store_true",
+        default=None,
+        help="draw progress bars even when stderr is not a terminal (default: only on one; "
+        "a log gets one line per stage)",
+    )
+
+
 class _Formatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the examples' line breaks; help strings state their defaults themselves."""
 
@@ -426,15 +545,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "predict",
-        help="classify image files with an exported model",
+        help="classify image files (or folders of them) with any image classifier",
         formatter_class=_Formatter,
-        description="Preprocessing follows the model's metadata (grey or RGB, resize, "
-        "scale to [0, 1]). Many files run as one batch.",
+        description="Preprocessing: flags over the model's metadata over a default read "
+        "from the input's shape (3 channels: RGB, shorter side resized to 256/224 of the "
+        "size, center crop, ImageNet mean and std; 1 channel: grey, resized, pixel / 255), "
+        "said in a note. Files run in batches; results are written as each batch ends.",
         epilog="examples:\n  cnn predict exported/lenet5.onnx shirt.png boot.jpg\n"
-        "  cnn predict exported/lenet5.onnx photo.jpg --invert --top-k 1 --json",
+        "  cnn predict exported/lenet5.onnx photo.jpg --invert --top-k 1 --json\n"
+        "  cnn predict resnet18.onnx photos/ --labels labels.txt --out predictions.csv",
     )
-    p.add_argument("model", help="an ONNX file exported by cnn train")
-    p.add_argument("images", nargs="+", help="PNG, JPEG or any format Pillow reads")
+    p.add_argument("model", help="an ONNX image classifier: output (N, classes)")
+    p.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGE",
+        help="image files (any format Pillow reads) or folders",
+    )
     p.add_argument(
         "--backend",
         default="numba",
@@ -443,48 +570,114 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--top-k", type=positive_int, default=3, help="default: %(default)s")
     p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=32,
+        help="images per call, unless the model fixes its batch (default: %(default)s)",
+    )
+    p.add_argument(
         "--invert",
         action="store_true",
         help="for dark objects on a light background (the datasets are light on dark)",
     )
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--labels", default=None, metavar="FILE", help="one label per line, or JSON")
+    _add_preprocessing(p)
+    p.add_argument("--json", action="store_true", help="JSON instead of text")
+    p.add_argument("--csv", action="store_true", help="CSV instead of text")
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="FILE",
+        help="write the results into FILE (.csv or .json) instead of stdout",
+    )
+    _add_progress(p)
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser(
         "compare",
-        help="compare backends on a model: agreement on the test set, and speed",
+        help="compare runtimes on any model: agreement with the reference, and speed",
         formatter_class=_Formatter,
-        epilog="example:\n  cnn compare exported/lenet5.onnx --backends numba,onnxruntime "
-        "--batch-sizes 1,64 --json cmp.json --plot cmp.png",
+        description="Inputs: the test set the model's metadata names; else --inputs (a "
+        "folder of images, a .npy or .npz file); else seeded random data of the input's "
+        "shape (--shape, --dim for symbolic dimensions). Backends: every one installed "
+        "(numba, onnxruntime; openvino-f32, openvino-default and tract with "
+        "pip install 'cnn-pipeline[compare]'); onnx-reference when named. Each backend "
+        "runs alone in a process of its own.",
+        epilog="examples:\n  cnn compare exported/lenet5.onnx --backends numba,onnxruntime "
+        "--batch-sizes 1,64 --json cmp.json --plot cmp.png\n"
+        "  cnn compare resnet18.onnx --batch-sizes 1,8\n"
+        "  cnn compare unet.onnx --dim H=256 --dim W=256 --backends onnxruntime,numba,tract",
     )
     p.add_argument("model", help="an ONNX file")
     p.add_argument(
         "--backends",
-        default="numba,onnxruntime",
-        help="the first is the reference (default: %(default)s)",
+        default=None,
+        help="comma-separated, the first is the reference: numba, onnxruntime, openvino-f32, "
+        "openvino-default, tract, onnx-reference, or all (default: every one installed but "
+        "onnx-reference, numba first)",
     )
     p.add_argument("--batch-sizes", type=_int_list, default=[1, 64], help="default: 1,64")
     p.add_argument(
         "--dataset",
-        default="fashion-mnist",
+        default=None,
         choices=sorted(DATASETS),
-        help="whose test set (default: %(default)s)",
+        help="whose test set (default: the one the model's metadata names, if any)",
     )
     p.add_argument("--data-dir", default=None, help="as in cnn train")
+    p.add_argument(
+        "--inputs",
+        default=None,
+        metavar="PATH",
+        help="a folder of images, a .npy or a .npz file (default: the test set or random data)",
+    )
+    p.add_argument(
+        "--shape",
+        type=_int_list,
+        default=None,
+        help="the input's whole shape for random data, e.g. 1,3,224,224 (fixes the batch)",
+    )
+    p.add_argument(
+        "--dim",
+        action="append",
+        help="a size for a symbolic dimension, NAME=SIZE (the first axis: fixes the batch)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="of the random data (default: 0)")
     p.add_argument(
         "--limit",
         type=positive_int,
         default=None,
-        help="use the first N test images (default: all)",
+        help="use the first N samples (default: all; 16 random ones)",
     )
+    _add_preprocessing(p)
     p.add_argument(
         "--rounds",
         type=positive_int,
         default=30,
         help="timed calls per backend and batch (default: %(default)s)",
     )
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=10.0,
+        help="stop timing a backend and batch after this long, 3 calls at least "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="threads for numba, onnxruntime and OpenVINO (default: every core; tract "
+        "and onnx-reference choose their own)",
+    )
+    p.add_argument(
+        "--interleaved",
+        action="store_true",
+        help="every backend in this one process, timed in alternating rounds "
+        "(default: each alone in a process of its own)",
+    )
     p.add_argument("--json", default=None, metavar="FILE", help="write the rows as JSON")
     p.add_argument("--plot", default=None, metavar="FILE.png", help="write a throughput chart")
+    _add_progress(p)
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser(
@@ -517,6 +710,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=3200,
         help="AlexNet's images per split (default: %(default)s)",
     )
+    _add_progress(p)
     p.set_defaults(func=_cmd_pipeline)
 
     p = sub.add_parser(

@@ -6,7 +6,8 @@ Their shipped weights are constants (``ConstantOfShape`` nodes), under which log
 grow to 1e10 and outputs say nothing; here each weight of two or more dimensions gets
 normal values scaled by 1/sqrt(fan-in), so activations keep their scale through the
 network, and each vector values in [0.5, 1.5], so BatchNormalization variances stay
-positive. The files are written once into a cache
+positive. Graph inputs that are initializers (IR 3 lists them all) are dropped, so
+each model has its one real input. The files are written once into a cache
 folder (through a temp file and a rename) and reused.
 """
 
@@ -16,6 +17,8 @@ import os
 from pathlib import Path
 
 import numpy as np
+
+FORMAT = "v2"  # in the cached file's name: v1 files kept the IR-3 weight inputs
 
 LIGHT = (
     "resnet50",
@@ -73,6 +76,15 @@ def randomize(model, seed: int = 0):
     unused = [i for i in model.graph.initializer if i.name not in used]
     for init in unused:  # the shapes the ConstantOfShape nodes read
         model.graph.initializer.remove(init)
+    # IR 3 lists every initializer among the graph's inputs too, so a session asked
+    # for the inputs returned the *_SHAPE tensors (left without values above) and
+    # every weight as inputs to feed. From IR 4 on, initializers need not be inputs:
+    # only the inputs that nodes read and no initializer holds stay, the real ones.
+    kept_inits = {i.name for i in model.graph.initializer}
+    real = [i for i in model.graph.input if i.name in used and i.name not in kept_inits]
+    del model.graph.input[:]
+    model.graph.input.extend(real)
+    model.ir_version = max(model.ir_version, 4)
     return model
 
 
@@ -85,7 +97,7 @@ def light_model(name: str, seed: int = 0, folder: Path | None = None) -> Path:
     if name not in LIGHT:
         raise ValueError(f"zoo model {name!r}: expected one of {', '.join(LIGHT)}")
     folder = folder or cache_dir()
-    path = folder / f"{name}_random{seed}.onnx"
+    path = folder / f"{name}_random{seed}_{FORMAT}.onnx"
     if not path.is_file():
         model = randomize(onnx.load(str(light_dir() / f"light_{name}.onnx")), seed)
         folder.mkdir(parents=True, exist_ok=True)

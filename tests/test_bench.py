@@ -126,3 +126,25 @@ def test_zoo_models_get_seeded_random_weights(tmp_path):
     assert np.unique(weights[w]).size > 100
     with pytest.raises(ValueError, match="expected one of"):
         zoo.light_model("lenet")
+
+
+def test_zoo_models_have_one_real_input(tmp_path):
+    """The IR-3 light models list every weight (and the *_SHAPE tensors their
+    ConstantOfShape nodes read) among the graph's inputs: none of those is left."""
+    import onnx
+
+    from cnn import zoo
+    from runtime import InferenceSession
+
+    for name in ("squeezenet", "shufflenet"):
+        path = zoo.light_model(name, folder=tmp_path)
+        onnx.checker.check_model(str(path))
+        shipped = onnx.load(str(zoo.light_dir() / f"light_{name}.onnx"))
+        assert len(shipped.graph.input) > 10  # the problem this fixes
+        for backend in ("numba", "onnxruntime"):
+            (inp,) = InferenceSession(path, backend=backend).get_inputs()
+            assert inp.shape == [1, 3, 224, 224]
+    sess = InferenceSession(zoo.light_model("squeezenet", folder=tmp_path), backend="onnxruntime")
+    x = np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32)
+    (y,) = sess.run(None, {sess.get_inputs()[0].name: x})  # one feed is all it takes
+    assert y.shape[0] == 1 and np.isfinite(y).all()

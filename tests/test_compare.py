@@ -55,6 +55,8 @@ def test_compare_command_json_and_plot(fashion_dir, tmp_path, capsys):
         [
             "compare",
             str(LENET),
+            "--backends",
+            "numba,onnxruntime",
             "--batch-sizes",
             "1,2",
             "--limit",

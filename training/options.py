@@ -92,6 +92,13 @@ def add_train_parser(sub: Any, formatter_class: type = argparse.HelpFormatter) -
         "0 keeps Keras-style running averages (default: %(default)s; AlexNet only)",
     )
     p.add_argument("--no-export", action="store_true", help="skip the ONNX export at the end")
+    p.add_argument(
+        "--progress",
+        action="store_true",
+        default=None,
+        help="draw progress bars even when stderr is not a terminal (default: only on one; "
+        "a log gets one line per epoch)",
+    )
     return p
 
 
@@ -114,4 +121,5 @@ def config_from_args(args: argparse.Namespace) -> Any:
         resume=args.resume,
         export=not args.no_export,
         bn_batches=args.bn_batches,
+        progress=args.progress,
     )

@@ -48,6 +48,7 @@ class TrainConfig:
     resume: str | bool = False  # True: <out>/<model>.pt; a string: that checkpoint
     export: bool = True
     bn_batches: int = 20  # BN statistics recomputed over this many batches before evaluating
+    progress: bool | None = None  # progress bars: None on a terminal only, True always
     command: str = field(default_factory=lambda: shlex.join(["cnn", *sys.argv[1:]]))
 
     def resolved(self) -> TrainConfig:
@@ -156,6 +157,7 @@ def evaluate(
     device: torch.device,
     d: Dist,
     desc: str = "evaluate",
+    show_bar: bool | None = None,
 ) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) over the whole split, summed across ranks."""
     model.eval()
@@ -163,7 +165,7 @@ def evaluate(
     batches = list(
         batch_indices(len(split), batch_size, seed=None, rank=d.rank, world=d.world, pad=False)
     )
-    with torch.no_grad(), _progress(len(batches), desc, d.main, leave=False) as bar:
+    with torch.no_grad(), _progress(len(batches), desc, d.main, show_bar, leave=False) as bar:
         for idx in batches:
             x, y = _batch(split, idx, spec, device)
             logits = model(x)
@@ -203,12 +205,12 @@ def recalibrate_batchnorm(
     return True
 
 
-def _progress(total: int, desc: str, enabled: bool, leave: bool = True):
-    from tqdm.auto import tqdm
+def _progress(total: int, desc: str, show: bool, bar: bool | None, leave: bool = True):
+    """A bar on a terminal (or with ``--progress``); in a log nothing, since the epoch's
+    own line follows (dataio/progress.py)."""
+    from dataio.progress import progress
 
-    return tqdm(
-        total=total, desc=desc, unit="batch", disable=not enabled, leave=leave, dynamic_ncols=True
-    )
+    return progress(total, desc, unit="batch", bar=bar, line=False, leave=leave, show=show)
 
 
 def train_one_epoch(
@@ -232,7 +234,7 @@ def train_one_epoch(
     if cfg.max_steps is not None:
         batches = batches[: max(0, cfg.max_steps - step)]
     loss_sum = correct = count = 0.0
-    with _progress(len(batches), f"epoch {epoch + 1}/{cfg.epochs}", d.main) as bar:
+    with _progress(len(batches), f"epoch {epoch + 1}/{cfg.epochs}", d.main, cfg.progress) as bar:
         for idx in batches:
             x, y = _batch(data.train, idx, spec, device)
             optimizer.zero_grad(set_to_none=True)
@@ -329,7 +331,7 @@ def train(cfg: TrainConfig, *, log=print) -> dict:
         )
         recalibrate_batchnorm(model, data.train, spec, cfg, epoch, device)
         val_loss, val_acc = evaluate(
-            net, data.validation, spec, cfg.batch_size, device, d, desc="validate"
+            net, data.validation, spec, cfg.batch_size, device, d, "validate", cfg.progress
         )
         history.append(
             {
@@ -361,7 +363,9 @@ def train(cfg: TrainConfig, *, log=print) -> dict:
             _plot_curves(history, outputs.curves, f"{cfg.model} on {cfg.dataset}")
     train_seconds = time.perf_counter() - started
 
-    test_loss, test_acc = evaluate(net, data.test, spec, cfg.batch_size, device, d, desc="test")
+    test_loss, test_acc = evaluate(
+        net, data.test, spec, cfg.batch_size, device, d, desc="test", show_bar=cfg.progress
+    )
     quiet(f"test: loss {test_loss:.4f} accuracy {test_acc:.4f} on {len(data.test)} images")
     metrics = {
         "model": cfg.model,

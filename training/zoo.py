@@ -175,6 +175,18 @@ def resnet18(seed: int = 0) -> nn.Module:
     )
 
 
+def resnet18_torchvision(seed: int = 0, classes: int = 1000) -> nn.Module:
+    """ResNet-18 at torchvision's size (widths 64 to 512, 1,000 classes), random
+    weights: a stand-in for ``torchvision.models.resnet18`` as users export it."""
+
+    def make() -> nn.Module:
+        model = ResNet(_BasicBlock, (2, 2, 2, 2), (64, 128, 256, 512))
+        model.fc = nn.Linear(512, classes)
+        return model
+
+    return _build(make, "fc", SHAPES["resnet18"], seed)
+
+
 def resnet50(seed: int = 0) -> nn.Module:
     return _build(
         lambda: ResNet(_Bottleneck, (2, 2, 2, 1), (16, 32, 64, 128)), "fc", SHAPES["resnet50"], seed
