@@ -22,7 +22,6 @@ own output plane.
 from __future__ import annotations
 
 import numba
-import numpy as np
 from numba import prange
 
 from runtime.kernels.activation import activate
