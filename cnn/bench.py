@@ -297,7 +297,7 @@ def cold_starts(path: str | os.PathLike, batch: int) -> list[dict]:
 
 
 def render(rows: Sequence[BenchRow], roof: float, starts: dict[str, list[dict]]) -> str:
-    lines = [f"numpy float32 GEMM roof: {roof:.1f} GFLOP/s", ""]
+    lines = [machine_line(machine()), f"numpy float32 GEMM roof: {roof:.1f} GFLOP/s", ""]
     header = (
         f"{'model':<14} {'batch':>5} {'thr':>3} {'backend':<12} {'p50 ms':>9} "
         f"{'p90 ms':>9} {'p99 ms':>9} {'images/s':>10} {'GFLOP/s':>8} {'roof':>5} "
@@ -319,15 +319,40 @@ def render(rows: Sequence[BenchRow], roof: float, starts: dict[str, list[dict]])
     return "\n".join(lines)
 
 
-def to_json(rows: Sequence[BenchRow], roof: float, starts: dict[str, list[dict]]) -> dict:
+def machine() -> dict:
+    """The CPU the figures come from: model, family/model numbers, ISA, cores."""
     import platform
 
+    from runtime.kernels import isa
+
+    info: dict = {"cpu_count": os.cpu_count(), "platform": platform.platform()}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            fields = dict(
+                (k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in f) if v
+            )
+    except OSError:
+        fields = {}
+    flags = set(fields.get("flags", "").split())
+    info["cpu"] = fields.get("model name") or platform.processor() or "unknown"
+    info["vendor"] = fields.get("vendor_id", "")
+    info["family_model"] = f"{fields.get('cpu family', '?')}/{fields.get('model', '?')}"
+    info["isa"] = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
+    info["kernels_isa"] = isa.describe()
+    return info
+
+
+def machine_line(m: dict) -> str:
+    isa = ", ".join(m.get("isa", [])) or "no AVX2"
+    return (
+        f"machine: {m['cpu']} ({m['vendor']} family/model {m['family_model']}), {isa}; "
+        f"{m['cpu_count']} cores; numba kernels built for {m['kernels_isa']}"
+    )
+
+
+def to_json(rows: Sequence[BenchRow], roof: float, starts: dict[str, list[dict]]) -> dict:
     return {
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "processor": platform.processor(),
-            "platform": platform.platform(),
-        },
+        "machine": machine(),
         "gemm_roof_gflops": roof,
         "rows": [asdict(r) for r in rows],
         "cold_start": starts,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,11 @@ def test_bench_rows_json_and_plot(tmp_path, capsys):
     # 2 batch sizes x (all cores, 1 thread) x 2 backends
     assert len(rows) == 8
     assert {r["threads"] for r in rows} == {1, payload["machine"]["cpu_count"]}
+    m = payload["machine"]  # figures name their CPU: model, ISA, what the kernels use
+    assert m["cpu"] and m["kernels_isa"] in ("AVX-512", "AVX2 (256-bit)")
+    if not os.environ.get("NUMBA_CPU_NAME"):  # compiled for the host: its own ISA
+        assert ("avx512f" in m["isa"]) == (m["kernels_isa"] == "AVX-512")
+    assert f"machine: {m['cpu']}" in text
     numba = [r for r in rows if r["backend"] == "numba"]
     for r in numba:
         ort = next(
