@@ -103,11 +103,14 @@ EPILOGUES = [a for a in naive.EPILOGUE_PARAMS if a is not None]
 
 # (x shape, w shape, group, pads): one per way a conv's epilogue runs: the GEMM's
 # store (>= GEMM_FEW_ROWS rows), the separate epilogue (fewer rows), a 1x1 whose
-# columns are its input planes, and the depthwise kernel.
+# jobs pack their own columns from the input planes (grouped too; with few rows: the
+# planes packed first), and the depthwise kernel.
 EPILOGUE_PATHS = {
     "gemm store": ((2, 3, 6, 6), (4, 3, 3, 3), 1, (1, 1, 1, 1)),
     "few rows": ((2, 3, 6, 6), (2, 3, 3, 3), 1, (1, 1, 1, 1)),
     "pointwise": ((2, 5, 7, 7), (6, 5, 1, 1), 1, (0, 0, 0, 0)),
+    "grouped pointwise": ((3, 6, 5, 5), (8, 3, 1, 1), 2, (0, 0, 0, 0)),
+    "pointwise few rows": ((2, 5, 7, 7), (2, 5, 1, 1), 1, (0, 0, 0, 0)),
     "depthwise": ((2, 4, 7, 7), (4, 1, 3, 3), 4, (1, 1, 1, 1)),
 }
 

@@ -200,6 +200,10 @@ def conv3d_im2col(
     ones, zeros = (1, 1, 1), (0, 0, 0)
     pointwise = (kd, kh, kw) == ones and tuple(strides) == ones and tuple(pads) == zeros
     pointwise = pointwise and x.shape[2:] == out.shape[2:] and x.flags.c_contiguous
+    ab = np.float32(alpha), np.float32(beta)
+    if pointwise and M // group >= GEMM_FEW_ROWS:  # the GEMM's jobs pack their own columns
+        gemm.gemm_pointwise(wp, x.reshape(N, C, plane), out3, 0, N, bias, act, *ab, scale, shift)
+        return out
     for n0 in range(0, N, nb_max):
         nb = min(nb_max, N - n0)
         width = gemm.nr()
@@ -208,7 +212,6 @@ def conv3d_im2col(
             _pack_pointwise(x.reshape(N, C, plane), bp, n0, nb)
         else:
             _im2col(x, bp, n0, nb, kd, kh, kw, *strides, *pads, *dilations, od_, oh_, ow_)
-        ab = np.float32(alpha), np.float32(beta)
         if M // group >= GEMM_FEW_ROWS:  # the epilogue in the GEMM's store
             gemm.gemm_conv(wp, bp, out3, n0, plane, nb * plane, bias, act, *ab, scale, shift)
             continue

@@ -292,17 +292,100 @@ def _gemm_conv(
         n = min(width, N - j0)
         for b in range(q * chunk, min(mb, (q + 1) * chunk)):
             tile(ap[g, b].reshape(-1), bpp, K, t, width)
-            for r in range(min(MR, Mg - b * MR)):
-                m = g * Mg + b * MR + r
-                j = 0
-                while j < n:  # the tile row's columns, split where an image ends
-                    i = (j0 + j) // plane
-                    s = (j0 + j) % plane
-                    count = min(n - j, plane - s)
-                    dst = out[n0 + i, m, s : s + count]
-                    dst[:] = t[r * width + j : r * width + j + count]
-                    activate(dst, count, bias[m], act, alpha, beta, scale[m], shift[m])
-                    j += count
+            _store_conv_tile(t, out, n0, plane, g * Mg + b * MR, min(MR, Mg - b * MR), j0, n,
+                             width, bias, act, alpha, beta, scale, shift)  # fmt: skip
+
+
+@kernel(inline="always")
+def _store_conv_tile(
+    t, out, n0, plane, m0, rows, j0, n, width, bias, act, alpha, beta, scale, shift
+):  # pragma: no cover
+    """Tile t (MR, width): its first ``rows`` rows are output channels m0.., its first
+    n columns the conv's columns j0.. (image n0 + col // plane, position col % plane):
+    stored into out (images, M, plane) with the epilogue, row by row while in cache."""
+    for r in range(rows):
+        m = m0 + r
+        j = 0
+        while j < n:  # the tile row's columns, split where an image ends
+            i = (j0 + j) // plane
+            s = (j0 + j) % plane
+            count = min(n - j, plane - s)
+            dst = out[n0 + i, m, s : s + count]
+            dst[:] = t[r * width + j : r * width + j + count]
+            activate(dst, count, bias[m], act, alpha, beta, scale[m], shift[m])
+            j += count
+
+
+@kernel(parallel=True)
+def _gemm_pointwise(
+    ap, x, out, n0, nb, Mg, chunk, panels, tiles, bias, act, alpha, beta, scale, shift
+):  # pragma: no cover
+    """A 1x1 conv at stride 1 without pads as one parallel region: ``_gemm_conv`` whose
+    job packs its own panel of columns from the input planes x (N, C, S) (row k of
+    group g: input channel g*Kg + k; column i*S + s: image n0 + i, position s) into
+    its thread's ``panels`` row, where the tiles then read it from L1. Jobs that share
+    a panel (chunks of rows) each pack it: K x NR copies against K x NR x MR x chunk
+    multiply-adds. No packed-columns buffer, no second kernel launch."""
+    G, mb, K = ap.shape[0], ap.shape[1], ap.shape[2]
+    S = x.shape[2]
+    width = panels.shape[1] // K
+    N = nb * S
+    nbp = (N + width - 1) // width
+    chunks = (mb + chunk - 1) // chunk
+    for job in prange(G * nbp * chunks):
+        g = job // (nbp * chunks)
+        p = (job // chunks) % nbp
+        q = job % chunks
+        t = tiles[numba.get_thread_id()]
+        pan = panels[numba.get_thread_id()]
+        j0 = p * width
+        n = min(width, N - j0)
+        for k in range(K):
+            row = pan[k * width : (k + 1) * width]
+            j = 0
+            while j < n:  # runs of one image's positions
+                i = (j0 + j) // S
+                s = (j0 + j) % S
+                count = min(n - j, S - s)
+                src = x[n0 + i, g * K + k]
+                for u in range(count):
+                    row[j + u] = src[s + u]
+                j += count
+            for u in range(n, width):
+                row[u] = 0.0
+        for b in range(q * chunk, min(mb, (q + 1) * chunk)):
+            tile(ap[g, b].reshape(-1), pan, K, t, width)
+            _store_conv_tile(t, out, n0, S, g * Mg + b * MR, min(MR, Mg - b * MR), j0, n,
+                             width, bias, act, alpha, beta, scale, shift)  # fmt: skip
+
+
+def gemm_pointwise(
+    ap: np.ndarray,
+    x: np.ndarray,
+    out: np.ndarray,
+    n0: int,
+    nb: int,
+    bias: np.ndarray,
+    act: int,
+    alpha: float,
+    beta: float,
+    scale: np.ndarray,
+    shift: np.ndarray,
+) -> np.ndarray:
+    """``_gemm_pointwise``: packed weights ap (G, blocks, C/G, MR) times the planes of
+    images n0 .. n0+nb of x (N, C, S) into out (N, M, S), with the conv's epilogue.
+    Needs M/G >= ``GEMM_FEW_ROWS``."""
+    g, mb, k = ap.shape[0], ap.shape[1], ap.shape[2]
+    width = nr()
+    threads = numba.get_num_threads()
+    tiles = scratch("gemm.tiles", (threads, max(MR * width, 4 * WIDTH)), np.float32)
+    panels = scratch("gemm.panel", (threads, k * width), np.float32)
+    chunk = _chunk(g, mb, blocks(nb * x.shape[2], width))
+    mg = out.shape[1] // g
+    _gemm_pointwise(
+        ap, x, out, n0, nb, mg, chunk, panels, tiles, bias, act, alpha, beta, scale, shift
+    )
+    return out
 
 
 def gemm_conv(
