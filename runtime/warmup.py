@@ -63,7 +63,9 @@ def _steps_model() -> bytes:
         node("ReduceMean", ["lns", "axes"], ["rm"]),  # the reductions' kernel
         node("MaxPool", ["c5"], ["m"], kernel_shape=[2, 2], strides=[2, 2]),  # no indices
         node("MaxPool", ["m"], ["m2", "idx"], kernel_shape=[2, 2], pads=[1, 1, 1, 1]),
-        node("Conv", ["m2", "w", "b4"], ["c0"], pads=[1, 1, 1, 1]),  # im2col
+        node("Conv", ["m2", "w", "b4"], ["c0"], pads=[1, 1, 1, 1]),  # im2col in the GEMM
+        node("Conv", ["m2", "wf"], ["cf"], pads=[1, 1, 1, 1]),  # 2 rows: im2col, then GEMM
+        node("GlobalMaxPool", ["cf"], ["gf"]),
         node("ConvTranspose", ["m2", "wt", "bt"], ["ct"], strides=[2, 2]),  # GEMM + col2im
         node("ConvTranspose", ["ct", "wt2"], ["ct2"]),  # no bias
         node(
@@ -88,10 +90,11 @@ def _steps_model() -> bytes:
     weights = {"w3": (32, 32, 3, 3), "b": (32,), "w5": (32, 32, 5, 5), "w6": (32, 32, 6, 6),
                "w": (4, 32, 3, 3),
                "b4": (4,), "w2": (4, 4, 1, 1), "fc": (64, 512), "fcb": (64,),
-               "big": (64, 16384), "ln": (4,)}  # fmt: skip
+               "big": (64, 16384), "ln": (4,), "wf": (2, 32, 3, 3)}  # fmt: skip
     weights.update({"wt": (32, 4, 2, 2), "bt": (4,), "wt2": (4, 4, 3, 3), "wd": (4, 1, 3, 3)})
     outputs = [("g", [1, 4, 1, 1]), ("z", [1, 16384]), ("gs", [1, 32, 1, 1]),
-               ("rm", [1, 32, 1, 1]), ("gr", [1, 4, 1, 1]), ("gd", [1, 4, 1, 1])]  # fmt: skip
+               ("rm", [1, 32, 1, 1]), ("gr", [1, 4, 1, 1]), ("gd", [1, 4, 1, 1]),
+               ("gf", [1, 2, 1, 1])]  # fmt: skip
     return _model(nodes, [("x", [1, 32, 8, 8])], outputs, weights)
 
 

@@ -1,29 +1,33 @@
-"""Convolution as im2col + one batched GEMM per chunk of images, then a fused epilogue.
+"""Convolution as im2col and the engine's GEMM, with the epilogue in the GEMM's store.
 
 Shapes are normalised to 3-D spatial (1-D and 2-D convolutions have D=1, H=1).
 
-``_im2col``: x (N, C, D, H, W) -> cols (C*KD*KH*KW, nb*OD*OH*OW) for images n0..n0+nb,
-written straight in the GEMM's packed layout of B (``gemm.pack_b``).
-Row r = ((c*KD + a)*KH + b)*KW + e holds, for every output position, the input tap
+The columns: x (N, C, D, H, W) -> cols (C*KD*KH*KW, N*OD*OH*OW). Row r = ((c*KD +
+a)*KH + b)*KW + e holds, for every output position, the input tap
 
     x[n, c, od*sd - pd + a*dd, oh*sh - ph + b*dh, ow*sw - pw + e*dw]   (0 outside)
 
-Each prange iteration fills one panel of the packed layout: disjoint elements.
+``_fill_panel`` writes one panel of them (NR columns of one group's rows) in the
+GEMM's packed layout of B (``gemm.pack_b``). The GEMM is the engine's own
+(``kernels/gemm``: every output channel computed by the same arithmetic) on the
+grouped views, (G, M/G, C/G*K) @ (G, C/G*K, cols), with the weights packed once per
+plan (``pack_weights``).
 
-The GEMM is the engine's own (``kernels/gemm``: every output channel computed by the
-same arithmetic) on the grouped views, (G, M/G, C/G*K) @ (G, C/G*K, cols), with the
-weights packed once per plan (``pack_weights``).
-
-``_epilogue``: y (M, nb, S) -> out (nb, M, S) with, per output channel m,
+With M/G >= ``GEMM_FEW_ROWS`` a conv is one parallel region: ``_im2col_gemm``'s jobs
+(and ``gemm.gemm_pointwise``'s, for a 1x1 at stride 1) fill their own panel in L1,
+multiply it and store the tiles with the epilogue (``gemm.store_conv_tile``). With
+fewer rows, ``_im2col`` (or ``_pack_pointwise``) packs a chunk of images' columns,
+``gemm.gemm_packed`` multiplies them and ``_epilogue`` stores: y (M, nb, S) -> out
+(nb, M, S) with, per output channel m,
 
     out = act(y + bias[m]) * scale[m] + shift[m]
 
 act: ``kernels/activation.ACTIVATIONS``. The scale/shift pair is a BatchNormalization
-that follows the activation, applied in the same pass.
-"""
+that follows the activation, applied in the same pass."""
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import prange
 
@@ -31,86 +35,191 @@ from runtime.config import GEMM_FEW_ROWS, IM2COL_CHUNK_FLOATS
 from runtime.kernels import gemm
 from runtime.kernels.activation import activate
 from runtime.kernels.jit import kernel
+from runtime.kernels.simd import WIDTH
 from runtime.memory import scratch
+
+
+@kernel(inline="always")
+def _fill_panel(
+    xf,
+    bf,
+    base,
+    p,
+    g,
+    Kg,
+    NR,
+    cols,
+    C,
+    D,
+    H,
+    W,
+    n0,
+    kd,
+    kh,
+    kw,
+    sd,
+    sh,
+    sw,
+    pd,
+    ph,
+    pw,
+    dd,
+    dh,
+    dw,
+    od_,
+    oh_,
+    ow_,
+    lo0,
+    hi0,
+):  # pragma: no cover
+    """Panel p of group g's columns into bf[base : base + Kg*NR], laid out (Kg, NR):
+    row rr (input channel g*C/G + rr // (kd*kh*kw), then the tap), column j = the
+    conv's column p*NR + j. The panel's columns split into runs along one output row
+    (same image, od, oh); each run of each kernel row is a copy of one input line,
+    with zeros where the taps fall in the padding, in three branch-free loops.
+    lo0/hi0: kernel column e reads inside the line for ow in [lo0[e], hi0[e])."""
+    plane = od_ * oh_ * ow_
+    col0 = p * NR
+    ncol = min(NR, cols - col0)
+    cg = Kg // (kd * kh * kw)
+    j = 0
+    while j < ncol:  # a run: columns col0+j .. col0+j+run-1, ow .. ow+run-1
+        col = col0 + j
+        i = col // plane
+        rem = col % plane
+        od = rem // (oh_ * ow_)
+        oh = (rem // ow_) % oh_
+        ow = rem % ow_
+        end = ow + min(ncol - j, ow_ - ow)
+        n = n0 + i
+        rr = 0  # row rr = ((c*kd + a)*kh + b)*kw + e within the group
+        for c in range(g * cg, (g + 1) * cg):
+            for a in range(kd):
+                z = od * sd - pd + a * dd
+                for b in range(kh):
+                    y = oh * sh - ph + b * dh
+                    inside = z >= 0 and z < D and y >= 0 and y < H
+                    line = (((n * C + c) * D + z) * H + y) * W - pw
+                    for e in range(kw):
+                        d0 = base + rr * NR + j - ow
+                        lo = min(end, max(ow, lo0[e]))
+                        hi = max(lo, min(end, hi0[e]))
+                        if not inside:
+                            lo = hi = end
+                        for q in range(ow, lo):
+                            bf[d0 + q] = 0.0
+                        s0 = line + e * dw
+                        if sw == 1:  # a constant stride: the copy vectorises
+                            for q in range(lo, hi):
+                                bf[d0 + q] = xf[s0 + q]
+                        else:
+                            for q in range(lo, hi):
+                                bf[d0 + q] = xf[s0 + q * sw]
+                        for q in range(hi, end):
+                            bf[d0 + q] = 0.0
+                        rr += 1
+        j += end - ow
+    if ncol < NR:  # columns past the last one: zeros (never stored)
+        for r in range(Kg):
+            for q in range(ncol, NR):
+                bf[base + r * NR + q] = 0.0
+
+
+def line_bounds(W: int, kw: int, sw: int, pw: int, dw: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each kernel column e, the outputs ow in [lo[e], hi[e]) whose tap reads
+    inside the input line: 0 <= ow*sw - pw + e*dw < W (no integer division in the
+    loops)."""
+    e = np.arange(kw)
+    lo = np.maximum(0, (pw - e * dw + sw - 1) // sw)
+    hi = (W - 1 + pw - e * dw) // sw + 1
+    return lo.astype(np.int64), hi.astype(np.int64)
 
 
 @kernel(parallel=True)
 def _im2col(
-    x, bp, n0, nb, kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw, od_, oh_, ow_
+    x, bp, n0, nb, kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw, od_, oh_, ow_, lo0, hi0
 ):  # pragma: no cover
     """The columns straight into the GEMM's packed B, bp (G, ceil(cols/NR), Kg, NR)
     (``gemm.pack_b``'s layout, Kg = C/G*KD*KH*KW): row r, column col at
-    bp[r // Kg, col // NR, r % Kg, col % NR].
-
-    One prange iteration fills one panel of NR columns for every row: its writes are
-    the panel's own (Kg, NR) blocks, which stay in cache while it fills them. The
-    panel's columns split into runs along one output row (same image, od, oh); each
-    run of each kernel row is a copy of one input line, with zeros where the taps
-    fall in the padding, in three branch-free loops."""
+    bp[r // Kg, col // NR, r % Kg, col % NR]. A job fills one panel of one group
+    (``_fill_panel``): its writes are the panel's own block, which stays in cache."""
     _, C, D, H, W = x.shape
-    Kg, NR = bp.shape[2], bp.shape[3]
-    P = bp.shape[1]
-    rows = C * kd * kh * kw
-    plane = od_ * oh_ * ow_
-    cols = nb * plane
+    G, P, Kg, NR = bp.shape
+    cols = nb * od_ * oh_ * ow_
     xf = x.reshape(-1)  # flat offsets: no array view per (run, row)
     bf = bp.reshape(-1)
-    # kernel column e reads inside the line for ow in [lo0[e], hi0[e]):
-    # 0 <= ow*sw - pw + e*dw < W (integer divisions here, none in the loops)
-    lo0 = np.empty(kw, np.int64)
-    hi0 = np.empty(kw, np.int64)
-    for e in range(kw):
-        lo0[e] = max(0, (pw - e * dw + sw - 1) // sw)
-        hi0[e] = (W - 1 + pw - e * dw) // sw + 1
-    for p in prange(P):
-        col0 = p * NR
-        ncol = min(NR, cols - col0)
-        j = 0
-        while j < ncol:  # a run: columns col0+j .. col0+j+run-1, ow .. ow+run-1
-            col = col0 + j
-            i = col // plane
-            rem = col % plane
-            od = rem // (oh_ * ow_)
-            oh = (rem // ow_) % oh_
-            ow = rem % ow_
-            end = ow + min(ncol - j, ow_ - ow)
-            n = n0 + i
-            g = 0
-            rr = 0  # row r = g*Kg + rr, r = ((c*kd + a)*kh + b)*kw + e
-            for c in range(C):
-                for a in range(kd):
-                    z = od * sd - pd + a * dd
-                    for b in range(kh):
-                        y = oh * sh - ph + b * dh
-                        inside = z >= 0 and z < D and y >= 0 and y < H
-                        line = (((n * C + c) * D + z) * H + y) * W - pw
-                        for e in range(kw):
-                            d0 = ((g * P + p) * Kg + rr) * NR + j - ow
-                            lo = min(end, max(ow, lo0[e]))
-                            hi = max(lo, min(end, hi0[e]))
-                            if not inside:
-                                lo = hi = end
-                            for q in range(ow, lo):
-                                bf[d0 + q] = 0.0
-                            s0 = line + e * dw
-                            if sw == 1:  # a constant stride: the copy vectorises
-                                for q in range(lo, hi):
-                                    bf[d0 + q] = xf[s0 + q]
-                            else:
-                                for q in range(lo, hi):
-                                    bf[d0 + q] = xf[s0 + q * sw]
-                            for q in range(hi, end):
-                                bf[d0 + q] = 0.0
-                            rr += 1
-                            if rr == Kg:
-                                rr = 0
-                                g += 1
-            j += end - ow
-        if ncol < NR:  # columns past the last one: zeros (never stored)
-            for r in range(rows):
-                d0 = (((r // Kg) * P + p) * Kg + r % Kg) * NR
-                for q in range(ncol, NR):
-                    bf[d0 + q] = 0.0
+    for job in prange(G * P):
+        g, p = job // P, job % P
+        base = (g * P + p) * Kg * NR
+        _fill_panel(
+            xf, bf, base, p, g, Kg, NR, cols, C, D, H, W, n0, kd, kh, kw, sd, sh, sw, pd, ph,
+            pw, dd, dh, dw, od_, oh_, ow_, lo0, hi0,
+        )  # fmt: skip
+
+
+@kernel(parallel=True)
+def _im2col_gemm(
+    x,
+    ap,
+    out,
+    n0,
+    nb,
+    Mg,
+    chunk,
+    panels,
+    tiles,
+    kd,
+    kh,
+    kw,
+    sd,
+    sh,
+    sw,
+    pd,
+    ph,
+    pw,
+    dd,
+    dh,
+    dw,
+    od_,
+    oh_,
+    ow_,
+    lo0,
+    hi0,
+    bias,
+    act,
+    alpha,
+    beta,
+    scale,
+    shift,
+):  # pragma: no cover
+    """A conv by im2col as one parallel region: a GEMM job (g, panel p, a chunk of row
+    blocks, as in ``gemm._gemm``) fills its own panel of columns (``_fill_panel``) in
+    its thread's ``panels`` row, where the tiles read it from L1, then stores its
+    tiles with the epilogue. Jobs that share a panel (chunks of rows) each fill it.
+    out (N, M, plane)."""
+    _, C, D, H, W = x.shape
+    G, mb, Kg = ap.shape[0], ap.shape[1], ap.shape[2]
+    plane = od_ * oh_ * ow_
+    NR = panels.shape[1] // Kg
+    cols = nb * plane
+    P = (cols + NR - 1) // NR
+    chunks = (mb + chunk - 1) // chunk
+    xf = x.reshape(-1)
+    for job in prange(G * P * chunks):
+        g = job // (P * chunks)
+        p = (job // chunks) % P
+        q = job % chunks
+        t = tiles[numba.get_thread_id()]
+        pan = panels[numba.get_thread_id()]
+        _fill_panel(xf, pan, 0, p, g, Kg, NR, cols, C, D, H, W, n0, kd, kh, kw, sd, sh, sw,
+                    pd, ph, pw, dd, dh, dw, od_, oh_, ow_, lo0, hi0)  # fmt: skip
+        j0 = p * NR
+        n = min(NR, cols - j0)
+        for b in range(q * chunk, min(mb, (q + 1) * chunk)):
+            gemm.tile(ap[g, b].reshape(-1), pan, Kg, t, NR)
+            gemm.store_conv_tile(t, out, n0, plane, g * Mg + b * gemm.MR,
+                                 min(gemm.MR, Mg - b * gemm.MR), j0, n, NR, bias, act,
+                                 alpha, beta, scale, shift)  # fmt: skip
 
 
 @kernel(parallel=True)
@@ -201,8 +310,21 @@ def conv3d_im2col(
     pointwise = (kd, kh, kw) == ones and tuple(strides) == ones and tuple(pads) == zeros
     pointwise = pointwise and x.shape[2:] == out.shape[2:] and x.flags.c_contiguous
     ab = np.float32(alpha), np.float32(beta)
+    bounds = line_bounds(x.shape[4], kw, strides[2], pads[2], dilations[2])
     if pointwise and M // group >= GEMM_FEW_ROWS:  # the GEMM's jobs pack their own columns
         gemm.gemm_pointwise(wp, x.reshape(N, C, plane), out3, 0, N, bias, act, *ab, scale, shift)
+        return out
+    if M // group >= GEMM_FEW_ROWS:  # the GEMM's jobs fill their own columns
+        width = gemm.nr()
+        threads = numba.get_num_threads()
+        tiles = scratch("gemm.tiles", (threads, max(gemm.MR * width, 4 * WIDTH)), np.float32)
+        panels = scratch("conv.panel", (threads, k * width), np.float32)
+        chunk = gemm.job_rows(group, wp.shape[1], gemm.blocks(N * plane, width))
+        geometry = (kd, kh, kw, *strides, *pads, *dilations, od_, oh_, ow_, *bounds)
+        _im2col_gemm(
+            x, wp, out3, 0, N, M // group, chunk, panels, tiles, *geometry, bias, act, *ab,
+            scale, shift,
+        )  # fmt: skip
         return out
     for n0 in range(0, N, nb_max):
         nb = min(nb_max, N - n0)
@@ -211,10 +333,7 @@ def conv3d_im2col(
         if pointwise:  # the columns are the input's planes
             _pack_pointwise(x.reshape(N, C, plane), bp, n0, nb)
         else:
-            _im2col(x, bp, n0, nb, kd, kh, kw, *strides, *pads, *dilations, od_, oh_, ow_)
-        if M // group >= GEMM_FEW_ROWS:  # the epilogue in the GEMM's store
-            gemm.gemm_conv(wp, bp, out3, n0, plane, nb * plane, bias, act, *ab, scale, shift)
-            continue
+            _im2col(x, bp, n0, nb, kd, kh, kw, *strides, *pads, *dilations, od_, oh_, ow_, *bounds)
         y = scratch("conv.gemm", (group, M // group, nb * plane), np.float32)
         gemm.gemm_packed(wp, bp, y, M // group, nb * plane)  # (G, M/G, nb*S)
         _epilogue(y.reshape(M, nb, plane), out3, n0, bias, act, *ab, scale, shift)

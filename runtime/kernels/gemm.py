@@ -270,34 +270,8 @@ def _gemm(ap, bp, c, M, N, chunk, tiles, bias, relu):  # pragma: no cover
                     dst[j0 + j] = v
 
 
-@kernel(parallel=True)
-def _gemm_conv(
-    ap, bp, out, n0, plane, Mg, N, chunk, tiles, bias, act, alpha, beta, scale, shift
-):  # pragma: no cover
-    """A conv's GEMM with its epilogue in the store: for group g, row r < Mg (output
-    channel m = g*Mg + r) and column col < N (image n0 + col // plane, position
-    col % plane), out[n0 + col // plane, m, col % plane] = act((ap[g] @ bp[g])[r, col]
-    + bias[m]) * scale[m] + shift[m] (``activation.activate``), out (images, M, plane).
-    Jobs as in ``_gemm``; each tile row is stored and activated while it is in cache."""
-    G, mb, K, width = ap.shape[0], ap.shape[1], ap.shape[2], bp.shape[3]
-    nb = bp.shape[1]
-    chunks = (mb + chunk - 1) // chunk
-    for job in prange(G * nb * chunks):
-        g = job // (nb * chunks)
-        p = (job // chunks) % nb
-        q = job % chunks
-        t = tiles[numba.get_thread_id()]
-        bpp = bp[g, p].reshape(-1)
-        j0 = p * width
-        n = min(width, N - j0)
-        for b in range(q * chunk, min(mb, (q + 1) * chunk)):
-            tile(ap[g, b].reshape(-1), bpp, K, t, width)
-            _store_conv_tile(t, out, n0, plane, g * Mg + b * MR, min(MR, Mg - b * MR), j0, n,
-                             width, bias, act, alpha, beta, scale, shift)  # fmt: skip
-
-
 @kernel(inline="always")
-def _store_conv_tile(
+def store_conv_tile(
     t, out, n0, plane, m0, rows, j0, n, width, bias, act, alpha, beta, scale, shift
 ):  # pragma: no cover
     """Tile t (MR, width): its first ``rows`` rows are output channels m0.., its first
@@ -320,10 +294,11 @@ def _store_conv_tile(
 def _gemm_pointwise(
     ap, x, out, n0, nb, Mg, chunk, panels, tiles, bias, act, alpha, beta, scale, shift
 ):  # pragma: no cover
-    """A 1x1 conv at stride 1 without pads as one parallel region: ``_gemm_conv`` whose
-    job packs its own panel of columns from the input planes x (N, C, S) (row k of
-    group g: input channel g*Kg + k; column i*S + s: image n0 + i, position s) into
-    its thread's ``panels`` row, where the tiles then read it from L1. Jobs that share
+    """A 1x1 conv at stride 1 without pads as one parallel region: a GEMM job (g,
+    panel p, a chunk of row blocks, as in ``_gemm``) packs its own panel of columns
+    from the input planes x (N, C, S) (row k of group g: input channel g*Kg + k;
+    column i*S + s: image n0 + i, position s) into its thread's ``panels`` row, where
+    the tiles then read it from L1. Jobs that share
     a panel (chunks of rows) each pack it: K x NR copies against K x NR x MR x chunk
     multiply-adds. No packed-columns buffer, no second kernel launch."""
     G, mb, K = ap.shape[0], ap.shape[1], ap.shape[2]
@@ -355,7 +330,7 @@ def _gemm_pointwise(
                 row[u] = 0.0
         for b in range(q * chunk, min(mb, (q + 1) * chunk)):
             tile(ap[g, b].reshape(-1), pan, K, t, width)
-            _store_conv_tile(t, out, n0, S, g * Mg + b * MR, min(MR, Mg - b * MR), j0, n,
+            store_conv_tile(t, out, n0, S, g * Mg + b * MR, min(MR, Mg - b * MR), j0, n,
                              width, bias, act, alpha, beta, scale, shift)  # fmt: skip
 
 
@@ -380,7 +355,7 @@ def gemm_pointwise(
     threads = numba.get_num_threads()
     tiles = scratch("gemm.tiles", (threads, max(MR * width, 4 * WIDTH)), np.float32)
     panels = scratch("gemm.panel", (threads, k * width), np.float32)
-    chunk = _chunk(g, mb, blocks(nb * x.shape[2], width))
+    chunk = job_rows(g, mb, blocks(nb * x.shape[2], width))
     mg = out.shape[1] // g
     _gemm_pointwise(
         ap, x, out, n0, nb, mg, chunk, panels, tiles, bias, act, alpha, beta, scale, shift
@@ -388,33 +363,7 @@ def gemm_pointwise(
     return out
 
 
-def gemm_conv(
-    ap: np.ndarray,
-    bp: np.ndarray,
-    out: np.ndarray,
-    n0: int,
-    plane: int,
-    n: int,
-    bias: np.ndarray,
-    act: int,
-    alpha: float,
-    beta: float,
-    scale: np.ndarray,
-    shift: np.ndarray,
-) -> np.ndarray:
-    """``_gemm_conv``: packed weights ap (G, blocks, K, MR) @ packed columns bp of
-    ``n`` columns (images n0.. of ``plane`` positions each) into out (images, M,
-    plane), with the conv's epilogue. Needs M/G >= ``GEMM_FEW_ROWS``."""
-    g, mb = ap.shape[0], ap.shape[1]
-    width = bp.shape[3]
-    tiles = scratch("gemm.tiles", (numba.get_num_threads(), max(MR * width, 4 * WIDTH)), np.float32)
-    chunk = _chunk(g, mb, bp.shape[1])
-    mg = out.shape[1] // g
-    _gemm_conv(ap, bp, out, n0, plane, mg, n, chunk, tiles, bias, act, alpha, beta, scale, shift)
-    return out
-
-
-def _chunk(g: int, mb: int, nb: int) -> int:
+def job_rows(g: int, mb: int, nb: int) -> int:
     """Row blocks per job: one chunk each while panels alone give every thread several
     jobs, else enough chunks that they do."""
     want = GEMM_JOBS_PER_THREAD * numba.get_num_threads()
@@ -438,7 +387,7 @@ def gemm_packed(
     if m < GEMM_FEW_ROWS:
         _gemm_rows(ap, bp, out, m, n, tiles, b, relu)
     else:
-        _gemm(ap, bp, out, m, n, _chunk(ap.shape[0], ap.shape[1], bp.shape[1]), tiles, b, relu)
+        _gemm(ap, bp, out, m, n, job_rows(ap.shape[0], ap.shape[1], bp.shape[1]), tiles, b, relu)
     return out
 
 
