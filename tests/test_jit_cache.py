@@ -102,3 +102,30 @@ def test_no_cache_location_compiles_anyway(monkeypatch):
         fn = jit.kernel()(namespace["triple"])
     assert fn(np.float32(2.0)) == 6.0
     assert len(caught) == 1 and "no writable numba cache location" in str(caught[0].message)
+
+
+@pytest.mark.parametrize(
+    "kernel, shape",
+    [("conv._im2col_gemm", (3, 2, 3, 3)), ("gemm._gemm_pointwise", (4, 2, 1, 1)),
+     ("depthwise.depthwise2d", (2, 1, 3, 3))],
+)  # fmt: skip
+def test_a_conv_compiles_once_with_or_without_its_bias(kernel, shape):
+    """A read-only initializer bias and the zeros of an absent one are one array type:
+    numba would compile each kernel twice otherwise, and `cnn warmup` could not cover
+    both (a model compiled after it)."""
+    import importlib
+
+    from onnx_helpers import single_node_model
+
+    import runtime
+
+    module, name = kernel.split(".")
+    fn = getattr(importlib.import_module(f"runtime.kernels.{module}"), name)
+    w = np.ones(shape, np.float32)
+    group = shape[0] if shape[1] == 1 else 1
+    x = {"x": np.ones((1, 2, 6, 6), np.float32)}
+    for with_bias in (True, False):
+        weights = {"w": w, "b": np.ones(shape[0], np.float32)} if with_bias else {"w": w}
+        model, feeds = single_node_model("Conv", x, initializers=weights, group=group)
+        runtime.InferenceSession(model, compile_plans=False).run(None, feeds)
+    assert len(fn.signatures) == 1, fn.signatures

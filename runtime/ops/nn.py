@@ -126,6 +126,19 @@ class ConvCall:
         return out
 
 
+def kernel_constant(a: np.ndarray) -> np.ndarray:
+    """``a`` as float32, C-contiguous and writable, copied only where it is not.
+
+    numba compiles one specialization per array type, and read-only is part of the
+    type: a read-only initializer and a computed array (zeros for an absent bias, a
+    folded BatchNormalization's weights) would each compile the kernel, so that a
+    model could compile after ``cnn warmup``. Every constant a conv kernel takes is
+    made alike here, once per plan.
+    """
+    a = np.ascontiguousarray(a, np.float32)
+    return a if a.flags.writeable else a.copy()
+
+
 def conv_call(
     x_shape,
     w,
@@ -177,7 +190,9 @@ def conv_call(
         b = np.zeros(m, np.float32)
     elif b.shape != (m,):
         raise ShapeError(f"Conv: B must have shape ({m},), received {b.shape}")
-    b = np.ascontiguousarray(b, np.float32)
+    w, b = kernel_constant(w), kernel_constant(b)
+    post_scale = None if post_scale is None else kernel_constant(post_scale)
+    post_shift = None if post_shift is None else kernel_constant(post_shift)
     out_sp, begin, _, st, dil = _spatial(
         "Conv", x_shape[2:], kernel, auto_pad=auto_pad, pads=pads, strides=strides,
         dilations=dilations,
