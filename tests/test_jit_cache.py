@@ -124,8 +124,10 @@ def test_a_conv_compiles_once_with_or_without_its_bias(kernel, shape):
     w = np.ones(shape, np.float32)
     group = shape[0] if shape[1] == 1 else 1
     x = {"x": np.ones((1, 2, 6, 6), np.float32)}
+    counts = []
     for with_bias in (True, False):
         weights = {"w": w, "b": np.ones(shape[0], np.float32)} if with_bias else {"w": w}
         model, feeds = single_node_model("Conv", x, initializers=weights, group=group)
         runtime.InferenceSession(model, compile_plans=False).run(None, feeds)
-    assert len(fn.signatures) == 1, fn.signatures
+        counts.append(len(fn.signatures))  # other tests in this process may add theirs
+    assert counts[1] == counts[0], fn.signatures
