@@ -5,6 +5,7 @@ the command starts without torch and only ``cnn train`` / ``cnn export`` need it
     cnn export runs/lenet5.pt --out exported/lenet5.onnx
     cnn summary exported/lenet5.onnx      # layers, shapes, parameters, MACs, metadata
     cnn describe exported/lenet5.onnx     # per step: fused ops, algorithm and why
+    cnn profile exported/lenet5.onnx      # per step: time, GFLOP/s; beside onnxruntime's
     cnn bisect exported/lenet5.onnx       # the first node where numba and onnxruntime differ
 
 Errors meant for people print one line on stderr and exit with code 2;
@@ -408,6 +409,37 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_profile(args: argparse.Namespace) -> int:
+    import json
+
+    from cnn import profile as P
+
+    feeds, inputs = P.make_feeds(
+        args.model, dims=_dims(args.dim), shape=args.shape, batch=args.batch, seed=args.seed
+    )
+    report = P.run_profile(
+        args.model,
+        feeds,
+        inputs,
+        threads=args.threads,
+        runs=args.runs,
+        warmup=args.warmup,
+        with_ort=not args.no_ort,
+        gemm_size=args.gemm_size,
+    )
+    print(P.render(report))
+    if args.json:
+        from dataio.files import atomic_write
+
+        payload = json.dumps(P.to_json(report), indent=2) + "\n"
+        atomic_write(args.json, lambda tmp: tmp.write_text(payload))
+        print(f"wrote {args.json}")
+    if args.plot:
+        P.plot(report, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
 def _cmd_warmup(args: argparse.Namespace) -> int:
     from runtime.warmup import warmup
 
@@ -542,6 +574,55 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--threads", type=int, default=None, help="numba threads (default: all)")
     p.set_defaults(func=_cmd_describe)
+
+    p = sub.add_parser(
+        "profile",
+        help="time the numba engine's plan step by step, beside onnxruntime's profiler",
+        formatter_class=_Formatter,
+        description="Per step of the numba plan: median time, algorithm and why, FLOPs, "
+        "GFLOP/s and its fraction of the peak (the engine's own GEMM, measured on the same "
+        "threads); totals per op type beside onnxruntime's profiler, and per algorithm. "
+        "Input: seeded random data of the input's shape.",
+        epilog="examples:\n  cnn profile exported/lenet5.onnx --batch 64 --threads 1\n"
+        "  cnn profile mobilenetv2.onnx --threads 1 --json prof.json --plot prof.png\n"
+        "  cnn profile unet.onnx --dim H=256 --dim W=256",
+    )
+    p.add_argument("model", help="an ONNX file")
+    p.add_argument(
+        "--dim", action="append", help="a size for a symbolic dimension, NAME=SIZE (repeatable)"
+    )
+    p.add_argument(
+        "--shape",
+        type=_int_list,
+        default=None,
+        help="the input's whole shape, e.g. 1,3,224,224 (fixes the batch)",
+    )
+    p.add_argument(
+        "--batch",
+        type=positive_int,
+        default=None,
+        help="the first axis, when the model, --dim and --shape leave it free (default: 1)",
+    )
+    p.add_argument(
+        "--threads", type=positive_int, default=None, help="numba and onnxruntime (default: all)"
+    )
+    p.add_argument(
+        "--runs", type=positive_int, default=10, help="timed runs per side (default: %(default)s)"
+    )
+    p.add_argument(
+        "--warmup", type=int, default=2, help="untimed runs before them (default: %(default)s)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="of the random input (default: 0)")
+    p.add_argument(
+        "--gemm-size",
+        type=positive_int,
+        default=1024,
+        help="n of the n x n x n GEMM that measures the peak (default: %(default)s)",
+    )
+    p.add_argument("--no-ort", action="store_true", help="leave onnxruntime's profile out")
+    p.add_argument("--json", default=None, metavar="FILE", help="write the profile as JSON")
+    p.add_argument("--plot", default=None, metavar="FILE.png", help="write a chart")
+    p.set_defaults(func=_cmd_profile)
 
     p = sub.add_parser(
         "predict",

@@ -19,7 +19,7 @@ planned buffers (``runtime/buffers.py``). This module keeps the plans, at most
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
@@ -129,6 +129,34 @@ class NumbaEngine:
                 for name in dead:
                     env.pop(name, None)
         return [env[n] for n in output_names]
+
+    def step_calls(
+        self, feeds: Mapping[str, np.ndarray]
+    ) -> Iterator[tuple[Step, dict[str, np.ndarray], Callable[[], tuple[np.ndarray, ...]]]]:
+        """The plan for ``feeds`` one step at a time, as ``run`` runs it: (step, the
+        tensors so far, a call that runs the step into them and returns its results), in
+        order; each call must be made before the next item is taken. Nothing for a
+        compiled program (build the engine with ``compile_plans=False``). For timing
+        steps: ``runtime/profile.py``."""
+        key = self._key(feeds)
+        plan = self.plan(feeds)
+        if plan.program is not None:
+            return
+        arena = self._arena(key, plan)
+        env = {**plan.constants, **feeds}
+        for step, dead, slots in zip(plan.steps, plan.release, plan.out_slots, strict=True):
+            out = (
+                None if slots is None else tuple(arena[s] if s is not None else None for s in slots)
+            )
+
+            def call(step: Step = step, out: tuple | None = out, dead: tuple = dead) -> tuple:
+                results = call_step(step, env, out)
+                store(step, results, env)
+                for name in dead:
+                    env.pop(name, None)
+                return results
+
+            yield step, env, call
 
     def _new_plan(
         self,

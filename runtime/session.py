@@ -104,6 +104,16 @@ class _NumbaBackend:
         self.blas = ThreadpoolController().select(user_api="blas").lib_controllers
 
     def run(self, names: Sequence[str], feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        self._use_threads()
+        return self.engine.run(feeds, names, around_steps=self._one_blas_thread)
+
+    def step_calls(self, feeds: Mapping[str, np.ndarray]) -> Iterator[tuple]:
+        """``NumbaEngine.step_calls`` with this session's threads, as ``run`` runs."""
+        self._use_threads()
+        with self._one_blas_thread():
+            yield from self.engine.step_calls(feeds)
+
+    def _use_threads(self) -> None:
         import numba
 
         # Every call sets it: numba's thread count is process-wide state that another
@@ -112,7 +122,6 @@ class _NumbaBackend:
         want = min(self.threads or cores, cores)
         if numba.get_num_threads() != want:  # reading it costs a third of setting it
             numba.set_num_threads(want)
-        return self.engine.run(feeds, names, around_steps=self._one_blas_thread)
 
     @contextmanager
     def _one_blas_thread(self) -> Iterator[None]:
