@@ -17,7 +17,7 @@ per op type (``SessionOptions.enable_profiling``), and per algorithm. The timing
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -149,27 +149,32 @@ def _rate(gflops: float | None, peak: float) -> tuple[str, str]:
     return f"{gflops:.2f}", f"{100 * gflops / peak:.1f}%" if peak > 0 else "-"
 
 
-def _table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]], left: int) -> str:
-    """A rich table (the first ``left`` columns left-aligned); plain text without rich."""
+def _table(
+    title: str, headers: Sequence[str], rows: Sequence[Sequence[str]], left: Collection[int]
+) -> str:
+    """A rich table (the columns numbered in ``left`` left-aligned, the others right);
+    plain text without rich."""
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=True)]
     try:
         from rich.console import Console
         from rich.table import Table
     except ImportError:
-        widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=True)]
         lines = [title]
         for row in [headers, *rows]:
             cells = [
-                c.ljust(w) if i < left else c.rjust(w)
+                c.ljust(w) if i in left else c.rjust(w)
                 for i, (c, w) in enumerate(zip(row, widths, strict=True))
             ]
             lines.append("  ".join(cells).rstrip())
         return "\n".join(lines)
     table = Table(title=title, title_justify="left")
     for i, h in enumerate(headers):
-        table.add_column(h, justify="left" if i < left else "right")
+        table.add_column(h, justify="left" if i in left else "right")
     for row in rows:
         table.add_row(*row)
-    console = Console(width=200, record=True, force_terminal=False)
+    # as wide as the cells (long node names, reasons): a row per line, never wrapped
+    width = max(80, sum(widths) + 3 * len(widths) + 1, len(title))
+    console = Console(width=width, record=True, force_terminal=False)
     with console.capture() as cap:
         console.print(table)
     return "\n".join(line.rstrip() for line in cap.get().rstrip().splitlines())
@@ -215,14 +220,27 @@ def render(report: ProfileReport) -> str:
         gf, frac = _rate(r.gflops, peak)
         share = f"{100 * r.median_s / steps_s:.1f}%" if steps_s > 0 else "-"
         rows.append((str(r.index), r.node, r.op, "+".join(r.fused) or "-", r.algorithm,
-                     _ms(r.median_s), share, f"{r.flops / 1e6:.3g}", gf, frac))  # fmt: skip
+                     _ms(r.median_s), share, f"{r.flops / 1e6:.3g}", gf, frac,
+                     r.reason or "-"))  # fmt: skip
     out = ["\n".join(lines), ""]
     out.append(
         _table(
             "per step (numba)",
-            ("#", "node", "op", "fused", "algorithm", "ms", "share", "MFLOP", "GFLOP/s", "of peak"),
+            (
+                "#",
+                "node",
+                "op",
+                "fused",
+                "algorithm",
+                "ms",
+                "share",
+                "MFLOP",
+                "GFLOP/s",
+                "of peak",
+                "why",
+            ),
             rows,
-            left=5,
+            left=(0, 1, 2, 3, 4, 10),
         )
     )
     rows = []
@@ -249,7 +267,7 @@ def render(report: ProfileReport) -> str:
                 "numba/ort",
             ),
             rows,
-            left=1,
+            left=(0,),
         ),
     ]
     rows = []
@@ -263,7 +281,7 @@ def render(report: ProfileReport) -> str:
             "per algorithm (numba)",
             ("algorithm", "steps", "ms", "share", "GFLOP/s", "of peak"),
             rows,
-            left=1,
+            left=(0,),
         ),
     ]
     return "\n".join(out)

@@ -61,6 +61,8 @@ def lenet_feed(batch: int = 1) -> dict[str, np.ndarray]:
 def check_records(prof, desc) -> None:
     assert [r.node for r in prof.steps] == [s.node for s in desc.steps]
     assert [r.algorithm for r in prof.steps] == desc.algorithms()
+    assert [r.reason for r in prof.steps] == [s.reason for s in desc.steps]
+    assert [(r.op, r.fused) for r in prof.steps] == [(s.op, s.fused) for s in desc.steps]
     assert [r.index for r in prof.steps] == list(range(len(desc.steps)))
     for r in prof.steps:
         assert len(r.times_s) == RUNS
@@ -160,6 +162,9 @@ def test_cli_profile_table_json_and_plot(tiny, tmp_path, capsys):
     assert not data["numba"]["compiled"]
     desc = InferenceSession(tiny).describe({"x": np.zeros((2, 4, 9, 9), np.float32)})
     assert [s["algorithm"] for s in data["numba"]["steps"]] == desc.algorithms()
+    assert [s["reason"] for s in data["numba"]["steps"]] == [s.reason for s in desc.steps]
+    conv_reason = next(s.reason for s in desc.steps if s.op == "Conv")
+    assert conv_reason and conv_reason in text  # the table's "why" column
     assert all(s["median_ms"] > 0 for s in data["numba"]["steps"])
     assert data["peak"]["gflops"] > 0
     ort = data["onnxruntime"]["by_op_ms"]
