@@ -133,6 +133,17 @@ class Profile:
         """The steps' medians added up (Python between steps not included)."""
         return sum(r.median_s for r in self.steps)
 
+    @property
+    def steps_run_s(self) -> float:
+        """The median over the runs of each run's steps added up: above ``steps_s`` by
+        what the runs' slow moments cost (a busy machine's preemptions fall on some
+        step in most runs, but on no one step in most runs)."""
+        if not self.steps:
+            return 0.0
+        return statistics.median(
+            sum(run) for run in zip(*(r.times_s for r in self.steps), strict=True)
+        )
+
     def totals(self, by: str) -> list[Total]:
         """Per ``"op"`` (the step's first op) or per ``"algorithm"``, slowest first."""
         if by not in ("op", "algorithm"):

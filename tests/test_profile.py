@@ -89,6 +89,8 @@ def test_lenet_compiled_program_profiled_step_by_step():
     assert {t.name for t in prof.totals("op")} == {r.op for r in prof.steps}
     assert sum(t.steps for t in prof.totals("algorithm")) == len(prof.steps)
     assert sum(t.seconds for t in prof.totals("op")) == pytest.approx(prof.steps_s)
+    runs = [sum(r.times_s[k] for r in prof.steps) for k in range(RUNS)]
+    assert prof.steps_run_s == pytest.approx(sorted(runs)[RUNS // 2])
 
 
 def test_tiny_conv_step_by_step(tiny):
