@@ -100,23 +100,20 @@ def _timed(fn) -> float:
 
 
 def feed_shapes(
-    sess: InferenceSession, batch: int, dims: dict[str, int] | None = None
+    sess: InferenceSession,
+    batch: int,
+    dims: dict[str, int] | None = None,
+    shape: Sequence[int] | None = None,
 ) -> dict[str, tuple[int, ...]]:
-    """Each input's shape at ``batch``: a symbolic first axis is the batch, other
-    symbolic axes come from ``dims`` (by name) or are 1; fixed axes stay."""
-    dims = dims or {}
-    shapes = {}
-    for inp in sess.get_inputs():
-        shape = []
-        for i, d in enumerate(inp.shape):
-            if isinstance(d, int):
-                shape.append(d)
-            elif i == 0:
-                shape.append(batch)
-            else:
-                shape.append(dims.get(str(d), 1))
-        shapes[inp.name] = tuple(shape)
-    return shapes
+    """Each input's shape at ``batch``, from cnn/shapes.py's resolver: a symbolic first
+    axis is the batch, other symbolic axes come from ``dims`` (by name) or ``shape``."""
+    from cnn.shapes import InputSpec, normalize_dim, resolve
+
+    inputs = [
+        InputSpec(i.name, np.dtype(np.float32), tuple(normalize_dim(d) for d in i.shape))
+        for i in sess.get_inputs()
+    ]
+    return resolve(inputs, dims, shape, batch=batch).concrete(batch)
 
 
 def random_feed(
@@ -200,6 +197,7 @@ def bench_model(
     interleaved: bool = True,
     processes: int = 3,
     dims: dict[str, int] | None = None,
+    shape: Sequence[int] | None = None,
 ) -> list[BenchRow]:
     """Rows per (threads, batch, backend). ``interleaved``: both backends in this
     process, alternating rounds (``time_interleaved``); otherwise each backend alone
@@ -216,7 +214,7 @@ def bench_model(
         )
         done = set()
         for bs in batch_sizes:
-            shapes = feed_shapes(probe, bs, dims)
+            shapes = feed_shapes(probe, bs, dims, shape)
             n = next(iter(shapes.values()))[0] if shapes else bs
             if n in done:  # a fixed batch axis: one row whatever was asked
                 continue
@@ -257,7 +255,7 @@ import numpy as np
 import runtime
 sess = runtime.InferenceSession(sys.argv[1], backend=sys.argv[2])
 (inp,) = sess.get_inputs()
-shape = [1] + [d for d in inp.shape[1:]]
+shape = [1] + (json.loads(sys.argv[4]) if len(sys.argv) > 4 else list(inp.shape[1:]))
 sess.run(None, {inp.name: np.zeros(shape, np.float32)})
 first = time.perf_counter() - t0
 big = [int(sys.argv[3])] + shape[1:]
@@ -268,13 +266,21 @@ print(json.dumps({"cold_start_s": first, "peak_rss_mb": int(hwm.split()[1]) / 10
 """
 
 
-def cold_start(path: str | os.PathLike, backend: str, batch: int, cache_dir: str | None) -> dict:
-    """A fresh process: import, session, first result; then one run at ``batch``."""
+def cold_start(
+    path: str | os.PathLike,
+    backend: str,
+    batch: int,
+    cache_dir: str | None,
+    sample: Sequence[int] | None = None,
+) -> dict:
+    """A fresh process: import, session, first result; then one run at ``batch``
+    (``sample``: the input's shape past the batch, when the model leaves it symbolic)."""
     env = dict(os.environ)
     if cache_dir is not None:
         env["NUMBA_CACHE_DIR"] = cache_dir
     out = subprocess.run(
-        [sys.executable, "-c", _COLD_PROBE, str(path), backend, str(batch)],
+        [sys.executable, "-c", _COLD_PROBE, str(path), backend, str(batch)]
+        + ([json.dumps(list(sample))] if sample is not None else []),
         capture_output=True,
         text=True,
         env=env,
@@ -285,14 +291,17 @@ def cold_start(path: str | os.PathLike, backend: str, batch: int, cache_dir: str
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def cold_starts(path: str | os.PathLike, batch: int) -> list[dict]:
+def cold_starts(
+    path: str | os.PathLike, batch: int, sample: Sequence[int] | None = None
+) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="cnn-bench-jit-") as cache:
-        cold = cold_start(path, "numba", batch, cache)  # empty cache: compiles everything
-        warm = cold_start(path, "numba", batch, cache)  # the same cache, now filled
+        cold = cold_start(path, "numba", batch, cache, sample)  # empty cache: compiles all
+        warm = cold_start(path, "numba", batch, cache, sample)  # the same cache, now filled
     rows.append({"backend": "numba (cold JIT cache)", **cold})
     rows.append({"backend": "numba (warm JIT cache)", **warm})
-    rows.append({"backend": "onnxruntime", **cold_start(path, "onnxruntime", batch, None)})
+    ort = cold_start(path, "onnxruntime", batch, None, sample)
+    rows.append({"backend": "onnxruntime", **ort})
     return rows
 
 

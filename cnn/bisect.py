@@ -3,8 +3,13 @@
 Both backends run the same graph on the same input, node by node: ours without
 fusion (one step per node), onnxruntime with every node output exposed as a graph
 output. The first node whose output differs by more than ``atol`` is reported.
+The input is seeded random data of the shape cnn/shapes.py resolves (``--dim``,
+``--shape``, the batch ``--batch``). Nodes that only produce constants (``Constant``
+and nodes of constants alone: weights Paddle2ONNX writes as nodes) are compared but
+not listed unless asked (``--all``).
 
     cnn bisect exported/lenet5.onnx --backends numba,onnxruntime
+    cnn bisect det.onnx --dim height=640 --dim width=640
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
+from cnn import shapes as shp
+from cnn.summary import constant_outputs
 from runtime.errors import BackendUnavailableError
 from runtime.graph import Graph, load_graph
 
@@ -28,6 +35,7 @@ class NodeDiff:
     output: str
     shape: tuple[int, ...]
     max_abs_diff: float  # inf when shapes or dtypes differ
+    constant: bool = False  # the node only produces a constant
 
     @property
     def row(self) -> str:
@@ -39,20 +47,33 @@ class BisectReport:
     backends: tuple[str, str]
     atol: float
     nodes: list[NodeDiff]
+    shapes: str = ""  # the resolved input shapes, one line
+
+    def shown(self, constants: bool = False) -> list[NodeDiff]:
+        """The rows to list: constant-producing ones only with ``constants``."""
+        return [d for d in self.nodes if constants or not d.constant]
 
     @property
     def first_bad(self) -> NodeDiff | None:
         return next((d for d in self.nodes if not d.max_abs_diff <= self.atol), None)
 
 
-def example_feeds(graph: Graph, batch: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
-    """Uniform [0, 1) inputs; symbolic dimensions become ``batch``."""
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for info in graph.inputs:
-        shape = [d if isinstance(d, int) and d > 0 else batch for d in (info.shape or [])]
-        feeds[info.name] = rng.random(shape).astype(info.dtype)
-    return feeds
+def example_feeds(
+    graph: Graph,
+    batch: int = 1,
+    seed: int = 0,
+    *,
+    dims: Mapping[str, int] | None = None,
+    shape: Sequence[int] | None = None,
+) -> tuple[dict[str, np.ndarray], shp.Resolved]:
+    """Seeded inputs (uniform [0, 1) floats) of the resolved shapes: a symbolic first
+    axis is ``batch``, other symbolic dimensions come from ``dims`` or ``shape``."""
+    inputs = [
+        shp.InputSpec(i.name, i.dtype, tuple(shp.normalize_dim(d) for d in (i.shape or ())))
+        for i in graph.inputs
+    ]
+    resolved = shp.resolve(inputs, dims, shape, batch=batch)
+    return shp.random_feeds(inputs, resolved.concrete(batch), seed), resolved
 
 
 def _numba_trace(graph: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -95,6 +116,8 @@ def bisect_backends(
     atol: float = 1e-4,
     batch: int = 1,
     seed: int = 0,
+    dims: Mapping[str, int] | None = None,
+    shape: Sequence[int] | None = None,
 ) -> BisectReport:
     """Compare every node's outputs between two backends; see ``report.first_bad``."""
     if len(backends) != 2 or any(b not in TRACEABLE for b in backends):
@@ -103,7 +126,16 @@ def bisect_backends(
         )
     source = model if isinstance(model, bytes) else open(model, "rb").read()  # noqa: SIM115
     graph = load_graph(model)
-    feeds = dict(feeds) if feeds is not None else example_feeds(graph, batch, seed)
+    shown = ""
+    if feeds is None:
+        feeds, resolved = example_feeds(graph, batch, seed, dims=dims, shape=shape)
+        shown = resolved.line()
+    else:
+        feeds = dict(feeds)
+        shown = "; ".join(f"{k} {list(np.shape(v))} (given)" for k, v in feeds.items())
+    constants = constant_outputs(
+        [(n.op_type, n.inputs, n.outputs) for n in graph.nodes], set(graph.initializers)
+    )
     traces = []
     for backend in backends:
         if backend == "numba":
@@ -122,5 +154,6 @@ def bisect_backends(
                 diff = float(np.any(a != b))
             else:
                 diff = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
-            rows.append(NodeDiff(i, node.name, node.op_type, name, a.shape, diff))
-    return BisectReport((backends[0], backends[1]), atol, rows)
+            constant = name in constants
+            rows.append(NodeDiff(i, node.name, node.op_type, name, a.shape, diff, constant))
+    return BisectReport((backends[0], backends[1]), atol, rows, shown)

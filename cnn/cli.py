@@ -73,34 +73,20 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def _input_shape(dims: Sequence, given: dict[str, int]) -> tuple[int, ...]:
-    """A concrete shape for an input's dims: symbolic ones from ``given``, else 1."""
-    return tuple(d if isinstance(d, int) else given.get(str(d), 1) for d in dims)
-
-
 def _dims(items: Sequence[str] | None) -> dict[str, int]:
-    """``--dim NAME=SIZE`` options as a mapping."""
-    given = {}
-    for item in items or []:
-        name, _, value = item.partition("=")
-        if not value.isdigit():
-            raise CommandError(f"--dim {item!r}: expected NAME=SIZE, for example N=8")
-        given[name] = int(value)
-    return given
+    """``--dim NAME=SIZE`` options as a mapping (cnn/shapes.py)."""
+    from cnn.shapes import parse_dims
+
+    return parse_dims(items)
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
-    import numpy as np
-
+    from cnn import shapes
     from runtime import InferenceSession
 
-    given = _dims(args.dim)
+    resolved = shapes.from_args("describe", args.model, args.dim, args.shape, batch=1)
     sess = InferenceSession(args.model, backend="numba", threads=args.threads)
-    rng = np.random.default_rng(0)
-    feed = {}
-    for arg in sess.get_inputs():
-        dtype = np.float32 if arg.type == "tensor(float)" else np.int64
-        feed[arg.name] = rng.random(_input_shape(arg.shape, given)).astype(dtype)
+    feed = shapes.random_feeds(resolved.inputs, resolved.concrete(1))
     print(sess.describe(feed).table())
     return 0
 
@@ -331,6 +317,21 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_shapes(name: str, path: str, dims: dict[str, int], shape, many: bool):
+    """(the --dim sizes this model has, its input's shape past the batch) by the
+    resolver, printed; with several models a --dim name need only be one model's."""
+    from cnn import shapes
+
+    inputs = shapes.model_inputs(path)
+    if many:
+        dims = {k: v for k, v in dims.items() if k in shapes.symbolic_names(inputs)}
+    resolved = shapes.resolve(inputs, dims, shape)
+    shapes.print_line("bench", f"{name}: {resolved.line()}")
+    first = next(iter(resolved.shapes.values()), [])
+    sample = first[1:] if len(resolved.shapes) == 1 and None not in first[1:] else None
+    return dims, sample
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
@@ -347,9 +348,25 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         models = [(Path(m).stem, m) for m in args.models]
         if args.zoo:
             models += [(name, str(path)) for name, path in zoo.zoo()]
+        if len(models) > 1 and (args.shape or dims):
+            from cnn import shapes
+
+            if args.shape:
+                raise CommandError("--shape gives one model's input: use --dim with several")
+            names = set()
+            for _, m in models:
+                if Path(m).is_file():
+                    names.update(shapes.symbolic_names(shapes.model_inputs(m)))
+            unknown = sorted(set(dims) - names)
+            if unknown:
+                raise CommandError(
+                    f"--dim {', '.join(unknown)}: no model given has a dimension of that name; "
+                    f"theirs: {', '.join(sorted(names)) or 'none'}"
+                )
         for name, path in models:
             if not Path(path).is_file():
                 raise CommandError(f"cnn bench: no model file at {path}")
+            model_dims, sample = _bench_shapes(name, path, dims, args.shape, len(models) > 1)
             rows += bench.bench_model(
                 path,
                 args.batches,
@@ -358,12 +375,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 roof=roof,
                 name=name,
                 interleaved=args.interleaved,
-                dims=dims,
+                dims=model_dims,
+                shape=args.shape,
             )
             if len(models) > 1:  # progress: each model's rows as they come
                 print(bench.render([r for r in rows if r.model == name], roof, {}))
             if not args.no_cold_start:
-                starts[name] = bench.cold_starts(path, 1)
+                starts[name] = bench.cold_starts(path, 1, sample)
     models = (
         []
         if args.models or args.zoo
@@ -382,6 +400,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             )
             continue
         rounds = args.rounds if name == "lenet5" else max(5, args.rounds // 2)
+        model_dims, sample = _bench_shapes(name, path, dims, args.shape, True)
         rows += bench.bench_model(
             path,
             batches,
@@ -390,10 +409,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             roof=roof,
             name=name,
             interleaved=args.interleaved,
-            dims=dims,
+            dims=model_dims,
+            shape=args.shape,
         )
         if not args.no_cold_start:
-            starts[name] = bench.cold_starts(path, max(batches))
+            starts[name] = bench.cold_starts(path, max(batches), sample)
     if not rows:
         raise CommandError("no model to benchmark: give MODEL files, --zoo, --lenet or --alexnet")
     print(bench.render(rows, roof, starts))
@@ -448,13 +468,29 @@ def _cmd_warmup(args: argparse.Namespace) -> int:
 
 
 def _cmd_bisect(args: argparse.Namespace) -> int:
+    from cnn import shapes
     from cnn.bisect import bisect_backends
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    report = bisect_backends(args.model, backends, atol=args.atol, batch=args.batch, seed=args.seed)
+    report = bisect_backends(
+        args.model,
+        backends,
+        atol=args.atol,
+        batch=args.batch,
+        seed=args.seed,
+        dims=_dims(args.dim),
+        shape=args.shape,
+    )
+    shapes.print_line("bisect", report.shapes)
     print(f"{'#':>4}  {'node':<28} {'op':<20} max |{backends[0]} - {backends[1]}|")
-    for row in report.nodes:
+    shown = report.shown(constants=args.all)
+    for row in shown:
         print(row.row)
+    hidden = len(report.nodes) - len(shown)
+    if hidden:
+        print(
+            f"({hidden} constant-producing node outputs compared but not listed: --all lists them)"
+        )
     bad = report.first_bad
     if bad is None:
         print(f"the backends agree on all {len(report.nodes)} node outputs within {args.atol:g}")
@@ -521,6 +557,12 @@ def _add_progress(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_shapes(p: argparse.ArgumentParser, batch: str = "the batch (default 1)") -> None:
+    from cnn.shapes import add_shape_options
+
+    add_shape_options(p, batch=batch)
+
+
 class _Formatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the examples' line breaks; help strings state their defaults themselves."""
 
@@ -569,9 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  cnn describe exported/lenet5.onnx --dim N=8",
     )
     p.add_argument("model", help="an ONNX file")
-    p.add_argument(
-        "--dim", action="append", help="a size for a symbolic dimension, NAME=SIZE (default 1)"
-    )
+    _add_shapes(p)
     p.add_argument("--threads", type=int, default=None, help="numba threads (default: all)")
     p.set_defaults(func=_cmd_describe)
 
@@ -711,17 +751,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="a folder of images, a .npy or a .npz file (default: the test set or random data)",
     )
-    p.add_argument(
-        "--shape",
-        type=_int_list,
-        default=None,
-        help="the input's whole shape for random data, e.g. 1,3,224,224 (fixes the batch)",
-    )
-    p.add_argument(
-        "--dim",
-        action="append",
-        help="a size for a symbolic dimension, NAME=SIZE (the first axis: fixes the batch)",
-    )
+    _add_shapes(p, "the batch")
     p.add_argument("--seed", type=int, default=0, help="of the random data (default: 0)")
     p.add_argument(
         "--limit",
@@ -812,9 +842,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="both backends in one process, alternating (default: each alone in fresh "
         "processes, alternated, as a user runs one)",
     )
-    p.add_argument(
-        "--dim", action="append", help="a size for a symbolic axis other than the batch, NAME=SIZE"
-    )
+    _add_shapes(p, "the batch")
     p.add_argument("--lenet", default="exported/lenet5.onnx", help="default: %(default)s")
     p.add_argument("--alexnet", default="runs/alexnet.onnx", help="default: %(default)s")
     p.add_argument(
@@ -859,7 +887,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--atol", type=float, default=1e-4, help="tolerance (default: %(default)s)")
     p.add_argument("--batch", type=positive_int, default=1, help="batch size of the random input")
+    _add_shapes(p, "the batch")
     p.add_argument("--seed", type=int, default=0, help="seed of the random input (default: 0)")
+    p.add_argument(
+        "--all", action="store_true", help="list the constant-producing nodes too (default: hidden)"
+    )
     p.set_defaults(func=_cmd_bisect)
     return parser
 

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from cnn import samples as S
+from cnn import shapes as shp
 from cnn.backends import Backend, select
 from cnn.images import Recipe, RecipeFlags, resolve_recipe
 from dataio.progress import wants_bar
@@ -92,6 +93,7 @@ class Plan:
     first: int  # samples in the cold-start call
     batch_sizes: tuple[int, ...]
     dataset: str | None
+    shapes: str = ""  # the resolved input shapes, one line (cnn/shapes.py)
 
 
 def plan_inputs(
@@ -111,7 +113,7 @@ def plan_inputs(
     """Where the samples come from (module docstring) and the sizes of the calls."""
     from dataio.datasets import DATASETS
 
-    info = S.model_info(model)
+    info = shp.model_info(model)
     if not info.inputs:
         raise ValueError(f"{model}: the graph has no inputs to feed")
     named = info.metadata.get("dataset")
@@ -127,6 +129,7 @@ def plan_inputs(
         recipe, note = resolve_recipe(info.metadata, spec.dims, flags)
         if note:
             log(f"note: {note}")
+        shp.resolve(info.inputs, dims, required=False)  # refuses unknown --dim names
         dims_ = _image_dims(spec, recipe, dims or {})
         if dataset is not None:
             samples: S.Samples = S.DatasetSamples(
@@ -134,19 +137,19 @@ def plan_inputs(
             )
         else:
             samples = S.image_samples(inputs, spec.name, recipe, limit, error=log)
-        resolved = {spec.name: dims_}
+        resolved = shp.Resolved(info.inputs, {spec.name: dims_}, [recipe.describe()])
     elif inputs is not None:
-        resolved = S.resolve_shapes(info.inputs, dims, shape, required=False)
-        samples = S.file_samples(inputs, info.inputs, resolved, limit)
+        resolved = shp.resolve(info.inputs, dims, shape, required=False)
+        samples = S.file_samples(inputs, info.inputs, resolved.shapes, limit)
     else:
-        resolved = S.resolve_shapes(info.inputs, dims, shape)
+        resolved = shp.resolve(info.inputs, dims, shape)
         fixed, _ = S.call_batch(info.inputs, resolved)
         count = limit or max(S.DEFAULT_RANDOM_SAMPLES, fixed or 1)
         samples = S.random_samples(info.inputs, resolved, count, seed)
     if samples.n == 0:
         raise ValueError("no samples to compare on (--limit 0?)")
     sample_dims = {k: [None, *v.shape[1:]] for k, v in samples.batch(0, 1).items()}
-    for name, d in resolved.items():
+    for name, d in resolved.shapes.items():
         sample_dims[name][0] = d[0]
     fixed, per_sample = S.call_batch(info.inputs, sample_dims)
     chunk = S.chunk_size(fixed, per_sample)
@@ -156,10 +159,11 @@ def plan_inputs(
             f"note: the batch is fixed at {fixed} (by the model, --dim or --shape): "
             f"timed at {fixed}"
         )
-    return Plan(samples, chunk, fixed is not None, fixed or 1, sizes, dataset)
+    shown = shp.Resolved(info.inputs, sample_dims, resolved.notes)
+    return Plan(samples, chunk, fixed is not None, fixed or 1, sizes, dataset, shown.line())
 
 
-def _image_dims(spec: S.InputSpec, recipe: Recipe, dims: Mapping[str, int]) -> list:
+def _image_dims(spec: shp.InputSpec, recipe: Recipe, dims: Mapping[str, int]) -> list:
     """The input's dims once images of ``recipe`` fill it (the batch None unless the
     model or ``--dim`` fixes it)."""
     h, w = recipe.size
@@ -399,6 +403,7 @@ def compare(
         log=log,
     )
     log(f"inputs: {plan.samples.description}")
+    shp.print_line("compare", plan.shapes)
     bar = wants_bar(progress)
     results: dict[str, _Result] = {}
     if interleaved:

@@ -8,10 +8,11 @@
 3. seeded random data of the input's shape, uniform in [0, 1) (small integers for
    integer inputs), 16 samples unless ``--limit`` says otherwise.
 
-The first axis of every input is the batch when it is symbolic; every other
-symbolic dimension needs a size: ``--dim NAME=SIZE`` or the whole shape with
-``--shape``. A first axis fixed by the model, ``--dim`` or ``--shape`` fixes the
-batch: every call then has that many samples.
+The input shapes come from cnn/shapes.py's resolver: the first axis of every input
+is the batch when it is symbolic; every other symbolic dimension needs a size:
+``--dim NAME=SIZE`` or the whole shape with ``--shape``. A first axis fixed by the
+model, ``--dim`` or ``--shape`` fixes the batch: every call then has that many
+samples.
 
 A :class:`Samples` is what a backend worker (cnn/compare_worker.py) can rebuild
 from :meth:`Samples.spec`: arrays saved in a file, or the dataset made again lazily
@@ -22,124 +23,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from cnn.images import Recipe
+from cnn.shapes import InputSpec, random_feeds, show
 
 DEFAULT_RANDOM_SAMPLES = 16
 CALL_FLOATS = 4_000_000  # agreement calls of at most this many input floats (16 MB)
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    name: str
-    dtype: np.dtype
-    dims: tuple  # int (fixed), str (symbolic, named) or None (symbolic, unnamed)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    inputs: tuple[InputSpec, ...]
-    metadata: dict[str, str]
-
-
-def model_info(path: str | os.PathLike) -> ModelInfo:
-    """The graph's real inputs (initializers left out) and metadata, from the file alone."""
-    import onnx
-    from onnx import helper
-
-    from runtime.errors import ModelLoadError
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"model {path}: no such file")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf's DecodeError and friends
-        raise ModelLoadError(f"{path}: not an ONNX model ({type(exc).__name__})") from None
-    inits = {i.name for i in model.graph.initializer}
-    inputs = []
-    for vi in model.graph.input:
-        if vi.name in inits:
-            continue
-        tt = vi.type.tensor_type
-        dims = tuple(
-            d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim
-        )
-        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type)) if tt.elem_type else None
-        inputs.append(InputSpec(vi.name, dtype or np.dtype(np.float32), dims))
-    return ModelInfo(tuple(inputs), {p.key: p.value for p in model.metadata_props})
-
-
-def _dim_name(spec: InputSpec, axis: int) -> str:
-    d = spec.dims[axis]
-    return f"{d} (axis {axis})" if isinstance(d, str) else f"axis {axis} (unnamed)"
-
-
-def resolve_shapes(
-    inputs: Sequence[InputSpec],
-    dims: Mapping[str, int] | None = None,
-    shape: Sequence[int] | None = None,
-    *,
-    required: bool = True,
-) -> dict[str, list]:
-    """Each input's dims with ``--dim`` and ``--shape`` applied: ints where known, None
-    for a first axis left to the batch. ``required``: raise ValueError naming every
-    other symbolic dimension still without a size (else it stays None)."""
-    dims = dict(dims or {})
-    if shape is not None and len(inputs) != 1:
-        names = ", ".join(i.name for i in inputs)
-        raise ValueError(
-            f"--shape gives one input's shape; this model has {len(inputs)} ({names}): "
-            "use --dim NAME=SIZE"
-        )
-    resolved: dict[str, list] = {}
-    missing = []
-    for spec in inputs:
-        out: list = []
-        if shape is not None:
-            if len(shape) != len(spec.dims):
-                raise ValueError(
-                    f"--shape {','.join(map(str, shape))}: input {spec.name!r} has "
-                    f"{len(spec.dims)} dims {_show(spec.dims)}, received {len(shape)}"
-                )
-            for axis, (d, s) in enumerate(zip(spec.dims, shape, strict=True)):
-                if isinstance(d, int) and d != s:
-                    raise ValueError(
-                        f"--shape {','.join(map(str, shape))}: input {spec.name!r} fixes "
-                        f"axis {axis} at {d}, received {s}"
-                    )
-            resolved[spec.name] = list(shape)
-            continue
-        for axis, d in enumerate(spec.dims):
-            if isinstance(d, int):
-                out.append(d)
-            elif isinstance(d, str) and d in dims:
-                out.append(dims[d])
-            elif axis == 0:
-                out.append(None)  # the batch
-            else:
-                out.append(None)
-                missing.append((spec, axis))
-        resolved[spec.name] = out
-    if missing and required:
-        per_input: dict[str, list[str]] = {}
-        for spec, axis in missing:
-            per_input.setdefault(spec.name, []).append(_dim_name(spec, axis))
-        where = "; ".join(f"input {k!r}: {', '.join(v)}" for k, v in per_input.items())
-        named = dict.fromkeys(s.dims[a] for s, a in missing if isinstance(s.dims[a], str))
-        hint = " ".join(f"--dim {n}=SIZE" for n in named)
-        raise ValueError(
-            f"symbolic dimensions without a size: {where}; give "
-            + (f"{hint}, or the whole shape with --shape" if hint else "the shape with --shape")
-        )
-    return resolved
-
-
-def _show(dims: Sequence) -> str:
-    return "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
 
 
 def call_batch(inputs: Sequence[InputSpec], resolved: Mapping[str, list]) -> tuple[int | None, int]:
@@ -303,18 +196,12 @@ def random_samples(
     inputs: Sequence[InputSpec], resolved: Mapping[str, list], count: int, seed: int
 ) -> ArraySamples:
     """``count`` samples per input (one call's worth for a fixed batch, repeated)."""
-    rng = np.random.default_rng(seed)
-    arrays = {}
+    shapes = {}
     for spec in inputs:
         dims = resolved[spec.name]
-        shape = (count, *dims[1:]) if dims else (count,)
-        if spec.dtype.kind == "f":
-            arrays[spec.name] = rng.random(shape).astype(spec.dtype)
-        elif spec.dtype.kind == "b":
-            arrays[spec.name] = rng.integers(0, 2, shape).astype(bool)
-        else:
-            arrays[spec.name] = rng.integers(0, 4, shape).astype(spec.dtype)
-    shown = ", ".join(f"{s.name} {_show(resolved[s.name])}" for s in inputs)
+        shapes[spec.name] = (count, *dims[1:]) if dims else (count,)
+    arrays = random_feeds(inputs, shapes, seed)
+    shown = ", ".join(f"{s.name} {show(resolved[s.name])}" for s in inputs)
     return ArraySamples(arrays, f"{count} seeded random samples (seed {seed}) of {shown}")
 
 
@@ -359,7 +246,7 @@ def file_samples(
             a = a[None]  # one sample
         if a.ndim != len(dims):
             raise ValueError(
-                f"--inputs {path}: input {spec.name!r} has {len(dims)} dims {_show(dims)}, "
+                f"--inputs {path}: input {spec.name!r} has {len(dims)} dims {show(dims)}, "
                 f"the array {a.ndim} {list(a.shape)}"
             )
         for axis, d in enumerate(dims):

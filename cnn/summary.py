@@ -10,6 +10,7 @@ Gemm/MatMul ``out_elements x K``; other ops count none.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,6 +65,40 @@ class Summary:
             rule,
         ]
         return "\n".join(out)
+
+
+# Ops whose output is not a function of their inputs alone, or that read outer scopes.
+NOT_FOLDABLE = frozenset(
+    {
+        "RandomNormal",
+        "RandomUniform",
+        "RandomNormalLike",
+        "RandomUniformLike",
+        "Multinomial",
+        "Bernoulli",
+        "If",
+        "Loop",
+        "Scan",
+    }
+)
+
+
+def constant_outputs(
+    nodes: Sequence[tuple[str, Sequence[str], Sequence[str]]], initializers: set[str]
+) -> set[str]:
+    """The outputs of nodes that only produce constants: ``Constant`` nodes and nodes
+    every input of which is an initializer or such an output (``nodes``: (op type,
+    inputs, outputs) in topological order)."""
+    known = set(initializers)
+    out: set[str] = set()
+    for op_type, inputs, outputs in nodes:
+        if op_type in NOT_FOLDABLE:
+            continue
+        if all(not name or name in known for name in inputs):
+            real = [o for o in outputs if o]
+            known.update(real)
+            out.update(real)
+    return out
 
 
 def _shape_of(vi: onnx.ValueInfoProto, batch_names: set[str]) -> tuple:
