@@ -29,10 +29,28 @@ from pathlib import Path
 import numpy as np
 
 from cnn.images import Recipe
-from cnn.shapes import InputSpec, random_feeds, show
+from cnn.shapes import (  # ModelInfo and model_info lived here: kept for their callers
+    InputSpec,
+    ModelInfo,  # noqa: F401
+    model_info,  # noqa: F401
+    random_feeds,
+    resolve,
+    show,
+)
 
 DEFAULT_RANDOM_SAMPLES = 16
 CALL_FLOATS = 4_000_000  # agreement calls of at most this many input floats (16 MB)
+
+
+def resolve_shapes(
+    inputs: Sequence[InputSpec],
+    dims: Mapping[str, int] | None = None,
+    shape: Sequence[int] | None = None,
+    *,
+    required: bool = True,
+) -> dict[str, list]:
+    """cnn/shapes.py's :func:`~cnn.shapes.resolve` as a plain mapping (the batch open)."""
+    return resolve(inputs, dims, shape, required=required).shapes
 
 
 def call_batch(inputs: Sequence[InputSpec], resolved: Mapping[str, list]) -> tuple[int | None, int]:
