@@ -202,7 +202,7 @@ def bench_model(
     """Rows per (threads, batch, backend). ``interleaved``: both backends in this
     process, alternating rounds (``time_interleaved``); otherwise each backend alone
     in fresh processes, ``processes`` of each, alternated, ``rounds`` timed calls each."""
-    macs = summarize(path).total_macs  # per image
+    macs = summarize(path, dims=dims, shape=shape).total_macs  # per image
     name = name or os.path.splitext(os.path.basename(str(path)))[0]
     rows = []
     for t in threads:

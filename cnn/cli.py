@@ -57,9 +57,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_summary(args: argparse.Namespace) -> int:
     import json
 
+    from cnn.shapes import print_line
     from cnn.summary import summarize
 
-    summary = summarize(args.model)
+    summary = summarize(
+        args.model, dims=_dims(args.dim), shape=args.shape, constants=args.constants
+    )
+    print_line("summary", summary.input_line)
     print(summary.table())
     meta = summary.metadata
     for key in ("model", "dataset", "test_accuracy", "input_shape", "training_command"):
@@ -599,9 +603,18 @@ def build_parser() -> argparse.ArgumentParser:
         "summary",
         help="Keras-style table of a model: layers, output shapes, parameters, MACs",
         formatter_class=_Formatter,
-        epilog="example:\n  cnn summary exported/lenet5.onnx",
+        description="MACs are counted at one input size: the model's, --dim or --shape; "
+        "a symbolic size none gives is taken as 224, said in a note.",
+        epilog="examples:\n  cnn summary exported/lenet5.onnx\n"
+        "  cnn summary yolov8n.onnx --dim height=640 --dim width=640 --constants",
     )
     p.add_argument("model", help="an ONNX file")
+    _add_shapes(p, "the batch (default 1: MACs per image)")
+    p.add_argument(
+        "--constants",
+        action="store_true",
+        help="list the nodes that only produce constants too (default: hidden)",
+    )
     p.set_defaults(func=_cmd_summary)
 
     p = sub.add_parser(

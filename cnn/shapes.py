@@ -149,13 +149,16 @@ class Resolved:
             out[name] = tuple(int(d) for d in dims)
         return out
 
-    def line(self) -> str:
-        """One line: each input's shape, then where the sizes came from."""
-        shown = "; ".join(
+    def text(self) -> str:
+        """Each input's shape: ``x [1, 3, 48, 192]`` (an open batch as ``batch``)."""
+        return "; ".join(
             f"{name} " + show(["batch" if d is None else d for d in dims])
             for name, dims in self.shapes.items()
         )
-        return shown + (f" ({'; '.join(self.notes)})" if self.notes else "")
+
+    def line(self) -> str:
+        """One line: each input's shape, then where the sizes came from."""
+        return self.text() + (f" ({'; '.join(self.notes)})" if self.notes else "")
 
 
 def resolve(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from wild_models import named_square, paddle_detector, quantized_weights, reshaped_by_shape
 
 from cnn.cli import main
 from cnn.summary import summarize
@@ -49,3 +50,56 @@ def test_alexnet_summary_counts_bn_statistics_like_keras(tmp_path):
 def test_summary_of_a_missing_file(tmp_path, capsys):
     assert main(["summary", str(tmp_path / "x.onnx")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_weights_in_constant_nodes_and_folded_constants_count(tmp_path, capsys):
+    """Paddle2ONNX writes weights as Constant nodes; one here is a Reshape of two."""
+    s = summarize(paddle_detector(), shape=[1, 3, 64, 48])
+    assert s.total_params == 8 * 3 * 9 + 8 + 8  # w1, b1, the folded w2 (its int shape not)
+    assert [r.op_type for r in s.shown] == ["Conv", "Relu", "MaxPool", "Conv", "Sigmoid"]
+    assert [r.params for r in s.shown] == [224, 0, 0, 8, 0]
+    assert s.total_macs == 64 * 48 * 8 * 27 + 32 * 24 * 8
+    assert s.shown[3].output_shape == ("N", 1, 32, 24)
+    assert len(summarize(paddle_detector(), constants=True).shown) == len(s.rows) == 10
+    path = tmp_path / "det.onnx"
+    path.write_bytes(paddle_detector())
+    assert main(["summary", str(path), "--shape", "1,3,64,48"]) == 0
+    captured = capsys.readouterr()
+    assert "Constant" not in captured.out and "5 constant-producing nodes hidden" in captured.out
+    assert f"Total MACs per image: {s.total_macs:,} (input x [1, 3, 64, 48])" in captured.out
+    assert "cnn summary: input shape: x [1, 3, 64, 48] (from --shape)" in captured.err
+    assert main(["summary", str(path), "--shape", "1,3,64,48", "--constants"]) == 0
+    assert captured.out.count("\n") + 4 == capsys.readouterr().out.count("\n")
+
+
+def test_macs_at_a_concrete_size_or_an_assumed_one_said(tmp_path, capsys):
+    per_pixel = 4 * 27  # 4 output channels x 3 x 3 x 3
+    assert summarize(named_square(), dims={"size": 40}).total_macs == 40 * 40 * per_pixel
+    assumed = summarize(named_square())
+    assert assumed.total_macs == 224 * 224 * per_pixel
+    assert any("assumed 224 for size" in n for n in assumed.notes)
+    assert "assumed 224" in assumed.table()
+    path = tmp_path / "sq.onnx"
+    path.write_bytes(named_square())
+    assert main(["summary", str(path), "--dim", "sise=40"]) == 2
+    assert "no dimension named 'sise'" in capsys.readouterr().err
+
+
+def test_shapes_are_numbers_even_through_a_computed_reshape():
+    s = summarize(reshaped_by_shape(), dims={"H": 32, "W": 16})
+    shown = {r.name: r.output_shape for r in s.shown}
+    assert shown == {
+        "conv": ("N", 4, 32, 16),
+        "flatten": ("N", 4, 512),
+        "transpose": ("N", 512, 4),
+        "mix": ("N", 512, 4),
+    }  # Shape, Slice, Concat: shape computations, hidden
+    assert s.total_macs == 32 * 16 * 4 * 27 + 512 * 4 * 4
+    for row in s.rows:
+        assert all(isinstance(d, int) or d in ("N", "?") for d in row.output_shape)
+
+
+def test_quantized_weights_count():
+    s = summarize(quantized_weights())
+    assert s.total_params == 8 * 4 + 1  # the int8 weights and the scale
+    assert s.total_macs == 8 * 4

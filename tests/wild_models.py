@@ -89,3 +89,41 @@ def unnamed_dims() -> bytes:
     x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [None, 3, None])
     y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [None, 3, None])
     return _model([helper.make_node("Relu", ["x"], ["y"], name="relu")], [x], [y])
+
+
+def reshaped_by_shape(seed: int = 0) -> bytes:
+    """x [N, 3, H, W] -> Conv 3x3 (4) -> Reshape to (N, 4, H*W) by a shape computed
+    from Shape, Slice and Concat (as exporters write a flatten) -> MatMul by a
+    (H*W)-independent (4, 4) weight on the transposed maps."""
+    rng = np.random.default_rng(seed)
+    w = (rng.standard_normal((4, 3, 3, 3)) / 3).astype(np.float32)
+    q = rng.standard_normal((4, 4)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Shape", ["c"], ["s"], name="shape"),
+        _const("starts", np.array([0], np.int64)),
+        _const("ends", np.array([2], np.int64)),
+        _const("minus_one", np.array([-1], np.int64)),
+        helper.make_node("Slice", ["s", "starts", "ends"], ["nc"], name="slice"),
+        helper.make_node("Concat", ["nc", "minus_one"], ["target"], name="concat", axis=0),
+        helper.make_node("Reshape", ["c", "target"], ["flat"], name="flatten"),
+        helper.make_node("Transpose", ["flat"], ["t"], name="transpose", perm=[0, 2, 1]),
+        _const("q", q),
+        helper.make_node("MatMul", ["t", "q"], ["y"], name="mix"),
+    ]
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 3, "H", "W"])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", "HW", 4])
+    return _model(nodes, [x], [y], [numpy_helper.from_array(w, "w")])
+
+
+def quantized_weights() -> bytes:
+    """x [N, 8] -> MatMul by DequantizeLinear(int8 (8, 4) weights, scale): y [N, 4]."""
+    w = np.arange(32, dtype=np.int8).reshape(8, 4)
+    nodes = [
+        helper.make_node("DequantizeLinear", ["wq", "scale"], ["w"], name="dequantize"),
+        helper.make_node("MatMul", ["x", "w"], ["y"], name="matmul"),
+    ]
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 8])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 4])
+    inits = [numpy_helper.from_array(w, "wq"), numpy_helper.from_array(np.float32(0.1), "scale")]
+    return _model(nodes, [x], [y], inits)
