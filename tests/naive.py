@@ -247,3 +247,77 @@ def conv_transpose2d(x, w, b, *, strides, pads, dilations, group, output_padding
     if b is not None:
         out = out + b.reshape(1, -1, 1, 1)
     return out
+
+
+# ``kernels.rnn.ACTIVATIONS``, in its order (a code is an index), as NumPy in float64.
+RNN_ACTIVATIONS = {
+    "Relu": lambda v, a, b: np.maximum(v, 0),
+    "Tanh": lambda v, a, b: np.tanh(v),
+    "Sigmoid": lambda v, a, b: 1 / (1 + np.exp(-v)),
+    "Affine": lambda v, a, b: a * v + b,
+    "LeakyRelu": lambda v, a, b: np.where(v >= 0, v, a * v),
+    "ThresholdedRelu": lambda v, a, b: np.where(v > a, v, 0),
+    "ScaledTanh": lambda v, a, b: a * np.tanh(b * v),
+    "HardSigmoid": lambda v, a, b: np.clip(a * v + b, 0, 1),
+    "Elu": lambda v, a, b: np.where(v >= 0, v, a * (np.exp(v) - 1)),
+    "Softsign": lambda v, a, b: v / (1 + np.abs(v)),
+    "Softplus": lambda v, a, b: np.logaddexp(0, v),
+}
+
+
+def recurrence(cell, xw, rt, bias, h0, seq_lens, reverse, acts, alphas, betas, clip, *,
+               c0=None, p=None, linear_before_reset=0, input_forget=0):  # fmt: skip
+    """``kernels.rnn``'s recurrences (cell "RNN", "GRU" or "LSTM"), in float64, the
+    whole batch a step at a time: row b reads step s (or L_b - 1 - s in reverse) while
+    s < L_b and keeps its state after. Returns (y, y_h, y_c); y_c is None but for LSTM."""
+    names = list(RNN_ACTIVATIONS)
+    t_n, n_n, _ = xw.shape
+    d_n, h_n, g_n = rt.shape
+    y = np.zeros((t_n, d_n, n_n, h_n))
+    y_h = np.zeros((d_n, n_n, h_n))
+    y_c = np.zeros((d_n, n_n, h_n))
+    rows = np.arange(n_n)
+    with np.errstate(over="ignore"):
+        for d in range(d_n):
+
+            def act(i, v, d=d):
+                v = np.clip(v, -clip, clip)
+                return RNN_ACTIVATIONS[names[acts[d, i]]](v, alphas[d, i], betas[d, i])
+
+            wb = bias[d, :g_n].astype(np.float64)
+            rb = bias[d, g_n:].astype(np.float64)
+            r = rt[d].astype(np.float64)  # (H, G*H)
+            h = h0[d].astype(np.float64)
+            c = np.zeros_like(h) if c0 is None else c0[d].astype(np.float64)
+            for s in range(t_n):
+                active = s < seq_lens
+                t = np.where(reverse[d], seq_lens - 1 - s, s).clip(0, t_n - 1)
+                x = xw[t, rows, d * g_n : (d + 1) * g_n].astype(np.float64)  # (N, G*H)
+                if cell == "RNN":
+                    new_h, new_c = act(0, x + wb + rb + h @ r), c
+                elif cell == "GRU":
+                    zr = x[:, : 2 * h_n] + wb[: 2 * h_n] + rb[: 2 * h_n] + h @ r[:, : 2 * h_n]
+                    z, rg = act(0, zr[:, :h_n]), act(0, zr[:, h_n:])
+                    rh, rbh = r[:, 2 * h_n :], rb[2 * h_n :]
+                    if linear_before_reset:
+                        n = x[:, 2 * h_n :] + wb[2 * h_n :] + rg * (h @ rh + rbh)
+                    else:
+                        n = x[:, 2 * h_n :] + wb[2 * h_n :] + rbh + (rg * h) @ rh
+                    new_h, new_c = (1 - z) * act(1, n) + z * h, c
+                else:
+                    pi, po, pf = (np.zeros(h_n),) * 3 if p is None else np.split(p[d], 3)
+                    g = x + wb + rb + h @ r
+                    gi, go, gf, gc = np.split(g, 4, axis=1)
+                    i = act(0, gi + pi * c)
+                    f = 1 - i if input_forget else act(0, gf + pf * c)
+                    new_c = f * c + i * act(1, gc)
+                    o = act(0, go + po * new_c)
+                    hn = RNN_ACTIVATIONS[names[acts[d, 2]]](new_c, alphas[d, 2], betas[d, 2])
+                    new_h = o * hn
+                h = np.where(active[:, None], new_h, h)
+                c = np.where(active[:, None], new_c, c)
+                y[t[active], d, rows[active]] = h[active]
+            empty = seq_lens == 0
+            y_h[d] = np.where(empty[:, None], 0, h)
+            y_c[d] = np.where(empty[:, None], 0, c)
+    return y, y_h, (y_c if cell == "LSTM" else None)

@@ -11,6 +11,7 @@ from runtime.ops import (  # noqa: F401  (registration side effects)
     normalization,
     quantization,
     reduce,
+    rnn,
     spatial,
     tensor,
     windows,
