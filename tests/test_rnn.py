@@ -45,6 +45,10 @@ KERNEL_CASES = [
     ("RNN", (False,), ["Softsign"], 0.0, 0.0, np.inf, {}),
     ("RNN", (True,), ["Softplus"], 0.0, 0.0, 0.9, {}),
     ("RNN", (False,), ["Sigmoid"], 0.0, 0.0, np.inf, {}),
+    ("GRU", (False,), ["Sigmoid", "Tanh"], 0.0, 0.0, np.inf, {}),
+    ("GRU", (False, True), ["Sigmoid", "Tanh"], 0.0, 0.0, np.inf, {"linear_before_reset": 1}),
+    ("GRU", (True,), ["HardSigmoid", "Softsign"], 0.3, 0.45, 0.7, {}),
+    ("GRU", (True,), ["Sigmoid", "Relu"], 0.0, 0.0, 1.2, {"linear_before_reset": 1}),
 ]
 
 
@@ -77,6 +81,9 @@ def test_kernel_matches_naive(cell, reverse, names, alpha, beta, clip, opts, dty
     y_c = np.full((d_n, n_n, h_n), np.nan, dtype)
     if cell == "RNN":
         kernels.rnn_recurrence(*a.values(), clip, y, y_h)
+    elif cell == "GRU":
+        lbr = bool(opts.get("linear_before_reset", 0))
+        kernels.gru_recurrence(*list(a.values())[:6], lbr, *list(a.values())[6:], clip, y, y_h)
     want_y, want_h, want_c = naive.recurrence(cell, *a.values(), clip, **opts)
     tol = 2e-6 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(y, want_y, rtol=tol, atol=tol)
@@ -157,6 +164,18 @@ PARITY_CASES = {
     "rnn-leakyrelu-both": ("RNN", dict(direction="bidirectional", activations=["LeakyRelu",
                                        "Affine"], activation_alpha=[0.1, 0.6],
                                        activation_beta=[0.0, 0.2])),
+    "gru-bidirectional-lens-init": ("GRU", dict(direction="bidirectional", lens=[6, 3, 1],
+                                                init=True)),
+    "gru-linear-before-reset": ("GRU", dict(direction="bidirectional", lens=[2, 6, 5],
+                                            linear_before_reset=1, init=True)),
+    "gru-reverse-batch-first": ("GRU", dict(direction="reverse", layout=1, lens=[2, 6, 4],
+                                            init=True)),
+    "gru-opset7-no-bias": ("GRU", dict(opset=7, bias=False, outputs=("", "y_h"))),
+    "gru-clip-activations": ("GRU", dict(direction="bidirectional", clip=0.5,
+                                         activations=["HardSigmoid", "Softsign", "Sigmoid",
+                                                      "LeakyRelu"],
+                                         activation_alpha=[0.25, 0.05],
+                                         activation_beta=[0.45])),
 }  # fmt: skip
 
 
@@ -198,7 +217,7 @@ def test_single_node_matches_onnxruntime(name):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("cell", ["RNN"])
+@pytest.mark.parametrize("cell", ["RNN", "GRU"])
 def test_float64_and_float16_follow_float32(cell):
     """float64 runs the kernel in float64 (onnxruntime has no double recurrences to
     compare with: the float32 result is the reference); float16 runs in float32 and
@@ -226,6 +245,10 @@ ERROR_CASES = [
     ("RNN", dict(clip=-1.0), InvalidAttributeError, r"clip -1.0: expected a threshold > 0"),
     ("RNN", dict(hidden_size_attr=5), ShapeError,
      r"RNN: input W must have shape \(1, 5, 5\), received \(1, 4, 5\)"),
+    ("GRU", dict(activations=["Sigmoid", "Tanh", "Tanh"]), InvalidAttributeError,
+     r"GRU: activations \['Sigmoid', 'Tanh', 'Tanh'\]: expected 2 function\(s\)"),
+    ("GRU", dict(layout=1, bad_init=(2, 1, 4)), ShapeError,
+     r"GRU: input initial_h must have shape \(3, 1, 4\), received \(2, 1, 4\)"),
 ]  # fmt: skip
 
 
@@ -233,7 +256,18 @@ ERROR_CASES = [
 def test_bad_input_is_a_typed_error(cell, kw, error, match):
     kw = dict(kw)
     wrong_h = kw.pop("hidden_size_attr", None)
+    bad_init = kw.pop("bad_init", None)
     model, feeds = _case(cell, **kw)
+    if bad_init is not None:  # an initial_h of another shape, by name
+        proto = onnx.load_from_string(model)
+        proto.graph.initializer.append(
+            numpy_helper.from_array(np.zeros(bad_init, np.float32), "h0")
+        )
+        inputs = list(proto.graph.node[0].input) + [""] * 6
+        inputs[5] = "h0"
+        del proto.graph.node[0].input[:]
+        proto.graph.node[0].input.extend(inputs[:6])
+        model = proto.SerializeToString()
     if wrong_h is not None:
         proto = onnx.load_from_string(model)
         next(a for a in proto.graph.node[0].attribute if a.name == "hidden_size").i = wrong_h

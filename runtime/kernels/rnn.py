@@ -136,3 +136,61 @@ def rnn_recurrence(
                 h[j] = activate(code, bound(g[j], clip), alpha, beta)
             y[t, d, b, :] = h
         _finish(y, y_h, d, b, h, length)
+
+
+@kernel(parallel=True)
+def gru_recurrence(
+    xw, rt, bias, h0, seq_lens, reverse, linear_before_reset, acts, alphas, betas, clip, y, y_h
+):  # pragma: no cover
+    """GRU, G = 3 (gates z, r, h): acts[d] = (f, g)."""
+    n_n = xw.shape[1]
+    d_n, h_n, _ = rt.shape
+    h2 = 2 * h_n
+    for job in prange(d_n * n_n):
+        d = job // n_n
+        b = job % n_n
+        length = seq_lens[b]
+        h = h0[d, b].copy()
+        g = np.empty(h2, xw.dtype)  # z, r
+        lin = np.empty(h_n, xw.dtype)  # h @ Rh^T (+ Rbh), or (r * h) @ Rh^T
+        rh = np.empty(h_n, xw.dtype)
+        f, fa, fb = acts[d, 0], alphas[d, 0], betas[d, 0]
+        code, ga, gb = acts[d, 1], alphas[d, 1], betas[d, 1]
+        base = d * 3 * h_n
+        wb = bias[d, : 3 * h_n]
+        rb = bias[d, 3 * h_n :]
+        for s in range(length):
+            t = length - 1 - s if reverse[d] else s
+            for j in range(h2):
+                g[j] = xw[t, b, base + j] + wb[j] + rb[j]
+            for k in range(h_n):
+                hk = h[k]
+                for j in range(h2):
+                    g[j] += hk * rt[d, k, j]
+            for j in range(h2):
+                g[j] = activate(f, bound(g[j], clip), fa, fb)
+            if linear_before_reset:
+                for j in range(h_n):
+                    lin[j] = rb[h2 + j]
+                for k in range(h_n):
+                    hk = h[k]
+                    for j in range(h_n):
+                        lin[j] += hk * rt[d, k, h2 + j]
+                for j in range(h_n):
+                    lin[j] *= g[h_n + j]
+            else:
+                for j in range(h_n):
+                    rh[j] = g[h_n + j] * h[j]
+                    lin[j] = rb[h2 + j]
+                for k in range(h_n):
+                    rk = rh[k]
+                    for j in range(h_n):
+                        lin[j] += rk * rt[d, k, h2 + j]
+            for j in range(h_n):
+                n = activate(
+                    code, bound(xw[t, b, base + h2 + j] + wb[h2 + j] + lin[j], clip), ga, gb
+                )
+                z = g[j]
+                h[j] = (1.0 - z) * n + z * h[j]
+            y[t, d, b, :] = h
+        _finish(y, y_h, d, b, h, length)

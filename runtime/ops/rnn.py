@@ -213,6 +213,10 @@ def recurrent(
         kernels.rnn_recurrence(xw, rt, bias, h0, lengths, reverse, codes, alphas, betas,
                                limit, y, y_h)  # fmt: skip
         results = [y, y_h]
+    elif cell is GRU:
+        kernels.gru_recurrence(xw, rt, bias, h0, lengths, reverse, bool(linear_before_reset),
+                               codes, alphas, betas, limit, y, y_h)  # fmt: skip
+        results = [y, y_h]
     else:
         raise AssertionError(cell)
     if layout:
@@ -239,3 +243,24 @@ def rnn_14(x, w, r, b=None, sequence_lens=None, initial_h=None, *, activation_al
                      activation_alpha=activation_alpha, activation_beta=activation_beta,
                      activations=activations, clip=clip, direction=direction,
                      hidden_size=hidden_size, layout=layout)  # fmt: skip
+
+
+@register("GRU", since=7)
+def gru_7(x, w, r, b=None, sequence_lens=None, initial_h=None, *, activation_alpha=None,
+          activation_beta=None, activations=None, clip=None, direction="forward",
+          hidden_size=None, linear_before_reset=0):  # fmt: skip
+    return recurrent(GRU, x, w, r, b, sequence_lens, initial_h,
+                     activation_alpha=activation_alpha, activation_beta=activation_beta,
+                     activations=activations, clip=clip, direction=direction,
+                     hidden_size=hidden_size, linear_before_reset=linear_before_reset)  # fmt: skip
+
+
+@register("GRU", since=14)
+def gru_14(x, w, r, b=None, sequence_lens=None, initial_h=None, *, activation_alpha=None,
+           activation_beta=None, activations=None, clip=None, direction="forward",
+           hidden_size=None, layout=0, linear_before_reset=0):  # fmt: skip
+    return recurrent(GRU, x, w, r, b, sequence_lens, initial_h,
+                     activation_alpha=activation_alpha, activation_beta=activation_beta,
+                     activations=activations, clip=clip, direction=direction,
+                     hidden_size=hidden_size, layout=layout,
+                     linear_before_reset=linear_before_reset)  # fmt: skip
