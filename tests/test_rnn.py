@@ -49,6 +49,18 @@ KERNEL_CASES = [
     ("GRU", (False, True), ["Sigmoid", "Tanh"], 0.0, 0.0, np.inf, {"linear_before_reset": 1}),
     ("GRU", (True,), ["HardSigmoid", "Softsign"], 0.3, 0.45, 0.7, {}),
     ("GRU", (True,), ["Sigmoid", "Relu"], 0.0, 0.0, 1.2, {"linear_before_reset": 1}),
+    ("LSTM", (False,), ["Sigmoid", "Tanh", "Tanh"], 0.0, 0.0, np.inf, {}),
+    ("LSTM", (False, True), ["Sigmoid", "Tanh", "Tanh"], 0.0, 0.0, np.inf, {"p": True}),
+    ("LSTM", (True,), ["Sigmoid", "Tanh", "Tanh"], 0.0, 0.0, 0.6, {"input_forget": 1}),
+    (
+        "LSTM",
+        (True,),
+        ["HardSigmoid", "Elu", "Softsign"],
+        0.3,
+        0.4,
+        np.inf,
+        {"p": True, "c0": True},
+    ),
 ]
 
 
@@ -84,6 +96,26 @@ def test_kernel_matches_naive(cell, reverse, names, alpha, beta, clip, opts, dty
     elif cell == "GRU":
         lbr = bool(opts.get("linear_before_reset", 0))
         kernels.gru_recurrence(*list(a.values())[:6], lbr, *list(a.values())[6:], clip, y, y_h)
+    elif cell == "LSTM":
+        opts = dict(opts)
+        h_n = a["rt"].shape[1]
+        p = _r(d_n, 3 * h_n, dtype=dtype) if opts.pop("p", False) else None
+        c0 = _r(d_n, n_n, h_n, dtype=dtype) if opts.pop("c0", False) else None
+        opts.update(p=p, c0=c0)
+        v = list(a.values())
+        kernels.lstm_recurrence(
+            *v[:3],
+            np.zeros((d_n, 3 * h_n), dtype) if p is None else p,
+            v[3],
+            np.zeros((d_n, n_n, h_n), dtype) if c0 is None else c0,
+            *v[4:6],
+            bool(opts.get("input_forget", 0)),
+            *v[6:],
+            clip,
+            y,
+            y_h,
+            y_c,
+        )
     want_y, want_h, want_c = naive.recurrence(cell, *a.values(), clip, **opts)
     tol = 2e-6 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(y, want_y, rtol=tol, atol=tol)
@@ -176,6 +208,20 @@ PARITY_CASES = {
                                                       "LeakyRelu"],
                                          activation_alpha=[0.25, 0.05],
                                          activation_beta=[0.45])),
+    "lstm-bidirectional-lens-init": ("LSTM", dict(direction="bidirectional", lens=[6, 3, 1],
+                                                  init=True, outputs=("y", "y_h", "y_c"))),
+    "lstm-peepholes-reverse": ("LSTM", dict(direction="reverse", peep=True, init=True,
+                                            lens=[4, 6, 2], outputs=("y", "y_h", "y_c"))),
+    "lstm-batch-first": ("LSTM", dict(direction="bidirectional", layout=1, lens=[2, 6, 4],
+                                      init=True, peep=True, outputs=("y", "y_h", "y_c"))),
+    "lstm-opset7-input-forget": ("LSTM", dict(opset=7, input_forget=1, bias=False,
+                                              outputs=("y",))),
+    "lstm-only-y_c": ("LSTM", dict(direction="bidirectional", outputs=("", "", "y_c"))),
+    "lstm-clip-activations": ("LSTM", dict(direction="bidirectional", clip=0.4, peep=True,
+                                           activations=["HardSigmoid", "Tanh", "Softsign",
+                                                        "Sigmoid", "LeakyRelu", "Relu"],
+                                           activation_alpha=[0.25, 0.05],
+                                           activation_beta=[0.45])),
 }  # fmt: skip
 
 
@@ -217,7 +263,7 @@ def test_single_node_matches_onnxruntime(name):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("cell", ["RNN", "GRU"])
+@pytest.mark.parametrize("cell", ["RNN", "GRU", "LSTM"])
 def test_float64_and_float16_follow_float32(cell):
     """float64 runs the kernel in float64 (onnxruntime has no double recurrences to
     compare with: the float32 result is the reference); float16 runs in float32 and
@@ -249,6 +295,11 @@ ERROR_CASES = [
      r"GRU: activations \['Sigmoid', 'Tanh', 'Tanh'\]: expected 2 function\(s\)"),
     ("GRU", dict(layout=1, bad_init=(2, 1, 4)), ShapeError,
      r"GRU: input initial_h must have shape \(3, 1, 4\), received \(2, 1, 4\)"),
+    ("LSTM", dict(activations=["Sigmoid", "Tanh", "Tanh"], direction="bidirectional"),
+     InvalidAttributeError, r"LSTM: activations .*: expected 6 function\(s\)"),
+    ("LSTM", dict(layout=2), InvalidAttributeError, r"LSTM: layout 2: expected 0 or 1"),
+    ("LSTM", dict(bad_p=(1, 8)), ShapeError,
+     r"LSTM: input P must have shape \(1, 12\), received \(1, 8\)"),
 ]  # fmt: skip
 
 
@@ -257,7 +308,16 @@ def test_bad_input_is_a_typed_error(cell, kw, error, match):
     kw = dict(kw)
     wrong_h = kw.pop("hidden_size_attr", None)
     bad_init = kw.pop("bad_init", None)
+    bad_p = kw.pop("bad_p", None)
     model, feeds = _case(cell, **kw)
+    if bad_p is not None:
+        proto = onnx.load_from_string(model)
+        proto.graph.initializer.append(numpy_helper.from_array(np.zeros(bad_p, np.float32), "p"))
+        inputs = list(proto.graph.node[0].input) + [""] * 8
+        inputs[7] = "p"
+        del proto.graph.node[0].input[:]
+        proto.graph.node[0].input.extend(inputs[:8])
+        model = proto.SerializeToString()
     if bad_init is not None:  # an initial_h of another shape, by name
         proto = onnx.load_from_string(model)
         proto.graph.initializer.append(

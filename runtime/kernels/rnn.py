@@ -194,3 +194,66 @@ def gru_recurrence(
                 h[j] = (1.0 - z) * n + z * h[j]
             y[t, d, b, :] = h
         _finish(y, y_h, d, b, h, length)
+
+
+@kernel(parallel=True)
+def lstm_recurrence(
+    xw,
+    rt,
+    bias,
+    peepholes,
+    h0,
+    c0,
+    seq_lens,
+    reverse,
+    input_forget,
+    acts,
+    alphas,
+    betas,
+    clip,
+    y,
+    y_h,
+    y_c,
+):  # pragma: no cover
+    """LSTM, G = 4 (gates i, o, f, c): acts[d] = (f, g, h); peepholes (D, 3*H) = P[iof]
+    (zeros when the node has none); y_c as y_h, the last cell state."""
+    n_n = xw.shape[1]
+    d_n, h_n, _ = rt.shape
+    g_n = 4 * h_n
+    for job in prange(d_n * n_n):
+        d = job // n_n
+        b = job % n_n
+        length = seq_lens[b]
+        h = h0[d, b].copy()
+        c = c0[d, b].copy()
+        g = np.empty(g_n, xw.dtype)
+        f, fa, fb = acts[d, 0], alphas[d, 0], betas[d, 0]
+        code_g, ga, gb = acts[d, 1], alphas[d, 1], betas[d, 1]
+        code_h, ha, hb = acts[d, 2], alphas[d, 2], betas[d, 2]
+        base = d * g_n
+        p = peepholes[d]
+        for s in range(length):
+            t = length - 1 - s if reverse[d] else s
+            for j in range(g_n):
+                g[j] = xw[t, b, base + j] + bias[d, j] + bias[d, g_n + j]
+            for k in range(h_n):
+                hk = h[k]
+                for j in range(g_n):
+                    g[j] += hk * rt[d, k, j]
+            for j in range(h_n):
+                gi = activate(f, bound(g[j] + p[j] * c[j], clip), fa, fb)
+                if input_forget:
+                    gf = 1.0 - gi
+                else:
+                    gf = activate(f, bound(g[2 * h_n + j] + p[2 * h_n + j] * c[j], clip), fa, fb)
+                gc = activate(code_g, bound(g[3 * h_n + j], clip), ga, gb)
+                cj = gf * c[j] + gi * gc
+                go = activate(f, bound(g[h_n + j] + p[h_n + j] * cj, clip), fa, fb)
+                c[j] = cj
+                h[j] = go * activate(code_h, cj, ha, hb)
+            y[t, d, b, :] = h
+        _finish(y, y_h, d, b, h, length)
+        if length == 0:
+            y_c[d, b, :] = 0.0
+        else:
+            y_c[d, b, :] = c

@@ -218,7 +218,17 @@ def recurrent(
                                codes, alphas, betas, limit, y, y_h)  # fmt: skip
         results = [y, y_h]
     else:
-        raise AssertionError(cell)
+        c0 = _state(op, "initial_c", initial_c, layout, state, x.dtype, compute)
+        if p is None:
+            peepholes = np.zeros((d_n, 3 * h_n), compute)
+        else:
+            _expect(op, "P", p, (d_n, 3 * h_n), x.dtype)
+            peepholes = np.array(p, compute, order="C")
+        y_c = np.empty(state, compute)
+        kernels.lstm_recurrence(xw, rt, bias, peepholes, h0, c0, lengths, reverse,
+                                bool(input_forget), codes, alphas, betas, limit, y, y_h,
+                                y_c)  # fmt: skip
+        results = [y, y_h, y_c]
     if layout:
         results[0] = results[0].transpose(2, 0, 1, 3)  # (N, T, D, H)
         results[1:] = [s.transpose(1, 0, 2) for s in results[1:]]  # (N, D, H)
@@ -264,3 +274,24 @@ def gru_14(x, w, r, b=None, sequence_lens=None, initial_h=None, *, activation_al
                      activations=activations, clip=clip, direction=direction,
                      hidden_size=hidden_size, layout=layout,
                      linear_before_reset=linear_before_reset)  # fmt: skip
+
+
+@register("LSTM", since=7)
+def lstm_7(x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None, p=None, *,
+           activation_alpha=None, activation_beta=None, activations=None, clip=None,
+           direction="forward", hidden_size=None, input_forget=0):  # fmt: skip
+    return recurrent(LSTM, x, w, r, b, sequence_lens, initial_h, initial_c, p,
+                     activation_alpha=activation_alpha, activation_beta=activation_beta,
+                     activations=activations, clip=clip, direction=direction,
+                     hidden_size=hidden_size, input_forget=input_forget)  # fmt: skip
+
+
+@register("LSTM", since=14)
+def lstm_14(x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None, p=None, *,
+            activation_alpha=None, activation_beta=None, activations=None, clip=None,
+            direction="forward", hidden_size=None, input_forget=0, layout=0):  # fmt: skip
+    return recurrent(LSTM, x, w, r, b, sequence_lens, initial_h, initial_c, p,
+                     activation_alpha=activation_alpha, activation_beta=activation_beta,
+                     activations=activations, clip=clip, direction=direction,
+                     hidden_size=hidden_size, layout=layout,
+                     input_forget=input_forget)  # fmt: skip
