@@ -344,3 +344,64 @@ def test_activation_parameters_are_consumed_by_the_functions_that_take_them():
     assert codes.tolist() == [[CODES["HardSigmoid"], CODES["Tanh"], CODES["LeakyRelu"]]]
     assert alphas.tolist() == [[0.3, 0.0, 0.01]]  # LeakyRelu: none left, its default
     assert betas.tolist() == [[0.6, 0.0, 0.0]]
+
+
+# ------------------------------------------------------------------ a CRNN
+
+
+def crnn_model(height: int = 8, channels: int = 6, hidden: int = 5, classes: int = 7) -> bytes:
+    """A tiny CRNN as OCR recognisers are built: Conv -> Relu over a text line
+    (N, 1, height, W), its columns as the time steps (W, N, C*height), a
+    bidirectional LSTM, then per-step class scores (W, N, classes) and LogSoftmax.
+    Batch and width are symbolic."""
+    rng = np.random.default_rng(5)
+
+    def r(*shape, scale=0.4):
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    feat, g = channels * height, 4 * hidden
+    node = helper.make_node
+    nodes = [
+        node("Conv", ["image", "cw", "cb"], ["conv"], pads=[1, 1, 1, 1]),
+        node("Relu", ["conv"], ["relu"]),
+        node("Transpose", ["relu"], ["cols"], perm=[3, 0, 1, 2]),  # (W, N, C, H)
+        node("Reshape", ["cols", "seq_shape"], ["seq"]),  # (W, N, C*H)
+        node("LSTM", ["seq", "w", "r", "b"], ["y"], hidden_size=hidden,
+             direction="bidirectional"),  # (W, 2, N, hidden)
+        node("Transpose", ["y"], ["yt"], perm=[0, 2, 1, 3]),  # (W, N, 2, hidden)
+        node("Reshape", ["yt", "seq_shape"], ["both"]),  # (W, N, 2*hidden)
+        node("MatMul", ["both", "fc"], ["logits"]),  # (W, N, classes)
+        node("LogSoftmax", ["logits"], ["scores"], axis=2),
+    ]  # fmt: skip
+    inits = {
+        "cw": r(channels, 1, 3, 3),
+        "cb": r(channels, scale=0.1),
+        "seq_shape": np.array([0, 0, -1], np.int64),
+        "w": r(2, g, feat),
+        "r": r(2, g, hidden),
+        "b": r(2, 2 * g, scale=0.1),
+        "fc": r(2 * hidden, classes),
+    }
+    vi = helper.make_tensor_value_info
+    graph = helper.make_graph(
+        nodes,
+        "crnn",
+        [vi("image", onnx.TensorProto.FLOAT, ["N", 1, height, "W"])],
+        [vi("scores", onnx.TensorProto.FLOAT, ["W", "N", classes])],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize(("batch", "width"), [(1, 24), (3, 17)])
+def test_a_crnn_matches_onnxruntime(batch, width):
+    model = crnn_model()
+    image = np.random.default_rng(batch).random((batch, 1, 8, width), np.float32)
+    (ours,) = InferenceSession(model, backend="numba").run(None, {"image": image})
+    (ref,) = run_ort(model, {"image": image})
+    assert ours.shape == ref.shape == (width, batch, 7)
+    assert ours.dtype == ref.dtype
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)

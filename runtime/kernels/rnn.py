@@ -59,7 +59,7 @@ ACTIVATIONS = (
 )
 
 
-@kernel(inline="always")
+@kernel()
 def activate(code, x, alpha, beta):  # pragma: no cover
     """``ACTIVATIONS[code]`` of x, as the ONNX recurrent ops define them."""
     if code == 0:
@@ -88,7 +88,7 @@ def activate(code, x, alpha, beta):  # pragma: no cover
     return math.log1p(math.exp(x))
 
 
-@kernel(inline="always")
+@kernel()
 def bound(x, clip):  # pragma: no cover
     """x limited to [-clip, clip] (a NaN stays NaN)."""
     if x > clip:
@@ -98,7 +98,7 @@ def bound(x, clip):  # pragma: no cover
     return x
 
 
-@kernel(inline="always")
+@kernel()
 def _finish(y, y_h, d, b, h, length):  # pragma: no cover
     """Zero y past a row's length; the last state into y_h (0 for an empty row)."""
     for t in range(length, y.shape[0]):
