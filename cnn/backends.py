@@ -29,6 +29,19 @@ import numpy as np
 
 Feeds = dict[str, np.ndarray]
 EXTRA = "pip install 'cnn-pipeline[compare]'"
+ORT_LOG_ENV = "CNN_ORT_LOG_LEVEL"  # onnxruntime's severity: 0 verbose .. 3 errors .. 4 fatal
+ORT_LOG_DEFAULT = 3  # errors only: no VerifyOutputSizes warning per call
+
+
+def quiet_onnxruntime(level: int | None = None) -> None:
+    """Set onnxruntime's default log severity for this process: ``level``, else
+    $CNN_ORT_LOG_LEVEL, else errors only."""
+    import onnxruntime as ort
+
+    if level is None:
+        text = os.environ.get(ORT_LOG_ENV, "")
+        level = int(text) if text.strip().isdigit() else ORT_LOG_DEFAULT
+    ort.set_default_logger_severity(min(max(level, 0), 4))
 
 
 @dataclass(frozen=True)
@@ -90,6 +103,7 @@ class OnnxruntimeBackend(Backend):
     def load(self, model: str | os.PathLike, threads: int | None = None) -> Loaded:
         from runtime import InferenceSession
 
+        quiet_onnxruntime()
         sess = InferenceSession(model, backend="onnxruntime", threads=threads)
         return Loaded(lambda feeds: sess.run(None, feeds), "fp32")
 

@@ -220,7 +220,9 @@ def _run_compare(
         rounds=rounds,
         **options,
     )
-    print(render_table(result.rows, result.reference))
+    print(render_table(result.rows, result.reference, result.skipped))
+    if not result.rows:
+        raise CommandError("no backend ran the model (the table says why)")
     if json_path:
         from dataio.files import atomic_write
 
@@ -253,6 +255,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         interleaved=args.interleaved,
         threads=args.threads,
         progress=args.progress,
+        ort_log_level=args.ort_log_level,
     )
     return 0
 
@@ -746,7 +749,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--backends",
         default=None,
-        help="comma-separated, the first is the reference: numba, onnxruntime, openvino-f32, "
+        help="comma-separated, the first that runs is the reference: numba, onnxruntime, "
+        "openvino-f32, "
         "openvino-default, tract, onnx-reference, or all (default: every one installed but "
         "onnx-reference, numba first)",
     )
@@ -798,6 +802,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="every backend in this one process, timed in alternating rounds "
         "(default: each alone in a process of its own)",
+    )
+    p.add_argument(
+        "--ort-log-level",
+        type=int,
+        choices=range(5),
+        default=3,
+        help="onnxruntime's log severity: 0 verbose, 2 warnings, 3 errors only (default: 3)",
     )
     p.add_argument("--json", default=None, metavar="FILE", help="write the rows as JSON")
     p.add_argument("--plot", default=None, metavar="FILE.png", help="write a throughput chart")

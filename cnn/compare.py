@@ -4,11 +4,13 @@ Inputs (cnn/samples.py): the test set the metadata names, else ``--inputs`` (a f
 of images, a .npy or .npz file), else seeded random data of the input's shape.
 
 Backends (cnn/backends.py): numba and onnxruntime, and OpenVINO (fp32 forced, and its
-default precision), tract and onnx's reference evaluator where installed. The first
-backend is the reference. By default each backend runs alone in its own process
-(``python -m cnn.compare_worker``), as a user runs one; ``interleaved`` keeps them in
-this process, in alternating timed rounds. A backend that fails is one line and the
-others go on.
+default precision), tract and onnx's reference evaluator where installed. The
+reference is the first backend, in the order given, that runs the model; one that
+is not installed or fails is a row of the table saying why. By default each backend
+runs alone in its own process (``python -m cnn.compare_worker``), as a user runs
+one; ``interleaved`` keeps them in this process, in alternating timed rounds. A
+backend that fails is one line and the others go on. onnxruntime logs errors only
+(``ort_log_level``).
 
 Agreement, against the reference's outputs on every sample: max abs difference,
 that difference over the reference output's scale (its largest magnitude), and, for
@@ -37,7 +39,7 @@ import numpy as np
 
 from cnn import samples as S
 from cnn import shapes as shp
-from cnn.backends import Backend, select
+from cnn.backends import ORT_LOG_DEFAULT, ORT_LOG_ENV, Backend, quiet_onnxruntime, select
 from cnn.images import Recipe, RecipeFlags, resolve_recipe
 from dataio.progress import wants_bar
 
@@ -206,6 +208,7 @@ def _run_isolated(
     bar: bool,
     threads: int | None,
     timeout: float,
+    ort_log_level: int = 3,
 ) -> _Result:
     """One backend in a fresh ``python -m cnn.compare_worker``; RuntimeError: one line."""
     tag = backend.name
@@ -230,6 +233,7 @@ def _run_isolated(
     spec_path.write_text(json.dumps(spec))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_root(), env.get("PYTHONPATH")) if p)
+    env[ORT_LOG_ENV] = str(ort_log_level)
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "cnn.compare_worker", str(spec_path)],
@@ -363,10 +367,13 @@ def compare(
     threads: int | None = None,
     progress: bool | None = None,
     timeout: float = 3600.0,
+    ort_log_level: int = ORT_LOG_DEFAULT,
     log: Callable[[str], None] = print,
 ) -> Comparison:
-    """One row per (backend, batch size); the first backend that runs is compared with
-    none, the others against the first named (the reference), which must run."""
+    """One row per (backend, batch size) that ran, each compared with the reference:
+    the first backend, in the order given, that ran. A backend that is not installed
+    or fails is one line in ``skipped`` (and a row of :func:`render_table`); when none
+    runs, the rows are empty."""
     chosen = select(
         backends if isinstance(backends, str) or backends is None else ",".join(backends)
     )
@@ -383,8 +390,6 @@ def compare(
         why = b.available()
         if why is None:
             runnable.append(b)
-        elif b is chosen[0]:
-            raise RuntimeError(f"the reference backend is not available: {why}")
         else:
             skip(b, why)
     if backends is None:
@@ -407,6 +412,7 @@ def compare(
     bar = wants_bar(progress)
     results: dict[str, _Result] = {}
     if interleaved:
+        quiet_onnxruntime(ort_log_level)
         results = _run_interleaved(
             runnable,
             model,
@@ -434,6 +440,7 @@ def compare(
                         bar=bar,
                         threads=threads,
                         timeout=timeout,
+                        ort_log_level=ort_log_level,
                     )
                 except RuntimeError as exc:
                     skip(b, str(exc))
@@ -444,10 +451,12 @@ def compare(
                     f"{b.name}: cold start {r.cold_start_s:.2f} s, timed calls ({calls}), "
                     f"{time.perf_counter() - t0:.1f} s in all"
                 )
-    reference = chosen[0].name
-    if reference not in results:
-        why = next((s for s in skipped if s.startswith(f"{reference}:")), reference)
-        raise RuntimeError(f"the reference backend failed: {why}")
+    ran = [b.name for b in chosen if b.name in results]
+    if not ran:
+        return Comparison(model, plan.samples.description, "", [], skipped, plan.dataset)
+    reference = ran[0]  # the first backend that ran
+    if reference != chosen[0].name:
+        log(f"note: {chosen[0].name} did not run: the reference is {reference}")
     ref = results[reference]
     rows = []
     labels = plan.samples.labels
@@ -501,8 +510,11 @@ def compare_backends(
 # -- output -----------------------------------------------------------------------------
 
 
-def render_table(rows: Sequence[CompareRow], reference: str | None = None) -> str:
-    """The rows as a rich table (plain text when rich is missing)."""
+def render_table(
+    rows: Sequence[CompareRow], reference: str | None = None, failed: Sequence[str] = ()
+) -> str:
+    """The rows as a rich table (plain text when rich is missing); ``failed``: a row per
+    backend that did not run (``name: why`` lines, as in ``Comparison.skipped``)."""
     headers = [
         "backend",
         "precision",
@@ -534,6 +546,11 @@ def render_table(rows: Sequence[CompareRow], reference: str | None = None) -> st
         ]
         for r in rows
     ]
+    reasons = []
+    for line in failed:
+        name, _, why = line.partition(": ")
+        cells.append([name, "-", "-", "did not run", *(["-"] * 8)])
+        reasons.append(f"{name} did not run: {why}")
     title = "backend comparison" + (f" (against {reference})" if reference else "")
     try:
         from rich.console import Console
@@ -543,8 +560,8 @@ def render_table(rows: Sequence[CompareRow], reference: str | None = None) -> st
         lines = [title]
         lines += ["  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True))]
         lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
-        return "\n".join(lines)
-    table = Table(title=title)
+        return "\n".join(lines + reasons)
+    table = Table(title=title, caption="\n".join(reasons) or None, caption_justify="left")
     for h in headers:
         table.add_column(h, justify="left" if h in ("backend", "precision") else "right")
     for row in cells:

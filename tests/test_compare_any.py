@@ -136,12 +136,17 @@ def test_a_failing_backend_is_one_line_and_the_others_go_on(tmp_path, capsys):
     skipped = [line for line in captured.out.splitlines() if line.startswith("skipped numba:")]
     assert len(skipped) == 1 and "DFT" in skipped[0]
     table = [line for line in captured.out.splitlines() if line.startswith("│")]
-    assert len(table) == 1 and "onnxruntime" in table[0]
-    # The reference itself failing is the command's error, one line.
+    assert len(table) == 2 and "onnxruntime" in table[0] and "did not run" in table[1]
+    assert "numba did not run: UnsupportedOpError" in captured.out
+    # The first backend failing: the reference is the first that ran, numba a row.
     args = ["compare", str(path), "--backends", "numba,onnxruntime", "--batch-sizes", "2"]
-    assert main([*args, "--rounds", "3", "--max-seconds", "1"]) == 2
-    err = [line for line in capsys.readouterr().err.splitlines() if "input shape:" not in line]
-    assert len(err) == 1 and "the reference backend failed: numba:" in err[0]
+    assert main([*args, "--rounds", "3", "--max-seconds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "note: numba did not run: the reference is onnxruntime" in out
+    assert "(against onnxruntime)" in out
+    table = [line.split("│")[1:5] for line in out.splitlines() if line.startswith("│")]
+    cells = [[c.strip() for c in row] for row in table]
+    assert cells[0][0] == "onnxruntime" and cells[1] == ["numba", "-", "-", "did not run"]
 
 
 @pytest.mark.slow
@@ -150,11 +155,12 @@ def test_a_backend_not_installed_is_skipped_in_one_line(classifier, monkeypatch,
     args = ["compare", str(classifier), "--backends", "numba,tract,onnxruntime"]
     assert main([*args, "--batch-sizes", "1", "--rounds", "3", "--max-seconds", "1"]) == 0
     out = capsys.readouterr().out
-    lines = [line for line in out.splitlines() if "tract" in line]
+    lines = [line for line in out.splitlines() if line.startswith("skipped tract")]
     assert len(lines) == 1
     assert lines[0].startswith("skipped tract: not installed") and "[compare]" in lines[0]
     table = [line.split("│")[1].strip() for line in out.splitlines() if line.startswith("│")]
-    assert table == ["numba", "onnxruntime"]
+    assert table == ["numba", "onnxruntime", "tract"]
+    assert "tract did not run: not installed" in out
 
 
 def _images(folder, count: int) -> None:
@@ -207,3 +213,39 @@ def test_interleaved_keeps_one_process(classifier):
     ]
     assert all(r.import_s is None and r.timed_calls == 2 for r in result.rows)
     assert result.rows[1].max_abs_diff <= 1e-5
+
+
+def _wrong_output_shape_model() -> bytes:
+    """Relu whose declared output shape (5, 3) is wrong at any other batch: onnxruntime
+    warns VerifyOutputSizes on every call unless its log is quiet."""
+    import onnx
+    from onnx import helper
+
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 3])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [5, 3])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def test_onnxruntime_logs_errors_only_by_default(tmp_path, capfd):
+    path = tmp_path / "relu.onnx"
+    path.write_bytes(_wrong_output_shape_model())
+    args = ["compare", str(path), "--backends", "onnxruntime", "--batch-sizes", "2"]
+    args += ["--rounds", "3", "--max-seconds", "0.2"]
+    assert main(args) == 0
+    assert "VerifyOutputSizes" not in capfd.readouterr().err
+    assert main([*args, "--ort-log-level", "1"]) == 0
+    assert "VerifyOutputSizes" in capfd.readouterr().err
+
+
+def test_no_backend_runs_the_model_still_a_table(tmp_path, capsys):
+    path = tmp_path / "dft.onnx"
+    path.write_bytes(dft_model())
+    args = ["compare", str(path), "--backends", "numba", "--batch-sizes", "2", "--rounds", "3"]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    rows = [line.split("│")[1].strip() for line in captured.out.splitlines() if line[:1] == "│"]
+    assert rows == ["numba"] and "numba did not run:" in captured.out
+    assert "no backend ran the model" in captured.err
