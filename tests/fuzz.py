@@ -2,6 +2,7 @@
 
     python -m tests.fuzz --cases 2000 --seed 0        # the summary table of outcomes
     python -m tests.fuzz --seed 0 --case 137 -v       # one case again, with what it did
+    python -m tests.fuzz --cases 80 --edges           # the edge cases first (indices < 0)
 
 Models: LeNet-5 (``exported/lenet5.onnx``) and the SqueezeNet that ships with onnx
 (``light_squeezenet.onnx``, its constant weights replaced by seeded random ones, some
@@ -10,6 +11,8 @@ case): attribute values, kinds, absent and extra attributes; initializer shapes,
 values, bytes and types; op types; wiring (inputs renamed, dropped, duplicated,
 swapped, cycles, extra outputs); feed shapes and dtypes; inserted nodes
 (BatchNormalization, broadcasts, Pad, Concat, Gather, Reshape, ConstantOfShape...).
+Edge cases (``--edges``; indices -1, -2, ...): each base model unchanged but fed an
+empty batch, and a 1x1 image, its input's dims declared symbolic.
 
 Each case runs in a forked child under a memory cap (RLIMIT_AS) and a time limit,
 the engine's size limit below the cap. Outcomes:
@@ -686,13 +689,37 @@ MUTATIONS = (  # (weight, mutation)
 )
 
 
+EDGES = ("empty batch", "1x1 image")
+
+
+def edge_indices(bases: list[Base]) -> list[int]:
+    return [-1 - k for k in range(len(bases) * len(EDGES))]
+
+
+def _edge(c: Case, which: str) -> None:
+    """The first input fed an empty batch or a 1x1 image, its dims declared symbolic."""
+    name, x = next(iter(c.feeds.items()))
+    dims = [0, *x.shape[1:]] if which == "empty batch" else [1, x.shape[1]] + [1] * (x.ndim - 2)
+    c.feeds[name] = c.rng.standard_normal(dims).astype(x.dtype)
+    shape = next(i for i in c.graph.input if i.name == name).type.tensor_type.shape
+    for k, entry in enumerate(shape.dim):
+        if k == 0 or k >= 2:
+            entry.dim_param = f"d{k}"
+    c.done.append(f"edge: {which}, feed {name} {dims}")
+
+
 def make_case(bases: list[Base], seed: int, index: int) -> tuple[bytes, dict, str, list[str]]:
-    """The mutated model of case ``index`` of run ``seed``: (bytes, feeds, base, mutations)."""
-    rng = np.random.default_rng([seed, index])
-    base = bases[index % len(bases)]
+    """The mutated model of case ``index`` of run ``seed``: (bytes, feeds, base, mutations);
+    a negative ``index`` is an edge case (:data:`EDGES`), the base unmutated."""
+    rng = np.random.default_rng([seed, abs(index)])
+    edge = -1 - index
+    base = bases[index % len(bases)] if index >= 0 else bases[(edge // len(EDGES)) % len(bases)]
     model = onnx.ModelProto()
     model.CopyFrom(base.model)
     c = Case(model, {k: v.copy() for k, v in base.feeds.items()}, base.shapes, rng)
+    if index < 0:
+        _edge(c, EDGES[edge % len(EDGES)])
+        return model.SerializeToString(), c.feeds, base.name, c.done
     weights = np.array([w for w, _ in MUTATIONS], float)
     for _ in range(int(rng.choice([1, 2, 3], p=[0.6, 0.3, 0.1]))):
         mutate = MUTATIONS[int(rng.choice(len(MUTATIONS), p=weights / weights.sum()))][1]
@@ -961,6 +988,9 @@ def main(argv: list[str] | None = None) -> int:
         help="numba's threading layer in the cases: workqueue survives a fork, so the parent "
         "loads the kernels once; omp (the runtime's default) makes every case load them",
     )
+    parser.add_argument(
+        "--edges", action="store_true", help="run the edge cases first (empty batch, 1x1 image)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="print every case")
     args = parser.parse_args(argv)
     mem = int(args.mem_gib * 2**30)
@@ -969,6 +999,8 @@ def main(argv: list[str] | None = None) -> int:
     numba.config.THREADING_LAYER = args.threading_layer  # read when the layer starts
     bases = [lenet(), squeezenet()]
     indices = [args.case] if args.case is not None else range(args.first, args.first + args.cases)
+    if args.edges and args.case is None:
+        indices = [*edge_indices(bases), *indices]
     start = time.monotonic()
     warm_up(bases, preload=args.threading_layer != "omp")
     results = []

@@ -39,6 +39,17 @@ def test_fixed_seed_slice_has_no_failures(tmp_path):
     assert outcomes["typed"] > SLICE // 4 and outcomes["match"] > SLICE // 10, outcomes
 
 
+def test_edge_cases_give_onnxruntimes_answer_or_a_typed_error(tmp_path):
+    """Each base fed an empty batch (onnxruntime answers: so must we) and a 1x1 image."""
+    out = tmp_path / "edges.json"
+    cmd = [sys.executable, "-m", "tests.fuzz", "--cases", "0", "--edges", "--json", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads(out.read_text())
+    assert summary["cases"] == 4 and summary["failures"] == 0, proc.stdout[-6000:]
+    assert summary["outcomes"]["match"] >= 2, summary["outcomes"]  # both empty batches
+
+
 def test_cases_are_reproducible():
     bases = [fuzz.lenet(), fuzz.squeezenet()]
     one = fuzz.make_case(bases, 0, 7)
