@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from runtime import dispatch
+from runtime import kernel_table
 from runtime.steps import Step
 
 BoundCall = Callable[[np.ndarray, "np.ndarray | None"], np.ndarray]
@@ -24,7 +24,7 @@ class Bound:
 
     def __init__(self, call: BoundCall) -> None:
         self.call = call
-        self.choice: dispatch.Choice | None = getattr(call, "choice", None)
+        self.choice: kernel_table.Choice | None = getattr(call, "choice", None)
 
     def __call__(self, x: np.ndarray, *constants: np.ndarray, _out=None) -> np.ndarray:
         return self.call(x, _out and _out[0])

@@ -37,6 +37,26 @@ from runtime.passes import activation_of
 assert PROGRAM_IMAGES_PER_GROUP <= gemm.MR  # a group's vectors are one row block of the GEMM
 
 
+# The ops ``compile_program`` has a compiled form for, and the only ones it takes (the
+# plan gives each an empty output of its shape before compiling: ``plan.shapes_only``).
+PROGRAM_OPS = (
+    "Conv",
+    "MaxPool",
+    "AveragePool",
+    "Gemm",
+    "MatMul",
+    "Relu",
+    "LeakyRelu",
+    "Tanh",
+    "Sigmoid",
+    "BatchNormalization",
+    "Reshape",
+    "Flatten",
+    "Softmax",
+    "LogSoftmax",
+)
+
+
 class NotCompilableError(Exception):
     """Why a plan stays step by step."""
 
@@ -294,6 +314,8 @@ def compile_program(
         if y.dtype != np.float32 or y.ndim < 1 or y.shape[0] != n:
             raise _refuse(step, "output is not float32 per image")
         attrs = step.attrs
+        if op not in PROGRAM_OPS:
+            raise _refuse(step, f"{op} has no compiled form")
         fusable = b.rows[-1] if b.rows and b.rows[-1][k.F_OP] == k.OP_CONV else None
         if op == "Conv":
             conv_y = _conv(b, attrs, x, _const(step, 1, constants), _const(step, 2, constants))

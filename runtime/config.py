@@ -21,7 +21,7 @@ from __future__ import annotations
 # batch sizes than this. Unit: plans; the oldest is dropped first.
 MAX_PLANS = 16
 
-# --- algorithm choice (runtime/dispatch.py)
+# --- algorithm choice (runtime/kernel_table.py)
 # Channels in (C*s*s) and out from which a conv runs as Winograd: below this its a*a
 # products do not fill the micro-kernel's panels of 32 output channels
 # (``kernels/packed_gemm.py``) and im2col + GEMM is faster. Unit: channels.

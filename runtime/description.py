@@ -18,6 +18,7 @@ class StepInfo:
     algorithm: str
     reason: str
     bound: bool = False  # laid out once for the plan's input shapes (``runtime/bind.py``)
+    runs: tuple[str, ...] = ()  # the @njit kernels its call runs ("module.function")
 
 
 @dataclass(frozen=True)

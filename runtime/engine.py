@@ -25,38 +25,35 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime import dispatch
+from runtime import kernel_table
 from runtime.bind import Bound
 from runtime.config import MAX_PLANS
 from runtime.description import Description, StepInfo
 from runtime.graph import Graph
+from runtime.ops import resolve
 from runtime.passes import StepGraph, apply_passes
 from runtime.plan import Plan, build_plan
 from runtime.steps import Step, call_step, check_supported, make_step, store
 from runtime.validate import Known, check_outputs
 
-# ops whose steps run numba kernels (the others: NumPy), for ``describe``
-KERNEL_OPS = (
-    "Conv",
-    "MaxPool",
-    "AveragePool",
-    "GlobalAveragePool",
-    "GlobalMaxPool",
-    "Gemm",
-    "MatMul",
-    "Softmax",
-    "LogSoftmax",
-)
 
-
-def _info(step: Step, choice: dispatch.Choice | None = None) -> StepInfo:
+def _info(step: Step, choice: kernel_table.Choice | None = None) -> StepInfo:
     """A step for ``describe``: the bound call's choice, else the load-time one."""
     choice = choice or getattr(step.fn, "choice", None) or step.choice
-    if choice is None:
-        choice = dispatch.Choice("numpy" if step.op_type not in KERNEL_OPS else "kernel", "")
+    if choice is None:  # the kernels its op declares (``register``), else NumPy
+        version = resolve(step.op_type, step.since)
+        kernels = version.kernels if version is not None else ()
+        what = "numba " + ", ".join(k.split(".")[1].lstrip("_") for k in kernels)
+        choice = kernel_table.Choice(what if kernels else "numpy", "", kernels)
     bound = isinstance(step.fn, Bound)
     return StepInfo(
-        step.node.name, step.op_type, step.fused, choice.algorithm, choice.reason, bound
+        step.node.name,
+        step.op_type,
+        step.fused,
+        choice.algorithm,
+        choice.reason,
+        bound,
+        choice.runs,
     )
 
 
@@ -220,7 +217,7 @@ class NumbaEngine:
         shapes = {name: shape for name, shape, _ in key}
         if plan.program is not None:
             info = tuple(
-                _info(s, dispatch.Choice("compiled program", "the plan is one chain program"))
+                _info(s, kernel_table.Choice("compiled program", "the plan is one chain program"))
                 for s in plan.steps
             )
             return Description(shapes, True, "", info, self.passes)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from runtime import dispatch
+from runtime import kernel_table
 from runtime.ops.nn import bn_affine, fused_conv, fused_gemm
 from runtime.steps import Step, call_step, consumers, store
 
@@ -312,13 +312,13 @@ def fuse_gemm_relu(g: StepGraph) -> StepGraph:
 
 
 def choose_conv_algorithms(g: StepGraph) -> StepGraph:
-    """Each Conv's load-time algorithm (``dispatch.conv_at_load``), recorded on its step;
+    """Each Conv's load-time algorithm (``kernel_table.conv_at_load``), recorded on its step;
     a Winograd-worthy one gets its ``WinogradWeights``, transformed on first use."""
     steps = list(g.steps)
     for i, step in enumerate(steps):
         if step.op_type != "Conv" or step.fn is not fused_conv:
             continue
-        choice, weights = dispatch.conv_at_load(g.constants.get(step.inputs[1]), step.attrs)
+        choice, weights = kernel_table.conv_at_load(g.constants.get(step.inputs[1]), step.attrs)
         attrs = dict(step.attrs)
         if weights is not None:
             attrs["winograd"] = weights

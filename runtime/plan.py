@@ -20,28 +20,10 @@ import numpy as np
 from runtime import errors
 from runtime.bind import bind
 from runtime.buffers import Slots, SlotSpecs, plan_buffers, release_after
-from runtime.compiled import NotCompilableError, Program, compile_program
+from runtime.compiled import PROGRAM_OPS, NotCompilableError, Program, compile_program
 from runtime.memory import check_size
 from runtime.ops.nn import gemm_shape, pool_setup
 from runtime.steps import Step, call_step, store
-
-# the ops a compiled program runs (``runtime/compiled.py``)
-PROGRAM_OPS = (
-    "Conv",
-    "MaxPool",
-    "AveragePool",
-    "Gemm",
-    "MatMul",
-    "Relu",
-    "LeakyRelu",
-    "Tanh",
-    "Sigmoid",
-    "BatchNormalization",
-    "Reshape",
-    "Flatten",
-    "Softmax",
-    "LogSoftmax",
-)
 
 
 @dataclass

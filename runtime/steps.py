@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime import dispatch, errors
+from runtime import errors, kernel_table
 from runtime.graph import Graph, Node
 from runtime.ops import resolve, supported_ops
 from runtime.validate import Known, check_node
@@ -35,7 +35,7 @@ class Step:
     outputs: tuple[str, ...]
     attrs: Mapping[str, Any] = field(default_factory=dict)
     since: int = 1  # the opset version whose semantics ``fn`` implements
-    choice: dispatch.Choice | None = None  # the algorithm chosen at load, and why
+    choice: kernel_table.Choice | None = None  # the algorithm chosen at load, and why
     fused: tuple[str, ...] = ()  # the ops the rewrite passes fused into this step
 
     @property

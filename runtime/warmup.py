@@ -66,6 +66,10 @@ def _steps_model() -> bytes:
         node("Conv", ["m2", "w", "b4"], ["c0"], pads=[1, 1, 1, 1]),  # im2col in the GEMM
         node("Conv", ["m2", "wf"], ["cf"], pads=[1, 1, 1, 1]),  # 2 rows: im2col, then GEMM
         node("GlobalMaxPool", ["cf"], ["gf"]),
+        node("Conv", ["m2", "wq"], ["cq"]),  # 1x1, 2 rows: packed planes, then the GEMM
+        node("GlobalMaxPool", ["cq"], ["gq"]),
+        node("MaxPool", ["r3"], ["mr"], kernel_shape=[2, 2], strides=[2, 2]),  # dense, alone
+        node("GlobalMaxPool", ["mr"], ["gm"]),
         node("ConvTranspose", ["m2", "wt", "bt"], ["ct"], strides=[2, 2]),  # GEMM + col2im
         node("ConvTranspose", ["ct", "wt2"], ["ct2"]),  # no bias
         node(
@@ -90,11 +94,13 @@ def _steps_model() -> bytes:
     weights = {"w3": (32, 32, 3, 3), "b": (32,), "w5": (32, 32, 5, 5), "w6": (32, 32, 6, 6),
                "w": (4, 32, 3, 3),
                "b4": (4,), "w2": (4, 4, 1, 1), "fc": (64, 512), "fcb": (64,),
-               "big": (64, 16384), "ln": (4,), "wf": (2, 32, 3, 3)}  # fmt: skip
+               "big": (64, 16384), "ln": (4,), "wf": (2, 32, 3, 3),
+               "wq": (2, 32, 1, 1)}  # fmt: skip
     weights.update({"wt": (32, 4, 2, 2), "bt": (4,), "wt2": (4, 4, 3, 3), "wd": (4, 1, 3, 3)})
     outputs = [("g", [1, 4, 1, 1]), ("z", [1, 16384]), ("gs", [1, 32, 1, 1]),
                ("rm", [1, 32, 1, 1]), ("gr", [1, 4, 1, 1]), ("gd", [1, 4, 1, 1]),
-               ("gf", [1, 2, 1, 1])]  # fmt: skip
+               ("gf", [1, 2, 1, 1]), ("gq", [1, 2, 1, 1]),
+               ("gm", [1, 32, 1, 1])]  # fmt: skip
     return _model(nodes, [("x", [1, 32, 8, 8])], outputs, weights)
 
 

@@ -64,7 +64,7 @@ def _runs(
 
 
 def _uses_winograd(engine: NumbaEngine) -> bool:
-    return any(a.startswith("winograd") for a in engine.describe().algorithms("Conv"))
+    return any("winograd" in a for a in engine.describe().algorithms("Conv"))
 
 
 def _compiled(engine: NumbaEngine) -> bool:
@@ -108,7 +108,7 @@ def test_conv_output_channels_equal(c, m, k, hw, group, attrs, path, batch, comp
     if not compile_plans:
         algorithms = engine.describe().algorithms("Conv")
         assert _uses_winograd(engine) == (path == "winograd")
-        assert (algorithms == ["depthwise direct"]) == (path == "depthwise"), algorithms
+        assert (len(algorithms) == 1 and "depthwise" in algorithms[0]) == (path == "depthwise")
     _assert_invariant(outs)
 
 

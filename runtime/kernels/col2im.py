@@ -1,6 +1,6 @@
 """col2im for ConvTranspose: scatter-add the columns of a GEMM into output planes.
 
-ConvTranspose is, per image and group, cols = W_g^T @ X_g (``kernels/gemm.matmul``),
+ConvTranspose is, per image and group, cols = W_g^T @ X_g (``kernel_table.matmul``),
 then every column entry lands on one output position. Shapes are normalised to
 3-D spatial (1-D and 2-D have D=1, H=1). With cols (P, KD, KH, KW, ID, IH, IW) for
 P = N*M output planes:

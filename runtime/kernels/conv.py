@@ -17,7 +17,7 @@ With M/G >= ``GEMM_FEW_ROWS`` a conv is one parallel region: ``_im2col_gemm``'s 
 (and ``gemm.gemm_pointwise``'s, for a 1x1 at stride 1) fill their own panel in L1,
 multiply it and store the tiles with the epilogue (``gemm.store_conv_tile``). With
 fewer rows, ``_im2col`` (or ``_pack_pointwise``) packs a chunk of images' columns,
-``gemm.gemm_packed`` multiplies them and ``_epilogue`` stores: y (M, nb, S) -> out
+``gemm.gemm_rows`` multiplies them and ``_epilogue`` stores: y (M, nb, S) -> out
 (nb, M, S) with, per output channel m,
 
     out = act(y + bias[m]) * scale[m] + shift[m]
@@ -31,7 +31,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from runtime.config import GEMM_FEW_ROWS, IM2COL_CHUNK_FLOATS
+from runtime.config import IM2COL_CHUNK_FLOATS
 from runtime.kernels import gemm
 from runtime.kernels.activation import activate
 from runtime.kernels.jit import kernel
@@ -273,68 +273,81 @@ def pack_weights(w: np.ndarray, group: int) -> np.ndarray:
     return gemm.pack_a(w.reshape(group, m // group, -1))
 
 
-def conv3d_im2col(
-    x: np.ndarray,
-    w: np.ndarray,
-    bias: np.ndarray,
-    out: np.ndarray,
-    *,
-    group: int,
-    strides: tuple[int, int, int],
-    pads: tuple[int, int, int],
-    dilations: tuple[int, int, int],
-    act: int = 0,
-    alpha: float = 0.01,
-    beta: float = 0.0,
-    scale: np.ndarray | None = None,
-    shift: np.ndarray | None = None,
-    packed: np.ndarray | None = None,
-) -> np.ndarray:
-    """x (N, C, D, H, W), w (M, C/G, KD, KH, KW) -> out (N, M, OD, OH, OW), all float32.
+class ConvGemm:
+    """A conv as the engine's GEMM, laid out once for one input shape: each method is
+    the call of one entry of ``runtime/kernel_table.py``, which chooses among them
+    (none re-decides). x (N, C, D, H, W) -> out (N, M, OD, OH, OW), all float32;
+    ``packed``: ``pack_weights(w, group)``; ``pads`` the begin pads (the output shape
+    fixes the end); ``epilogue``: (act, alpha, beta, scale, shift)."""
 
-    ``pads`` are the begin pads; the output shape (already in ``out``) fixes the end.
-    ``packed``: ``pack_weights(w, group)``, made once by the caller (else here).
-    Shapes are trusted: the public op checks them.
-    """
-    N, C = x.shape[:2]
-    M, cg, kd, kh, kw = w.shape
-    od_, oh_, ow_ = out.shape[2:]
-    plane = od_ * oh_ * ow_
-    k = cg * kd * kh * kw
-    wp = pack_weights(w, group) if packed is None else packed  # (G, M/G blocks, C/G*K, MR)
-    scale = np.ones(M, np.float32) if scale is None else scale
-    shift = np.zeros(M, np.float32) if shift is None else shift
-    out3 = out.reshape(N, M, plane)
-    nb_max = max(1, IM2COL_CHUNK_FLOATS // max(1, C * kd * kh * kw * plane))
-    ones, zeros = (1, 1, 1), (0, 0, 0)
-    pointwise = (kd, kh, kw) == ones and tuple(strides) == ones and tuple(pads) == zeros
-    pointwise = pointwise and x.shape[2:] == out.shape[2:] and x.flags.c_contiguous
-    ab = np.float32(alpha), np.float32(beta)
-    bounds = line_bounds(x.shape[4], kw, strides[2], pads[2], dilations[2])
-    if pointwise and M // group >= GEMM_FEW_ROWS:  # the GEMM's jobs pack their own columns
-        gemm.gemm_pointwise(wp, x.reshape(N, C, plane), out3, 0, N, bias, act, *ab, scale, shift)
-        return out
-    if M // group >= GEMM_FEW_ROWS:  # the GEMM's jobs fill their own columns
+    def __init__(
+        self,
+        x_shape: tuple[int, ...],
+        w_shape: tuple[int, ...],
+        packed: np.ndarray,
+        bias: np.ndarray,
+        group: int,
+        *,
+        strides: tuple[int, int, int],
+        pads: tuple[int, int, int],
+        dilations: tuple[int, int, int],
+        out_sp: tuple[int, int, int],
+        epilogue: tuple,
+    ) -> None:
+        n, c = x_shape[:2]
+        m, cg, kd, kh, kw = w_shape
+        self.x_shape, self.out_shape = tuple(x_shape), (n, m, *out_sp)
+        self.wp, self.bias, self.group, self.rows = packed, bias, group, m // group
+        self.k = cg * kd * kh * kw
+        self.plane = int(np.prod(out_sp))
+        self.epilogue = epilogue
+        bounds = line_bounds(x_shape[4], kw, strides[2], pads[2], dilations[2])
+        self.geometry = (kd, kh, kw, *strides, *pads, *dilations, *out_sp, *bounds)
+        # images per chunk of the row-by-row paths' columns
+        self.nb_max = max(1, IM2COL_CHUNK_FLOATS // max(1, c * kd * kh * kw * self.plane))
+
+    def pointwise_gemm(self, x: np.ndarray, out: np.ndarray) -> None:
+        """1x1 at stride 1, unpadded, M/G >= GEMM_FEW_ROWS: the GEMM's jobs pack their
+        own panels of columns from the input planes (``gemm.gemm_pointwise``)."""
+        n, c = self.x_shape[:2]
+        x = np.ascontiguousarray(x).reshape(n, c, self.plane)
+        out3 = out.reshape(n, -1, self.plane)
+        gemm.gemm_pointwise(self.wp, x, out3, 0, n, self.bias, *self.epilogue)
+
+    def im2col_gemm(self, x: np.ndarray, out: np.ndarray) -> None:
+        """M/G >= GEMM_FEW_ROWS: one parallel region whose jobs fill their own panel of
+        im2col columns in L1, multiply it and store with the epilogue."""
+        n = self.x_shape[0]
         width = gemm.nr()
         threads = numba.get_num_threads()
         tiles = scratch("gemm.tiles", (threads, max(gemm.MR * width, 4 * WIDTH)), np.float32)
-        panels = scratch("conv.panel", (threads, k * width), np.float32)
-        chunk = gemm.job_rows(group, wp.shape[1], gemm.blocks(N * plane, width))
-        geometry = (kd, kh, kw, *strides, *pads, *dilations, od_, oh_, ow_, *bounds)
+        panels = scratch("conv.panel", (threads, self.k * width), np.float32)
+        chunk = gemm.job_rows(self.group, self.wp.shape[1], gemm.blocks(n * self.plane, width))
         _im2col_gemm(
-            x, wp, out3, 0, N, M // group, chunk, panels, tiles, *geometry, bias, act, *ab,
-            scale, shift,
+            x.reshape(self.x_shape), self.wp, out.reshape(n, -1, self.plane), 0, n, self.rows,
+            chunk, panels, tiles, *self.geometry, self.bias, *self.epilogue,
         )  # fmt: skip
-        return out
-    for n0 in range(0, N, nb_max):
-        nb = min(nb_max, N - n0)
+
+    def pointwise_rows(self, x: np.ndarray, out: np.ndarray) -> None:
+        """1x1 at stride 1 with few rows: the planes packed as columns, then row by row."""
+        n, c = self.x_shape[:2]
+        x3 = np.ascontiguousarray(x).reshape(n, c, self.plane)
+        self._rows(lambda bp, n0, nb: _pack_pointwise(x3, bp, n0, nb), out)
+
+    def im2col_rows(self, x: np.ndarray, out: np.ndarray) -> None:
+        """Few rows: a chunk of images' im2col columns, then the GEMM row by row."""
+        x5 = x.reshape(self.x_shape)
+        self._rows(lambda bp, n0, nb: _im2col(x5, bp, n0, nb, *self.geometry), out)
+
+    def _rows(self, columns, out: np.ndarray) -> None:
+        n, plane, group = self.x_shape[0], self.plane, self.group
+        out3 = out.reshape(n, -1, plane)
         width = gemm.nr()
-        bp = scratch("conv.cols", (group, gemm.blocks(nb * plane, width), k, width), np.float32)
-        if pointwise:  # the columns are the input's planes
-            _pack_pointwise(x.reshape(N, C, plane), bp, n0, nb)
-        else:
-            _im2col(x, bp, n0, nb, kd, kh, kw, *strides, *pads, *dilations, od_, oh_, ow_, *bounds)
-        y = scratch("conv.gemm", (group, M // group, nb * plane), np.float32)
-        gemm.gemm_packed(wp, bp, y, M // group, nb * plane)  # (G, M/G, nb*S)
-        _epilogue(y.reshape(M, nb, plane), out3, n0, bias, act, *ab, scale, shift)
-    return out
+        for n0 in range(0, n, self.nb_max):
+            nb = min(self.nb_max, n - n0)
+            bp = scratch("conv.cols", (group, gemm.blocks(nb * plane, width), self.k, width),
+                         np.float32)  # fmt: skip
+            columns(bp, n0, nb)
+            y = scratch("conv.gemm", (group, self.rows, nb * plane), np.float32)
+            gemm.gemm_rows(self.wp, bp, y, self.rows, nb * plane)  # (G, M/G, nb*S)
+            _epilogue(y.reshape(-1, nb, plane), out3, n0, self.bias, *self.epilogue)

@@ -1,4 +1,4 @@
-"""``matmul`` and ``PackedGemm``: the engine's own float32 GEMM, on every core.
+"""``gemm_tiles``, ``gemm_rows`` and ``PackedGemm``: the engine's own float32 GEMM, on every core.
 
     C[g] = A[g] @ B[g]        A (G, M, K), B (G, K, N), C (G, M, N)
 
@@ -38,12 +38,12 @@ import numba
 import numpy as np
 from numba import prange
 
-from runtime.config import GEMM_FEW_ROWS, GEMM_JOBS_PER_THREAD
+from runtime.config import GEMM_JOBS_PER_THREAD
 from runtime.kernels.activation import activate
 from runtime.kernels.isa import has_avx512
 from runtime.kernels.jit import kernel
 from runtime.kernels.simd import WIDTH, prefetch, vfma, vload, vstore, vzero
-from runtime.memory import check_size, scratch
+from runtime.memory import scratch
 
 MR = 6  # rows of A per micro-kernel tile
 AHEAD = 32  # rows of a B panel prefetched ahead: B streams from memory at a small M
@@ -371,7 +371,11 @@ def job_rows(g: int, mb: int, nb: int) -> int:
     return blocks(mb, max(1, chunks))
 
 
-def gemm_packed(
+def _tiles_buffer(width: int) -> np.ndarray:
+    return scratch("gemm.tiles", (numba.get_num_threads(), max(MR * width, 4 * WIDTH)), np.float32)
+
+
+def gemm_tiles(
     ap: np.ndarray,
     bp: np.ndarray,
     out: np.ndarray,
@@ -380,14 +384,27 @@ def gemm_packed(
     bias: np.ndarray | None = None,
     relu: bool = False,
 ) -> np.ndarray:
-    """out (G, m, n) = packed A @ packed B (+ bias per column, ReLU), out C-contiguous."""
-    width = bp.shape[3]
-    tiles = scratch("gemm.tiles", (numba.get_num_threads(), max(MR * width, 4 * WIDTH)), np.float32)
+    """out (G, m, n) = packed A @ packed B (+ bias per column, ReLU) in MR x NR tiles
+    (``_gemm``), out C-contiguous."""
     b = np.zeros(0, np.float32) if bias is None else bias
-    if m < GEMM_FEW_ROWS:
-        _gemm_rows(ap, bp, out, m, n, tiles, b, relu)
-    else:
-        _gemm(ap, bp, out, m, n, job_rows(ap.shape[0], ap.shape[1], bp.shape[1]), tiles, b, relu)
+    chunk = job_rows(ap.shape[0], ap.shape[1], bp.shape[1])
+    _gemm(ap, bp, out, m, n, chunk, _tiles_buffer(bp.shape[3]), b, relu)
+    return out
+
+
+def gemm_rows(
+    ap: np.ndarray,
+    bp: np.ndarray,
+    out: np.ndarray,
+    m: int,
+    n: int,
+    bias: np.ndarray | None = None,
+    relu: bool = False,
+) -> np.ndarray:
+    """``gemm_tiles`` row by row (``_gemm_rows``, ``row_4``): for m < ``GEMM_FEW_ROWS``,
+    where a tile of MR rows would compute mostly padding."""
+    b = np.zeros(0, np.float32) if bias is None else bias
+    _gemm_rows(ap, bp, out, m, n, _tiles_buffer(bp.shape[3]), b, relu)
     return out
 
 
@@ -412,36 +429,21 @@ def pack_b_call(b: np.ndarray, width: int | None = None) -> np.ndarray:
     return bp
 
 
-def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """out = a @ b for float32 (M, K) @ (K, N) or (G, M, K) @ (G, K, N), any strides of
-    a and b, out C-contiguous (other types and layouts: numpy's matmul)."""
-    if not (
-        a.dtype == b.dtype == out.dtype == np.float32
-        and out.flags.c_contiguous
-        and a.ndim == b.ndim == out.ndim
-        and a.ndim in (2, 3)
-        and (a.ndim == 2 or a.shape[0] == b.shape[0] == out.shape[0])
-    ):
-        return np.matmul(a, b, out=out)
-    a3, b3 = _as3d(a), _as3d(b)
-    g, m, k = a3.shape
-    n = b3.shape[2]
-    if k == 0:
-        out[...] = 0.0
-        return out
-    check_size((g, blocks(n, nr()) * nr(), k), np.float32, "GEMM packed B")
-    ap = pack_a_call(a3)
-    bp = pack_b_call(b3)
-    gemm_packed(ap, bp, _as3d(out), m, n)
-    return out
-
-
 class PackedGemm:
     """y = x @ B (+ bias per column, ReLU) for a constant B (K, N), packed once: the
     float32 Gemm and MatMul ops' call at a given shape of x (M, K)."""
 
-    def __init__(self, b: np.ndarray, bias: np.ndarray | None = None, relu: bool = False):
+    def __init__(
+        self,
+        b: np.ndarray,
+        bias: np.ndarray | None = None,
+        relu: bool = False,
+        *,
+        few_rows: bool = False,
+    ) -> None:
+        """``few_rows``: run row by row (``gemm_rows``), chosen by the kernel table."""
         self.k, self.n = b.shape
+        self.product = gemm_rows if few_rows else gemm_tiles
         self.bp = pack_b(np.asarray(b, np.float32)[None])
         self.bias = None if bias is None else np.ascontiguousarray(bias, np.float32)
         self.relu = relu
@@ -454,7 +456,7 @@ class PackedGemm:
                 np.maximum(out, 0, out=out)
             return out
         ap = pack_a_call(x[None])
-        return gemm_packed(ap, self.bp, out[None], x.shape[0], self.n, self.bias, self.relu)
+        return self.product(ap, self.bp, out[None], x.shape[0], self.n, self.bias, self.relu)
 
 
 if numba.config.DISABLE_JIT:

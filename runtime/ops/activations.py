@@ -18,6 +18,8 @@ from runtime.memory import allocate
 from runtime.ops.broadcast import broadcast, same_type
 from runtime.ops.registry import register
 
+UNARY = ("unary.unary",)  # the float32 kernel of these activations
+
 
 def is_float(x: np.ndarray) -> bool:
     """A float tensor: NumPy's float types, or ml_dtypes' bfloat16 (onnx's numpy type)."""
@@ -51,49 +53,49 @@ def _first(out):
     return out[0] if out else None
 
 
-@register("Elu", since=6)
+@register("Elu", since=6, kernels=UNARY)
 def elu(x, *, alpha=1.0, _out=None):
     return pointwise("Elu", x, "Elu", alpha, out=_first(_out))
 
 
-@register("Selu", since=6)
+@register("Selu", since=6, kernels=UNARY)
 def selu(x, *, alpha=1.67326319217681884765625, gamma=1.05070102214813232421875, _out=None):
     return pointwise("Selu", x, "Selu", alpha, gamma=gamma, out=_first(_out))
 
 
-@register("Celu", since=12)
+@register("Celu", since=12, kernels=UNARY)
 def celu(x, *, alpha=1.0, _out=None):
     if alpha == 0.0:
         raise InvalidAttributeError("Celu: alpha 0.0: expected a nonzero alpha (x / alpha)")
     return pointwise("Celu", x, "Celu", alpha, out=_first(_out))
 
 
-@register("HardSigmoid", since=6)
+@register("HardSigmoid", since=6, kernels=UNARY)
 def hard_sigmoid(x, *, alpha=0.2, beta=0.5, _out=None):
     return pointwise("HardSigmoid", x, "HardSigmoid", alpha, beta, out=_first(_out))
 
 
-@register("HardSwish", since=14)
+@register("HardSwish", since=14, kernels=UNARY)
 def hard_swish(x, *, _out=None):
     return pointwise("HardSwish", x, "HardSwish", out=_first(_out))
 
 
-@register("Softplus", since=1)
+@register("Softplus", since=1, kernels=UNARY)
 def softplus(x, *, _out=None):
     return pointwise("Softplus", x, "Softplus", out=_first(_out))
 
 
-@register("Softsign", since=1)
+@register("Softsign", since=1, kernels=UNARY)
 def softsign(x, *, _out=None):
     return pointwise("Softsign", x, "Softsign", out=_first(_out))
 
 
-@register("Mish", since=18)
+@register("Mish", since=18, kernels=UNARY)
 def mish(x, *, _out=None):
     return pointwise("Mish", x, "Mish", out=_first(_out))
 
 
-@register("Gelu", since=20)
+@register("Gelu", since=20, kernels=UNARY)
 def gelu(x, *, approximate="none", _out=None):
     modes = {"none": "Gelu", "tanh": "GeluTanh"}
     if approximate not in modes:
@@ -103,12 +105,12 @@ def gelu(x, *, approximate="none", _out=None):
     return pointwise("Gelu", x, modes[approximate], out=_first(_out))
 
 
-@register("ThresholdedRelu", since=10)
+@register("ThresholdedRelu", since=10, kernels=UNARY)
 def thresholded_relu(x, *, alpha=1.0, _out=None):
     return pointwise("ThresholdedRelu", x, "ThresholdedRelu", alpha, out=_first(_out))
 
 
-@register("Shrink", since=9)
+@register("Shrink", since=9, kernels=UNARY)
 def shrink(x, *, bias=0.0, lambd=0.5, _out=None):
     if is_float(x):
         return pointwise("Shrink", x, "Shrink", lambd, bias, out=_first(_out))

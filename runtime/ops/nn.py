@@ -12,18 +12,21 @@ from collections.abc import Callable, Mapping
 import numba
 import numpy as np
 
-from runtime.dispatch import Choice, conv_at_shape, gemm_at_shape
+from runtime import kernel_table
 from runtime.errors import InvalidAttributeError, ShapeError
-from runtime.kernels import conv as conv_kernels
-from runtime.kernels import depthwise as depthwise_kernels
+from runtime.kernel_table import Choice
 from runtime.kernels import gemm as gemm_kernels
 from runtime.kernels import pool as pool_kernels
-from runtime.kernels import winograd as winograd_kernels
 from runtime.kernels.activation import ACTIVATIONS, softmax_rows
 from runtime.memory import allocate, check_size, scratch
 from runtime.ops.registry import register
 
 AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
+# the @njit kernels of the ops that run them outside the kernel table (``register``)
+MAX_POOL = ("pool.pool_dense_planes", "pool.max_pool_padded_planes", "pool._max_pool3d")
+GLOBAL_POOL = ("pool._global_pool",)
+GEMM = ("gemm._pack_a", "gemm._pack_b", "gemm._gemm", "gemm._gemm_rows")  # kernel_table.matmul
+SOFTMAX = ("activation.softmax_rows",)  # the bound float32 call (``_softmax_call``)
 
 
 def _float32(op: str, name: str, x: np.ndarray) -> np.ndarray:
@@ -164,9 +167,9 @@ def conv_call(
     sw): a 2-D max pooling with no padding). The engine keeps the call in the plan of
     that input shape.
 
-    ``winograd``: a ``dispatch.WinogradWeights`` (the engine's dispatch found the conv
+    ``winograd``: a ``kernel_table.WinogradWeights`` (the kernel table found the conv
     Winograd-worthy at load); a 2-D convolution with equal strides, dilation 1 and
-    group 1 then runs as Winograd, its tile chosen by ``dispatch.conv_at_shape``.
+    group 1 then runs as Winograd, its tile chosen per shape (``kernel_table``).
     """
     w = _float32("Conv", "W", w)
     if len(x_shape) not in (3, 4, 5) or w.ndim != len(x_shape):
@@ -198,13 +201,6 @@ def conv_call(
         "Conv", x_shape[2:], kernel, auto_pad=auto_pad, pads=pads, strides=strides,
         dilations=dilations,
     )  # fmt: skip
-    winograd_ok = (
-        winograd is not None
-        and len(x_shape) == 4
-        and group == 1
-        and dil == [1, 1]
-        and st[0] == st[1]
-    )
     pooled_sp = out_sp
     if max_pool is not None:
         if len(out_sp) != 2 or len(max_pool) != 4:
@@ -219,96 +215,15 @@ def conv_call(
     # TensorTooLargeError here, not a MemoryError inside a kernel's work arrays.
     check_size(out_shape, np.float32, "Conv output")
     check_size((n, m, *out_sp), np.float32, "Conv output before its fused max pool")
-    epilogue = {"act": ACTIVATIONS[activation], "alpha": alpha, "beta": beta,
-                "scale": post_scale, "shift": post_shift}  # fmt: skip
-    if winograd_ok:
-        s = st[0]
-        default = winograd_kernels.TILE[winograd.kernel]
-        tiles = n * -(-out_sp[0] // default) * -(-out_sp[1] // default)
-        choice, tile = conv_at_shape(winograd, tiles)
-        run = winograd_kernels.WinogradConv(
-            x_shape, winograd.u(tile), tile, b, pads=tuple(begin), size=tuple(out_sp),
-            stride=s, max_pool=max_pool, **epilogue,
-        )  # fmt: skip
-        threads = numba.config.NUMBA_NUM_THREADS
-        for what, shape in (
-            ("Winograd input tiles", run.v_shape),
-            ("Winograd products", run.z_shape),
-            ("Winograd planes", (threads, run.planes)),
-            ("Winograd work", (threads, run.work)),
-        ):
-            check_size(shape, np.float32, what)
-        return ConvCall(out_shape, run, choice)
-    choice = None  # im2col: the load-time choice says why
-    if len(x_shape) == 4 and group == c and group > 1 and cg == 1:
-        choice = Choice("depthwise direct", f"group {group} = channels: a plane a job")
-        run = _depthwise(x_shape, w, b, begin, out_sp, st, dil, epilogue)
-    else:
-        w5 = _as5d(w)
-        # conv3d_im2col's columns: all of C x kernel for at least one image's output plane
-        plane = int(np.prod(out_sp, dtype=np.int64))
-        k_size = c * int(np.prod(kernel, dtype=np.int64))
-        check_size((k_size, plane), np.float32, "im2col columns")
-        check_size((m, plane), np.float32, "im2col products")
-        packed = conv_kernels.pack_weights(w5, group)  # once per plan: the call keeps it
-        geometry = {
-            "group": group,
-            "strides": _to3d(st, 1),
-            "pads": _to3d(begin, 0),
-            "dilations": _to3d(dil, 1),
-        }
-
-        def run(x: np.ndarray, out: np.ndarray) -> None:
-            conv_kernels.conv3d_im2col(
-                _as5d(x), w5, b, _as5d(out), **geometry, **epilogue, packed=packed
-            )
-
-    if max_pool is None:
-        return ConvCall(out_shape, run, choice)
-    conv_shape = (n, m, *out_sp)
-    rows = pool_kernels.pool_rows(pooled_sp, np.array(max_pool))
-
-    def run_then_pool(x: np.ndarray, out: np.ndarray) -> None:
-        conv = scratch("conv.unpooled", conv_shape, np.float32)
-        run(x, conv)
-        tmp = scratch("maxpool.rows", (numba.get_num_threads(), rows), np.float32)
-        pool_kernels.pool_dense_planes(
-            conv.reshape(n * m, *out_sp),
-            out.reshape(n * m, *pooled_sp),
-            tmp,
-            *max_pool,
-            1,
-            1,
-            True,
-        )
-
-    return ConvCall(out_shape, run_then_pool, choice)
-
-
-def _depthwise(x_shape, w, b, begin, out_sp, st, dil, epilogue) -> Callable:
-    """The call of a depthwise 2-D conv (``kernels/depthwise``) for inputs ``x_shape``."""
-    m = w.shape[0]
-    scale = epilogue["scale"]
-    shift = epilogue["shift"]
-    scale = np.ones(m, np.float32) if scale is None else np.ascontiguousarray(scale, np.float32)
-    shift = np.zeros(m, np.float32) if shift is None else np.ascontiguousarray(shift, np.float32)
-    hp, wq, rb = depthwise_kernels.geometry(
-        *x_shape[2:], tuple(begin), tuple(out_sp), w.shape[2:], tuple(st), tuple(dil)
-    )
-    threads = numba.config.NUMBA_NUM_THREADS
-    check_size((threads, st[1] * hp * wq), np.float32, "depthwise conv planes")
-    geometry = (begin[0], begin[1], st[0], st[1], dil[0], dil[1], hp, wq)
-
-    def run(x: np.ndarray, out: np.ndarray) -> None:
-        t = numba.get_num_threads()
-        planes = scratch("depthwise.planes", (t, st[1] * hp * wq), np.float32)
-        rows = scratch("depthwise.rows", (t, rb), np.float32)
-        depthwise_kernels.depthwise2d(
-            x, w, b, out, *geometry, epilogue["act"], np.float32(epilogue["alpha"]),
-            np.float32(epilogue["beta"]), scale, shift, planes, rows,
-        )  # fmt: skip
-
-    return run
+    spec = kernel_table.ConvSpec(
+        w, group, tuple(st), tuple(dil), tuple(begin), winograd=winograd,
+        x_shape=tuple(x_shape), out_sp=tuple(out_sp), bias=b,
+        epilogue={"act": ACTIVATIONS[activation], "alpha": alpha, "beta": beta,
+                  "scale": post_scale, "shift": post_shift},
+        max_pool=None if max_pool is None else tuple(max_pool),
+    )  # fmt: skip
+    choice, run = kernel_table.choose_conv(spec)
+    return ConvCall(out_shape, run, choice)
 
 
 @register("Conv", since=1)
@@ -342,7 +257,7 @@ def _dense_2d(in_sp, out_sp, kernel, begin, strides, dilations) -> bool:
     return all((o - 1) * s + (k - 1) * d < i for i, o, k, s, d in windows)
 
 
-@register("MaxPool", since=1)
+@register("MaxPool", since=1, kernels=MAX_POOL)
 def max_pool(x, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None,
              pads=None, storage_order=0, strides=None, _out=None, _num_outputs=2):  # fmt: skip
     if storage_order not in (0, 1):
@@ -396,7 +311,7 @@ def max_pool(x, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=
     return y, idx
 
 
-@register("AveragePool", since=1)
+@register("AveragePool", since=1, kernels=("pool._avg_pool3d",))
 def average_pool(x, *, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, dilations=None,
                  kernel_shape=None, pads=None, strides=None, _out=None):  # fmt: skip
     x, out_sp, begin, end, st, dil = pool_setup(
@@ -426,12 +341,12 @@ def _global_pool(op: str, x: np.ndarray, use_max: bool) -> np.ndarray:
     return out.reshape(n, c, *([1] * (x.ndim - 2)))
 
 
-@register("GlobalAveragePool", since=1)
+@register("GlobalAveragePool", since=1, kernels=GLOBAL_POOL)
 def global_average_pool(x):
     return _global_pool("GlobalAveragePool", x, False)
 
 
-@register("GlobalMaxPool", since=1)
+@register("GlobalMaxPool", since=1, kernels=GLOBAL_POOL)
 def global_max_pool(x):
     return _global_pool("GlobalMaxPool", x, True)
 
@@ -531,8 +446,14 @@ class GemmCall:
             bias = None
             if self.fused and c is not None and beta != 0.0:
                 bias = np.broadcast_to(c.reshape(-1) * c.dtype.type(beta), (n,))
-            self.packed = gemm_kernels.PackedGemm(b, bias, relu and self.fused)
-        self.choice = gemm_at_shape(dtype, b.dtype, self.fused)
+            fused = relu and self.fused
+            store = "bias and ReLU in the store" if fused else "bias in the store"
+            if not self.fused:
+                store = "alpha and C applied after"
+            entry, self.choice = kernel_table.choose_gemm(shape[0], store)
+            self.packed = gemm_kernels.PackedGemm(b, bias, fused, few_rows=entry.few_rows)
+        else:
+            self.choice = kernel_table.numpy_gemm(dtype, b.dtype)
 
     def __call__(self, a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         a = a.T if self.trans_a else a
@@ -589,7 +510,7 @@ def gemm_call(a_shape, a_dtype, b, c=None, *, alpha=1.0, beta=1.0, transA=0, tra
     return GemmCall(shape, dtype, b, c, alpha, beta, transA, relu)
 
 
-@register("MatMul", since=1)
+@register("MatMul", since=1, kernels=GEMM)
 def matmul(a, b):
     if a.ndim == 0 or b.ndim == 0:
         raise ShapeError(f"MatMul: scalars are not allowed, received {a.shape} and {b.shape}")
@@ -612,13 +533,13 @@ def matmul(a, b):
         if a.dtype == b.dtype == np.float32 and a.ndim >= 2 and b.ndim == 2:
             rows = a.reshape(-1, a.shape[-1])  # x @ W: one product over every row
             out = allocate((rows.shape[0], b.shape[1]), np.float32, "MatMul output")
-            return gemm_kernels.matmul(rows, b, out).reshape(*a.shape[:-1], b.shape[1])
+            return kernel_table.matmul(rows, b, out).reshape(*a.shape[:-1], b.shape[1])
         if a.dtype == b.dtype == np.float32 and a.ndim >= 2 and b.ndim >= 2:
             batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
             a3 = np.broadcast_to(a, (*batch, *a.shape[-2:])).reshape(-1, *a.shape[-2:])
             b3 = np.broadcast_to(b, (*batch, *b.shape[-2:])).reshape(-1, *b.shape[-2:])
             out = allocate((a3.shape[0], a.shape[-2], b.shape[-1]), np.float32, "MatMul output")
-            return gemm_kernels.matmul(a3, b3, out).reshape(*batch, *out.shape[1:])
+            return kernel_table.matmul(a3, b3, out).reshape(*batch, *out.shape[1:])
         return np.matmul(a, b)
     except ValueError as exc:
         raise ShapeError(f"MatMul: A {a.shape} and B {b.shape}: {exc}") from None
@@ -665,22 +586,22 @@ def _softmax_call(op: str, x: np.ndarray, attrs: Mapping, log: bool, whole_rows:
     return call
 
 
-@register("Softmax", since=1)
+@register("Softmax", since=1, kernels=SOFTMAX)
 def softmax_1(x, *, axis=1):
     return _softmax_2d("Softmax", x, axis, False)
 
 
-@register("Softmax", since=13)
+@register("Softmax", since=13, kernels=SOFTMAX)
 def softmax_13(x, *, axis=-1, _out=None):
     return _softmax(x, _softmax_axis("Softmax", x, axis), False, _out and _out[0])
 
 
-@register("LogSoftmax", since=1)
+@register("LogSoftmax", since=1, kernels=SOFTMAX)
 def log_softmax_1(x, *, axis=1):
     return _softmax_2d("LogSoftmax", x, axis, True)
 
 
-@register("LogSoftmax", since=13)
+@register("LogSoftmax", since=13, kernels=SOFTMAX)
 def log_softmax_13(x, *, axis=-1):
     return _softmax(x, _softmax_axis("LogSoftmax", x, axis), True)
 

@@ -18,6 +18,8 @@ from runtime.kernels.normalize import normalize_rows
 from runtime.memory import allocate
 from runtime.ops.registry import register
 
+NORMALIZE = ("normalize.normalize_rows",)  # the float32 kernel
+
 _STASH = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.DOUBLE: np.float64}
 
 
@@ -100,7 +102,7 @@ def _planned(out, x: np.ndarray, rows: int) -> np.ndarray | None:
     return out.reshape(rows, -1)
 
 
-@register("LayerNormalization", since=17)
+@register("LayerNormalization", since=17, kernels=NORMALIZE)
 def layer_normalization(x, scale, b=None, *, axis=-1, epsilon=1e-5, stash_type=1, _out=None):
     op = "LayerNormalization"
     _float(op, "X", x)
@@ -118,7 +120,7 @@ def layer_normalization(x, scale, b=None, *, axis=-1, epsilon=1e-5, stash_type=1
     return y.reshape(x.shape), mean.astype(u).reshape(stats), inv.astype(u).reshape(stats)
 
 
-@register("RMSNormalization", since=23)
+@register("RMSNormalization", since=23, kernels=NORMALIZE)
 def rms_normalization(x, scale, *, axis=-1, epsilon=1e-5, stash_type=1, _out=None):
     op = "RMSNormalization"
     _float(op, "X", x)
@@ -149,7 +151,7 @@ def _per_channel(op: str, name: str, t: np.ndarray, c: int) -> np.ndarray:
     return t
 
 
-@register("InstanceNormalization", since=6)
+@register("InstanceNormalization", since=6, kernels=NORMALIZE)
 def instance_normalization(x, scale, b, *, epsilon=1e-5, _out=None):
     op = "InstanceNormalization"
     n, c, spatial = _channels(op, x)
@@ -198,12 +200,12 @@ def _group_norm(x, scale, bias, epsilon, num_groups, per_channel, out):
     return y.reshape(x.shape)
 
 
-@register("GroupNormalization", since=18)
+@register("GroupNormalization", since=18, kernels=NORMALIZE)
 def group_normalization_18(x, scale, bias, *, epsilon=1e-5, num_groups, _out=None):
     return _group_norm(x, scale, bias, epsilon, num_groups, False, _out)
 
 
-@register("GroupNormalization", since=21)
+@register("GroupNormalization", since=21, kernels=NORMALIZE)
 def group_normalization_21(x, scale, bias, *, epsilon=1e-5, num_groups, stash_type=1, _out=None):
     _stash("GroupNormalization", stash_type)
     return _group_norm(x, scale, bias, epsilon, num_groups, True, _out)

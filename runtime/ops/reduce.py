@@ -140,7 +140,7 @@ def _register_reduce(kind: str, input_since: int) -> None:
 
     for fn, since in ((with_attribute, 1), (with_input, input_since)):
         fn.__name__ = f"reduce_{kind.lower()}_{since}"
-        register(f"Reduce{kind}", since=since)(fn)
+        register(f"Reduce{kind}", since=since, kernels=("reduce.reduce_middle",))(fn)
 
 
 _register_reduce("Sum", 13)

@@ -70,6 +70,9 @@ class OpVersion:
     since: int
     fn: OpFunction
     contract: Contract = field(compare=False, default=None)  # type: ignore[assignment]
+    # the @njit kernels the op's calls may run ("module.function" in runtime/kernels),
+    # for describe(); a Conv's or Gemm's come from the kernel table instead
+    kernels: tuple[str, ...] = field(compare=False, default=())
 
     def __post_init__(self) -> None:
         if self.contract is None:
@@ -79,12 +82,16 @@ class OpVersion:
 OPS: dict[str, list[OpVersion]] = {}
 
 
-def register(op_type: str, since: int = 1) -> Callable[[OpFunction], OpFunction]:
+def register(
+    op_type: str, since: int = 1, *, kernels: tuple[str, ...] = ()
+) -> Callable[[OpFunction], OpFunction]:
     """Add ``fn`` as ``op_type``'s implementation from opset ``since`` on; its
-    signature is checked against the op contract now, not when a model first uses it."""
+    signature is checked against the op contract now, not when a model first uses it.
+    ``kernels``: the @njit kernels it runs ("module.function" in ``runtime/kernels``;
+    ``tests/test_kernel_table.py`` holds runs against them)."""
 
     def add(fn: OpFunction) -> OpFunction:
-        version = OpVersion(op_type, since, fn)  # checks the contract first
+        version = OpVersion(op_type, since, fn, kernels=kernels)  # checks the contract
         versions = OPS.setdefault(op_type, [])
         if any(v.since == since for v in versions):
             raise RuntimeError(f"{op_type} since opset {since} registered twice")

@@ -5,7 +5,7 @@ weights for every output position, from the coordinate transformation, the mode
 and its options); float32 tensors that resize only their last two axes then run the
 parallel kernel ``kernels/resize.resize_planes``, everything else applies the taps
 axis by axis in NumPy (float64, cast back). ConvTranspose is a GEMM per image and
-group (``kernels/gemm.matmul``) and a parallel col2im (``kernels/col2im``) for
+group (``kernel_table.matmul``) and a parallel col2im (``kernels/col2im``) for
 float32; other float types run the same arithmetic in NumPy. DepthToSpace and
 SpaceToDepth are reshapes and transposes (NumPy).
 """
@@ -15,12 +15,15 @@ from __future__ import annotations
 import numpy as np
 
 from runtime.errors import InvalidAttributeError, ShapeError
+from runtime.kernel_table import matmul
 from runtime.kernels.col2im import col2im_planes
-from runtime.kernels.gemm import matmul
 from runtime.kernels.resize import resize_planes
 from runtime.memory import check_size
 from runtime.ops.nn import AUTO_PADS, _to3d
 from runtime.ops.registry import register
+
+RESIZE = ("resize.resize_planes",)  # the float32 separable kernel
+GEMM = ("gemm._pack_a", "gemm._pack_b", "gemm._gemm", "gemm._gemm_rows")  # kernel_table.matmul
 
 # ----------------------------------------------------------------------------- Resize
 
@@ -300,7 +303,7 @@ def _resize_planes(x, taps, out_shape):
     return out.reshape(out_shape)
 
 
-@register("Resize", since=10)
+@register("Resize", since=10, kernels=RESIZE)
 def resize_10(x, scales, *, mode="nearest"):
     coord = "asymmetric"
     return resize(
@@ -348,8 +351,8 @@ def _resize_11(
     )
 
 
-register("Resize", since=11)(_resize_11)
-register("Resize", since=13)(_resize_11)  # roi and scales became optional
+register("Resize", since=11, kernels=RESIZE)(_resize_11)
+register("Resize", since=13, kernels=RESIZE)(_resize_11)  # roi and scales became optional
 
 
 def _resize_18(coords):
@@ -393,8 +396,8 @@ def _resize_18(coords):
     return resize_18
 
 
-register("Resize", since=18)(_resize_18(COORDS_18))
-register("Resize", since=19)(_resize_18(COORDS_19))  # half_pixel_symmetric
+register("Resize", since=18, kernels=RESIZE)(_resize_18(COORDS_18))
+register("Resize", since=19, kernels=RESIZE)(_resize_18(COORDS_19))  # half_pixel_symmetric
 
 
 def _upsample(x, scales, mode):
@@ -418,12 +421,12 @@ def _upsample(x, scales, mode):
     )
 
 
-@register("Upsample", since=7)
+@register("Upsample", since=7, kernels=RESIZE)
 def upsample_7(x, *, mode="nearest", scales):
     return _upsample(x, scales, mode)
 
 
-@register("Upsample", since=9)
+@register("Upsample", since=9, kernels=RESIZE)
 def upsample_9(x, scales, *, mode="nearest"):
     return _upsample(x, scales, mode)
 
@@ -491,7 +494,7 @@ def conv_transpose_geometry(
     return out, p[:nd], st, dil
 
 
-@register("ConvTranspose", since=1)
+@register("ConvTranspose", since=1, kernels=(*GEMM, "col2im.col2im_planes"))
 def conv_transpose(
     x,
     w,

@@ -1,0 +1,540 @@
+"""The kernel table: every Conv and Gemm kernel, and the one place that chooses.
+
+Each ``Kernel`` entry has a name in XNNPACK's manner (op, layout, algorithm, tile,
+ISA: ``conv_nchw_pointwise_gemm_6x32_avx512``), the condition under which it applies
+(``applies``: None when it does, else why not), what it prepares once per plan and
+the call it makes (``prepare``: packed or transformed weights, work-array sizes
+checked against the size limit, then a ``run(x, out)``), the reason it is chosen
+(``why``), and the ``@njit`` kernels that call runs (``runs``: what ``cnn warmup``
+must compile, and what the describe-matches-what-ran test watches).
+
+The engine asks twice, and only here:
+
+* at load (``conv_at_load``): shapes are not known yet, so the table is read with
+  the weights and attributes alone; a Winograd-worthy conv gets its
+  ``WinogradWeights`` (transformed per tile on first use), recorded on its step;
+* per input shape (``choose_conv``, ``choose_gemm``), when a plan lays its steps out:
+  the first entry that applies is the kernel, and its ``Choice`` (the entry's name,
+  the reason, and the better entries' reasons for not applying) is what
+  ``describe()`` prints. Kernels compute; none re-decides. Sub-paths (few rows, the
+  Winograd tile, 1x1 columns read in place) are entries or parameters chosen here.
+
+A new kernel is one entry here (in its place in the order), its twin in
+``tests/naive.py`` and its case in the op tests (``docs/adding-an-op.md``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numba
+import numpy as np
+
+from runtime.config import GEMM_FEW_ROWS, WINOGRAD_MIN_CHANNELS, WINOGRAD_SMALL_TILES
+from runtime.kernels import conv as conv_kernels
+from runtime.kernels import depthwise as depthwise_kernels
+from runtime.kernels import gemm as gemm_kernels
+from runtime.kernels import pool as pool_kernels
+from runtime.kernels import winograd as winograd_kernels
+from runtime.kernels.isa import has_avx512
+from runtime.kernels.simd import WIDTH
+from runtime.memory import check_size, scratch
+
+Run = Callable[[np.ndarray, np.ndarray], Any]  # run(x, out): writes out
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The kernel chosen for a step, and why (or why a faster one was not)."""
+
+    algorithm: str  # the kernel's name (``Kernel.name``), or "numpy ..." where none runs
+    reason: str
+    runs: tuple[str, ...] = ()  # the @njit kernels its call runs ("module.function")
+
+
+def isa() -> str:
+    """The instruction set the kernels are built for, as their names say it."""
+    return "avx512" if has_avx512() else "avx2"
+
+
+def gemm_tile() -> str:
+    """The GEMM micro-kernel's tile, MR x NR (6x32 with AVX-512, 6x16 with AVX2)."""
+    return f"{gemm_kernels.MR}x{gemm_kernels.nr()}"
+
+
+ROWS_TILE = f"1x{4 * WIDTH}"  # ``gemm.row_4``: one row of A by four vectors of columns
+
+
+# --------------------------------------------------------------------------- Conv
+
+
+def winograd_weights(w: np.ndarray, stride: int = 1, tile: int | None = None) -> WinogradWeights:
+    """``WinogradWeights`` for a conv's weights at ``stride``."""
+    return WinogradWeights(w, stride, -(-w.shape[2] // stride), tile)
+
+
+@dataclass(eq=False)
+class WinogradWeights:
+    """A conv's weights for Winograd, transformed (and packed) per tile on first use:
+    ``u(tile)`` -> ``winograd.transform_weights`` of the (space-to-depth) weights."""
+
+    w: np.ndarray  # (M, C, k, k), float32
+    stride: int
+    kernel: int  # the kernel after space-to-depth: ceil(k / stride)
+    tile: int | None = None  # a fixed tile (tests, tuning); None: the table picks per shape
+    _cache: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def u(self, tile: int) -> np.ndarray:
+        if tile not in self._cache:
+            ws = winograd_kernels.space_to_depth_weights(self.w, self.stride)
+            ws = ws if self.stride > 1 else self.w
+            self._cache[tile] = winograd_kernels.transform_weights(ws, tile)
+        return self._cache[tile]
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """A Conv as the table reads it: checked by ``ops.nn.conv_call`` (or, at load, its
+    weights and attributes only: ``x_shape`` None)."""
+
+    w: np.ndarray  # (M, C/G, *kernel) float32, C-contiguous, writable
+    group: int
+    strides: tuple[int, ...]
+    dilations: tuple[int, ...]
+    pads: tuple[int, ...]  # begin pads (NOTSET/VALID pads at load: begin then end)
+    winograd: WinogradWeights | None = None  # found Winograd-worthy at load
+    x_shape: tuple[int, ...] | None = None
+    out_sp: tuple[int, ...] = ()  # the convolution's output size (before a fused pool)
+    bias: np.ndarray | None = None
+    epilogue: Mapping[str, Any] = field(default_factory=dict)  # act, alpha, beta, scale, shift
+    max_pool: tuple[int, int, int, int] | None = None  # fused (kh, kw, sh, sw), no padding
+
+    @property
+    def kernel(self) -> tuple[int, ...]:
+        return tuple(self.w.shape[2:])
+
+    @property
+    def rows(self) -> int:
+        """Output channels per group: the GEMM's rows."""
+        return self.w.shape[0] // self.group
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One entry of the table."""
+
+    name: Callable[[ConvSpec], str]  # from the spec: a tile chosen per shape is in it
+    family: str  # the algorithm, for tests and totals: winograd, depthwise, pointwise, ...
+    applies: Callable[[ConvSpec], str | None]  # None: applies; else why not
+    why: Callable[[ConvSpec], str]
+    prepare: Callable[[ConvSpec], Run]  # once per plan: the call
+    runs: tuple[str, ...]  # the @njit kernels the call runs
+
+
+def _is_2d_float(s: ConvSpec) -> str | None:
+    return None if s.w.ndim == 4 else f"a {s.w.ndim - 2}-D convolution"
+
+
+def _winograd_applies(s: ConvSpec) -> str | None:
+    if s.winograd is None:
+        return "not Winograd-worthy at load"
+    if s.w.ndim != 4 or s.group != 1 or any(d != 1 for d in s.dilations):
+        return "not a 2-D, group 1, undilated convolution"
+    if len(set(s.strides)) != 1:
+        return "strides not square"
+    return None
+
+
+def winograd_tile(s: ConvSpec) -> tuple[int, str]:
+    """(tile m of F(m x m, k x k), why) for a Winograd conv at its input shape."""
+    weights = s.winograd
+    assert weights is not None
+    kk = weights.kernel
+    if weights.tile is not None:
+        return weights.tile, "tile fixed by the caller"
+    tile = winograd_kernels.TILE[kk]
+    if s.x_shape is None:
+        return tile, f"{kk}x{kk} tiles chosen per input shape"
+    tiles = s.x_shape[0] * -(-s.out_sp[0] // tile) * -(-s.out_sp[1] // tile)
+    small = winograd_kernels.SMALL_TILE.get(kk)
+    if small and tiles < WINOGRAD_SMALL_TILES:
+        return small, f"{tiles} tiles of {tile}x{tile}, fewer than {WINOGRAD_SMALL_TILES}"
+    return tile, f"{tiles} tiles of {tile}x{tile}"
+
+
+def _winograd_name(s: ConvSpec) -> str:
+    kk = s.winograd.kernel  # type: ignore[union-attr]
+    m = winograd_tile(s)[0] if s.x_shape is not None or s.winograd.tile else None  # type: ignore[union-attr]
+    tile = f"f{m}x{m}" if m else "f?x?"
+    return f"conv2d_nchw_winograd_{tile}_{kk}x{kk}_{isa()}"
+
+
+def _winograd_why(s: ConvSpec) -> str:
+    w = s.winograd
+    assert w is not None
+    how = f"{w.kernel}x{w.kernel}" + (
+        f" over the space-to-depth input (stride {w.stride})" if w.stride > 1 else ""
+    )
+    return f"{how}; {winograd_tile(s)[1]}"
+
+
+def _winograd_prepare(s: ConvSpec) -> Run:
+    assert s.x_shape is not None and s.winograd is not None and s.bias is not None
+    tile = winograd_tile(s)[0]
+    run = winograd_kernels.WinogradConv(
+        s.x_shape, s.winograd.u(tile), tile, s.bias, pads=s.pads[:2], size=s.out_sp[:2],
+        stride=s.winograd.stride, max_pool=s.max_pool, **s.epilogue,
+    )  # fmt: skip
+    threads = numba.config.NUMBA_NUM_THREADS
+    for what, shape in (
+        ("Winograd input tiles", run.v_shape),
+        ("Winograd products", run.z_shape),
+        ("Winograd planes", (threads, run.planes)),
+        ("Winograd work", (threads, run.work)),
+    ):
+        check_size(shape, np.float32, what)
+    return run
+
+
+def _depthwise_applies(s: ConvSpec) -> str | None:
+    if s.group == 1 or s.w.shape[1] != 1:
+        return "not depthwise (group 1, or several input channels per group)"
+    return _is_2d_float(s)
+
+
+def _epilogue_vectors(s: ConvSpec) -> tuple[np.ndarray, np.ndarray]:
+    """The epilogue's scale and shift (ones and zeros when absent), made once per plan."""
+    m = s.w.shape[0]
+    scale, shift = s.epilogue.get("scale"), s.epilogue.get("shift")
+    scale = np.ones(m, np.float32) if scale is None else scale
+    shift = np.zeros(m, np.float32) if shift is None else shift
+    return scale, shift
+
+
+def _act(s: ConvSpec) -> tuple[int, np.float32, np.float32]:
+    e = s.epilogue
+    return e.get("act", 0), np.float32(e.get("alpha", 0.01)), np.float32(e.get("beta", 0.0))
+
+
+def _depthwise_prepare(s: ConvSpec) -> Run:
+    assert s.x_shape is not None
+    st, dil, begin = s.strides, s.dilations, s.pads
+    hp, wq, rb = depthwise_kernels.geometry(*s.x_shape[2:], begin, s.out_sp, s.kernel, st, dil)
+    threads = numba.config.NUMBA_NUM_THREADS
+    check_size((threads, st[1] * hp * wq), np.float32, "depthwise conv planes")
+    geometry = (begin[0], begin[1], st[0], st[1], dil[0], dil[1], hp, wq)
+    scale, shift = _epilogue_vectors(s)
+    w, b, act = s.w, s.bias, _act(s)
+
+    def run(x: np.ndarray, out: np.ndarray) -> None:
+        t = numba.get_num_threads()
+        planes = scratch("depthwise.planes", (t, st[1] * hp * wq), np.float32)
+        rows = scratch("depthwise.rows", (t, rb), np.float32)
+        depthwise_kernels.depthwise2d(
+            x, w, b, out, *geometry, *act, scale, shift, planes, rows
+        )  # fmt: skip
+
+    return run
+
+
+def _pointwise(s: ConvSpec) -> str | None:
+    """None for a 1x1 conv at stride 1 without padding: its input planes are the
+    GEMM's columns."""
+    if any(k != 1 for k in s.kernel) or any(v != 1 for v in s.strides) or any(s.pads):
+        return "not 1x1 at stride 1 without padding"
+    if s.x_shape is not None and tuple(s.x_shape[2:]) != tuple(s.out_sp):
+        return "padded at the end"
+    return None
+
+
+def _many_rows(s: ConvSpec) -> str | None:
+    if s.rows < GEMM_FEW_ROWS:
+        return f"{s.rows} output channel(s) per group, fewer than {GEMM_FEW_ROWS}"
+    return None
+
+
+def _both(*tests: Callable[[ConvSpec], str | None]) -> Callable[[ConvSpec], str | None]:
+    def applies(s: ConvSpec) -> str | None:
+        for t in tests:
+            why = t(s)
+            if why is not None:
+                return why
+        return None
+
+    return applies
+
+
+def _few_rows(s: ConvSpec) -> str | None:
+    return None if s.rows < GEMM_FEW_ROWS else f"{s.rows} rows fill the GEMM's tiles"
+
+
+def _as5d_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(shape[:2]) + (1,) * (5 - len(shape)) + tuple(shape[2:])
+
+
+def _to3d(values: tuple[int, ...], fill: int) -> tuple[int, int, int]:
+    return tuple([fill] * (3 - len(values)) + list(values))  # type: ignore[return-value]
+
+
+def _im2col_sizes(s: ConvSpec) -> None:
+    """im2col's columns: all of C x kernel for at least one image's output plane."""
+    assert s.x_shape is not None
+    plane = int(np.prod(s.out_sp, dtype=np.int64))
+    k_size = s.x_shape[1] * int(np.prod(s.kernel, dtype=np.int64))
+    check_size((k_size, plane), np.float32, "im2col columns")
+    check_size((s.w.shape[0], plane), np.float32, "im2col products")
+
+
+def _gemm_conv_prepare(pointwise: bool, few_rows: bool) -> Callable[[ConvSpec], Run]:
+    def prepare(s: ConvSpec) -> Run:
+        assert s.x_shape is not None
+        _im2col_sizes(s)
+        w5 = s.w.reshape(_as5d_shape(s.w.shape))
+        packed = conv_kernels.pack_weights(w5, s.group)  # once per plan: the call keeps it
+        scale, shift = _epilogue_vectors(s)
+        call = conv_kernels.ConvGemm(
+            _as5d_shape(s.x_shape), w5.shape, packed, s.bias, s.group,
+            strides=_to3d(s.strides, 1), pads=_to3d(s.pads, 0), dilations=_to3d(s.dilations, 1),
+            out_sp=_to3d(tuple(s.out_sp), 1), epilogue=(*_act(s), scale, shift),
+        )  # fmt: skip
+        if pointwise:
+            return call.pointwise_rows if few_rows else call.pointwise_gemm
+        return call.im2col_rows if few_rows else call.im2col_gemm
+
+    return prepare
+
+
+CONV_KERNELS: tuple[Kernel, ...] = (
+    Kernel(
+        name=_winograd_name,
+        family="winograd",
+        applies=_winograd_applies,
+        why=_winograd_why,
+        prepare=_winograd_prepare,
+        runs=("winograd._chunk",),
+    ),
+    Kernel(
+        name=lambda s: f"conv2d_nchw_depthwise_direct_{isa()}",
+        family="depthwise",
+        applies=_depthwise_applies,
+        why=lambda s: f"group {s.group} = input channels: a plane a job",
+        prepare=_depthwise_prepare,
+        runs=("depthwise.depthwise2d",),
+    ),
+    Kernel(
+        name=lambda s: f"conv_nchw_pointwise_gemm_{gemm_tile()}_{isa()}",
+        family="pointwise",
+        applies=_both(_pointwise, _many_rows),
+        why=lambda s: "1x1 at stride 1: each job packs its panel of input planes in L1",
+        prepare=_gemm_conv_prepare(pointwise=True, few_rows=False),
+        runs=("gemm._gemm_pointwise",),
+    ),
+    Kernel(
+        name=lambda s: f"conv_nchw_pointwise_gemm_rows_{ROWS_TILE}_{isa()}",
+        family="pointwise",
+        applies=_both(_pointwise, _few_rows),
+        why=lambda s: f"1x1 at stride 1, {s.rows} output channel(s) per group: row by row",
+        prepare=_gemm_conv_prepare(pointwise=True, few_rows=True),
+        runs=("conv._pack_pointwise", "gemm._gemm_rows", "conv._epilogue"),
+    ),
+    Kernel(
+        name=lambda s: f"conv_nchw_im2col_gemm_{gemm_tile()}_{isa()}",
+        family="im2col",
+        applies=_many_rows,
+        why=lambda s: "each job fills its panel of im2col columns in L1",
+        prepare=_gemm_conv_prepare(pointwise=False, few_rows=False),
+        runs=("conv._im2col_gemm",),
+    ),
+    Kernel(
+        name=lambda s: f"conv_nchw_im2col_gemm_rows_{ROWS_TILE}_{isa()}",
+        family="im2col",
+        applies=lambda s: None,
+        why=lambda s: f"{s.rows} output channel(s) per group: im2col columns, then row by row",
+        prepare=_gemm_conv_prepare(pointwise=False, few_rows=True),
+        runs=("conv._im2col", "gemm._gemm_rows", "conv._epilogue"),
+    ),
+)
+
+POOL_AFTER = ("pool.pool_dense_planes",)  # a fused max pool that the kernel does not fuse
+
+
+def _choose(table: tuple[Kernel, ...], s: ConvSpec) -> tuple[Kernel, Choice]:
+    """The first entry that applies, and its choice."""
+    for entry in table:
+        if entry.applies(s) is None:
+            runs = entry.runs
+            if s.max_pool is not None and entry.family != "winograd":
+                runs += POOL_AFTER
+            return entry, Choice(entry.name(s), entry.why(s), runs)
+    raise AssertionError("the last conv entry applies to every conv")
+
+
+def choose_conv(s: ConvSpec) -> tuple[Choice, Run]:
+    """The conv's kernel at its input shape, and its call (prepared now: weights packed
+    or transformed, work sizes checked). A fused max pool that the kernel does not fuse
+    runs after it (``pool.pool_dense_planes``)."""
+    entry, choice = _choose(CONV_KERNELS, s)
+    run = entry.prepare(s)
+    if s.max_pool is None or entry.family == "winograd":
+        return choice, run
+    return choice, _then_max_pool(s, run)
+
+
+def _then_max_pool(s: ConvSpec, run: Run) -> Run:
+    assert s.x_shape is not None and s.max_pool is not None
+    n, m = s.x_shape[0], s.w.shape[0]
+    conv_shape = (n, m, *s.out_sp)
+    kh, kw, sh, sw = s.max_pool
+    pooled = ((s.out_sp[0] - kh) // sh + 1, (s.out_sp[1] - kw) // sw + 1)
+    rows = pool_kernels.pool_rows(pooled, np.array(s.max_pool))
+    max_pool = s.max_pool
+
+    def run_then_pool(x: np.ndarray, out: np.ndarray) -> None:
+        conv = scratch("conv.unpooled", conv_shape, np.float32)
+        run(x, conv)
+        tmp = scratch("maxpool.rows", (numba.get_num_threads(), rows), np.float32)
+        pool_kernels.pool_dense_planes(
+            conv.reshape(n * m, *s.out_sp), out.reshape(n * m, *pooled), tmp, *max_pool,
+            1, 1, True,
+        )  # fmt: skip
+
+    return run_then_pool
+
+
+IM2COL_AT_LOAD = "im2col or pointwise GEMM (per shape)"
+
+
+def conv_at_load(w: np.ndarray | None, attrs: Mapping[str, Any]) -> tuple[Choice, Any]:
+    """(choice, WinogradWeights or None) for a Conv with constant weights ``w`` (None:
+    the weights are computed at run time), from its weights and attributes alone."""
+    strides = tuple(attrs.get("strides") or [1, 1])
+    group = attrs.get("group", 1)
+    if w is None:
+        return Choice(IM2COL_AT_LOAD, "weights are not constants"), None
+    if w.dtype != np.float32 or w.ndim < 3:
+        return Choice(IM2COL_AT_LOAD, f"not a float32 conv (W {w.shape})"), None
+    pads = tuple(attrs.get("pads") or [0] * (2 * (w.ndim - 2)))
+    if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        pads = (1,)  # SAME pads depend on the input's size
+    elif attrs.get("auto_pad") == "VALID":
+        pads = (0,)
+    spec = ConvSpec(w, group, strides, tuple(attrs.get("dilations") or [1] * (w.ndim - 2)), pads)
+    found = _winograd_at_load(w, attrs, strides, group)
+    if isinstance(found, WinogradWeights):
+        spec = ConvSpec(w, group, strides, spec.dilations, pads, winograd=found)
+        return _choose(CONV_KERNELS, spec)[1], found
+    entry, choice = _choose(CONV_KERNELS, spec)
+    if entry.family == "im2col":
+        choice = Choice(choice.algorithm, f"{choice.reason}; not Winograd: {found}", choice.runs)
+    return choice, None
+
+
+def _winograd_at_load(
+    w: np.ndarray, attrs: Mapping[str, Any], strides: tuple[int, ...], group: int
+) -> WinogradWeights | str:
+    """The conv's WinogradWeights, or why it cannot run as Winograd."""
+    if w.ndim != 4:
+        return f"not a 2-D conv (W {w.shape})"
+    if w.shape[2] != w.shape[3] or len(set(strides)) != 1:
+        return "kernel or strides not square"
+    if group != 1:
+        return f"group {group}"
+    if any(d != 1 for d in attrs.get("dilations") or [1]):
+        return "dilated"
+    s = strides[0]
+    kk = -(-w.shape[2] // s)
+    if kk not in winograd_kernels.TILE:
+        return f"kernel {w.shape[2]}x{w.shape[3]} at stride {s}: no Winograd tile for {kk}x{kk}"
+    channels = min(w.shape[0], w.shape[1] * s * s)
+    if channels < WINOGRAD_MIN_CHANNELS:
+        return f"{channels} channels (Winograd from {WINOGRAD_MIN_CHANNELS})"
+    return WinogradWeights(w, s, kk)
+
+
+# --------------------------------------------------------------------------- Gemm
+
+
+@dataclass(frozen=True)
+class GemmKernel:
+    """One entry of the GEMM table: A (M, K) @ B (K, N) in float32."""
+
+    name: str
+    family: str
+    few_rows: bool  # ``gemm.row_4`` row by row, else MR x NR tiles
+    runs: tuple[str, ...]
+
+
+def gemm_entries() -> tuple[GemmKernel, ...]:
+    """The GEMM entries on this machine, in the order they are tried."""
+    return (
+        GemmKernel(
+            f"gemm_f32_rows_{ROWS_TILE}_{isa()}",
+            "gemm rows",
+            True,
+            ("gemm._pack_a", "gemm._gemm_rows"),
+        ),
+        GemmKernel(
+            f"gemm_f32_packed_{gemm_tile()}_{isa()}",
+            "gemm",
+            False,
+            ("gemm._pack_a", "gemm._gemm"),
+        ),
+    )
+
+
+def choose_gemm(rows: int, epilogue: str) -> tuple[GemmKernel, Choice]:
+    """The float32 GEMM kernel for A with ``rows`` rows (``epilogue``: what its store
+    applies, said in the reason)."""
+    rows_kernel, tiles_kernel = gemm_entries()
+    if rows < GEMM_FEW_ROWS:
+        why = f"{rows} row(s) of A, fewer than {GEMM_FEW_ROWS}: a tile would be mostly padding"
+        entry = rows_kernel
+    else:
+        why, entry = f"{rows} rows of A in tiles of {gemm_tile()}", tiles_kernel
+    return entry, Choice(entry.name, f"{why}; {epilogue}", entry.runs)
+
+
+def numpy_gemm(a_dtype: np.dtype, b_dtype: np.dtype) -> Choice:
+    return Choice("numpy dot", f"{np.dtype(a_dtype)} x {np.dtype(b_dtype)}: not float32")
+
+
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out = a @ b for float32 (M, K) @ (K, N) or (G, M, K) @ (G, K, N), any strides of
+    a and b, out C-contiguous, with the GEMM entry for M rows (other types and layouts:
+    numpy's matmul)."""
+    if not (
+        a.dtype == b.dtype == out.dtype == np.float32
+        and out.flags.c_contiguous
+        and a.ndim == b.ndim == out.ndim
+        and a.ndim in (2, 3)
+        and (a.ndim == 2 or a.shape[0] == b.shape[0] == out.shape[0])
+    ):
+        return np.matmul(a, b, out=out)
+    a3 = a if a.ndim == 3 else a[None]
+    b3 = b if b.ndim == 3 else b[None]
+    g, m, k = a3.shape
+    n = b3.shape[2]
+    if k == 0:
+        out[...] = 0.0
+        return out
+    nr = gemm_kernels.nr()
+    check_size((g, gemm_kernels.blocks(n, nr) * nr, k), np.float32, "GEMM packed B")
+    entry, _ = choose_gemm(m, "")
+    ap = gemm_kernels.pack_a_call(a3)
+    bp = gemm_kernels.pack_b_call(b3)
+    run = gemm_kernels.gemm_rows if entry.few_rows else gemm_kernels.gemm_tiles
+    run(ap, bp, out if out.ndim == 3 else out[None], m, n)
+    return out
+
+
+def every_kernel() -> tuple[str, ...]:
+    """Every @njit kernel the table's entries run ("module.function"), in table order."""
+    names: list[str] = []
+    for entry in CONV_KERNELS:
+        names += entry.runs
+    names += POOL_AFTER
+    for g in gemm_entries():
+        names += g.runs
+    return tuple(dict.fromkeys(names))

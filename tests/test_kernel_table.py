@@ -1,0 +1,211 @@
+"""The kernel table (``runtime/kernel_table.py``): ``describe()`` names the kernel that runs.
+
+Every @njit kernel that an entry of the table runs is wrapped here, in the test only,
+to record its calls. Each step of a plan then runs alone, and the kernels that ran
+must be exactly those of the entry ``describe()`` named for it: a Conv or Gemm step
+that ran another path than the one described fails, and so does a step of another
+op that ran a conv kernel. A model that covers every conv entry of the table, and the
+zoo's SqueezeNet and ShuffleNet (grouped convs), are checked this way.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from onnx_helpers import chain_model
+
+from runtime import kernel_table
+from runtime.engine import NumbaEngine
+from runtime.graph import load_graph
+from runtime.ops.registry import OPS
+from runtime.steps import call_step, store
+
+RNG = np.random.default_rng(3)
+CONV_ONLY = {
+    name
+    for entry in kernel_table.CONV_KERNELS
+    for name in entry.runs
+    if not name.startswith("gemm._gemm_rows")
+}
+
+
+def _declared() -> set[str]:
+    """Every @njit kernel the table's entries and the registered ops say they run."""
+    names = set(kernel_table.every_kernel())
+    for versions in OPS.values():
+        for version in versions:
+            names.update(version.kernels)
+    return names
+
+
+@pytest.fixture
+def calls(monkeypatch) -> list[str]:
+    """The names of the declared kernels as they are called, in order: each is
+    replaced by a recording wrapper in its module and wherever runtime imported it."""
+    seen: list[str] = []
+    modules = [m for n, m in list(sys.modules.items()) if n.startswith("runtime") and m]
+    for name in sorted(_declared()):
+        module_name, fn_name = name.split(".")
+        module = importlib.import_module(f"runtime.kernels.{module_name}")
+        real = getattr(module, fn_name)
+
+        def recorded(*args, _real=real, _name=name, **kwargs):
+            seen.append(_name)
+            return _real(*args, **kwargs)
+
+        for m in modules:
+            for attr, value in list(vars(m).items()):
+                if value is real:
+                    monkeypatch.setattr(m, attr, recorded)
+    return seen
+
+
+def _what_ran(engine: NumbaEngine, feeds: dict, seen: list[str]):
+    """(StepInfo, kernels that ran) for each step of the plan for ``feeds``, run alone."""
+    description = engine.describe(feeds)
+    assert not description.compiled
+    plan = engine.plan(feeds)
+    env = {**plan.constants, **feeds}
+    assert len(plan.steps) == len(description.steps)
+    for step, info in zip(plan.steps, description.steps, strict=True):
+        assert step.node.name == info.node
+        seen.clear()
+        store(step, call_step(step, env), env)
+        yield info, list(seen)
+
+
+def _check(engine: NumbaEngine, feeds: dict, seen: list[str]) -> set[str]:
+    """Each step ran what describe() named: a Conv or Gemm exactly its entry's kernels,
+    another op only kernels its registration declares, and some where it declares
+    any; returns the algorithms named."""
+    named = set()
+    for info, ran in _what_ran(engine, feeds, seen):
+        named.add(info.algorithm)
+        if info.op in ("Conv", "Gemm"):
+            assert info.runs, f"{info.node}: {info.algorithm} names no kernel"
+            assert set(ran) == set(info.runs), (info.node, info.algorithm, ran)
+        else:
+            assert not CONV_ONLY & set(ran), (info.node, info.op, ran)
+            assert set(ran) <= set(info.runs), (info.node, info.algorithm, ran)
+            assert bool(ran) == bool(info.runs), (info.node, info.algorithm, ran)
+    return named
+
+
+def _w(*shape: int) -> np.ndarray:
+    fan_in = int(np.prod(shape[1:]))
+    return (RNG.standard_normal(shape) / np.sqrt(fan_in)).astype(np.float32)
+
+
+def _every_entry_model() -> bytes:
+    """A chain whose convs reach each conv entry of the table, then a Gemm."""
+    node = helper.make_node
+    nodes = [
+        node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="winograd"),
+        node("Conv", ["c1", "w2"], ["c2"], pads=[1, 1, 1, 1], name="winograd_pool"),
+        node("Relu", ["c2"], ["r2"]),
+        node("MaxPool", ["r2"], ["p2"], kernel_shape=[2, 2], strides=[2, 2]),
+        node("Conv", ["p2", "w3", "b3"], ["c3"], name="pointwise"),
+        node("Conv", ["c3", "w4"], ["c4"], group=16, pads=[1, 1, 1, 1], name="depthwise"),
+        node("Conv", ["c4", "w5"], ["c5"], pads=[1, 1, 1, 1], name="im2col"),
+        node("Conv", ["c5", "w6"], ["c6"], pads=[1, 1, 1, 1], name="im2col_rows"),
+        node("Conv", ["c6", "w7"], ["c7"], name="pointwise_rows"),
+        node("Conv", ["c7", "w8"], ["c8"], pads=[1, 1, 1, 1], name="im2col_rows_pool"),
+        node("MaxPool", ["c8"], ["p8"], kernel_shape=[2, 2], strides=[2, 2]),
+        node("Flatten", ["p8"], ["f"]),
+        node("Gemm", ["f", "fc", "fcb"], ["y"], transB=1, name="fc"),
+    ]
+    weights = {
+        "w1": _w(32, 32, 3, 3), "b1": _w(32), "w2": _w(48, 32, 3, 3), "w3": _w(16, 48, 1, 1),
+        "b3": _w(16), "w4": _w(16, 1, 3, 3), "w5": _w(8, 16, 3, 3), "w6": _w(2, 8, 3, 3),
+        "w7": _w(2, 2, 1, 1), "w8": _w(2, 2, 3, 3), "fc": _w(10, 18), "fcb": _w(10),
+    }  # fmt: skip
+    vi = helper.make_tensor_value_info
+    inits = [numpy_helper.from_array(v, k) for k, v in weights.items()]
+    x = vi("x", TensorProto.FLOAT, ["n", 32, 12, 12])
+    return chain_model(nodes, [x], [vi("y", TensorProto.FLOAT, None)], inits)
+
+
+def test_every_conv_entry_runs_what_describe_names(calls):
+    engine = NumbaEngine(load_graph(_every_entry_model()), compile_plans=False)
+    named = set()
+    for n in (1, 4):  # a Gemm of one row runs row by row, of four in tiles
+        x = RNG.standard_normal((n, 32, 12, 12)).astype(np.float32)
+        named |= _check(engine, {"x": x}, calls)
+    families = {
+        entry.family: [a for a in named if f"_{entry.family}_" in a]
+        for entry in kernel_table.CONV_KERNELS
+    }
+    assert all(families.values()), families  # every conv entry ran somewhere
+    assert len([a for a in named if a.startswith("conv")]) == len(kernel_table.CONV_KERNELS)
+    gemms = {e.name for e in kernel_table.gemm_entries()}
+    assert gemms <= named, named
+
+
+def test_describe_names_a_kernel_per_shape_and_at_load():
+    engine = NumbaEngine(load_graph(_every_entry_model()), compile_plans=False)
+    at_load = {s.node: s.algorithm for s in engine.describe().steps}
+    assert "_winograd_" in at_load["winograd"]
+    assert "depthwise" in at_load["depthwise"]
+    x = np.zeros((1, 32, 12, 12), np.float32)
+    shaped = {s.node: s for s in engine.describe({"x": x}).steps}
+    isa = kernel_table.isa()
+    assert shaped["winograd"].algorithm.endswith(f"_3x3_{isa}")
+    assert "fewer than" in shaped["fc"].reason  # batch 1: the row kernel, and why
+    assert "ReLU" not in shaped["fc"].reason  # no ReLU fused into this Gemm
+
+
+def _ops_model() -> bytes:
+    """One node of each op that declares kernels outside the table, in float32."""
+    node = helper.make_node
+    const = numpy_helper.from_array
+    nodes = [
+        node("Elu", ["x"], ["e"]),
+        node("LayerNormalization", ["e", "ln"], ["n"]),
+        node("Constant", [], ["axes"], value=const(np.array([3]))),
+        node("ReduceMean", ["n", "axes"], ["r"]),
+        node("Constant", [], ["sc"], value=const(np.array([1, 1, 2, 2], np.float32))),
+        node("Resize", ["r", "", "sc"], ["z"], mode="linear"),
+        node("ConvTranspose", ["z", "wt", "bt"], ["t"], strides=[2, 2]),
+        node("MaxPool", ["t"], ["m"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        node("AveragePool", ["m"], ["a"], kernel_shape=[2, 2]),
+        node("GlobalAveragePool", ["a"], ["g"]),
+        node("Flatten", ["g"], ["f"]),
+        node("MatMul", ["f", "mm"], ["y0"]),
+        node("Softmax", ["y0"], ["y"]),
+    ]
+    weights = {"ln": _w(4), "wt": _w(4, 6, 3, 3), "bt": _w(6), "mm": _w(6, 5)}
+    vi = helper.make_tensor_value_info
+    inits = [numpy_helper.from_array(v, k) for k, v in weights.items()]
+    x = vi("x", TensorProto.FLOAT, ["n", 4, 6, 4])
+    return chain_model(nodes, [x], [vi("y", TensorProto.FLOAT, None)], inits)
+
+
+def test_ops_outside_the_table_run_the_kernels_they_declare(calls):
+    engine = NumbaEngine(load_graph(_ops_model()), compile_plans=False)
+    x = RNG.standard_normal((2, 4, 6, 4)).astype(np.float32)
+    _check(engine, {"x": x}, calls)
+    steps = engine.describe({"x": x}).steps
+    numpy = [s.op for s in steps if s.algorithm == "numpy"]
+    assert numpy == ["Flatten"], numpy  # every other op of this model runs a numba kernel
+
+
+def test_every_kernel_lists_real_kernels():
+    for name in sorted(_declared()):
+        module, fn = name.split(".")
+        assert callable(getattr(importlib.import_module(f"runtime.kernels.{module}"), fn))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["squeezenet", "shufflenet"])
+def test_zoo_steps_run_what_describe_names(name, calls, tmp_path):
+    from cnn.zoo import light_model
+
+    graph = load_graph(str(light_model(name, folder=tmp_path)))
+    engine = NumbaEngine(graph, compile_plans=False)
+    feed = graph.inputs[0].name
+    x = RNG.standard_normal((1, 3, 224, 224)).astype(np.float32)
+    assert _check(engine, {feed: x}, calls)
