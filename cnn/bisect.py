@@ -124,8 +124,8 @@ def bisect_backends(
         raise BackendUnavailableError(
             f"bisect compares two of {list(TRACEABLE)}, received {list(backends)}"
         )
+    graph = load_graph(model)  # a missing file: ModelNotFoundError
     source = model if isinstance(model, bytes) else open(model, "rb").read()  # noqa: SIM115
-    graph = load_graph(model)
     shown = ""
     if feeds is None:
         feeds, resolved = example_feeds(graph, batch, seed, dims=dims, shape=shape)

@@ -112,12 +112,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from runtime import InferenceSession
 
     fmt = P.output_format(args.out, args.json, args.csv)
-    sess = InferenceSession(args.model, backend=args.backend)
+    sess = InferenceSession(args.model, backend=args.backend, threads=args.threads)
     meta = sess.get_modelmeta().custom_metadata_map
     inputs = sess.get_inputs()
     if len(inputs) != 1:
         names = ", ".join(i.name for i in inputs)
         raise CommandError(f"{args.model}: cnn predict feeds one image input; it has {names}")
+    P.check_classifier(sess.get_outputs()[0].shape)
     (inp,) = inputs
     recipe, note = resolve_recipe(meta, inp.shape, _recipe_flags(args))
     if note:
@@ -372,7 +373,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 )
         for name, path in models:
             if not Path(path).is_file():
-                raise CommandError(f"cnn bench: no model file at {path}")
+                raise CommandError(f"model file {path} not found")
             model_dims, sample = _bench_shapes(name, path, dims, args.shape, len(models) > 1)
             rows += bench.bench_model(
                 path,
@@ -402,7 +403,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             continue
         if not Path(path).is_file():
             print(
-                f"cnn bench: {name} skipped: no file at {path} "
+                f"cnn bench: {name} skipped: model file {path} not found "
                 f"(make it with: cnn train {name} --max-steps 1 --subset 64)"
             )
             continue
@@ -583,7 +584,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train LeNet-5 and AlexNet, export them to ONNX, run them without torch.",
         formatter_class=_Formatter,
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show tracebacks on errors (before or after the command)",
+    )
+    parser.add_argument(
+        "--version", action=_VersionAction, help="the version, and those of its runtimes"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = add_train_parser(sub, _Formatter)
@@ -706,6 +714,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: %(default)s",
     )
     p.add_argument("--top-k", type=positive_int, default=3, help="default: %(default)s")
+    p.add_argument(
+        "--threads", type=positive_int, default=None, help="the backend's threads (default: all)"
+    )
     p.add_argument(
         "--batch-size",
         type=positive_int,
@@ -917,7 +928,52 @@ def build_parser() -> argparse.ArgumentParser:
         "--all", action="store_true", help="list the constant-producing nodes too (default: hidden)"
     )
     p.set_defaults(func=_cmd_bisect)
+    for command in sub.choices.values():  # --debug after the command too
+        command.add_argument(
+            "--debug",
+            action="store_true",
+            default=argparse.SUPPRESS,  # absent: the value before the command stands
+            help="show tracebacks on errors",
+        )
     return parser
+
+
+def version() -> str:
+    """``cnn X.Y.Z`` and the versions of the libraries it runs on, one line."""
+    from importlib import metadata
+
+    def of(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    own = of("cnn-pipeline")
+    if own is None:  # run from a checkout, not installed: the pyproject says
+        import re
+        from pathlib import Path
+
+        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        text = pyproject.read_text() if pyproject.is_file() else ""
+        found = re.search(r'^version\s*=\s*"([^"]+)"', text, re.MULTILINE)
+        own = f"{found.group(1)} (source checkout)" if found else "unknown"
+    libs = ", ".join(
+        f"{name} {v}"
+        for name in ("numpy", "numba", "onnx", "onnxruntime")
+        if (v := of(name)) is not None
+    )
+    return f"cnn {own}; {libs}; Python {sys.version.split()[0]}"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the line of :func:`version`, computed only when asked."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, **kw):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(version())
+        parser.exit()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -263,6 +263,8 @@ def load_image(path: str | os.PathLike, recipe: Recipe, *, invert: bool = False)
             pixels = np.asarray(img, dtype=np.float32) / 255.0  # (H, W) or (H, W, 3)
     except UnidentifiedImageError:
         raise ValueError(f"{path}: not an image Pillow can read") from None
+    except FileNotFoundError:
+        raise ValueError(f"image file {path} not found") from None
     except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt files
         raise ValueError(f"{path}: unreadable image ({exc})") from None
     if invert:

@@ -139,6 +139,21 @@ def classify(
         yield from flush()
 
 
+def check_classifier(shape: Sequence | None) -> None:
+    """Refuse, before any run, an output the model declares other than (N, classes) or
+    (N, classes, 1, 1) (symbolic sizes past the classes: a segmentation map); an
+    undeclared shape is left to the run."""
+    if not shape:
+        return
+    if len(shape) >= 2 and all(d == 1 for d in shape[2:]):
+        return
+    shown = "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+    raise ValueError(
+        f"the model's output has shape {shown}: cnn predict expects (N, classes) scores "
+        "from an image classifier"
+    )
+
+
 def _as_classes(scores: np.ndarray) -> np.ndarray:
     """(N, classes), from (N, classes) or (N, classes, 1, 1)."""
     if scores.ndim > 2 and all(d == 1 for d in scores.shape[2:]):

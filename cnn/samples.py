@@ -233,7 +233,7 @@ def file_samples(
     stacked samples (the input's rank) or one sample (one dim fewer: a batch of one)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"--inputs {path}: no such file or folder")
+        raise FileNotFoundError(f"input file or folder {path} not found (--inputs)")
     if path.suffix == ".npy":
         if len(inputs) != 1:
             raise ValueError(

@@ -82,13 +82,13 @@ def model_info(path: str | os.PathLike | bytes) -> ModelInfo:
     """The graph's real inputs and metadata, from the file alone (no session)."""
     import onnx
 
-    from runtime.errors import ModelLoadError
+    from runtime.errors import ModelLoadError, ModelNotFoundError
 
     if isinstance(path, bytes):
         model = onnx.load_from_string(path)
     else:
         if not Path(path).is_file():
-            raise FileNotFoundError(f"model {path}: no such file")
+            raise ModelNotFoundError(f"model file {path} not found")
         try:
             model = onnx.load(str(path), load_external_data=False)
         except Exception as exc:  # protobuf's DecodeError and friends

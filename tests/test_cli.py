@@ -142,3 +142,51 @@ def test_not_onnx_and_unsupported_op_for_people(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "coin.onnx"), str(png)]) == 2
     err = capsys.readouterr().err
     assert "Bernoulli" in err and "--backend onnxruntime" in err and err.count("\n") == 1
+
+
+def test_version_names_the_runtimes(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("cnn 0.") and "onnxruntime" in out and "numba" in out
+
+
+def test_debug_after_the_command_too(tmp_path, capsys):
+    missing = str(tmp_path / "nope.onnx")
+    with pytest.raises(FileNotFoundError):
+        main(["summary", missing, "--debug"])
+    with pytest.raises(FileNotFoundError):
+        main(["--debug", "summary", missing])
+    assert main(["summary", missing]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["summary"],
+        ["describe"],
+        ["compare", "--backends", "onnxruntime"],
+        ["bench", "--gemm-size", "8", "--no-cold-start"],
+        ["bisect"],
+        ["predict", "photo.png"],
+    ],
+    ids=lambda a: a[0],
+)
+def test_a_missing_model_is_worded_one_way(args, tmp_path, capsys):
+    missing = tmp_path / "nope.onnx"
+    command, rest = args[0], args[1:]
+    assert main([command, str(missing), *rest]) == 2
+    err = capsys.readouterr().err
+    assert err == f"cnn {command}: error: model file {missing} not found\n"
+
+
+def test_missing_inputs_and_images_are_worded_the_same_way(tmp_path, capsys):
+    lenet = str(ROOT / "exported" / "lenet5.onnx")
+    npy = tmp_path / "x.npy"
+    assert main(["compare", lenet, "--inputs", str(npy), "--backends", "onnxruntime"]) == 2
+    assert f"input file or folder {npy} not found" in capsys.readouterr().err
+    png = tmp_path / "a.png"
+    assert main(["predict", lenet, str(png)]) == 1
+    assert f"image file {png} not found" in capsys.readouterr().err

@@ -196,11 +196,16 @@ def test_json_out_file_and_a_fixed_batch(tmp_path, capsys):
     assert not list(tmp_path.glob(".p.json.*"))  # the temp file was renamed
 
 
-def test_not_a_classifier_is_one_error(tmp_path, capsys):
+def test_not_a_classifier_is_refused_before_running(tmp_path, capsys, monkeypatch):
+    from runtime import InferenceSession
+
     seg = tmp_path / "seg.onnx"
     seg.write_bytes(small_segmenter())
     (photo,) = _photos(tmp_path / "photos", 1)
-    assert main(["predict", str(seg), str(photo), "--size", "8"]) == 2
+    ran = []
+    real_run = InferenceSession.run
+    monkeypatch.setattr(InferenceSession, "run", lambda *a, **k: ran.append(1) or real_run(*a, **k))
+    assert main(["predict", str(seg), str(photo), "--size", "8", "--threads", "1"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 2  # the default's note, then the error
-    assert "output has shape [1, 4, 8, 8]: cnn predict expects (N, classes)" in err
+    assert err.count("\n") == 1 and not ran  # refused from the declared output, unrun
+    assert "output has shape [N, 4, H, W]: cnn predict expects (N, classes)" in err
