@@ -1,0 +1,210 @@
+"""The rewrite passes (``runtime/passes.py``): each fusion and fold on a small graph,
+what ``describe()`` says was fused and which passes ran (in ``PASSES`` order), and
+the rewritten plan against onnxruntime."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from onnx_helpers import chain_model
+from parity import compare
+
+from runtime import InferenceSession
+
+
+def test_conv_then_batchnorm_folds_into_the_weights():
+    rng = np.random.default_rng(4)
+    inits = {
+        "w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+        "b": rng.standard_normal(4).astype(np.float32),
+        "s": rng.uniform(0.5, 1.5, 4).astype(np.float32),
+        "t": rng.standard_normal(4).astype(np.float32),
+        "m": rng.standard_normal(4).astype(np.float32),
+        "v": rng.uniform(0.5, 2.0, 4).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c", "s", "t", "m", "v"], ["y"], epsilon=1e-3),
+    ]
+    model = chain_model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4, 8, 8])],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    plan = InferenceSession(model).describe()
+    assert [(s.op, s.fused) for s in plan.steps] == [
+        ("Conv", ("BatchNormalization (in the weights)",))
+    ]
+    compare(model, {"x": rng.standard_normal((2, 3, 8, 8)).astype(np.float32)}, atol=1e-4)
+
+
+def test_rewrite_passes_run_in_their_listed_order():
+    """Identity removed; Conv, BN, ReLU, BN, MaxPool fused into one conv step; Gemm
+    and Relu into one: ``describe().passes`` names the passes that did it, in the
+    order of ``passes.PASSES``. Without optimisation, none ran."""
+    from runtime.engine import NumbaEngine
+    from runtime.graph import load_graph
+    from runtime.passes import PASSES
+
+    rng = np.random.default_rng(9)
+    m = 4
+    bn = {f"{p}{i}": rng.uniform(0.5, 1.5, m).astype(np.float32) for p in "stmv" for i in (1, 2)}
+    inits = {
+        "w": rng.standard_normal((m, 3, 3, 3)).astype(np.float32),
+        "b": rng.standard_normal(m).astype(np.float32),
+        "fc": rng.standard_normal((m * 3 * 3, 5)).astype(np.float32),
+        **bn,
+    }
+    node = helper.make_node
+    nodes = [
+        node("Identity", ["x"], ["xi"]),
+        node("Conv", ["xi", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+        node("BatchNormalization", ["c", "s1", "t1", "m1", "v1"], ["n1"]),
+        node("Relu", ["n1"], ["r"]),
+        node("BatchNormalization", ["r", "s2", "t2", "m2", "v2"], ["n2"]),
+        node("MaxPool", ["n2"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        node("Flatten", ["p"], ["f"]),
+        node("Gemm", ["f", "fc"], ["g"]),
+        node("Relu", ["g"], ["y"]),
+    ]
+    model = chain_model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    plan = InferenceSession(model).describe()
+    names = [p.name for p in PASSES]
+    assert len(set(names)) == len(names)
+    assert list(plan.passes) == [n for n in names if n in plan.passes]  # in PASSES order
+    fusions = ("bn", "activation", "activation_bn", "max_pool")
+    want = {"remove_identities", "fuse_gemm_relu", *(f"fuse_conv_{f}" for f in fusions)}
+    assert want <= set(plan.passes), plan.passes
+    assert [(s.op, s.fused) for s in plan.steps] == [
+        ("Conv", ("BatchNormalization (in the weights)", "Relu", "BatchNormalization", "MaxPool")),
+        ("Flatten", ()),
+        ("Gemm", ("Relu",)),
+    ]
+    assert NumbaEngine(load_graph(model), optimize=False).describe().passes == ()
+    compare(model, {"x": rng.standard_normal((2, 3, 6, 6)).astype(np.float32)}, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("pool_attrs", "fused"),
+    [
+        ({"kernel_shape": [3, 3], "strides": [2, 2]}, True),
+        ({"kernel_shape": [2, 2], "strides": [2, 2]}, True),
+        ({"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}, False),
+        ({"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1}, False),
+    ],
+)
+def test_max_pool_fuses_into_the_conv_before_it(pool_attrs, fused):
+    """The article's AlexNet block, Conv, ReLU, BN, MaxPool, with Winograd-sized
+    channels: one step when the pool has no padding or ceil mode, two otherwise."""
+    rng = np.random.default_rng(5)
+    c, m = 32, 40
+    inits = {
+        "w": (rng.standard_normal((m, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32),
+        "b": rng.standard_normal(m).astype(np.float32),
+        "s": rng.uniform(-1.5, 1.5, m).astype(np.float32),  # negative scales too
+        "t": rng.standard_normal(m).astype(np.float32),
+        "mu": rng.standard_normal(m).astype(np.float32),
+        "v": rng.uniform(0.5, 2.0, m).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("BatchNormalization", ["r", "s", "t", "mu", "v"], ["n"]),
+        helper.make_node("MaxPool", ["n"], ["y"], **pool_attrs),
+    ]
+    model = chain_model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", c, 13, 13])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    steps = [(s.op, s.fused) for s in InferenceSession(model).describe().steps]
+    epilogue = ("Relu", "BatchNormalization")
+    assert steps == (
+        [("Conv", (*epilogue, "MaxPool"))] if fused else [("Conv", epilogue), ("MaxPool", ())]
+    )
+    for n in (1, 3):
+        compare(model, {"x": rng.standard_normal((n, c, 13, 13)).astype(np.float32)}, atol=1e-4)
+
+
+def _activation_nodes(act: str, src: str, dst: str) -> list:
+    if act == "SiLU":  # as torch exports nn.SiLU
+        return [
+            helper.make_node("Sigmoid", [src], [f"{dst}_sig"]),
+            helper.make_node("Mul", [src, f"{dst}_sig"], [dst]),
+        ]
+    if act == "Relu6":  # Clip with constant bounds as inputs (opset 11 on)
+        return [helper.make_node("Clip", [src, "lo", "hi"], [dst])]
+    if act == "ClipMin":  # only a lower bound
+        return [helper.make_node("Clip", [src, "lo"], [dst])]
+    if act == "HardSigmoid":
+        return [helper.make_node("HardSigmoid", [src], [dst], alpha=0.3, beta=0.4)]
+    return [helper.make_node(act, [src], [dst])]
+
+
+CONV_SHAPES = {  # (C, M, kernel, group): Winograd-sized 3x3, a 1x1, a depthwise 3x3
+    "3x3": (32, 40, 3, 1),
+    "1x1": (24, 48, 1, 1),
+    "depthwise": (24, 24, 3, 24),
+}
+
+
+@pytest.mark.parametrize("shape", list(CONV_SHAPES))
+@pytest.mark.parametrize("act", ["Relu6", "ClipMin", "HardSigmoid", "HardSwish", "SiLU"])
+def test_mobile_activations_fuse_into_the_conv(act, shape):
+    """MobileNet's Relu6 (Clip) and HardSwish, EfficientNet's SiLU (Sigmoid, Mul): after
+    a Conv and its BatchNormalization, one step, on every conv path; as onnxruntime."""
+    rng = np.random.default_rng(7)
+    c, m, k, group = CONV_SHAPES[shape]
+    inits = {
+        "w": (rng.standard_normal((m, c // group, k, k)) / np.sqrt(k * k * c / group)),
+        "s": rng.uniform(0.5, 1.5, m),
+        "t": rng.standard_normal(m),
+        "mu": rng.standard_normal(m) * 0.1,
+        "v": rng.uniform(0.5, 2.0, m),
+        "lo": np.array(-0.25),
+        "hi": np.array(0.75),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[k // 2] * 4, group=group),
+        helper.make_node("BatchNormalization", ["c", "s", "t", "mu", "v"], ["n"]),
+        *_activation_nodes(act, "n", "y"),
+    ]
+    model = chain_model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", c, 14, 14])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v.astype(np.float32), n) for n, v in inits.items()],
+    )
+    (step,) = InferenceSession(model).describe().steps
+    assert step.op == "Conv" and step.fused[0] == "BatchNormalization (in the weights)"
+    assert step.fused[1:] == (("Sigmoid", "Mul") if act == "SiLU" else (nodes[-1].op_type,))
+    for n in (1, 3):
+        compare(model, {"x": rng.standard_normal((n, c, 14, 14)).astype(np.float32)}, atol=1e-4)
+
+
+def test_silu_is_not_fused_when_the_conv_output_has_another_reader():
+    """Sigmoid and Mul fuse as SiLU only when they are the conv output's only readers."""
+    rng = np.random.default_rng(8)
+    w = rng.standard_normal((8, 4, 1, 1)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"]),
+        *_activation_nodes("SiLU", "c", "y"),
+        helper.make_node("Add", ["y", "c"], ["z"]),
+    ]
+    model = chain_model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 5, 5])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, "w")],
+    )
+    steps = [(s.op, s.fused) for s in InferenceSession(model).describe().steps]
+    assert steps == [("Conv", ()), ("Sigmoid", ()), ("Mul", ()), ("Add", ())]
+    compare(model, {"x": rng.standard_normal((2, 4, 5, 5)).astype(np.float32)}, atol=1e-5)

@@ -1,0 +1,121 @@
+"""Plans (``runtime/plan.py``, ``bind.py``, ``buffers.py``): a plan per input shape,
+kept in a bounded cache; compiled into one program or run step by step; each step
+bound to its shapes; planned buffers, so a warm run allocates only its outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from onnx_helpers import chain_model
+from parity import allocated_per_run, compare
+
+from runtime import GraphError, InferenceSession, InvalidAttributeError, ShapeError
+
+ROOT = Path(__file__).resolve().parents[1]
+LENET = ROOT / "exported" / "lenet5.onnx"
+
+
+def test_repeated_run_allocates_only_its_outputs():
+    """LeNet-5 runs as a compiled program; step by step, it uses planned buffers."""
+    x = np.random.default_rng(0).random((4, 1, 28, 28), dtype=np.float32)
+    out_bytes = 4 * 10 * 4
+    compiled = InferenceSession(LENET)
+    peak = allocated_per_run(compiled, {"input": x})
+    assert peak < out_bytes + 64 * 1024, peak
+    assert compiled.describe().compiled
+    # Step by step, planned buffers and per-thread scratch hold the intermediates (conv
+    # outputs, im2col).
+    steps = InferenceSession(LENET, compile_plans=False)
+    peak = allocated_per_run(steps, {"input": x})
+    assert peak < out_bytes + 64 * 1024, peak
+    assert not steps.describe().compiled
+
+
+def test_compile_plans_is_a_numba_option():
+    """compile_plans=False runs step by step, with the same results; other backends
+    compile nothing and refuse it."""
+    x = np.random.default_rng(8).random((3, 1, 28, 28), dtype=np.float32)
+    compiled, steps = InferenceSession(LENET), InferenceSession(LENET, compile_plans=False)
+    np.testing.assert_allclose(
+        compiled.run(None, {"input": x})[0], steps.run(None, {"input": x})[0], rtol=1e-5, atol=1e-6
+    )
+    assert compiled.describe().compiled and not steps.describe().compiled
+    with pytest.raises(ValueError, match="only the numba backend"):
+        InferenceSession(LENET, backend="onnxruntime", compile_plans=False)
+    with pytest.raises(ValueError, match="compile_plans: expected True or False"):
+        InferenceSession(LENET, compile_plans="no")
+
+
+def test_plans_bind_each_op_to_its_shapes():
+    """A plan's Conv, Gemm, Softmax and reshapes run as calls laid out for its input
+    shape; a second batch size gets a plan of its own. Results match onnxruntime."""
+    rng = np.random.default_rng(6)
+    inits = {
+        "w": (rng.standard_normal((4, 3, 3, 3)) / 5).astype(np.float32),
+        "shape": np.array([0, -1], np.int64),
+        "fc": (rng.standard_normal((6, 4 * 4 * 4)) / 8).astype(np.float32),
+        "fcb": rng.standard_normal(6).astype(np.float32),
+        "mm": rng.standard_normal((6, 5)).astype(np.float32),
+        "k": np.float32(1.5),
+    }
+    node = helper.make_node
+    nodes = [
+        node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        node("Relu", ["c"], ["r"]),
+        node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        node("Reshape", ["p", "shape"], ["f"]),
+        node("Gemm", ["f", "fc", "fcb"], ["g"], transB=1),
+        node("Relu", ["g"], ["gr"]),
+        node("Mul", ["gr", "k"], ["gk"]),  # no compiled form: the plan runs step by step
+        node("MatMul", ["gk", "mm"], ["z"]),  # no prepare: runs as it is
+        node("Softmax", ["z"], ["y"]),
+    ]
+    model = chain_model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    for n in (2, 3):
+        compare(model, {"x": rng.standard_normal((n, 3, 8, 8)).astype(np.float32)})
+    sess = InferenceSession(model, backend="numba")
+    for n in (2, 3):
+        plan = sess.describe({"x": rng.standard_normal((n, 3, 8, 8)).astype(np.float32)})
+        assert plan.input_shapes == {"x": (n, 3, 8, 8)}  # a plan of its own
+        assert not plan.compiled
+        assert [s.op for s in plan.steps if s.bound] == ["Conv", "Reshape", "Gemm", "Softmax"]
+
+
+def test_plans_are_kept_for_a_bounded_number_of_shapes():
+    from runtime.config import MAX_PLANS
+    from runtime.engine import NumbaEngine
+    from runtime.graph import load_graph
+
+    engine = NumbaEngine(load_graph(LENET), compile_plans=False)  # steps and their buffers
+    for batch in range(1, MAX_PLANS + 5):
+        x = np.zeros((batch, 1, 28, 28), np.float32)
+        for _ in range(2):  # plan, then run planned (and allocate this thread's buffers)
+            assert engine.run({"input": x}, ["probabilities"])[0].shape == (batch, 10)
+    info = engine.cache_info()
+    assert info.plans == info.max_plans == MAX_PLANS
+    assert info.buffers == info.plans  # the evicted plans' buffers went with them
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [("model.classifier.3.weight", (84 * 120,)), ("model.classifier.5.weight", (1, 10, 84))],
+)
+def test_a_chain_with_a_misshapen_gemm_weight_is_a_typed_error(name, shape):
+    """Fuzz cases 632 and 922: the compiled program is built from shapes, so the Gemm's
+    weights must be checked there as the step would check them."""
+    model = onnx.load(str(LENET))
+    init = next(i for i in model.graph.initializer if i.name == name)
+    w = numpy_helper.to_array(init).reshape(shape)
+    init.CopyFrom(numpy_helper.from_array(w, name))
+    x = np.zeros((2, 1, 28, 28), np.float32)
+    with pytest.raises((ShapeError, GraphError, InvalidAttributeError), match="Gemm"):
+        InferenceSession(model.SerializeToString()).run(None, {"input": x})
