@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -85,10 +86,19 @@ def _numba_trace(graph: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.
     return values
 
 
-def _ort_trace(source: bytes, graph: Graph, feeds: Mapping[str, np.ndarray]):
+def _ort_trace(
+    source: bytes, graph: Graph, feeds: Mapping[str, np.ndarray], folder: str | None = None
+):
     import onnxruntime as ort
 
+    from cnn.backends import quiet_onnxruntime
+
+    quiet_onnxruntime()
     model = onnx.load_from_string(source)
+    if folder is not None:  # weights in a .data file beside the model (torch's exporter)
+        from onnx.external_data_helper import load_external_data_for_model
+
+        load_external_data_for_model(model, folder)
     present = {o.name for o in model.graph.output}
     for node in graph.nodes:
         for name in node.outputs:
@@ -141,7 +151,8 @@ def bisect_backends(
         if backend == "numba":
             traces.append(_numba_trace(graph, feeds))
         else:
-            traces.append(_ort_trace(source, graph, feeds))
+            folder = None if isinstance(model, bytes) else str(Path(model).resolve().parent)
+            traces.append(_ort_trace(source, graph, feeds, folder))
     rows = []
     for i, node in enumerate(graph.nodes):
         for name in node.outputs:

@@ -10,7 +10,8 @@ Parameters are the weights wherever they live: float initializers, float
 ``Constant`` nodes, and integer weights a ``DequantizeLinear`` reads, each counted
 once, at the first node that reads it, directly or through nodes that only compute
 constants (a ``Reshape`` of two ``Constant`` s is a folded weight). BatchNorm
-statistics count as Keras counts them; integer shapes and axes do not. Nodes that
+statistics count as Keras counts them; integer shapes and axes do not, nor do the
+settings of Resize, Clip, Pad and the like (:data:`SETTINGS_INPUTS`). Nodes that
 only produce constants at the resolved size (weights, and shape computations from
 ``Shape``) are hidden unless asked (``constants=True``). Shapes inference cannot
 follow (a ``Reshape`` to a computed shape) come from one onnxruntime run.
@@ -28,6 +29,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -41,6 +43,12 @@ FLOAT_TYPES = (
     onnx.TensorProto.DOUBLE,
     onnx.TensorProto.FLOAT16,
     onnx.TensorProto.BFLOAT16,
+)
+
+# Ops whose inputs past the first are settings, not weights: Resize's scales, Clip's
+# bounds, Pad's value.
+SETTINGS_INPUTS = frozenset(
+    {"Resize", "Upsample", "Clip", "Pad", "Range", "Slice", "Reshape", "Expand", "Tile"}
 )
 
 # Ops whose output is not a function of their inputs alone, or that read outer scopes.
@@ -174,13 +182,20 @@ def _inferred_shapes(model: onnx.ModelProto) -> dict[str, tuple]:
 
 
 def _run_shapes(
-    model: onnx.ModelProto, inputs: Sequence[shp.InputSpec], sizes: Mapping[str, Sequence[int]]
+    model: onnx.ModelProto,
+    inputs: Sequence[shp.InputSpec],
+    sizes: Mapping[str, Sequence[int]],
+    folder: Path | None,
 ) -> dict[str, tuple]:
     """Every node output's shape from one onnxruntime run on seeded random inputs: for
     the shapes inference cannot follow (a Reshape to a shape computed from Shape)."""
     import onnxruntime as ort
 
     model = _concrete_model(model, sizes)
+    if folder is not None:  # weights in a .data file beside the model
+        from onnx.external_data_helper import load_external_data_for_model
+
+        load_external_data_for_model(model, str(folder))
     present = {o.name for o in model.graph.output}
     for node in model.graph.node:
         for name in node.output:
@@ -189,7 +204,7 @@ def _run_shapes(
                 present.add(name)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
+    options.log_severity_level = 3  # no VerifyOutputSizes warnings against declared shapes
     sess = ort.InferenceSession(
         model.SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
@@ -258,7 +273,7 @@ def summarize(
     ``dims`` and ``shape`` (the batch 1 when symbolic; any other size no option gives
     assumed :data:`ASSUMED_SIZE`, said in ``notes``). ``constants``: the table lists
     the constant-producing nodes too."""
-    proto, _, _ = parse_model(model)
+    proto, folder, _ = parse_model(model)
     g = proto.graph
     inputs = shp.proto_inputs(proto)
     shape_two = None
@@ -280,8 +295,8 @@ def summarize(
     ]
     if unknown:  # what inference could not follow, one run can
         try:
-            shape_of.update(_run_shapes(proto, inputs, resolved.concrete(1)))
-            at_two.update(_run_shapes(proto, inputs, batched.concrete(2)))
+            shape_of.update(_run_shapes(proto, inputs, resolved.concrete(1), folder))
+            at_two.update(_run_shapes(proto, inputs, batched.concrete(2), folder))
         except Exception as exc:  # the model does not run here: those shapes stay unknown
             text = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
             notes.append(
@@ -304,10 +319,11 @@ def summarize(
     counted: set[str] = set()
     rows = []
     for i, node in enumerate(g.node):
-        reads: set[str] = set()
-        for name in node.input:
-            reads |= sources.get(name, set())
         constant = bool(node.output) and all(o in folded for o in node.output if o)
+        reads: set[str] = set()
+        for k, name in enumerate(node.input):
+            if k == 0 or constant or node.op_type not in SETTINGS_INPUTS:
+                reads |= sources.get(name, set())
         params = 0
         if constant:
             for o in node.output:

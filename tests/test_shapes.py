@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from wild_models import named_square, paddle_classifier, paddle_detector, unnamed_dims
+from wild_models import named_square, paddle_classifier, paddle_detector, unnamed_dims, upsampler
 
 from cnn import shapes
 from cnn.bisect import bisect_backends
@@ -161,3 +161,15 @@ def test_compare_a_minus_one_batch_end_to_end(detector, capsys):
     assert "cnn compare: input shape: x [2, 3, 8, 8] (from --shape)" in captured.err
     table = [line.split("│")[1].strip() for line in captured.out.splitlines() if line[:1] == "│"]
     assert table == ["onnxruntime", "numba"]
+
+
+def test_bisect_a_model_with_external_data(tmp_path, capsys):
+    import onnx
+
+    path = tmp_path / "up.onnx"
+    onnx.save_model(
+        upsampler(), path, save_as_external_data=True, location="up.onnx.data", size_threshold=0
+    )
+    assert (tmp_path / "up.onnx.data").is_file()
+    assert main(["bisect", str(path), "--dim", "H=6", "--dim", "W=5"]) == 0
+    assert "agree on all 2 node outputs" in capsys.readouterr().out

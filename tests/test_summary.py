@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from wild_models import named_square, paddle_detector, quantized_weights, reshaped_by_shape
+from wild_models import (
+    named_square,
+    paddle_detector,
+    quantized_weights,
+    reshaped_by_shape,
+    upsampler,
+)
 
 from cnn.cli import main
 from cnn.summary import summarize
@@ -103,3 +109,9 @@ def test_quantized_weights_count():
     s = summarize(quantized_weights())
     assert s.total_params == 8 * 4 + 1  # the int8 weights and the scale
     assert s.total_macs == 8 * 4
+
+
+def test_settings_are_not_parameters_and_formulas_never_shown():
+    s = summarize(upsampler().SerializeToString(), dims={"H": 5, "W": 7})
+    assert s.total_params == 4 * 27 + 4  # Resize's float scales are a setting
+    assert s.rows[-1].output_shape == ("N", 4, 10, 14)  # not the declared "2*H"

@@ -127,3 +127,23 @@ def quantized_weights() -> bytes:
     y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 4])
     inits = [numpy_helper.from_array(w, "wq"), numpy_helper.from_array(np.float32(0.1), "scale")]
     return _model(nodes, [x], [y], inits)
+
+
+def upsampler(seed: int = 0) -> onnx.ModelProto:
+    """x [N, 3, H, W] -> Conv 3x3 (4, bias) -> Resize x2 (nearest, float scales):
+    as torch's exporter writes it (the proto, to save with external data)."""
+    rng = np.random.default_rng(seed)
+    w = (rng.standard_normal((4, 3, 3, 3)) / 3).astype(np.float32)
+    b = (rng.standard_normal(4) * 0.1).astype(np.float32)
+    scales = np.array([1, 1, 2, 2], np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Resize", ["c", "", "scales"], ["y"], name="up", mode="nearest"),
+    ]
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 3, "H", "W"])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 4, "2*H", "2*W"])
+    inits = [numpy_helper.from_array(a, n) for a, n in ((w, "w"), (b, "b"), (scales, "scales"))]
+    graph = helper.make_graph(nodes, "upsampler", [x], [y], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    return model
