@@ -104,7 +104,40 @@ def _recipe_flags(args: argparse.Namespace):
     )
 
 
+def _predict_on_ray(args: argparse.Namespace) -> int:
+    """``cnn predict ... --ray [ADDRESS]``: the same output, computed by Ray Data workers."""
+    from cnn import distributed as D
+    from cnn import predict as P
+
+    try:
+        D.import_ray()
+    except ImportError as exc:
+        raise CommandError(str(exc)) from None
+    flag = P.output_format(None, args.json, args.csv) if args.json or args.csv else None
+    summary = D.predict(
+        args.model,
+        args.images,
+        backend=args.backend,
+        ray_address=args.ray or None,
+        workers=args.workers,
+        threads=args.threads or 1,
+        output=args.out,
+        fmt=flag,
+        top_k=args.top_k,
+        batch_size=args.batch_size,
+        labels=P.read_labels(args.labels) if args.labels else None,
+        flags=_recipe_flags(args),
+        invert=args.invert,
+        progress=args.progress,
+    )
+    if args.out:
+        print(f"wrote {args.out} ({summary.predictions} predictions)")
+    return 1 if summary.errors else 0
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
+    if args.ray is not None:
+        return _predict_on_ray(args)
     from cnn import predict as P
     from cnn.images import image_files, resolve_recipe
     from dataio.files import atomic_write
@@ -736,9 +769,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         default=None,
         metavar="FILE",
-        help="write the results into FILE (.csv or .json) instead of stdout",
+        help="write the results into FILE (.csv or .json; .parquet with --ray) instead of stdout",
     )
     _add_progress(p)
+    ray = p.add_argument_group("on a Ray cluster (pip install 'cnn-pipeline[ray]')")
+    ray.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="run on Ray Data workers: a local Ray instance, or the cluster at ADDRESS "
+        "(host:port, or auto); IMAGE may then be a .parquet file of paths or image bytes. "
+        "Put it after the images",
+    )
+    ray.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        help="Ray workers, one session each, each holding --threads CPUs (with --ray, "
+        "1 unless given); default: as many as the cluster's CPUs hold",
+    )
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser(

@@ -1,0 +1,218 @@
+"""cnn/distributed.py: ``cnn predict --ray`` and the Predictor for ``ds.map_batches``.
+
+The Ray tests start a local Ray instance on 127.0.0.1 (2 CPUs, a small object store,
+no dashboard) once for the module and stop it at the end; each run maps a folder of
+200 generated PNGs, three of them corrupt, through LeNet-5 and checks the result
+against the single-machine ``cnn predict``, row for row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnn.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+LENET = ROOT / "exported" / "lenet5.onnx"
+CORRUPT = {3: b"not a png", 50: b"", 120: None}  # None: a PNG cut in half
+N_IMAGES = 200
+
+
+def _write_images(folder: Path, n: int = N_IMAGES) -> list[Path]:
+    from PIL import Image
+
+    rng = np.random.default_rng(26)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = folder / f"img_{i:04d}.png"
+        pixels = rng.integers(0, 256, (28, 28), dtype=np.uint8)
+        Image.fromarray(pixels).save(path)
+        if i in CORRUPT:
+            data = CORRUPT[i]
+            path.write_bytes(path.read_bytes()[:40] if data is None else data)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("ray") / "images"
+    _write_images(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def single(images, tmp_path_factory) -> str:
+    """The single-machine ``cnn predict --csv`` of the folder."""
+    out = tmp_path_factory.mktemp("single") / "single.csv"
+    assert main(["predict", str(LENET), str(images), "--out", str(out)]) == 1  # 3 bad files
+    return out.read_text()
+
+
+@pytest.fixture(scope="module")
+def ray_local(tmp_path_factory):
+    """A local Ray instance for the module. The kill hook is armed for every worker but
+    its marker file exists, which disarms it; a test removes the marker to arm it."""
+    ray = pytest.importorskip("ray")
+    marker = tmp_path_factory.mktemp("hook") / "killed"
+    marker.touch()
+    from cnn.distributed import KILL_HOOK_ENV
+
+    ray.init(
+        address="local",
+        _node_ip_address="127.0.0.1",
+        num_cpus=2,
+        object_store_memory=80 * 2**20,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        runtime_env={"env_vars": {KILL_HOOK_ENV: f"2:{marker}"}},
+    )
+    yield marker
+    ray.shutdown()
+
+
+def _bad_names(images: Path) -> list[str]:
+    return [str(images / f"img_{i:04d}.png") for i in sorted(CORRUPT)]
+
+
+@pytest.mark.slow
+def test_ray_output_equals_single_machine_row_for_row(ray_local, images, single, tmp_path, capsys):
+    out = tmp_path / "ray.csv"
+    capsys.readouterr()
+    code = main(["predict", str(LENET), str(images), "--ray", "--workers", "2", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1  # some files failed, as on one machine
+    assert out.read_text() == single
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert len(rows) == N_IMAGES - len(CORRUPT)
+    for name in _bad_names(images):
+        assert f"cnn predict: error: {name}:" in err
+    assert "2 workers x 1 threads" in err
+    assert not list(tmp_path.glob(".ray.csv*"))  # the temp file was renamed
+
+
+@pytest.mark.slow
+def test_killed_worker_loses_nothing(ray_local, images, single, tmp_path):
+    from cnn.distributed import predict
+
+    ray_local.unlink()  # arm the hook: the first worker to reach its 3rd batch dies
+    errors: list[str] = []
+    out = tmp_path / "ray.csv"
+    summary = predict(
+        LENET,
+        images,
+        workers=2,
+        batch_size=16,
+        output=out,
+        on_error=errors.append,
+        on_note=lambda line: None,
+    )
+    assert ray_local.exists(), "no worker was killed: the hook did not fire"
+    assert out.read_text() == single
+    assert errors == [f"{n}: not an image Pillow can read" for n in _bad_names(images)]
+    assert summary.predictions == N_IMAGES - len(CORRUPT)
+
+
+@pytest.mark.slow
+def test_parquet_of_image_bytes_to_parquet(ray_local, images, single, tmp_path):
+    """A Parquet file of names and encoded bytes in, Parquet out: the values of the CSV."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from cnn.distributed import predict
+
+    files = sorted(images.iterdir())[:60]
+    source = tmp_path / "images.parquet"
+    names = [f"archive/{p.name}" for p in files]
+    pq.write_table(pa.table({"path": names, "bytes": [p.read_bytes() for p in files]}), source)
+    out = tmp_path / "predictions.parquet"
+    errors: list[str] = []
+    summary = predict(
+        LENET, source, workers=1, top_k=2, output=out, on_error=errors.append, on_note=print
+    )
+    table = pq.read_table(out)
+    assert table.column_names == [
+        "image", "label_1", "index_1", "probability_1", "label_2", "index_2", "probability_2"
+    ]  # fmt: skip
+    expected = {Path(r["image"]).name: r for r in csv.DictReader(io.StringIO(single))}
+    got = table.to_pylist()
+    bad = {f"archive/img_{i:04d}.png" for i in CORRUPT if i < 60}
+    assert [r["image"] for r in got] == [n for n in names if n not in bad]
+    for row in got:
+        want = expected[Path(row["image"]).name]
+        for r in (1, 2):
+            assert row[f"label_{r}"] == want[f"label_{r}"]
+            assert row[f"index_{r}"] == int(want[f"index_{r}"])
+            assert f"{row[f'probability_{r}']:.6g}" == want[f"probability_{r}"]
+    assert sorted(e.partition(":")[0] for e in errors) == sorted(bad)
+    assert summary.images == 60
+
+
+def test_predictor_holds_one_session_and_reports_bad_rows(images):
+    """The map_batches class without Ray: made once, called per batch; a bad file is a
+    row with its error; bytes and paths give the same rows."""
+    from cnn.distributed import Predictor, columns
+
+    predictor = Predictor(str(LENET), backend="onnxruntime", threads=1, top_k=2)
+    session = predictor.session
+    paths = sorted(images.iterdir())[:6]  # img_0003 is corrupt
+    by_path = predictor({"path": np.array([str(p) for p in paths], dtype=object)})
+    by_bytes = predictor(
+        {
+            "path": np.array([str(p) for p in paths], dtype=object),
+            "bytes": np.array([p.read_bytes() for p in paths], dtype=object),
+        }
+    )
+    assert predictor.session is session
+    assert list(by_path) == columns(2)
+    for column in columns(2):
+        np.testing.assert_array_equal(by_path[column], by_bytes[column])
+    assert by_path["error"][3] == f"{paths[3]}: not an image Pillow can read"
+    assert by_path["index_1"][3] == -1 and np.isnan(by_path["probability_1"][3])
+    assert all(e == "" for i, e in enumerate(by_path["error"]) if i != 3)
+    assert (by_path["index_1"][[0, 1, 2, 4, 5]] >= 0).all()
+    assert (by_path["probability_1"] >= by_path["probability_2"])[[0, 1, 2, 4, 5]].all()
+
+
+def test_ray_missing_says_how_to_install(monkeypatch, images, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    code = main(["predict", str(LENET), str(images), "--ray"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err == (
+        "cnn predict: error: Ray Data is not installed (--ray needs it): "
+        "pip install 'cnn-pipeline[ray]' (in a clone: pip install '.[ray]')"
+    )
+
+
+def test_parquet_out_needs_ray(images, tmp_path, capsys):
+    code = main(["predict", str(LENET), str(images), "--out", str(tmp_path / "p.parquet")])
+    assert code == 2
+    assert "expected a .csv or .json file" in capsys.readouterr().err
+
+
+def test_json_output_of_the_writer_round_trips(images):
+    """Predictor rows back into cnn predict's JSON: the same structure as one machine."""
+    from cnn import predict as P
+    from cnn.distributed import Predictor, _prediction
+
+    predictor = Predictor(str(LENET), backend="onnxruntime", threads=1, top_k=3)
+    paths = [str(p) for p in sorted(images.iterdir())[:2]]
+    rows = predictor({"path": np.array(paths, dtype=object)})
+    stream = io.StringIO()
+    writer = P.Writer(stream, "json", 3)
+    for i in range(2):
+        writer.write(_prediction({c: rows[c][i] for c in rows}, 3))
+    writer.close()
+    data = json.loads(stream.getvalue())
+    assert [d["image"] for d in data] == paths
+    assert all(len(d["predictions"]) == 3 for d in data)
