@@ -1,4 +1,5 @@
-"""Single-node graphs and whole models: the numba backend against onnxruntime."""
+"""Whole models and the session: the numba backend against onnxruntime (LeNet-5, a random
+AlexNet, a legacy-export shape subgraph), the session API, threads, no torch import."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import numpy as np
 import onnx
 import onnx.numpy_helper
 import pytest
-from onnx_helpers import single_node_model
 from parity import allocated_per_run, compare
 
 import runtime
@@ -21,117 +21,6 @@ RNG = np.random.default_rng(1)
 
 def _r(*shape):
     return RNG.standard_normal(shape).astype(np.float32)
-
-
-SINGLE_NODE = [
-    (
-        "Conv",
-        {"x": _r(2, 3, 10, 10)},
-        {"w": _r(4, 3, 3, 3), "b": _r(4)},
-        {"pads": [1, 1, 1, 1], "strides": [2, 2]},
-    ),
-    ("Conv", {"x": _r(1, 4, 9, 9)}, {"w": _r(4, 1, 3, 3)}, {"group": 4, "auto_pad": "SAME_UPPER"}),
-    (
-        "Conv",
-        {"x": _r(1, 2, 12, 12)},
-        {"w": _r(3, 2, 3, 3)},
-        {"dilations": [2, 2], "pads": [2, 1, 0, 2]},
-    ),
-    ("Conv", {"x": _r(2, 3, 15)}, {"w": _r(5, 3, 4)}, {"strides": [3], "pads": [2, 1]}),
-    ("MaxPool", {"x": _r(2, 3, 13, 13)}, {}, {"kernel_shape": [3, 3], "strides": [2, 2]}),
-    (
-        "MaxPool",
-        {"x": _r(1, 2, 10, 10)},
-        {},
-        {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1, "pads": [1, 1, 0, 0]},
-    ),
-    (
-        "AveragePool",
-        {"x": _r(2, 3, 11, 11)},
-        {},
-        {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "count_include_pad": 1},
-    ),
-    (
-        "AveragePool",
-        {"x": _r(2, 3, 11, 11)},
-        {},
-        {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1},
-    ),
-    ("GlobalAveragePool", {"x": _r(2, 5, 7, 7)}, {}, {}),
-    ("GlobalMaxPool", {"x": _r(2, 5, 7, 7)}, {}, {}),
-    ("LRN", {"x": _r(2, 8, 5, 5)}, {}, {"size": 5, "alpha": 1e-3, "beta": 0.75, "bias": 2.0}),
-    (
-        "BatchNormalization",
-        {"x": _r(2, 4, 5, 5)},
-        {"s": _r(4), "b": _r(4), "m": _r(4), "v": np.abs(_r(4)) + 0.5},
-        {"epsilon": 1e-3},
-    ),
-    (
-        "Gemm",
-        {"a": _r(3, 5)},
-        {"b": _r(4, 5), "c": _r(4)},
-        {"transB": 1, "alpha": 0.5, "beta": 2.0},
-    ),
-    ("Gemm", {"a": _r(5, 3)}, {"b": _r(5, 4)}, {"transA": 1}),
-    # a small batch with W row-major (transB): bias and all in the kernel, for a bias
-    # per column (C of (N,), (1, N) or a scalar) or none; a full C is added after it
-    ("Gemm", {"a": _r(3, 5)}, {"b": _r(4, 5), "c": _r(4)}, {"transB": 1}),
-    ("Gemm", {"a": _r(6, 5)}, {"b": _r(7, 5), "c": _r(1, 7)}, {"transB": 1, "beta": 0.5}),
-    ("Gemm", {"a": _r(2, 5)}, {"b": _r(4, 5), "c": np.float32(0.7)}, {"transB": 1}),
-    ("Gemm", {"a": _r(3, 5)}, {"b": _r(4, 5)}, {"transB": 1}),
-    ("Gemm", {"a": _r(3, 5)}, {"b": _r(4, 5), "c": _r(3, 4)}, {"transB": 1}),
-    ("MatMul", {"a": _r(2, 3, 4, 5)}, {"b": _r(5, 6)}, {}),
-    ("Add", {"a": _r(2, 3, 4)}, {"b": _r(3, 1)}, {}),
-    ("Mul", {"a": _r(2, 3, 4)}, {"b": _r(4)}, {}),
-    ("Sub", {"a": _r(4, 1)}, {"b": _r(1, 5)}, {}),
-    ("Div", {"a": _r(3, 4)}, {"b": np.abs(_r(3, 4)) + 1}, {}),
-    ("Sum", {"a": _r(2, 3)}, {"b": _r(3), "c": _r(2, 1)}, {}),
-    ("Relu", {"x": _r(3, 4)}, {}, {}),
-    ("LeakyRelu", {"x": _r(3, 4)}, {}, {"alpha": 0.3}),
-    ("Tanh", {"x": _r(3, 4)}, {}, {}),
-    ("Sigmoid", {"x": _r(3, 4) * 30}, {}, {}),
-    ("Clip", {"x": _r(3, 4)}, {"lo": np.float32(-0.5), "hi": np.float32(0.5)}, {}),
-    ("Softmax", {"x": _r(2, 3, 4)}, {}, {"axis": 1}),
-    ("LogSoftmax", {"x": _r(2, 3, 4)}, {}, {}),
-    ("Flatten", {"x": _r(2, 3, 4)}, {}, {"axis": 2}),
-    ("Transpose", {"x": _r(2, 3, 4)}, {}, {"perm": [2, 0, 1]}),
-    ("Reshape", {"x": _r(2, 3, 4)}, {"s": np.array([0, -1], np.int64)}, {}),
-    ("Concat", {"a": _r(2, 3)}, {"b": _r(2, 5)}, {"axis": -1}),
-    ("Squeeze", {"x": _r(2, 1, 4)}, {"axes": np.array([1], np.int64)}, {}),
-    ("Unsqueeze", {"x": _r(2, 4)}, {"axes": np.array([0, -1], np.int64)}, {}),
-    ("Gather", {"x": _r(5, 4)}, {"i": np.array([[0, -1], [2, 3]], np.int64)}, {"axis": 0}),
-    (
-        "Slice",
-        {"x": _r(6, 8)},
-        {
-            "st": np.array([1, -1], np.int64),
-            "en": np.array([5, -9], np.int64),
-            "ax": np.array([0, 1], np.int64),
-            "sp": np.array([2, -2], np.int64),
-        },
-        {},
-    ),
-    (
-        "Pad",
-        {"x": _r(2, 3, 4)},
-        {"p": np.array([0, 1, 2, 0, 2, 1], np.int64), "v": np.float32(1.5)},
-        {"mode": "constant"},
-    ),
-    ("Pad", {"x": _r(1, 3, 4)}, {"p": np.array([0, 0, 1, 0, 0, 2], np.int64)}, {"mode": "reflect"}),
-    ("Shape", {"x": _r(2, 3, 4)}, {}, {"start": 1}),
-    ("Cast", {"x": _r(3, 4) * 10}, {}, {"to": 7}),
-    ("Identity", {"x": _r(3)}, {}, {}),
-]
-
-
-@pytest.mark.parametrize(
-    ("op", "inputs", "inits", "attrs"),
-    SINGLE_NODE,
-    ids=[f"{c[0]}-{i}" for i, c in enumerate(SINGLE_NODE)],
-)
-def test_single_node_matches_onnxruntime(op, inputs, inits, attrs):
-    model, feeds = single_node_model(op, inputs, initializers=inits, **attrs)
-    compare(model, feeds)
 
 
 def test_lenet_with_a_batchnorm_after_its_last_gemm():
@@ -151,42 +40,6 @@ def test_lenet_with_a_batchnorm_after_its_last_gemm():
     g.node[-1].input[0] = "bn_out"  # the Softmax reads it
     x = RNG.random((4, 1, 28, 28), dtype=np.float32)
     compare(model.SerializeToString(), {"input": x}, atol=1e-5)
-
-
-@pytest.mark.parametrize(("op", "opset"), [("GlobalAveragePool", 18), ("Softmax", 9)])
-def test_an_empty_batch(op, opset):
-    """SqueezeNet at batch 0 (tests/fuzz.py): onnxruntime gives empty outputs."""
-    model, feeds = single_node_model(op, {"x": np.ones((0, 3, 4, 4), np.float32)}, opset=opset)
-    compare(model, feeds)
-
-
-@pytest.mark.parametrize("opset", [7, 10, 12, 13])
-def test_dropout_mask_matches_onnxruntime(opset):
-    """The mask as a graph output (tests/fuzz.py exposed it): X's type before opset 10,
-    bool from 10; zeros at inference before 12, ones from 12, as onnxruntime gives."""
-    model, feeds = single_node_model("Dropout", {"x": _r(2, 3)}, n_outputs=2, opset=opset)
-    compare(model, feeds)
-
-
-@pytest.mark.parametrize("opset", [11, 12])
-def test_softmax_before_opset_13_flattens(opset):
-    x = _r(2, 3, 4)
-    model, feeds = single_node_model("Softmax", {"x": x}, axis=1, opset=opset)
-    (got,) = InferenceSession(model).run(None, feeds)
-    flat = x.reshape(2, 12)
-    want = (np.exp(flat) / np.exp(flat).sum(1, keepdims=True)).reshape(x.shape)
-    np.testing.assert_allclose(got, want, rtol=1e-5)
-    compare(model, feeds)
-
-
-def test_split_attribute_then_input(tmp_path):
-    x = _r(6, 2)
-    m11, feeds = single_node_model("Split", {"x": x}, n_outputs=2, opset=11, split=[2, 4])
-    m13, _ = single_node_model(
-        "Split", {"x": x}, initializers={"s": np.array([2, 4], np.int64)}, n_outputs=2, opset=13
-    )
-    for m in (m11, m13):
-        compare(m, feeds)
 
 
 @pytest.mark.slow

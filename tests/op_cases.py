@@ -1,0 +1,501 @@
+"""The shared single-node case table: every op's graphs against onnxruntime.
+
+``CASES`` holds one ``parity.Case`` per single-node graph, grouped by the module of
+``runtime/ops`` that implements the op. Each ``tests/test_ops_<family>.py`` runs the
+cases of its family (``cases_of``): the family is read from the registry, so a case
+added here runs in its family's file. ``tests/test_op_coverage.py`` checks that every
+registered (op, since) has a case here or in ONNX's node suite, and that every
+family with cases has its file.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from parity import Case
+
+RNG = np.random.default_rng(5)
+_F = np.float32
+
+
+def _r(*shape, scale=1.0):
+    return (RNG.standard_normal(shape) * scale).astype(np.float32)
+
+
+def _i64(*values):
+    return np.array(values, np.int64)
+
+
+X4 = _r(2, 6, 7, 7, scale=2.0)
+NO_ROI = np.array([], np.float32)
+# integer inputs of the quantized ops; int8 weights in 7 bits: onnxruntime's
+# uint8 x int8 kernels add product pairs in saturating int16 above that
+_QX = (np.random.default_rng(4).standard_normal((2, 4, 6)) * 5).astype(np.float32)
+_A8 = np.random.default_rng(5).integers(0, 255, (2, 3, 5)).astype(np.uint8)
+_W7 = np.random.default_rng(6).integers(-64, 63, (5, 4)).astype(np.int8)
+_X8 = np.random.default_rng(7).integers(0, 255, (2, 4, 7, 7)).astype(np.uint8)
+_CW7 = np.random.default_rng(8).integers(-64, 63, (6, 4, 3, 3)).astype(np.int8)
+
+_CORNER = RNG.uniform(0, 10, (2, 20, 2)).astype(np.float32)
+_BOXES = np.concatenate([_CORNER, _CORNER + RNG.uniform(1, 5, (2, 20, 2)).astype(_F)], axis=2)
+
+CASES = [
+    # runtime/ops/nn.py
+    Case(
+        "Conv",
+        {"x": _r(2, 3, 10, 10)},
+        {"w": _r(4, 3, 3, 3), "b": _r(4)},
+        {"pads": [1, 1, 1, 1], "strides": [2, 2]},
+    ),
+    Case(
+        "Conv", {"x": _r(1, 4, 9, 9)}, {"w": _r(4, 1, 3, 3)}, {"group": 4, "auto_pad": "SAME_UPPER"}
+    ),
+    Case(
+        "Conv",
+        {"x": _r(1, 2, 12, 12)},
+        {"w": _r(3, 2, 3, 3)},
+        {"dilations": [2, 2], "pads": [2, 1, 0, 2]},
+    ),
+    Case("Conv", {"x": _r(2, 3, 15)}, {"w": _r(5, 3, 4)}, {"strides": [3], "pads": [2, 1]}),
+    Case("MaxPool", {"x": _r(2, 3, 13, 13)}, {}, {"kernel_shape": [3, 3], "strides": [2, 2]}),
+    Case(
+        "MaxPool",
+        {"x": _r(1, 2, 10, 10)},
+        {},
+        {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1, "pads": [1, 1, 0, 0]},
+    ),
+    Case(
+        "AveragePool",
+        {"x": _r(2, 3, 11, 11)},
+        {},
+        {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "count_include_pad": 1},
+    ),
+    Case(
+        "AveragePool",
+        {"x": _r(2, 3, 11, 11)},
+        {},
+        {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1},
+    ),
+    Case("GlobalAveragePool", {"x": _r(2, 5, 7, 7)}, {}, {}),
+    Case("GlobalMaxPool", {"x": _r(2, 5, 7, 7)}, {}, {}),
+    Case("LRN", {"x": _r(2, 8, 5, 5)}, {}, {"size": 5, "alpha": 1e-3, "beta": 0.75, "bias": 2.0}),
+    Case(
+        "BatchNormalization",
+        {"x": _r(2, 4, 5, 5)},
+        {"s": _r(4), "b": _r(4), "m": _r(4), "v": np.abs(_r(4)) + 0.5},
+        {"epsilon": 1e-3},
+    ),
+    Case(
+        "Gemm",
+        {"a": _r(3, 5)},
+        {"b": _r(4, 5), "c": _r(4)},
+        {"transB": 1, "alpha": 0.5, "beta": 2.0},
+    ),
+    Case("Gemm", {"a": _r(5, 3)}, {"b": _r(5, 4)}, {"transA": 1}),
+    # a small batch with W row-major (transB): bias and all in the kernel, for a bias
+    # per column (C of (N,), (1, N) or a scalar) or none; a full C is added after it
+    Case("Gemm", {"a": _r(3, 5)}, {"b": _r(4, 5), "c": _r(4)}, {"transB": 1}),
+    Case("Gemm", {"a": _r(6, 5)}, {"b": _r(7, 5), "c": _r(1, 7)}, {"transB": 1, "beta": 0.5}),
+    Case("Gemm", {"a": _r(2, 5)}, {"b": _r(4, 5), "c": np.float32(0.7)}, {"transB": 1}),
+    Case("Gemm", {"a": _r(3, 5)}, {"b": _r(4, 5)}, {"transB": 1}),
+    Case("Gemm", {"a": _r(3, 5)}, {"b": _r(4, 5), "c": _r(3, 4)}, {"transB": 1}),
+    Case("MatMul", {"a": _r(2, 3, 4, 5)}, {"b": _r(5, 6)}, {}),
+    Case("Softmax", {"x": _r(2, 3, 4)}, {}, {"axis": 1}),
+    Case("LogSoftmax", {"x": _r(2, 3, 4)}, {}, {}),
+    # an empty batch (SqueezeNet at batch 0, tests/fuzz.py): onnxruntime gives empty outputs
+    Case("GlobalAveragePool", {"x": np.ones((0, 3, 4, 4), np.float32)}),
+    Case("Softmax", {"x": np.ones((0, 3, 4, 4), np.float32)}, opset=9),
+    # runtime/ops/elementwise.py
+    Case("Add", {"a": _r(2, 3, 4)}, {"b": _r(3, 1)}, {}),
+    Case("Mul", {"a": _r(2, 3, 4)}, {"b": _r(4)}, {}),
+    Case("Sub", {"a": _r(4, 1)}, {"b": _r(1, 5)}, {}),
+    Case("Div", {"a": _r(3, 4)}, {"b": np.abs(_r(3, 4)) + 1}, {}),
+    Case("Sum", {"a": _r(2, 3)}, {"b": _r(3), "c": _r(2, 1)}, {}),
+    Case("Relu", {"x": _r(3, 4)}, {}, {}),
+    Case("LeakyRelu", {"x": _r(3, 4)}, {}, {"alpha": 0.3}),
+    Case("Tanh", {"x": _r(3, 4)}, {}, {}),
+    Case("Sigmoid", {"x": _r(3, 4) * 30}, {}, {}),
+    Case("Clip", {"x": _r(3, 4)}, {"lo": np.float32(-0.5), "hi": np.float32(0.5)}, {}),
+    Case("Cast", {"x": _r(3, 4) * 10}, {}, {"to": 7}),
+    # runtime/ops/activations.py
+    Case("Elu", {"x": X4}, {}, {"alpha": 0.8}, 18),
+    Case("Selu", {"x": X4}, {}, {}, 18),
+    Case("Celu", {"x": X4}, {}, {"alpha": 1.5}, 18),
+    Case("HardSigmoid", {"x": X4}, {}, {"alpha": 0.3, "beta": 0.4}, 18),
+    Case("HardSwish", {"x": X4 * 3}, {}, {}, 18),
+    Case("Softplus", {"x": X4 * 10}, {}, {}, 18),
+    Case("Softsign", {"x": X4}, {}, {}, 18),
+    Case("Mish", {"x": X4 * 5}, {}, {}, 18),
+    Case("Gelu", {"x": X4}, {}, {}, 20),
+    Case("Gelu", {"x": X4}, {}, {"approximate": "tanh"}, 20),
+    Case("ThresholdedRelu", {"x": X4}, {}, {"alpha": 0.5}, 18),
+    Case("Shrink", {"x": X4}, {}, {"lambd": 0.7, "bias": 0.2}, 18),
+    Case("PRelu", {"x": X4}, {"slope": _r(6, 1, 1)}, {}, 18),
+    Case("Hardmax", {"x": _r(3, 4, 5)}, {}, {"axis": 1}, 13),
+    Case("Hardmax", {"x": _r(3, 4, 5)}, {}, {"axis": 1}, 11),  # 2-D at axis 1: over 4*5
+    Case("Elu", {"x": X4}, {}, {}, 7),
+    Case("HardSigmoid", {"x": X4}, {}, {}, 7),
+    Case("PRelu", {"x": X4}, {"slope": _r(7)}, {}, 7),
+    Case("Hardmax", {"x": _r(3, 4, 5)}, {}, {}, 7),  # axis 1 by default
+    # runtime/ops/math.py
+    Case("Erf", {"x": X4}, {}, {}, 18),
+    Case("Max", {"a": _r(2, 3)}, {"b": _r(3), "c": _r(2, 1)}, {}, 13),
+    Case("Mean", {"a": _r(2, 3)}, {"b": _r(3)}, {}, 13),
+    Case("Pow", {"x": np.abs(_r(3, 4))}, {"y": _i64(2)}, {}, 15),
+    Case("Mod", {"a": _r(3, 4) * 5}, {"b": _r(4) + 3}, {"fmod": 1}, 13),
+    Case("Sqrt", {"x": np.abs(_r(3, 4))}, {}, {}, 13),
+    Case("Atanh", {"x": _r(3, 4) * 0.3}, {}, {}, 18),
+    Case("Pow", {"x": np.abs(_r(3, 4))}, {"y": _r(3, 4)}, {}, 7),
+    Case("Max", {"a": _r(3, 4)}, {"b": _r(3, 4)}, {}, 7),
+    Case("Mean", {"a": _r(3, 4)}, {"b": _r(3, 4), "c": _r(3, 4)}, {}, 7),
+    Case(
+        "BitShift",
+        {"x": np.arange(12, dtype=np.uint8)},
+        {"y": np.full(12, 2, np.uint8)},
+        {"direction": "RIGHT"},
+        11,
+    ),
+    Case("Mod", {"a": np.arange(-6, 6, dtype=np.int32)}, {"b": np.array([4], np.int32)}, {}, 10),
+    # runtime/ops/logic.py
+    Case("Less", {"a": _r(3, 4)}, {"b": _r(4)}, {}, 13),
+    Case("Equal", {"a": np.arange(6, dtype=np.int32)}, {"b": np.array([3], np.int32)}, {}, 7),
+    # runtime/ops/reduce.py
+    # global pooling as ReduceMean, axes as input (18) and attribute (13)
+    Case("ReduceMean", {"x": X4}, {"axes": _i64(2, 3)}, {}, 18),
+    Case("ReduceMean", {"x": X4}, {}, {"axes": [2, 3], "keepdims": 0}, 13),
+    Case("ReduceMean", {"x": X4}, {"axes": _i64(1)}, {"keepdims": 0}, 18),
+    Case("ReduceSum", {"x": X4}, {"axes": _i64(0, 1)}, {}, 13),
+    Case("ReduceSum", {"x": X4}, {}, {"axes": [-1]}, 11),
+    Case("ReduceSum", {"x": X4}, {}, {}, 13),
+    Case("ReduceMax", {"x": X4}, {"axes": _i64(1)}, {}, 18),
+    Case("ReduceMin", {"x": X4}, {}, {"axes": [0, 2]}, 13),  # not adjacent: NumPy
+    Case("ReduceL2", {"x": X4}, {"axes": _i64(2, 3)}, {}, 18),
+    Case("ReduceL1", {"x": X4}, {"axes": _i64(3)}, {}, 18),
+    Case("ReduceSumSquare", {"x": X4}, {"axes": _i64(1, 2)}, {}, 18),
+    Case("ReduceLogSumExp", {"x": X4 * 20}, {"axes": _i64(1)}, {}, 18),
+    Case("ReduceProd", {"x": _r(3, 4)}, {"axes": _i64(1)}, {}, 18),
+    Case("ArgMax", {"x": np.round(X4)}, {}, {"axis": 1, "select_last_index": 1}, 13),
+    Case("ArgMin", {"x": np.round(X4)}, {}, {"axis": -1, "keepdims": 0}, 13),
+    Case("TopK", {"x": _r(3, 10)}, {"k": _i64(4)}, {"largest": 0}, 11, outputs=2),
+    Case("TopK", {"x": _r(3, 10)}, {"k": _i64(3)}, {"axis": 0}, 10, outputs=2),
+    Case("CumSum", {"x": _r(3, 5)}, {"axis": _i64(1)}, {"exclusive": 1, "reverse": 1}, 14),
+    # the oldest versions a model can have here (opset 7 on)
+    Case("TopK", {"x": _r(3, 10)}, {}, {"k": 3, "axis": 1}, 9, outputs=2),
+    Case("ArgMax", {"x": _r(3, 10)}, {}, {"axis": 1, "keepdims": 0}, 11),
+    Case("ReduceLogSumExp", {"x": X4}, {}, {"axes": [1, 2]}, 13),
+    Case("ReduceL2", {"x": X4}, {}, {"axes": [3], "keepdims": 0}, 7),
+    # runtime/ops/normalization.py
+    # LayerNormalization over channels last (ConvNeXt) and over C, H, W
+    Case("LayerNormalization", {"x": _r(2, 7, 7, 96)}, {"s": _r(96), "b": _r(96)}, {}, 17),
+    Case("LayerNormalization", {"x": X4}, {"s": _r(6, 7, 7)}, {"axis": 1, "epsilon": 1e-3}, 17),
+    Case("GroupNormalization", {"x": X4}, {"s": _r(6), "b": _r(6)}, {"num_groups": 3}, 21),
+    Case("InstanceNormalization", {"x": X4}, {"s": _r(6), "b": _r(6)}, {}, 18),
+    Case("RMSNormalization", {"x": _r(2, 5, 16)}, {"s": _r(16)}, {}, 23),
+    Case("LpNormalization", {"x": X4}, {}, {"axis": 1, "p": 1}, 18),
+    Case("MeanVarianceNormalization", {"x": X4}, {}, {}, 18),
+    Case("InstanceNormalization", {"x": X4}, {"s": _r(6), "b": _r(6)}, {"epsilon": 1e-3}, 7),
+    Case("LayerNormalization", {"x": _r(3, 4, 8)}, {"s": _r(8)}, opset=17, outputs=3),
+    # runtime/ops/tensor.py
+    Case("Flatten", {"x": _r(2, 3, 4)}, {}, {"axis": 2}),
+    Case("Transpose", {"x": _r(2, 3, 4)}, {}, {"perm": [2, 0, 1]}),
+    Case("Reshape", {"x": _r(2, 3, 4)}, {"s": np.array([0, -1], np.int64)}, {}),
+    Case("Concat", {"a": _r(2, 3)}, {"b": _r(2, 5)}, {"axis": -1}),
+    Case("Squeeze", {"x": _r(2, 1, 4)}, {"axes": np.array([1], np.int64)}, {}),
+    Case("Unsqueeze", {"x": _r(2, 4)}, {"axes": np.array([0, -1], np.int64)}, {}),
+    Case("Gather", {"x": _r(5, 4)}, {"i": np.array([[0, -1], [2, 3]], np.int64)}, {"axis": 0}),
+    Case(
+        "Slice",
+        {"x": _r(6, 8)},
+        {
+            "st": np.array([1, -1], np.int64),
+            "en": np.array([5, -9], np.int64),
+            "ax": np.array([0, 1], np.int64),
+            "sp": np.array([2, -2], np.int64),
+        },
+        {},
+    ),
+    Case(
+        "Pad",
+        {"x": _r(2, 3, 4)},
+        {"p": np.array([0, 1, 2, 0, 2, 1], np.int64), "v": np.float32(1.5)},
+        {"mode": "constant"},
+    ),
+    Case(
+        "Pad",
+        {"x": _r(1, 3, 4)},
+        {"p": np.array([0, 0, 1, 0, 0, 2], np.int64)},
+        {"mode": "reflect"},
+    ),
+    Case("Shape", {"x": _r(2, 3, 4)}, {}, {"start": 1}),
+    Case("Identity", {"x": _r(3)}, {}, {}),
+    # the mask as a graph output (tests/fuzz.py exposed it): X's type before opset 10,
+    # bool from 10; zeros at inference before 12, ones from 12, as onnxruntime gives
+    *[Case("Dropout", {"x": _r(2, 3)}, opset=opset, outputs=2) for opset in (7, 10, 12, 13)],
+    # split as an attribute, then as an input
+    Case("Split", {"x": _r(6, 2)}, {}, {"split": [2, 4]}, opset=11, outputs=2),
+    Case("Split", {"x": _r(6, 2)}, {"s": _i64(2, 4)}, opset=13, outputs=2),
+    # runtime/ops/indexing.py
+    Case("Expand", {"x": _r(3, 1)}, {"s": np.array([2, 1, 4], np.int64)}, {}),
+    Case("Tile", {"x": _r(2, 3)}, {"r": np.array([2, 2], np.int64)}, {}),
+    Case("Where", {"c": RNG.random((3, 4)) > 0.5, "a": _r(3, 4)}, {"b": _r(4)}, {}),
+    Case(
+        "GatherElements",
+        {"x": _r(3, 4)},
+        {"i": np.array([[0, 2], [1, -1], [3, 0]], np.int64)},
+        {"axis": 1},
+    ),
+    Case(
+        "GatherND",
+        {"x": _r(2, 3, 4)},
+        {"i": np.array([[[1], [0]], [[2], [1]]], np.int64)},
+        {"batch_dims": 1},
+    ),
+    Case(
+        "ScatterElements",
+        {"x": _r(3, 4)},
+        {"i": np.array([[1, 1], [0, 2]], np.int64), "u": _r(2, 2)},
+        {"axis": 1, "reduction": "add"},
+    ),
+    Case(
+        "ScatterND",
+        {"x": _r(4, 3)},
+        {"i": np.array([[2], [0]], np.int64), "u": _r(2, 3)},
+        {"reduction": "max"},
+    ),
+    Case(
+        "OneHot",
+        {"i": np.array([[0, 3], [-1, 2]], np.int64)},
+        {"d": np.array(4, np.int64), "v": np.array([0.5, 2.0], np.float32)},
+        {"axis": 1},
+    ),
+    Case(
+        "Range",
+        {"s": np.array(1.5, np.float32)},
+        {"l": np.array(7.0, np.float32), "d": np.array(0.75, np.float32)},
+        {},
+    ),
+    Case("Trilu", {"x": _r(2, 4, 5)}, {"k": np.array(1, np.int64)}, {"upper": 0}),
+    Case("Einsum", {"a": _r(2, 3, 4)}, {"b": _r(2, 4, 5)}, {"equation": "bij,bjk->bik"}),
+    # runtime/ops/spatial.py
+    Case(
+        "Resize",
+        {"x": _r(1, 2, 5, 6)},
+        {"roi": np.array([], np.float32), "s": np.array([1, 1, 2.5, 1.5], np.float32)},
+        {"mode": "linear", "coordinate_transformation_mode": "pytorch_half_pixel"},
+    ),
+    Case(
+        "Resize",
+        {"x": _r(2, 3, 4, 4)},
+        {
+            "roi": np.array([], np.float32),
+            "s": np.array([], np.float32),
+            "sz": np.array([2, 3, 9, 7], np.int64),
+        },
+        {"mode": "nearest", "nearest_mode": "round_prefer_ceil"},
+    ),
+    Case(
+        "Resize",
+        {"x": _r(1, 1, 8, 8)},
+        {"roi": np.array([], np.float32), "s": np.array([1, 1, 0.5, 0.5], np.float32)},
+        {"mode": "cubic", "cubic_coeff_a": -0.5, "exclude_outside": 1},
+    ),
+    Case(
+        "ConvTranspose",
+        {"x": _r(2, 4, 5, 5)},
+        {"w": _r(4, 3, 3, 3), "b": _r(3)},
+        {"strides": [2, 2], "pads": [1, 1, 1, 1], "output_padding": [1, 1]},
+    ),
+    Case("ConvTranspose", {"x": _r(1, 4, 6)}, {"w": _r(4, 1, 4)}, {"group": 4, "strides": [2]}),
+    Case(
+        "ConvTranspose",
+        {"x": _r(1, 2, 4, 4)},
+        {"w": _r(2, 2, 3, 3)},
+        {"strides": [2, 2], "auto_pad": "SAME_UPPER"},
+    ),
+    Case(  # an output_shape one longer than the full result: zeros at the end
+        "ConvTranspose",
+        {"x": _r(1, 2, 4, 4)},
+        {"w": _r(2, 2, 3, 3)},
+        {"strides": [2, 2], "output_shape": [10, 10], "auto_pad": "SAME_UPPER"},
+    ),
+    Case("DepthToSpace", {"x": _r(1, 8, 3, 3)}, {}, {"blocksize": 2, "mode": "CRD"}),
+    Case("SpaceToDepth", {"x": _r(2, 2, 4, 6)}, {}, {"blocksize": 2}),
+    # before opset 11: asymmetric coordinates; nearest floors (rounds up when downsampling)
+    *[
+        Case(op, {"x": _r(1, 2, 6, 7)}, {"s": np.array(s, _F)}, {"mode": mode}, opset=opset)
+        for op, opset in (("Resize", 10), ("Upsample", 9))
+        for mode in ("nearest", "linear")
+        for s in ([1, 1, 2, 3], [1, 1, 1.5, 2.5])
+    ],
+    # scale 2.3 puts output 11 on source 4.5 exactly, in float32 as onnxruntime computes
+    # (float64 of the float32 scale says 4.5000001): ties round as onnxruntime's, exactly
+    *[
+        Case(
+            "Resize",
+            {"x": (np.random.default_rng(3).random((1, 2, 5, 6)) * 255).astype(dtype)},
+            {"roi": NO_ROI, "s": np.array([1, 1, 1.7, 2.3], _F)},
+            {"mode": "nearest", "nearest_mode": nearest_mode},
+            rtol=0,
+            atol=0,
+        )
+        for dtype in (np.float32, np.uint8)
+        for nearest_mode in ("round_prefer_floor", "round_prefer_ceil", "ceil")
+    ],
+    # runtime/ops/windows.py
+    Case("LpPool", {"x": _r(1, 2, 7, 7)}, {}, {"kernel_shape": [3, 3], "p": 3, "strides": [2, 2]}),
+    # runtime/ops/detection.py
+    Case(
+        "GridSample",
+        {"x": _r(1, 2, 5, 6)},
+        {"g": RNG.uniform(-1.1, 1.1, (1, 4, 3, 2)).astype(np.float32)},
+        {"mode": "bilinear", "padding_mode": "border"},
+    ),
+    Case(
+        "RoiAlign",
+        {"x": _r(2, 3, 10, 10)},
+        {
+            "rois": np.array([[0, 0, 6, 6], [2.5, 1.0, 9.0, 7.5]], np.float32),
+            "bi": np.array([0, 1], np.int64),
+        },
+        {"output_height": 3, "output_width": 2, "sampling_ratio": 2},
+    ),
+    Case(
+        "NonMaxSuppression",
+        {"boxes": _BOXES, "scores": RNG.random((2, 3, 20), dtype=np.float32)},
+        {"m": _i64(4), "iou": np.array([0.3], _F), "st": np.array([0.2], _F)},
+        rtol=1e-4,
+        atol=1e-4,
+    ),
+    *[
+        Case(
+            "GridSample",
+            {"x": _r(2, 3, 5, 6)},
+            {"g": RNG.uniform(-1.3, 1.3, (2, 4, 7, 2)).astype(np.float32)},  # some outside
+            {"mode": mode, "padding_mode": padding_mode, "align_corners": align_corners},
+            opset=16,
+        )
+        for mode in ("bilinear", "nearest", "bicubic")
+        for padding_mode in ("zeros", "border", "reflection")
+        for align_corners in (0, 1)
+    ],
+    # runtime/ops/quantization.py
+    Case(
+        "QuantizeLinear",
+        {"x": _r(2, 3, 4)},
+        {"s": np.array([0.02, 0.05, 0.1], np.float32), "z": np.array([120, 128, 130], np.uint8)},
+        {"axis": 1},
+    ),
+    Case(
+        "DequantizeLinear",
+        {"x": RNG.integers(-128, 128, (3, 4), dtype=np.int8)},
+        {"s": np.array(0.03, np.float32), "z": np.array(-5, np.int8)},
+        {},
+    ),
+    Case(
+        "QuantizeLinear",
+        {"x": _QX},
+        {"s": np.array([0.02, 0.05, 0.1, 0.2], _F), "z": np.array([0, 1, 2, 3], np.int16)},
+        {"axis": 1},
+        opset=21,
+        rtol=1e-6,
+        atol=1e-6,
+    ),
+    Case(
+        "QuantizeLinear",
+        {"x": _QX},
+        {"s": np.full((2, 4, 3), 0.07, _F), "z": np.ones((2, 4, 3), np.uint16)},
+        {"axis": 2, "block_size": 2},
+        opset=21,
+        rtol=1e-6,
+        atol=1e-6,
+    ),
+    Case(
+        "DequantizeLinear",
+        {"x": _A8},
+        {"s": np.array([0.1, 0.2, 0.3], _F), "z": np.array([0, 9, 200], np.uint8)},
+        {"axis": 1},
+        opset=21,
+        rtol=1e-6,
+        atol=1e-6,
+    ),
+    Case(
+        "DequantizeLinear",
+        {"x": _A8.astype(np.int32) * 1000},
+        {"s": np.array(1e-3, _F)},
+        {},
+        opset=21,
+        rtol=1e-6,
+        atol=1e-6,
+    ),
+    Case(
+        "MatMulInteger",
+        {"a": _A8},
+        {"b": _W7, "az": np.array(7, np.uint8), "bz": np.array([1, 2, 3, 4], np.int8)},
+        {},
+        opset=21,
+        rtol=1e-6,
+        atol=1e-6,
+    ),
+    Case(
+        "ConvInteger",
+        {"x": _X8},
+        {
+            "w": _X8[:6, :2, :3, :3].copy(),
+            "xz": np.array(9, np.uint8),
+            "wz": np.array(100, np.uint8),
+        },
+        {"group": 2, "pads": [1, 1, 1, 1], "strides": [2, 1]},
+        opset=21,
+        rtol=1e-6,
+        atol=1e-6,
+    ),
+    Case(
+        "QLinearMatMul",
+        {"a": _A8},
+        {
+            "as": np.array(0.02, _F),
+            "az": np.array(7, np.uint8),
+            "b": _W7,
+            "bs": np.array(0.01, _F),
+            "bz": np.array(0, np.int8),
+            "ys": np.array(0.05, _F),
+            "yz": np.array(100, np.uint8),
+        },
+        {},
+        opset=21,
+        rtol=1e-6,
+        atol=1e-6,
+    ),
+    Case(
+        "QLinearConv",
+        {"x": _X8},
+        {
+            "xs": np.array(0.02, _F),
+            "xz": np.array(7, np.uint8),
+            "w": _CW7,
+            "ws": np.linspace(0.01, 0.03, 6).astype(_F),
+            "wz": np.zeros(6, np.int8),
+            "ys": np.array(0.1, _F),
+            "yz": np.array(120, np.uint8),
+            "b": np.arange(-300, 300, 100).astype(np.int32),
+        },
+        {"pads": [1, 1, 1, 1]},
+        opset=21,
+        rtol=1e-6,
+        atol=1e-6,
+    ),
+    Case("DynamicQuantizeLinear", {"x": _QX}, outputs=3, rtol=0, atol=0),
+]
+
+
+def cases_of(family: str) -> list:
+    """The cases of one ``runtime/ops`` module, as pytest parameters named op-opset."""
+    seen: dict[str, int] = {}
+    params = []
+    for case in CASES:
+        if case.family() != family:
+            continue
+        name = f"{case.op}-{case.opset}"
+        seen[name] = seen.get(name, 0) + 1
+        params.append(pytest.param(case, id=f"{name}-{seen[name]}"))
+    return params
