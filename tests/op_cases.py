@@ -10,9 +10,19 @@ family with cases has its file.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 from parity import Case
+
+from runtime import (
+    GraphError,
+    InferenceSession,
+    InvalidAttributeError,
+    ShapeError,
+    TensorTooLargeError,
+)
 
 RNG = np.random.default_rng(5)
 _F = np.float32
@@ -24,6 +34,10 @@ def _r(*shape, scale=1.0):
 
 def _i64(*values):
     return np.array(values, np.int64)
+
+
+def _x(*shape):
+    return np.ones(shape, np.float32)
 
 
 X4 = _r(2, 6, 7, 7, scale=2.0)
@@ -488,14 +502,448 @@ CASES = [
 ]
 
 
-def cases_of(family: str) -> list:
-    """The cases of one ``runtime/ops`` module, as pytest parameters named op-opset."""
+@dataclass(frozen=True)
+class Bad:
+    """A case the engine refuses, before or while running, with a typed ``error`` that
+    names the node and then says ``message`` (a regex): expected against received."""
+
+    case: Case
+    error: type[Exception]
+    message: str
+
+    def check(self) -> None:
+        model, feeds = self.case.model()
+        node = f"{self.case.op.lower()}_node"
+        with pytest.raises(self.error, match=f"{node}.*{self.message}") as info:
+            InferenceSession(model).run(None, feeds)
+        assert f"{self.case.op} node '{node}'" in str(info.value)
+
+    def family(self) -> str:
+        return self.case.family()
+
+
+@dataclass(frozen=True)
+class TooLarge:
+    """A case whose result (or work array) is over the size limit ``limit`` while its
+    inputs are not: refused with ``message`` before anything is allocated."""
+
+    case: Case
+    message: str
+    limit: int = 1 << 20
+
+    def check(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("CNN_RUNTIME_MAX_TENSOR_BYTES", str(self.limit))
+        model, feeds = self.case.model()
+        with pytest.raises(TensorTooLargeError, match=self.message):
+            InferenceSession(model).run(None, feeds)
+
+    def family(self) -> str:
+        return self.case.family()
+
+
+ERRORS = [
+    Bad(
+        Case("Gelu", {"x": _r(3)}, {}, {"approximate": "erf"}, 20),
+        InvalidAttributeError,
+        r"approximate 'erf': expected one of \['none', 'tanh'\]",
+    ),
+    Bad(
+        Case("ReduceMean", {"x": _r(2, 3)}, {"axes": _i64(2)}, {}),
+        InvalidAttributeError,
+        r"axes entry 2 is out of range for rank 2",
+    ),
+    Bad(
+        Case("ReduceSum", {"x": _r(2, 3)}, {}, {"axes": [0, -2]}, 11),
+        InvalidAttributeError,
+        r"name an axis twice",
+    ),
+    Bad(
+        Case("ReduceMax", {"x": _r(2, 3)}, {"axes": _i64(0)}, {"keepdims": 2}),
+        InvalidAttributeError,
+        r"keepdims 2: expected 0 or 1",
+    ),
+    Bad(
+        Case(
+            "GroupNormalization",
+            {"x": _r(2, 6, 3)},
+            {"s": _r(6), "b": _r(6)},
+            {"num_groups": 4},
+            21,
+        ),
+        InvalidAttributeError,
+        r"num_groups 4 must be >= 1 and divide the 6 channels",
+    ),
+    Bad(
+        Case(
+            "GroupNormalization",
+            {"x": _r(2, 6, 3)},
+            {"s": _r(3), "b": _r(6)},
+            {"num_groups": 3},
+            21,
+        ),
+        ShapeError,
+        r"scale must have shape \(6,\), received \(3,\)",
+    ),
+    Bad(
+        Case("LayerNormalization", {"x": _r(2, 5)}, {"s": _r(4)}, {}, 17),
+        ShapeError,
+        r"Scale \(4,\) does not broadcast to \(5,\)",
+    ),
+    Bad(
+        Case("InstanceNormalization", {"x": _r(2, 3, 4)}, {"s": _r(4), "b": _r(3)}, {}),
+        ShapeError,
+        r"scale must have shape \(3,\), received \(4,\)",
+    ),
+    Bad(
+        Case("TopK", {"x": _r(2, 5)}, {"k": _i64(6)}, {}, 11, outputs=2),
+        ShapeError,
+        r"k 6: expected 0\.\.5",
+    ),
+    Bad(
+        Case("ArgMax", {"x": _r(2, 5)}, {}, {"axis": 2}, 13),
+        InvalidAttributeError,
+        r"axis 2 is out of range for rank 2",
+    ),
+    Bad(
+        Case("Hardmax", {"x": _r(2, 5)}, {}, {"axis": -3}, 13),
+        InvalidAttributeError,
+        r"axis -3 is out of range",
+    ),
+    Bad(
+        Case("Mod", {"a": _r(3)}, {"b": _r(3)}, {}, 13),
+        InvalidAttributeError,
+        r"fmod=0 on float32 inputs: before opset 28 floats need fmod=1",
+    ),
+    Bad(
+        Case(
+            "BitShift",
+            {"x": np.array([1, 2], np.int8)},
+            {"y": np.array([1, 1], np.int8)},
+            {"direction": "LEFT"},
+            11,
+        ),
+        GraphError,  # the schema's type constraint, checked at load
+        r"'x' is tensor\(int8\): expected one of \['tensor\(uint16\)'",
+    ),
+    Bad(
+        Case(
+            "BitShift",
+            {"x": np.array([1], np.uint8)},
+            {"y": np.array([1], np.uint8)},
+            {"direction": "UP"},
+        ),
+        InvalidAttributeError,
+        r"direction 'UP'",
+    ),
+    Bad(
+        Case("Celu", {"x": _r(3)}, {}, {"alpha": 0.0}),
+        InvalidAttributeError,
+        r"alpha 0\.0: expected a nonzero alpha",
+    ),
+    Bad(
+        Case("PRelu", {"x": _r(2, 3)}, {"slope": _r(4, 1, 3)}, {}),
+        ShapeError,
+        r"slope \(4, 1, 3\) must broadcast to X \(2, 3\)",
+    ),
+    Bad(
+        Case("Exp", {"x": np.array([1, 2], np.int32)}, {}, {}, 13),
+        GraphError,
+        r"'x' is tensor\(int32\): expected one of",
+    ),
+    Bad(
+        Case("And", {"a": np.array([1], np.int32)}, {"b": np.array([1], np.int32)}, {}, 13),
+        GraphError,
+        r"'a' is tensor\(int32\): expected one of \['tensor\(bool\)'\]",
+    ),
+    Bad(Case("Less", {"a": _r(2, 3)}, {"b": _r(4)}, {}, 13), ShapeError, r"do not broadcast"),
+    Bad(
+        Case("LpNormalization", {"x": _r(2, 3)}, {}, {"p": 3}),
+        InvalidAttributeError,
+        r"p 3: expected 1 or 2",
+    ),
+    Bad(
+        Case(
+            "Resize",
+            {"x": _x(1, 1, 4, 4)},
+            {"roi": NO_ROI, "s": np.array([1, 1, 2, 2], _F)},
+            {"mode": "area"},
+        ),
+        InvalidAttributeError,
+        r"mode 'area': expected one of",
+    ),
+    Bad(
+        Case(
+            "Resize",
+            {"x": _x(1, 1, 4, 4)},
+            {"roi": NO_ROI, "s": np.array([1, 1, 2, 2], _F)},
+            {"coordinate_transformation_mode": "tf_half_pixel_for_nn"},
+        ),
+        InvalidAttributeError,
+        r"coordinate_transformation_mode 'tf_half_pixel_for_nn'",
+    ),  # removed at opset 18
+    Bad(
+        Case("Resize", {"x": _x(1, 1, 4, 4)}, {"roi": NO_ROI, "s": np.array([2, 2], _F)}, {}),
+        ShapeError,
+        r"scales has 2 values, expected 4",
+    ),
+    Bad(
+        Case(
+            "Resize",
+            {"x": _x(1, 1, 4, 4)},
+            {"roi": NO_ROI, "s": np.array([1, 1, 2, 2], _F), "sz": _i64(1, 1, 8, 8)},
+            {},
+        ),
+        ShapeError,
+        r"exactly one of scales and sizes",
+    ),
+    Bad(
+        Case("ConvTranspose", {"x": _x(1, 3, 4, 4)}, {"w": _x(2, 2, 3, 3)}, {}),
+        ShapeError,
+        r"W \(2, 2, 3, 3\) needs 3 input channels",
+    ),
+    Bad(
+        Case("ConvTranspose", {"x": _x(1, 2, 4, 4)}, {"w": _x(2, 2, 3, 3)}, {"strides": [0, 1]}),
+        InvalidAttributeError,
+        r"strides' \[0, 1\]: expected every stride >= 1",  # the schema check, at load
+    ),
+    Bad(
+        Case(
+            "ConvTranspose",
+            {"x": _x(1, 2, 4, 4)},
+            {"w": _x(2, 2, 3, 3)},
+            {"strides": [2, 2], "output_padding": [2, 0]},
+        ),
+        InvalidAttributeError,
+        r"output_padding \[2, 0\]: expected below the stride",
+    ),
+    Bad(
+        Case("DepthToSpace", {"x": _x(1, 6, 2, 2)}, {}, {"blocksize": 2}),
+        ShapeError,
+        r"6 channels are not divisible by blocksize\^2 = 4",
+    ),
+    Bad(
+        Case("DepthToSpace", {"x": _x(1, 8, 2, 2)}, {}, {"blocksize": 2, "mode": "RCD"}),
+        InvalidAttributeError,
+        r"mode 'RCD': expected 'DCR' or 'CRD'",
+    ),
+    Bad(
+        Case("SpaceToDepth", {"x": _x(1, 1, 5, 4)}, {}, {"blocksize": 2}),
+        ShapeError,
+        r"H 5 and W 4 must be divisible by blocksize 2",
+    ),
+    Bad(
+        Case("Expand", {"x": _x(2, 3)}, {"s": _i64(4, 3)}, {}),
+        ShapeError,
+        r"input shape \(2, 3\) does not broadcast with shape \[4, 3\]",
+    ),
+    Bad(Case("Tile", {"x": _x(2, 3)}, {"r": _i64(2)}, {}), ShapeError, r"need one value per axis"),
+    Bad(
+        Case(
+            "Range",
+            {"s": np.array(0, np.int64)},
+            {"l": np.array(5, np.int64), "d": np.array(0, np.int64)},
+            {},
+        ),
+        ShapeError,
+        r"delta 0: expected a non-zero step",
+    ),
+    Bad(
+        Case("Where", {"c": np.ones((2, 2), np.int64), "a": _x(2, 2)}, {"b": _x(2, 2)}, {}),
+        GraphError,  # the schema's type constraint, checked at load
+        r"input 0 \(condition\) 'c' is tensor\(int64\): expected one of \['tensor\(bool\)'\]",
+    ),
+    Bad(
+        Case("GatherElements", {"x": _x(2, 3)}, {"i": _i64(0, 1)}, {"axis": 0}),
+        ShapeError,
+        r"indices \(2,\) must have the rank of data \(2, 3\)",
+    ),
+    Bad(
+        Case("GatherElements", {"x": _x(2, 3)}, {"i": np.array([[0, 3]], np.int64)}, {"axis": 1}),
+        ShapeError,
+        r"indices range 0..3: expected within \[-3, 2\]",
+    ),
+    Bad(
+        Case("GatherND", {"x": _x(2, 3)}, {"i": np.array([[0, 1, 0]], np.int64)}, {}),
+        ShapeError,
+        r"last dimension 3 exceeds the rank 2",
+    ),
+    Bad(
+        Case(
+            "ScatterElements",
+            {"x": _x(3, 3)},
+            {"i": np.zeros((1, 2), np.int64), "u": _x(1, 2)},
+            {"reduction": "mean"},
+        ),
+        InvalidAttributeError,
+        r"reduction 'mean': expected one of",
+    ),
+    Bad(
+        Case("ScatterND", {"x": _x(3, 3)}, {"i": np.array([[0]], np.int64), "u": _x(2, 3)}, {}),
+        ShapeError,
+        r"updates must have shape \(1, 3\), received \(2, 3\)",
+    ),
+    Bad(
+        Case(
+            "OneHot", {"i": _i64(0, 1)}, {"d": np.array(0, np.int64), "v": np.array([0, 1], _F)}, {}
+        ),
+        ShapeError,
+        r"depth 0: expected >= 1",
+    ),
+    Bad(Case("Trilu", {"x": _x(3)}, {}, {}), ShapeError, r"expected rank >= 2"),
+    Bad(
+        Case("Einsum", {"a": _x(2, 3)}, {"b": _x(4, 5)}, {"equation": "ij,jk->ik"}),
+        ShapeError,
+        r"equation 'ij,jk->ik' does not fit inputs \(2, 3\), \(4, 5\)",
+    ),
+    Bad(
+        Case("LpPool", {"x": _x(1, 1, 4, 4)}, {}, {"kernel_shape": [2]}),
+        InvalidAttributeError,
+        r"'kernel_shape' \[2\] has 1 values: expected 2, one per spatial axis",
+    ),
+    Bad(
+        Case("GridSample", {"x": _x(1, 1, 4, 4)}, {"g": _x(1, 3, 3, 3)}, {}),
+        ShapeError,
+        r"grid must be \(N, \*out, 2\)",
+    ),
+    Bad(
+        Case("RoiAlign", {"x": _x(1, 1, 4, 4)}, {"r": _x(2, 4), "b": _i64(0, 1)}, {}),
+        ShapeError,
+        r"batch_indices outside 0..0",
+    ),
+    Bad(
+        Case("NonMaxSuppression", {"b": _x(1, 3, 4)}, {"s": _x(1, 2, 4)}, {}),
+        ShapeError,
+        r"expected scores \(B, C, 3\)",
+    ),
+    Bad(
+        Case("QuantizeLinear", {"x": _x(2, 3)}, {"s": np.array([0.1, 0.2], _F)}, {"axis": 1}),
+        ShapeError,
+        r"y_scale must be a scalar or 1-D of length 3 \(axis 1\)",
+    ),
+    Bad(
+        Case(
+            "DequantizeLinear",
+            {"x": np.zeros((2, 4), np.int8)},
+            {"s": np.ones((2, 3), _F)},
+            {"block_size": 2, "axis": 1},
+            21,
+        ),
+        ShapeError,
+        r"blocked x_scale must have shape \(2, 2\) for block_size 2",
+    ),
+    Bad(
+        Case(
+            "DequantizeLinear",
+            {"x": np.zeros(3, np.uint8)},
+            {"s": np.array(1, _F), "z": np.array(0, np.int8)},
+            {},
+        ),
+        GraphError,
+        r"'z' is tensor\(int8\), but 'x' is tensor\(uint8\): expected one type for both",
+    ),
+    Bad(
+        Case(
+            "MatMulInteger",
+            {"a": np.zeros((2, 3), np.uint8)},
+            {"b": np.zeros((4, 2), np.uint8)},
+            {},
+        ),
+        ShapeError,
+        r"inner dimensions differ",
+    ),
+    Bad(
+        Case("ConvInteger", {"x": _x(1, 1, 3, 3)}, {"w": np.zeros((1, 1, 2, 2), np.uint8)}, {}),
+        GraphError,
+        r"input 0 \(x\) 'x' is tensor\(float\): expected one of",
+    ),
+    Bad(
+        Case("Max", {"a": _r(2, 3)}, {"b": _r(3)}, opset=7),
+        ShapeError,
+        r"one shape.*\(2, 3\), \(3,\)",
+    ),
+]
+
+TOO_LARGE = [
+    TooLarge(
+        Case("Expand", {"x": _x(1, 1)}, {"s": _i64(1000, 1000)}, {}),
+        r"Expand output: shape .* needs",
+    ),
+    TooLarge(
+        Case("Tile", {"x": _x(10, 10)}, {"r": _i64(100, 100)}, {}), r"Tile output: shape .* needs"
+    ),
+    TooLarge(
+        Case(
+            "Resize",
+            {"x": _x(1, 1, 10, 10)},
+            {"roi": NO_ROI, "s": np.array([1, 1, 100, 100], _F)},
+            {},
+        ),
+        r"Resize output: shape .* needs",
+    ),
+    TooLarge(
+        Case(
+            "ConvTranspose",
+            {"x": _x(1, 1, 100, 100)},
+            {"w": _x(1, 1, 10, 10)},
+            {"strides": [10, 10]},
+        ),
+        r"ConvTranspose output: shape .* needs",
+    ),
+    TooLarge(
+        Case(
+            "OneHot",
+            {"i": np.zeros(1000, np.int64)},
+            {"d": np.array(1000, np.int64), "v": np.array([0, 1], _F)},
+            {},
+        ),
+        r"OneHot output: shape .* needs",
+    ),
+    TooLarge(
+        Case(
+            "Range",
+            {"s": np.array(0, np.int64)},
+            {"l": np.array(10**6, np.int64), "d": np.array(1, np.int64)},
+            {},
+        ),
+        r"Range output: shape .* needs",
+    ),
+    # a broadcast output
+    *[
+        TooLarge(
+            Case(op, {"a": np.ones((100, 1), dtype), "b": np.ones((1, 100), dtype)}),
+            rf"{op} output( \(inputs broadcast\))?: shape \(100, 100\)",
+            limit=4096,
+        )
+        for op, dtype in (("Max", _F), ("Less", _F), ("Pow", _F), ("BitwiseAnd", np.int32))
+    ],
+]
+
+
+def _of(table: list, family: str) -> list:
+    """The rows of ``table`` whose op lives in ``runtime/ops/<family>.py``, as pytest
+    parameters named op-opset-n."""
     seen: dict[str, int] = {}
     params = []
-    for case in CASES:
+    for row in table:
+        case = row if isinstance(row, Case) else row.case
         if case.family() != family:
             continue
         name = f"{case.op}-{case.opset}"
         seen[name] = seen.get(name, 0) + 1
-        params.append(pytest.param(case, id=f"{name}-{seen[name]}"))
+        params.append(pytest.param(row, id=f"{name}-{seen[name]}"))
     return params
+
+
+def cases_of(family: str) -> list:
+    """The family's single-node cases (``CASES``), to run against onnxruntime."""
+    return _of(CASES, family)
+
+
+def errors_of(family: str) -> list:
+    """The family's typed-error cases (``ERRORS``)."""
+    return _of(ERRORS, family)
+
+
+def too_large_of(family: str) -> list:
+    """The family's size-limit cases (``TOO_LARGE``)."""
+    return _of(TOO_LARGE, family)

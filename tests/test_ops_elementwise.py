@@ -1,7 +1,8 @@
 """The ops of ``runtime/ops/elementwise.py``.
 
 The broadcasting arithmetic, Relu, LeakyRelu, Tanh, Sigmoid, Clip and Cast: single nodes
-against onnxruntime, the elementwise cases of the shared table (``tests/op_cases.py``).
+against onnxruntime, from the elementwise rows of the shared tables in
+``tests/op_cases.py``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The ops of ``runtime/ops/nn.py``.
 
 Conv, the pools, LRN, BatchNormalization, Gemm, MatMul, Softmax and LogSoftmax: single
-nodes against onnxruntime, the nn cases of the shared table (``tests/op_cases.py``).
+nodes against onnxruntime, from the nn rows of the shared tables in
+``tests/op_cases.py``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The ops of ``runtime/ops/normalization.py``.
 
 The normalizations (Layer, Group, Instance, RMS, Lp, MVN): single nodes against
-onnxruntime, the normalization cases of the shared table (``tests/op_cases.py``).
+onnxruntime and typed errors that name the node, from the normalization rows of the
+shared tables in ``tests/op_cases.py``.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from onnx_helpers import single_node_model
-from op_cases import cases_of
+from op_cases import cases_of, errors_of
 
 from runtime import InferenceSession
 
@@ -23,6 +24,11 @@ def _r(*shape):
 @pytest.mark.parametrize("case", cases_of("normalization"))
 def test_single_node_matches_onnxruntime(case):
     case.check()
+
+
+@pytest.mark.parametrize("bad", errors_of("normalization"))
+def test_bad_input_is_a_typed_error_naming_the_node(bad):
+    bad.check()
 
 
 def test_group_normalization_18_scales_per_group():

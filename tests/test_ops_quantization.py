@@ -1,7 +1,8 @@
 """The ops of ``runtime/ops/quantization.py``.
 
 The quantized ops (QuantizeLinear, DequantizeLinear, QLinearConv, ...): single nodes
-against onnxruntime, the quantization cases of the shared table (``tests/op_cases.py``).
+against onnxruntime and typed errors that name the node, from the quantization rows of
+the shared tables in ``tests/op_cases.py``.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from onnx_helpers import single_node_model
-from op_cases import cases_of
+from op_cases import cases_of, errors_of
 
 from runtime import InferenceSession
 
@@ -17,6 +18,11 @@ from runtime import InferenceSession
 @pytest.mark.parametrize("case", cases_of("quantization"))
 def test_single_node_matches_onnxruntime(case):
     case.check()
+
+
+@pytest.mark.parametrize("bad", errors_of("quantization"))
+def test_bad_input_is_a_typed_error_naming_the_node(bad):
+    bad.check()
 
 
 def test_matmul_integer_is_exact_over_the_full_int8_range():

@@ -1,7 +1,8 @@
 """The ops of ``runtime/ops/spatial.py``.
 
 Resize, Upsample, ConvTranspose, DepthToSpace and SpaceToDepth: single nodes against
-onnxruntime, the spatial cases of the shared table (``tests/op_cases.py``).
+onnxruntime, typed errors that name the node and results over the size limit refused
+before allocating, from the spatial rows of the shared tables in ``tests/op_cases.py``.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from onnx_helpers import run_ort, single_node_model
-from op_cases import cases_of
+from op_cases import cases_of, errors_of, too_large_of
 
 from runtime import InferenceSession
 
@@ -17,6 +18,16 @@ from runtime import InferenceSession
 @pytest.mark.parametrize("case", cases_of("spatial"))
 def test_single_node_matches_onnxruntime(case):
     case.check()
+
+
+@pytest.mark.parametrize("bad", errors_of("spatial"))
+def test_bad_input_is_a_typed_error_naming_the_node(bad):
+    bad.check()
+
+
+@pytest.mark.parametrize("too_large", too_large_of("spatial"))
+def test_too_large_outputs_are_refused_before_allocating(too_large, monkeypatch):
+    too_large.check(monkeypatch)
 
 
 @pytest.mark.parametrize("scales", [[1, 1, 2, 2], [1, 1, 0.5, 0.5], [1, 1, 1.5, 3]])

@@ -1,8 +1,8 @@
 """The ops of ``runtime/ops/tensor.py``.
 
 The shape and layout ops (Reshape, Transpose, Concat, Slice, Pad, Split, Dropout, ...):
-single nodes against onnxruntime, the tensor cases of the shared table
-(``tests/op_cases.py``).
+single nodes against onnxruntime, from the tensor rows of the shared tables in
+``tests/op_cases.py``.
 """
 
 from __future__ import annotations
