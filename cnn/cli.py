@@ -139,7 +139,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.ray is not None:
         return _predict_on_ray(args)
     from cnn import predict as P
-    from cnn.images import image_files, resolve_recipe
+    from cnn.images import check_input, image_files, resolve_recipe
     from dataio.files import atomic_write
     from dataio.progress import progress
     from runtime import InferenceSession
@@ -156,6 +156,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     recipe, note = resolve_recipe(meta, inp.shape, _recipe_flags(args))
     if note:
         print(f"cnn predict: note: {note}", file=sys.stderr)
+    check_input(inp.name, inp.shape, recipe)  # before any image is read
     labels = P.read_labels(args.labels) if args.labels else P.metadata_labels(meta)
     fixed = inp.shape[0] if isinstance(inp.shape[0], int) else None
     batch = fixed or args.batch_size

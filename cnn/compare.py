@@ -168,14 +168,9 @@ def plan_inputs(
 def _image_dims(spec: shp.InputSpec, recipe: Recipe, dims: Mapping[str, int]) -> list:
     """The input's dims once images of ``recipe`` fill it (the batch None unless the
     model or ``--dim`` fixes it)."""
-    h, w = recipe.size
-    want = [recipe.channels, h, w] if recipe.layout == "NCHW" else [h, w, recipe.channels]
-    for axis, (d, v) in enumerate(zip(spec.dims[1:], want, strict=True), start=1):
-        if isinstance(d, int) and d != v:
-            raise ValueError(
-                f"input {spec.name!r} fixes axis {axis} at {d}; the preprocessing makes {v} "
-                f"({recipe.describe()})"
-            )
+    from cnn.images import check_input
+
+    want = check_input(spec.name, spec.dims, recipe)
     first = spec.dims[0] if isinstance(spec.dims[0], int) else dims.get(str(spec.dims[0]))
     return [first, *want]
 

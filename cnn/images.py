@@ -272,6 +272,24 @@ def load_image(path: str | os.PathLike, recipe: Recipe, *, invert: bool = False)
     return recipe.to_input(pixels)
 
 
+def check_input(name: str, dims: Sequence, recipe: Recipe) -> list[int]:
+    """An image's dims past the batch as ``recipe`` makes it, checked against the
+    input's fixed ones before any image is read (``--layout NHWC`` on an NCHW model)."""
+    h, w = recipe.size
+    want = [recipe.channels, h, w] if recipe.layout == "NCHW" else [h, w, recipe.channels]
+    if len(dims) != 1 + len(want):
+        raise ValueError(
+            f"input {name!r} has {len(dims)} dims {list(dims)}: images make 4 ({recipe.layout})"
+        )
+    for axis, (d, v) in enumerate(zip(dims[1:], want, strict=True), start=1):
+        if isinstance(d, int) and d > 0 and d != v:
+            raise ValueError(
+                f"input {name!r} fixes axis {axis} at {d}; the preprocessing makes {v} "
+                f"({recipe.describe()})"
+            )
+    return want
+
+
 def image_files(items: Iterable[str | os.PathLike]) -> Iterator[Path]:
     """The files named, a folder's files (sorted, recursively, hidden ones left out) in
     its place. Everything in a folder is yielded: a non-image gets its error when read."""

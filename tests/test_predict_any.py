@@ -209,3 +209,13 @@ def test_not_a_classifier_is_refused_before_running(tmp_path, capsys, monkeypatc
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and not ran  # refused from the declared output, unrun
     assert "output has shape [N, 4, H, W]: cnn predict expects (N, classes)" in err
+
+
+def test_a_layout_the_model_cannot_take_is_refused_before_reading(tmp_path, capsys):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(small_classifier(["N", 3, "H", "W"]))
+    photos = _photos(tmp_path / "photos", 3)
+    assert main(["predict", str(model), *map(str, photos), "--layout", "NHWC"]) == 2
+    err = capsys.readouterr().err
+    assert "input 'input' fixes axis 1 at 3; the preprocessing makes 224" in err
+    assert "images in" not in err  # no image was read
