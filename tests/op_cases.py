@@ -119,6 +119,7 @@ CASES = [
     # an empty batch (SqueezeNet at batch 0, tests/fuzz.py): onnxruntime gives empty outputs
     Case("GlobalAveragePool", {"x": np.ones((0, 3, 4, 4), np.float32)}),
     Case("Softmax", {"x": np.ones((0, 3, 4, 4), np.float32)}, opset=9),
+    Case("LogSoftmax", {"x": _r(2, 3, 4)}, {}, {"axis": 1}, 11),  # 2-D at axis 1: over 3*4
     # runtime/ops/elementwise.py
     Case("Add", {"a": _r(2, 3, 4)}, {"b": _r(3, 1)}, {}),
     Case("Mul", {"a": _r(2, 3, 4)}, {"b": _r(4)}, {}),
@@ -131,6 +132,7 @@ CASES = [
     Case("Sigmoid", {"x": _r(3, 4) * 30}, {}, {}),
     Case("Clip", {"x": _r(3, 4)}, {"lo": np.float32(-0.5), "hi": np.float32(0.5)}, {}),
     Case("Cast", {"x": _r(3, 4) * 10}, {}, {"to": 7}),
+    Case("Clip", {"x": _r(3, 4)}, {}, {"min": -0.5, "max": 0.5}, 7),  # bounds as attributes
     # runtime/ops/activations.py
     Case("Elu", {"x": X4}, {}, {"alpha": 0.8}, 18),
     Case("Selu", {"x": X4}, {}, {}, 18),
@@ -170,6 +172,7 @@ CASES = [
         11,
     ),
     Case("Mod", {"a": np.arange(-6, 6, dtype=np.int32)}, {"b": np.array([4], np.int32)}, {}, 10),
+    Case("Min", {"a": _r(3, 4)}, {"b": _r(3, 4)}, {}, 7),
     # runtime/ops/logic.py
     Case("Less", {"a": _r(3, 4)}, {"b": _r(4)}, {}, 13),
     Case("Equal", {"a": np.arange(6, dtype=np.int32)}, {"b": np.array([3], np.int32)}, {}, 7),
@@ -198,6 +201,11 @@ CASES = [
     Case("ArgMax", {"x": _r(3, 10)}, {}, {"axis": 1, "keepdims": 0}, 11),
     Case("ReduceLogSumExp", {"x": X4}, {}, {"axes": [1, 2]}, 13),
     Case("ReduceL2", {"x": X4}, {}, {"axes": [3], "keepdims": 0}, 7),
+    Case("ArgMin", {"x": _r(3, 10)}, {}, {"axis": 1}, 11),
+    Case("ReduceL1", {"x": X4}, {}, {"axes": [1, 3]}, 13),
+    Case("ReduceLogSum", {"x": np.abs(X4) + 0.1}, {}, {"axes": [2]}, 13),
+    Case("ReduceProd", {"x": _r(3, 4)}, {}, {"axes": [0], "keepdims": 0}, 13),
+    Case("ReduceSumSquare", {"x": X4}, {}, {"axes": [1, 2]}, 13),
     # runtime/ops/normalization.py
     # LayerNormalization over channels last (ConvNeXt) and over C, H, W
     Case("LayerNormalization", {"x": _r(2, 7, 7, 96)}, {"s": _r(96), "b": _r(96)}, {}, 17),
@@ -248,6 +256,11 @@ CASES = [
     # split as an attribute, then as an input
     Case("Split", {"x": _r(6, 2)}, {}, {"split": [2, 4]}, opset=11, outputs=2),
     Case("Split", {"x": _r(6, 2)}, {"s": _i64(2, 4)}, opset=13, outputs=2),
+    # the attribute forms before the inputs took them over
+    Case("Pad", {"x": _r(2, 3, 4)}, {}, {"pads": [0, 1, 2, 0, 2, 1], "value": 1.5}, 10),
+    Case("Slice", {"x": _r(6, 8)}, {}, {"starts": [1, 2], "ends": [5, 100], "axes": [0, 1]}, 9),
+    Case("Squeeze", {"x": _r(2, 1, 4, 1)}, {}, {"axes": [1, -1]}, 11),
+    Case("Unsqueeze", {"x": _r(2, 4)}, {}, {"axes": [0, 3]}, 11),
     # runtime/ops/indexing.py
     Case("Expand", {"x": _r(3, 1)}, {"s": np.array([2, 1, 4], np.int64)}, {}),
     Case("Tile", {"x": _r(2, 3)}, {"r": np.array([2, 2], np.int64)}, {}),
@@ -290,6 +303,39 @@ CASES = [
     ),
     Case("Trilu", {"x": _r(2, 4, 5)}, {"k": np.array(1, np.int64)}, {"upper": 0}),
     Case("Einsum", {"a": _r(2, 3, 4)}, {"b": _r(2, 4, 5)}, {"equation": "bij,bjk->bik"}),
+    Case("Compress", {"x": _r(3, 4)}, {"c": np.array([True, False, True])}, {"axis": 0}, 10),
+    Case("GatherND", {"x": _r(2, 3, 4)}, {"i": np.array([[1, 2], [0, 1]], np.int64)}, {}, 11),
+    Case(
+        "OneHot",
+        {"i": np.array([[0, 3], [1, 2]], np.int64)},
+        {"d": np.array(4, np.int64), "v": np.array([0.5, 2.0], np.float32)},
+        {"axis": 1},
+        10,
+    ),
+    Case(
+        "ScatterElements",
+        {"x": _r(3, 4)},
+        {"i": np.array([[1, 0], [0, 2]], np.int64), "u": _r(2, 2)},
+        {"axis": 1},
+        13,
+    ),
+    Case(
+        "ScatterElements",
+        {"x": _r(3, 4)},
+        {"i": np.array([[1, 1], [0, 2]], np.int64), "u": _r(2, 2)},
+        {"axis": 1, "reduction": "mul"},
+        16,
+    ),
+    Case(
+        "ScatterND", {"x": _r(4, 3)}, {"i": np.array([[2], [0]], np.int64), "u": _r(2, 3)}, {}, 13
+    ),
+    Case(
+        "ScatterND",
+        {"x": _r(4, 3)},
+        {"i": np.array([[2], [2]], np.int64), "u": _r(2, 3)},
+        {"reduction": "add"},
+        16,
+    ),
     # runtime/ops/spatial.py
     Case(
         "Resize",
@@ -355,8 +401,25 @@ CASES = [
         for dtype in (np.float32, np.uint8)
         for nearest_mode in ("round_prefer_floor", "round_prefer_ceil", "ceil")
     ],
+    Case("DepthToSpace", {"x": _r(1, 8, 3, 3)}, {}, {"blocksize": 2}, 10),  # DCR only
+    Case(
+        "Resize",
+        {"x": _r(1, 2, 5, 6)},
+        {"roi": NO_ROI, "s": np.array([1, 1, 2, 1.5], _F)},
+        {"mode": "linear"},
+        11,
+    ),
+    Case(
+        "Resize",
+        {"x": _r(2, 3, 4, 4)},
+        {"roi": NO_ROI, "s": NO_ROI, "sz": _i64(2, 3, 9, 7)},
+        {"mode": "cubic"},
+        13,
+    ),
+    Case("Upsample", {"x": _r(1, 2, 3, 4)}, {}, {"scales": [1.0, 1.0, 2.0, 3.0]}, 8),
     # runtime/ops/windows.py
     Case("LpPool", {"x": _r(1, 2, 7, 7)}, {}, {"kernel_shape": [3, 3], "p": 3, "strides": [2, 2]}),
+    Case("LpPool", {"x": _r(1, 2, 7, 7)}, {}, {"kernel_shape": [3, 3], "strides": [2, 2]}, 11),
     # runtime/ops/detection.py
     Case(
         "GridSample",
@@ -392,6 +455,16 @@ CASES = [
         for padding_mode in ("zeros", "border", "reflection")
         for align_corners in (0, 1)
     ],
+    Case(
+        "RoiAlign",
+        {"x": _r(2, 3, 10, 10)},
+        {
+            "rois": np.array([[0, 0, 6, 6], [2.5, 1.0, 9.0, 7.5]], np.float32),
+            "bi": np.array([0, 1], np.int64),
+        },
+        {"output_height": 3, "output_width": 2, "sampling_ratio": 2},
+        13,  # output_half_pixel coordinates
+    ),
     # runtime/ops/quantization.py
     Case(
         "QuantizeLinear",
@@ -499,6 +572,44 @@ CASES = [
         atol=1e-6,
     ),
     Case("DynamicQuantizeLinear", {"x": _QX}, outputs=3, rtol=0, atol=0),
+    Case(
+        "DequantizeLinear",
+        {"x": _A8},
+        {"s": np.array(0.1, _F), "z": np.array(9, np.uint8)},
+        opset=10,
+    ),
+    Case(
+        "QuantizeLinear",
+        {"x": _QX},
+        {"s": np.array(0.05, _F), "z": np.array(3, np.uint8)},
+        opset=19,
+    ),
+    # runtime/ops/rnn.py
+    # opset 7 to 13 (tests/test_rnn.py holds the cells' other settings)
+    Case(
+        "RNN",
+        {"x": _r(4, 2, 3)},
+        {"w": _r(1, 5, 3, scale=0.5), "r": _r(1, 5, 5, scale=0.5), "b": _r(1, 10)},
+        {"hidden_size": 5},
+        13,
+        outputs=2,
+    ),
+    Case(
+        "GRU",
+        {"x": _r(4, 2, 3)},
+        {"w": _r(1, 15, 3, scale=0.5), "r": _r(1, 15, 5, scale=0.5), "b": _r(1, 30)},
+        {"hidden_size": 5},
+        13,
+        outputs=2,
+    ),
+    Case(
+        "LSTM",
+        {"x": _r(4, 2, 3)},
+        {"w": _r(1, 20, 3, scale=0.5), "r": _r(1, 20, 5, scale=0.5), "b": _r(1, 40)},
+        {"hidden_size": 5},
+        13,
+        outputs=3,
+    ),
 ]
 
 

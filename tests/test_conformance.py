@@ -7,11 +7,11 @@ temp folder.
 
 What runs is derived from the op registry, not from a hand-kept list: every node
 test (function-expanded variants included) whose ops the engine claims at the
-test's opset, plus the real models, less the listed exclusions, each with its
-reason. Every exclusion and every real-model pattern must match a test that would
-otherwise run (``test_every_pattern_matches``), so a rename in onnx or an op that
-starts passing cannot leave a stale line behind, and the node tests derived from the
-registry must be tests of the suite. The suite's tests are marked slow; these checks
+test's opset, plus the real models, less the exclusions listed with their reasons
+in ``tests/node_suite.py``. Every exclusion and every real-model pattern must match a
+test that would otherwise run (``test_every_pattern_matches``), so a rename in onnx or
+an op that starts passing cannot leave a stale line behind, and the node tests derived
+from the registry must be tests of the suite. The suite's tests are marked slow; these checks
 are not, so a plain run (``-m "not slow"``) makes them.
 """
 
@@ -20,14 +20,12 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from functools import lru_cache
 
 import onnx.backend.test
 import pytest
-from onnx.backend.test.case.node import collect_testcases
+from node_suite import EXCLUDED, claimed_node_tests
 
 from runtime.onnx_backend import NumbaBackend
-from runtime.ops import resolve
 
 # The real-model tests that ship with onnx (light versions of the zoo models).
 REAL_MODELS = [
@@ -41,40 +39,6 @@ REAL_MODELS = [
     r"^test_vgg19",
     r"^test_zfnet512",
 ]
-# Excluded, each with its reason: node tests of claimed ops that use a type or a
-# feature the engine does not implement.
-EXCLUDED = {
-    r"^test_identity_(sequence|opt)": "sequence and optional types: the engine runs tensors",
-    r"^test_batchnorm_.*training_mode": "training-mode BatchNormalization: inference only",
-    r"^test_maxpool_2d_uint8": "integer pooling: the pool kernels are float32",
-    r"^test_not_[234]d": "opset 1 models: the loader accepts default-domain opsets 7 on",
-    r"^test_attention_.*bf16_expanded": "bfloat16 reductions (ReduceMax): NumPy has no bfloat16",
-    r"^test_training_dropout(_default)?(_mask)?_cpu$": (
-        "training-mode Dropout with a nonzero ratio (random masks): inference only"
-    ),
-}
-
-
-def _opset(model: onnx.ModelProto) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
-
-
-def _claimed(case) -> bool:
-    """Whether the engine implements every node of a node test's model at its opset
-    (and the model imports the default domain only)."""
-    opset = _opset(case.model)
-    if any(o.domain not in ("", "ai.onnx") for o in case.model.opset_import):
-        return False
-    return all(
-        n.domain in ("", "ai.onnx") and resolve(n.op_type, opset) is not None
-        for n in case.model.graph.node
-    )
-
-
-@lru_cache(maxsize=1)
-def claimed_node_tests() -> tuple[str, ...]:
-    """The names (``test_..._cpu``) of the node tests the engine claims."""
-    return tuple(sorted(f"{c.name}_cpu" for c in collect_testcases(None) if _claimed(c)))
 
 
 def _suite():
