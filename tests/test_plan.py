@@ -4,6 +4,7 @@ bound to its shapes; planned buffers, so a warm run allocates only its outputs."
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +120,53 @@ def test_a_chain_with_a_misshapen_gemm_weight_is_a_typed_error(name, shape):
     x = np.zeros((2, 1, 28, 28), np.float32)
     with pytest.raises((ShapeError, GraphError, InvalidAttributeError), match="Gemm"):
         InferenceSession(model.SerializeToString()).run(None, {"input": x})
+
+
+def test_a_compiled_plan_is_built_from_shapes_alone(monkeypatch):
+    """plan.shapes_only: building LeNet-5's program runs only the views (Reshape), each
+    heavy op getting an empty output of its shape; a step-by-step plan runs them all."""
+    from runtime import plan as plan_module
+    from runtime.engine import NumbaEngine
+    from runtime.graph import load_graph
+
+    ran: list[str] = []
+    real = plan_module.call_step
+
+    def spying_call_step(step, env, *args, **kwargs):
+        ran.append(step.op_type)
+        return real(step, env, *args, **kwargs)
+
+    monkeypatch.setattr(plan_module, "call_step", spying_call_step)
+    feeds = {"input": np.zeros((2, 1, 28, 28), np.float32)}
+    compiled = NumbaEngine(load_graph(LENET)).plan(feeds)
+    assert compiled.program is not None
+    assert ran == ["Reshape"], ran
+    ran.clear()
+    steps = NumbaEngine(load_graph(LENET), compile_plans=False).plan(feeds)
+    assert steps.program is None
+    assert ran == [s.op_type for s in steps.steps] and "Conv" in ran
+
+
+def test_buffers_are_released_and_reused_by_liveness():
+    """buffers.release_after and plan_buffers on a chain of Relus: each intermediate is
+    dropped after its one reader, two slots take turns, the graph output is fresh."""
+    from runtime.engine import NumbaEngine
+    from runtime.graph import load_graph
+
+    names = ["x", "t0", "t1", "t2", "t3", "t4", "y"]
+    nodes = [helper.make_node("Relu", [a], [b]) for a, b in pairwise(names)]
+    vi = helper.make_tensor_value_info
+    model = chain_model(
+        nodes, [vi("x", TensorProto.FLOAT, ["N", 8])], [vi("y", TensorProto.FLOAT, None)]
+    )
+    engine = NumbaEngine(load_graph(model), compile_plans=False)
+    x = np.random.default_rng(2).standard_normal((3, 8)).astype(np.float32)
+    plan = engine.plan({"x": x})
+    assert plan.release == [(), ("t0",), ("t1",), ("t2",), ("t3",), ("t4",)]
+    assert plan.out_slots == [(0,), (1,), (0,), (1,), (0,), None]
+    assert plan.slot_specs == [((3, 8), np.dtype(np.float32))] * 2
+    first = engine.run({"x": x}, ["y"])[0]
+    second = engine.run({"x": x}, ["y"])[0]  # the planned buffers, reused
+    assert first is not second
+    np.testing.assert_array_equal(first, np.maximum(x, 0))
+    np.testing.assert_array_equal(second, np.maximum(x, 0))
