@@ -4,8 +4,9 @@ Each is registered twice: opset 7, and opset 14, which adds ``layout`` (1: X, Y 
 the states batch-first). Opset 22 only adds bfloat16, so a model at 22 runs the 14
 function. A node's checks run here; the compute is the input projection of every
 time step as one GEMM (``X @ W^T``, all directions at once), then the recurrence
-over time in ``kernels.rnn``. float32 and float64 run that kernel in their own type;
-float16 runs it in float32 and rounds the outputs.
+over time in ``kernels.rnn``. float32 runs the engine's GEMM (``kernels.gemm``, W
+packed once per plan) and float64 numpy's; both run the recurrence kernel in their
+own type. float16 runs as float32 and rounds the outputs.
 
 Where the spec leaves room, the choices are onnxruntime's:
 
@@ -31,6 +32,7 @@ import numpy as np
 
 from runtime.errors import InvalidAttributeError, ShapeError
 from runtime.kernels import rnn as kernels
+from runtime.kernels.gemm import PackedGemm
 from runtime.memory import check_size
 from runtime.ops.registry import register
 
@@ -119,7 +121,72 @@ def _state(op, name, t, layout, shape, dtype, compute) -> np.ndarray:
     return np.array(t.transpose(1, 0, 2) if layout else t, compute, order="C")
 
 
-def recurrent(
+@dataclass(frozen=True, eq=False)
+class Layer:
+    """A recurrent node laid out for one input shape (``layer``): its checks done and
+    its weights in the kernel's layout, so that a call runs only the input
+    projection (one GEMM) and the recurrence. The engine binds one per plan."""
+
+    cell: Cell
+    x_shape: tuple[int, ...]
+    x_dtype: np.dtype
+    layout: int
+    wt: np.ndarray  # (I, D*G*H): W^T, every direction's gates side by side
+    packed: PackedGemm | None  # float32: W^T packed for the engine's GEMM
+    rt: np.ndarray  # (D, H, G*H): R^T
+    bias: np.ndarray  # (D, 2*G*H)
+    h0: np.ndarray  # (D, N, H)
+    c0: np.ndarray  # (D, N, H), LSTM
+    peepholes: np.ndarray  # (D, 3*H), LSTM
+    lengths: np.ndarray  # (N,) int64
+    reverse: np.ndarray  # (D,) bool
+    codes: np.ndarray
+    alphas: np.ndarray
+    betas: np.ndarray
+    clip: float
+    linear_before_reset: bool
+    input_forget: bool
+
+    def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+        """(Y, Y_h) for RNN and GRU, (Y, Y_h, Y_c) for LSTM, for an X of the shape and
+        type the layer was laid out for."""
+        assert x.shape == self.x_shape and x.dtype == self.x_dtype  # internal: per plan
+        compute = self.rt.dtype
+        xs = x.transpose(1, 0, 2) if self.layout else x  # (T, N, I)
+        t_n, n_n, i_n = xs.shape
+        d_n, h_n, _ = self.rt.shape
+        rows = xs.reshape(t_n * n_n, i_n).astype(compute, copy=False)
+        xw = np.empty((t_n * n_n, self.wt.shape[1]), compute)  # (T*N, D*G*H)
+        if self.packed is None:
+            np.matmul(rows, self.wt, out=xw)
+        elif len(rows):
+            self.packed(rows, xw)
+        xw = xw.reshape(t_n, n_n, -1)  # (T, N, D*G*H)
+        y = np.empty((t_n, d_n, n_n, h_n), compute)
+        y_h = np.empty((d_n, n_n, h_n), compute)
+        common = (self.codes, self.alphas, self.betas, self.clip)
+        if self.cell is RNN:
+            kernels.rnn_recurrence(xw, self.rt, self.bias, self.h0, self.lengths,
+                                   self.reverse, *common, y, y_h)  # fmt: skip
+            results = [y, y_h]
+        elif self.cell is GRU:
+            kernels.gru_recurrence(xw, self.rt, self.bias, self.h0, self.lengths,
+                                   self.reverse, self.linear_before_reset, *common, y,
+                                   y_h)  # fmt: skip
+            results = [y, y_h]
+        else:
+            y_c = np.empty((d_n, n_n, h_n), compute)
+            kernels.lstm_recurrence(xw, self.rt, self.bias, self.peepholes, self.h0,
+                                    self.c0, self.lengths, self.reverse, self.input_forget,
+                                    *common, y, y_h, y_c)  # fmt: skip
+            results = [y, y_h, y_c]
+        if self.layout:
+            results[0] = results[0].transpose(2, 0, 1, 3)  # (N, T, D, H)
+            results[1:] = [s.transpose(1, 0, 2) for s in results[1:]]  # (N, D, H)
+        return tuple(np.ascontiguousarray(a, self.x_dtype) for a in results)
+
+
+def layer(
     cell: Cell,
     x: np.ndarray,
     w: np.ndarray,
@@ -139,8 +206,8 @@ def recurrent(
     layout: int = 0,
     linear_before_reset: int = 0,
     input_forget: int = 0,
-) -> tuple[np.ndarray, ...]:
-    """One recurrent layer: (Y, Y_h) for RNN and GRU, (Y, Y_h, Y_c) for LSTM."""
+) -> Layer:
+    """The node's checks, and its weights laid out for X's shape (a ``Layer``)."""
     op, gates = cell.op, cell.gates
     if direction not in _DIRECTIONS:
         raise InvalidAttributeError(
@@ -163,8 +230,7 @@ def recurrent(
             f"({'[batch, seq, input]' if layout else '[seq, batch, input]'}), "
             f"received shape {x.shape}"
         )
-    xs = x.transpose(1, 0, 2) if layout else x  # (T, N, I)
-    t_n, n_n, i_n = xs.shape
+    t_n, n_n, i_n = (x.shape[1], x.shape[0], x.shape[2]) if layout else x.shape
     if hidden_size is None:
         if r.ndim != 3:
             raise ShapeError(f"{op}: R must have rank 3, received shape {r.shape}")
@@ -199,40 +265,51 @@ def recurrent(
             )
     state = (d_n, n_n, h_n)
     h0 = _state(op, "initial_h", initial_h, layout, state, x.dtype, compute)
+    c0 = _state(op, "initial_c", initial_c, layout, state, x.dtype, compute)
+    if p is None:
+        peepholes = np.zeros((d_n, 3 * h_n), compute)
+    else:
+        _expect(op, "P", p, (d_n, 3 * h_n), x.dtype)
+        peepholes = np.array(p, compute, order="C")
     check_size((t_n, n_n, d_n * g_n), compute, f"{op} input projection")
     check_size((t_n, d_n, n_n, h_n), compute, f"{op} output Y")
+    wt = np.ascontiguousarray(w.reshape(d_n * g_n, i_n).T, compute)  # (I, D*G*H)
+    return Layer(
+        cell=cell,
+        x_shape=x.shape,
+        x_dtype=x.dtype,
+        layout=layout,
+        wt=wt,
+        packed=PackedGemm(wt) if compute == np.float32 else None,
+        rt=np.ascontiguousarray(r.transpose(0, 2, 1), compute),  # (D, H, G*H)
+        bias=bias,
+        h0=h0,
+        c0=c0,
+        peepholes=peepholes,
+        lengths=lengths,
+        reverse=reverse,
+        codes=codes,
+        alphas=alphas,
+        betas=betas,
+        clip=math.inf if clip is None else float(clip),
+        linear_before_reset=bool(linear_before_reset),
+        input_forget=bool(input_forget),
+    )
 
-    wt = w.reshape(d_n * g_n, i_n).astype(compute).T  # (I, D*G*H)
-    xw = np.matmul(xs.reshape(t_n * n_n, i_n).astype(compute), wt)  # (T*N, D*G*H)
-    xw = np.ascontiguousarray(xw.reshape(t_n, n_n, d_n * g_n))
-    rt = np.ascontiguousarray(r.astype(compute).transpose(0, 2, 1))  # (D, H, G*H)
-    y = np.empty((t_n, d_n, n_n, h_n), compute)
-    y_h = np.empty(state, compute)
-    limit = math.inf if clip is None else float(clip)
-    if cell is RNN:
-        kernels.rnn_recurrence(xw, rt, bias, h0, lengths, reverse, codes, alphas, betas,
-                               limit, y, y_h)  # fmt: skip
-        results = [y, y_h]
-    elif cell is GRU:
-        kernels.gru_recurrence(xw, rt, bias, h0, lengths, reverse, bool(linear_before_reset),
-                               codes, alphas, betas, limit, y, y_h)  # fmt: skip
-        results = [y, y_h]
-    else:
-        c0 = _state(op, "initial_c", initial_c, layout, state, x.dtype, compute)
-        if p is None:
-            peepholes = np.zeros((d_n, 3 * h_n), compute)
-        else:
-            _expect(op, "P", p, (d_n, 3 * h_n), x.dtype)
-            peepholes = np.array(p, compute, order="C")
-        y_c = np.empty(state, compute)
-        kernels.lstm_recurrence(xw, rt, bias, peepholes, h0, c0, lengths, reverse,
-                                bool(input_forget), codes, alphas, betas, limit, y, y_h,
-                                y_c)  # fmt: skip
-        results = [y, y_h, y_c]
-    if layout:
-        results[0] = results[0].transpose(2, 0, 1, 3)  # (N, T, D, H)
-        results[1:] = [s.transpose(1, 0, 2) for s in results[1:]]  # (N, D, H)
-    return tuple(np.ascontiguousarray(a, x.dtype) for a in results)
+
+def recurrent(cell: Cell, x: np.ndarray, *inputs: np.ndarray | None, **attrs) -> tuple:
+    """One recurrent layer: (Y, Y_h) for RNN and GRU, (Y, Y_h, Y_c) for LSTM."""
+    return layer(cell, x, *inputs, **attrs)(x)
+
+
+def _prepare(cell: Cell):
+    """``fn.prepare(x, constants, attrs)`` (see ``registry``): the node's ``Layer`` for
+    x's shape, when its other inputs are constants."""
+
+    def prepare(x: np.ndarray, args: list, attrs: dict) -> Layer:
+        return layer(cell, x, *args, **attrs)
+
+    return prepare
 
 
 @register("RNN", since=7)
@@ -295,3 +372,8 @@ def lstm_14(x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None,
                      activations=activations, clip=clip, direction=direction,
                      hidden_size=hidden_size, layout=layout,
                      input_forget=input_forget)  # fmt: skip
+
+
+for _fn, _cell in ((rnn_7, RNN), (rnn_14, RNN), (gru_7, GRU), (gru_14, GRU), (lstm_7, LSTM),
+                   (lstm_14, LSTM)):  # fmt: skip
+    _fn.prepare = _prepare(_cell)
