@@ -260,7 +260,18 @@ class Summary:
     threads: int = 0
     nodes: int = 0
     warmup_s: float = 0.0
-    seconds: float = 0.0
+    seconds: float = 0.0  # the whole run, from Ray up to the output's rename
+    first_s: float = 0.0  # to the first result: warm-up, workers' start, first batch
+    last_s: float = 0.0  # to the last result
+
+    def rate(self) -> float:
+        """Images per second over the whole run."""
+        return self.images / self.seconds if self.seconds else 0.0
+
+    def steady_rate(self) -> float:
+        """Images per second from the first result to the last: start-up left out."""
+        span = self.last_s - self.first_s
+        return (self.images - 1) / span if span > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -477,7 +488,11 @@ def _run(
         )
 
     def counted(rows: Iterator[dict]) -> Iterator[dict]:
-        for row in rows:
+        for n, row in enumerate(rows, 1):
+            now = time.perf_counter() - t0
+            if n == 1:
+                summary.first_s = now
+            summary.last_s = now
             if row["error"]:
                 summary.errors.append(row["error"])
                 report(row["error"])
@@ -490,10 +505,10 @@ def _run(
     finally:  # the caller's own Ray session keeps its settings
         ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved
     summary.seconds = time.perf_counter() - t0
-    rate = len(src.names) / summary.seconds if summary.seconds else 0.0
     say(
         f"ray: done, {summary.predictions} predictions, {len(summary.errors)} errors in "
-        f"{summary.seconds:.1f} s ({rate:.0f} images/s)"
+        f"{summary.seconds:.1f} s ({summary.rate():.0f} images/s); the first after "
+        f"{summary.first_s:.1f} s, then {summary.steady_rate():.0f} images/s"
     )
     return summary
 
