@@ -39,7 +39,7 @@ def test_bench_rows_json_and_plot(tmp_path, capsys):
     )
     assert code == 0
     text = capsys.readouterr().out
-    assert "alexnet skipped: no file" in text and "GEMM roof" in text
+    assert "alexnet skipped: model file" in text and "GEMM roof" in text
     payload = json.loads(out_json.read_text())
     rows = payload["rows"]
     # 2 batch sizes x (all cores, 1 thread) x 2 backends
