@@ -42,7 +42,19 @@ from runtime.config import GEMM_JOBS_PER_THREAD
 from runtime.kernels.activation import activate
 from runtime.kernels.isa import has_avx512
 from runtime.kernels.jit import kernel
-from runtime.kernels.simd import WIDTH, prefetch, vfma, vload, vstore, vzero
+from runtime.kernels.simd import (
+    WIDTH,
+    prefetch,
+    vadd,
+    vfma,
+    vload,
+    vmax,
+    vmin,
+    vrelu,
+    vsplat,
+    vstore,
+    vzero,
+)
 from runtime.memory import scratch
 
 MR = 6  # rows of A per micro-kernel tile
@@ -290,6 +302,120 @@ def store_conv_tile(
             j += count
 
 
+# The activations a conv epilogue applies to vectors of sums in registers (none, Relu,
+# Clip: ``activation.ACTIVATIONS``); the others go through ``activation.activate``.
+VECTOR_ACTS = (0, 1, 5)
+
+
+@kernel(inline="always")
+def epilogue_vector(c, bias, act, alpha, beta, sc, sf):  # pragma: no cover
+    """act(c + bias) * sc + sf for one vector of one output channel's sums, ``act`` one
+    of ``VECTOR_ACTS`` (Clip's bounds alpha and beta); every element gets the same
+    arithmetic (one rounded add, the activation, one fused multiply-add)."""
+    v = vadd(c, vsplat(bias))
+    if act == 1:
+        v = vrelu(v)
+    elif act == 5:
+        v = vmin(vmax(v, vsplat(alpha)), vsplat(beta))
+    return vfma(vsplat(sf), v, sc)
+
+
+@kernel(inline="always")
+def _store_row(of, o, c, d, m, width, bias, act, alpha, beta, scale, shift):  # pragma: no cover
+    """One tile row's vectors c (and d, for 32-wide tiles) through the epilogue of
+    channel m into of[o : o + width]."""
+    vstore(of, o, epilogue_vector(c, bias[m], act, alpha, beta, scale[m], shift[m]))
+    if width > WIDTH:
+        vstore(of, o + WIDTH, epilogue_vector(d, bias[m], act, alpha, beta, scale[m], shift[m]))
+
+
+@kernel()
+def tile_store_16(
+    ap, bp, K, of, o, S, m0, bias, act, alpha, beta, scale, shift
+):  # pragma: no cover
+    """``tile_16``, its six rows stored through the epilogue straight into of at o,
+    o + S, ..., o + 5 S (channels m0 .. m0 + 5; a full tile inside one image)."""
+    c0 = c1 = c2 = c3 = c4 = c5 = vzero()
+    for k in range(K):
+        b = vload(bp, k * WIDTH)
+        a = k * MR
+        c0 = vfma(c0, b, ap[a])
+        c1 = vfma(c1, b, ap[a + 1])
+        c2 = vfma(c2, b, ap[a + 2])
+        c3 = vfma(c3, b, ap[a + 3])
+        c4 = vfma(c4, b, ap[a + 4])
+        c5 = vfma(c5, b, ap[a + 5])
+    _store_row(of, o, c0, c0, m0, WIDTH, bias, act, alpha, beta, scale, shift)
+    _store_row(of, o + S, c1, c1, m0 + 1, WIDTH, bias, act, alpha, beta, scale, shift)
+    _store_row(of, o + 2 * S, c2, c2, m0 + 2, WIDTH, bias, act, alpha, beta, scale, shift)
+    _store_row(of, o + 3 * S, c3, c3, m0 + 3, WIDTH, bias, act, alpha, beta, scale, shift)
+    _store_row(of, o + 4 * S, c4, c4, m0 + 4, WIDTH, bias, act, alpha, beta, scale, shift)
+    _store_row(of, o + 5 * S, c5, c5, m0 + 5, WIDTH, bias, act, alpha, beta, scale, shift)
+
+
+@kernel()
+def tile_store_32(
+    ap, bp, K, of, o, S, m0, bias, act, alpha, beta, scale, shift
+):  # pragma: no cover
+    """``tile_32``, its six rows stored through the epilogue straight into of at o,
+    o + S, ..., o + 5 S (channels m0 .. m0 + 5; a full tile inside one image)."""
+    c0 = c1 = c2 = c3 = c4 = c5 = vzero()
+    d0 = d1 = d2 = d3 = d4 = d5 = vzero()
+    for k in range(K):
+        b = vload(bp, 2 * k * WIDTH)
+        e = vload(bp, (2 * k + 1) * WIDTH)
+        a = k * MR
+        s = ap[a]
+        c0 = vfma(c0, b, s)
+        d0 = vfma(d0, e, s)
+        s = ap[a + 1]
+        c1 = vfma(c1, b, s)
+        d1 = vfma(d1, e, s)
+        s = ap[a + 2]
+        c2 = vfma(c2, b, s)
+        d2 = vfma(d2, e, s)
+        s = ap[a + 3]
+        c3 = vfma(c3, b, s)
+        d3 = vfma(d3, e, s)
+        s = ap[a + 4]
+        c4 = vfma(c4, b, s)
+        d4 = vfma(d4, e, s)
+        s = ap[a + 5]
+        c5 = vfma(c5, b, s)
+        d5 = vfma(d5, e, s)
+    w = 2 * WIDTH
+    _store_row(of, o, c0, d0, m0, w, bias, act, alpha, beta, scale, shift)
+    _store_row(of, o + S, c1, d1, m0 + 1, w, bias, act, alpha, beta, scale, shift)
+    _store_row(of, o + 2 * S, c2, d2, m0 + 2, w, bias, act, alpha, beta, scale, shift)
+    _store_row(of, o + 3 * S, c3, d3, m0 + 3, w, bias, act, alpha, beta, scale, shift)
+    _store_row(of, o + 4 * S, c4, d4, m0 + 4, w, bias, act, alpha, beta, scale, shift)
+    _store_row(of, o + 5 * S, c5, d5, m0 + 5, w, bias, act, alpha, beta, scale, shift)
+
+
+@kernel(inline="always")
+def store_tile_vector_epilogue(
+    t, of, n0, M, S, m0, rows, j0, n, width, bias, act, alpha, beta, scale, shift
+):  # pragma: no cover
+    """A partial tile t (MR, width) through ``epilogue_vector`` (in place, whole
+    vectors), then its first ``rows`` rows and n columns copied into out (images, M, S)
+    flat as of, split where an image ends: the same arithmetic as ``tile_store_*``."""
+    for r in range(rows):
+        m = m0 + r
+        for v in range(0, width, WIDTH):
+            i = r * width + v
+            vstore(t, i, epilogue_vector(vload(t, i), bias[m], act, alpha, beta, scale[m],
+                                         shift[m]))  # fmt: skip
+        j = 0
+        while j < n:
+            i = (j0 + j) // S
+            s = (j0 + j) % S
+            count = min(n - j, S - s)
+            o = ((n0 + i) * M + m) * S + s
+            for u in range(count):
+                of[o + u] = t[r * width + j + u]
+            j += count
+
+
 @kernel(parallel=True)
 def _gemm_pointwise(
     ap, x, out, n0, nb, Mg, chunk, panels, tiles, bias, act, alpha, beta, scale, shift
@@ -298,15 +424,22 @@ def _gemm_pointwise(
     panel p, a chunk of row blocks, as in ``_gemm``) packs its own panel of columns
     from the input planes x (N, C, S) (row k of group g: input channel g*Kg + k;
     column i*S + s: image n0 + i, position s) into its thread's ``panels`` row, where
-    the tiles then read it from L1. Jobs that share
-    a panel (chunks of rows) each pack it: K x NR copies against K x NR x MR x chunk
-    multiply-adds. No packed-columns buffer, no second kernel launch."""
+    the tiles then read it from L1 (a panel inside one image: a vector copy per row).
+    Jobs that share a panel (chunks of rows) each pack it: K x NR copies against
+    K x NR x MR x chunk multiply-adds. With an activation of ``VECTOR_ACTS`` a full
+    tile inside one image is stored from its registers through the epilogue
+    (``tile_store_*``), a partial one through the same vector epilogue
+    (``store_tile_vector_epilogue``); other activations through ``store_conv_tile``."""
     G, mb, K = ap.shape[0], ap.shape[1], ap.shape[2]
-    S = x.shape[2]
+    C, S = x.shape[1], x.shape[2]
+    M = out.shape[1]
     width = panels.shape[1] // K
     N = nb * S
     nbp = (N + width - 1) // width
     chunks = (mb + chunk - 1) // chunk
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
+    vector_act = act == 0 or act == 1 or act == 5
     for job in prange(G * nbp * chunks):
         g = job // (nbp * chunks)
         p = (job // chunks) % nbp
@@ -315,23 +448,45 @@ def _gemm_pointwise(
         pan = panels[numba.get_thread_id()]
         j0 = p * width
         n = min(width, N - j0)
-        for k in range(K):
-            row = pan[k * width : (k + 1) * width]
-            j = 0
-            while j < n:  # runs of one image's positions
-                i = (j0 + j) // S
-                s = (j0 + j) % S
-                count = min(n - j, S - s)
-                src = x[n0 + i, g * K + k]
-                for u in range(count):
-                    row[j + u] = src[s + u]
-                j += count
-            for u in range(n, width):
-                row[u] = 0.0
+        i0 = j0 // S
+        s0 = j0 % S
+        whole = n == width and s0 + width <= S  # a full panel inside image n0 + i0
+        if whole:
+            src = ((n0 + i0) * C + g * K) * S + s0
+            for k in range(K):
+                for v in range(0, width, WIDTH):
+                    vstore(pan, k * width + v, vload(xf, src + k * S + v))
+        else:
+            for k in range(K):
+                j = 0
+                while j < n:  # runs of one image's positions
+                    i = (j0 + j) // S
+                    s = (j0 + j) % S
+                    count = min(n - j, S - s)
+                    src = ((n0 + i) * C + g * K + k) * S + s
+                    for u in range(count):
+                        pan[k * width + j + u] = xf[src + u]
+                    j += count
+                for u in range(n, width):
+                    pan[k * width + u] = 0.0
         for b in range(q * chunk, min(mb, (q + 1) * chunk)):
-            tile(ap[g, b].reshape(-1), pan, K, t, width)
-            store_conv_tile(t, out, n0, S, g * Mg + b * MR, min(MR, Mg - b * MR), j0, n,
-                             width, bias, act, alpha, beta, scale, shift)  # fmt: skip
+            m0 = g * Mg + b * MR
+            rows = min(MR, Mg - b * MR)
+            a = ap[g, b].reshape(-1)
+            if vector_act and whole and rows == MR:
+                o = ((n0 + i0) * M + m0) * S + s0
+                if width == WIDTH:
+                    tile_store_16(a, pan, K, of, o, S, m0, bias, act, alpha, beta, scale, shift)
+                else:
+                    tile_store_32(a, pan, K, of, o, S, m0, bias, act, alpha, beta, scale, shift)
+            elif vector_act:
+                tile(a, pan, K, t, width)
+                store_tile_vector_epilogue(t, of, n0, M, S, m0, rows, j0, n, width, bias, act,
+                                           alpha, beta, scale, shift)  # fmt: skip
+            else:
+                tile(a, pan, K, t, width)
+                store_conv_tile(t, out, n0, S, m0, rows, j0, n, width, bias, act, alpha, beta,
+                                scale, shift)  # fmt: skip
 
 
 def gemm_pointwise(
@@ -476,3 +631,19 @@ if numba.config.DISABLE_JIT:
 
     def tile_32(ap, bp, K, t):
         _tile(ap, bp, K, t, 2 * WIDTH)
+
+    def _tile_store(ap, bp, K, of, o, S, m0, width, bias, act, alpha, beta, scale, shift):
+        t = np.empty(MR * width, np.float32)
+        _tile(ap, bp, K, t, width)
+        for r in range(MR):
+            m = m0 + r
+            for v in range(0, width, WIDTH):
+                c = epilogue_vector(vload(t, r * width + v), bias[m], act, alpha, beta,
+                                    scale[m], shift[m])  # fmt: skip
+                vstore(of, o + r * S + v, c)
+
+    def tile_store_16(ap, bp, K, of, o, S, m0, bias, act, alpha, beta, scale, shift):
+        _tile_store(ap, bp, K, of, o, S, m0, WIDTH, bias, act, alpha, beta, scale, shift)
+
+    def tile_store_32(ap, bp, K, of, o, S, m0, bias, act, alpha, beta, scale, shift):
+        _tile_store(ap, bp, K, of, o, S, m0, 2 * WIDTH, bias, act, alpha, beta, scale, shift)

@@ -11,6 +11,10 @@ below is one instruction.
     vstore(a, i, v)         a[i : i + WIDTH] = v
     vfma(acc, v, s)      -> acc + v * s, fused     (s a float32 scalar, broadcast)
     vmax(a, b)           -> b where b > a, else a, lane by lane
+    vmin(a, b)           -> b where a > b, else a, lane by lane
+    vrelu(v)             -> 0 where v <= 0, else v (a NaN stays NaN)
+    vsplat(s)            -> s in every lane
+    vadd(a, b)           -> a + b, lane by lane
     prefetch(a, i)          a hint to fetch a[i]'s cache line into L1
 
 None checks its bounds: the caller keeps i + WIDTH within the array (``prefetch``
@@ -41,6 +45,18 @@ if numba.config.DISABLE_JIT:
 
     def vmax(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(b > a, b, a)
+
+    def vmin(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.where(a > b, b, a)
+
+    def vrelu(v: np.ndarray) -> np.ndarray:
+        return np.where(v <= 0, np.float32(0), v)
+
+    def vsplat(s: float) -> np.ndarray:
+        return np.full(WIDTH, s, np.float32)
+
+    def vadd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return a + b
 
     def prefetch(a: np.ndarray, i: int) -> None:
         return None
@@ -126,6 +142,43 @@ else:
         def codegen(context, builder, sig, args):
             greater = builder.fcmp_ordered(">", args[1], args[0])
             return builder.select(greater, args[1], args[0])
+
+        return float32xw(a, b), codegen
+
+    @intrinsic
+    def vmin(typingctx, a, b):
+        def codegen(context, builder, sig, args):
+            greater = builder.fcmp_ordered(">", args[0], args[1])
+            return builder.select(greater, args[1], args[0])
+
+        return float32xw(a, b), codegen
+
+    @intrinsic
+    def vrelu(typingctx, v):
+        def codegen(context, builder, sig, args):
+            zero = ir.Constant(_VEC, [0.0] * WIDTH)
+            at_most_zero = builder.fcmp_ordered("<=", args[0], zero)
+            return builder.select(at_most_zero, zero, args[0])
+
+        return float32xw(v), codegen
+
+    def _splat(context, builder, value, fromty):
+        scalar = context.cast(builder, value, fromty, types.float32)
+        one = builder.insert_element(ir.Constant(_VEC, ir.Undefined), scalar, _I32(0))
+        mask = ir.Constant(ir.VectorType(_I32, WIDTH), [0] * WIDTH)
+        return builder.shuffle_vector(one, ir.Constant(_VEC, ir.Undefined), mask)
+
+    @intrinsic
+    def vsplat(typingctx, s):
+        def codegen(context, builder, sig, args):
+            return _splat(context, builder, args[0], sig.args[0])
+
+        return float32xw(s), codegen
+
+    @intrinsic
+    def vadd(typingctx, a, b):
+        def codegen(context, builder, sig, args):
+            return builder.fadd(args[0], args[1])
 
         return float32xw(a, b), codegen
 
