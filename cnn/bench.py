@@ -22,7 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -397,3 +398,208 @@ def plot(rows: Sequence[BenchRow], path: str | os.PathLike) -> None:
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
+
+
+# --- cnn bench --busy: each backend's slowdown with every core (or N) already busy ---
+
+# A busy loop that stops by itself: when its parent is gone (even one killed without a
+# chance to clean up) or after its time limit. Pure-Python work: one core each.
+_BUSY_LOOP = """
+import os, sys, time
+parent, deadline = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])
+while os.getppid() == parent and time.monotonic() < deadline:
+    for _ in range(200000):
+        pass
+"""
+
+
+@contextmanager
+def busy_processes(n: int, limit_s: float = 600.0) -> Iterator[list[subprocess.Popen]]:
+    """``n`` busy-loop processes, each taking one core, stopped (and reaped) on exit,
+    whatever happens inside the block; each also stops by itself after ``limit_s``."""
+    procs: list[subprocess.Popen] = []
+    try:
+        for _ in range(n):
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-S", "-c", _BUSY_LOOP, str(os.getpid()), str(limit_s)],
+                    stdin=subprocess.DEVNULL,
+                )
+            )
+        yield procs
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+
+
+# One backend alone in this process. It warms up, then answers each line on stdin
+# ("run") with the seconds of ``calls`` timed calls (after SETTLE_S of untimed ones,
+# so that a load started in between has taken its cores), until stdin closes.
+_BUSY_WORKER = """
+import json, sys, time
+from cnn.bench import random_feed
+from runtime import InferenceSession
+path, backend, threads, shapes, calls, seed = sys.argv[1:7]
+sess = InferenceSession(path, backend=backend, threads=int(threads) or None)
+feed = random_feed(sess, {k: tuple(v) for k, v in json.loads(shapes).items()}, int(seed))
+t0 = time.perf_counter()
+n = 0
+while n < 3 or time.perf_counter() - t0 < 1.0:  # compile, plan, caches
+    sess.run(None, feed)
+    n += 1
+print("ready", flush=True)
+for line in sys.stdin:
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < float(line.split()[1]):
+        sess.run(None, feed)
+    times = []
+    for _ in range(int(calls)):
+        t = time.perf_counter()
+        sess.run(None, feed)
+        times.append(time.perf_counter() - t)
+    print(json.dumps(times), flush=True)
+"""
+
+
+@dataclass(frozen=True)
+class BusyRow:
+    """One backend on one model under ``busy`` busy-loop processes: per repeat (a fresh
+    process each), the median seconds per call quiet and busy, and their ratio."""
+
+    model: str
+    batch_size: int
+    backend: str
+    busy: int
+    quiet_s: list[float]
+    busy_s: list[float]
+
+    @property
+    def slowdowns(self) -> list[float]:
+        return [b / q for q, b in zip(self.quiet_s, self.busy_s, strict=True)]
+
+    @property
+    def slowdown(self) -> float:
+        return float(np.median(self.slowdowns))
+
+
+def _ask(proc: subprocess.Popen, settle_s: float, err) -> list[float]:
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(f"run {settle_s}\n")
+    proc.stdin.flush()
+    line = proc.stdout.readline()
+    if not line:
+        proc.wait(timeout=10)
+        err.seek(0)
+        raise RuntimeError(f"the benchmark worker stopped: {err.read().strip()[-500:]}")
+    return json.loads(line)
+
+
+def busy_times(
+    path: str | os.PathLike,
+    backend: str,
+    shapes: dict[str, tuple[int, ...]],
+    busy: int,
+    calls: int,
+    threads: int | None = None,
+    env: dict[str, str] | None = None,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """(median seconds per call quiet, then with ``busy`` busy-loop processes running)
+    of one backend alone in a fresh process, which warms up (and compiles) quiet."""
+    args = [str(path), backend, str(threads or 0), json.dumps(shapes), str(calls), str(seed)]
+    # stderr to a file: a pipe nobody reads while the worker runs could fill and stall it
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _BUSY_WORKER, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        try:
+            assert proc.stdout is not None
+            if proc.stdout.readline().strip() != "ready":
+                proc.wait(timeout=10)
+                err.seek(0)
+                raise RuntimeError(f"{backend} on {path}: {err.read().strip()[-500:]}")
+            quiet = float(np.median(_ask(proc, SETTLE_S, err)))
+            with busy_processes(busy):
+                loaded = float(np.median(_ask(proc, 2 * SETTLE_S, err)))
+            return quiet, loaded
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+def bench_busy(
+    path: str | os.PathLike,
+    batch: int,
+    busy: int,
+    *,
+    repeats: int = 3,
+    calls: int = 10,
+    name: str | None = None,
+    backends: Sequence[str] = BACKENDS,
+    threads: int | None = None,
+    env: dict[str, str] | None = None,
+    dims: dict[str, int] | None = None,
+    shape: Sequence[int] | None = None,
+) -> list[BusyRow]:
+    """Each backend at ``threads`` (None: its default), alone in a fresh process per
+    repeat (the backends alternated), quiet and then with ``busy`` busy-loop processes."""
+    name = name or os.path.splitext(os.path.basename(str(path)))[0]
+    probe = InferenceSession(path, backend="onnxruntime")
+    shapes = feed_shapes(probe, batch, dims, shape)
+    n = next(iter(shapes.values()))[0] if shapes else batch
+    quiet: dict[str, list[float]] = {b: [] for b in backends}
+    loaded: dict[str, list[float]] = {b: [] for b in backends}
+    for _ in range(repeats):
+        for b in backends:
+            q, t = busy_times(path, b, shapes, busy, calls, threads, env, seed=batch)
+            quiet[b].append(q)
+            loaded[b].append(t)
+    return [BusyRow(name, n, b, busy, quiet[b], loaded[b]) for b in backends]
+
+
+def render_busy(rows: Sequence[BusyRow]) -> str:
+    """Per backend: quiet and busy medians, the slowdown's median and range over the
+    repeats; on other backends' rows, their slowdown over onnxruntime's ("slower") and
+    their busy time over onnxruntime's ("busy/ort": a slowdown from a quiet time that
+    was already slow hides nothing here)."""
+    lines = [
+        machine_line(machine()),
+        f"load before the run: {os.getloadavg()[0]:.2f} (1-minute average)",
+        "",
+        f"{'model':<18} {'batch':>5} {'busy':>4} {'backend':<12} {'quiet ms':>9} "
+        f"{'busy ms':>9} {'slowdown':>9} {'range':>11} {'slower':>6} {'busy/ort':>8}",
+    ]
+    for r in rows:
+        ort = next(
+            (
+                o
+                for o in rows
+                if o.backend == "onnxruntime" and (o.model, o.batch_size) == (r.model, r.batch_size)
+            ),
+            None,
+        )
+        slower = busier = ""
+        if ort is not None and r.backend != "onnxruntime":
+            slower = f"{r.slowdown / ort.slowdown:.2f}"
+            busier = f"{np.median(r.busy_s) / np.median(ort.busy_s):.2f}"
+        spread = f"{min(r.slowdowns):.2f}-{max(r.slowdowns):.2f}"
+        lines.append(
+            f"{r.model:<18} {r.batch_size:>5} {r.busy:>4} {r.backend:<12} "
+            f"{np.median(r.quiet_s) * 1e3:>9.2f} {np.median(r.busy_s) * 1e3:>9.2f} "
+            f"{'x' + format(r.slowdown, '.2f'):>9} {spread:>11} {slower:>6} {busier:>8}"
+        )
+    return "\n".join(lines)
+
+
+def busy_json(rows: Sequence[BusyRow]) -> dict:
+    return {
+        "machine": machine(),
+        "rows": [{**asdict(r), "slowdowns": r.slowdowns, "slowdown": r.slowdown} for r in rows],
+    }

@@ -374,12 +374,43 @@ def _bench_shapes(name: str, path: str, dims: dict[str, int], shape, many: bool)
     return dims, sample
 
 
+def _cmd_bench_busy(args: argparse.Namespace) -> int:
+    """``cnn bench --busy N``: each backend's slowdown with N busy-loop processes."""
+    import json
+    from pathlib import Path
+
+    from cnn import bench
+
+    models = args.models or [args.lenet]
+    rows = []
+    for path in models:
+        if not Path(path).is_file():
+            raise CommandError(f"model file {path} not found")
+        name = Path(path).stem
+        dims, _ = _bench_shapes(name, path, _dims(args.dim), args.shape, len(models) > 1)
+        for batch in args.batches:
+            rows += bench.bench_busy(
+                path, batch, args.busy, repeats=args.repeats, calls=args.rounds, name=name,
+                dims=dims, shape=args.shape,
+            )  # fmt: skip
+    print(bench.render_busy(rows))
+    if args.json:
+        from dataio.files import atomic_write
+
+        payload = json.dumps(bench.busy_json(rows), indent=2) + "\n"
+        atomic_write(args.json, lambda tmp: tmp.write_text(payload))
+        print(f"wrote {args.json}")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
     from cnn import bench
 
+    if args.busy is not None:
+        return _cmd_bench_busy(args)
     roof = bench.gemm_roof_gflops(args.gemm_size)
     rows, starts = [], {}
     threads = [None] if args.no_single_thread else [None, 1]
@@ -949,6 +980,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="n of the n x n GEMM roof (default: %(default)s)",
     )
     p.add_argument("--no-single-thread", action="store_true", help="skip the threads=1 rows")
+    p.add_argument(
+        "--busy",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="instead: each backend's slowdown at its default threads with N busy-loop "
+        "processes (N = cores: every core busy), quiet then busy in a fresh process per "
+        "repeat; MODELS (default --lenet) at --batches, --rounds timed calls each",
+    )
+    p.add_argument(
+        "--repeats", type=positive_int, default=3, help="--busy: processes per backend (default: 3)"
+    )
     p.add_argument("--no-cold-start", action="store_true", help="skip the fresh processes")
     p.add_argument("--json", default=None, metavar="FILE", help="write the results as JSON")
     p.add_argument("--plot", default=None, metavar="FILE.png", help="write a throughput chart")

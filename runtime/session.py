@@ -20,6 +20,7 @@ import numpy as np
 from runtime.description import Description
 from runtime.errors import BackendUnavailableError, InputFeedError
 from runtime.graph import Graph, TensorInfo, load_graph
+from runtime.threads import default_threads
 
 BACKENDS = ("numba", "onnxruntime", "onnxruntime-cuda")
 
@@ -102,6 +103,8 @@ class _NumbaBackend:
         self.engine = NumbaEngine(graph, compile_plans=compile_plans)
         self.threads = threads
         self.blas = ThreadpoolController().select(user_api="blas").lib_controllers
+        if threads is None:
+            default_threads(1)  # starts measuring the load, so the first run can use it
 
     def run(self, names: Sequence[str], feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         self._use_threads()
@@ -117,9 +120,10 @@ class _NumbaBackend:
         import numba
 
         # Every call sets it: numba's thread count is process-wide state that another
-        # session (threads=1) may have changed; None means all cores.
+        # session (threads=1) may have changed. None: the cores other processes leave
+        # idle (runtime/threads.py), all of them on a quiet machine.
         cores = numba.config.NUMBA_NUM_THREADS
-        want = min(self.threads or cores, cores)
+        want = min(self.threads, cores) if self.threads else default_threads(cores)
         if numba.get_num_threads() != want:  # reading it costs a third of setting it
             numba.set_num_threads(want)
 

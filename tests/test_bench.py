@@ -154,3 +154,33 @@ def test_zoo_models_have_one_real_input(tmp_path):
     x = np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32)
     (y,) = sess.run(None, {sess.get_inputs()[0].name: x})  # one feed is all it takes
     assert y.shape[0] == 1 and np.isfinite(y).all()
+
+
+@pytest.mark.slow
+def test_bench_busy_rows_and_json(tmp_path, capsys):
+    """`cnn bench --busy 1`: each backend quiet then busy, in its own process, and the
+    busy loops are gone afterwards."""
+    import subprocess
+
+    out_json = tmp_path / "busy.json"
+    argv = ["bench", str(LENET), "--busy", "1", "--batches", "2", "--repeats", "1"]
+    assert main([*argv, "--rounds", "2", "--json", str(out_json)]) == 0
+    text = capsys.readouterr().out
+    assert "slowdown" in text and "busy/ort" in text
+    rows = json.loads(out_json.read_text())["rows"]
+    assert [(r["backend"], r["busy"], r["batch_size"]) for r in rows] == [
+        ("numba", 1, 2),
+        ("onnxruntime", 1, 2),
+    ]
+    for r in rows:
+        assert len(r["quiet_s"]) == len(r["busy_s"]) == 1 and min(r["quiet_s"] + r["busy_s"]) > 0
+        assert r["slowdown"] == pytest.approx(r["busy_s"][0] / r["quiet_s"][0])
+    loops = subprocess.run(["ps", "-eo", "ppid,args"], capture_output=True, text=True).stdout
+    assert not [
+        line for line in loops.splitlines() if line.split()[0] == str(os.getpid()) and "-S" in line
+    ]
+
+
+def test_bench_busy_needs_a_model_file(tmp_path, capsys):
+    assert main(["bench", str(tmp_path / "none.onnx"), "--busy", "1"]) != 0
+    assert "not found" in capsys.readouterr().err
