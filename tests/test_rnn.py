@@ -262,7 +262,9 @@ def test_single_node_matches_onnxruntime(name):
     ours, ref = session.run(None, feeds), _onnxruntime(model, feeds)
     # a second run calls the node's Layer, laid out once for the plan: the same bits
     again = session.run(None, feeds)
-    assert session.describe(feeds).steps[0].bound
+    step = session.describe(feeds).steps[0]
+    assert step.bound and step.algorithm.endswith(f"{cell.lower()}_recurrence")
+    assert f"rnn.{cell.lower()}_recurrence" in step.runs
     for a, b in zip(ours, again, strict=True):
         np.testing.assert_array_equal(a, b)
     assert len(ours) == len(ref)
@@ -409,7 +411,10 @@ def crnn_model(height: int = 8, channels: int = 6, hidden: int = 5, classes: int
 def test_a_crnn_matches_onnxruntime(batch, width):
     model = crnn_model()
     image = np.random.default_rng(batch).random((batch, 1, 8, width), np.float32)
-    (ours,) = InferenceSession(model, backend="numba").run(None, {"image": image})
+    session = InferenceSession(model, backend="numba")
+    (ours,) = session.run(None, {"image": image})
+    (lstm,) = [s for s in session.describe({"image": image}).steps if s.op == "LSTM"]
+    assert lstm.bound and lstm.algorithm.startswith("gemm_f32_")  # the engine's GEMM
     (ref,) = run_ort(model, {"image": image})
     assert ours.shape == ref.shape == (width, batch, 7)
     assert ours.dtype == ref.dtype

@@ -30,7 +30,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from runtime import kernel_table
 from runtime.errors import InvalidAttributeError, ShapeError
+from runtime.kernel_table import Choice
 from runtime.kernels import rnn as kernels
 from runtime.kernels.gemm import PackedGemm
 from runtime.memory import check_size
@@ -59,11 +61,14 @@ class Cell:
     op: str
     gates: int
     activations: tuple[str, ...]
+    kernel: str  # its recurrence ("module.function" in runtime/kernels)
 
 
-RNN = Cell("RNN", 1, ("Tanh",))
-GRU = Cell("GRU", 3, ("Sigmoid", "Tanh"))
-LSTM = Cell("LSTM", 4, ("Sigmoid", "Tanh", "Tanh"))
+RNN = Cell("RNN", 1, ("Tanh",), "rnn.rnn_recurrence")
+GRU = Cell("GRU", 3, ("Sigmoid", "Tanh"), "rnn.gru_recurrence")
+LSTM = Cell("LSTM", 4, ("Sigmoid", "Tanh", "Tanh"), "rnn.lstm_recurrence")
+# The kernels a node may run: the GEMM's entries (float32), then its recurrence.
+_GEMM_KERNELS = tuple(dict.fromkeys(k for e in kernel_table.gemm_entries() for k in e.runs))
 
 
 def activation_table(
@@ -133,6 +138,7 @@ class Layer:
     layout: int
     wt: np.ndarray  # (I, D*G*H): W^T, every direction's gates side by side
     packed: PackedGemm | None  # float32: W^T packed for the engine's GEMM
+    choice: Choice  # what runs and why, for describe()
     rt: np.ndarray  # (D, H, G*H): R^T
     bias: np.ndarray  # (D, 2*G*H)
     h0: np.ndarray  # (D, N, H)
@@ -274,13 +280,26 @@ def layer(
     check_size((t_n, n_n, d_n * g_n), compute, f"{op} input projection")
     check_size((t_n, d_n, n_n, h_n), compute, f"{op} output Y")
     wt = np.ascontiguousarray(w.reshape(d_n * g_n, i_n).T, compute)  # (I, D*G*H)
+    steps = f"then the recurrence, a job per direction and block of {kernels.ROWS} batch rows"
+    recurrence = cell.kernel.split(".")[1]
+    if compute == np.float32:
+        entry, gemm = kernel_table.choose_gemm(t_n * n_n, "X @ W^T for every step at once")
+        packed = PackedGemm(wt, few_rows=entry.few_rows)
+        choice = Choice(f"{gemm.algorithm} + {recurrence}", f"{gemm.reason}; {steps}",
+                        (*gemm.runs, cell.kernel))  # fmt: skip
+    else:
+        packed = None
+        gemm = kernel_table.numpy_gemm(x.dtype, x.dtype)
+        choice = Choice(f"{gemm.algorithm} + {recurrence}", f"{gemm.reason}; {steps}",
+                        (cell.kernel,))  # fmt: skip
     return Layer(
         cell=cell,
         x_shape=x.shape,
         x_dtype=x.dtype,
         layout=layout,
         wt=wt,
-        packed=PackedGemm(wt) if compute == np.float32 else None,
+        packed=packed,
+        choice=choice,
         rt=np.ascontiguousarray(r.transpose(0, 2, 1), compute),  # (D, H, G*H)
         bias=bias,
         h0=h0,
@@ -312,7 +331,7 @@ def _prepare(cell: Cell):
     return prepare
 
 
-@register("RNN", since=7)
+@register("RNN", since=7, kernels=(*_GEMM_KERNELS, RNN.kernel))
 def rnn_7(x, w, r, b=None, sequence_lens=None, initial_h=None, *, activation_alpha=None,
           activation_beta=None, activations=None, clip=None, direction="forward",
           hidden_size=None):  # fmt: skip
@@ -322,7 +341,7 @@ def rnn_7(x, w, r, b=None, sequence_lens=None, initial_h=None, *, activation_alp
                      hidden_size=hidden_size)  # fmt: skip
 
 
-@register("RNN", since=14)
+@register("RNN", since=14, kernels=(*_GEMM_KERNELS, RNN.kernel))
 def rnn_14(x, w, r, b=None, sequence_lens=None, initial_h=None, *, activation_alpha=None,
            activation_beta=None, activations=None, clip=None, direction="forward",
            hidden_size=None, layout=0):  # fmt: skip
@@ -332,7 +351,7 @@ def rnn_14(x, w, r, b=None, sequence_lens=None, initial_h=None, *, activation_al
                      hidden_size=hidden_size, layout=layout)  # fmt: skip
 
 
-@register("GRU", since=7)
+@register("GRU", since=7, kernels=(*_GEMM_KERNELS, GRU.kernel))
 def gru_7(x, w, r, b=None, sequence_lens=None, initial_h=None, *, activation_alpha=None,
           activation_beta=None, activations=None, clip=None, direction="forward",
           hidden_size=None, linear_before_reset=0):  # fmt: skip
@@ -342,7 +361,7 @@ def gru_7(x, w, r, b=None, sequence_lens=None, initial_h=None, *, activation_alp
                      hidden_size=hidden_size, linear_before_reset=linear_before_reset)  # fmt: skip
 
 
-@register("GRU", since=14)
+@register("GRU", since=14, kernels=(*_GEMM_KERNELS, GRU.kernel))
 def gru_14(x, w, r, b=None, sequence_lens=None, initial_h=None, *, activation_alpha=None,
            activation_beta=None, activations=None, clip=None, direction="forward",
            hidden_size=None, layout=0, linear_before_reset=0):  # fmt: skip
@@ -353,7 +372,7 @@ def gru_14(x, w, r, b=None, sequence_lens=None, initial_h=None, *, activation_al
                      linear_before_reset=linear_before_reset)  # fmt: skip
 
 
-@register("LSTM", since=7)
+@register("LSTM", since=7, kernels=(*_GEMM_KERNELS, LSTM.kernel))
 def lstm_7(x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None, p=None, *,
            activation_alpha=None, activation_beta=None, activations=None, clip=None,
            direction="forward", hidden_size=None, input_forget=0):  # fmt: skip
@@ -363,7 +382,7 @@ def lstm_7(x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None, 
                      hidden_size=hidden_size, input_forget=input_forget)  # fmt: skip
 
 
-@register("LSTM", since=14)
+@register("LSTM", since=14, kernels=(*_GEMM_KERNELS, LSTM.kernel))
 def lstm_14(x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None, p=None, *,
             activation_alpha=None, activation_beta=None, activations=None, clip=None,
             direction="forward", hidden_size=None, input_forget=0, layout=0):  # fmt: skip
