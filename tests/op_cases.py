@@ -1,11 +1,16 @@
-"""The shared single-node case table: every op's graphs against onnxruntime.
+"""The shared single-node case tables, one row per graph of one node.
 
-``CASES`` holds one ``parity.Case`` per single-node graph, grouped by the module of
-``runtime/ops`` that implements the op. Each ``tests/test_ops_<family>.py`` runs the
-cases of its family (``cases_of``): the family is read from the registry, so a case
-added here runs in its family's file. ``tests/test_op_coverage.py`` checks that every
-registered (op, since) has a case here or in ONNX's node suite, and that every
-family with cases has its file.
+* ``CASES``: ``parity.Case`` rows, run against onnxruntime (``parity.compare``);
+* ``ERRORS``: ``Bad`` rows, refused with a typed error that names the node;
+* ``TOO_LARGE``: ``TooLarge`` rows, whose result is over the size limit and is refused
+  before anything is allocated.
+
+Rows are grouped by the module of ``runtime/ops`` that implements the op. Each
+``tests/test_ops_<family>.py`` runs its family's rows (``cases_of``, ``errors_of``,
+``too_large_of``); the family is read from the registry, so a row added here runs in
+its family's file. ``tests/test_op_coverage.py`` checks that every registered (op,
+since) has a ``CASES`` row or a node test of ONNX's suite, and that every family with
+rows has its file.
 """
 
 from __future__ import annotations
