@@ -15,6 +15,7 @@ Errors meant for people print one line on stderr and exit with code 2;
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 
@@ -1083,7 +1084,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         # One line: a multi-line message (the dataset's list of ways) is folded with "; ".
-        lines = [line.strip(" *-") for line in str(exc).splitlines() if line.strip()]
+        # A list item's marker ("- ", "* ") goes; an option's dashes (--dim) stay.
+        lines = [
+            re.sub(r"^[-*]\s+", "", line.strip()) for line in str(exc).splitlines() if line.strip()
+        ]
         message = "; ".join(lines) or type(exc).__name__
         print(f"cnn {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE

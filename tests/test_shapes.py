@@ -94,6 +94,7 @@ def test_describe_refuses_a_typo_and_prints_the_shape(tmp_path, capsys):
     assert main(["describe", str(path), "--dim", "szie=16"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no dimension named 'szie'" in err and "batch, size" in err
+    assert err.startswith("cnn describe: error: --dim szie=16:")  # the option's dashes kept
     assert main(["describe", str(path), "--dim", "size=16"]) == 0
     captured = capsys.readouterr()
     assert "cnn describe: input shape: images [1, 3, 16, 16]" in captured.err
