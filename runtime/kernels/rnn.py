@@ -104,9 +104,6 @@ def bound(x, clip):  # pragma: no cover
     return x
 
 
-ONE = np.float32(1.0)
-
-
 @kernel()
 def activate_row(v, code, alpha, beta, clip):  # pragma: no cover
     """v[:] = ACTIVATIONS[code](v bounded to [-clip, clip]), in place, one loop per
@@ -123,7 +120,7 @@ def activate_row(v, code, alpha, beta, clip):  # pragma: no cover
             v[j] = tanh_rational(v[j])
     elif code == 2:
         for j in range(n):
-            v[j] = ONE / (ONE + math.exp(-v[j]))
+            v[j] = 1.0 / (1.0 + math.exp(-v[j]))
     else:
         for j in range(n):
             v[j] = activate(code, v[j], alpha, beta)
