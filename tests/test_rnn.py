@@ -288,6 +288,18 @@ def test_float64_and_float16_follow_float32(cell):
             np.testing.assert_allclose(g.astype(np.float32), w, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("cell", ["RNN", "GRU", "LSTM"])
+@pytest.mark.parametrize(("n", "t"), [(0, 4), (2, 0)], ids=["no-batch", "no-steps"])
+def test_zero_batch_and_zero_steps(cell, n, t):
+    """Empty outputs of the right shapes, and zero final states for rows that read no
+    step (onnxruntime's answer for RNN, and for LSTM without steps; its GRU, and its
+    LSTM without a batch, abort the process, so it is not asked here)."""
+    outputs = ("y", "y_h", "y_c") if cell == "LSTM" else ("y", "y_h")
+    got = _numba(*_case(cell, direction="bidirectional", n=n, t=t, init=True, outputs=outputs))
+    assert [a.shape for a in got] == [(t, 2, n, 4)] + [(2, n, 4)] * (len(outputs) - 1)
+    assert all(a.dtype == np.float32 and not a.any() for a in got)
+
+
 # ---------------------------------------------------------------------- errors
 
 ERROR_CASES = [

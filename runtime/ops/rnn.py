@@ -167,7 +167,7 @@ class Layer:
             np.matmul(rows, self.wt, out=xw)
         elif len(rows):
             self.packed(rows, xw)
-        xw = xw.reshape(t_n, n_n, -1)  # (T, N, D*G*H)
+        xw = xw.reshape(t_n, n_n, self.wt.shape[1])  # (T, N, D*G*H)
         y = np.empty((t_n, d_n, n_n, h_n), compute)
         y_h = np.empty((d_n, n_n, h_n), compute)
         common = (self.codes, self.alphas, self.betas, self.clip)
