@@ -27,6 +27,7 @@ kernel``, ConvTranspose ``in_elements x C_out/group x kernel``, Gemm and MatMul
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -298,10 +299,13 @@ def summarize(
             shape_of.update(_run_shapes(proto, inputs, resolved.concrete(1), folder))
             at_two.update(_run_shapes(proto, inputs, batched.concrete(2), folder))
         except Exception as exc:  # the model does not run here: those shapes stay unknown
-            text = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
+            text = " ".join(str(exc).split())
+            node = re.search(r"running (\w+ node\. Name:'[^']*')", text)
+            reason = re.search(r"(?<![:\w/])[A-Z][a-z]+ [a-z][^()]*$", text)  # past the source
+            text = ", ".join(m.group(1) if m.lastindex else m.group(0) for m in (node, reason) if m)
             notes.append(
-                f"{len(unknown)} output shapes unknown ({type(exc).__name__}: {text}): "
-                "their MACs are not counted"
+                f"{len(unknown)} output shapes unknown at this size, their MACs not counted "
+                f"(onnxruntime: {text[:200]}): give the model's real size with --dim or --shape"
             )
 
     inits = {t.name: t for t in g.initializer}

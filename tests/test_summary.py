@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from wild_models import (
+    fixed_reshape,
     named_square,
     paddle_detector,
     quantized_weights,
@@ -115,3 +116,11 @@ def test_settings_are_not_parameters_and_formulas_never_shown():
     s = summarize(upsampler().SerializeToString(), dims={"H": 5, "W": 7})
     assert s.total_params == 4 * 27 + 4  # Resize's float scales are a setting
     assert s.rows[-1].output_shape == ("N", 4, 10, 14)  # not the declared "2*H"
+
+
+def test_a_model_that_runs_only_at_its_size_says_so():
+    wrong = summarize(fixed_reshape())  # assumed 224 x 224: the Reshape cannot take it
+    assert any("give the model's real size" in n and "Reshape" in n for n in wrong.notes)
+    right = summarize(fixed_reshape(), dims={"H": 8, "W": 8})
+    assert not right.notes and right.total_macs == 4 * 64 * 27
+    assert right.rows[-1].output_shape == (1, 4, 64)

@@ -147,3 +147,22 @@ def upsampler(seed: int = 0) -> onnx.ModelProto:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 7
     return model
+
+
+def fixed_reshape() -> bytes:
+    """x [1, 3, H, W] -> Conv 3x3 (4) -> Reshape to (N, 4, 64), N read by Shape: it runs
+    only where H * W = 64, as models made for one size do."""
+    w = np.ones((4, 3, 3, 3), np.float32) / 27
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Shape", ["c"], ["s"], name="shape"),
+        _const("starts", np.array([0], np.int64)),
+        _const("ends", np.array([1], np.int64)),
+        _const("rest", np.array([4, 64], np.int64)),
+        helper.make_node("Slice", ["s", "starts", "ends"], ["n"], name="slice"),
+        helper.make_node("Concat", ["n", "rest"], ["target"], name="concat", axis=0),
+        helper.make_node("Reshape", ["c", "target"], ["y"], name="flatten"),
+    ]
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, "H", "W"])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4, 64])
+    return _model(nodes, [x], [y], [numpy_helper.from_array(w, "w")])
