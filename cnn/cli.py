@@ -159,7 +159,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         print(f"cnn predict: note: {note}", file=sys.stderr)
     check_input(inp.name, inp.shape, recipe)  # before any image is read
     labels = P.read_labels(args.labels) if args.labels else P.metadata_labels(meta)
-    fixed = inp.shape[0] if isinstance(inp.shape[0], int) else None
+    fixed = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else None  # -1: open
     batch = fixed or args.batch_size
     files = list(image_files(args.images))
     failed = 0

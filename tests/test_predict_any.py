@@ -219,3 +219,25 @@ def test_a_layout_the_model_cannot_take_is_refused_before_reading(tmp_path, caps
     err = capsys.readouterr().err
     assert "input 'input' fixes axis 1 at 3; the preprocessing makes 224" in err
     assert "images in" not in err  # no image was read
+
+
+def test_a_batch_written_as_minus_one_is_open(tmp_path, capsys, monkeypatch):
+    from wild_models import paddle_classifier
+
+    from runtime import InferenceSession
+
+    model = tmp_path / "cls.onnx"
+    model.write_bytes(paddle_classifier())
+    photos = _photos(tmp_path / "photos", 5)
+    sizes = []
+    real_run = InferenceSession.run
+
+    def run(self, names, feeds, *rest):
+        sizes.append(len(next(iter(feeds.values()))))
+        return real_run(self, names, feeds, *rest)
+
+    monkeypatch.setattr(InferenceSession, "run", run)
+    args = ["predict", str(model), *map(str, photos), "--size", "16", "--batch-size", "2"]
+    assert main([*args, "--top-k", "1"]) == 0
+    assert sizes == [2, 2, 1]  # batches of --batch-size, the last not padded
+    assert len(capsys.readouterr().out.splitlines()) == 5
