@@ -141,6 +141,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         return _predict_on_ray(args)
     from cnn import predict as P
     from cnn.images import check_input, image_files, resolve_recipe
+    from cnn.shapes import normalize_dim
     from dataio.files import atomic_write
     from dataio.progress import progress
     from runtime import InferenceSession
@@ -154,12 +155,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         raise CommandError(f"{args.model}: cnn predict feeds one image input; it has {names}")
     P.check_classifier(sess.get_outputs()[0].shape)
     (inp,) = inputs
-    recipe, note = resolve_recipe(meta, inp.shape, _recipe_flags(args))
+    dims = [normalize_dim(d) for d in inp.shape]  # -1 and '?': symbolic (cnn/shapes.py)
+    recipe, note = resolve_recipe(meta, dims, _recipe_flags(args))
     if note:
         print(f"cnn predict: note: {note}", file=sys.stderr)
-    check_input(inp.name, inp.shape, recipe)  # before any image is read
+    check_input(inp.name, dims, recipe)  # before any image is read
     labels = P.read_labels(args.labels) if args.labels else P.metadata_labels(meta)
-    fixed = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else None  # -1: open
+    fixed = dims[0] if isinstance(dims[0], int) else None
     batch = fixed or args.batch_size
     files = list(image_files(args.images))
     failed = 0

@@ -241,3 +241,8 @@ def test_a_batch_written_as_minus_one_is_open(tmp_path, capsys, monkeypatch):
     assert main([*args, "--top-k", "1"]) == 0
     assert sizes == [2, 2, 1]  # batches of --batch-size, the last not padded
     assert len(capsys.readouterr().out.splitlines()) == 5
+    model.write_bytes(paddle_classifier(dims=[-1, 3, -1, -1]))  # every size written -1
+    sizes.clear()
+    assert main(["predict", str(model), *map(str, photos), "--batch-size", "4"]) == 0
+    captured = capsys.readouterr()
+    assert sizes == [4, 1] and "center crop 224x224" in captured.err  # the default size

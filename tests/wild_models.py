@@ -48,7 +48,7 @@ def paddle_detector(seed: int = 0) -> bytes:
     return _model(nodes, [x], [y])
 
 
-def paddle_classifier(classes: int = 4, seed: int = 0) -> bytes:
+def paddle_classifier(classes: int = 4, seed: int = 0, dims: list | None = None) -> bytes:
     """x [-1, 3, ?, ?] -> Conv 3x3 (6) -> Relu -> MaxPool 2 -> GlobalAveragePool ->
     Flatten -> MatMul -> Add: logits [-1, classes], weights in Constant nodes."""
     rng = np.random.default_rng(seed)
@@ -67,7 +67,7 @@ def paddle_classifier(classes: int = 4, seed: int = 0) -> bytes:
         helper.make_node("MatMul", ["f", "fc"], ["m"], name="fc"),
         helper.make_node("Add", ["m", "fc_b"], ["logits"], name="fc_bias"),
     ]
-    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [-1, 3, "?", "?"])
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, dims or [-1, 3, "?", "?"])
     y = helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, [-1, classes])
     return _model(nodes, [x], [y])
 
