@@ -147,6 +147,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from runtime import InferenceSession
 
     fmt = P.output_format(args.out, args.json, args.csv)
+    if args.backend.startswith("onnxruntime"):
+        from cnn.backends import quiet_onnxruntime
+
+        quiet_onnxruntime()  # errors only, as in compare ($CNN_ORT_LOG_LEVEL for more)
     sess = InferenceSession(args.model, backend=args.backend, threads=args.threads)
     meta = sess.get_modelmeta().custom_metadata_map
     inputs = sess.get_inputs()
