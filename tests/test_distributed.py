@@ -155,6 +155,7 @@ def test_parquet_of_image_bytes_to_parquet(ray_local, images, single, tmp_path):
             assert f"{row[f'probability_{r}']:.6g}" == want[f"probability_{r}"]
     assert sorted(e.partition(":")[0] for e in errors) == sorted(bad)
     assert summary.images == 60
+    assert 0 < summary.busy_s < summary.seconds  # one worker: busy for part of the run
 
 
 def test_predictor_holds_one_session_and_reports_bad_rows(images):
