@@ -233,7 +233,7 @@ def _depthwise_prepare(s: ConvSpec) -> Run:
         planes = scratch("depthwise.planes", (t, st[1] * hp * wq), np.float32)
         rows = scratch("depthwise.rows", (t, rb), np.float32)
         depthwise_kernels.depthwise2d(
-            x, w, b, out, *geometry, *act, scale, shift, planes, rows
+            np.ascontiguousarray(x), w, b, out, *geometry, *act, scale, shift, planes, rows
         )  # fmt: skip
 
     return run

@@ -365,6 +365,32 @@ def test_simd_vectors_load_fuse_and_store():
     np.testing.assert_array_equal(out[4 * w :], np.maximum(a[:w], x[:w]))
 
 
+def test_simd_lane_operations_match_numpy():
+    from runtime.kernels import simd
+
+    w = simd.WIDTH
+
+    @numba.njit
+    def lanes(a, b, s, out):
+        va, vb = simd.vload(a, 0), simd.vload(b, 0)
+        simd.vstore(out, 0, simd.vmin(va, vb))
+        simd.vstore(out, w, simd.vrelu(va))
+        simd.vstore(out, 2 * w, simd.vsplat(s))
+        simd.vstore(out, 3 * w, simd.vadd(va, vb))
+        simd.vstore(out, 4 * w, simd.veven(va, vb))
+
+    a, b = _rand(w), _rand(w)
+    a[:3] = (np.nan, -0.0, 0.0)
+    out = np.full(5 * w, np.inf, np.float32)
+    lanes(a, b, np.float32(1.5), out)
+    np.testing.assert_array_equal(out[:w], np.where(a > b, b, a))
+    np.testing.assert_array_equal(out[w : 2 * w], np.where(a <= 0, 0, a))  # NaN stays NaN
+    assert not np.signbit(out[w + 1])  # -0 becomes +0, as the scalar epilogue's ReLU
+    np.testing.assert_array_equal(out[2 * w : 3 * w], np.full(w, 1.5, np.float32))
+    np.testing.assert_array_equal(out[3 * w : 4 * w], a + b)
+    np.testing.assert_array_equal(out[4 * w :], np.concatenate([a, b])[::2])
+
+
 @pytest.mark.parametrize(
     ("g", "m", "k", "t"),
     [
@@ -482,9 +508,14 @@ def test_max_pool_without_indices_matches_naive(kernel_strides):
         ((1, 3, 10, 12), 2, 5, {"pads": (2, 1, 0, 2)}),  # two filters per channel, uneven pads
         ((1, 2, 13, 13), 1, 3, {"pads": (2, 2, 2, 2), "dilations": (2, 2)}),
         ((1, 3, 7, 7), 1, 7, {"pads": (3, 3, 3, 3)}),  # ConvNeXt's 7x7
+        # rows of whole vectors and a tail: the copies' vector runs and their zeroed ends
+        ((2, 3, 37, 37), 1, 3, {"pads": (1, 1, 1, 1)}),
+        ((2, 3, 70, 71), 1, 3, {"pads": (1, 1, 1, 1), "strides": (2, 2)}),
+        ((1, 2, 66, 66), 1, 5, {"pads": (2, 2, 2, 2), "strides": (2, 2)}),
+        ((1, 2, 64, 64), 1, 3, {"pads": (0, 1, 0, 0), "strides": (2, 2)}),
     ],
 )
-@pytest.mark.parametrize("act", [None, "Relu", "Sigmoid"])
+@pytest.mark.parametrize("act", [None, "Relu", "Sigmoid", "Clip"])
 def test_depthwise_conv_matches_naive(xs, mult, k, attrs, act):
     """Depthwise convs (group = channels) run the direct kernel (``kernels/depthwise``)."""
     from runtime.ops.nn import conv_call
@@ -492,7 +523,10 @@ def test_depthwise_conv_matches_naive(xs, mult, k, attrs, act):
     c = xs[1]
     x, w, b = _rand(*xs), _rand(c * mult, 1, k, k), _rand(c * mult)
     scale, shift = _rand(c * mult), _rand(c * mult)
-    call = conv_call(xs, w, b, group=c, activation=act, post_scale=scale, post_shift=shift, **attrs)
+    bounds = {"alpha": -0.5, "beta": 0.5} if act == "Clip" else {}
+    call = conv_call(
+        xs, w, b, group=c, activation=act, post_scale=scale, post_shift=shift, **bounds, **attrs
+    )
     assert "depthwise" in call.choice.algorithm
     got = call(x)
     y = naive.conv2d(
@@ -508,6 +542,7 @@ def test_depthwise_conv_matches_naive(xs, mult, k, attrs, act):
         None: lambda v: v,
         "Relu": lambda v: np.maximum(v, 0),
         "Sigmoid": lambda v: 1 / (1 + np.exp(-v)),
+        "Clip": lambda v: np.clip(v, -0.5, 0.5),
     }[act](y)
     want = y * scale[None, :, None, None] + shift[None, :, None, None]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

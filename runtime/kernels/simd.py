@@ -15,6 +15,7 @@ below is one instruction.
     vrelu(v)             -> 0 where v <= 0, else v (a NaN stays NaN)
     vsplat(s)            -> s in every lane
     vadd(a, b)           -> a + b, lane by lane
+    veven(a, b)          -> lanes 0, 2, 4, ... of a then b (a and b: 2 WIDTH values in a row)
     prefetch(a, i)          a hint to fetch a[i]'s cache line into L1
 
 None checks its bounds: the caller keeps i + WIDTH within the array (``prefetch``
@@ -57,6 +58,9 @@ if numba.config.DISABLE_JIT:
 
     def vadd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return a + b
+
+    def veven(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.concatenate([a, b])[0::2].copy()
 
     def prefetch(a: np.ndarray, i: int) -> None:
         return None
@@ -179,6 +183,14 @@ else:
     def vadd(typingctx, a, b):
         def codegen(context, builder, sig, args):
             return builder.fadd(args[0], args[1])
+
+        return float32xw(a, b), codegen
+
+    @intrinsic
+    def veven(typingctx, a, b):
+        def codegen(context, builder, sig, args):
+            mask = ir.Constant(ir.VectorType(_I32, WIDTH), list(range(0, 2 * WIDTH, 2)))
+            return builder.shuffle_vector(args[0], args[1], mask)
 
         return float32xw(a, b), codegen
 
