@@ -585,6 +585,8 @@ def _warm_nodes(ray: Any, model_ref: Any, backend: str, batch_size: int) -> tupl
     """Compile the model's numba kernels once per node before the workers start, so
     they load them from numba's on-disk cache instead of each compiling them (cold,
     LeNet-5's kernels take tens of seconds; a node of 32 workers would compile 32 times).
+    The model itself, not ``cnn warmup``'s every kernel: that compiles for a minute
+    cold (2 busy cores), this only what the model runs; warm, it costs one batch.
     """
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
