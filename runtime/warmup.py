@@ -14,6 +14,7 @@ instead of compiling:
   ``normalize`` and ``reduce``), a depthwise conv, ConvTranspose (with and without a
   bias) and a Resize. Several outputs keep it from compiling into one program, so it
   runs step by step.
+* ``recurrent``: RNN, GRU and LSTM (``kernels.rnn``).
 * ``chain``: a LeNet-like chain that compiles into one op-table program (see
   ``runtime/compiled.py``), run for one image and for a batch.
 """
@@ -69,7 +70,8 @@ def _steps_model() -> bytes:
         node("Conv", ["m2", "wq"], ["cq"]),  # 1x1, 2 rows: packed planes, then the GEMM
         node("GlobalMaxPool", ["cq"], ["gq"]),
         node("MaxPool", ["r3"], ["mr"], kernel_shape=[2, 2], strides=[2, 2]),  # dense, alone
-        node("GlobalMaxPool", ["mr"], ["gm"]),
+        node("MaxPool", ["mr"], ["mp"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),  # padded
+        node("GlobalMaxPool", ["mp"], ["gm"]),
         node("ConvTranspose", ["m2", "wt", "bt"], ["ct"], strides=[2, 2]),  # GEMM + col2im
         node("ConvTranspose", ["ct", "wt2"], ["ct2"]),  # no bias
         node(
@@ -89,7 +91,8 @@ def _steps_model() -> bytes:
         node("Flatten", ["m"], ["f"]),
         node("Gemm", ["f", "fc", "fcb"], ["y"], transB=1),  # small batch: streams fc
         node("Relu", ["y"], ["ry"]),
-        node("Gemm", ["ry", "big"], ["z"]),  # split over the cores
+        node("Gemm", ["ry", "big"], ["z0"]),  # split over the cores
+        node("Softmax", ["z0"], ["z"]),  # over each row: the bound kernel
     ]
     weights = {"w3": (32, 32, 3, 3), "b": (32,), "w5": (32, 32, 5, 5), "w6": (32, 32, 6, 6),
                "w": (4, 32, 3, 3),
@@ -102,6 +105,24 @@ def _steps_model() -> bytes:
                ("gf", [1, 2, 1, 1]), ("gq", [1, 2, 1, 1]),
                ("gm", [1, 32, 1, 1])]  # fmt: skip
     return _model(nodes, [("x", [1, 32, 8, 8])], outputs, weights)
+
+
+def _recurrent_model() -> bytes:
+    """RNN, GRU and LSTM over one sequence: the input projection and each recurrence."""
+    node = helper.make_node
+    hidden, size = 4, 3
+    nodes = [
+        node("RNN", ["x", "wr", "rr"], ["yr"], hidden_size=hidden),
+        node("GRU", ["x", "wg", "rg"], ["yg"], hidden_size=hidden),
+        node("LSTM", ["x", "wl", "rl"], ["yl"], hidden_size=hidden),
+    ]
+    weights = {
+        "wr": (1, hidden, size), "rr": (1, hidden, hidden),
+        "wg": (1, 3 * hidden, size), "rg": (1, 3 * hidden, hidden),
+        "wl": (1, 4 * hidden, size), "rl": (1, 4 * hidden, hidden),
+    }  # fmt: skip
+    outputs = [(y, [2, 1, 1, hidden]) for y in ("yr", "yg", "yl")]
+    return _model(nodes, [("x", [2, 1, size])], outputs, weights)
 
 
 def _chain_model() -> bytes:
@@ -130,6 +151,9 @@ def warmup() -> float:
     x = np.zeros((1, 32, 8, 8), np.float32)
     engine.run({"x": x}, engine.output_names)  # traced
     engine.run({"x": x}, engine.output_names)  # planned: the buffer-writing paths
+    rec = NumbaEngine(load_graph(_recurrent_model()))
+    for _ in range(2):  # traced, then planned
+        rec.run({"x": np.zeros((2, 1, 3), np.float32)}, rec.output_names)
     chain = NumbaEngine(load_graph(_chain_model()))
     for n in (1, 2):  # one image runs on the calling thread, a batch on all cores
         chain.run({"x": np.zeros((n, 1, 12, 12), np.float32)}, chain.output_names)
