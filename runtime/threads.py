@@ -93,9 +93,12 @@ class IdleCores:
         return None if busy is None else (self._clock(), busy, self._own())
 
     def __call__(self) -> int:
+        mark = self._mark  # without the lock first: most calls fall inside a window
+        if mark is None or self._clock() - mark[0] < self.window_s:
+            return self.threads
         with self._lock:
             if self._mark is None or self._clock() - self._mark[0] < self.window_s:
-                return self.threads
+                return self.threads  # another thread decided meanwhile
             now = self._sample()
             if now is None:
                 return self.threads
