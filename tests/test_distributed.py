@@ -1,17 +1,24 @@
 """cnn/distributed.py: ``cnn predict --ray`` and the Predictor for ``ds.map_batches``.
 
-The Ray tests start a local Ray instance on 127.0.0.1 (2 CPUs, a small object store,
-no dashboard) once for the module and stop it at the end; each run maps a folder of
-200 generated PNGs, three of them corrupt, through LeNet-5 and checks the result
-against the single-machine ``cnn predict``, row for row.
+The Ray tests start a cluster with ``ray start --head`` on 127.0.0.1 (2 CPUs, a small
+object store, no dashboard) once for the module and stop it at the end, and run on it
+by its address; one runs without an address, on the local instance it starts. Each run
+maps 200 generated PNGs (three of them corrupt) or some of them through LeNet-5 and
+checks the result against the single-machine ``cnn predict``, row for row.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import os
+import signal
+import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -57,27 +64,66 @@ def single(images, tmp_path_factory) -> str:
     return out.read_text()
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
-def ray_local(tmp_path_factory):
-    """A local Ray instance for the module. The kill hook is armed for every worker but
-    its marker file exists, which disarms it; a test removes the marker to arm it."""
-    ray = pytest.importorskip("ray")
-    marker = tmp_path_factory.mktemp("hook") / "killed"
-    marker.touch()
+def cluster(tmp_path_factory):
+    """A Ray cluster of one node, ``ray start --head --block`` on 127.0.0.1 (2 CPUs, a
+    small object store, no dashboard), stopped at the end by ending the process group
+    it runs in. Yields (address, marker): the kill hook is armed for every worker of the
+    cluster, but its marker file exists, which disarms it; a test removes it to arm it."""
+    pytest.importorskip("ray")
     from cnn.distributed import KILL_HOOK_ENV
 
-    ray.init(
-        address="local",
-        _node_ip_address="127.0.0.1",
-        num_cpus=2,
-        object_store_memory=80 * 2**20,
-        include_dashboard=False,
-        log_to_driver=False,
-        configure_logging=False,
-        runtime_env={"env_vars": {KILL_HOOK_ENV: f"2:{marker}"}},
+    folder = tmp_path_factory.mktemp("cluster")
+    marker = folder / "killed"
+    marker.touch()
+    port = _free_port()
+    # No token authentication on this 127.0.0.1-only cluster: its token would be the
+    # user's ~/.ray/auth_token, which other Ray instances of this user may replace.
+    env = {**os.environ, KILL_HOOK_ENV: f"2:{marker}", "RAY_AUTH_MODE": "disabled"}
+    log = open(folder / "ray.log", "wb")  # noqa: SIM115 (open while the cluster runs)
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block"),
+            *("--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2"),
+            *("--object-store-memory", str(80 * 2**20), "--include-dashboard", "false"),
+            "--disable-usage-stats",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: the teardown ends all of it
     )
-    yield marker
-    ray.shutdown()
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, (folder / "ray.log").read_text()[-2000:]
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"ray start: nothing listens on {address}") from None
+                time.sleep(0.5)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("RAY_AUTH_MODE", "disabled")  # the drivers that connect to it
+            yield address, marker
+    finally:
+        # SIGTERM to the whole group, as `ray stop` does to each process (ending `ray
+        # start --block` alone waits on the node for half a minute), then SIGKILL.
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+                break
+        log.close()
 
 
 def _bad_names(images: Path) -> list[str]:
@@ -85,10 +131,13 @@ def _bad_names(images: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_ray_output_equals_single_machine_row_for_row(ray_local, images, single, tmp_path, capsys):
+def test_ray_output_equals_single_machine_row_for_row(cluster, images, single, tmp_path, capsys):
+    address, _ = cluster
     out = tmp_path / "ray.csv"
     capsys.readouterr()
-    code = main(["predict", str(LENET), str(images), "--ray", "--workers", "2", "--out", str(out)])
+    code = main(
+        ["predict", str(LENET), str(images), "--ray", address, "--workers", "2", "--out", str(out)]
+    )
     err = capsys.readouterr().err
     assert code == 1  # some files failed, as on one machine
     assert out.read_text() == single
@@ -101,30 +150,34 @@ def test_ray_output_equals_single_machine_row_for_row(ray_local, images, single,
 
 
 @pytest.mark.slow
-def test_killed_worker_loses_nothing(ray_local, images, single, tmp_path):
+def test_killed_worker_loses_nothing(cluster, images, single, tmp_path):
     from cnn.distributed import predict
 
-    ray_local.unlink()  # arm the hook: the first worker to reach its 3rd batch dies
+    address, marker = cluster
+    marker.unlink()  # arm the hook: the first worker to reach its 3rd batch dies
     errors: list[str] = []
     out = tmp_path / "ray.csv"
     summary = predict(
         LENET,
         images,
+        ray_address=address,
         workers=2,
         batch_size=16,
         output=out,
         on_error=errors.append,
         on_note=lambda line: None,
     )
-    assert ray_local.exists(), "no worker was killed: the hook did not fire"
+    assert marker.exists(), "no worker was killed: the hook did not fire"
     assert out.read_text() == single
     assert errors == [f"{n}: not an image Pillow can read" for n in _bad_names(images)]
     assert summary.predictions == N_IMAGES - len(CORRUPT)
 
 
 @pytest.mark.slow
-def test_parquet_of_image_bytes_to_parquet(ray_local, images, single, tmp_path):
-    """A Parquet file of names and encoded bytes in, Parquet out: the values of the CSV."""
+def test_parquet_of_image_bytes_to_parquet(images, single, tmp_path):
+    """A Parquet file of names and encoded bytes in, Parquet out: the values of the CSV;
+    no address, so predict starts a local Ray instance of its own and stops it."""
+    ray = pytest.importorskip("ray")
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -156,6 +209,7 @@ def test_parquet_of_image_bytes_to_parquet(ray_local, images, single, tmp_path):
     assert sorted(e.partition(":")[0] for e in errors) == sorted(bad)
     assert summary.images == 60
     assert 0 < summary.busy_s < summary.seconds  # one worker: busy for part of the run
+    assert not ray.is_initialized()  # the instance it started is stopped
 
 
 def test_predictor_holds_one_session_and_reports_bad_rows(images):
