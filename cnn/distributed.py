@@ -478,19 +478,11 @@ def _run(
     saved = ctx.execution_options.preserve_order, ctx.enable_progress_bars
     ctx.execution_options.preserve_order = True  # rows come back in input order
     ctx.enable_progress_bars = sys.stderr.isatty() if progress is None else progress
-    with warnings.catch_warnings():
-        # Ray 2.60 has no named parameter for the actor's retries and warns that the
-        # remote-args dict is deprecated; its own default retries without a bound.
-        warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
-        ds = src.make(ray, workers).map_batches(
-            _RemotePredictor,
-            fn_constructor_kwargs={"model_ref": model_ref, **kwargs},
-            batch_size=kwargs["batch_size"],
-            compute=ray.data.ActorPoolStrategy(size=workers),
-            num_cpus=threads,
-            max_restarts=RETRIES,
-            max_task_retries=RETRIES,
-        )
+    # Nothing for Ray to read (no inputs, or none of them there): no dataset, whose
+    # readers refuse an empty list; the missing files' error rows still come out.
+    results: Iterator[dict] = iter(())
+    if len(src.missing) < len(src.names):
+        results = _predictions(ray, src, model_ref, kwargs, workers)
 
     def counted(rows: Iterator[dict]) -> Iterator[dict]:
         for n, row in enumerate(rows, 1):
@@ -505,7 +497,7 @@ def _run(
                 yield row
 
     try:
-        write(counted(_in_order(ds.iter_rows(), src)))
+        write(counted(_in_order(results, src)))
     finally:  # the caller's own Ray session keeps its settings
         ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved
     summary.seconds = time.perf_counter() - t0
@@ -516,6 +508,26 @@ def _run(
         f"({summary.worker_rate():.0f} images/s a worker)"
     )
     return summary
+
+
+def _predictions(
+    ray: Any, src: _Source, model_ref: Any, kwargs: dict[str, Any], workers: int
+) -> Iterator[dict]:
+    """The Predictors' rows, as Ray returns them: the source mapped by ``workers`` actors."""
+    with warnings.catch_warnings():
+        # Ray 2.60 has no named parameter for the actor's retries and warns that the
+        # remote-args dict is deprecated; its own default retries without a bound.
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
+        ds = src.make(ray, workers).map_batches(
+            _RemotePredictor,
+            fn_constructor_kwargs={"model_ref": model_ref, **kwargs},
+            batch_size=kwargs["batch_size"],
+            compute=ray.data.ActorPoolStrategy(size=workers),
+            num_cpus=kwargs["threads"],
+            max_restarts=RETRIES,
+            max_task_retries=RETRIES,
+        )
+    return ds.iter_rows()
 
 
 def _in_order(results: Iterator[dict], src: _Source) -> Iterator[dict]:

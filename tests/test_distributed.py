@@ -194,8 +194,14 @@ def test_parquet_of_image_bytes_to_parquet(images, single, tmp_path):
     )
     table = pq.read_table(out)
     assert table.column_names == [
-        "image", "label_1", "index_1", "probability_1", "label_2", "index_2", "probability_2"
-    ]  # fmt: skip
+        "image",
+        "label_1",
+        "index_1",
+        "probability_1",
+        "label_2",
+        "index_2",
+        "probability_2",
+    ]
     expected = {Path(r["image"]).name: r for r in csv.DictReader(io.StringIO(single))}
     got = table.to_pylist()
     bad = {f"archive/img_{i:04d}.png" for i in CORRUPT if i < 60}
@@ -271,3 +277,41 @@ def test_json_output_of_the_writer_round_trips(images):
     data = json.loads(stream.getvalue())
     assert [d["image"] for d in data] == paths
     assert all(len(d["predictions"]) == 3 for d in data)
+
+
+@pytest.mark.slow
+def test_missing_files_keep_their_place(cluster, images, tmp_path, capsys):
+    """A file that is not there is an error line in its place, as on one machine; with
+    nothing to read, Ray reads nothing and the output is the header alone."""
+    from cnn.distributed import predict
+
+    address, _ = cluster
+    files = [str(images / "img_0000.png"), str(tmp_path / "gone.png"), str(images / "img_0001.png")]
+    one = tmp_path / "one.csv"
+    assert main(["predict", str(LENET), *files, "--out", str(one)]) == 1
+    single_err = capsys.readouterr().err
+    errors: list[str] = []
+    out = tmp_path / "ray.csv"
+    predict(
+        LENET,
+        files,
+        ray_address=address,
+        output=out,
+        on_error=errors.append,
+        on_note=lambda line: None,
+    )
+    assert out.read_text() == one.read_text()
+    assert errors == [f"image file {tmp_path / 'gone.png'} not found"]
+    assert f"cnn predict: error: {errors[0]}" in single_err
+
+    errors.clear()
+    summary = predict(
+        LENET,
+        [str(tmp_path / "gone.png")],
+        ray_address=address,
+        output=out,
+        on_error=errors.append,
+        on_note=lambda line: None,
+    )
+    assert out.read_text().splitlines() == [one.read_text().splitlines()[0]]  # the header
+    assert len(errors) == 1 and summary.predictions == 0
