@@ -35,8 +35,28 @@ from runtime.config import IM2COL_CHUNK_FLOATS
 from runtime.kernels import gemm
 from runtime.kernels.activation import activate
 from runtime.kernels.jit import kernel
-from runtime.kernels.simd import WIDTH
+from runtime.kernels.simd import WIDTH, veven, vload, vstore
 from runtime.memory import scratch
+
+
+@kernel(inline="always")
+def copy_line(bf, d, xf, s, lo, hi, sw, room):  # pragma: no cover
+    """bf[d + q] = xf[s + q*sw] for lo <= q < hi: a vector at a time at strides 1 and 2
+    (two loads and their even lanes), while a vector stays within ``room`` of d and
+    within xf (the values it writes past hi are rewritten by the caller), then one by
+    one: numba's checked scalar indexing does not vectorise."""
+    q = lo
+    if sw == 1:
+        while q < hi and q + WIDTH <= room and s + q + WIDTH <= xf.size:
+            vstore(bf, d + q, vload(xf, s + q))
+            q += WIDTH
+    elif sw == 2:
+        while q < hi and q + WIDTH <= room and s + 2 * q + 2 * WIDTH <= xf.size:
+            vstore(bf, d + q, veven(vload(xf, s + 2 * q), vload(xf, s + 2 * q + WIDTH)))
+            q += WIDTH
+    while q < hi:
+        bf[d + q] = xf[s + q * sw]
+        q += 1
 
 
 @kernel(inline="always")
@@ -108,13 +128,8 @@ def _fill_panel(
                             lo = hi = end
                         for q in range(ow, lo):
                             bf[d0 + q] = 0.0
-                        s0 = line + e * dw
-                        if sw == 1:  # a constant stride: the copy vectorises
-                            for q in range(lo, hi):
-                                bf[d0 + q] = xf[s0 + q]
-                        else:
-                            for q in range(lo, hi):
-                                bf[d0 + q] = xf[s0 + q * sw]
+                        # the row's room: a vector past hi is rewritten by what follows
+                        copy_line(bf, d0, xf, line + e * dw, lo, hi, sw, NR - j + ow)
                         for q in range(hi, end):
                             bf[d0 + q] = 0.0
                         rr += 1
@@ -195,8 +210,8 @@ def _im2col_gemm(
     """A conv by im2col as one parallel region: a GEMM job (g, panel p, a chunk of row
     blocks, as in ``gemm._gemm``) fills its own panel of columns (``_fill_panel``) in
     its thread's ``panels`` row, where the tiles read it from L1, then stores its
-    tiles with the epilogue. Jobs that share a panel (chunks of rows) each fill it.
-    out (N, M, plane)."""
+    tiles with the epilogue (``gemm.store_panel_tiles``). Jobs that share a panel
+    (chunks of rows) each fill it. out (N, M, plane)."""
     _, C, D, H, W = x.shape
     G, mb, Kg = ap.shape[0], ap.shape[1], ap.shape[2]
     plane = od_ * oh_ * ow_
@@ -215,11 +230,9 @@ def _im2col_gemm(
                     pd, ph, pw, dd, dh, dw, od_, oh_, ow_, lo0, hi0)  # fmt: skip
         j0 = p * NR
         n = min(NR, cols - j0)
-        for b in range(q * chunk, min(mb, (q + 1) * chunk)):
-            gemm.tile(ap[g, b].reshape(-1), pan, Kg, t, NR)
-            gemm.store_conv_tile(t, out, n0, plane, g * Mg + b * gemm.MR,
-                                 min(gemm.MR, Mg - b * gemm.MR), j0, n, NR, bias, act,
-                                 alpha, beta, scale, shift)  # fmt: skip
+        gemm.store_panel_tiles(ap[g], q * chunk, min(mb, (q + 1) * chunk), pan, Kg, t, NR,
+                               out, n0, plane, g * Mg, Mg, j0, n, bias, act, alpha, beta,
+                               scale, shift)  # fmt: skip
 
 
 @kernel(parallel=True)

@@ -416,6 +416,62 @@ def store_tile_vector_epilogue(
             j += count
 
 
+@kernel(inline="always")
+def store_panel_tiles(
+    a_blocks,
+    b0,
+    b1,
+    pan,
+    K,
+    t,
+    width,
+    out,
+    n0,
+    S,
+    m_first,
+    Mg,
+    j0,
+    n,
+    bias,
+    act,
+    alpha,
+    beta,
+    scale,
+    shift,
+):  # pragma: no cover
+    """Row blocks b0 .. b1 of a_blocks (blocks, K, MR) times the panel pan (K, width) of
+    a conv's columns j0 .. j0 + n (image n0 + col // S, position col % S), stored into
+    out (images, M, S) as output channels m_first + b*MR + r with the conv's epilogue:
+    with an activation of ``VECTOR_ACTS`` a full tile inside one image from its
+    registers (``tile_store_*``), a partial one through the same vector epilogue
+    (``store_tile_vector_epilogue``); other activations through ``store_conv_tile``.
+    Shared by the pointwise and the im2col convs."""
+    M = out.shape[1]
+    of = out.reshape(-1)
+    i0 = j0 // S
+    s0 = j0 % S
+    whole = n == width and s0 + width <= S  # the tile's columns inside image n0 + i0
+    vector_act = act == 0 or act == 1 or act == 5
+    for b in range(b0, b1):
+        m0 = m_first + b * MR
+        rows = min(MR, Mg - b * MR)
+        a = a_blocks[b].reshape(-1)
+        if vector_act and whole and rows == MR:
+            o = ((n0 + i0) * M + m0) * S + s0
+            if width == WIDTH:
+                tile_store_16(a, pan, K, of, o, S, m0, bias, act, alpha, beta, scale, shift)
+            else:
+                tile_store_32(a, pan, K, of, o, S, m0, bias, act, alpha, beta, scale, shift)
+        elif vector_act:
+            tile(a, pan, K, t, width)
+            store_tile_vector_epilogue(t, of, n0, M, S, m0, rows, j0, n, width, bias, act,
+                                       alpha, beta, scale, shift)  # fmt: skip
+        else:
+            tile(a, pan, K, t, width)
+            store_conv_tile(t, out, n0, S, m0, rows, j0, n, width, bias, act, alpha, beta,
+                            scale, shift)  # fmt: skip
+
+
 @kernel(parallel=True)
 def _gemm_pointwise(
     ap, x, out, n0, nb, Mg, chunk, panels, tiles, bias, act, alpha, beta, scale, shift
@@ -426,20 +482,14 @@ def _gemm_pointwise(
     column i*S + s: image n0 + i, position s) into its thread's ``panels`` row, where
     the tiles then read it from L1 (a panel inside one image: a vector copy per row).
     Jobs that share a panel (chunks of rows) each pack it: K x NR copies against
-    K x NR x MR x chunk multiply-adds. With an activation of ``VECTOR_ACTS`` a full
-    tile inside one image is stored from its registers through the epilogue
-    (``tile_store_*``), a partial one through the same vector epilogue
-    (``store_tile_vector_epilogue``); other activations through ``store_conv_tile``."""
+    K x NR x MR x chunk multiply-adds; the tiles are stored by ``store_panel_tiles``."""
     G, mb, K = ap.shape[0], ap.shape[1], ap.shape[2]
     C, S = x.shape[1], x.shape[2]
-    M = out.shape[1]
     width = panels.shape[1] // K
     N = nb * S
     nbp = (N + width - 1) // width
     chunks = (mb + chunk - 1) // chunk
     xf = x.reshape(-1)
-    of = out.reshape(-1)
-    vector_act = act == 0 or act == 1 or act == 5
     for job in prange(G * nbp * chunks):
         g = job // (nbp * chunks)
         p = (job // chunks) % nbp
@@ -469,24 +519,9 @@ def _gemm_pointwise(
                     j += count
                 for u in range(n, width):
                     pan[k * width + u] = 0.0
-        for b in range(q * chunk, min(mb, (q + 1) * chunk)):
-            m0 = g * Mg + b * MR
-            rows = min(MR, Mg - b * MR)
-            a = ap[g, b].reshape(-1)
-            if vector_act and whole and rows == MR:
-                o = ((n0 + i0) * M + m0) * S + s0
-                if width == WIDTH:
-                    tile_store_16(a, pan, K, of, o, S, m0, bias, act, alpha, beta, scale, shift)
-                else:
-                    tile_store_32(a, pan, K, of, o, S, m0, bias, act, alpha, beta, scale, shift)
-            elif vector_act:
-                tile(a, pan, K, t, width)
-                store_tile_vector_epilogue(t, of, n0, M, S, m0, rows, j0, n, width, bias, act,
-                                           alpha, beta, scale, shift)  # fmt: skip
-            else:
-                tile(a, pan, K, t, width)
-                store_conv_tile(t, out, n0, S, m0, rows, j0, n, width, bias, act, alpha, beta,
-                                scale, shift)  # fmt: skip
+        store_panel_tiles(ap[g], q * chunk, min(mb, (q + 1) * chunk), pan, K, t, width, out,
+                          n0, S, g * Mg, Mg, j0, n, bias, act, alpha, beta, scale,
+                          shift)  # fmt: skip
 
 
 def gemm_pointwise(
