@@ -59,9 +59,17 @@ def isa() -> str:
     return "avx512" if has_avx512() else "avx2"
 
 
-def gemm_tile() -> str:
+def gemm_tile(width: int | None = None) -> str:
     """The GEMM micro-kernel's tile, MR x NR (6x32 with AVX-512, 6x16 with AVX2)."""
-    return f"{gemm_kernels.MR}x{gemm_kernels.nr()}"
+    return f"{gemm_kernels.MR}x{width or gemm_kernels.nr()}"
+
+
+def pointwise_width(s: ConvSpec) -> int:
+    """The pointwise GEMM's panel width: one vector when every image's columns fit
+    one (a 4x4 plane at batch 1: a 32-wide tile would be half padding), else ``nr()``."""
+    if s.x_shape is not None and s.x_shape[0] * int(np.prod(s.out_sp)) <= WIDTH:
+        return WIDTH
+    return gemm_kernels.nr()
 
 
 ROWS_TILE = f"1x{4 * WIDTH}"  # ``gemm.row_4``: one row of A by four vectors of columns
@@ -298,6 +306,7 @@ def _gemm_conv_prepare(pointwise: bool, few_rows: bool) -> Callable[[ConvSpec], 
             _as5d_shape(s.x_shape), w5.shape, packed, s.bias, s.group,
             strides=_to3d(s.strides, 1), pads=_to3d(s.pads, 0), dilations=_to3d(s.dilations, 1),
             out_sp=_to3d(tuple(s.out_sp), 1), epilogue=(*_act(s), scale, shift),
+            panel_width=pointwise_width(s) if pointwise else None,
         )  # fmt: skip
         if pointwise:
             return call.pointwise_rows if few_rows else call.pointwise_gemm
@@ -324,7 +333,7 @@ CONV_KERNELS: tuple[Kernel, ...] = (
         runs=("depthwise.depthwise2d",),
     ),
     Kernel(
-        name=lambda s: f"conv_nchw_pointwise_gemm_{gemm_tile()}_{isa()}",
+        name=lambda s: f"conv_nchw_pointwise_gemm_{gemm_tile(pointwise_width(s))}_{isa()}",
         family="pointwise",
         applies=_both(_pointwise, _many_rows),
         why=lambda s: "1x1 at stride 1: each job packs its panel of input planes in L1",

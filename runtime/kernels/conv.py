@@ -291,7 +291,8 @@ class ConvGemm:
     the call of one entry of ``runtime/kernel_table.py``, which chooses among them
     (none re-decides). x (N, C, D, H, W) -> out (N, M, OD, OH, OW), all float32;
     ``packed``: ``pack_weights(w, group)``; ``pads`` the begin pads (the output shape
-    fixes the end); ``epilogue``: (act, alpha, beta, scale, shift)."""
+    fixes the end); ``epilogue``: (act, alpha, beta, scale, shift); ``panel_width``:
+    the pointwise GEMM's tile width (None: ``gemm.nr()``)."""
 
     def __init__(
         self,
@@ -306,8 +307,10 @@ class ConvGemm:
         dilations: tuple[int, int, int],
         out_sp: tuple[int, int, int],
         epilogue: tuple,
+        panel_width: int | None = None,
     ) -> None:
         n, c = x_shape[:2]
+        self.panel_width = panel_width  # the pointwise GEMM's columns per panel
         m, cg, kd, kh, kw = w_shape
         self.x_shape, self.out_shape = tuple(x_shape), (n, m, *out_sp)
         self.wp, self.bias, self.group, self.rows = packed, bias, group, m // group
@@ -325,7 +328,9 @@ class ConvGemm:
         n, c = self.x_shape[:2]
         x = np.ascontiguousarray(x).reshape(n, c, self.plane)
         out3 = out.reshape(n, -1, self.plane)
-        gemm.gemm_pointwise(self.wp, x, out3, 0, n, self.bias, *self.epilogue)
+        gemm.gemm_pointwise(
+            self.wp, x, out3, 0, n, self.bias, *self.epilogue, width=self.panel_width
+        )
 
     def im2col_gemm(self, x: np.ndarray, out: np.ndarray) -> None:
         """M/G >= GEMM_FEW_ROWS: one parallel region whose jobs fill their own panel of

@@ -536,12 +536,13 @@ def gemm_pointwise(
     beta: float,
     scale: np.ndarray,
     shift: np.ndarray,
+    width: int | None = None,
 ) -> np.ndarray:
     """``_gemm_pointwise``: packed weights ap (G, blocks, C/G, MR) times the planes of
     images n0 .. n0+nb of x (N, C, S) into out (N, M, S), with the conv's epilogue.
     Needs M/G >= ``GEMM_FEW_ROWS``."""
     g, mb, k = ap.shape[0], ap.shape[1], ap.shape[2]
-    width = nr()
+    width = width or nr()
     threads = numba.get_num_threads()
     tiles = scratch("gemm.tiles", (threads, max(MR * width, 4 * WIDTH)), np.float32)
     panels = scratch("gemm.panel", (threads, k * width), np.float32)
