@@ -11,7 +11,7 @@ Preprocessing, the top-k and the error lines are ``cnn predict``'s own code
 In your own Ray Data pipeline, three lines::
 
     from cnn.distributed import Predictor
-    ds = ray.data.read_binary_files("photos/", include_paths=True)   # columns path, bytes
+    ds = ray.data.read_binary_files("photos/", include_paths=True, num_cpus=0)  # path, bytes
     ds.map_batches(Predictor, fn_constructor_kwargs={"model": "resnet18.onnx"}, batch_size=32,
                    compute=ray.data.ActorPoolStrategy(size=2), num_cpus=1).write_parquet("out/")
 
@@ -95,8 +95,10 @@ def _assigned_cpus() -> int | None:
     try:
         import ray
 
+        if not ray.is_initialized():  # outside Ray: never start it from here
+            return None
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
-    except Exception:  # not in a Ray worker
+    except Exception:  # no Ray, or not in a Ray worker
         return None
     return max(1, int(cpus)) if cpus else None
 

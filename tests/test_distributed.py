@@ -315,3 +315,45 @@ def test_missing_files_keep_their_place(cluster, images, tmp_path, capsys):
     )
     assert out.read_text().splitlines() == [one.read_text().splitlines()[0]]  # the header
     assert len(errors) == 1 and summary.predictions == 0
+
+
+@pytest.mark.slow
+def test_predictor_in_a_users_own_pipeline(cluster, images, single):
+    """The README's lines: the user's own read and map_batches; the session's threads
+    are the CPUs Ray gives the worker."""
+    import ray
+
+    from cnn.distributed import Predictor
+
+    address, _ = cluster
+    files = [str(p) for p in sorted(images.iterdir())[:40]]
+    ray.init(address=address, log_to_driver=False, configure_logging=False)
+    try:
+        # columns path, bytes; reading holds no CPU (the workers may hold them all)
+        ds = ray.data.read_binary_files(files, include_paths=True, num_cpus=0)
+        rows = ds.map_batches(
+            Predictor,
+            fn_constructor_kwargs={"model": str(LENET), "top_k": 3},
+            batch_size=16,
+            compute=ray.data.ActorPoolStrategy(size=1),
+            num_cpus=2,
+        ).take_all()
+        threads = ray.get(
+            ray.remote(num_cpus=2)(lambda: Predictor(str(LENET), backend="onnxruntime").threads)
+            .remote()
+        )  # fmt: skip
+    finally:
+        ray.shutdown()
+    assert threads == 2
+    expected = {r["image"]: r for r in csv.DictReader(io.StringIO(single))}
+    assert sorted(r["image"] for r in rows) == files
+    for row in rows:
+        if row["error"]:
+            assert row["image"] not in expected and "not an image" in row["error"]
+            continue
+        want = expected[row["image"]]
+        for r in (1, 2, 3):
+            assert row[f"label_{r}"] == want[f"label_{r}"]
+            assert row[f"index_{r}"] == int(want[f"index_{r}"])
+            assert f"{row[f'probability_{r}']:.6g}" == want[f"probability_{r}"]
+    assert sum(1 for r in rows if r["error"]) == 1  # img_0003
