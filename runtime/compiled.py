@@ -166,7 +166,7 @@ class _Builder:
         return code, ipool, fpool, ws, a, group
 
 
-def _conv(b: _Builder, attrs: Mapping, x: np.ndarray, w: np.ndarray, bias) -> np.ndarray:
+def _add_conv(b: _Builder, attrs: Mapping, x: np.ndarray, w: np.ndarray, bias) -> np.ndarray:
     """Append the conv's row; return a stand-in (no memory) of the conv's output shape."""
     if x.ndim != 4 or attrs.get("group", 1) != 1:
         raise NotCompilableError("Conv: only 2-D convolutions with group 1")
@@ -209,7 +209,7 @@ def _conv(b: _Builder, attrs: Mapping, x: np.ndarray, w: np.ndarray, bias) -> np
     return y
 
 
-def _pool(b: _Builder, op: str, attrs: Mapping, x: np.ndarray, y: np.ndarray) -> None:
+def _add_pool(b: _Builder, op: str, attrs: Mapping, x: np.ndarray, y: np.ndarray) -> None:
     if x.ndim != 4:
         raise NotCompilableError(f"{op}: only 2-D pooling")
     _, C, H, W = x.shape
@@ -264,7 +264,7 @@ def _fuse_pool(
     return True
 
 
-def _gemm(b: _Builder, wt: np.ndarray, bias: np.ndarray, act: int, alpha: float) -> None:
+def _add_gemm(b: _Builder, wt: np.ndarray, bias: np.ndarray, act: int, alpha: float) -> None:
     K, N = wt.shape
     r = b.row(k.OP_GEMM, N)
     r[k.G_K], r[k.G_N] = K, N
@@ -318,15 +318,15 @@ def compile_program(
             raise _refuse(step, f"{op} has no compiled form")
         fusable = b.rows[-1] if b.rows and b.rows[-1][k.F_OP] == k.OP_CONV else None
         if op == "Conv":
-            conv_y = _conv(b, attrs, x, _const(step, 1, constants), _const(step, 2, constants))
+            conv_y = _add_conv(b, attrs, x, _const(step, 1, constants), _const(step, 2, constants))
             if "max_pool" in attrs:  # the engine fused a MaxPool into the conv
                 kh, kw, sh, sw = attrs["max_pool"]
                 pool = {"kernel_shape": [kh, kw], "strides": [sh, sw]}
                 if not _fuse_pool(b, "MaxPool", pool, conv_y, y, b.rows[-1]):
-                    _pool(b, "MaxPool", pool, conv_y, y)
+                    _add_pool(b, "MaxPool", pool, conv_y, y)
         elif op in ("MaxPool", "AveragePool"):
             if not _fuse_pool(b, op, attrs, x, y, fusable):
-                _pool(b, op, attrs, x, y)
+                _add_pool(b, op, attrs, x, y)
         elif op == "Gemm":
             w, c = _const(step, 1, constants), _const(step, 2, constants)
             if x.ndim != 2 or attrs.get("transA", 0):
@@ -336,12 +336,12 @@ def compile_program(
             if bias.size not in (1, wt.shape[1]) or (bias.ndim > 1 and bias.shape[0] != 1):
                 raise _refuse(step, "C varies per image")
             relu = attrs.get("activation") == "Relu"  # fused by the engine's passes
-            _gemm(b, wt, bias.ravel(), ACTIVATIONS["Relu"] if relu else 0, 0.0)
+            _add_gemm(b, wt, bias.ravel(), ACTIVATIONS["Relu"] if relu else 0, 0.0)
         elif op == "MatMul":
             w = _const(step, 1, constants)
             if x.ndim != 2 or w.ndim != 2:
                 raise _refuse(step, "MatMul other than (N, K) @ (K, M)")
-            _gemm(b, w, np.zeros(w.shape[1]), 0, 0.0)
+            _add_gemm(b, w, np.zeros(w.shape[1]), 0, 0.0)
         elif (found := activation_of(step, constants)) is not None:
             act, alpha, beta = found
             r = b.row(k.OP_ACT, y[0].size, in_place=True)

@@ -8,7 +8,7 @@ call is cut into chunks and jobs), never inside an ``@njit`` kernel.
 Knobs that ``@njit`` kernels read stay beside their kernels, because numba freezes
 a global into the compiled code and its cache watches only the kernel's own source
 file (a change here would leave stale cached kernels): ``kernels/gemm.py`` AHEAD,
-``kernels/packed_gemm.py`` PANELS_PER_JOB and AHEAD, ``kernels/winograd.py`` BLOCK,
+``kernels/winograd_gemm.py`` PANELS_PER_JOB and AHEAD, ``kernels/winograd.py`` BLOCK,
 ``kernels/unary.py`` BLOCK, ``kernels/reduce.py`` BLOCK. Tile shapes (MR, NR, WIDTH)
 are the micro-kernels' register layout, not knobs.
 """
@@ -24,7 +24,7 @@ MAX_PLANS = 16
 # --- algorithm choice (runtime/kernel_table.py)
 # Channels in (C*s*s) and out from which a conv runs as Winograd: below this its a*a
 # products do not fill the micro-kernel's panels of 32 output channels
-# (``kernels/packed_gemm.py``) and im2col + GEMM is faster. Unit: channels.
+# (``kernels/winograd_gemm.py``) and im2col + GEMM is faster. Unit: channels.
 WINOGRAD_MIN_CHANNELS = 32
 # A Winograd call with fewer F(4x4) tiles than this uses F(2x2, 3x3): its weights are
 # 16/9 of the kernel's against F(4x4)'s 36/9, and a small batch is bound by reading
@@ -52,7 +52,7 @@ IM2COL_CHUNK_FLOATS = 1 << 25
 # Jobs per thread that a product is cut into: more jobs balance uneven threads, fewer
 # pay less per-job overhead and re-read less of A. Unit: jobs per numba thread.
 GEMM_JOBS_PER_THREAD = 4
-# Products with fewer rows than this run row by row (``row_4``): a tile of MR rows
+# Products with fewer rows than this run row by row (``gemm_f32_1x64_row``): a tile of MR rows
 # would compute mostly padding. Unit: rows of A.
 GEMM_FEW_ROWS = 3
 

@@ -72,7 +72,7 @@ def pointwise_width(s: ConvSpec) -> int:
     return gemm_kernels.nr()
 
 
-ROWS_TILE = f"1x{4 * WIDTH}"  # ``gemm.row_4``: one row of A by four vectors of columns
+ROWS_TILE = f"1x{4 * WIDTH}"  # ``gemm.gemm_f32_1x64_row``: one row of A by four vectors of columns
 
 
 # --------------------------------------------------------------------------- Conv
@@ -322,7 +322,7 @@ CONV_KERNELS: tuple[Kernel, ...] = (
         applies=_winograd_applies,
         why=_winograd_why,
         prepare=_winograd_prepare,
-        runs=("winograd._chunk",),
+        runs=("winograd._winograd_conv_chunk",),
     ),
     Kernel(
         name=lambda s: f"conv2d_nchw_depthwise_direct_{isa()}",
@@ -338,7 +338,7 @@ CONV_KERNELS: tuple[Kernel, ...] = (
         applies=_both(_pointwise, _many_rows),
         why=lambda s: "1x1 at stride 1: each job packs its panel of input planes in L1",
         prepare=_gemm_conv_prepare(pointwise=True, few_rows=False),
-        runs=("gemm._gemm_pointwise",),
+        runs=("gemm._conv_nchw_pointwise_gemm",),
     ),
     Kernel(
         name=lambda s: f"conv_nchw_pointwise_gemm_rows_{ROWS_TILE}_{isa()}",
@@ -346,7 +346,7 @@ CONV_KERNELS: tuple[Kernel, ...] = (
         applies=_both(_pointwise, _few_rows),
         why=lambda s: f"1x1 at stride 1, {s.rows} output channel(s) per group: row by row",
         prepare=_gemm_conv_prepare(pointwise=True, few_rows=True),
-        runs=("conv._pack_pointwise", "gemm._gemm_rows", "conv._epilogue"),
+        runs=("conv._pack_pointwise", "gemm._gemm_f32_rows", "conv._epilogue"),
     ),
     Kernel(
         name=lambda s: f"conv_nchw_im2col_gemm_{gemm_tile()}_{isa()}",
@@ -354,7 +354,7 @@ CONV_KERNELS: tuple[Kernel, ...] = (
         applies=_many_rows,
         why=lambda s: "each job fills its panel of im2col columns in L1",
         prepare=_gemm_conv_prepare(pointwise=False, few_rows=False),
-        runs=("conv._im2col_gemm",),
+        runs=("conv._conv_nchw_im2col_gemm",),
     ),
     Kernel(
         name=lambda s: f"conv_nchw_im2col_gemm_rows_{ROWS_TILE}_{isa()}",
@@ -362,7 +362,7 @@ CONV_KERNELS: tuple[Kernel, ...] = (
         applies=lambda s: None,
         why=lambda s: f"{s.rows} output channel(s) per group: im2col columns, then row by row",
         prepare=_gemm_conv_prepare(pointwise=False, few_rows=True),
-        runs=("conv._im2col", "gemm._gemm_rows", "conv._epilogue"),
+        runs=("conv._im2col", "gemm._gemm_f32_rows", "conv._epilogue"),
     ),
 )
 
@@ -471,7 +471,7 @@ class GemmKernel:
 
     name: str
     family: str
-    few_rows: bool  # ``gemm.row_4`` row by row, else MR x NR tiles
+    few_rows: bool  # ``gemm.gemm_f32_1x64_row`` row by row, else MR x NR tiles
     runs: tuple[str, ...]
 
 
@@ -482,13 +482,13 @@ def gemm_entries() -> tuple[GemmKernel, ...]:
             f"gemm_f32_rows_{ROWS_TILE}_{isa()}",
             "gemm rows",
             True,
-            ("gemm._pack_a", "gemm._gemm_rows"),
+            ("gemm._pack_a", "gemm._gemm_f32_rows"),
         ),
         GemmKernel(
             f"gemm_f32_packed_{gemm_tile()}_{isa()}",
             "gemm",
             False,
-            ("gemm._pack_a", "gemm._gemm"),
+            ("gemm._pack_a", "gemm._gemm_f32_tiles"),
         ),
     )
 

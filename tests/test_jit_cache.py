@@ -29,7 +29,7 @@ sys.path.insert(0, "tests")
 from runtime.kernels import chain, conv, pool
 s = runtime.InferenceSession("exported/lenet5.onnx")
 s.run(None, {"input": np.zeros((2, 1, 28, 28), np.float32)})
-step_kernels = [conv._im2col_gemm, conv._im2col, conv._epilogue, pool._avg_pool3d]
+step_kernels = [conv._conv_nchw_im2col_gemm, conv._im2col, conv._epilogue, pool._avg_pool3d]
 unused = sum(len(k.signatures) for k in step_kernels)
 from onnx_helpers import single_node_model
 w = np.ones((3, 2, 3, 3), np.float32)
@@ -37,7 +37,7 @@ model, feeds = single_node_model("Conv", {"x": np.ones((1, 2, 5, 5), np.float32)
                                  initializers={"w": w}, group=1)
 steps = runtime.InferenceSession(model, compile_plans=False)
 steps.run(None, feeds)
-ks = [chain.run_images_serial, conv._im2col_gemm]
+ks = [chain.run_images_serial, conv._conv_nchw_im2col_gemm]
 print(json.dumps({"hits": sum(sum(k.stats.cache_hits.values()) for k in ks),
                   "misses": sum(sum(k.stats.cache_misses.values()) for k in ks),
                   "unused": unused}))
@@ -141,7 +141,8 @@ def test_no_cache_location_compiles_anyway(monkeypatch):
 
 @pytest.mark.parametrize(
     "kernel, shape",
-    [("conv._im2col_gemm", (3, 2, 3, 3)), ("gemm._gemm_pointwise", (4, 2, 1, 1)),
+    [("conv._conv_nchw_im2col_gemm", (3, 2, 3, 3)),
+     ("gemm._conv_nchw_pointwise_gemm", (4, 2, 1, 1)),
      ("depthwise.depthwise2d", (2, 1, 3, 3))],
 )  # fmt: skip
 def test_a_conv_compiles_once_with_or_without_its_bias(kernel, shape):

@@ -29,7 +29,7 @@ CONV_ONLY = {
     name
     for entry in kernel_table.CONV_KERNELS
     for name in entry.runs
-    if not name.startswith("gemm._gemm_rows")
+    if not name.startswith("gemm._gemm_f32_rows")
 }
 
 

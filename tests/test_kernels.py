@@ -407,18 +407,18 @@ def test_simd_lane_operations_match_numpy():
     ],
 )
 def test_packed_products_match_numpy(g, m, k, t):
-    """Winograd's products on weights packed by rows (``packed_gemm``), written in
+    """Winograd's products on weights packed by rows (``winograd_gemm``), written in
     blocks of channels, with zeros past the last row."""
-    from runtime.kernels import packed_gemm
+    from runtime.kernels import winograd_gemm
 
     u, v = _rand(g, m, k), _rand(g, k, t)
-    up = packed_gemm.pack_rows(u)
-    assert up.shape == (g, -(-m // packed_gemm.MB), k, packed_gemm.MB)
-    vp = np.full((numba.get_num_threads(), packed_gemm.panel_floats(k)), np.nan, np.float32)
-    tp, mp = packed_gemm.padded(t, packed_gemm.NR), up.shape[1] * packed_gemm.MB
+    up = winograd_gemm.pack_rows(u)
+    assert up.shape == (g, -(-m // winograd_gemm.MB), k, winograd_gemm.MB)
+    vp = np.full((numba.get_num_threads(), winograd_gemm.panel_floats(k)), np.nan, np.float32)
+    tp, mp = winograd_gemm.padded(t, winograd_gemm.NR), up.shape[1] * winograd_gemm.MB
     zb = np.full(g * mp * tp, np.nan, np.float32)
-    packed_gemm.products(up, v.reshape(-1), zb, k, t, vp)
-    w = packed_gemm.WIDTH  # z[g, o, t] = zb[g, o // w, t, o % w]
+    winograd_gemm.products(up, v.reshape(-1), zb, k, t, vp)
+    w = winograd_gemm.WIDTH  # z[g, o, t] = zb[g, o // w, t, o % w]
     z = zb.reshape(g, mp // w, tp, w).transpose(0, 1, 3, 2).reshape(g, mp, tp)
     want = np.matmul(u.astype(np.float64), v.astype(np.float64))
     np.testing.assert_allclose(z[:, :m, :t], want, rtol=1e-5, atol=1e-5)

@@ -19,7 +19,8 @@ stride-1 convolution, ``src`` is the zero-padded input and ``offs[t]`` the flat
 offset of tap t = (c, ky, kx), ``c*Hp*Wp + ky*Wp + kx``: output row oy lives at
 ``p = oy*Wp + ox``, so one long contiguous loop covers every output position (the
 columns ox >= OW are computed and dropped). Otherwise ``src`` holds im2col columns
-and ``offs[t] = t*P``. A Gemm runs the engine's GEMM micro-kernel on the group (``gemm.tile_16``).
+and ``offs[t] = t*P``. A Gemm runs the engine's GEMM micro-kernel on the group
+(``gemm.gemm_f32_6x16_tile``, ``gemm.gemm_f32_6x32_tile``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 from numba import prange
 
 from runtime.kernels.activation import activate, softmax_row
-from runtime.kernels.gemm import MR, tile_16, tile_32
+from runtime.kernels.gemm import MR, gemm_f32_6x16_tile, gemm_f32_6x32_tile
 from runtime.kernels.jit import kernel
 from runtime.kernels.pool import pool_dense
 from runtime.kernels.taps import taps
@@ -106,7 +107,7 @@ S_SIZE, S_LOG = range(3, 5)
 
 
 @kernel()
-def _conv(r, src, dst, ws, ipool, fpool):  # pragma: no cover
+def _conv2d_nchw_taps(r, src, dst, ws, ipool, fpool):  # pragma: no cover
     """One image's convolution: src and dst are its input and output in ``ws``."""
     cin, H, W, cout = r[C_CIN], r[C_H], r[C_W], r[C_COUT]
     kh, kw, sh, sw = r[C_KH], r[C_KW], r[C_SH], r[C_SW]
@@ -294,7 +295,7 @@ def _pool(r, src, dst, ws):  # pragma: no cover
 
 
 @kernel()
-def _gemm(r, ws, fpool, G, a):  # pragma: no cover
+def _gemm_f32_group(r, ws, fpool, G, a):  # pragma: no cover
     """The group's G images at once (image g's vectors at g*a from the regions'
     starts), on the engine's GEMM micro-kernel: each panel of w is read once for the
     group, and every output is the same chain of fused multiply-adds wherever it lies
@@ -311,9 +312,9 @@ def _gemm(r, ws, fpool, G, a):  # pragma: no cover
     b = fpool[r[G_BOFF] : r[G_BOFF] + N]
     for p in range(panels):
         if NR == 16:
-            tile_16(ap, wp[p * K * NR : (p + 1) * K * NR], K, t)
+            gemm_f32_6x16_tile(ap, wp[p * K * NR : (p + 1) * K * NR], K, t)
         else:
-            tile_32(ap, wp[p * K * NR : (p + 1) * K * NR], K, t)
+            gemm_f32_6x32_tile(ap, wp[p * K * NR : (p + 1) * K * NR], K, t)
         j0 = p * NR
         for g in range(G):
             yg = y[g * a + j0 : g * a + min(N, j0 + NR)]
@@ -352,12 +353,12 @@ def _run_group(x, out, code, ipool, fpool, ws, a):  # pragma: no cover
         r = code[k]
         op = r[F_OP]
         if op == OP_GEMM:
-            _gemm(r, ws, fpool, G, a)
+            _gemm_f32_group(r, ws, fpool, G, a)
             continue
         for g in range(G):
             src, dst = ws[r[F_SRC] + g * a :], ws[r[F_DST] + g * a :]
             if op == OP_CONV:
-                _conv(r, src, dst, ws, ipool, fpool)
+                _conv2d_nchw_taps(r, src, dst, ws, ipool, fpool)
             elif op == OP_POOL:
                 _pool(r, src, dst, ws)
             elif op == OP_ACT:  # in place

@@ -13,7 +13,7 @@ GEMM's packed layout of B (``gemm.pack_b``). The GEMM is the engine's own
 grouped views, (G, M/G, C/G*K) @ (G, C/G*K, cols), with the weights packed once per
 plan (``pack_weights``).
 
-With M/G >= ``GEMM_FEW_ROWS`` a conv is one parallel region: ``_im2col_gemm``'s jobs
+With M/G >= ``GEMM_FEW_ROWS`` a conv is one parallel region: ``_conv_nchw_im2col_gemm``'s jobs
 (and ``gemm.gemm_pointwise``'s, for a 1x1 at stride 1) fill their own panel in L1,
 multiply it and store the tiles with the epilogue (``gemm.store_conv_tile``). With
 fewer rows, ``_im2col`` (or ``_pack_pointwise``) packs a chunk of images' columns,
@@ -173,7 +173,7 @@ def _im2col(
 
 
 @kernel(parallel=True)
-def _im2col_gemm(
+def _conv_nchw_im2col_gemm(
     x,
     ap,
     out,
@@ -208,7 +208,7 @@ def _im2col_gemm(
     shift,
 ):  # pragma: no cover
     """A conv by im2col as one parallel region: a GEMM job (g, panel p, a chunk of row
-    blocks, as in ``gemm._gemm``) fills its own panel of columns (``_fill_panel``) in
+    blocks, as in ``gemm._gemm_f32_tiles``) fills its own panel of columns (``_fill_panel``) in
     its thread's ``panels`` row, where the tiles read it from L1, then stores its
     tiles with the epilogue (``gemm.store_panel_tiles``). Jobs that share a panel
     (chunks of rows) each fill it. out (N, M, plane)."""
@@ -341,7 +341,7 @@ class ConvGemm:
         tiles = scratch("gemm.tiles", (threads, max(gemm.MR * width, 4 * WIDTH)), np.float32)
         panels = scratch("conv.panel", (threads, self.k * width), np.float32)
         chunk = gemm.job_rows(self.group, self.wp.shape[1], gemm.blocks(n * self.plane, width))
-        _im2col_gemm(
+        _conv_nchw_im2col_gemm(
             x.reshape(self.x_shape), self.wp, out.reshape(n, -1, self.plane), 0, n, self.rows,
             chunk, panels, tiles, *self.geometry, self.bias, *self.epilogue,
         )  # fmt: skip

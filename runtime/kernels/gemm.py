@@ -125,7 +125,7 @@ def _pack_b(b, bp):  # pragma: no cover
 
 
 @kernel()
-def tile_16(ap, bp, K, t):  # pragma: no cover
+def gemm_f32_6x16_tile(ap, bp, K, t):  # pragma: no cover
     """t (MR*16) = the MR x 16 block ap (K, MR) @ bp (K, 16), six vectors of sums."""
     c0 = c1 = c2 = c3 = c4 = c5 = vzero()
     for k in range(K):
@@ -147,7 +147,7 @@ def tile_16(ap, bp, K, t):  # pragma: no cover
 
 
 @kernel()
-def tile_32(ap, bp, K, t):  # pragma: no cover
+def gemm_f32_6x32_tile(ap, bp, K, t):  # pragma: no cover
     """t (MR*32) = the MR x 32 block ap (K, MR) @ bp (K, 32), twelve vectors of sums."""
     c0 = c1 = c2 = c3 = c4 = c5 = vzero()
     d0 = d1 = d2 = d3 = d4 = d5 = vzero()
@@ -191,12 +191,12 @@ def tile_32(ap, bp, K, t):  # pragma: no cover
 
 
 @kernel()
-def row_4(ap, r, bp, o0, o1, o2, o3, step, K, t):  # pragma: no cover
+def gemm_f32_1x64_row(ap, r, bp, o0, o1, o2, o3, step, K, t):  # pragma: no cover
     """t[i*WIDTH : (i+1)*WIDTH] = sum_k ap[k*MR + r] * bp[o_i + k*step : ... + WIDTH] for
     four vectors of B (i = 0..3), four vectors of sums: one row of A against four
     streams of B, for products with too few rows to fill a tile (a fully connected
     layer at batch 1 reads B from memory; four streams read it faster than one).
-    Each sum is the same chain of fused multiply-adds as in ``tile_16``."""
+    Each sum is the same chain of fused multiply-adds as in ``gemm_f32_6x16_tile``."""
     c0 = c1 = c2 = c3 = vzero()
     for k in range(K):
         a = ap[k * MR + r]
@@ -211,18 +211,18 @@ def row_4(ap, r, bp, o0, o1, o2, o3, step, K, t):  # pragma: no cover
 
 
 @kernel(inline="always")
-def tile(ap, bp, K, t, width):  # pragma: no cover
-    """``tile_16`` or ``tile_32``, for panels of ``width`` columns."""
+def gemm_f32_6xnr_tile(ap, bp, K, t, width):  # pragma: no cover
+    """``gemm_f32_6x16_tile`` or ``gemm_f32_6x32_tile``, for panels of ``width`` columns."""
     if width == WIDTH:
-        tile_16(ap, bp, K, t)
+        gemm_f32_6x16_tile(ap, bp, K, t)
     else:
-        tile_32(ap, bp, K, t)
+        gemm_f32_6x32_tile(ap, bp, K, t)
 
 
 @kernel(parallel=True)
-def _gemm_rows(ap, bp, c, M, N, tiles, bias, relu):  # pragma: no cover
-    """``_gemm`` for M < ``GEMM_FEW_ROWS``: a job per four vectors of columns, row by row
-    (``row_4``)."""
+def _gemm_f32_rows(ap, bp, c, M, N, tiles, bias, relu):  # pragma: no cover
+    """``_gemm_f32_tiles`` for M < ``GEMM_FEW_ROWS``: a job per four vectors of columns, row by row
+    (``gemm_f32_1x64_row``)."""
     G, K, width = ap.shape[0], ap.shape[2], bp.shape[3]
     nb = bp.shape[1]
     per = width // WIDTH  # vectors per panel
@@ -238,7 +238,9 @@ def _gemm_rows(ap, bp, c, M, N, tiles, bias, relu):  # pragma: no cover
             v = min(4 * q + i, vectors - 1)  # past the last vector: the last again
             offs[i] = (v // per) * K * width + (v % per) * WIDTH
         for r in range(M):
-            row_4(ap[g, 0].reshape(-1), r, bpg, offs[0], offs[1], offs[2], offs[3], width, K, t)
+            gemm_f32_1x64_row(
+                ap[g, 0].reshape(-1), r, bpg, offs[0], offs[1], offs[2], offs[3], width, K, t
+            )
             dst = c[g, r]
             for i in range(4):
                 j0 = (4 * q + i) * WIDTH
@@ -252,7 +254,7 @@ def _gemm_rows(ap, bp, c, M, N, tiles, bias, relu):  # pragma: no cover
 
 
 @kernel(parallel=True)
-def _gemm(ap, bp, c, M, N, chunk, tiles, bias, relu):  # pragma: no cover
+def _gemm_f32_tiles(ap, bp, c, M, N, chunk, tiles, bias, relu):  # pragma: no cover
     """c[g] = ap[g] @ bp[g] (+ bias per column, then max(., 0) if relu), c (G, M, N)
     C-contiguous; jobs (g, panel, chunk of ``chunk`` row blocks); tiles (threads,
     MR*NR) the threads' tile buffers. ``bias`` has N values, or none."""
@@ -269,7 +271,7 @@ def _gemm(ap, bp, c, M, N, chunk, tiles, bias, relu):  # pragma: no cover
         j0 = p * width
         n = min(width, N - j0)
         for b in range(q * chunk, min(mb, (q + 1) * chunk)):
-            tile(ap[g, b].reshape(-1), bpp, K, t, width)
+            gemm_f32_6xnr_tile(ap[g, b].reshape(-1), bpp, K, t, width)
             for r in range(min(MR, M - b * MR)):
                 dst = c[g, b * MR + r]
                 src = t[r * width : r * width + n]
@@ -330,10 +332,10 @@ def _store_row(of, o, c, d, m, width, bias, act, alpha, beta, scale, shift):  # 
 
 
 @kernel()
-def tile_store_16(
+def gemm_f32_6x16_tile_store(
     ap, bp, K, of, o, S, m0, bias, act, alpha, beta, scale, shift
 ):  # pragma: no cover
-    """``tile_16``, its six rows stored through the epilogue straight into of at o,
+    """``gemm_f32_6x16_tile``, its six rows stored through the epilogue straight into of at o,
     o + S, ..., o + 5 S (channels m0 .. m0 + 5; a full tile inside one image)."""
     c0 = c1 = c2 = c3 = c4 = c5 = vzero()
     for k in range(K):
@@ -354,10 +356,10 @@ def tile_store_16(
 
 
 @kernel()
-def tile_store_32(
+def gemm_f32_6x32_tile_store(
     ap, bp, K, of, o, S, m0, bias, act, alpha, beta, scale, shift
 ):  # pragma: no cover
-    """``tile_32``, its six rows stored through the epilogue straight into of at o,
+    """``gemm_f32_6x32_tile``, its six rows stored through the epilogue straight into of at o,
     o + S, ..., o + 5 S (channels m0 .. m0 + 5; a full tile inside one image)."""
     c0 = c1 = c2 = c3 = c4 = c5 = vzero()
     d0 = d1 = d2 = d3 = d4 = d5 = vzero()
@@ -459,25 +461,29 @@ def store_panel_tiles(
         if vector_act and whole and rows == MR:
             o = ((n0 + i0) * M + m0) * S + s0
             if width == WIDTH:
-                tile_store_16(a, pan, K, of, o, S, m0, bias, act, alpha, beta, scale, shift)
+                gemm_f32_6x16_tile_store(
+                    a, pan, K, of, o, S, m0, bias, act, alpha, beta, scale, shift
+                )
             else:
-                tile_store_32(a, pan, K, of, o, S, m0, bias, act, alpha, beta, scale, shift)
+                gemm_f32_6x32_tile_store(
+                    a, pan, K, of, o, S, m0, bias, act, alpha, beta, scale, shift
+                )
         elif vector_act:
-            tile(a, pan, K, t, width)
+            gemm_f32_6xnr_tile(a, pan, K, t, width)
             store_tile_vector_epilogue(t, of, n0, M, S, m0, rows, j0, n, width, bias, act,
                                        alpha, beta, scale, shift)  # fmt: skip
         else:
-            tile(a, pan, K, t, width)
+            gemm_f32_6xnr_tile(a, pan, K, t, width)
             store_conv_tile(t, out, n0, S, m0, rows, j0, n, width, bias, act, alpha, beta,
                             scale, shift)  # fmt: skip
 
 
 @kernel(parallel=True)
-def _gemm_pointwise(
+def _conv_nchw_pointwise_gemm(
     ap, x, out, n0, nb, Mg, chunk, panels, tiles, bias, act, alpha, beta, scale, shift
 ):  # pragma: no cover
     """A 1x1 conv at stride 1 without pads as one parallel region: a GEMM job (g,
-    panel p, a chunk of row blocks, as in ``_gemm``) packs its own panel of columns
+    panel p, a chunk of row blocks, as in ``_gemm_f32_tiles``) packs its own panel of columns
     from the input planes x (N, C, S) (row k of group g: input channel g*Kg + k;
     column i*S + s: image n0 + i, position s) into its thread's ``panels`` row, where
     the tiles then read it from L1 (a panel inside one image: a vector copy per row).
@@ -538,7 +544,7 @@ def gemm_pointwise(
     shift: np.ndarray,
     width: int | None = None,
 ) -> np.ndarray:
-    """``_gemm_pointwise``: packed weights ap (G, blocks, C/G, MR) times the planes of
+    """``_conv_nchw_pointwise_gemm``: packed weights ap (G, blocks, C/G, MR) times the planes of
     images n0 .. n0+nb of x (N, C, S) into out (N, M, S), with the conv's epilogue.
     Needs M/G >= ``GEMM_FEW_ROWS``."""
     g, mb, k = ap.shape[0], ap.shape[1], ap.shape[2]
@@ -548,7 +554,7 @@ def gemm_pointwise(
     panels = scratch("gemm.panel", (threads, k * width), np.float32)
     chunk = job_rows(g, mb, blocks(nb * x.shape[2], width))
     mg = out.shape[1] // g
-    _gemm_pointwise(
+    _conv_nchw_pointwise_gemm(
         ap, x, out, n0, nb, mg, chunk, panels, tiles, bias, act, alpha, beta, scale, shift
     )
     return out
@@ -576,10 +582,10 @@ def gemm_tiles(
     relu: bool = False,
 ) -> np.ndarray:
     """out (G, m, n) = packed A @ packed B (+ bias per column, ReLU) in MR x NR tiles
-    (``_gemm``), out C-contiguous."""
+    (``_gemm_f32_tiles``), out C-contiguous."""
     b = np.zeros(0, np.float32) if bias is None else bias
     chunk = job_rows(ap.shape[0], ap.shape[1], bp.shape[1])
-    _gemm(ap, bp, out, m, n, chunk, _tiles_buffer(bp.shape[3]), b, relu)
+    _gemm_f32_tiles(ap, bp, out, m, n, chunk, _tiles_buffer(bp.shape[3]), b, relu)
     return out
 
 
@@ -592,10 +598,10 @@ def gemm_rows(
     bias: np.ndarray | None = None,
     relu: bool = False,
 ) -> np.ndarray:
-    """``gemm_tiles`` row by row (``_gemm_rows``, ``row_4``): for m < ``GEMM_FEW_ROWS``,
-    where a tile of MR rows would compute mostly padding."""
+    """``gemm_tiles`` row by row (``_gemm_f32_rows``, ``gemm_f32_1x64_row``): for
+    m < ``GEMM_FEW_ROWS``, where a tile of MR rows would compute mostly padding."""
     b = np.zeros(0, np.float32) if bias is None else bias
-    _gemm_rows(ap, bp, out, m, n, _tiles_buffer(bp.shape[3]), b, relu)
+    _gemm_f32_rows(ap, bp, out, m, n, _tiles_buffer(bp.shape[3]), b, relu)
     return out
 
 
@@ -662,10 +668,10 @@ if numba.config.DISABLE_JIT:
         a, b = ap[: K * MR].reshape(K, MR), bp[: K * width].reshape(K, width)
         np.einsum("km,kn->mn", a, b, out=out, optimize=False)
 
-    def tile_16(ap, bp, K, t):
+    def gemm_f32_6x16_tile(ap, bp, K, t):
         _tile(ap, bp, K, t, WIDTH)
 
-    def tile_32(ap, bp, K, t):
+    def gemm_f32_6x32_tile(ap, bp, K, t):
         _tile(ap, bp, K, t, 2 * WIDTH)
 
     def _tile_store(ap, bp, K, of, o, S, m0, width, bias, act, alpha, beta, scale, shift):
@@ -678,8 +684,8 @@ if numba.config.DISABLE_JIT:
                                     scale[m], shift[m])  # fmt: skip
                 vstore(of, o + r * S + v, c)
 
-    def tile_store_16(ap, bp, K, of, o, S, m0, bias, act, alpha, beta, scale, shift):
+    def gemm_f32_6x16_tile_store(ap, bp, K, of, o, S, m0, bias, act, alpha, beta, scale, shift):
         _tile_store(ap, bp, K, of, o, S, m0, WIDTH, bias, act, alpha, beta, scale, shift)
 
-    def tile_store_32(ap, bp, K, of, o, S, m0, bias, act, alpha, beta, scale, shift):
+    def gemm_f32_6x32_tile_store(ap, bp, K, of, o, S, m0, bias, act, alpha, beta, scale, shift):
         _tile_store(ap, bp, K, of, o, S, m0, 2 * WIDTH, bias, act, alpha, beta, scale, shift)

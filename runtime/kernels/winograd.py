@@ -12,7 +12,7 @@ independent GEMMs:
 
     U[xi] = (G g G^T)[xi]      (a*a, M, C)   weights, transformed and packed at load
     V[xi] = (B^T d B)[xi]      (a*a, C, T)   every input tile (T tiles in a chunk)
-    Z[xi] = U[xi] @ V[xi]      (a*a, M, T)   ``packed_gemm.products``
+    Z[xi] = U[xi] @ V[xi]      (a*a, M, T)   ``winograd_gemm.products``
     Y     = A^T Z A            per output channel and tile, then bias, activation
                                and BN scale/shift, and a fused max pool, into the output
 
@@ -24,7 +24,7 @@ are ``taps`` calls over contiguous rows, so LLVM vectorises them: in the input
 transform four channels' tiles, in the output transform tiles by 16 channels, as
 the products write Z (in blocks of 16 channels, NCHWc's layout). ``WinogradConv``
 lays a convolution out once per input shape; each chunk of images then runs the
-three steps in one compiled call (``_chunk``).
+three steps in one compiled call (``_winograd_conv_chunk``).
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ from numba import prange
 from runtime.config import WINOGRAD_CHUNK_FLOATS, WINOGRAD_OUT_PASS_FLOATS
 from runtime.kernels.activation import activate_channels
 from runtime.kernels.jit import kernel
-from runtime.kernels.packed_gemm import MB, NR, pack_rows, padded, panel_floats, products
 from runtime.kernels.simd import WIDTH, vload, vmax, vstore
 from runtime.kernels.taps import taps
+from runtime.kernels.winograd_gemm import MB, NR, pack_rows, padded, panel_floats, products
 from runtime.memory import scratch
 
 # Output tile m for each kernel size r. F(4x4, 5x5) has 8 x 8 input tiles and 64
@@ -92,7 +92,7 @@ def transforms(m: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def transform_weights(w: np.ndarray, m: int) -> np.ndarray:
     """w (M, C, r, r) -> U (a*a, M, C), G g G^T per filter in float64, packed for the
-    products (``packed_gemm.pack_rows``): float32 (a*a, ceil(M/MB), C, MB)."""
+    products (``winograd_gemm.pack_rows``): float32 (a*a, ceil(M/MB), C, MB)."""
     cout, cin, r, _ = w.shape
     _, g, _ = transforms(m, r)
     u = np.einsum("pk,oikl,ql->pqoi", g, w.astype(np.float64), g)
@@ -231,7 +231,7 @@ def _output_tiles(
     rows,
 ):  # pragma: no cover
     """zb (a*a*Mp*Tp,), flat (a*a, Mp/CB, Tp, CB): Z in blocks of CB channels
-    (``packed_gemm.products``) -> out (N, M, ...): A^T Z A per tile (atw: A^T
+    (``winograd_gemm.products``) -> out (N, M, ...): A^T Z A per tile (atw: A^T
     row-major, float32), then the fused epilogue.
 
     A job per block of ``CB`` output channels. In a pass over ``per_pass`` tiles, both
@@ -311,7 +311,7 @@ def _output_tiles(
 
 
 @kernel()
-def _chunk(
+def _winograd_conv_chunk(
     up,
     x,
     v,
@@ -349,7 +349,7 @@ def _chunk(
     vpanels,
 ):  # pragma: no cover
     """Images n0 .. n0+nb in one compiled call: input transform, the a*a GEMMs
-    Z[xi] = U[xi] @ V[xi] (``packed_gemm.products`` on the packed weights ``up``, into
+    Z[xi] = U[xi] @ V[xi] (``winograd_gemm.products`` on the packed weights ``up``, into
     zb in blocks of channels), output transform. No Python runs between the three:
     after each parallel region has swept megabytes through the caches, every line of
     Python costs several times its usual time (AlexNet, batch 1: 30 us between two
@@ -462,7 +462,7 @@ class WinogradConv:
         vpanels = scratch("winograd.vpanels", (threads, self.vpanels), np.float32)
         for n0 in range(0, self.n, self.nb_max):
             nb = min(self.nb_max, self.n - n0)
-            _chunk(
+            _winograd_conv_chunk(
                 self.u,
                 x,
                 v,

@@ -25,7 +25,12 @@ AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 # the @njit kernels of the ops that run them outside the kernel table (``register``)
 MAX_POOL = ("pool.pool_dense_planes", "pool.max_pool_padded_planes", "pool._max_pool3d")
 GLOBAL_POOL = ("pool._global_pool",)
-GEMM = ("gemm._pack_a", "gemm._pack_b", "gemm._gemm", "gemm._gemm_rows")  # kernel_table.matmul
+GEMM = (
+    "gemm._pack_a",
+    "gemm._pack_b",
+    "gemm._gemm_f32_tiles",
+    "gemm._gemm_f32_rows",
+)  # kernel_table.matmul
 SOFTMAX = ("activation.softmax_rows",)  # the bound float32 call (``_softmax_call``)
 
 

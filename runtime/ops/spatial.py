@@ -23,7 +23,12 @@ from runtime.ops.nn import AUTO_PADS, _to3d
 from runtime.ops.registry import register
 
 RESIZE = ("resize.resize_planes",)  # the float32 separable kernel
-GEMM = ("gemm._pack_a", "gemm._pack_b", "gemm._gemm", "gemm._gemm_rows")  # kernel_table.matmul
+GEMM = (
+    "gemm._pack_a",
+    "gemm._pack_b",
+    "gemm._gemm_f32_tiles",
+    "gemm._gemm_f32_rows",
+)  # kernel_table.matmul
 
 # ----------------------------------------------------------------------------- Resize
 

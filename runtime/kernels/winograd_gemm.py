@@ -1,12 +1,12 @@
 """``products``: the GEMMs z[g] = u[g] @ v[g] of a Winograd convolution, on weights
-packed once at load.
+packed once at load (the other GEMM, ``gemm.py``, serves Gemm, MatMul and im2col convs).
 
 Winograd's a*a products have few columns at a small batch (AlexNet's 13x13 layers
 at batch 1: 49 tiles), and there numpy's BLAS runs far below its peak: it packs the
 weight block on every call (384 x 384 x 49 at 45 GMAC/s a core against 74 at 196
 columns). Here the weights are packed once (``pack_rows``) and a register-blocked
-micro-kernel (``_panel``, on ``simd`` vectors) computes MB = 32 output rows by
-NR = 14 columns at a time, 28 vectors of sums in registers, each step a load of two
+micro-kernel (``_gemm_f32_32x14_panel``, on ``simd`` vectors) computes MB = 32 output
+rows by NR = 14 columns at a time, 28 vectors of sums in registers, each step a load of two
 weight vectors, fourteen broadcasts of v and 28 fused multiply-adds.
 
 Blocking, for a job (product g, a group of up to ``PANELS_PER_JOB`` panels of NR columns):
@@ -59,7 +59,7 @@ def panel_floats(k: int) -> int:
 
 
 @kernel()
-def _panel(up, vp, zb, Tp, m0, t0, K):  # pragma: no cover
+def _gemm_f32_32x14_panel(up, vp, zb, Tp, m0, t0, K):  # pragma: no cover
     """z[m0 + i, t0 + j] = sum_k up[k*MB + i] * vp[k*NR + j] for i < MB, j < NR, an MB x
     NR block in 28 vector registers, into zb (Mp/WIDTH, Tp, WIDTH): z in blocks of
     WIDTH rows, each block (Tp, WIDTH), a column's WIDTH values contiguous."""
@@ -147,10 +147,10 @@ def _panel(up, vp, zb, Tp, m0, t0, K):  # pragma: no cover
 
 
 @kernel()
-def _half_panel(up, vp, zb, Tp, m0, t0, K):  # pragma: no cover
-    """``_panel`` for the last NR/2 columns or fewer, vp (K, NR/2): an MB x NR/2 block in
-    14 vector registers (AlexNet's 13x13 layers at batch 1 have 49 tiles: 14 + 14 +
-    14 + 7, not 56)."""
+def _gemm_f32_32x7_panel(up, vp, zb, Tp, m0, t0, K):  # pragma: no cover
+    """``_gemm_f32_32x14_panel`` for the last NR/2 columns or fewer, vp (K, NR/2): an
+    MB x NR/2 block in 14 vector registers (AlexNet's 13x13 layers at batch 1 have 49
+    tiles: 14 + 14 + 14 + 7, not 56)."""
     b0 = ((m0 // WIDTH) * Tp + t0) * WIDTH
     b1 = b0 + Tp * WIDTH
     c00 = c01 = c02 = c03 = c04 = c05 = c06 = vzero()
@@ -230,6 +230,6 @@ def products(up, v, zb, K, T, vpanels):  # pragma: no cover
             for p in range(p0, p1):
                 vpp, t0 = vp[(p - p0) * K * NR :], p * NR
                 if T - t0 > HALF:
-                    _panel(u, vpp, zg, panels * NR, mb * MB, t0, K)
+                    _gemm_f32_32x14_panel(u, vpp, zg, panels * NR, mb * MB, t0, K)
                 else:
-                    _half_panel(u, vpp, zg, panels * NR, mb * MB, t0, K)
+                    _gemm_f32_32x7_panel(u, vpp, zg, panels * NR, mb * MB, t0, K)
