@@ -5,7 +5,8 @@ to record its calls. Each step of a plan then runs alone, and the kernels that r
 must be exactly those of the entry ``describe()`` named for it: a Conv or Gemm step
 that ran another path than the one described fails, and so does a step of another
 op that ran a conv kernel. A model that covers every conv entry of the table, and the
-zoo's SqueezeNet and ShuffleNet (grouped convs), are checked this way.
+zoo's SqueezeNet and ShuffleNet (grouped convs), are checked this way. Every declared
+kernel also has its twin named in ``TWINS``: a tests/naive.py function or a NumPy test.
 """
 
 from __future__ import annotations
@@ -209,3 +210,92 @@ def test_zoo_steps_run_what_describe_names(name, calls, tmp_path):
     feed = graph.inputs[0].name
     x = RNG.standard_normal((1, 3, 224, 224)).astype(np.float32)
     assert _check(engine, {feed: x}, calls)
+
+
+# Every declared kernel's twin: "naive.<function>" (tests/naive.py, run against the kernel
+# in tests/test_kernels*.py or tests/test_rnn.py) or "<test file>::<test>" (a test that
+# compares the kernel with a NumPy formula). A new kernel without an entry fails below.
+_GEMM_TEST = "test_kernels.py::test_gemm_tiles_and_rows_with_bias_and_relu_match_numpy"
+TWINS = {
+    "activation.softmax_rows": "test_kernel_table.py::test_softmax_rows_matches_numpy",
+    "col2im.col2im_planes": "naive.conv_transpose2d",
+    "conv._conv_nchw_im2col_gemm": "naive.conv2d",
+    "conv._epilogue": "naive.conv2d",  # with naive.activation: the few-rows convs
+    "conv._im2col": "naive.conv2d",
+    "conv._pack_pointwise": "naive.conv2d",
+    "depthwise.depthwise2d": "naive.conv2d",
+    "gemm._conv_nchw_pointwise_gemm": "naive.conv2d",
+    "gemm._gemm_f32_rows": _GEMM_TEST,
+    "gemm._gemm_f32_tiles": _GEMM_TEST,
+    "gemm._pack_a": "test_kernels.py::test_gemm_packing_kernels_match_numpy_packing",
+    "gemm._pack_b": "test_kernels.py::test_gemm_packing_kernels_match_numpy_packing",
+    "normalize.normalize_rows": "naive.normalize_rows",
+    "pool._avg_pool3d": "naive.pool2d",
+    "pool._global_pool": "test_kernel_table.py::test_global_pool_matches_numpy",
+    "pool._max_pool3d": "naive.pool2d",
+    "pool.max_pool_padded_planes": "naive.pool2d",
+    "pool.pool_dense_planes": "naive.pool2d",
+    "reduce.reduce_middle": "naive.reduce_middle",
+    "resize.resize_planes": "naive.resize2d",
+    "rnn.gru_recurrence": "naive.recurrence",
+    "rnn.lstm_recurrence": "naive.recurrence",
+    "rnn.rnn_recurrence": "naive.recurrence",
+    "unary.unary": "naive.unary",
+    "winograd._winograd_conv_chunk": "naive.conv2d",
+}  # fmt: skip
+
+
+def _test_names(path) -> set[str]:
+    import ast
+
+    return {f.name for f in ast.parse(path.read_text()).body if isinstance(f, ast.FunctionDef)}
+
+
+def test_every_declared_kernel_has_a_twin():
+    """Every kernel of the table and of the ops' declarations has an entry in ``TWINS``
+    (no stale ones), and the twin is real: a tests/naive.py function that a kernel test
+    calls, or a test of that name in that file."""
+    from pathlib import Path
+
+    import naive
+
+    declared = _declared()
+    missing, stale = declared - TWINS.keys(), TWINS.keys() - declared
+    assert not missing, f"kernels without a twin in TWINS: {sorted(missing)}"
+    assert not stale, f"TWINS names kernels that nothing declares: {sorted(stale)}"
+    here = Path(__file__).parent
+    kernel_tests = "".join(
+        p.read_text() for p in [*here.glob("test_kernels*.py"), here / "test_rnn.py"]
+    )
+    for kernel, twin in TWINS.items():
+        if twin.startswith("naive."):
+            fn = twin.split(".", 1)[1]
+            assert callable(getattr(naive, fn, None)), (kernel, twin)
+            assert f"{twin}(" in kernel_tests, f"{kernel}: no kernel test calls {twin}"
+        else:
+            file, test = twin.split("::")
+            assert test in _test_names(here / file), (kernel, twin)
+
+
+def test_softmax_rows_matches_numpy():
+    from runtime.kernels.activation import softmax_rows
+
+    x = RNG.standard_normal((5, 37)).astype(np.float32) * 10
+    e = np.exp(x.astype(np.float64) - x.max(1, keepdims=True))
+    for log, want in ((False, e / e.sum(1, keepdims=True)), (True, None)):
+        y = np.full_like(x, np.nan)
+        softmax_rows(x, y, log)
+        if log:
+            want = x - x.max(1, keepdims=True) - np.log(e.sum(1, keepdims=True))
+        np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("use_max", [False, True])
+def test_global_pool_matches_numpy(use_max):
+    from runtime.kernels.pool import _global_pool
+
+    x = RNG.standard_normal((7, 45)).astype(np.float32)
+    out = np.full(7, np.nan, np.float32)
+    _global_pool(x, out, use_max)
+    want = x.max(1) if use_max else x.astype(np.float64).mean(1)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6)
