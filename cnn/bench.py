@@ -182,8 +182,15 @@ def isolated_times(
         timeout=1800,
     )
     if out.returncode != 0:
-        raise RuntimeError(f"{backend} on {path}: {out.stderr.strip()[-500:]}")
+        raise RuntimeError(f"{backend} on {path}: {worker_error(out.stderr)}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def worker_error(stderr: str) -> str:
+    """A worker's failure in one line: the exception's own line (``Type: message``), the
+    last one of its traceback, not the traceback squashed together."""
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    return lines[-1].strip()[:500] if lines else "(no message)"
 
 
 def bench_model(

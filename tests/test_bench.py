@@ -184,3 +184,39 @@ def test_bench_busy_rows_and_json(tmp_path, capsys):
 def test_bench_busy_needs_a_model_file(tmp_path, capsys):
     assert main(["bench", str(tmp_path / "none.onnx"), "--busy", "1"]) != 0
     assert "not found" in capsys.readouterr().err
+
+
+def _contrib_gelu(path: Path) -> Path:
+    """x [1, 8] -> com.microsoft Gelu: onnxruntime runs it, numba refuses the domain."""
+    import onnx
+    from onnx import helper
+
+    node = helper.make_node("Gelu", ["x"], ["y"], domain="com.microsoft")
+    graph = helper.make_graph(
+        [node],
+        "gelu",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 8])],
+    )
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_failed_worker_is_one_line_and_the_other_models_still_run(tmp_path, capsys):
+    """A model the numba worker cannot load: its exception's line, not a traceback
+    squashed onto one line; with several models the others still run."""
+    gelu = _contrib_gelu(tmp_path / "gelu.onnx")
+    with pytest.raises(RuntimeError) as info:
+        bench.isolated_times(gelu, "numba", 1, {"x": (1, 8)}, calls=1)
+    message = str(info.value)
+    assert "com.microsoft" in message and "File " not in message and "\n" not in message
+    argv = ["bench", str(gelu), str(LENET), "--batches", "1", "--rounds", "2", "--interleaved"]
+    assert main([*argv, "--no-single-thread", "--no-cold-start", "--gemm-size", "64"]) == 0
+    out = capsys.readouterr().out
+    backends = {w.split()[3] for w in out.splitlines() if w.startswith("lenet5 ")}
+    assert backends == {"numba", "onnxruntime"}, out
+    (line,) = [w for w in out.splitlines() if w.startswith("not run: ")]
+    assert line.startswith("not run: gelu: ") and "com.microsoft" in line, line
