@@ -177,7 +177,8 @@ def _pool_rows(a, dst, m, rs, oh_, ow_, kh, kw, is_max):  # pragma: no cover
     that tile it, straight into dst (m, oh_/kh, ow_/kw): no packed copy in between.
 
     ``pool.pool_dense`` computes the same through a row buffer; the 2x2 case unrolled
-    here made LeNet-5 20.0 us an image against 25.1 us with (an earlier) pool_dense.
+    here made LeNet-5 20.0 us an image against 25.1 us with (an earlier) pool_dense,
+    and 1.44 against 1.77 ms at batch 64 with today's (one thread, machine shared).
     """
     ph_, pw_ = oh_ // kh, ow_ // kw
     inv = np.float32(1.0 / (kh * kw))
@@ -203,46 +204,6 @@ def _pool_rows(a, dst, m, rs, oh_, ow_, kh, kw, is_max):  # pragma: no cover
 
 
 @kernel()
-def _pool_tiled(src, tmp, dst, rows, ow_, kh, kw, is_max):  # pragma: no cover
-    """Windows of kh x kw that tile the input: reduce along rows, then across them.
-
-    The input's rows of kw*ow_ values follow one another, so the first pass is one
-    flat loop over every window row of every channel (tmp[j] combines src[j*kw ...]);
-    output row r then combines tmp rows r*kh .. r*kh + kh - 1.
-    """
-    n = rows * kh * ow_
-    if kw == 2:  # the common 2x2 window: a constant stride that LLVM vectorises
-        for j in range(n):
-            u, v = src[2 * j], src[2 * j + 1]
-            tmp[j] = max(u, v) if is_max else u + v
-    else:
-        for j in range(n):
-            tmp[j] = src[j * kw]
-    for e in range(1, kw if kw != 2 else 1):
-        if is_max:
-            for j in range(n):
-                tmp[j] = max(tmp[j], src[j * kw + e])
-        else:
-            for j in range(n):
-                tmp[j] += src[j * kw + e]
-    inv = np.float32(1.0 / (kh * kw))
-    for r in range(rows):
-        o = dst[r * ow_ : (r + 1) * ow_]
-        o[:] = tmp[r * kh * ow_ : (r * kh + 1) * ow_]
-        for a in range(1, kh):
-            t = tmp[(r * kh + a) * ow_ : (r * kh + a + 1) * ow_]
-            if is_max:
-                for i in range(ow_):
-                    o[i] = max(o[i], t[i])
-            else:
-                for i in range(ow_):
-                    o[i] += t[i]
-        if not is_max:
-            for i in range(ow_):
-                o[i] *= inv
-
-
-@kernel()
 def _pool(r, src, dst, ws):  # pragma: no cover
     """One image's pooling: src and dst are its input and output in ``ws``."""
     C, H, W, oh_, ow_ = r[P_C], r[P_H], r[P_W], r[P_OH], r[P_OW]
@@ -251,16 +212,13 @@ def _pool(r, src, dst, ws):  # pragma: no cover
     is_max, incl = r[P_MAX] == 1, r[P_INCL] == 1
     src = src[: C * H * W]
     dst = dst[: C * oh_ * ow_]
-    no_pad = ph == 0 and pw == 0 and dh == 1 and dw == 1
-    if no_pad and sh == kh and sw == kw and oh_ * kh == H and ow_ * kw == W:
-        tmp = ws[r[P_TMP] : r[P_TMP] + C * H * ow_]  # windows tile the input exactly
-        _pool_tiled(src, tmp, dst, C * oh_, ow_, kh, kw, is_max)
-        return
     dense = ph == 0 and pw == 0 and (oh_ - 1) * sh + (kh - 1) * dh < H
-    if dense and (ow_ - 1) * sw + (kw - 1) * dw < W:
+    if dense and (ow_ - 1) * sw + (kw - 1) * dw < W:  # the step path's kernel
         tmp = ws[r[P_TMP] : r[P_TMP] + H * ow_]
         pool_dense(src, dst, tmp, C, H, W, oh_, ow_, kh, kw, sh, sw, dh, dw, is_max)
         return
+    # Windows that reach into the padding: pool._max_pool3d and _avg_pool3d's
+    # arithmetic on one image, without their parallel loop over planes.
     for c in range(C):
         plane = src[c * H * W : (c + 1) * H * W]
         for oy in range(oh_):
