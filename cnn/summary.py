@@ -18,7 +18,8 @@ follow (a ``Reshape`` to a computed shape) come from one onnxruntime run.
 
 MACs are per image, at the resolved size: Conv ``out_elements x C_in/group x
 kernel``, ConvTranspose ``in_elements x C_out/group x kernel``, Gemm and MatMul
-``out_elements x K``; other ops count none.
+``out_elements x K``, their quantized forms (ConvInteger, QLinearConv, MatMulInteger,
+QLinearMatMul) alike; other ops count none.
 
     cnn summary exported/lenet5.onnx
     cnn summary yolov8n.onnx --dim height=640 --dim width=640
@@ -245,15 +246,15 @@ def _macs(node: onnx.NodeProto, shape: Mapping[str, tuple]) -> int:
     if out is None or len(node.input) < 2:
         return 0
     elements = int(np.prod(out, dtype=np.int64))
-    if node.op_type == "Conv":
-        w = known(node.input[1])
+    if node.op_type in ("Conv", "ConvInteger", "QLinearConv"):
+        w = known(node.input[3 if node.op_type == "QLinearConv" else 1])
         return elements * int(np.prod(w[1:], dtype=np.int64)) if w else 0
     if node.op_type == "ConvTranspose":
         x, w = known(node.input[0]), known(node.input[1])
         if x is None or w is None:
             return 0
         return int(np.prod(x, dtype=np.int64)) * int(np.prod(w[1:], dtype=np.int64))
-    if node.op_type in ("Gemm", "MatMul"):
+    if node.op_type in ("Gemm", "MatMul", "MatMulInteger", "QLinearMatMul"):
         a = known(node.input[0])
         if not a:
             return 0

@@ -124,3 +124,32 @@ def test_a_model_that_runs_only_at_its_size_says_so():
     right = summarize(fixed_reshape(), dims={"H": 8, "W": 8})
     assert not right.notes and right.total_macs == 4 * 64 * 27
     assert right.rows[-1].output_shape == (1, 4, 64)
+
+
+def test_integer_conv_and_matmul_count_their_macs():
+    """ConvInteger and MatMulInteger (onnxruntime's dynamic quantization writes them, as
+    in ddddocr's common_old.onnx) count as Conv and MatMul do."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((4, 2, 3, 3), np.int8), "w")
+    m = numpy_helper.from_array(np.ones((36, 5), np.int8), "m")
+    nodes = [
+        helper.make_node("ConvInteger", ["x", "w"], ["c"]),  # (1, 4, 3, 3) int32
+        helper.make_node("Cast", ["c"], ["f"], to=onnx.TensorProto.INT8),
+        helper.make_node("Reshape", ["f", "flat"], ["r"]),
+        helper.make_node("MatMulInteger", ["r", "m"], ["y"]),  # (1, 5)
+    ]
+    flat = numpy_helper.from_array(np.array([1, 36], np.int64), "flat")
+    graph = helper.make_graph(
+        nodes,
+        "integer",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.INT8, [1, 2, 5, 5])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.INT32, [1, 5])],
+        [w, m, flat],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    # ConvInteger: 36 outputs x 2 x 3 x 3; MatMulInteger: 5 outputs x 36
+    assert summarize(model.SerializeToString()).total_macs == 36 * 18 + 5 * 36

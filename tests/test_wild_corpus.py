@@ -103,8 +103,7 @@ def test_summary(corpus, name, capsys):
     assert main(["summary", str(corpus[name]), "--shape", _shape(name)]) == 0
     out = capsys.readouterr().out
     macs = int(out.split("Total MACs per image: ")[1].split()[0].replace(",", ""))
-    if name != "ddddocr_old":  # ConvInteger and MatMulInteger are not counted
-        assert macs > 1_000_000, out[-500:]
+    assert macs > 1_000_000, out[-500:]
 
 
 @pytest.mark.parametrize("name", NAMES)
