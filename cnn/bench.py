@@ -315,8 +315,9 @@ def cold_starts(
 
 def render(rows: Sequence[BenchRow], roof: float, starts: dict[str, list[dict]]) -> str:
     lines = [machine_line(machine()), f"numpy float32 GEMM roof: {roof:.1f} GFLOP/s", ""]
+    w = max([14, *(len(r.model) for r in rows)])  # the model column fits every name
     header = (
-        f"{'model':<14} {'batch':>5} {'thr':>3} {'backend':<12} {'p50 ms':>9} "
+        f"{'model':<{w}} {'batch':>5} {'thr':>3} {'backend':<12} {'p50 ms':>9} "
         f"{'p90 ms':>9} {'p99 ms':>9} {'images/s':>10} {'GFLOP/s':>8} {'roof':>5} "
         f"{'numba/ort':>9}"
     )
@@ -324,7 +325,7 @@ def render(rows: Sequence[BenchRow], roof: float, starts: dict[str, list[dict]])
     for r in rows:
         ratio = f"{r.ratio:.2f}" if r.backend == "numba" else ""
         lines.append(
-            f"{r.model:<14} {r.batch_size:>5} {r.threads:>3} {r.backend:<12} {r.p50_ms:>9.3f} "
+            f"{r.model:<{w}} {r.batch_size:>5} {r.threads:>3} {r.backend:<12} {r.p50_ms:>9.3f} "
             f"{r.p90_ms:>9.3f} {r.p99_ms:>9.3f} {r.throughput_ips:>10,.0f} {r.gflops:>8.1f} "
             f"{r.roof_fraction:>5.2f} {ratio:>9}"
         )

@@ -220,3 +220,17 @@ def test_a_failed_worker_is_one_line_and_the_other_models_still_run(tmp_path, ca
     assert backends == {"numba", "onnxruntime"}, out
     (line,) = [w for w in out.splitlines() if w.startswith("not run: ")]
     assert line.startswith("not run: gelu: ") and "com.microsoft" in line, line
+
+
+def test_render_keeps_columns_aligned_for_long_model_names():
+    rows = [
+        bench.BenchRow(name, 1, 2, b, 1.0, 2.0, 3.0, 1000.0, 1.0, 0.1, 0.5)
+        for name in ("lenet5", "oww_melspectrogram")
+        for b in ("numba", "onnxruntime")
+    ]
+    lines = bench.render(rows, 10.0, {}).splitlines()
+    table = [line for line in lines if line.startswith(("model", "lenet5", "oww_"))]
+    assert len(table) == 5
+    starts = {line.index(next(w for w in ("backend", "numba", "onnxruntime") if w in line))
+              for line in table}  # fmt: skip
+    assert len(starts) == 1, "\n".join(table)
