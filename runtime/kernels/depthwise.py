@@ -22,6 +22,7 @@ own output plane.
 from __future__ import annotations
 
 import numba
+import numpy as np
 from numba import prange
 
 from runtime.kernels.activation import activate
@@ -95,6 +96,17 @@ def depthwise2d(
     of = out.reshape(-1)
     wf = w.reshape(-1)
     vector_act = act == 0 or act == 1 or act == 5
+    # Divisions are slow (tens of cycles each): the taps' offsets in the phased plane
+    # and each phase's columns are worked out once here, not per tap or row.
+    taps = np.empty(KH * KW, np.int64)
+    for i in range(KH):
+        for j in range(KW):
+            taps[i * KW + j] = ((j * dw) % sw) * HP * WQ + (j * dw) // sw + i * dh * WQ
+    u0s = np.empty(sw, np.int64)
+    u1s = np.empty(sw, np.int64)
+    for q in range(sw):  # padded column q + u*sw is input column q + u*sw - pw
+        u0s[q] = max(0, (pw - q + sw - 1) // sw)
+        u1s[q] = min(WQ, (W - 1 + pw - q) // sw + 1)
     # The padding stays zero: every job writes the same interior of its thread's plane.
     planes[:, : sw * HP * WQ] = 0.0
     for job in prange(N * M):
@@ -109,10 +121,9 @@ def depthwise2d(
             if sw == 1:  # one phase: a contiguous copy
                 copy_run(buf, (y + ph) * WQ + pw, xf, src, W, WQ - pw, xf.size - src)
                 continue
-            for q in range(sw):  # padded column q + u*sw is input column q + u*sw - pw
+            for q in range(sw):
                 d = (q * HP + y + ph) * WQ
-                u0 = max(0, (pw - q + sw - 1) // sw)
-                u1 = min(WQ, (W - 1 + pw - q) // sw + 1)
+                u0, u1 = u0s[q], u1s[q]
                 if sw == 2 and u1 > u0:  # every other input column, from q + 2*u0 - pw
                     first = q + 2 * u0 - pw
                     copy_every_other(
@@ -128,15 +139,14 @@ def depthwise2d(
             full = oy + ROWS <= OH
             for v0 in range(0, RB, WIDTH):
                 a0 = a1 = a2 = a3 = vzero()
-                for i in range(KH):
-                    r = (oy * sh + i * dh) * WQ + v0
-                    for j in range(KW):
-                        o = ((j * dw) % sw) * HP * WQ + (j * dw) // sw + r
-                        t = wf[w0 + i * KW + j]
-                        a0 = vfma(a0, vload(buf, o), t)
-                        a1 = vfma(a1, vload(buf, o + step), t)
-                        a2 = vfma(a2, vload(buf, o + 2 * step), t)
-                        a3 = vfma(a3, vload(buf, o + 3 * step), t)
+                r = oy * step + v0
+                for k in range(KH * KW):
+                    o = taps[k] + r
+                    t = wf[w0 + k]
+                    a0 = vfma(a0, vload(buf, o), t)
+                    a1 = vfma(a1, vload(buf, o + step), t)
+                    a2 = vfma(a2, vload(buf, o + 2 * step), t)
+                    a3 = vfma(a3, vload(buf, o + 3 * step), t)
                 if vector_act:
                     a0 = epilogue_vector(a0, b, act, alpha, beta, sc, sf)
                     a1 = epilogue_vector(a1, b, act, alpha, beta, sc, sf)
@@ -155,6 +165,11 @@ def depthwise2d(
                 vstore(rb, 3 * RB + v0, a3)
                 for k in range(min(ROWS, OH - oy)):
                     d = o0 + (oy + k) * OW
+                    # A row of one vector (OW <= WIDTH) is stored whole: its lanes past
+                    # OW fall on the next row, stored after it; not past the plane.
+                    if RB == WIDTH and d + WIDTH <= o0 + OH * OW:
+                        vstore(of, d, vload(rb, k * RB))
+                        continue
                     for v in range(v0, min(OW, v0 + WIDTH)):
                         of[d + v] = rb[k * RB + v]
         if not vector_act:
