@@ -50,10 +50,6 @@ class WildModel:
     classes: int = 0  # a classifier's class count (cnn predict runs on those)
     predict: tuple[str, ...] = ()  # cnn predict's preprocessing flags for it
 
-    @property
-    def requirement(self) -> str:
-        return self.package
-
 
 CORPUS: tuple[WildModel, ...] = (
     WildModel(
