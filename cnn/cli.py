@@ -586,6 +586,7 @@ def _cmd_bisect(args: argparse.Namespace) -> int:
         args.model,
         backends,
         atol=args.atol,
+        rtol=args.rtol,
         batch=args.batch,
         seed=args.seed,
         dims=_dims(args.dim),
@@ -603,11 +604,15 @@ def _cmd_bisect(args: argparse.Namespace) -> int:
         )
     bad = report.first_bad
     if bad is None:
-        print(f"the backends agree on all {len(report.nodes)} node outputs within {args.atol:g}")
+        print(
+            f"the backends agree on all {len(report.nodes)} node outputs within {args.atol:g} "
+            f"+ {args.rtol:g} x max |output|"
+        )
         return 0
     print(
         f"first difference: node {bad.node!r} ({bad.op_type}), output {bad.output!r}, "
-        f"max abs diff {bad.max_abs_diff:.3g} > {args.atol:g}"
+        f"max abs diff {bad.max_abs_diff:.3g} > {args.atol:g} + {args.rtol:g} x "
+        f"{bad.scale:.3g} (its max |output|)"
     )
     return 1
 
@@ -1062,6 +1067,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--backends", default="numba,onnxruntime", help="two backends (default: %(default)s)"
     )
     p.add_argument("--atol", type=float, default=1e-4, help="tolerance (default: %(default)s)")
+    p.add_argument(
+        "--rtol",
+        type=float,
+        default=1e-5,
+        help="plus this fraction of the node's max |output| (default: %(default)s)",
+    )
     p.add_argument("--batch", type=positive_int, default=1, help="batch size of the random input")
     _add_shapes(p, "the batch")
     p.add_argument("--seed", type=int, default=0, help="seed of the random input (default: 0)")

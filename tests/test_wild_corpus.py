@@ -161,17 +161,15 @@ def test_bench(corpus, name, capsys):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_bisect(corpus, name, capsys):
-    """Runs to its verdict: every node within 1e-4, or the first that is not (an
-    absolute tolerance: intermediate values of thousands, as a spectrogram's powers,
-    differ by more in their last float32 bits; compare checks the outputs' agreement)."""
+    """Every node agrees within 1e-4 + 1e-5 x its max |output| (the relative part:
+    float32 rounding on activations of thousands, as PP-OCRv4's detector has)."""
     rc = main(["bisect", str(corpus[name]), "--shape", _shape(name)])
     out, err = capsys.readouterr()
     if name in NUMBA_REFUSES:
         assert rc == 2 and NUMBA_REFUSES[name] in err, err
         return
     assert "cnn bisect: input shape: " in err
-    verdict = "the backends agree on all" if rc == 0 else "first difference: node"
-    assert rc in (0, 1) and verdict in out, (out + err)[-800:]
+    assert rc == 0 and "the backends agree on all" in out, (out + err)[-800:]
 
 
 @pytest.mark.parametrize("name", NAMES)
