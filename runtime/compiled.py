@@ -25,17 +25,19 @@ over the conv's rows is faster on LeNet-5 than ``pool.pool_dense`` (1.44 against
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numba
 import numpy as np
 
+from runtime import kernel_table
 from runtime.config import (
     PROGRAM_CHUNKS_PER_THREAD,
     PROGRAM_IMAGES_PER_GROUP,
     PROGRAM_WEIGHTS_FLOATS,
     PROGRAM_WORKSPACE_FLOATS,
 )
+from runtime.kernel_table import Choice
 from runtime.kernels import chain as k
 from runtime.kernels import gemm
 from runtime.kernels.activation import ACTIVATIONS
@@ -81,6 +83,7 @@ class Program:
     input_name: str
     output_name: str
     output_shape: tuple[int, ...]
+    choices: tuple[Choice, ...] = ()  # per step of the plan: its row's kernel, and why
 
     def run(self, x: np.ndarray) -> np.ndarray:
         n = x.shape[0]
@@ -175,8 +178,11 @@ class _Builder:
         return code, ipool, fpool, ws, a, group
 
 
-def _add_conv(b: _Builder, attrs: Mapping, x: np.ndarray, w: np.ndarray, bias) -> np.ndarray:
-    """Append the conv's row; return a stand-in (no memory) of the conv's output shape."""
+def _add_conv(
+    b: _Builder, attrs: Mapping, x: np.ndarray, w: np.ndarray, bias, pool: str = ""
+) -> tuple[np.ndarray, Choice]:
+    """Append the conv's row; return a stand-in (no memory) of the conv's output shape,
+    and the table's choice (``kernel_table.choose_chain_conv``)."""
     if x.ndim != 4 or attrs.get("group", 1) != 1:
         raise NotCompilableError("Conv: only 2-D convolutions with group 1")
     _, cin, H, W = x.shape
@@ -191,7 +197,7 @@ def _add_conv(b: _Builder, attrs: Mapping, x: np.ndarray, w: np.ndarray, bias) -
         dilations=attrs.get("dilations"),
     )
     y = np.broadcast_to(np.float32(0), (x.shape[0], cout, oh, ow))
-    flat = st == [1, 1] and dil == [1, 1]
+    flat, choice = kernel_table.choose_chain_conv(st, dil, pool)
     T = cin * kh * kw
     if flat:
         hp, wp = oh + kh - 1, ow + kw - 1
@@ -215,7 +221,7 @@ def _add_conv(b: _Builder, attrs: Mapping, x: np.ndarray, w: np.ndarray, bias) -
     r[k.C_ALPHA] = b.floats_at(np.array([attrs.get("alpha", 0.01), attrs.get("beta", 0.0)]))
     r[k.C_TAPS] = b.ints_at(taps)
     r[k.C_FLAT], r[k.C_HP], r[k.C_WP] = int(flat), hp, wp
-    return y
+    return y, choice
 
 
 def _add_pool(b: _Builder, op: str, attrs: Mapping, x: np.ndarray, y: np.ndarray) -> None:
@@ -313,6 +319,7 @@ def compile_program(
     n = x0.shape[0]
     b = _Builder(x0[0].size)
     cur = name
+    choices: list[Choice] = []
     for step in steps:
         op = step.op_type
         if not step.inputs or step.inputs[0] != cur:
@@ -326,15 +333,24 @@ def compile_program(
         if op not in PROGRAM_OPS:
             raise _refuse(step, f"{op} has no compiled form")
         fusable = b.rows[-1] if b.rows and b.rows[-1][k.F_OP] == k.OP_CONV else None
+        choice = kernel_table.chain_op(op, "a row of the chain program")
         if op == "Conv":
-            conv_y = _add_conv(b, attrs, x, _const(step, 1, constants), _const(step, 2, constants))
+            w, bias = _const(step, 1, constants), _const(step, 2, constants)
+            conv_y, choice = _add_conv(b, attrs, x, w, bias)
             if "max_pool" in attrs:  # the engine fused a MaxPool into the conv
                 kh, kw, sh, sw = attrs["max_pool"]
                 pool = {"kernel_shape": [kh, kw], "strides": [sh, sw]}
-                if not _fuse_pool(b, "MaxPool", pool, conv_y, y, b.rows[-1]):
+                if _fuse_pool(b, "MaxPool", pool, conv_y, y, b.rows[-1]):
+                    how = "; the max pool in the conv's store"
+                else:
                     _add_pool(b, "MaxPool", pool, conv_y, y)
+                    how = "; the max pool its own row"
+                choice = replace(choice, reason=choice.reason + how)
         elif op in ("MaxPool", "AveragePool"):
-            if not _fuse_pool(b, op, attrs, x, y, fusable):
+            if _fuse_pool(b, op, attrs, x, y, fusable):
+                choice = kernel_table.chain_op(op, "in the previous conv's store")
+                choices[-1] = replace(choices[-1], reason=choices[-1].reason + f"; {op} fused")
+            else:
                 _add_pool(b, op, attrs, x, y)
         elif op == "Gemm":
             w, c = _const(step, 1, constants), _const(step, 2, constants)
@@ -365,8 +381,8 @@ def compile_program(
             r = b.row(k.OP_AFFINE, y[0].size, in_place=True)
             r[k.B_C], r[k.B_S] = x.shape[1], x[0, 0].size
             r[k.B_SCALE], r[k.B_SHIFT] = b.floats_at(ab[0]), b.floats_at(ab[1])
-        elif op in ("Reshape", "Flatten"):
-            pass  # the image's values keep their order: nothing to do
+        elif op in ("Reshape", "Flatten"):  # the image's values keep their order
+            choice = kernel_table.chain_op(op, "no row: the image's values keep their order")
         elif op in ("Softmax", "LogSoftmax"):
             flattens = step.since < 13  # before opset 13: over the axes from ``axis`` on
             axis = attrs.get("axis", 1 if flattens else -1)
@@ -377,8 +393,11 @@ def compile_program(
             r[k.S_SIZE], r[k.S_LOG] = y[0].size, op == "LogSoftmax"
         else:
             raise _refuse(step, f"{op} has no compiled form")
+        choices.append(choice)
         cur = step.outputs[0]
     if cur != outputs[0] or not b.rows:
         raise NotCompilableError("the chain does not end at the graph's output")
     code, ipool, fpool, ws, stride, group = b.finish()
-    return Program(code, ipool, fpool, ws, stride, group, name, outputs[0], env[cur].shape)
+    return Program(
+        code, ipool, fpool, ws, stride, group, name, outputs[0], env[cur].shape, tuple(choices)
+    )

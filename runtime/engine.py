@@ -216,10 +216,7 @@ class NumbaEngine:
             )
         shapes = {name: shape for name, shape, _ in key}
         if plan.program is not None:
-            info = tuple(
-                _info(s, kernel_table.Choice("compiled program", "the plan is one chain program"))
-                for s in plan.steps
-            )
+            info = tuple(_info(s, c) for s, c in zip(plan.steps, plan.program.choices, strict=True))
             return Description(shapes, True, "", info, self.passes)
         info = tuple(_info(s) for s in plan.steps)
         return Description(shapes, False, plan.not_compiled, info, self.passes)

@@ -538,6 +538,33 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
+# --------------------------------------------------------------------------- chain program
+
+# A plan that compiles into one chain program (``runtime/compiled.py``) runs each op
+# as a row of an op table inside ``kernels/chain.run_images``: one parallel region per
+# call, a group of images a job. Its convs are chosen here too, and the program keeps
+# the choice of each step for ``describe()``.
+CHAIN_RUNS = ("chain.run_images", "chain.run_images_serial")
+
+
+def choose_chain_conv(strides: list[int], dilations: list[int], pool: str) -> tuple[bool, Choice]:
+    """(taps read in place, choice) for a conv in a chain program: at stride 1 and
+    undilated its taps read the padded input plane in place, else their columns are
+    gathered first; ``pool``: what the program does with a pooling fused into it."""
+    if list(strides) == [1, 1] and list(dilations) == [1, 1]:
+        name, why = "conv2d_nchw_chain_taps", "stride 1: the taps read the padded plane in place"
+        flat = True
+    else:
+        name, why = "conv2d_nchw_chain_columns", "strided or dilated: the taps' columns first"
+        flat = False
+    return flat, Choice(f"{name}_{isa()}", why + pool, CHAIN_RUNS)
+
+
+def chain_op(op: str, why: str) -> Choice:
+    """The choice of a chain program's row for a step of ``op`` that is not a conv."""
+    return Choice(f"chain_{op.lower()}_{isa()}", why, CHAIN_RUNS)
+
+
 def every_kernel() -> tuple[str, ...]:
     """Every @njit kernel the table's entries run ("module.function"), in table order."""
     names: list[str] = []
