@@ -230,10 +230,13 @@ def _tensor_info(vi: onnx.ValueInfoProto) -> TensorInfo:
 def _opset(model: onnx.ModelProto, label: str, strict: bool) -> int:
     version = None
     others = []
+    # A domain imported but used by no node is no obstacle (exporters add ai.onnx.ml or
+    # their own domain by habit; onnxruntime runs such models): only used ones count.
+    used = {node.domain for node in model.graph.node}
     for entry in model.opset_import:
         if entry.domain in DEFAULT_DOMAINS:
             version = int(entry.version)
-        else:
+        elif entry.domain in used:
             others.append(f"{entry.domain} v{entry.version}")
     if others and strict:
         raise UnsupportedOpsetError(
