@@ -214,18 +214,18 @@ def test_predict_on_the_classifiers(corpus, name, tmp_path, capsys):
 def test_bench_zoo_wild(corpus, monkeypatch, capsys):
     """``cnn bench --zoo wild``: each model at its own shape (here two of them: the
     whole corpus takes minutes), a model numba refuses one line, the others' rows."""
-    two = [(n, corpus[n]) for n in ("mtcnn_onet", "layout_cdla")]
+    two = [(n, corpus[n]) for n in ("mtcnn_onet", "ddddocr_old")]
     monkeypatch.setattr(wild, "zoo", lambda folder=None: two)
     argv = ["bench", "--zoo", "wild", "--rounds", "2", "--no-single-thread", "--interleaved"]
     assert main([*argv, "--no-cold-start", "--gemm-size", "64"]) == 0
     out, err = capsys.readouterr()
     assert "mtcnn_onet: input_3 [1, 48, 48, 3] (from --shape)" in err
-    assert "layout_cdla: image [1, 3, 800, 608]" in err
+    assert "ddddocr_old: input1 [1, 1, 64, 160]" in err
     assert {w.split()[3] for w in out.splitlines() if w.startswith("mtcnn_onet ")} == {
         "numba",
         "onnxruntime",
     }
     (line,) = [w for w in out.splitlines() if w.startswith("not run: ")]
-    assert line.startswith("not run: layout_cdla: ") and "Paddle v1" in line, line
+    assert line.startswith("not run: ddddocr_old: ") and "com.microsoft" in line, line
     assert main(["bench", "--zoo", "wild", "--dim", "N=2"]) == 2
     assert "--zoo wild sizes each model itself" in capsys.readouterr().err
