@@ -141,7 +141,7 @@ class Kernel:
     runs: tuple[str, ...]  # the @njit kernels the call runs
 
 
-def _is_2d_float(s: ConvSpec) -> str | None:
+def _is_2d(s: ConvSpec) -> str | None:
     return None if s.w.ndim == 4 else f"a {s.w.ndim - 2}-D convolution"
 
 
@@ -209,7 +209,7 @@ def _winograd_prepare(s: ConvSpec) -> Run:
 def _depthwise_applies(s: ConvSpec) -> str | None:
     if s.group == 1 or s.w.shape[1] != 1:
         return "not depthwise (group 1, or several input channels per group)"
-    return _is_2d_float(s)
+    return _is_2d(s)
 
 
 def _epilogue_vectors(s: ConvSpec) -> tuple[np.ndarray, np.ndarray]:

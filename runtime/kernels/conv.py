@@ -309,10 +309,10 @@ class ConvGemm:
         epilogue: tuple,
         panel_width: int | None = None,
     ) -> None:
-        n, c = x_shape[:2]
+        c = x_shape[1]
         self.panel_width = panel_width  # the pointwise GEMM's columns per panel
         m, cg, kd, kh, kw = w_shape
-        self.x_shape, self.out_shape = tuple(x_shape), (n, m, *out_sp)
+        self.x_shape = tuple(x_shape)
         self.wp, self.bias, self.group, self.rows = packed, bias, group, m // group
         self.k = cg * kd * kh * kw
         self.plane = int(np.prod(out_sp))
