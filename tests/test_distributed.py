@@ -319,7 +319,7 @@ def test_missing_files_keep_their_place(cluster, images, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_predictor_in_a_users_own_pipeline(cluster, images, single):
-    """The README's lines: the user's own read and map_batches; the session's threads
+    """docs/ray.md's lines: the user's own read and map_batches; the session's threads
     are the CPUs Ray gives the worker."""
     import ray
 
