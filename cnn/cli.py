@@ -739,7 +739,7 @@ def build_parser() -> argparse.ArgumentParser:
         "describe",
         help="what the numba engine runs per step: fused ops, algorithm and why",
         formatter_class=_Formatter,
-        epilog="example:\n  cnn describe exported/lenet5.onnx --dim N=8",
+        epilog="example:\n  cnn describe exported/lenet5.onnx --dim batch=8",
     )
     p.add_argument("model", help="an ONNX file")
     _add_shapes(p)
