@@ -101,47 +101,26 @@ def _timed(fn) -> float:
 
 
 def feed_shapes(
-    sess: InferenceSession,
+    path: str | os.PathLike,
     batch: int,
     dims: dict[str, int] | None = None,
     shape: Sequence[int] | None = None,
 ) -> dict[str, tuple[int, ...]]:
     """Each input's shape at ``batch``, from cnn/shapes.py's resolver: a symbolic first
     axis is the batch, other symbolic axes come from ``dims`` (by name) or ``shape``."""
-    from cnn.shapes import InputSpec, normalize_dim, resolve
+    from cnn.shapes import model_inputs, resolve
 
-    inputs = [
-        InputSpec(i.name, np.dtype(np.float32), tuple(normalize_dim(d) for d in i.shape))
-        for i in sess.get_inputs()
-    ]
-    return resolve(inputs, dims, shape, batch=batch).concrete(batch)
-
-
-def random_feed(
-    sess: InferenceSession, shapes: dict[str, tuple[int, ...]], seed: int
-) -> dict[str, np.ndarray]:
-    """Seeded inputs in [0, 1) (float) or small integers, of ``shapes``."""
-    rng = np.random.default_rng(seed)
-    feed = {}
-    for inp in sess.get_inputs():
-        if inp.type in ("tensor(float)", "tensor(double)", "tensor(float16)"):
-            dtype = {"tensor(float)": np.float32, "tensor(double)": np.float64}.get(
-                inp.type, np.float16
-            )
-            feed[inp.name] = rng.random(shapes[inp.name]).astype(dtype)
-        else:
-            feed[inp.name] = rng.integers(0, 4, shapes[inp.name]).astype(np.int64)
-    return feed
+    return resolve(model_inputs(path), dims, shape, batch=batch).concrete(batch)
 
 
 _WORKER = """
 import json, sys, time
 import numpy as np
-from cnn.bench import random_feed
+from cnn.shapes import model_inputs, random_feeds
 from runtime import InferenceSession
 path, backend, threads, shapes, calls, seed = sys.argv[1:7]
 sess = InferenceSession(path, backend=backend, threads=int(threads) or None)
-feed = random_feed(sess, {k: tuple(v) for k, v in json.loads(shapes).items()}, int(seed))
+feed = random_feeds(model_inputs(path), json.loads(shapes), int(seed))
 t0 = time.perf_counter()
 n = 0
 while n < 3 or time.perf_counter() - t0 < 1.0:  # warm-up: compile, plan, caches
@@ -210,11 +189,12 @@ def bench_model(
     """Rows per (threads, batch, backend). ``interleaved``: both backends in this
     process, alternating rounds (``time_interleaved``); otherwise each backend alone
     in fresh processes, ``processes`` of each, alternated, ``rounds`` timed calls each."""
+    from cnn.shapes import model_inputs, random_feeds
+
     macs = summarize(path, dims=dims, shape=shape).total_macs  # per image
     name = name or os.path.splitext(os.path.basename(str(path)))[0]
     rows = []
     for t in threads:
-        probe = InferenceSession(path, backend="onnxruntime", threads=t)
         sessions = (
             {b: InferenceSession(path, backend=b, threads=t) for b in BACKENDS}
             if interleaved
@@ -222,13 +202,14 @@ def bench_model(
         )
         done = set()
         for bs in batch_sizes:
-            shapes = feed_shapes(probe, bs, dims, shape)
+            shapes = feed_shapes(path, bs, dims, shape)
             n = next(iter(shapes.values()))[0] if shapes else bs
             if n in done:  # a fixed batch axis: one row whatever was asked
                 continue
             done.add(n)
             if interleaved:
-                times = time_interleaved(sessions, random_feed(probe, shapes, bs), rounds, warmup)
+                feed = random_feeds(model_inputs(path), shapes, bs)
+                times = time_interleaved(sessions, feed, rounds, warmup)
             else:
                 times = {b: [] for b in BACKENDS}
                 for _ in range(processes):
@@ -447,11 +428,11 @@ def busy_processes(n: int, limit_s: float = 600.0) -> Iterator[list[subprocess.P
 # so that a load started in between has taken its cores), until stdin closes.
 _BUSY_WORKER = """
 import json, sys, time
-from cnn.bench import random_feed
+from cnn.shapes import model_inputs, random_feeds
 from runtime import InferenceSession
 path, backend, threads, shapes, calls, seed = sys.argv[1:7]
 sess = InferenceSession(path, backend=backend, threads=int(threads) or None)
-feed = random_feed(sess, {k: tuple(v) for k, v in json.loads(shapes).items()}, int(seed))
+feed = random_feeds(model_inputs(path), json.loads(shapes), int(seed))
 t0 = time.perf_counter()
 n = 0
 while n < 3 or time.perf_counter() - t0 < 1.0:  # compile, plan, caches
@@ -559,8 +540,7 @@ def bench_busy(
     """Each backend at ``threads`` (None: its default), alone in a fresh process per
     repeat (the backends alternated), quiet and then with ``busy`` busy-loop processes."""
     name = name or os.path.splitext(os.path.basename(str(path)))[0]
-    probe = InferenceSession(path, backend="onnxruntime")
-    shapes = feed_shapes(probe, batch, dims, shape)
+    shapes = feed_shapes(path, batch, dims, shape)
     n = next(iter(shapes.values()))[0] if shapes else batch
     quiet: dict[str, list[float]] = {b: [] for b in backends}
     loaded: dict[str, list[float]] = {b: [] for b in backends}

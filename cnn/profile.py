@@ -66,22 +66,22 @@ def make_feeds(
     description. ``batch``: the first axis when the model, ``dims`` and ``shape`` leave
     it free (default 1)."""
     from cnn import samples as S
+    from cnn import shapes as shp
 
     dims = dict(dims or {})
     info = S.model_info(model)
     if not info.inputs:
         raise ValueError(f"{model}: the graph has no inputs to feed")
     _check_dims(info.inputs, dims)
-    resolved = S.resolve_shapes(info.inputs, dims, shape)
-    fixed, _ = S.call_batch(info.inputs, resolved)
+    resolved = shp.resolve(info.inputs, dims, shape)
+    fixed, _ = S.call_batch(info.inputs, resolved.shapes)
     if batch is not None and fixed is not None and batch != fixed:
         raise ValueError(
             f"cannot take --batch {batch}: the inputs' first axis is fixed at {fixed} "
             "(by the model, --dim or --shape)"
         )
     n = fixed or batch or 1
-    samples = S.random_samples(info.inputs, resolved, n, seed)
-    feeds = samples.batch(0, n)
+    feeds = shp.random_feeds(info.inputs, resolved.concrete(n), seed)
     shown = ", ".join(f"{k} {list(v.shape)} {v.dtype}" for k, v in feeds.items())
     return feeds, f"{shown}, seeded random (seed {seed})"
 

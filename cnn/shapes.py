@@ -320,16 +320,25 @@ def print_line(command: str, line: str | Resolved) -> None:
 def random_feeds(
     inputs: Sequence[InputSpec], shapes: Mapping[str, Sequence[int]], seed: int = 0
 ) -> dict[str, np.ndarray]:
-    """Seeded inputs of ``shapes``: uniform [0, 1) floats, 0/1 booleans, else small
-    integers in [0, 4)."""
+    """The one random-input generator of every command (compare, bench and its worker
+    processes, profile, bisect, describe, summary): seeded inputs of ``shapes`` (the
+    resolver's, e.g. ``Resolved.concrete(batch)``), each of its input's dtype: uniform
+    [0, 1) floats, 0/1 booleans, integers in [0, 4). The same seed and shapes give the
+    same arrays in every process."""
     rng = np.random.default_rng(seed)
     feeds = {}
     for spec in inputs:
-        shape = tuple(shapes[spec.name])
-        if spec.dtype.kind == "f":
+        shape = tuple(int(d) for d in shapes[spec.name])
+        kind = np.dtype(spec.dtype).kind
+        if kind == "f":
             feeds[spec.name] = rng.random(shape).astype(spec.dtype)
-        elif spec.dtype.kind == "b":
+        elif kind == "b":
             feeds[spec.name] = rng.integers(0, 2, shape).astype(bool)
-        else:
+        elif kind in "iu":
             feeds[spec.name] = rng.integers(0, 4, shape).astype(spec.dtype)
+        else:
+            raise ValueError(
+                f"input {spec.name!r} is {np.dtype(spec.dtype)}: expected a float, integer "
+                "or bool input to make random data for"
+            )
     return feeds

@@ -174,3 +174,58 @@ def test_bisect_a_model_with_external_data(tmp_path, capsys):
     assert (tmp_path / "up.onnx.data").is_file()
     assert main(["bisect", str(path), "--dim", "H=6", "--dim", "W=5"]) == 0
     assert "agree on all 2 node outputs" in capsys.readouterr().out
+
+
+def test_random_feeds_follow_each_inputs_dtype_and_the_seed():
+    """The one random-input generator: each input's own dtype (float, int64, bool,
+    uint8), the resolver's shapes, the same arrays for the same seed."""
+    specs = [
+        shapes.InputSpec("x", np.dtype(np.float32), ("N", 3)),
+        shapes.InputSpec("h", np.dtype(np.float16), ("N", 2)),
+        shapes.InputSpec("ids", np.dtype(np.int64), ("N", 5)),
+        shapes.InputSpec("mask", np.dtype(bool), ("N", 5)),
+        shapes.InputSpec("px", np.dtype(np.uint8), ("N", 4)),
+    ]
+    sizes = shapes.resolve(specs, {"N": 2}).concrete()
+    feeds = shapes.random_feeds(specs, sizes, seed=3)
+    assert {k: (v.shape, v.dtype.name) for k, v in feeds.items()} == {
+        "x": ((2, 3), "float32"),
+        "h": ((2, 2), "float16"),
+        "ids": ((2, 5), "int64"),
+        "mask": ((2, 5), "bool"),
+        "px": ((2, 4), "uint8"),
+    }
+    assert feeds["x"].min() >= 0 and feeds["x"].max() < 1 and np.unique(feeds["x"]).size == 6
+    assert set(np.unique(feeds["ids"])) <= {0, 1, 2, 3}
+    again = shapes.random_feeds(specs, sizes, seed=3)
+    assert all(np.array_equal(feeds[k], again[k]) for k in feeds)
+    other = shapes.random_feeds(specs, sizes, seed=4)
+    assert not np.array_equal(feeds["x"], other["x"])
+    text = shapes.InputSpec("s", np.dtype(object), (1,))
+    with pytest.raises(ValueError, match="input 's' is object: expected a float"):
+        shapes.random_feeds([text], {"s": (1,)})
+
+
+def test_every_command_draws_its_random_inputs_from_one_generator():
+    """compare, bench, profile, bisect, describe and summary feed random data made by
+    cnn/shapes.py's random_feeds: no module draws random inputs of its own."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "cnn"
+    makers = {"random", "integers", "standard_normal", "normal", "uniform", "rand", "randn"}
+    for path in sorted(root.glob("*.py")):
+        if path.name in ("shapes.py", "zoo.py"):  # the generator; zoo.py: weights
+            continue
+        tree = ast.parse(path.read_text())
+        calls = [
+            node.func.attr
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in makers
+        ]
+        if path.name == "bench.py":  # the GEMM roof's matrices, not a model's inputs
+            assert calls == ["random", "random"], calls
+        else:
+            assert not calls, f"{path.name} draws random data itself: {calls}"
