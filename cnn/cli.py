@@ -743,7 +743,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model", help="an ONNX file")
     _add_shapes(p)
-    p.add_argument("--threads", type=int, default=None, help="numba threads (default: the idle cores)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="numba threads (default: the idle cores)"
+    )
     p.set_defaults(func=_cmd_describe)
 
     p = sub.add_parser(
@@ -775,7 +777,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="the first axis, when the model, --dim and --shape leave it free (default: 1)",
     )
     p.add_argument(
-        "--threads", type=positive_int, default=None, help="numba and onnxruntime (default: numba the idle cores, onnxruntime its own)"
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="numba and onnxruntime (default: numba the idle cores, onnxruntime its own)",
     )
     p.add_argument(
         "--runs", type=positive_int, default=10, help="timed runs per side (default: %(default)s)"
@@ -822,7 +827,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--top-k", type=positive_int, default=3, help="default: %(default)s")
     p.add_argument(
-        "--threads", type=positive_int, default=None, help="the backend's threads (default: numba the idle cores, onnxruntime its own)"
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="the backend's threads (default: numba the idle cores, onnxruntime its own)",
     )
     p.add_argument(
         "--batch-size",
