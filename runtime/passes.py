@@ -150,6 +150,49 @@ def fuse_conv_bn(g: StepGraph) -> StepGraph:
     return _fuse_pairs(g, "Conv", _fold_bn)
 
 
+def _per_channel(value: np.ndarray | None, m: int, rank: int) -> np.ndarray | None:
+    """``value`` as m float32 values, one per channel, when it is a float32 constant that
+    broadcasts onto a (N, m, ...) tensor of ``rank`` along the channel axis alone (a
+    scalar, (m, 1, 1), (1, m, 1, 1)...) without changing its shape; else None."""
+    if value is None or value.dtype != np.float32 or value.ndim > rank:
+        return None
+    shape = (1,) * (rank - value.ndim) + value.shape
+    if any(d != 1 for k, d in enumerate(shape) if k != 1) or shape[1] not in (1, m):
+        return None
+    return np.broadcast_to(value.reshape(-1), (m,)).astype(np.float32)
+
+
+def _bias_add(step: Step, nxt: Step, i: int, constants: dict) -> Step | None:
+    a = step.attrs
+    if {"max_pool", "activation", "post_scale"} & set(a) or nxt.op_type != "Add":
+        return None
+    y = step.outputs[0]
+    w = constants.get(step.inputs[1])
+    if w is None or w.ndim < 3 or len(nxt.inputs) != 2 or nxt.inputs.count(y) != 1:
+        return None
+    m = w.shape[0]
+    add = _per_channel(constants.get(nxt.inputs[1 - nxt.inputs.index(y)]), m, w.ndim)
+    b_name = step.inputs[2] if len(step.inputs) > 2 else ""
+    bias = constants.get(b_name) if b_name else np.zeros(m, np.float32)
+    if add is None or bias is None or bias.shape != (m,) or bias.dtype != np.float32:
+        return None
+    bf = f"{step.inputs[1]}::addbias{i}"
+    constants[bf] = (bias + add).astype(np.float32)
+    return replace(
+        step,
+        inputs=(step.inputs[0], step.inputs[1], bf),
+        outputs=nxt.outputs,
+        fused=(*step.fused, "Add (in the bias)"),
+    )
+
+
+def fuse_conv_bias_add(g: StepGraph) -> StepGraph:
+    """Fold an Add of a per-channel constant after a Conv (a bias written as its own
+    node, as Paddle exports its squeeze-and-excitation convs) into the conv's bias
+    (the conv has no activation yet; its weights and bias are constants)."""
+    return _fuse_pairs(g, "Conv", _bias_add)
+
+
 FLOAT_MAX = float(np.finfo(np.float32).max)
 
 
@@ -199,8 +242,92 @@ def _activation(step: Step, nxt: Step, i: int, constants: dict) -> Step | None:
     return replace(step, attrs=attrs, outputs=nxt.outputs)
 
 
-def _silu(g: StepGraph) -> StepGraph:
-    """Conv -> Sigmoid and Mul(conv, sigmoid): SiLU in the conv's epilogue."""
+def _single_reader(users: dict[str, list[int]], name: str, outputs: frozenset[str]) -> int | None:
+    """The index of the one step that reads ``name``, if it is not a graph output."""
+    readers = users.get(name, [])
+    return readers[0] if len(readers) == 1 and name not in outputs else None
+
+
+def _other_scalar(step: Step, x: str, constants: dict) -> float | None:
+    """The constant scalar that binary ``step`` combines with ``x`` (either side), or None."""
+    if len(step.inputs) != 2 or step.inputs.count(x) != 1:
+        return None
+    try:
+        return _scalar(step, 1 - step.inputs.index(x), constants)
+    except LookupError:
+        return None
+
+
+def _is_sixth(step: Step, x: str, constants: dict) -> bool:
+    """``step`` computes x / 6: Div(x, 6), or Mul by 1/6 (either side)."""
+    if step.op_type == "Div":
+        return step.inputs[0] == x and _other_scalar(step, x, constants) == 6.0
+    value = _other_scalar(step, x, constants) if step.op_type == "Mul" else None
+    return value is not None and abs(value - 1.0 / 6.0) < 1e-7
+
+
+Gate = tuple[str, float, float, list[int], str]  # act, alpha, beta, its steps, its output
+Gated = tuple[str, float, float, list[int], tuple[str, ...]]  # ..., the last step's outputs
+
+
+def _gate(steps: list[Step], users: dict, j: int, y: str, g: StepGraph) -> Gate | None:
+    """The gate that step j computes from y for a gated activation y * gate(y): Sigmoid
+    (SiLU), HardSigmoid (HardSwish with its alpha and beta), or Add 3, Clip to [0, 6]
+    and, optionally, a division by 6 (HardSwish as Paddle writes it; without the
+    division the product is divided after the Mul)."""
+    s = steps[j]
+    if s.op_type in ("Sigmoid", "HardSigmoid") and s.inputs[0] == y:
+        found = activation_of(s, g.constants)
+        assert found is not None
+        act = "SiLU" if s.op_type == "Sigmoid" else "HardSwish"
+        return act, found[1] if act == "HardSwish" else 0.0, found[2], [j], s.outputs[0]
+    if s.op_type != "Add" or _other_scalar(s, y, g.constants) != 3.0:
+        return None
+    c = _single_reader(users, s.outputs[0], g.outputs)
+    clip = None if c is None else steps[c]
+    if clip is None or clip.inputs[0] != s.outputs[0]:
+        return None
+    if activation_of(clip, g.constants) != ("Clip", 0.0, 6.0):
+        return None
+    d = _single_reader(users, clip.outputs[0], g.outputs)
+    if d is not None and _is_sixth(steps[d], clip.outputs[0], g.constants):
+        return "HardSwish", 1.0 / 6.0, 0.5, [j, c, d], steps[d].outputs[0]
+    return "HardSwish/6", 1.0 / 6.0, 0.5, [j, c], clip.outputs[0]
+
+
+def _gated(steps: list[Step], i: int, g: StepGraph) -> Gated | None:
+    """The gated activation y * gate(y) read from conv step i's output y, as
+    (act, alpha, beta, the steps it takes, the last one's outputs), or None. Its
+    steps read only y and each other, and none of their tensors is read elsewhere."""
+    y = steps[i].outputs[0]
+    users = consumers(steps)
+    readers = users.get(y, [])
+    if len(readers) != 2 or y in g.outputs:
+        return None
+    for j in readers:
+        (m,) = [r for r in readers if r != j]
+        gate = _gate(steps, users, j, y, g)
+        mul = steps[m]
+        if gate is None or mul.op_type != "Mul" or sorted(mul.inputs) != sorted((y, gate[4])):
+            continue
+        act, alpha, beta, taken, z = gate
+        if users.get(z, []) != [m] or z in g.outputs:
+            continue
+        taken = [*taken, m]
+        if act == "HardSwish/6":  # Paddle: the product divided by 6 after the Mul
+            d = _single_reader(users, mul.outputs[0], g.outputs)
+            if d is None or not _is_sixth(steps[d], mul.outputs[0], g.constants):
+                continue
+            act, taken = "HardSwish", [*taken, d]
+        return act, alpha, beta, taken, steps[taken[-1]].outputs
+    return None
+
+
+def _gated_activations(g: StepGraph) -> StepGraph:
+    """A Conv's output y read by a gated activation y * gate(y) (``_gated``): SiLU as
+    Sigmoid then Mul (EfficientNet's Swish), HardSwish as HardSigmoid then Mul
+    (exports before opset 14) or as Add 3, Clip [0, 6], Mul, Div 6 (Paddle): the
+    activation in the conv's epilogue."""
     steps = list(g.steps)
     i = 0
     while i < len(steps):
@@ -209,29 +336,15 @@ def _silu(g: StepGraph) -> StepGraph:
         if step.op_type != "Conv" or {"max_pool", "activation", "post_scale"} & set(a):
             i += 1
             continue
-        y = step.outputs[0]
-        users = consumers(steps)
-        readers = users.get(y, [])
-        sig = [j for j in readers if steps[j].op_type == "Sigmoid"]
-        ok = len(readers) == 2 and len(sig) == 1 and y not in g.outputs
-        if ok:
-            s = steps[sig[0]]
-            (m,) = [j for j in readers if j != sig[0]]
-            mul = steps[m]
-            ok = (
-                mul.op_type == "Mul"
-                and sorted(mul.inputs) == sorted((y, s.outputs[0]))
-                and users.get(s.outputs[0], []) == [m]
-                and s.outputs[0] not in g.outputs
-            )
-        if not ok:
+        found = _gated(steps, i, g)
+        if found is None:
             i += 1
             continue
-        attrs = {**a, "activation": "SiLU", "alpha": 0.0, "beta": 0.0}
-        steps[i] = replace(
-            step, attrs=attrs, outputs=mul.outputs, fused=(*step.fused, "Sigmoid", "Mul")
-        )
-        for j in sorted((sig[0], m), reverse=True):
+        act, alpha, beta, taken, outputs = found
+        attrs = {**a, "activation": act, "alpha": alpha, "beta": beta}
+        ops = tuple(steps[j].op_type for j in sorted(taken))
+        steps[i] = replace(step, attrs=attrs, outputs=outputs, fused=(*step.fused, *ops))
+        for j in sorted(taken, reverse=True):
             del steps[j]
         i += 1
     return replace(g, steps=tuple(steps))
@@ -239,9 +352,10 @@ def _silu(g: StepGraph) -> StepGraph:
 
 def fuse_conv_activation(g: StepGraph) -> StepGraph:
     """Apply the activation after a Conv in the conv's epilogue: Relu, LeakyRelu, Tanh,
-    Sigmoid, Clip (Relu6) with constant bounds, HardSigmoid, HardSwish, and SiLU where
-    an exporter writes it as Sigmoid then Mul (EfficientNet's Swish)."""
-    return _fuse_pairs(_silu(g), "Conv", _activation)
+    Sigmoid, Clip (Relu6) with constant bounds, HardSigmoid, HardSwish, and the gated
+    ones as exporters write them (``_gated_activations``: SiLU as Sigmoid then Mul,
+    HardSwish as HardSigmoid then Mul or as Add, Clip, Mul, Div)."""
+    return _fuse_pairs(_gated_activations(g), "Conv", _activation)
 
 
 def _post_bn(step: Step, nxt: Step, i: int, constants: dict) -> Step | None:
@@ -331,6 +445,7 @@ PASSES: tuple[Pass, ...] = (
     Pass("remove_identities", remove_identities),
     Pass("use_fused_conv", use_fused_conv),
     Pass("fuse_conv_bn", fuse_conv_bn),
+    Pass("fuse_conv_bias_add", fuse_conv_bias_add),
     Pass("fuse_conv_activation", fuse_conv_activation),
     Pass("fuse_conv_activation_bn", fuse_conv_activation_bn),
     Pass("fuse_conv_max_pool", fuse_conv_max_pool),

@@ -146,7 +146,29 @@ def _activation_nodes(act: str, src: str, dst: str) -> list:
         return [helper.make_node("Clip", [src, "lo"], [dst])]
     if act == "HardSigmoid":
         return [helper.make_node("HardSigmoid", [src], [dst], alpha=0.3, beta=0.4)]
+    if act == "HardSigmoidMul":  # HardSwish as exported before opset 14
+        return [
+            helper.make_node("HardSigmoid", [src], [f"{dst}_hs"], alpha=1 / 6, beta=0.5),
+            helper.make_node("Mul", [f"{dst}_hs", src], [dst]),
+        ]
+    if act == "PaddleHardSwish":  # x * clip(x + 3, 0, 6) / 6, as Paddle2ONNX writes it
+        return [
+            helper.make_node("Add", [src, "three"], [f"{dst}_a"]),
+            helper.make_node("Clip", [f"{dst}_a", "zero", "six"], [f"{dst}_c"]),
+            helper.make_node("Mul", [src, f"{dst}_c"], [f"{dst}_m"]),
+            helper.make_node("Div", [f"{dst}_m", "six"], [dst]),
+        ]
+    if act == "HardSwishSixthFirst":  # x * (clip(x + 3, 0, 6) * (1/6))
+        return [
+            helper.make_node("Add", ["three", src], [f"{dst}_a"]),
+            helper.make_node("Clip", [f"{dst}_a", "zero", "six"], [f"{dst}_c"]),
+            helper.make_node("Mul", ["sixth", f"{dst}_c"], [f"{dst}_s"]),
+            helper.make_node("Mul", [src, f"{dst}_s"], [dst]),
+        ]
     return [helper.make_node(act, [src], [dst])]
+
+
+GATED = ("SiLU", "HardSigmoidMul", "PaddleHardSwish", "HardSwishSixthFirst")
 
 
 CONV_SHAPES = {  # (C, M, kernel, group): Winograd-sized 3x3, a 1x1, a depthwise 3x3
@@ -157,10 +179,11 @@ CONV_SHAPES = {  # (C, M, kernel, group): Winograd-sized 3x3, a 1x1, a depthwise
 
 
 @pytest.mark.parametrize("shape", list(CONV_SHAPES))
-@pytest.mark.parametrize("act", ["Relu6", "ClipMin", "HardSigmoid", "HardSwish", "SiLU"])
+@pytest.mark.parametrize("act", ["Relu6", "ClipMin", "HardSigmoid", "HardSwish", *GATED])
 def test_mobile_activations_fuse_into_the_conv(act, shape):
-    """MobileNet's Relu6 (Clip) and HardSwish, EfficientNet's SiLU (Sigmoid, Mul): after
-    a Conv and its BatchNormalization, one step, on every conv path; as onnxruntime."""
+    """MobileNet's Relu6 (Clip) and HardSwish (also as HardSigmoid then Mul, and as
+    Paddle's Add, Clip, Mul, Div), EfficientNet's SiLU (Sigmoid, Mul): after a Conv and
+    its BatchNormalization, one step, on every conv path; as onnxruntime."""
     rng = np.random.default_rng(7)
     c, m, k, group = CONV_SHAPES[shape]
     inits = {
@@ -171,6 +194,10 @@ def test_mobile_activations_fuse_into_the_conv(act, shape):
         "v": rng.uniform(0.5, 2.0, m),
         "lo": np.array(-0.25),
         "hi": np.array(0.75),
+        "three": np.array(3.0),
+        "zero": np.array(0.0),
+        "six": np.array(6.0),
+        "sixth": np.array(1 / 6),
     }
     nodes = [
         helper.make_node("Conv", ["x", "w"], ["c"], pads=[k // 2] * 4, group=group),
@@ -185,7 +212,7 @@ def test_mobile_activations_fuse_into_the_conv(act, shape):
     )
     (step,) = InferenceSession(model).describe().steps
     assert step.op == "Conv" and step.fused[0] == "BatchNormalization (in the weights)"
-    assert step.fused[1:] == (("Sigmoid", "Mul") if act == "SiLU" else (nodes[-1].op_type,))
+    assert step.fused[1:] == tuple(n.op_type for n in nodes[2:])
     for n in (1, 3):
         compare(model, {"x": rng.standard_normal((n, c, 14, 14)).astype(np.float32)}, atol=1e-4)
 
@@ -207,4 +234,90 @@ def test_silu_is_not_fused_when_the_conv_output_has_another_reader():
     )
     steps = [(s.op, s.fused) for s in InferenceSession(model).describe().steps]
     assert steps == [("Conv", ()), ("Sigmoid", ()), ("Mul", ()), ("Add", ())]
+    compare(model, {"x": rng.standard_normal((2, 4, 5, 5)).astype(np.float32)}, atol=1e-5)
+
+
+def test_hard_swish_pattern_with_other_constants_is_not_fused():
+    """Add 3, Clip to [0, 5], Mul, Div 6 is not HardSwish: it stays as its steps."""
+    rng = np.random.default_rng(11)
+    inits = {
+        "w": rng.standard_normal((8, 4, 1, 1)),
+        "three": np.array(3.0),
+        "zero": np.array(0.0),
+        "five": np.array(5.0),
+        "six": np.array(6.0),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"]),
+        helper.make_node("Add", ["c", "three"], ["a"]),
+        helper.make_node("Clip", ["a", "zero", "five"], ["k"]),
+        helper.make_node("Mul", ["c", "k"], ["m"]),
+        helper.make_node("Div", ["m", "six"], ["y"]),
+    ]
+    model = chain_model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v.astype(np.float32), n) for n, v in inits.items()],
+    )
+    steps = [s.op for s in InferenceSession(model).describe().steps]
+    assert steps == ["Conv", "Add", "Clip", "Mul", "Div"]
+    compare(model, {"x": rng.standard_normal((2, 4, 5, 5)).astype(np.float32)}, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("bias", "add_shape", "fused"),
+    [
+        (True, (1, 8, 1, 1), True),  # Paddle's conv bias as its own Add
+        (False, (8, 1, 1), True),
+        (True, (), True),  # a scalar: the same value for every channel
+        (False, (1, 8, 5, 5), False),  # not per channel
+        (True, (1, 1, 1, 5), False),  # along the width
+    ],
+)
+def test_per_channel_add_folds_into_the_conv_bias(bias, add_shape, fused):
+    """Conv then Add of a per-channel constant: the Add goes into the conv's bias (and
+    the Relu after it into its epilogue); other Adds stay steps."""
+    rng = np.random.default_rng(12)
+    inits = {
+        "w": rng.standard_normal((8, 4, 3, 3)),
+        "b": rng.standard_normal(8),
+        "t": rng.standard_normal(add_shape),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"] if bias else ["x", "w"], ["c"], pads=[1] * 4),
+        helper.make_node("Add", ["t", "c"], ["a"]),
+        helper.make_node("Relu", ["a"], ["y"]),
+    ]
+    model = chain_model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.asarray(v, np.float32), n) for n, v in inits.items()],
+    )
+    steps = [(s.op, s.fused) for s in InferenceSession(model).describe().steps]
+    if fused:
+        assert steps == [("Conv", ("Add (in the bias)", "Relu"))]
+    else:
+        assert steps == [("Conv", ()), ("Add", ()), ("Relu", ())]
+    for n in (1, 2):
+        compare(model, {"x": rng.standard_normal((n, 4, 5, 5)).astype(np.float32)}, atol=1e-5)
+
+
+def test_add_of_a_computed_tensor_is_not_a_bias():
+    """Conv then Add of another branch (a residual): not folded into the bias."""
+    rng = np.random.default_rng(13)
+    w = rng.standard_normal((4, 4, 1, 1)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"]),
+        helper.make_node("Add", ["c", "x"], ["y"]),
+    ]
+    model = chain_model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, "w")],
+    )
+    steps = [(s.op, s.fused) for s in InferenceSession(model).describe().steps]
+    assert steps[-1] == ("Add", ())
     compare(model, {"x": rng.standard_normal((2, 4, 5, 5)).astype(np.float32)}, atol=1e-5)
