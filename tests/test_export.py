@@ -53,7 +53,7 @@ def test_graph_contract_and_metadata(trained):
     assert json.loads(meta["labels"])[0] == "T-shirt/top" and len(json.loads(meta["labels"])) == 10
     assert meta["dataset"] == "fashion-mnist"
     assert float(meta["test_accuracy"]) == pytest.approx(metrics["test_accuracy"], abs=1e-4)
-    assert json.loads(meta["input_shape"]) == ["N", 1, 28, 28]
+    assert json.loads(meta["input_shape"]) == [dims[0].dim_param, 1, 28, 28]  # the axis name
     assert json.loads(meta["preprocessing"])["size"] == [28, 28]
     assert meta["training_command"] == "cnn train lenet5 --subset 3000 --epochs 1"
     assert meta["torch_version"] == torch.__version__

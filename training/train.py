@@ -415,7 +415,7 @@ def export_trained(
         "dataset": data.spec.name,
         "test_accuracy": f"{test_accuracy:.4f}",
         "test_images": str(len(data.test)),
-        "input_shape": json.dumps(["N", *spec.input_shape]),
+        "input_shape": json.dumps(["batch", *spec.input_shape]),
         "preprocessing": preprocessing_metadata(spec.input_shape),
         "training_command": command,
         "torch_version": torch.__version__,
