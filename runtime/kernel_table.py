@@ -226,22 +226,32 @@ def _act(s: ConvSpec) -> tuple[int, np.float32, np.float32]:
     return e.get("act", 0), np.float32(e.get("alpha", 0.01)), np.float32(e.get("beta", 0.0))
 
 
+def depthwise_group(channels: int, threads: int) -> int:
+    """Channels a job of the depthwise kernel: up to 16, so a job's set-up is paid once
+    for many small planes, while each thread still gets four jobs or more."""
+    return max(1, min(16, channels // (4 * threads)))
+
+
 def _depthwise_prepare(s: ConvSpec) -> Run:
     assert s.x_shape is not None
     st, dil, begin = s.strides, s.dilations, s.pads
-    hp, wq, rb = depthwise_kernels.geometry(*s.x_shape[2:], begin, s.out_sp, s.kernel, st, dil)
+    hq, wq, plane, res = depthwise_kernels.geometry(
+        *s.x_shape[2:], begin, s.out_sp, s.kernel, st, dil
+    )
     threads = numba.config.NUMBA_NUM_THREADS
-    check_size((threads, st[1] * hp * wq), np.float32, "depthwise conv planes")
-    geometry = (begin[0], begin[1], st[0], st[1], dil[0], dil[1], hp, wq)
+    check_size((threads, plane), np.float32, "depthwise conv planes")
+    geometry = (begin[0], begin[1], st[0], st[1], dil[0], dil[1], hq, wq)
     scale, shift = _epilogue_vectors(s)
     w, b, act = s.w, s.bias, _act(s)
+    m = s.w.shape[0]
 
     def run(x: np.ndarray, out: np.ndarray) -> None:
         t = numba.get_num_threads()
-        planes = scratch("depthwise.planes", (t, st[1] * hp * wq), np.float32)
-        rows = scratch("depthwise.rows", (t, rb), np.float32)
+        planes = scratch("depthwise.planes", (t, plane), np.float32)
+        results = scratch("depthwise.results", (t, res), np.float32)
         depthwise_kernels.depthwise2d(
-            np.ascontiguousarray(x), w, b, out, *geometry, *act, scale, shift, planes, rows
+            np.ascontiguousarray(x), w, b, out, *geometry, *act, scale, shift,
+            depthwise_group(m * x.shape[0], t), planes, results,
         )  # fmt: skip
 
     return run
@@ -328,7 +338,7 @@ CONV_KERNELS: tuple[Kernel, ...] = (
         name=lambda s: f"conv2d_nchw_depthwise_direct_{isa()}",
         family="depthwise",
         applies=_depthwise_applies,
-        why=lambda s: f"group {s.group} = input channels: a plane a job",
+        why=lambda s: f"group {s.group} = input channels: phased planes, channels in groups",
         prepare=_depthwise_prepare,
         runs=("depthwise.depthwise2d",),
     ),

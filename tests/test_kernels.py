@@ -396,6 +396,28 @@ def test_simd_lane_operations_match_numpy():
     np.testing.assert_array_equal(out[4 * w :], np.concatenate([a, b])[::2])
 
 
+@pytest.mark.parametrize("n", [0, 1, 7, 16])
+def test_simd_masked_copies_touch_only_their_lanes(n):
+    """vload_first reads a[i : i + n] and zeros the rest; vstore_first writes n lanes,
+    nothing past them (the depthwise kernel's copies rely on it at a plane's end)."""
+    from runtime.kernels import simd
+
+    w = simd.WIDTH
+
+    @numba.njit
+    def copy(a, out, n):
+        simd.vstore_first(out, 3, simd.vload_first(a, 5, n), n)
+        simd.vstore(out, 2 * w, simd.vload_first(a, 5, n))
+
+    a = _rand(2 * w)
+    out = np.full(3 * w, np.inf, np.float32)
+    copy(a[: 5 + n], out, n)  # a view ending at the last lane read
+    want = np.full(3 * w, np.inf, np.float32)
+    want[3 : 3 + n] = a[5 : 5 + n]
+    want[2 * w :] = np.concatenate([a[5 : 5 + n], np.zeros(w - n, np.float32)])
+    np.testing.assert_array_equal(out, want)
+
+
 @pytest.mark.parametrize(
     ("g", "m", "k", "t"),
     [
@@ -518,6 +540,13 @@ def test_max_pool_without_indices_matches_naive(kernel_strides):
         ((2, 3, 70, 71), 1, 3, {"pads": (1, 1, 1, 1), "strides": (2, 2)}),
         ((1, 2, 66, 66), 1, 5, {"pads": (2, 2, 2, 2), "strides": (2, 2)}),
         ((1, 2, 64, 64), 1, 3, {"pads": (0, 1, 0, 0), "strides": (2, 2)}),
+        # groups of channels a job, the last one short; planes below one vector
+        ((2, 37, 7, 7), 1, 3, {"pads": (1, 1, 1, 1)}),
+        ((1, 19, 4, 4), 1, 3, {"pads": (1, 1, 1, 1)}),
+        # a stride of 3 (its phases copied value by value), uneven strides, dilated stride 2
+        ((1, 3, 13, 11), 1, 3, {"pads": (1, 1, 1, 1), "strides": (3, 3)}),
+        ((1, 3, 12, 15), 2, 3, {"pads": (1, 0, 1, 2), "strides": (2, 1)}),
+        ((1, 2, 17, 17), 1, 5, {"pads": (4, 4, 4, 4), "strides": (2, 2), "dilations": (2, 2)}),
     ],
 )
 @pytest.mark.parametrize("act", [None, "Relu", "Sigmoid", "Clip"])

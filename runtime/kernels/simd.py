@@ -16,6 +16,8 @@ below is one instruction.
     vsplat(s)            -> s in every lane
     vadd(a, b)           -> a + b, lane by lane
     veven(a, b)          -> lanes 0, 2, 4, ... of a then b (a and b: 2 WIDTH values in a row)
+    vload_first(a, i, n) -> a[i : i + n], then zeros (0 <= n <= WIDTH; nothing past n is read)
+    vstore_first(a, i, v, n)  a[i : i + n] = v[:n] (nothing past n is written)
     prefetch(a, i)          a hint to fetch a[i]'s cache line into L1
 
 None checks its bounds: the caller keeps i + WIDTH within the array (``prefetch``
@@ -61,6 +63,14 @@ if numba.config.DISABLE_JIT:
 
     def veven(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.concatenate([a, b])[0::2].copy()
+
+    def vload_first(a: np.ndarray, i: int, n: int) -> np.ndarray:
+        v = np.zeros(WIDTH, np.float32)
+        v[:n] = a[i : i + n]
+        return v
+
+    def vstore_first(a: np.ndarray, i: int, v: np.ndarray, n: int) -> None:
+        a[i : i + n] = v[:n]
 
     def prefetch(a: np.ndarray, i: int) -> None:
         return None
@@ -193,6 +203,54 @@ else:
             return builder.shuffle_vector(args[0], args[1], mask)
 
         return float32xw(a, b), codegen
+
+    def _first(context, builder, n, nty):
+        """The mask of lanes below n."""
+        count = context.cast(builder, n, nty, types.int32)
+        one = builder.insert_element(
+            ir.Constant(ir.VectorType(_I32, WIDTH), ir.Undefined), count, _I32(0)
+        )
+        mask = ir.Constant(ir.VectorType(_I32, WIDTH), [0] * WIDTH)
+        counts = builder.shuffle_vector(
+            one, ir.Constant(ir.VectorType(_I32, WIDTH), ir.Undefined), mask
+        )
+        lanes = ir.Constant(ir.VectorType(_I32, WIDTH), list(range(WIDTH)))
+        return builder.icmp_signed("<", lanes, counts)
+
+    @intrinsic
+    def vload_first(typingctx, arr, idx, n):
+        _check_array(arr)
+
+        def codegen(context, builder, sig, args):
+            p = _address(context, builder, sig.args[0], args[0], sig.args[1], args[1])
+            vp = builder.bitcast(p, _VEC.as_pointer())
+            mask = _first(context, builder, args[2], sig.args[2])
+            fn = cgutils.get_or_insert_function(
+                builder.module,
+                ir.FunctionType(_VEC, [vp.type, _I32, mask.type, _VEC]),
+                f"llvm.masked.load.v{WIDTH}f32.p0",
+            )
+            return builder.call(fn, [vp, _I32(4), mask, ir.Constant(_VEC, [0.0] * WIDTH)])
+
+        return float32xw(arr, idx, n), codegen
+
+    @intrinsic
+    def vstore_first(typingctx, arr, idx, vec, n):
+        _check_array(arr)
+
+        def codegen(context, builder, sig, args):
+            p = _address(context, builder, sig.args[0], args[0], sig.args[1], args[1])
+            vp = builder.bitcast(p, _VEC.as_pointer())
+            mask = _first(context, builder, args[3], sig.args[3])
+            fn = cgutils.get_or_insert_function(
+                builder.module,
+                ir.FunctionType(ir.VoidType(), [_VEC, vp.type, _I32, mask.type]),
+                f"llvm.masked.store.v{WIDTH}f32.p0",
+            )
+            builder.call(fn, [args[2], vp, _I32(4), mask])
+            return context.get_dummy_value()
+
+        return types.none(arr, idx, vec, n), codegen
 
     @intrinsic
     def prefetch(typingctx, arr, idx):
