@@ -8,8 +8,8 @@ At load (shape-free):
   * the rewrite passes run in the order of ``passes.PASSES`` (``runtime/passes.py``):
     constant folding, Identity and Dropout removal, the conv epilogue fusions
     (BatchNormalization into the weights, a per-channel Add into the bias,
-    activation, BatchNormalization after it, MaxPool), Gemm + Relu, and each Conv's
-    load-time algorithm.
+    activation, BatchNormalization after it, MaxPool), squeeze-and-excitation blocks
+    as one step, Gemm + Relu, and each Conv's load-time algorithm.
 
 Per input shape (first run with that shape): a plan (``runtime/plan.py``): one
 compiled program, or steps bound to the shapes (``runtime/bind.py``) writing into

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from runtime import kernel_table
-from runtime.ops.nn import bn_affine, fused_conv, fused_gemm
+from runtime.ops.nn import GLOBAL_POOL, bn_affine, fused_conv, fused_gemm, fused_squeeze_excite
 from runtime.steps import Step, call_step, consumers, store
 
 REMOVABLE = ("Identity", "Dropout")  # Dropout at inference passes its input through
@@ -413,6 +413,121 @@ def fuse_conv_max_pool(g: StepGraph) -> StepGraph:
     return _fuse_pairs(g, "Conv", _max_pool)
 
 
+def _pointwise_conv(step: Step, constants: dict) -> bool:
+    """A Conv with constant 1x1 weights at stride 1, unpadded, group 1, whose epilogue
+    holds at most an activation (what a squeeze-and-excitation block's convs are)."""
+    w = constants.get(step.inputs[1])
+    b_name = step.inputs[2] if len(step.inputs) > 2 else ""
+    a = step.attrs
+    return (
+        step.op_type == "Conv"
+        and step.fn is fused_conv
+        and w is not None
+        and w.dtype == np.float32
+        and w.ndim >= 3
+        and all(k == 1 for k in w.shape[2:])
+        and (not b_name or b_name in constants)
+        and a.get("group", 1) == 1
+        and all(v == 1 for v in a.get("strides") or [1])
+        and not any(a.get("pads") or [0])
+        and a.get("auto_pad", "NOTSET") in ("NOTSET", "VALID")
+        and not {"max_pool", "post_scale", "winograd"} & set(a)
+    )
+
+
+def _conv_act(step: Step) -> dict:
+    a = step.attrs
+    return {"act": a.get("activation"), "alpha": a.get("alpha", 0.01), "beta": a.get("beta", 0.0)}
+
+
+def fuse_squeeze_excitation(g: StepGraph) -> StepGraph:
+    """A squeeze-and-excitation block, GlobalAveragePool of x, a 1x1 Conv (and its
+    fused activation), another, and Mul of x by that per-channel gate (MobileNetV3,
+    EfficientNet, PP-LCNet), as one step (``nn.fused_squeeze_excite``): four small
+    steps' calls and tensors become one step's. Each tensor between them has one
+    reader and is not a graph output; the convs' weights and biases are constants."""
+    steps = list(g.steps)
+    constants = dict(g.constants)
+    users = consumers(steps)
+    k = 0
+    while k < len(steps):
+        mul = steps[k]
+        found = None
+        if mul.op_type == "Mul" and len(mul.inputs) == 2 and mul.inputs[0] != mul.inputs[1]:
+            for side in (0, 1):
+                found = _squeeze_excite_at(steps, users, k, side, constants, g.outputs)
+                if found is not None:
+                    break
+        if found is None:
+            k += 1
+            continue
+        fused, taken = found
+        steps[k] = fused
+        for j in sorted(taken, reverse=True):
+            del steps[j]
+        users = consumers(steps)
+        k += 1 - len(taken)
+    return replace(g, steps=tuple(steps), constants=constants)
+
+
+def _producer(steps: list[Step], name: str) -> int | None:
+    for j, s in enumerate(steps):
+        if name in s.outputs:
+            return j
+    return None
+
+
+def _squeeze_excite_at(
+    steps: list[Step], users: dict, k: int, side: int, constants: dict, outputs: frozenset
+) -> tuple[Step, list[int]] | None:
+    """The fused step for the Mul at k, x * gate (the gate its input ``side``), and the
+    indices of the pool and convs it replaces; None where the block does not match."""
+    mul = steps[k]
+    x, gate = mul.inputs[1 - side], mul.inputs[side]
+    chain = []  # conv2, conv1, pool: each the single reader's producer
+    name = gate
+    for want in ("Conv", "Conv", "GlobalAveragePool"):
+        j = _producer(steps, name)
+        if j is None or steps[j].op_type != want or name in outputs:
+            return None
+        if users.get(name, []) != [chain[-1] if chain else k]:
+            return None
+        if want == "Conv" and not _pointwise_conv(steps[j], constants):
+            return None
+        chain.append(j)
+        name = steps[j].inputs[0]
+    if name != x or any(o for o in steps[chain[2]].outputs[1:]):
+        return None
+    conv2, conv1, pool = (steps[j] for j in chain)
+    w1, w2 = constants[conv1.inputs[1]], constants[conv2.inputs[1]]
+    if w1.shape[1] != w2.shape[0] or w2.shape[1] != w1.shape[0] or w1.ndim != w2.ndim:
+        return None
+    biases = []
+    for conv, w in ((conv1, w1), (conv2, w2)):
+        b_name = conv.inputs[2] if len(conv.inputs) > 2 else ""
+        if not b_name:
+            b_name = f"{conv.inputs[1]}::sebias"
+            constants[b_name] = np.zeros(w.shape[0], np.float32)
+        biases.append(b_name)
+    a1, a2 = _conv_act(conv1), _conv_act(conv2)
+    fused = Step(
+        pool.node,
+        fused_squeeze_excite,
+        (x, conv1.inputs[1], biases[0], conv2.inputs[1], biases[1]),
+        mul.outputs,
+        {f"{k}{i}": v for i, a in ((1, a1), (2, a2)) for k, v in a.items()},
+        pool.since,
+        kernel_table.Choice(
+            "squeeze_excite_nchw",
+            "global pool, two 1x1 convs over it and the channel scale in one step; "
+            "the GEMM entry per input shape",
+            GLOBAL_POOL,
+        ),
+        ("Conv", *conv1.fused, "Conv", *conv2.fused, "Mul"),
+    )
+    return fused, sorted(chain)
+
+
 def _gemm_relu(step: Step, nxt: Step, i: int, constants: dict) -> Step | None:
     if "activation" in step.attrs or nxt.op_type != "Relu":
         return None
@@ -449,6 +564,7 @@ PASSES: tuple[Pass, ...] = (
     Pass("fuse_conv_activation", fuse_conv_activation),
     Pass("fuse_conv_activation_bn", fuse_conv_activation_bn),
     Pass("fuse_conv_max_pool", fuse_conv_max_pool),
+    Pass("fuse_squeeze_excitation", fuse_squeeze_excitation),
     Pass("fuse_gemm_relu", fuse_gemm_relu),
     Pass("choose_conv_algorithms", choose_conv_algorithms),
 )

@@ -194,6 +194,37 @@ def test_ops_outside_the_table_run_the_kernels_they_declare(calls):
     assert numpy == ["Flatten"], numpy  # every other op of this model runs a numba kernel
 
 
+def _squeeze_excite_model() -> bytes:
+    """A squeeze-and-excitation block (the engine fuses it into one step)."""
+    node = helper.make_node
+    nodes = [
+        node("GlobalAveragePool", ["x"], ["p"], name="se"),
+        node("Conv", ["p", "w1", "b1"], ["h0"]),
+        node("Relu", ["h0"], ["h"]),
+        node("Conv", ["h", "w2", "b2"], ["s0"]),
+        node("HardSigmoid", ["s0"], ["s"]),
+        node("Mul", ["x", "s"], ["y"]),
+    ]
+    weights = {"w1": _w(4, 12, 1, 1), "b1": _w(4), "w2": _w(12, 4, 1, 1), "b2": _w(12)}
+    vi = helper.make_tensor_value_info
+    inits = [numpy_helper.from_array(v, k) for k, v in weights.items()]
+    x = vi("x", TensorProto.FLOAT, ["n", 12, 5, 6])
+    return chain_model(nodes, [x], [vi("y", TensorProto.FLOAT, None)], inits)
+
+
+def test_squeeze_excitation_runs_what_describe_names(calls):
+    """The fused block runs the global pool and the GEMM entry its describe() names,
+    row by row for one image, in tiles for four."""
+    engine = NumbaEngine(load_graph(_squeeze_excite_model()), compile_plans=False)
+    for n, entry in ((1, "rows"), (4, "packed")):
+        x = RNG.standard_normal((n, 12, 5, 6)).astype(np.float32)
+        (info,) = engine.describe({"x": x}).steps
+        assert info.algorithm.startswith(f"squeeze_excite_nchw_gemm_f32_{entry}_")
+        assert "Mul" in info.fused
+        (ran,) = [r for _, r in _what_ran(engine, {"x": x}, calls)]
+        assert set(ran) == set(info.runs), (info.algorithm, ran)
+
+
 def test_every_kernel_lists_real_kernels():
     for name in sorted(_declared()):
         module, fn = name.split(".")

@@ -321,3 +321,116 @@ def test_add_of_a_computed_tensor_is_not_a_bias():
     steps = [(s.op, s.fused) for s in InferenceSession(model).describe().steps]
     assert steps[-1] == ("Add", ())
     compare(model, {"x": rng.standard_normal((2, 4, 5, 5)).astype(np.float32)}, atol=1e-5)
+
+
+def _se_model(style: str, c: int = 24, r: int = 8, gate_reader: bool = False) -> bytes:
+    """A depthwise conv, then a squeeze-and-excitation block as ``style`` writes it:
+    torch's MobileNetV3 (Relu, HardSigmoid), EfficientNet (SiLU as Sigmoid and Mul,
+    Sigmoid), Paddle (biases as Adds, Relu, HardSigmoid); then a 1x1 conv.
+    ``gate_reader``: the gate is also a graph output (then it cannot fuse)."""
+    rng = np.random.default_rng(14)
+    node = helper.make_node
+    inits = {
+        "wd": rng.standard_normal((c, 1, 3, 3)) / 3,
+        "w1": rng.standard_normal((r, c, 1, 1)) / np.sqrt(c),
+        "b1": rng.standard_normal(r),
+        "w2": rng.standard_normal((c, r, 1, 1)) / np.sqrt(r),
+        "b2": rng.standard_normal(c),
+        "wp": rng.standard_normal((16, c, 1, 1)) / np.sqrt(c),
+        "a1": rng.standard_normal((1, r, 1, 1)),
+        "a2": rng.standard_normal((1, c, 1, 1)),
+    }
+    nodes = [
+        node("Conv", ["x", "wd"], ["d"], group=c, pads=[1] * 4),
+        node("GlobalAveragePool", ["d"], ["p"]),
+    ]
+    if style == "paddle":
+        nodes += [
+            node("Conv", ["p", "w1"], ["h0"]),
+            node("Add", ["h0", "a1"], ["h1"]),
+            node("Relu", ["h1"], ["h"]),
+            node("Conv", ["h", "w2"], ["s0"]),
+            node("Add", ["s0", "a2"], ["s1"]),
+            node("HardSigmoid", ["s1"], ["s"], alpha=0.2, beta=0.5),
+        ]
+    elif style == "efficientnet":
+        nodes += [
+            node("Conv", ["p", "w1", "b1"], ["h0"]),
+            node("Sigmoid", ["h0"], ["h1"]),
+            node("Mul", ["h0", "h1"], ["h"]),
+            node("Conv", ["h", "w2", "b2"], ["s0"]),
+            node("Sigmoid", ["s0"], ["s"]),
+        ]
+    else:
+        nodes += [
+            node("Conv", ["p", "w1", "b1"], ["h0"]),
+            node("Relu", ["h0"], ["h"]),
+            node("Conv", ["h", "w2", "b2"], ["s0"]),
+            node("HardSigmoid", ["s0"], ["s"], alpha=1 / 6, beta=0.5),
+        ]
+    nodes += [
+        node("Mul", ["s", "d"] if style == "paddle" else ["d", "s"], ["e"]),
+        node("Conv", ["e", "wp"], ["y"]),
+    ]
+    vi = helper.make_tensor_value_info
+    outs = [vi("y", TensorProto.FLOAT, None)] + ([vi("s", TensorProto.FLOAT, None)] * gate_reader)
+    return chain_model(
+        nodes,
+        [vi("x", TensorProto.FLOAT, ["N", c, 7, 9])],
+        outs,
+        [numpy_helper.from_array(v.astype(np.float32), n) for n, v in inits.items()],
+    )
+
+
+@pytest.mark.parametrize("style", ["torch", "efficientnet", "paddle"])
+def test_squeeze_excitation_is_one_step(style):
+    """GlobalAveragePool, two 1x1 convs with their activations and the channel Mul: one
+    step (the pool's node), saying what it fused; as onnxruntime at batch 1 (the GEMM's
+    rows) and 5 (its tiles), and on a second run into the plan's buffers."""
+    model = _se_model(style)
+    sess = InferenceSession(model)
+    steps = sess.describe().steps
+    assert [s.op for s in steps] == ["Conv", "GlobalAveragePool", "Conv"]
+    se = steps[1]
+    acts = {
+        "torch": (("Relu",), ("HardSigmoid",)),
+        "efficientnet": (("Sigmoid", "Mul"), ("Sigmoid",)),
+        "paddle": (("Add (in the bias)", "Relu"), ("Add (in the bias)", "HardSigmoid")),
+    }[style]
+    assert se.fused == ("Conv", *acts[0], "Conv", *acts[1], "Mul")
+    assert se.algorithm == "squeeze_excite_nchw"
+    rng = np.random.default_rng(15)
+    for n in (1, 5):
+        x = rng.standard_normal((n, 24, 7, 9)).astype(np.float32)
+        shaped = sess.describe({"x": x}).steps[1]
+        assert shaped.algorithm.startswith("squeeze_excite_nchw_gemm_f32_")
+        assert ("_rows_" in shaped.algorithm) == (n == 1)
+        compare(model, {"x": x}, atol=1e-5)
+
+
+def test_squeeze_excitation_whose_gate_is_read_elsewhere_stays_apart():
+    model = _se_model("torch", gate_reader=True)
+    ops = [s.op for s in InferenceSession(model).describe().steps]
+    assert ops == ["Conv", "GlobalAveragePool", "Conv", "Conv", "Mul", "Conv"]
+    x = np.random.default_rng(16).standard_normal((2, 24, 7, 9)).astype(np.float32)
+    compare(model, {"x": x}, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "act", ["Relu", "LeakyRelu", "Tanh", "Sigmoid", "Clip", "HardSigmoid", "HardSwish", "SiLU"]
+)
+def test_squeeze_excitation_activations_are_the_epilogue_s(act):
+    """The fused block's NumPy activations (``nn._activate_numpy``) against the conv
+    epilogue's (``kernels.activation.activate``), over values past every bend and
+    saturation, NaN kept."""
+    from runtime.kernels.activation import ACTIVATIONS, activate
+    from runtime.ops.nn import _activate_numpy
+
+    v = np.concatenate([np.linspace(-100, 100, 401), [np.nan, 0.0, -0.0]]).astype(np.float32)
+    alpha, beta = (0.2, 0.5) if act != "Clip" else (-0.5, 2.0)
+    want = v.copy()
+    activate(want, want.size, np.float32(0), ACTIVATIONS[act], np.float32(alpha),
+             np.float32(beta), np.float32(1), np.float32(0))  # fmt: skip
+    got = v.copy()
+    _activate_numpy(got, act, alpha, beta)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)

@@ -643,3 +643,148 @@ def _fused_gemm_prepare(x: np.ndarray, args: list, attrs: Mapping) -> GemmCall:
 
 fused_conv.prepare = conv.prepare
 fused_gemm.prepare = _fused_gemm_prepare
+
+
+# --------------------------------------------------------------------------- squeeze-and-excitation
+
+
+def _activate_numpy(h: np.ndarray, act: str | None, alpha: float, beta: float) -> None:
+    """``kernels.activation.activate``'s activation of ``h`` in place, in NumPy (for a
+    squeeze-and-excitation block's few values per image: a kernel call costs more),
+    each ufunc in place: no temporaries, and no ``np.clip`` (its dispatch alone costs
+    microseconds)."""
+    f32 = np.float32
+    if act is None or act == "Relu":
+        if act == "Relu":
+            np.maximum(h, f32(0), out=h)
+        return
+    if act == "LeakyRelu":
+        np.copyto(h, h * f32(alpha), where=h < 0)
+    elif act == "Tanh":
+        np.tanh(h, out=h)
+    elif act == "Clip":
+        np.minimum(np.maximum(h, f32(alpha), out=h), f32(beta), out=h)
+    elif act in ("Sigmoid", "SiLU"):
+        gate = np.negative(h)
+        with np.errstate(over="ignore"):  # exp(88+) is inf: the sigmoid is then 0
+            np.exp(gate, out=gate)
+        gate += f32(1)
+        np.reciprocal(gate, out=gate)
+        if act == "SiLU":
+            h *= gate
+        else:
+            h[...] = gate
+    else:  # HardSigmoid, HardSwish
+        gate = h * f32(alpha) if act == "HardSwish" else h
+        if act != "HardSwish":
+            gate *= f32(alpha)
+        gate += f32(beta)
+        np.minimum(np.maximum(gate, f32(0), out=gate), f32(1), out=gate)
+        if act == "HardSwish":
+            h *= gate
+
+
+class SqueezeExciteCall:
+    """A squeeze-and-excitation block laid out for one input shape: y = x * s, with
+    s = act2(W2 act1(W1 mean(x) + b1) + b2) per image and channel (W1 (R, C), W2 (C, R):
+    two 1x1 convs over the pooled (N, C, 1, ...)). One step instead of four: the global
+    pool (``pool._global_pool``), the two small products as GEMMs of N rows
+    (``kernel_table.choose_gemm``: the same chains of fused multiply-adds as the
+    GEMM's, a bias and a ReLU in its store), the other activations in NumPy over the
+    N x C values, then the channel scale into ``out``. A dedicated kernel would save
+    its few kernel calls (about 30 us of a block's 50 on one thread), at the price of
+    one more kernel for ``cnn warmup`` to compile."""
+
+    def __init__(self, x_shape: tuple[int, ...], w1, b1, w2, b2, acts) -> None:
+        n, c = x_shape[:2]
+        r = w1.shape[0]
+        ones = (1,) * (len(x_shape) - 2)
+        if (
+            w1.shape != (r, c, *ones)
+            or w2.shape != (c, r, *ones)
+            or b1.shape != (r,)
+            or b2.shape != (c,)
+        ):
+            raise ShapeError(
+                f"squeeze-and-excitation: X {tuple(x_shape)} with 1x1 conv weights {w1.shape} "
+                f"and {w2.shape}, biases {b1.shape} and {b2.shape}: expected ({r}, {c}, "
+                f"{', '.join(map(str, ones))}) and ({c}, {r}, ...), biases ({r},) and ({c},)"
+            )
+        check_size(x_shape, np.float32, "squeeze-and-excitation output")
+        self.shape, self.n, self.c, self.r = tuple(x_shape), n, c, r
+        self.plane = int(np.prod(x_shape[2:], dtype=np.int64))
+        entry, choice = kernel_table.choose_gemm(max(n, 1), "bias in the store")
+        self.product = gemm_kernels.gemm_rows if entry.few_rows else gemm_kernels.gemm_tiles
+        self.bp1 = gemm_kernels.pack_b(np.asarray(w1, np.float32).reshape(r, c).T[None])
+        self.bp2 = gemm_kernels.pack_b(np.asarray(w2, np.float32).reshape(c, r).T[None])
+        self.b1, self.b2 = kernel_constant(b1), kernel_constant(b2)
+        (self.act1, self.alpha1, self.beta1), (self.act2, self.alpha2, self.beta2) = acts
+        self.choice = Choice(
+            f"squeeze_excite_nchw_{entry.name}",
+            f"global pool, two 1x1 convs over it and the channel scale in one step; {n} "
+            f"image(s): {choice.reason}",
+            (*GLOBAL_POOL, *(k for k in entry.runs if not entry.few_rows or "pack_a" not in k)),
+        )  # row by row, A is packed by a NumPy copy (``_pack``)
+
+    def _pack(self, a: np.ndarray) -> np.ndarray:
+        """A (1, n, k) packed as the GEMM's A (``gemm.pack_a``). Row by row (n below
+        ``GEMM_FEW_ROWS``) the kernel reads only the n rows' lanes of its one block:
+        a strided copy of them does."""
+        if self.product is gemm_kernels.gemm_tiles:
+            return gemm_kernels.pack_a_call(a)
+        n, k = a.shape[1:]
+        ap = scratch("gemm.a", (1, 1, k, gemm_kernels.MR), np.float32)
+        ap[0, 0, :, :n] = a[0].T
+        return ap
+
+    def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        out = allocate(self.shape, np.float32, "squeeze-and-excitation output", out)
+        n, c, r = self.n, self.c, self.r
+        if out.size == 0:
+            return out
+        x3 = np.ascontiguousarray(x).reshape(n, c, self.plane)
+        work = scratch("se.work", (n * (2 * c + r),), np.float32)
+        pooled = work[: n * c].reshape(1, n, c)
+        gate = work[n * c : 2 * n * c].reshape(1, n, c)
+        hidden = work[2 * n * c :].reshape(1, n, r)
+        pool_kernels._global_pool(x3.reshape(n * c, self.plane), pooled.reshape(-1), False)
+        relu = self.act1 == "Relu"
+        self.product(self._pack(pooled), self.bp1, hidden, n, r, self.b1, relu)
+        if not relu:
+            _activate_numpy(hidden, self.act1, self.alpha1, self.beta1)
+        relu = self.act2 == "Relu"
+        self.product(self._pack(hidden), self.bp2, gate, n, c, self.b2, relu)
+        if not relu:
+            _activate_numpy(gate, self.act2, self.alpha2, self.beta2)
+        np.multiply(x3, gate.reshape(n, c, 1), out=out.reshape(n, c, self.plane))
+        return out
+
+
+def squeeze_excite_call(x_shape, w1, b1, w2, b2, *, act1=None, alpha1=0.01, beta1=0.0,
+                        act2=None, alpha2=0.01, beta2=0.0) -> SqueezeExciteCall:  # fmt: skip
+    return SqueezeExciteCall(
+        tuple(x_shape), w1, b1, w2, b2, ((act1, alpha1, beta1), (act2, alpha2, beta2))
+    )
+
+
+def fused_squeeze_excite(x, w1, b1, w2, b2, *, act1=None, alpha1=0.01, beta1=0.0, act2=None,
+                         alpha2=0.01, beta2=0.0, _out=None):  # fmt: skip
+    """The engine's squeeze-and-excitation step (``passes.fuse_squeeze_excitation``):
+    GlobalAveragePool, Conv 1x1 (+ act1), Conv 1x1 (+ act2), Mul by the input."""
+    x32 = _float32("GlobalAveragePool", "X", x)
+    if x32.ndim < 3:
+        raise ShapeError(f"GlobalAveragePool: expected X of rank >= 3, received {x.shape}")
+    if x32.size == 0 and x32.shape[0] * x32.shape[1]:
+        raise ShapeError(f"GlobalAveragePool: X {x.shape} has empty spatial axes")
+    call = squeeze_excite_call(x32.shape, w1, b1, w2, b2, act1=act1, alpha1=alpha1,
+                               beta1=beta1, act2=act2, alpha2=alpha2, beta2=beta2)  # fmt: skip
+    return call(x32, _out and _out[0])
+
+
+def _squeeze_excite_prepare(x: np.ndarray, args: list, attrs: Mapping) -> SqueezeExciteCall | None:
+    if x.dtype != np.float32 or x.ndim < 3 or (x.size == 0 and x.shape[0] * x.shape[1]):
+        return None  # the unbound step raises the error, naming its node
+    return squeeze_excite_call(x.shape, *args, **attrs)
+
+
+fused_squeeze_excite.prepare = _squeeze_excite_prepare
