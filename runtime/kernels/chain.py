@@ -105,8 +105,14 @@ B_C, B_S, B_SCALE, B_SHIFT = range(3, 7)
 # Softmax / LogSoftmax over the whole image vector
 S_SIZE, S_LOG = range(3, 5)
 
+# The per-op helpers below are inlined into run_images at numba's IR level
+# (inline="always"): compiled as functions of their own, each level of calls was
+# optimized and turned into machine code again inside its caller, with a Python entry
+# point each. LeNet-5's first call from an empty cache: 15.8 s of CPU, 11.7 inlined
+# (benchmarks/cold_start.py), the same speed after it.
 
-@kernel()
+
+@kernel(inline="always")
 def _conv2d_nchw_taps(r, src, dst, ws, ipool, fpool):  # pragma: no cover
     """One image's convolution: src and dst are its input and output in ``ws``."""
     cin, H, W, cout = r[C_CIN], r[C_H], r[C_W], r[C_COUT]
@@ -123,7 +129,8 @@ def _conv2d_nchw_taps(r, src, dst, ws, ipool, fpool):  # pragma: no cover
         L = (oh_ - 1) * wp + ow_
         rs = wp
     elif r[C_FLAT] == 1:  # stride 1: zero-padded copy (cin, hp, wp), output rows of wp
-        pad[: cin * hp * wp] = 0.0
+        for i in range(cin * hp * wp):
+            pad[i] = 0.0
         x0, x1 = max(0, -pw), min(W, wp - pw)  # input columns that land in the copy
         for c in range(cin):  # loops: numba's slice assignment costs 4x more here
             for iy in range(max(0, -ph), min(H, hp - ph)):
@@ -171,7 +178,7 @@ def _conv2d_nchw_taps(r, src, dst, ws, ipool, fpool):  # pragma: no cover
                     row[ox] = a[oy * rs + ox]
 
 
-@kernel()
+@kernel(inline="always")
 def _pool_rows(a, dst, m, rs, oh_, ow_, kh, kw, is_max):  # pragma: no cover
     """Channel m's conv output (rows of stride rs in ``a``) pooled by kh x kw windows
     that tile it, straight into dst (m, oh_/kh, ow_/kw): no packed copy in between.
@@ -203,7 +210,7 @@ def _pool_rows(a, dst, m, rs, oh_, ow_, kh, kw, is_max):  # pragma: no cover
             o[px] = best if is_max else total * inv
 
 
-@kernel()
+@kernel(inline="always")
 def _pool(r, src, dst, ws):  # pragma: no cover
     """One image's pooling: src and dst are its input and output in ``ws``."""
     C, H, W, oh_, ow_ = r[P_C], r[P_H], r[P_W], r[P_OH], r[P_OW]
@@ -252,7 +259,7 @@ def _pool(r, src, dst, ws):  # pragma: no cover
                     dst[o] = total / div if div > 0 else 0.0
 
 
-@kernel()
+@kernel(inline="always")
 def _gemm_f32_group(r, ws, fpool, G, a):  # pragma: no cover
     """The group's G images at once (image g's vectors at g*a from the regions'
     starts), on the engine's GEMM micro-kernel: each panel of w is read once for the
@@ -291,13 +298,13 @@ def _gemm_f32_group(r, ws, fpool, G, a):  # pragma: no cover
         )
 
 
-@kernel()
+@kernel(inline="always")
 def _softmax(r, x, y):  # pragma: no cover
     n = r[S_SIZE]
     softmax_row(x[:n], y[:n], r[S_LOG] == 1)
 
 
-@kernel()
+@kernel(inline="always")
 def _run_group(x, out, code, ipool, fpool, ws, a):  # pragma: no cover
     """Every op of ``code`` on a group of G images, op by op: x (G, in) -> out (G, out).
 
@@ -305,8 +312,12 @@ def _run_group(x, out, code, ipool, fpool, ws, a):  # pragma: no cover
     Gemm takes the whole group at once, every other op one image after another.
     """
     G = x.shape[0]
+    # Element loops, not slice assignments: numba compiles a slice assignment's
+    # broadcasting and its error message (2 s of LeNet-5's first call).
+    n_in, n_out = x.shape[1], out.shape[1]
     for g in range(G):
-        ws[g * a : g * a + x.shape[1]] = x[g]  # region 0 starts at offset 0
+        for i in range(n_in):  # region 0 starts at offset 0
+            ws[g * a + i] = x[g, i]
     for k in range(code.shape[0]):
         r = code[k]
         op = r[F_OP]
@@ -337,7 +348,7 @@ def _run_group(x, out, code, ipool, fpool, ws, a):  # pragma: no cover
                         src[c * S : (c + 1) * S],
                         S,
                         np.float32(0.0),
-                        0,
+                        np.int64(0),  # not a literal 0: that compiles activate twice
                         np.float32(0.0),
                         np.float32(0.0),
                         fpool[r[B_SCALE] + c],
@@ -347,7 +358,8 @@ def _run_group(x, out, code, ipool, fpool, ws, a):  # pragma: no cover
                 _softmax(r, src, dst)
     last = code[code.shape[0] - 1][F_DST]
     for g in range(G):
-        out[g] = ws[last + g * a : last + g * a + out.shape[1]]
+        for i in range(n_out):
+            out[g, i] = ws[last + g * a + i]
 
 
 @kernel(parallel=True)
