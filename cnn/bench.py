@@ -1,14 +1,14 @@
 """The backend benchmark behind ``cnn bench`` (issue 5's yardstick).
 
 Per configuration (model, batch size, thread count), each backend runs alone in
-fresh processes, as a user runs it, the processes of the two backends alternated
-(``isolated_times``); or, with ``interleaved``, in one process, the backends in
-alternating rounds (which penalises whichever runs after onnxruntime's spinning
-threads). Reported: median, p90 and p99 time per call, images per second, achieved
-GFLOP/s (2 x MACs counted from the graph) and the numba/onnxruntime throughput
-ratio. The same run measures numpy's float32 GEMM (the practical roof) and, in
-fresh processes, cold start (import, session, first result; numba with a warm and
-with a cold JIT cache) and peak RSS.
+fresh processes (cnn/worker.py), as a user runs it, the processes of the two
+backends alternated (``isolated_times``); or, with ``interleaved``, in one process,
+the backends in alternating rounds (which penalises whichever runs after
+onnxruntime's spinning threads). Reported: median, p90 and p99 time per call,
+images per second, achieved GFLOP/s (2 x MACs counted from the graph) and the
+numba/onnxruntime throughput ratio. The same run measures numpy's float32 GEMM (the
+practical roof) and, in fresh processes, cold start (import, session, first result;
+numba with a warm and with a cold JIT cache) and peak RSS.
 
 Timings on shared machines are noisy: compare ratios from one run, never absolute
 numbers across runs.
@@ -16,10 +16,8 @@ numbers across runs.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -113,26 +111,17 @@ def feed_shapes(
     return resolve(model_inputs(path), dims, shape, batch=batch).concrete(batch)
 
 
-_WORKER = """
-import json, sys, time
-import numpy as np
-from cnn.shapes import model_inputs, random_feeds
-from runtime import InferenceSession
-path, backend, threads, shapes, calls, seed = sys.argv[1:7]
-sess = InferenceSession(path, backend=backend, threads=int(threads) or None)
-feed = random_feeds(model_inputs(path), json.loads(shapes), int(seed))
-t0 = time.perf_counter()
-n = 0
-while n < 3 or time.perf_counter() - t0 < 1.0:  # warm-up: compile, plan, caches
-    sess.run(None, feed)
-    n += 1
-times = []
-for _ in range(int(calls)):
-    t = time.perf_counter()
-    sess.run(None, feed)
-    times.append(time.perf_counter() - t)
-print(json.dumps(times))
-"""
+def _random_spec(path: str | os.PathLike, shapes: dict[str, tuple[int, ...]], seed: int) -> dict:
+    """The worker's samples: cnn/shapes.py's seeded random inputs of ``shapes``."""
+    from cnn.samples import random_spec
+    from cnn.shapes import model_inputs
+
+    return random_spec(model_inputs(path), shapes, seed)
+
+
+def _first(shapes: dict[str, tuple[int, ...]], batch: int) -> int:
+    """The samples in one call at ``shapes``: their first axis."""
+    return next((s[0] for s in shapes.values() if s), batch)
 
 
 def isolated_times(
@@ -143,33 +132,25 @@ def isolated_times(
     calls: int,
     seed: int = 0,
 ) -> list[float]:
-    """Seconds per call of one backend alone in a fresh process, as a user runs it."""
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _WORKER,
-            str(path),
-            backend,
-            str(threads or 0),
-            json.dumps(shapes),
-            str(calls),
-            str(seed),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"{backend} on {path}: {worker_error(out.stderr)}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    """Seconds per call of one backend alone in a fresh process (cnn/worker.py), as a
+    user runs it: a warm-up (3 calls and 1 s at least: compile, plan, caches), then
+    ``calls`` timed calls."""
+    from cnn import worker
 
-
-def worker_error(stderr: str) -> str:
-    """A worker's failure in one line: the exception's own line (``Type: message``), the
-    last one of its traceback, not the traceback squashed together."""
-    lines = [line for line in stderr.strip().splitlines() if line.strip()]
-    return lines[-1].strip()[:500] if lines else "(no message)"
+    n = _first(shapes, 1)
+    try:
+        spec = {
+            "backend": backend,
+            "model": str(path),
+            "threads": threads,
+            "samples": _random_spec(path, shapes, seed),
+            "first": n,
+            "timing": {"sizes": [n], "rounds": calls, "warmup": 3, "warmup_s": 1.0},
+        }
+        result = worker.launch(spec, timeout=1800)
+    except (worker.WorkerError, OSError, ValueError) as exc:
+        raise RuntimeError(f"{backend} on {path}: {' '.join(str(exc).split())}") from None
+    return result["times"][str(n)]
 
 
 def bench_model(
@@ -237,22 +218,22 @@ def bench_model(
     return rows
 
 
-_COLD_PROBE = """
-import json, sys, time
-t0 = time.perf_counter()
-import numpy as np
-import runtime
-sess = runtime.InferenceSession(sys.argv[1], backend=sys.argv[2])
-(inp,) = sess.get_inputs()
-shape = [1] + (json.loads(sys.argv[4]) if len(sys.argv) > 4 else list(inp.shape[1:]))
-sess.run(None, {inp.name: np.zeros(shape, np.float32)})
-first = time.perf_counter() - t0
-big = [int(sys.argv[3])] + shape[1:]
-sess.run(None, {inp.name: np.zeros(big, np.float32)})
-# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across exec.
-hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM"))
-print(json.dumps({"cold_start_s": first, "peak_rss_mb": int(hwm.split()[1]) / 1024}))
-"""
+def cold_shapes(
+    path: str | os.PathLike, batch: int, sample: Sequence[int] | None = None
+) -> tuple[dict[str, tuple[int, ...]], int]:
+    """The cold-start probe's inputs at ``batch`` and the samples of its first call: 1,
+    or the batch the model fixes (which then stays). ``sample``: the one input's shape
+    past the batch when the model leaves it symbolic, else the model's own sizes
+    (cnn/shapes.py's resolver)."""
+    from cnn.shapes import model_inputs, resolve
+
+    inputs = model_inputs(path)
+    fixed = next((s.dims[0] for s in inputs if s.dims and isinstance(s.dims[0], int)), None)
+    if sample is not None and len(inputs) == 1 and inputs[0].dims:
+        shapes = resolve(inputs, shape=[fixed or batch, *sample]).concrete()
+    else:
+        shapes = resolve(inputs, batch=batch).concrete(batch)
+    return shapes, fixed or 1
 
 
 def cold_start(
@@ -262,22 +243,26 @@ def cold_start(
     cache_dir: str | None,
     sample: Sequence[int] | None = None,
 ) -> dict:
-    """A fresh process: import, session, first result; then one run at ``batch``
-    (``sample``: the input's shape past the batch, when the model leaves it symbolic)."""
-    env = dict(os.environ)
-    if cache_dir is not None:
-        env["NUMBA_CACHE_DIR"] = cache_dir
-    out = subprocess.run(
-        [sys.executable, "-c", _COLD_PROBE, str(path), backend, str(batch)]
-        + ([json.dumps(list(sample))] if sample is not None else []),
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"cold-start probe failed: {out.stderr.strip()[-500:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    """A fresh process (cnn/worker.py): import, session, first result at batch 1 (the
+    ``cold_start_s`` here is the worker's ``first_result_s``); then one call at
+    ``batch`` before its peak RSS is read (``sample``: see :func:`cold_shapes`)."""
+    from cnn import worker
+
+    try:
+        shapes, first = cold_shapes(path, batch, sample)
+        spec = {
+            "backend": backend,
+            "model": str(path),
+            "threads": None,
+            "samples": _random_spec(path, shapes, 0),
+            "first": first,
+            "then": _first(shapes, batch),
+        }
+        env = {} if cache_dir is None else {"NUMBA_CACHE_DIR": cache_dir}
+        result = worker.launch(spec, timeout=600, env=env)
+    except (worker.WorkerError, OSError, ValueError) as exc:
+        raise RuntimeError(f"cold-start probe failed: {' '.join(str(exc).split())}") from None
+    return {"cold_start_s": result["first_result_s"], "peak_rss_mb": result["peak_rss_mb"]}
 
 
 def cold_starts(
@@ -391,28 +376,22 @@ def plot(rows: Sequence[BenchRow], path: str | os.PathLike) -> None:
 
 # --- cnn bench --busy: each backend's slowdown with every core (or N) already busy ---
 
-# A busy loop that stops by itself: when its parent is gone (even one killed without a
-# chance to clean up) or after its time limit. Pure-Python work: one core each.
-_BUSY_LOOP = """
-import os, sys, time
-parent, deadline = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])
-while os.getppid() == parent and time.monotonic() < deadline:
-    for _ in range(200000):
-        pass
-"""
-
 
 @contextmanager
 def busy_processes(n: int, limit_s: float = 600.0) -> Iterator[list[subprocess.Popen]]:
     """``n`` busy-loop processes, each taking one core, stopped (and reaped) on exit,
-    whatever happens inside the block; each also stops by itself after ``limit_s``."""
+    whatever happens inside the block; each also stops by itself after ``limit_s``
+    (cnn/worker.py's :func:`~cnn.worker.spin`)."""
+    from cnn import worker
+
     procs: list[subprocess.Popen] = []
     try:
         for _ in range(n):
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-S", "-c", _BUSY_LOOP, str(os.getpid()), str(limit_s)],
+                    worker.spin_command(os.getpid(), limit_s),
                     stdin=subprocess.DEVNULL,
+                    env=worker.environment(),
                 )
             )
         yield procs
@@ -421,35 +400,6 @@ def busy_processes(n: int, limit_s: float = 600.0) -> Iterator[list[subprocess.P
             p.kill()
         for p in procs:
             p.wait()
-
-
-# One backend alone in this process. It warms up, then answers each line on stdin
-# ("run") with the seconds of ``calls`` timed calls (after SETTLE_S of untimed ones,
-# so that a load started in between has taken its cores), until stdin closes.
-_BUSY_WORKER = """
-import json, sys, time
-from cnn.shapes import model_inputs, random_feeds
-from runtime import InferenceSession
-path, backend, threads, shapes, calls, seed = sys.argv[1:7]
-sess = InferenceSession(path, backend=backend, threads=int(threads) or None)
-feed = random_feeds(model_inputs(path), json.loads(shapes), int(seed))
-t0 = time.perf_counter()
-n = 0
-while n < 3 or time.perf_counter() - t0 < 1.0:  # compile, plan, caches
-    sess.run(None, feed)
-    n += 1
-print("ready", flush=True)
-for line in sys.stdin:
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < float(line.split()[1]):
-        sess.run(None, feed)
-    times = []
-    for _ in range(int(calls)):
-        t = time.perf_counter()
-        sess.run(None, feed)
-        times.append(time.perf_counter() - t)
-    print(json.dumps(times), flush=True)
-"""
 
 
 @dataclass(frozen=True)
@@ -473,18 +423,6 @@ class BusyRow:
         return float(np.median(self.slowdowns))
 
 
-def _ask(proc: subprocess.Popen, settle_s: float, err) -> list[float]:
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(f"run {settle_s}\n")
-    proc.stdin.flush()
-    line = proc.stdout.readline()
-    if not line:
-        proc.wait(timeout=10)
-        err.seek(0)
-        raise RuntimeError(f"the benchmark worker stopped: {err.read().strip()[-500:]}")
-    return json.loads(line)
-
-
 def busy_times(
     path: str | os.PathLike,
     backend: str,
@@ -496,31 +434,27 @@ def busy_times(
     seed: int = 0,
 ) -> tuple[float, float]:
     """(median seconds per call quiet, then with ``busy`` busy-loop processes running)
-    of one backend alone in a fresh process, which warms up (and compiles) quiet."""
-    args = [str(path), backend, str(threads or 0), json.dumps(shapes), str(calls), str(seed)]
-    # stderr to a file: a pipe nobody reads while the worker runs could fill and stall it
-    with tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _BUSY_WORKER, *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-            env={**os.environ, **(env or {})},
-        )
-        try:
-            assert proc.stdout is not None
-            if proc.stdout.readline().strip() != "ready":
-                proc.wait(timeout=10)
-                err.seek(0)
-                raise RuntimeError(f"{backend} on {path}: {err.read().strip()[-500:]}")
-            quiet = float(np.median(_ask(proc, SETTLE_S, err)))
+    of one backend alone in a fresh process (cnn/worker.py, serving), which warms up
+    (and compiles) quiet."""
+    from cnn import worker
+
+    n = _first(shapes, 1)
+    try:
+        spec = {
+            "backend": backend,
+            "model": str(path),
+            "threads": threads,
+            "samples": _random_spec(path, shapes, seed),
+            "first": n,
+            "serve": {"size": n, "calls": calls, "warmup": 3, "warmup_s": 1.0},
+        }
+        with worker.serving(spec, env=env) as served:
+            quiet = float(np.median(served.ask(SETTLE_S)))
             with busy_processes(busy):
-                loaded = float(np.median(_ask(proc, 2 * SETTLE_S, err)))
-            return quiet, loaded
-        finally:
-            proc.kill()
-            proc.wait()
+                loaded = float(np.median(served.ask(2 * SETTLE_S)))
+    except (worker.WorkerError, OSError, ValueError) as exc:
+        raise RuntimeError(f"{backend} on {path}: {' '.join(str(exc).split())}") from None
+    return quiet, loaded
 
 
 def bench_busy(

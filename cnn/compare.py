@@ -7,8 +7,8 @@ Backends (cnn/backends.py): numba and onnxruntime, and OpenVINO (fp32 forced, an
 default precision), tract and onnx's reference evaluator where installed. The
 reference is the first backend, in the order given, that runs the model; one that
 is not installed or fails is a row of the table saying why. By default each backend
-runs alone in its own process (``python -m cnn.compare_worker``), as a user runs
-one; ``interleaved`` keeps them in this process, in alternating timed rounds. A
+runs alone in its own process (``python -m cnn.worker``, cnn/worker.py), as a user
+runs one; ``interleaved`` keeps them in this process, in alternating timed rounds. A
 backend that fails is one line and the others go on. onnxruntime logs errors only
 (``ort_log_level``).
 
@@ -25,10 +25,7 @@ import before it, in the process of its own).
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -187,10 +184,6 @@ class _Result:
     times: dict[int, list[float]]
 
 
-def _root() -> str:
-    return str(Path(__file__).resolve().parents[1])
-
-
 def _run_isolated(
     backend: Backend,
     model: str,
@@ -205,47 +198,31 @@ def _run_isolated(
     timeout: float,
     ort_log_level: int = 3,
 ) -> _Result:
-    """One backend in a fresh ``python -m cnn.compare_worker``; RuntimeError: one line."""
-    tag = backend.name
+    """One backend in a fresh worker process (cnn/worker.py); RuntimeError: one line."""
+    from cnn import worker
+
+    outputs_path = folder / f"{backend.name}.outputs.npz"
     spec = {
         "backend": backend.name,
         "model": str(model),
-        "samples": plan.samples.spec(folder),
-        "chunk": plan.chunk,
-        "pad": plan.pad,
-        "first": plan.first,
-        "batch_sizes": list(plan.batch_sizes),
-        "rounds": rounds,
-        "warmup": warmup,
-        "max_seconds": max_seconds,
         "threads": threads,
+        "samples": plan.samples.spec(folder),
+        "first": plan.first,
+        "agreement": {"chunk": plan.chunk, "pad": plan.pad, "outputs": str(outputs_path)},
+        "timing": {
+            "sizes": list(plan.batch_sizes),
+            "rounds": rounds,
+            "warmup": warmup,
+            "warmup_s": 0.5,
+            "max_seconds": max_seconds,
+        },
         "bar": bar,
-        "outputs": str(folder / f"{tag}.outputs.npz"),
-        "result": str(folder / f"{tag}.result.json"),
-        "error": str(folder / f"{tag}.error.txt"),
     }
-    spec_path = folder / f"{tag}.spec.json"
-    spec_path.write_text(json.dumps(spec))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (_root(), env.get("PYTHONPATH")) if p)
-    env[ORT_LOG_ENV] = str(ort_log_level)
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "cnn.compare_worker", str(spec_path)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"no result within {timeout:.0f} s") from None
-    error = Path(spec["error"])
-    if error.is_file():
-        raise RuntimeError(error.read_text().strip())
-    if proc.returncode != 0:
-        how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
-        raise RuntimeError(f"its process ended with {how} and no result")
-    result = json.loads(Path(spec["result"]).read_text())
-    with np.load(spec["outputs"]) as data:
+    # stderr shown: the worker's progress bars are the user's
+    result = worker.launch(
+        spec, timeout=timeout, env={ORT_LOG_ENV: str(ort_log_level)}, show_stderr=True
+    )
+    with np.load(outputs_path) as data:
         outputs = [data[f"output{i}"] for i in range(result["outputs"])]
     return _Result(
         outputs,
@@ -280,7 +257,7 @@ def _run_interleaved(
 ) -> dict[str, _Result]:
     """Every backend in this process; timed in alternating rounds (bench.time_interleaved)."""
     from cnn.bench import time_interleaved
-    from cnn.compare_worker import agreement_outputs, one_line, start
+    from cnn.worker import agreement_outputs, one_line, start
 
     first = plan.samples.head(plan.first)
     results: dict[str, _Result] = {}

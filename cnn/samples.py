@@ -14,9 +14,9 @@ is the batch when it is symbolic; every other symbolic dimension needs a size:
 model, ``--dim`` or ``--shape`` fixes the batch: every call then has that many
 samples.
 
-A :class:`Samples` is what a backend worker (cnn/compare_worker.py) can rebuild
-from :meth:`Samples.spec`: arrays saved in a file, or the dataset made again lazily
-(10,000 AlexNet inputs would be 6 GB).
+A :class:`Samples` is what a backend worker (cnn/worker.py) can rebuild from
+:meth:`Samples.spec`: arrays saved in a file, the dataset made again lazily (10,000
+AlexNet inputs would be 6 GB), or seeded random data made again from its seed.
 """
 
 from __future__ import annotations
@@ -191,8 +191,46 @@ class DatasetSamples(Samples):
         }
 
 
+def random_spec(
+    inputs: Sequence[InputSpec], shapes: Mapping[str, Sequence[int]], seed: int
+) -> dict:
+    """The spec of :class:`RandomSamples` (what a worker makes them from), without
+    making them here."""
+    return {
+        "kind": "random",
+        "inputs": [
+            [s.name, np.dtype(s.dtype).name, [int(d) for d in shapes[s.name]]] for s in inputs
+        ],
+        "seed": int(seed),
+    }
+
+
+class RandomSamples(ArraySamples):
+    """Seeded random samples (cnn/shapes.py's :func:`~cnn.shapes.random_feeds`) of
+    ``shapes``, the first axis the samples; a worker makes them again from the seed."""
+
+    def __init__(
+        self,
+        inputs: Sequence[InputSpec],
+        shapes: Mapping[str, Sequence[int]],
+        seed: int,
+        description: str = "",
+    ) -> None:
+        self.recipe = random_spec(inputs, shapes, seed)
+        super().__init__(random_feeds(inputs, shapes, seed), description)
+
+    def spec(self, folder: Path) -> dict:
+        return self.recipe
+
+
 def from_spec(spec: Mapping) -> Samples:
     """The samples :meth:`Samples.spec` described (in a worker process)."""
+    if spec["kind"] == "random":
+        inputs = [
+            InputSpec(name, np.dtype(dtype), tuple(dims)) for name, dtype, dims in spec["inputs"]
+        ]
+        shapes = {name: dims for name, _, dims in spec["inputs"]}
+        return RandomSamples(inputs, shapes, spec["seed"])
     if spec["kind"] == "arrays":
         with np.load(spec["path"]) as data:
             arrays = {name: data[f"input{i}"] for i, name in enumerate(spec["names"])}
@@ -212,15 +250,16 @@ def from_spec(spec: Mapping) -> Samples:
 
 def random_samples(
     inputs: Sequence[InputSpec], resolved: Mapping[str, list], count: int, seed: int
-) -> ArraySamples:
+) -> RandomSamples:
     """``count`` samples per input (one call's worth for a fixed batch, repeated)."""
     shapes = {}
     for spec in inputs:
         dims = resolved[spec.name]
         shapes[spec.name] = (count, *dims[1:]) if dims else (count,)
-    arrays = random_feeds(inputs, shapes, seed)
     shown = ", ".join(f"{s.name} {show(resolved[s.name])}" for s in inputs)
-    return ArraySamples(arrays, f"{count} seeded random samples (seed {seed}) of {shown}")
+    return RandomSamples(
+        inputs, shapes, seed, f"{count} seeded random samples (seed {seed}) of {shown}"
+    )
 
 
 def file_samples(

@@ -234,3 +234,16 @@ def test_render_keeps_columns_aligned_for_long_model_names():
     starts = {line.index(next(w for w in ("backend", "numba", "onnxruntime") if w in line))
               for line in table}  # fmt: skip
     assert len(starts) == 1, "\n".join(table)
+
+
+def test_cold_start_inputs_come_from_the_resolver(tmp_path):
+    """The cold-start probe's first call takes one sample, or the batch the model
+    fixes; its later call the batch asked for, unless the model fixes it."""
+    from onnx_helpers import single_node_model
+
+    assert bench.cold_shapes(LENET, 3) == ({"input": (3, 1, 28, 28)}, 1)
+    fixed = tmp_path / "fixed.onnx"
+    fixed.write_bytes(single_node_model("Relu", {"x": np.zeros((2, 5), np.float32)})[0])
+    assert bench.cold_shapes(fixed, 8) == ({"x": (2, 5)}, 2)
+    row = bench.cold_start(fixed, "onnxruntime", 8, None)
+    assert row["cold_start_s"] > 0 and row["peak_rss_mb"] > 10

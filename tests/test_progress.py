@@ -54,7 +54,7 @@ def test_a_terminal_gets_a_bar_and_so_does_progress_flag():
     assert not wants_bar(False, _Terminal()) and wants_bar(True, io.StringIO())
 
 
-@pytest.mark.parametrize("path", ["training/train.py", "cnn/compare_worker.py", "cnn/cli.py"])
+@pytest.mark.parametrize("path", ["training/train.py", "cnn/worker.py", "cnn/cli.py"])
 def test_training_and_tools_use_the_shared_helper(path):
     """No module draws its own tqdm bar: every one goes through dataio.progress."""
     imports = _imports(ROOT / path)
