@@ -11,8 +11,9 @@ instead of compiling:
   without one), pooling with and without
   indices, a Gemm split over the cores and a small-batch fully connected layer, an
   activation, a LayerNormalization and a ReduceMean (the kernels of ``kernels.unary``,
-  ``normalize`` and ``reduce``), a depthwise conv, ConvTranspose (with and without a
-  bias) and a Resize. Several outputs keep it from compiling into one program, so it
+  ``normalize`` and ``reduce``), depthwise convs (channels in lanes, and phased
+  planes for two filters a channel), ConvTranspose (with and without a bias) and a
+  Resize. Several outputs keep it from compiling into one program, so it
   runs step by step.
 * ``recurrent``: RNN, GRU and LSTM (``kernels.rnn``).
 * ``chain``: a LeNet-like chain that compiles into one op-table program (see
@@ -82,8 +83,10 @@ def _steps_model() -> bytes:
         ),
         node("Resize", ["ct2", "", "sc"], ["rs"], mode="linear"),  # the separable kernel
         node("GlobalMaxPool", ["rs"], ["gr"]),
-        node("Conv", ["c0", "wd"], ["cd"], group=4, pads=[1, 1, 1, 1]),  # depthwise
+        node("Conv", ["c0", "wd"], ["cd"], group=4, pads=[1, 1, 1, 1]),  # depthwise, lanes
         node("GlobalMaxPool", ["cd"], ["gd"]),
+        node("Conv", ["c0", "wd2"], ["cd2"], group=4, pads=[1, 1, 1, 1]),  # 2 a channel: phased
+        node("GlobalMaxPool", ["cd2"], ["gd2"]),
         node("Conv", ["c0", "w2"], ["c"]),  # im2col, no bias
         node("Tanh", ["c"], ["t"]),  # fused: the conv epilogue
         node("AveragePool", ["t"], ["a"], kernel_shape=[2, 2]),
@@ -100,9 +103,10 @@ def _steps_model() -> bytes:
                "big": (64, 16384), "ln": (4,), "wf": (2, 32, 3, 3),
                "wq": (2, 32, 1, 1)}  # fmt: skip
     weights.update({"wt": (32, 4, 2, 2), "bt": (4,), "wt2": (4, 4, 3, 3), "wd": (4, 1, 3, 3)})
+    weights["wd2"] = (8, 1, 3, 3)
     outputs = [("g", [1, 4, 1, 1]), ("z", [1, 16384]), ("gs", [1, 32, 1, 1]),
                ("rm", [1, 32, 1, 1]), ("gr", [1, 4, 1, 1]), ("gd", [1, 4, 1, 1]),
-               ("gf", [1, 2, 1, 1]), ("gq", [1, 2, 1, 1]),
+               ("gd2", [1, 8, 1, 1]), ("gf", [1, 2, 1, 1]), ("gq", [1, 2, 1, 1]),
                ("gm", [1, 32, 1, 1])]  # fmt: skip
     return _model(nodes, [("x", [1, 32, 8, 8])], outputs, weights)
 

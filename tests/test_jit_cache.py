@@ -143,7 +143,8 @@ def test_no_cache_location_compiles_anyway(monkeypatch):
     "kernel, shape",
     [("conv._conv_nchw_im2col_gemm", (3, 2, 3, 3)),
      ("gemm._conv_nchw_pointwise_gemm", (4, 2, 1, 1)),
-     ("depthwise.depthwise2d", (2, 1, 3, 3))],
+     ("depthwise.depthwise2d", (4, 1, 3, 3)),  # two filters a channel: phased planes
+     ("depthwise.depthwise2d_lanes", (2, 1, 3, 3))],
 )  # fmt: skip
 def test_a_conv_compiles_once_with_or_without_its_bias(kernel, shape):
     """A read-only initializer bias and the zeros of an absent one are one array type:
@@ -158,8 +159,8 @@ def test_a_conv_compiles_once_with_or_without_its_bias(kernel, shape):
     module, name = kernel.split(".")
     fn = getattr(importlib.import_module(f"runtime.kernels.{module}"), name)
     w = np.ones(shape, np.float32)
-    group = shape[0] if shape[1] == 1 else 1
     x = {"x": np.ones((1, 2, 6, 6), np.float32)}
+    group = 2 if shape[1] == 1 else 1  # depthwise: a group per input channel
     counts = []
     for with_bias in (True, False):
         weights = {"w": w, "b": np.ones(shape[0], np.float32)} if with_bias else {"w": w}

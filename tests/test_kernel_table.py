@@ -111,7 +111,8 @@ def _every_entry_model() -> bytes:
         node("MaxPool", ["r2"], ["p2"], kernel_shape=[2, 2], strides=[2, 2]),
         node("Conv", ["p2", "w3", "b3"], ["c3"], name="pointwise"),
         node("Conv", ["c3", "w4"], ["c4"], group=16, pads=[1, 1, 1, 1], name="depthwise"),
-        node("Conv", ["c4", "w5"], ["c5"], pads=[1, 1, 1, 1], name="im2col"),
+        node("Conv", ["c4", "w4m"], ["c4m"], group=16, pads=[1, 1, 1, 1], name="depthwise_x2"),
+        node("Conv", ["c4m", "w5"], ["c5"], pads=[1, 1, 1, 1], name="im2col"),
         node("Conv", ["c5", "w6"], ["c6"], pads=[1, 1, 1, 1], name="im2col_rows"),
         node("Conv", ["c6", "w7"], ["c7"], name="pointwise_rows"),
         node("Conv", ["c7", "w8"], ["c8"], pads=[1, 1, 1, 1], name="im2col_rows_pool"),
@@ -121,7 +122,8 @@ def _every_entry_model() -> bytes:
     ]
     weights = {
         "w1": _w(32, 32, 3, 3), "b1": _w(32), "w2": _w(48, 32, 3, 3), "w3": _w(16, 48, 1, 1),
-        "b3": _w(16), "w4": _w(16, 1, 3, 3), "w5": _w(8, 16, 3, 3), "w6": _w(2, 8, 3, 3),
+        "b3": _w(16), "w4": _w(16, 1, 3, 3),
+        "w4m": _w(32, 1, 3, 3), "w5": _w(8, 32, 3, 3), "w6": _w(2, 8, 3, 3),
         "w7": _w(2, 2, 1, 1), "w8": _w(2, 2, 3, 3), "fc": _w(10, 18), "fcb": _w(10),
     }  # fmt: skip
     vi = helper.make_tensor_value_info
@@ -255,6 +257,7 @@ TWINS = {
     "conv._im2col": "naive.conv2d",
     "conv._pack_pointwise": "naive.conv2d",
     "depthwise.depthwise2d": "naive.conv2d",
+    "depthwise.depthwise2d_lanes": "naive.conv2d",
     "gemm._conv_nchw_pointwise_gemm": "naive.conv2d",
     "gemm._gemm_f32_rows": _GEMM_TEST,
     "gemm._gemm_f32_tiles": _GEMM_TEST,

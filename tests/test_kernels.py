@@ -397,6 +397,32 @@ def test_simd_lane_operations_match_numpy():
 
 
 @pytest.mark.parametrize("n", [0, 1, 7, 16])
+def test_simd_gather_scatter_and_lane_fma_match_numpy(n):
+    """vgather reads n values s apart and zeros the rest, vscatter writes n values s
+    apart and nothing else, vfmav multiplies lane by lane (the depthwise lanes kernel)."""
+    from runtime.kernels import simd
+
+    w, s = simd.WIDTH, 5
+
+    @numba.njit
+    def lanes(short, a, out, n, acc, v, f):  # short: a view ending at the last value read
+        simd.vscatter(out, 2, s, simd.vgather(short, 3, s, n), n)
+        simd.vstore(f, 0, simd.vgather(short, 3, s, n))
+        simd.vstore(f, w, simd.vfmav(simd.vload(acc, 0), simd.vload(v, 0), simd.vload(a, 0)))
+
+    a = _rand(w * s + 3)
+    out = np.full(w * s + 3, np.inf, np.float32)
+    acc, v, f = _rand(w), _rand(w), np.zeros(2 * w, np.float32)
+    lanes(a[: 3 + max(n - 1, 0) * s + 1], a, out, n, acc, v, f)
+    picked = a[3 : 3 + n * s : s]
+    want = np.full(w * s + 3, np.inf, np.float32)
+    want[2 : 2 + n * s : s] = picked
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(f[:w], np.concatenate([picked, np.zeros(w - n, np.float32)]))
+    np.testing.assert_allclose(f[w:], acc + v * a[:w], rtol=1e-6)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 16])
 def test_simd_masked_copies_touch_only_their_lanes(n):
     """vload_first reads a[i : i + n] and zeros the rest; vstore_first writes n lanes,
     nothing past them (the depthwise kernel's copies rely on it at a plane's end)."""
@@ -550,10 +576,15 @@ def test_max_pool_without_indices_matches_naive(kernel_strides):
     ],
 )
 @pytest.mark.parametrize("act", [None, "Relu", "Sigmoid", "Clip"])
-def test_depthwise_conv_matches_naive(xs, mult, k, attrs, act):
-    """Depthwise convs (group = channels) run the direct kernel (``kernels/depthwise``)."""
+@pytest.mark.parametrize("lanes", [True, False])
+def test_depthwise_conv_matches_naive(xs, mult, k, attrs, act, lanes, monkeypatch):
+    """Depthwise convs (group = channels) run a direct kernel (``kernels/depthwise``):
+    channels in lanes whenever one filter per channel allows (the table's size limit
+    lifted), else the phased planes (the limit at zero)."""
+    from runtime import kernel_table
     from runtime.ops.nn import conv_call
 
+    monkeypatch.setattr(kernel_table, "DEPTHWISE_LANES_PIXELS", 10**9 if lanes else 0)
     c = xs[1]
     x, w, b = _rand(*xs), _rand(c * mult, 1, k, k), _rand(c * mult)
     scale, shift = _rand(c * mult), _rand(c * mult)
@@ -562,6 +593,7 @@ def test_depthwise_conv_matches_naive(xs, mult, k, attrs, act):
         xs, w, b, group=c, activation=act, post_scale=scale, post_shift=shift, **bounds, **attrs
     )
     assert "depthwise" in call.choice.algorithm
+    assert ("_lanes16_" in call.choice.algorithm) == (lanes and mult == 1)
     got = call(x)
     y = naive.conv2d(
         x,

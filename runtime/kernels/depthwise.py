@@ -21,6 +21,13 @@ OW of WQ goes to the output. Copies in and out are masked vectors (``simd``), so
 channel's set-up is a few vector operations a row; a job is a group of channels, so
 a job's (thread buffers, zeroing) is paid once per group: on planes of 16x16 and
 below the set-up, not the taps, was most of the time.
+
+Below that (``depthwise2d_lanes``, one filter per channel), WIDTH channels share a
+vector instead: a job gathers its channels' pixels into a padded plane of
+WIDTH-wide pixels (NHWC16, as XNNPACK's and MLAS's depthwise kernels read them),
+runs every tap over four pixels with every lane useful, and scatters the sums back
+to the channels' planes. Its cost is a gather and a scatter per pixel, not a set-up
+per channel, so it wins on small planes and loses on large ones.
 """
 
 from __future__ import annotations
@@ -34,10 +41,18 @@ from runtime.kernels.gemm import epilogue_vector
 from runtime.kernels.jit import kernel
 from runtime.kernels.simd import (
     WIDTH,
+    vadd,
     veven,
     vfma,
+    vfmav,
+    vgather,
     vload,
     vload_first,
+    vmax,
+    vmin,
+    vrelu,
+    vscatter,
+    vsplat,
     vstore,
     vstore_first,
     vzero,
@@ -190,3 +205,134 @@ def depthwise2d(
                 copy_first(of, o0 + oy * OW, rb, oy * WQ, OW)
             if not vector_act:
                 activate(of[o0 : o0 + OH * OW], OH * OW, b, act, alpha, beta, sc, sf)
+
+
+def lanes_geometry(h, w, pads, out, k, s, d) -> tuple[int, int]:
+    """(rows, columns) of ``depthwise2d_lanes``'s padded plane of WIDTH-channel pixels:
+    the input and the taps' reach from the last output."""
+    rows = max(h + pads[0], (out[0] - 1) * s[0] + (k[0] - 1) * d[0] + 1)
+    cols = max(w + pads[1], (out[1] - 1) * s[1] + (k[1] - 1) * d[1] + 1)
+    return rows, cols
+
+
+def pack_lanes(w: np.ndarray, *vectors: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The filters (C, 1, KH, KW) as (G, KH*KW, WIDTH): each tap's weights for a group
+    of WIDTH channels in a row; then each (C,) vector as (G, WIDTH). Zeros past C."""
+    c = w.shape[0]
+    g = -(-c // WIDTH)
+    taps = np.zeros((g * WIDTH, w.shape[2] * w.shape[3]), np.float32)
+    taps[:c] = w.reshape(c, -1)
+    packed = [np.ascontiguousarray(taps.reshape(g, WIDTH, -1).transpose(0, 2, 1))]
+    for v in vectors:
+        flat = np.zeros(g * WIDTH, np.float32)
+        flat[:c] = v
+        packed.append(flat.reshape(g, WIDTH))
+    return tuple(packed)
+
+
+@kernel(inline="always")
+def _lanes_epilogue(v, bias, act, lo, hi, sc, sf):  # pragma: no cover
+    """``gemm.epilogue_vector`` with a bias, scale and shift per lane."""
+    v = vadd(v, bias)
+    if act == 1:
+        v = vrelu(v)
+    elif act == 5:
+        v = vmin(vmax(v, lo), hi)
+    return vfmav(sf, v, sc)
+
+
+@kernel(parallel=True)
+def depthwise2d_lanes(
+    x,
+    wt,
+    bt,
+    st,
+    ft,
+    out,
+    KH,
+    KW,
+    ph,
+    pw,
+    sh,
+    sw,
+    dh,
+    dw,
+    HP,
+    WP,
+    act,
+    alpha,
+    beta,
+    bias,
+    scale,
+    shift,
+    planes,
+):  # pragma: no cover
+    """The depthwise conv of one filter per channel with the channels in the vector's
+    lanes, for planes of a few vectors or less: a job is WIDTH channels of one image.
+    x (N, C, H, W), out (N, C, OH, OW) C-contiguous; wt, bt, st, ft from ``pack_lanes``
+    (filters, bias, scale, shift); bias, scale, shift (C,) for an activation outside
+    ``gemm.VECTOR_ACTS``; planes (threads, HP*WP*WIDTH) with HP, WP from ``lanes_geometry``.
+
+    The job gathers its channels' pixels (stride H*W) into a zero-padded plane of
+    WIDTH-wide pixels, computes four output pixels at a time (a tap: one weight vector,
+    four pixel vectors, four fused multiply-adds, every lane useful), and scatters
+    them to the channels' planes. The taps run in the same order as ``depthwise2d``'s
+    for every output, so both kernels give the same bits."""
+    N, C, H, W = x.shape
+    OH, OW = out.shape[2], out.shape[3]
+    K = KH * KW
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
+    wf = wt.reshape(-1)
+    bf, sf_, ff = bt.reshape(-1), st.reshape(-1), ft.reshape(-1)
+    vector_act = act == 0 or act == 1 or act == 5
+    L = WIDTH
+    taps = np.empty(K, np.int64)
+    for i in range(KH):
+        for j in range(KW):
+            taps[i * KW + j] = (i * dh * WP + j * dw) * L
+    P = OH * OW
+    PB = -(-P // 4) * 4  # output pixels rounded up to blocks of 4: the last one repeated
+    pixels = np.empty(PB, np.int64)
+    for p in range(PB):
+        q = min(p, P - 1)
+        pixels[p] = ((q // OW) * sh * WP + (q % OW) * sw) * L
+    planes[:] = 0.0  # the padding; every job writes the same interior
+    groups = -(-C // L)
+    for job in prange(N * groups):
+        n, g = job // groups, job % groups
+        buf = planes[numba.get_thread_id()]
+        c0 = g * L
+        lanes = min(L, C - c0)
+        x0 = (n * C + c0) * H * W
+        for y in range(H):
+            d = ((y + ph) * WP + pw) * L
+            for u in range(W):
+                vstore(buf, d + u * L, vgather(xf, x0 + y * W + u, H * W, lanes))
+        bv, sv, fv = vload(bf, c0), vload(sf_, c0), vload(ff, c0)
+        lo, hi = vsplat(alpha), vsplat(beta)
+        o0 = (n * C + c0) * P
+        w0 = g * K * L
+        for p in range(0, PB, 4):
+            a0 = a1 = a2 = a3 = vzero()
+            r0, r1, r2, r3 = pixels[p], pixels[p + 1], pixels[p + 2], pixels[p + 3]
+            for k in range(K):
+                t = vload(wf, w0 + k * L)
+                o = taps[k]
+                a0 = vfmav(a0, vload(buf, r0 + o), t)
+                a1 = vfmav(a1, vload(buf, r1 + o), t)
+                a2 = vfmav(a2, vload(buf, r2 + o), t)
+                a3 = vfmav(a3, vload(buf, r3 + o), t)
+            if vector_act:
+                a0 = _lanes_epilogue(a0, bv, act, lo, hi, sv, fv)
+                a1 = _lanes_epilogue(a1, bv, act, lo, hi, sv, fv)
+                a2 = _lanes_epilogue(a2, bv, act, lo, hi, sv, fv)
+                a3 = _lanes_epilogue(a3, bv, act, lo, hi, sv, fv)
+            vscatter(of, o0 + p, P, a0, lanes)
+            vscatter(of, o0 + min(p + 1, P - 1), P, a1, lanes)
+            vscatter(of, o0 + min(p + 2, P - 1), P, a2, lanes)
+            vscatter(of, o0 + min(p + 3, P - 1), P, a3, lanes)
+        if not vector_act:
+            for c in range(c0, c0 + lanes):
+                o = (n * C + c) * P
+                activate(of[o : o + P], P, bias[c], act, alpha, beta, scale[c], shift[c])

@@ -18,6 +18,9 @@ below is one instruction.
     veven(a, b)          -> lanes 0, 2, 4, ... of a then b (a and b: 2 WIDTH values in a row)
     vload_first(a, i, n) -> a[i : i + n], then zeros (0 <= n <= WIDTH; nothing past n is read)
     vstore_first(a, i, v, n)  a[i : i + n] = v[:n] (nothing past n is written)
+    vfmav(acc, v, w)     -> acc + v * w, fused, lane by lane (w a vector)
+    vgather(a, i, s, n)  -> a[i], a[i + s], ..., a[i + (n - 1) s], then zeros (n <= WIDTH)
+    vscatter(a, i, s, v, n)   a[i + l s] = v[l] for lanes l < n (i + 15 s within int32)
     prefetch(a, i)          a hint to fetch a[i]'s cache line into L1
 
 None checks its bounds: the caller keeps i + WIDTH within the array (``prefetch``
@@ -71,6 +74,18 @@ if numba.config.DISABLE_JIT:
 
     def vstore_first(a: np.ndarray, i: int, v: np.ndarray, n: int) -> None:
         a[i : i + n] = v[:n]
+
+    def vfmav(acc: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:
+        return (acc.astype(np.float64) + v.astype(np.float64) * w).astype(np.float32)
+
+    def vgather(a: np.ndarray, i: int, s: int, n: int) -> np.ndarray:
+        v = np.zeros(WIDTH, np.float32)
+        v[:n] = a[i : i + (n - 1) * s + 1 : s] if n else v[:0]
+        return v
+
+    def vscatter(a: np.ndarray, i: int, s: int, v: np.ndarray, n: int) -> None:
+        if n:
+            a[i : i + (n - 1) * s + 1 : s] = v[:n]
 
     def prefetch(a: np.ndarray, i: int) -> None:
         return None
@@ -251,6 +266,64 @@ else:
             return context.get_dummy_value()
 
         return types.none(arr, idx, vec, n), codegen
+
+    @intrinsic
+    def vfmav(typingctx, acc, vec, w):
+        def codegen(context, builder, sig, args):
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(_VEC, [_VEC] * 3), f"llvm.fma.v{WIDTH}f32"
+            )
+            return builder.call(fma, [args[1], args[2], args[0]])
+
+        return float32xw(acc, vec, w), codegen
+
+    def _lanes(context, builder, sig, args):
+        """The WIDTH pointers &a[i], &a[i + s], ...: one vector GEP of int32 offsets,
+        which x86 gathers and scatters take as they are."""
+        p = _address(context, builder, sig.args[0], args[0], sig.args[1], args[1])
+        step = context.cast(builder, args[2], sig.args[2], types.int32)
+        ivec = ir.VectorType(_I32, WIDTH)
+        one = builder.insert_element(ir.Constant(ivec, ir.Undefined), step, _I32(0))
+        steps = builder.shuffle_vector(
+            one, ir.Constant(ivec, ir.Undefined), ir.Constant(ivec, [0] * WIDTH)
+        )
+        offsets = builder.mul(steps, ir.Constant(ivec, list(range(WIDTH))))
+        lanes = builder.gep(p, [offsets], source_etype=ir.FloatType())
+        lanes.type = ir.VectorType(p.type, WIDTH)  # llvmlite types a vector GEP as one pointer
+        return lanes
+
+    @intrinsic
+    def vgather(typingctx, arr, idx, step, n):
+        _check_array(arr)
+
+        def codegen(context, builder, sig, args):
+            lanes = _lanes(context, builder, sig, args)
+            mask = _first(context, builder, args[3], sig.args[3])
+            fn = cgutils.get_or_insert_function(
+                builder.module,
+                ir.FunctionType(_VEC, [lanes.type, _I32, mask.type, _VEC]),
+                f"llvm.masked.gather.v{WIDTH}f32.v{WIDTH}p0",
+            )
+            return builder.call(fn, [lanes, _I32(4), mask, ir.Constant(_VEC, [0.0] * WIDTH)])
+
+        return float32xw(arr, idx, step, n), codegen
+
+    @intrinsic
+    def vscatter(typingctx, arr, idx, step, vec, n):
+        _check_array(arr)
+
+        def codegen(context, builder, sig, args):
+            lanes = _lanes(context, builder, sig, args)
+            mask = _first(context, builder, args[4], sig.args[4])
+            fn = cgutils.get_or_insert_function(
+                builder.module,
+                ir.FunctionType(ir.VoidType(), [_VEC, lanes.type, _I32, mask.type]),
+                f"llvm.masked.scatter.v{WIDTH}f32.v{WIDTH}p0",
+            )
+            builder.call(fn, [args[3], lanes, _I32(4), mask])
+            return context.get_dummy_value()
+
+        return types.none(arr, idx, step, vec, n), codegen
 
     @intrinsic
     def prefetch(typingctx, arr, idx):
