@@ -92,7 +92,8 @@ FuseRule = Callable[[Step, Step, int, dict], "Step | None"]
 def _fuse_pairs(g: StepGraph, head: str, rule: FuseRule) -> StepGraph:
     """Fuse into each ``head`` step the single reader of its output while ``rule``
     returns the fused step (rule(step, reader, index, constants); it may add constants).
-    A fused step records the reader's op in ``Step.fused`` unless the rule did."""
+    A fused step records the reader's op in ``Step.fused`` unless the rule did, and
+    its node in ``Step.fused_nodes`` (an error in the fused part names that node)."""
     steps = list(g.steps)
     constants = dict(g.constants)
     i = 0
@@ -105,6 +106,11 @@ def _fuse_pairs(g: StepGraph, head: str, rule: FuseRule) -> StepGraph:
             continue
         if len(fused.fused) == len(step.fused):
             fused = replace(fused, fused=(*step.fused, steps[j].op_type))
+        if len(fused.fused_nodes) == len(step.fused_nodes):
+            reader = steps[j]
+            fused = replace(
+                fused, fused_nodes=(*step.fused_nodes, reader.node, *reader.fused_nodes)
+            )
         steps[i] = fused
         del steps[j]  # and try to fuse the next one into the same step
     return replace(g, steps=tuple(steps), constants=constants)

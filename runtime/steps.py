@@ -37,6 +37,7 @@ class Step:
     since: int = 1  # the opset version whose semantics ``fn`` implements
     choice: kernel_table.Choice | None = None  # the algorithm chosen at load, and why
     fused: tuple[str, ...] = ()  # the ops the rewrite passes fused into this step
+    fused_nodes: tuple[Node, ...] = ()  # their nodes, for error messages
 
     @property
     def op_type(self) -> str:
@@ -99,10 +100,22 @@ def call_step(
         else:
             result = step.fn(*args, **step.attrs, _out=out)
     except TYPED_ERRORS as exc:
-        raise type(exc)(f"{step.node.describe()}: {exc}") from None
+        raise type(exc)(_blamed(step, str(exc))) from None
     except (ValueError, TypeError, IndexError) as exc:
-        raise errors.ShapeError(f"{step.node.describe()}: {exc}") from None
+        raise errors.ShapeError(_blamed(step, str(exc))) from None
     return result if isinstance(result, tuple) else (result,)
+
+
+def _blamed(step: Step, message: str) -> str:
+    """``message`` with the node it belongs to: a node fused into the step when the
+    message is its op's (``MaxPool: window 2 ...`` from a conv's fused pooling), else
+    the step's own node."""
+    for node in step.fused_nodes:
+        prefix = f"{node.op_type}: "
+        if message.startswith(prefix):
+            where = f"{node.describe()} (fused into {step.node.describe()})"
+            return f"{where}: {message[len(prefix) :]}"
+    return f"{step.node.describe()}: {message}"
 
 
 def store(step: Step, results: tuple[np.ndarray, ...], env: dict[str, np.ndarray]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx_helpers import run_ort, small_classifier
+from onnx_helpers import chain_model, run_ort, small_classifier
 from wild_models import paddle_classifier, paddle_detector
 
 from runtime import InferenceSession
@@ -42,8 +42,36 @@ def test_a_1x1_image_gives_onnxruntimes_answer_or_a_typed_error(name, batch):
     try:
         (got,) = sess.run(None, feeds)
     except ShapeError as exc:  # the 2x2 MaxPool's window is larger than the input
-        assert "MaxPool" in str(exc) and "larger than the padded input 1" in str(exc)
+        assert "MaxPool node" in str(exc) and "larger than the padded input 1" in str(exc)
         assert name.startswith("paddle")
         return
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_pool_fused_into_a_conv_is_named_when_its_window_does_not_fit():
+    """Conv -> Relu -> MaxPool, the pool fused into the conv's epilogue: on a 1x1 image
+    the error names the MaxPool node (whose window does not fit), not the conv."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu1"),
+        helper.make_node(
+            "MaxPool", ["r"], ["y"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]
+        ),
+    ]
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 3, "H", "W"])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
+    sess = InferenceSession(chain_model(nodes, [x], [y], [w]), backend="numba")
+    fits = np.ones((1, 3, 4, 4), np.float32)
+    conv = next(s for s in sess.describe({"x": fits}).steps if s.op == "Conv")
+    assert conv.fused == ("Relu", "MaxPool")  # the case this test is about
+    with pytest.raises(ShapeError) as info:
+        sess.run(None, {"x": np.ones((1, 3, 1, 1), np.float32)})
+    assert str(info.value) == (
+        "MaxPool node 'pool1' (fused into Conv node 'conv1'): "
+        "window 2 (dilated) is larger than the padded input 1"
+    )
