@@ -40,20 +40,6 @@ class ProfileReport:
     ort_error: str = ""  # why onnxruntime's column is absent, when it is
 
 
-def _check_dims(inputs: Sequence, dims: Mapping[str, int]) -> None:
-    """Every ``--dim`` names a symbolic dimension of the model, with a positive size."""
-    names = list(dict.fromkeys(d for spec in inputs for d in spec.dims if isinstance(d, str)))
-    for name, size in dims.items():
-        if name not in names:
-            have = ", ".join(names) if names else "none"
-            raise ValueError(
-                f"no symbolic dimension named {name!r} in the model (--dim {name}={size}); "
-                f"its symbolic dimensions: {have}"
-            )
-        if size < 1:
-            raise ValueError(f"size {size} for --dim {name}: expected 1 or more")
-
-
 def make_feeds(
     model: str | os.PathLike,
     *,
@@ -72,7 +58,6 @@ def make_feeds(
     info = S.model_info(model)
     if not info.inputs:
         raise ValueError(f"{model}: the graph has no inputs to feed")
-    _check_dims(info.inputs, dims)
     resolved = shp.resolve(info.inputs, dims, shape)
     fixed, _ = S.call_batch(info.inputs, resolved.shapes)
     if batch is not None and fixed is not None and batch != fixed:

@@ -107,6 +107,8 @@ def parse_dims(items: Sequence[str] | None) -> dict[str, int]:
         name, _, value = item.partition("=")
         if not name.strip() or not value.strip().isdigit():
             raise ValueError(f"--dim {item!r}: expected NAME=SIZE, for example N=8")
+        if int(value) < 1:
+            raise ValueError(f"--dim {item!r}: expected a size of 1 or more")
         given[name.strip()] = int(value)
     return given
 

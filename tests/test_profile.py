@@ -227,9 +227,9 @@ def test_json_written_atomically(tiny, tmp_path, monkeypatch, capsys):
         (["--dim", "N=two"], "expected NAME=SIZE"),
         (
             ["--dim", "Q=3"],
-            "no symbolic dimension named 'Q' in the model (--dim Q=3); its symbolic dimensions: N",
+            "--dim Q=3: the model has no dimension named 'Q'; its symbolic dimensions are N",
         ),
-        (["--dim", "N=0"], "size 0 for --dim N: expected 1 or more"),
+        (["--dim", "N=0"], "--dim 'N=0': expected a size of 1 or more"),
         (
             ["--dim", "N=2", "--batch", "4"],
             "cannot take --batch 4: the inputs' first axis is fixed at 2",
