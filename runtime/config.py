@@ -47,6 +47,10 @@ WINOGRAD_OUT_PASS_FLOATS = 1 << 16
 # Columns per im2col chunk (128 MiB): bounds the scratch memory against the number of
 # GEMM calls (more, smaller chunks). Unit: float32 values.
 IM2COL_CHUNK_FLOATS = 1 << 25
+# The direct conv (kernels/conv.ConvDirect) computes its output rows in vectors of 16:
+# past this share of lanes beyond the rows' ends (a 7-wide row: 56%), im2col's
+# panels, which run on across rows, waste less. Unit: a fraction of the lanes.
+DIRECT_MAX_WASTE = 0.25
 
 # --- GEMM (kernels/gemm.py)
 # Jobs per thread that a product is cut into: more jobs balance uneven threads, fewer

@@ -32,7 +32,12 @@ from typing import Any
 import numba
 import numpy as np
 
-from runtime.config import GEMM_FEW_ROWS, WINOGRAD_MIN_CHANNELS, WINOGRAD_SMALL_TILES
+from runtime.config import (
+    DIRECT_MAX_WASTE,
+    GEMM_FEW_ROWS,
+    WINOGRAD_MIN_CHANNELS,
+    WINOGRAD_SMALL_TILES,
+)
 from runtime.kernels import conv as conv_kernels
 from runtime.kernels import depthwise as depthwise_kernels
 from runtime.kernels import gemm as gemm_kernels
@@ -363,6 +368,35 @@ def _gemm_conv_prepare(pointwise: bool, few_rows: bool) -> Callable[[ConvSpec], 
     return prepare
 
 
+def _direct_applies(s: ConvSpec) -> str | None:
+    """None for a 2-D conv whose output rows fill the direct kernel's vectors."""
+    if s.w.ndim != 4:
+        return f"a {s.w.ndim - 2}-D convolution"
+    if s.x_shape is None:
+        return "output width known per shape"
+    waste = conv_kernels.direct_waste(s.out_sp[1])
+    if waste > DIRECT_MAX_WASTE:
+        return f"output rows of {s.out_sp[1]}: {waste:.0%} of its vectors past the row"
+    return _many_rows(s)
+
+
+def _direct_prepare(s: ConvSpec) -> Run:
+    assert s.x_shape is not None
+    packed = conv_kernels.pack_weights(s.w[:, :, None], s.group)  # once per plan
+    call = conv_kernels.ConvDirect(
+        s.x_shape, s.w.shape, packed, s.bias, s.group, strides=tuple(s.strides),
+        pads=tuple(s.pads[:2]), dilations=tuple(s.dilations), out_sp=tuple(s.out_sp),
+        epilogue=(*_act(s), *_epilogue_vectors(s)),
+    )  # fmt: skip
+    check_size(call.q_shape, np.float32, "direct conv phase planes")
+    return call
+
+
+def _direct_why(s: ConvSpec) -> str:
+    phases = f", {s.strides[1]} column phases" if s.strides[1] > 1 else ""
+    return f"output rows of {s.out_sp[1]}: B's vectors read from the padded input{phases}"
+
+
 CONV_KERNELS: tuple[Kernel, ...] = (
     Kernel(
         name=_winograd_name,
@@ -403,6 +437,14 @@ CONV_KERNELS: tuple[Kernel, ...] = (
         why=lambda s: f"1x1 at stride 1, {s.rows} output channel(s) per group: row by row",
         prepare=_gemm_conv_prepare(pointwise=True, few_rows=True),
         runs=("conv._pack_pointwise", "gemm._gemm_f32_rows", "conv._epilogue"),
+    ),
+    Kernel(
+        name=lambda s: f"conv_nchw_direct_gemm_{gemm_tile()}_{isa()}",
+        family="direct",
+        applies=_direct_applies,
+        why=_direct_why,
+        prepare=_direct_prepare,
+        runs=("conv._pad_phases", "conv._conv_nchw_direct_gemm"),
     ),
     Kernel(
         name=lambda s: f"conv_nchw_im2col_gemm_{gemm_tile()}_{isa()}",

@@ -6,7 +6,7 @@ two small graphs that reach every kernel with each signature fills numba's cache
 and the first real call of any model in any later process loads compiled code
 instead of compiling:
 
-* ``steps``: convolutions by im2col and by Winograd (3x3, 5x5 and strided through
+* ``steps``: convolutions by im2col, direct and by Winograd (3x3, 5x5 and strided through
   space-to-depth, with a bias from the initializers, which is read-only, and
   without one), pooling with and without
   indices, a Gemm split over the cores and a small-batch fully connected layer, an
@@ -66,6 +66,8 @@ def _steps_model() -> bytes:
         node("MaxPool", ["c5"], ["m"], kernel_shape=[2, 2], strides=[2, 2]),  # no indices
         node("MaxPool", ["m"], ["m2", "idx"], kernel_shape=[2, 2], pads=[1, 1, 1, 1]),
         node("Conv", ["m2", "w", "b4"], ["c0"], pads=[1, 1, 1, 1]),  # im2col in the GEMM
+        node("Conv", ["x", "wg"], ["cg"], group=4, pads=[4, 4, 4, 4]),  # direct: rows of 14
+        node("GlobalMaxPool", ["cg"], ["gg"]),
         node("Conv", ["m2", "wf"], ["cf"], pads=[1, 1, 1, 1]),  # 2 rows: im2col, then GEMM
         node("GlobalMaxPool", ["cf"], ["gf"]),
         node("Conv", ["m2", "wq"], ["cq"]),  # 1x1, 2 rows: packed planes, then the GEMM
@@ -101,13 +103,13 @@ def _steps_model() -> bytes:
                "w": (4, 32, 3, 3),
                "b4": (4,), "w2": (4, 4, 1, 1), "fc": (64, 512), "fcb": (64,),
                "big": (64, 16384), "ln": (4,), "wf": (2, 32, 3, 3),
-               "wq": (2, 32, 1, 1)}  # fmt: skip
+               "wq": (2, 32, 1, 1), "wg": (12, 8, 3, 3)}  # fmt: skip
     weights.update({"wt": (32, 4, 2, 2), "bt": (4,), "wt2": (4, 4, 3, 3), "wd": (4, 1, 3, 3)})
     weights["wd2"] = (8, 1, 3, 3)
     outputs = [("g", [1, 4, 1, 1]), ("z", [1, 16384]), ("gs", [1, 32, 1, 1]),
                ("rm", [1, 32, 1, 1]), ("gr", [1, 4, 1, 1]), ("gd", [1, 4, 1, 1]),
                ("gd2", [1, 8, 1, 1]), ("gf", [1, 2, 1, 1]), ("gq", [1, 2, 1, 1]),
-               ("gm", [1, 32, 1, 1])]  # fmt: skip
+               ("gm", [1, 32, 1, 1]), ("gg", [1, 12, 1, 1])]  # fmt: skip
     return _model(nodes, [("x", [1, 32, 8, 8])], outputs, weights)
 
 

@@ -89,6 +89,8 @@ CONVS = [
     ("im2col-1x1", 8, 19, 1, (7, 7), 1, {}, "im2col"),
     ("im2col-grouped", 8, 14, 3, (6, 6), 2, {"pads": [1, 0, 1, 0]}, "im2col"),
     ("im2col-dilated", 4, 7, 3, (11, 11), 1, {"strides": [2, 1], "dilations": [2, 2]}, "im2col"),
+    ("direct-3x3", 3, 13, 3, (9, 16), 1, {"pads": [1, 1, 1, 1]}, "direct"),
+    ("direct-grouped/2", 8, 14, 3, (7, 28), 2, {"pads": [1, 1, 1, 1], "strides": [2, 2]}, "direct"),
     ("depthwise", 13, 13, 3, (9, 9), 13, {"pads": [1, 1, 1, 1]}, "depthwise"),
     ("depthwise-x2", 7, 14, 5, (10, 9), 7, {"pads": [2, 2, 2, 2], "strides": [2, 2]}, "depthwise"),
 ]

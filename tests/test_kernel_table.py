@@ -105,7 +105,8 @@ def _every_entry_model() -> bytes:
     """A chain whose convs reach each conv entry of the table, then a Gemm."""
     node = helper.make_node
     nodes = [
-        node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="winograd"),
+        node("Conv", ["x", "wd"], ["d"], group=4, pads=[1, 1, 1, 1], name="direct"),
+        node("Conv", ["d", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="winograd"),
         node("Conv", ["c1", "w2"], ["c2"], pads=[1, 1, 1, 1], name="winograd_pool"),
         node("Relu", ["c2"], ["r2"]),
         node("MaxPool", ["r2"], ["p2"], kernel_shape=[2, 2], strides=[2, 2]),
@@ -121,6 +122,7 @@ def _every_entry_model() -> bytes:
         node("Gemm", ["f", "fc", "fcb"], ["y"], transB=1, name="fc"),
     ]
     weights = {
+        "wd": _w(32, 8, 3, 3),
         "w1": _w(32, 32, 3, 3), "b1": _w(32), "w2": _w(48, 32, 3, 3), "w3": _w(16, 48, 1, 1),
         "b3": _w(16), "w4": _w(16, 1, 3, 3),
         "w4m": _w(32, 1, 3, 3), "w5": _w(8, 32, 3, 3), "w6": _w(2, 8, 3, 3),
@@ -252,10 +254,12 @@ _GEMM_TEST = "test_kernels.py::test_gemm_tiles_and_rows_with_bias_and_relu_match
 TWINS = {
     "activation.softmax_rows": "test_kernel_table.py::test_softmax_rows_matches_numpy",
     "col2im.col2im_planes": "naive.conv_transpose2d",
+    "conv._conv_nchw_direct_gemm": "naive.conv2d",
     "conv._conv_nchw_im2col_gemm": "naive.conv2d",
     "conv._epilogue": "naive.conv2d",  # with naive.activation: the few-rows convs
     "conv._im2col": "naive.conv2d",
     "conv._pack_pointwise": "naive.conv2d",
+    "conv._pad_phases": "naive.conv2d",
     "depthwise.depthwise2d": "naive.conv2d",
     "depthwise.depthwise2d_lanes": "naive.conv2d",
     "gemm._conv_nchw_pointwise_gemm": "naive.conv2d",

@@ -23,7 +23,12 @@ fewer rows, ``_im2col`` (or ``_pack_pointwise``) packs a chunk of images' column
     out = act(y + bias[m]) * scale[m] + shift[m]
 
 act: ``kernels/activation.ACTIVATIONS``. The scale/shift pair is a BatchNormalization
-that follows the activation, applied in the same pass."""
+that follows the activation, applied in the same pass.
+
+``ConvDirect`` (``_conv_nchw_direct_gemm``) runs a 2-D conv whose output rows fill
+vectors of 16 without packing B at all: its tiles read the GEMM's B straight from a
+padded, column-phase-split copy of the input (``_pad_phases``), in the same order of
+sums as im2col, so both give the same bits."""
 
 from __future__ import annotations
 
@@ -35,8 +40,10 @@ from runtime.config import IM2COL_CHUNK_FLOATS
 from runtime.kernels import gemm
 from runtime.kernels.activation import activate
 from runtime.kernels.jit import kernel
-from runtime.kernels.simd import WIDTH, veven, vload, vstore
+from runtime.kernels.simd import WIDTH, veven, vfma, vload, vstore, vzero
 from runtime.memory import scratch
+
+MR = gemm.MR
 
 
 @kernel(inline="always")
@@ -369,3 +376,329 @@ class ConvGemm:
             y = scratch("conv.gemm", (group, self.rows, nb * plane), np.float32)
             gemm.gemm_rows(self.wp, bp, y, self.rows, nb * plane)  # (G, M/G, nb*S)
             _epilogue(y.reshape(-1, nb, plane), out3, n0, self.bias, *self.epilogue)
+
+
+# --------------------------------------------------------------------------- direct GEMM
+#
+# A 2-D conv whose output rows hold whole vectors: the GEMM's B is not packed. The
+# input is copied once into padded planes split by column phase (stride s: phase p
+# holds the padded columns p, p + s, p + 2s, ...), so that for every tap (c, a, e)
+# the 16 outputs ow0 .. ow0+15 of an output row read 16 consecutive values of one
+# phase plane. A tile's column vectors ("slots": 16 outputs of one row each) load
+# B straight from there at a per-tap offset (the taps' table ``offs``), as XNNPACK's
+# indirect GEMM reads rows through pointers; the sums are the GEMM's, k in the same
+# (c, a, e) order as the im2col kernel's, so the outputs are the same bits.
+
+
+@kernel(parallel=True)
+def _pad_phases(x, xq, pt, pl, sw, lo, hi):  # pragma: no cover
+    """xq[n, c, p, y, j] = x[n, c, y - pt, j*sw + p - pl], 0 outside x: x (N, C, H, W),
+    xq (N, C, sw, Hp, Wq); phase p's columns j in [lo[p], hi[p]) read inside x. A job
+    a padded row of one plane, all its phases."""
+    N, C, H, W = x.shape
+    S, hp, wq = xq.shape[2], xq.shape[3], xq.shape[4]
+    xf = x.reshape(-1)
+    qf = xq.reshape(-1)
+    for job in prange(N * C * hp):
+        nc = job // hp
+        y = job % hp
+        sy = y - pt
+        for p in range(S):
+            d = ((nc * S + p) * hp + y) * wq
+            lo_p, hi_p = lo[p], hi[p]
+            if sy < 0 or sy >= H:
+                lo_p = hi_p = wq
+            for j in range(lo_p):
+                qf[d + j] = 0.0
+            copy_line(qf, d, xf, (nc * H + sy) * W + p - pl, lo_p, hi_p, sw, wq)
+            for j in range(hi_p, wq):
+                qf[d + j] = 0.0
+
+
+@kernel(inline="always")
+def _store_vector(of, o, c, m, bias, act, alpha, beta, scale, shift):  # pragma: no cover
+    vstore(of, o, gemm.epilogue_vector(c, bias[m], act, alpha, beta, scale[m], shift[m]))
+
+
+@kernel()
+def conv_direct_6x32_tile(
+    a, xf, i0, i1, offs, K, t, of, o0, o1, S, m0, whole, bias, act, alpha, beta, scale, shift
+):  # pragma: no cover
+    """The 6 x 32 tile a (K, MR) @ B, B's row k the vectors xf[i0 + offs[k]] and
+    xf[i1 + offs[k]] (two slots); ``whole``: its rows stored through the epilogue
+    from registers at of[o0 + r*S], of[o1 + r*S] (channels m0 + r), else into t (MR, 32)."""
+    c0 = c1 = c2 = c3 = c4 = c5 = vzero()
+    d0 = d1 = d2 = d3 = d4 = d5 = vzero()
+    for k in range(K):
+        off = offs[k]
+        b = vload(xf, i0 + off)
+        e = vload(xf, i1 + off)
+        j = k * gemm.MR
+        s = a[j]
+        c0 = vfma(c0, b, s)
+        d0 = vfma(d0, e, s)
+        s = a[j + 1]
+        c1 = vfma(c1, b, s)
+        d1 = vfma(d1, e, s)
+        s = a[j + 2]
+        c2 = vfma(c2, b, s)
+        d2 = vfma(d2, e, s)
+        s = a[j + 3]
+        c3 = vfma(c3, b, s)
+        d3 = vfma(d3, e, s)
+        s = a[j + 4]
+        c4 = vfma(c4, b, s)
+        d4 = vfma(d4, e, s)
+        s = a[j + 5]
+        c5 = vfma(c5, b, s)
+        d5 = vfma(d5, e, s)
+    if whole:
+        _store_vector(of, o0, c0, m0, bias, act, alpha, beta, scale, shift)
+        _store_vector(of, o1, d0, m0, bias, act, alpha, beta, scale, shift)
+        _store_vector(of, o0 + S, c1, m0 + 1, bias, act, alpha, beta, scale, shift)
+        _store_vector(of, o1 + S, d1, m0 + 1, bias, act, alpha, beta, scale, shift)
+        _store_vector(of, o0 + 2 * S, c2, m0 + 2, bias, act, alpha, beta, scale, shift)
+        _store_vector(of, o1 + 2 * S, d2, m0 + 2, bias, act, alpha, beta, scale, shift)
+        _store_vector(of, o0 + 3 * S, c3, m0 + 3, bias, act, alpha, beta, scale, shift)
+        _store_vector(of, o1 + 3 * S, d3, m0 + 3, bias, act, alpha, beta, scale, shift)
+        _store_vector(of, o0 + 4 * S, c4, m0 + 4, bias, act, alpha, beta, scale, shift)
+        _store_vector(of, o1 + 4 * S, d4, m0 + 4, bias, act, alpha, beta, scale, shift)
+        _store_vector(of, o0 + 5 * S, c5, m0 + 5, bias, act, alpha, beta, scale, shift)
+        _store_vector(of, o1 + 5 * S, d5, m0 + 5, bias, act, alpha, beta, scale, shift)
+    else:
+        w2 = 2 * WIDTH
+        vstore(t, 0 * w2, c0)
+        vstore(t, 0 * w2 + WIDTH, d0)
+        vstore(t, 1 * w2, c1)
+        vstore(t, 1 * w2 + WIDTH, d1)
+        vstore(t, 2 * w2, c2)
+        vstore(t, 2 * w2 + WIDTH, d2)
+        vstore(t, 3 * w2, c3)
+        vstore(t, 3 * w2 + WIDTH, d3)
+        vstore(t, 4 * w2, c4)
+        vstore(t, 4 * w2 + WIDTH, d4)
+        vstore(t, 5 * w2, c5)
+        vstore(t, 5 * w2 + WIDTH, d5)
+
+
+@kernel()
+def conv_direct_6x16_tile(
+    a, xf, i0, offs, K, t, of, o0, S, m0, whole, bias, act, alpha, beta, scale, shift
+):  # pragma: no cover
+    """``conv_direct_6x32_tile`` with one slot (AVX2: one vector is two registers)."""
+    c0 = c1 = c2 = c3 = c4 = c5 = vzero()
+    for k in range(K):
+        b = vload(xf, i0 + offs[k])
+        j = k * gemm.MR
+        c0 = vfma(c0, b, a[j])
+        c1 = vfma(c1, b, a[j + 1])
+        c2 = vfma(c2, b, a[j + 2])
+        c3 = vfma(c3, b, a[j + 3])
+        c4 = vfma(c4, b, a[j + 4])
+        c5 = vfma(c5, b, a[j + 5])
+    if whole:
+        _store_vector(of, o0, c0, m0, bias, act, alpha, beta, scale, shift)
+        _store_vector(of, o0 + S, c1, m0 + 1, bias, act, alpha, beta, scale, shift)
+        _store_vector(of, o0 + 2 * S, c2, m0 + 2, bias, act, alpha, beta, scale, shift)
+        _store_vector(of, o0 + 3 * S, c3, m0 + 3, bias, act, alpha, beta, scale, shift)
+        _store_vector(of, o0 + 4 * S, c4, m0 + 4, bias, act, alpha, beta, scale, shift)
+        _store_vector(of, o0 + 5 * S, c5, m0 + 5, bias, act, alpha, beta, scale, shift)
+    else:
+        vstore(t, 0 * WIDTH, c0)
+        vstore(t, 1 * WIDTH, c1)
+        vstore(t, 2 * WIDTH, c2)
+        vstore(t, 3 * WIDTH, c3)
+        vstore(t, 4 * WIDTH, c4)
+        vstore(t, 5 * WIDTH, c5)
+
+
+@kernel(inline="always")
+def _store_slots(
+    t,
+    width,
+    out,
+    n,
+    m0,
+    rows,
+    o0,
+    n0c,
+    o1,
+    n1c,
+    vector_act,
+    bias,
+    act,
+    alpha,
+    beta,
+    scale,
+    shift,
+):  # pragma: no cover
+    """A tile t (MR, width) of ``rows`` channels from m0, its slot v's first n_vc
+    columns into out (N, M, S) flat at o_v + r*S: the vector epilogue on whole vectors
+    (as ``conv_direct_*_tile`` stores from registers), other activations by
+    ``activate`` on the stored values."""
+    S = out.shape[2]
+    of = out.reshape(-1)
+    for r in range(rows):
+        m = m0 + r
+        for v in range(width // WIDTH):
+            count = n0c if v == 0 else n1c
+            o = (o0 if v == 0 else o1) + r * S
+            i = r * width + v * WIDTH
+            if count == 0:
+                continue
+            if vector_act:
+                vstore(t, i, gemm.epilogue_vector(vload(t, i), bias[m], act, alpha, beta,
+                                                  scale[m], shift[m]))  # fmt: skip
+                for u in range(count):
+                    of[o + u] = t[i + u]
+            else:
+                for u in range(count):
+                    of[o + u] = t[i + u]
+                s = o % S
+                activate(out[n, m, s : s + count], count, bias[m], act,
+                         alpha, beta, scale[m], shift[m])  # fmt: skip
+
+
+@kernel(parallel=True)
+def _conv_nchw_direct_gemm(
+    xq, ap, offs, out, Mg, chunk, sh, ow_, width, tiles, bias, act, alpha, beta, scale, shift
+):  # pragma: no cover
+    """out (N, M, OH*OW) = the conv of the phase planes xq (N, C, sw, Hp, Wq)
+    (``_pad_phases``) by the packed weights ap (G, M/G blocks, K, MR), with the
+    epilogue. Slots: an output row's outputs in runs of 16 (the last one short); a
+    tile ``width // 16`` consecutive slots of one image; jobs (image, group, tile, a
+    chunk of row blocks). Tap k of a group's K reads xq at a slot's base + offs[k]."""
+    N, C, P, hp, wq = xq.shape
+    G, mb, K = ap.shape[0], ap.shape[1], ap.shape[2]
+    M, S = out.shape[1], out.shape[2]
+    per = width // WIDTH
+    srow = (ow_ + WIDTH - 1) // WIDTH  # slots per output row
+    slots = (S // ow_) * srow
+    T = (slots + per - 1) // per
+    chunks = (mb + chunk - 1) // chunk
+    cg = C // G
+    xf = xq.reshape(-1)
+    of = out.reshape(-1)
+    vector_act = act == 0 or act == 1 or act == 5
+    for job in prange(N * G * T * chunks):
+        q = job % chunks
+        tt = (job // chunks) % T
+        g = (job // (chunks * T)) % G
+        n = job // (chunks * T * G)
+        t = tiles[numba.get_thread_id()]
+        s0 = tt * per
+        s1 = min(s0 + 1, slots - 1)
+        oh0, c0 = s0 // srow, (s0 % srow) * WIDTH
+        oh1, c1 = s1 // srow, (s1 % srow) * WIDTH
+        base = (n * C + g * cg) * P * hp * wq
+        i0 = base + oh0 * sh * wq + c0
+        i1 = base + oh1 * sh * wq + c1
+        n0c = min(WIDTH, ow_ - c0)
+        n1c = min(WIDTH, ow_ - c1) if per == 2 and s0 + 1 < slots else 0
+        full = n0c == WIDTH and (per == 1 or n1c == WIDTH)
+        for b in range(q * chunk, min(mb, (q + 1) * chunk)):
+            m0 = g * Mg + b * MR
+            rows = min(MR, Mg - b * MR)
+            o0 = (n * M + m0) * S + oh0 * ow_ + c0
+            o1 = (n * M + m0) * S + oh1 * ow_ + c1
+            whole = vector_act and full and rows == MR
+            a = ap[g, b].reshape(-1)
+            if per == 2:
+                conv_direct_6x32_tile(a, xf, i0, i1, offs, K, t, of, o0, o1, S, m0, whole,
+                                      bias, act, alpha, beta, scale, shift)  # fmt: skip
+            else:
+                conv_direct_6x16_tile(a, xf, i0, offs, K, t, of, o0, S, m0, whole, bias, act,
+                                      alpha, beta, scale, shift)  # fmt: skip
+            if not whole:
+                _store_slots(t, width, out, n, m0, rows, o0, n0c, o1, n1c, vector_act, bias,
+                             act, alpha, beta, scale, shift)  # fmt: skip
+
+
+def direct_waste(ow: int) -> float:
+    """The share of a direct conv's tile columns past the output rows' ends."""
+    return 1.0 - ow / (-(-ow // WIDTH) * WIDTH)
+
+
+class ConvDirect:
+    """A 2-D conv as ``_conv_nchw_direct_gemm``, laid out once for one input shape:
+    x (N, C, H, W) -> out (N, M, OH, OW) float32; ``packed``: ``pack_weights`` of the
+    weights as (M, C/G, 1, KH, KW); ``pads`` the begin pads (top, left)."""
+
+    def __init__(
+        self,
+        x_shape: tuple[int, ...],
+        w_shape: tuple[int, ...],
+        packed: np.ndarray,
+        bias: np.ndarray,
+        group: int,
+        *,
+        strides: tuple[int, int],
+        pads: tuple[int, int],
+        dilations: tuple[int, int],
+        out_sp: tuple[int, int],
+        epilogue: tuple,
+    ) -> None:
+        n, c, _, w = x_shape
+        m, cg, kh, kw = w_shape
+        (sh, sw), (_, pl), (dh, dw), (oh, ow) = strides, pads, dilations, out_sp
+        self.x_shape, self.wp, self.bias, self.group = tuple(x_shape), packed, bias, group
+        self.rows, self.sh, self.ow, self.epilogue, self.pads = m // group, sh, ow, epilogue, pads
+        hp = (oh - 1) * sh + (kh - 1) * dh + 1  # padded rows read
+        wq = -(-ow // WIDTH) * WIDTH + (kw - 1) * dw // sw  # a phase row: every slot's reach
+        self.q_shape = (n, c, sw, hp, wq)
+        ci, a, e = np.ix_(np.arange(cg), np.arange(kh), np.arange(kw))
+        offs = ((ci * sw + e * dw % sw) * hp + a * dh) * wq + e * dw // sw  # tap (c, a, e)
+        self.offs = np.ascontiguousarray(offs.reshape(-1), np.int64)
+        p = np.arange(sw)
+        # phase p's column j reads x's column j*sw + p - pl: inside for j in [lo, hi)
+        self.lo = np.clip(-((p - pl) // sw), 0, wq).astype(np.int64)
+        self.hi = np.clip(-((p - pl - w) // sw), 0, wq).astype(np.int64)
+        self.hi = np.maximum(self.hi, self.lo)
+
+    def __call__(self, x: np.ndarray, out: np.ndarray) -> None:
+        n, m = self.x_shape[0], self.wp.shape[0] * self.rows
+        width = gemm.nr()
+        xq = scratch("conv.phases", self.q_shape, np.float32)
+        _pad_phases(np.ascontiguousarray(x).reshape(self.x_shape), xq, *self.pads,
+                    self.q_shape[2], self.lo, self.hi)  # fmt: skip
+        threads = numba.get_num_threads()
+        tiles = scratch("gemm.tiles", (threads, max(MR * width, 4 * WIDTH)), np.float32)
+        plane = out.size // (n * m)
+        slots = plane // self.ow * -(-self.ow // WIDTH)
+        chunk = gemm.job_rows(n * self.group, self.wp.shape[1], -(-slots // (width // WIDTH)))
+        _conv_nchw_direct_gemm(
+            xq, self.wp, self.offs, out.reshape(n, m, plane), self.rows, chunk, self.sh,
+            self.ow, width, tiles, self.bias, *self.epilogue,
+        )  # fmt: skip
+
+
+if numba.config.DISABLE_JIT:
+    # Plain Python runs the direct tiles as NumPy sums over the gathered vectors, as
+    # ``gemm`` does its micro-kernels (the vector loop, interpreted, takes minutes).
+
+    def _direct_tile(a, xf, bases, offs, K, t, of, outs, S, m0, whole, epilogue):
+        width = len(bases) * WIDTH
+        tile = t[: MR * width].reshape(MR, width)
+        lanes = np.arange(WIDTH)
+        for v, i in enumerate(bases):
+            b = xf[i + offs[:K, None] + lanes]  # (K, 16)
+            np.einsum("km,kn->mn", a[: K * MR].reshape(K, MR), b, optimize=False,
+                      out=tile[:, v * WIDTH : (v + 1) * WIDTH])  # fmt: skip
+        if whole:
+            bias, act, alpha, beta, scale, shift = epilogue
+            for r in range(MR):
+                for v, o in enumerate(outs):
+                    _store_vector(of, o + r * S, tile[r, v * WIDTH : (v + 1) * WIDTH], m0 + r,
+                                  bias, act, alpha, beta, scale, shift)  # fmt: skip
+
+    def conv_direct_6x32_tile(
+        a, xf, i0, i1, offs, K, t, of, o0, o1, S, m0, whole, bias, act, alpha, beta, scale, shift
+    ):
+        _direct_tile(a, xf, (i0, i1), offs, K, t, of, (o0, o1), S, m0, whole,
+                     (bias, act, alpha, beta, scale, shift))  # fmt: skip
+
+    def conv_direct_6x16_tile(
+        a, xf, i0, offs, K, t, of, o0, S, m0, whole, bias, act, alpha, beta, scale, shift
+    ):
+        _direct_tile(a, xf, (i0,), offs, K, t, of, (o0,), S, m0, whole,
+                     (bias, act, alpha, beta, scale, shift))  # fmt: skip
