@@ -395,17 +395,19 @@ def test_simd_lane_operations_match_numpy():
         simd.vstore(out, 2 * w, simd.vsplat(s))
         simd.vstore(out, 3 * w, simd.vadd(va, vb))
         simd.vstore(out, 4 * w, simd.veven(va, vb))
+        simd.vstore(out, 6 * w, simd.vmul(va, vb))
 
     a, b = _rand(w), _rand(w)
     a[:3] = (np.nan, -0.0, 0.0)
-    out = np.full(5 * w, np.inf, np.float32)
+    out = np.full(7 * w, np.inf, np.float32)
     lanes(a, b, np.float32(1.5), out)
     np.testing.assert_array_equal(out[:w], np.where(a > b, b, a))
     np.testing.assert_array_equal(out[w : 2 * w], np.where(a <= 0, 0, a))  # NaN stays NaN
     assert not np.signbit(out[w + 1])  # -0 becomes +0, as the scalar epilogue's ReLU
     np.testing.assert_array_equal(out[2 * w : 3 * w], np.full(w, 1.5, np.float32))
     np.testing.assert_array_equal(out[3 * w : 4 * w], a + b)
-    np.testing.assert_array_equal(out[4 * w :], np.concatenate([a, b])[::2])
+    np.testing.assert_array_equal(out[4 * w : 5 * w], np.concatenate([a, b])[::2])
+    np.testing.assert_array_equal(out[6 * w :], a * b)
 
 
 @pytest.mark.parametrize("n", [0, 1, 7, 16])

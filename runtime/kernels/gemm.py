@@ -50,6 +50,7 @@ from runtime.kernels.simd import (
     vload,
     vmax,
     vmin,
+    vmul,
     vrelu,
     vsplat,
     vstore,
@@ -305,20 +306,26 @@ def store_conv_tile(
 
 
 # The activations a conv epilogue applies to vectors of sums in registers (none, Relu,
-# Clip: ``activation.ACTIVATIONS``); the others go through ``activation.activate``.
-VECTOR_ACTS = (0, 1, 5)
+# Clip, HardSigmoid, HardSwish: ``activation.ACTIVATIONS``); the others go through
+# ``activation.activate``.
+VECTOR_ACTS = (0, 1, 5, 6, 7)
 
 
 @kernel(inline="always")
 def epilogue_vector(c, bias, act, alpha, beta, sc, sf):  # pragma: no cover
     """act(c + bias) * sc + sf for one vector of one output channel's sums, ``act`` one
-    of ``VECTOR_ACTS`` (Clip's bounds alpha and beta); every element gets the same
-    arithmetic (one rounded add, the activation, one fused multiply-add)."""
+    of ``VECTOR_ACTS`` (Clip's bounds alpha and beta; HardSigmoid's and HardSwish's
+    slope and offset); every element gets the same arithmetic (one rounded add, the
+    activation with ``activation.activate``'s roundings, one fused multiply-add)."""
     v = vadd(c, vsplat(bias))
     if act == 1:
         v = vrelu(v)
     elif act == 5:
         v = vmin(vmax(v, vsplat(alpha)), vsplat(beta))
+    elif act == 6 or act == 7:
+        h = vadd(vmul(v, vsplat(alpha)), vsplat(beta))
+        h = vmin(vmax(h, vsplat(0.0)), vsplat(1.0))  # a NaN stays NaN, as in ``clamp``
+        v = h if act == 6 else vmul(v, h)
     return vfma(vsplat(sf), v, sc)
 
 
@@ -453,7 +460,7 @@ def store_panel_tiles(
     i0 = j0 // S
     s0 = j0 % S
     whole = n == width and s0 + width <= S  # the tile's columns inside image n0 + i0
-    vector_act = act == 0 or act == 1 or act == 5
+    vector_act = act == 0 or act == 1 or act == 5 or act == 6 or act == 7  # VECTOR_ACTS
     for b in range(b0, b1):
         m0 = m_first + b * MR
         rows = min(MR, Mg - b * MR)

@@ -15,6 +15,7 @@ below is one instruction.
     vrelu(v)             -> 0 where v <= 0, else v (a NaN stays NaN)
     vsplat(s)            -> s in every lane
     vadd(a, b)           -> a + b, lane by lane
+    vmul(a, b)           -> a * b, lane by lane
     veven(a, b)          -> lanes 0, 2, 4, ... of a then b (a and b: 2 WIDTH values in a row)
     vload_first(a, i, n) -> a[i : i + n], then zeros (0 <= n <= WIDTH; nothing past n is read)
     vstore_first(a, i, v, n)  a[i : i + n] = v[:n] (nothing past n is written)
@@ -63,6 +64,9 @@ if numba.config.DISABLE_JIT:
 
     def vadd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return a + b
+
+    def vmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return a * b
 
     def veven(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.concatenate([a, b])[0::2].copy()
@@ -208,6 +212,13 @@ else:
     def vadd(typingctx, a, b):
         def codegen(context, builder, sig, args):
             return builder.fadd(args[0], args[1])
+
+        return float32xw(a, b), codegen
+
+    @intrinsic
+    def vmul(typingctx, a, b):
+        def codegen(context, builder, sig, args):
+            return builder.fmul(args[0], args[1])
 
         return float32xw(a, b), codegen
 
