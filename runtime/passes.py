@@ -308,8 +308,8 @@ def _gated(steps: list[Step], i: int, g: StepGraph) -> Gated | None:
     y = steps[i].outputs[0]
     users = consumers(steps)
     readers = users.get(y, [])
-    if len(readers) != 2 or y in g.outputs:
-        return None
+    if len(readers) != 2 or readers[0] == readers[1] or y in g.outputs:
+        return None  # two readers (one reading y twice, as Mul(y, y), is not a gate)
     for j in readers:
         (m,) = [r for r in readers if r != j]
         gate = _gate(steps, users, j, y, g)

@@ -434,3 +434,22 @@ def test_squeeze_excitation_activations_are_the_epilogue_s(act):
     got = v.copy()
     _activate_numpy(got, act, alpha, beta)
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+def test_a_step_reading_the_conv_output_twice_is_no_gate():
+    """Conv then Mul(c, c): one reader reading the conv's output twice (no gated
+    activation; it once failed the pass)."""
+    rng = np.random.default_rng(21)
+    w = rng.standard_normal((8, 4, 1, 1)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"]),
+        helper.make_node("Mul", ["c", "c"], ["y"]),
+    ]
+    model = chain_model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, "w")],
+    )
+    assert [s.op for s in InferenceSession(model).describe().steps] == ["Conv", "Mul"]
+    compare(model, {"x": rng.standard_normal((2, 4, 5, 5)).astype(np.float32)}, atol=1e-5)
