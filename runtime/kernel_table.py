@@ -284,15 +284,17 @@ def _depthwise_lanes_applies(s: ConvSpec) -> str | None:
 def _depthwise_lanes_prepare(s: ConvSpec) -> Run:
     assert s.x_shape is not None and s.bias is not None
     st, dil, begin = s.strides, s.dilations, s.pads
-    hp, wp = depthwise_kernels.lanes_geometry(*s.x_shape[2:], begin, s.out_sp, s.kernel, st, dil)
-    check_size((numba.config.NUMBA_NUM_THREADS, hp * wp * WIDTH), np.float32, "depthwise planes")
+    hp, wp, floats = depthwise_kernels.lanes_geometry(
+        *s.x_shape[2:], begin, s.out_sp, s.kernel, st, dil
+    )
+    check_size((numba.config.NUMBA_NUM_THREADS, floats), np.float32, "depthwise planes")
     geometry = (*s.kernel, begin[0], begin[1], st[0], st[1], dil[0], dil[1], hp, wp)
     scale, shift = _epilogue_vectors(s)
     packed = depthwise_kernels.pack_lanes(s.w, s.bias, scale, shift)  # once per plan
     b, act = s.bias, _act(s)
 
     def run(x: np.ndarray, out: np.ndarray) -> None:
-        planes = scratch("depthwise.lanes", (numba.get_num_threads(), hp * wp * WIDTH), np.float32)
+        planes = scratch("depthwise.lanes", (numba.get_num_threads(), floats), np.float32)
         depthwise_kernels.depthwise2d_lanes(
             np.ascontiguousarray(x), *packed, out, *geometry, *act, b, scale, shift, planes
         )

@@ -397,6 +397,10 @@ def test_simd_lane_operations_match_numpy():
         simd.vstore(out, 4 * w, simd.veven(va, vb))
         simd.vstore(out, 6 * w, simd.vmul(va, vb))
 
+    @numba.njit
+    def lane_fma(a, b, out):  # b + a * b, lane by lane
+        simd.vstore(out, 0, simd.vfmav(simd.vload(b, 0), simd.vload(a, 0), simd.vload(b, 0)))
+
     a, b = _rand(w), _rand(w)
     a[:3] = (np.nan, -0.0, 0.0)
     out = np.full(7 * w, np.inf, np.float32)
@@ -408,32 +412,34 @@ def test_simd_lane_operations_match_numpy():
     np.testing.assert_array_equal(out[3 * w : 4 * w], a + b)
     np.testing.assert_array_equal(out[4 * w : 5 * w], np.concatenate([a, b])[::2])
     np.testing.assert_array_equal(out[6 * w :], a * b)
+    fused = np.full(w, np.inf, np.float32)
+    lane_fma(a, b, fused)
+    np.testing.assert_allclose(fused[1:], b[1:] + a[1:] * b[1:], rtol=1e-6, atol=1e-6)  # a[0]: NaN
 
 
-@pytest.mark.parametrize("n", [0, 1, 7, 16])
-def test_simd_gather_scatter_and_lane_fma_match_numpy(n):
-    """vgather reads n values s apart and zeros the rest, vscatter writes n values s
-    apart and nothing else, vfmav multiplies lane by lane (the depthwise lanes kernel)."""
+@pytest.mark.parametrize(
+    ("rows", "n", "cols", "m"), [(16, 16, 16, 16), (5, 7, 9, 3), (0, 16, 2, 16)]
+)
+def test_simd_transpose_matches_numpy(rows, n, cols, m):
+    """simd.transpose reads rows x n values (the rest of the tile zeros) and writes the
+    first m values of cols columns, nothing else (the depthwise lanes kernel's tiles)."""
     from runtime.kernels import simd
 
-    w, s = simd.WIDTH, 5
-
     @numba.njit
-    def lanes(short, a, out, n, acc, v, f):  # short: a view ending at the last value read
-        simd.vscatter(out, 2, s, simd.vgather(short, 3, s, n), n)
-        simd.vstore(f, 0, simd.vgather(short, 3, s, n))
-        simd.vstore(f, w, simd.vfmav(simd.vload(acc, 0), simd.vload(v, 0), simd.vload(a, 0)))
+    def transpose(a, b, rows, n, cols, m):
+        simd.transpose(a, 3, 20, rows, n, b, 5, 30, cols, m)
 
-    a = _rand(w * s + 3)
-    out = np.full(w * s + 3, np.inf, np.float32)
-    acc, v, f = _rand(w), _rand(w), np.zeros(2 * w, np.float32)
-    lanes(a[: 3 + max(n - 1, 0) * s + 1], a, out, n, acc, v, f)
-    picked = a[3 : 3 + n * s : s]
-    want = np.full(w * s + 3, np.inf, np.float32)
-    want[2 : 2 + n * s : s] = picked
-    np.testing.assert_array_equal(out, want)
-    np.testing.assert_array_equal(f[:w], np.concatenate([picked, np.zeros(w - n, np.float32)]))
-    np.testing.assert_allclose(f[w:], acc + v * a[:w], rtol=1e-6)
+    w = simd.WIDTH
+    a = _rand(3 + 20 * (w - 1) + w)
+    b = np.full(5 + 30 * (w - 1) + w, np.inf, np.float32)
+    transpose(a, b, rows, n, cols, m)
+    tile = np.zeros((w, w), np.float32)
+    for r in range(rows):
+        tile[r, :n] = a[3 + 20 * r : 3 + 20 * r + n]
+    want = np.full_like(b, np.inf)
+    for c in range(cols):
+        want[5 + 30 * c : 5 + 30 * c + m] = tile[:m, c]
+    np.testing.assert_array_equal(b, want)
 
 
 @pytest.mark.parametrize("n", [0, 1, 7, 16])

@@ -23,11 +23,11 @@ a job's (thread buffers, zeroing) is paid once per group: on planes of 16x16 and
 below the set-up, not the taps, was most of the time.
 
 Below that (``depthwise2d_lanes``, one filter per channel), WIDTH channels share a
-vector instead: a job gathers its channels' pixels into a padded plane of
+vector instead: a job transposes its channels' pixels into a padded plane of
 WIDTH-wide pixels (NHWC16, as XNNPACK's and MLAS's depthwise kernels read them),
-runs every tap over four pixels with every lane useful, and scatters the sums back
-to the channels' planes. Its cost is a gather and a scatter per pixel, not a set-up
-per channel, so it wins on small planes and loses on large ones.
+runs every tap over four pixels with every lane useful, and transposes the sums
+back to the channels' planes. Its cost is two transpositions per pixel, not a
+set-up per channel, so it wins on small planes and loses on large ones.
 """
 
 from __future__ import annotations
@@ -41,17 +41,16 @@ from runtime.kernels.gemm import epilogue_vector
 from runtime.kernels.jit import kernel
 from runtime.kernels.simd import (
     WIDTH,
+    transpose,
     vadd,
     veven,
     vfma,
     vfmav,
-    vgather,
     vload,
     vload_first,
     vmax,
     vmin,
     vrelu,
-    vscatter,
     vsplat,
     vstore,
     vstore_first,
@@ -207,12 +206,14 @@ def depthwise2d(
                 activate(of[o0 : o0 + OH * OW], OH * OW, b, act, alpha, beta, sc, sf)
 
 
-def lanes_geometry(h, w, pads, out, k, s, d) -> tuple[int, int]:
-    """(rows, columns) of ``depthwise2d_lanes``'s padded plane of WIDTH-channel pixels:
-    the input and the taps' reach from the last output."""
+def lanes_geometry(h, w, pads, out, k, s, d) -> tuple[int, int, int]:
+    """(rows, columns, floats) of ``depthwise2d_lanes``'s buffer: a padded plane of
+    WIDTH-channel pixels (the input and the taps' reach from the last output), a
+    WIDTH x WIDTH tile, then the output pixels rounded up to whole tiles."""
     rows = max(h + pads[0], (out[0] - 1) * s[0] + (k[0] - 1) * d[0] + 1)
     cols = max(w + pads[1], (out[1] - 1) * s[1] + (k[1] - 1) * d[1] + 1)
-    return rows, cols
+    pixels = -(-(out[0] * out[1]) // WIDTH) * WIDTH
+    return rows, cols, (rows * cols + WIDTH + pixels) * WIDTH
 
 
 def pack_lanes(w: np.ndarray, *vectors: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -271,12 +272,14 @@ def depthwise2d_lanes(
     lanes, for planes of a few vectors or less: a job is WIDTH channels of one image.
     x (N, C, H, W), out (N, C, OH, OW) C-contiguous; wt, bt, st, ft from ``pack_lanes``
     (filters, bias, scale, shift); bias, scale, shift (C,) for an activation outside
-    ``gemm.VECTOR_ACTS``; planes (threads, HP*WP*WIDTH) with HP, WP from ``lanes_geometry``.
+    ``gemm.VECTOR_ACTS``; planes (threads, floats) with HP, WP and the floats from
+    ``lanes_geometry``.
 
-    The job gathers its channels' pixels (stride H*W) into a zero-padded plane of
-    WIDTH-wide pixels, computes four output pixels at a time (a tap: one weight vector,
-    four pixel vectors, four fused multiply-adds, every lane useful), and scatters
-    them to the channels' planes. The taps run in the same order as ``depthwise2d``'s
+    The job transposes its channels' pixels, WIDTH x WIDTH tiles in registers
+    (``simd.transpose``), into a zero-padded plane of WIDTH-channel pixels, computes
+    four output pixels at a time (a tap: one weight vector, four pixel vectors, four
+    fused multiply-adds, every lane useful) into a row of pixels, and transposes that
+    back to the channels' planes. The taps run in the same order as ``depthwise2d``'s
     for every output, so both kernels give the same bits."""
     N, C, H, W = x.shape
     OH, OW = out.shape[2], out.shape[3]
@@ -291,12 +294,17 @@ def depthwise2d_lanes(
     for i in range(KH):
         for j in range(KW):
             taps[i * KW + j] = (i * dh * WP + j * dw) * L
-    P = OH * OW
+    HW, P = H * W, OH * OW
+    spots = np.empty(HW, np.int64)  # where each input pixel lands in the padded plane
+    for q in range(HW):
+        spots[q] = ((q // W + ph) * WP + q % W + pw) * L
     PB = -(-P // 4) * 4  # output pixels rounded up to blocks of 4: the last one repeated
     pixels = np.empty(PB, np.int64)
     for p in range(PB):
         q = min(p, P - 1)
         pixels[p] = ((q // OW) * sh * WP + (q % OW) * sw) * L
+    tile = HP * WP * L  # the buffer: the plane, a tile, the output pixels
+    res = tile + L * L
     planes[:] = 0.0  # the padding; every job writes the same interior
     groups = -(-C // L)
     for job in prange(N * groups):
@@ -304,11 +312,12 @@ def depthwise2d_lanes(
         buf = planes[numba.get_thread_id()]
         c0 = g * L
         lanes = min(L, C - c0)
-        x0 = (n * C + c0) * H * W
-        for y in range(H):
-            d = ((y + ph) * WP + pw) * L
-            for u in range(W):
-                vstore(buf, d + u * L, vgather(xf, x0 + y * W + u, H * W, lanes))
+        x0 = (n * C + c0) * HW
+        for q0 in range(0, HW, L):
+            k = min(L, HW - q0)
+            transpose(xf, x0 + q0, HW, lanes, k, buf, tile, L, k, L)
+            for q in range(k):
+                vstore(buf, spots[q0 + q], vload(buf, tile + q * L))
         bv, sv, fv = vload(bf, c0), vload(sf_, c0), vload(ff, c0)
         lo, hi = vsplat(alpha), vsplat(beta)
         o0 = (n * C + c0) * P
@@ -328,10 +337,13 @@ def depthwise2d_lanes(
                 a1 = _lanes_epilogue(a1, bv, act, lo, hi, sv, fv)
                 a2 = _lanes_epilogue(a2, bv, act, lo, hi, sv, fv)
                 a3 = _lanes_epilogue(a3, bv, act, lo, hi, sv, fv)
-            vscatter(of, o0 + p, P, a0, lanes)
-            vscatter(of, o0 + min(p + 1, P - 1), P, a1, lanes)
-            vscatter(of, o0 + min(p + 2, P - 1), P, a2, lanes)
-            vscatter(of, o0 + min(p + 3, P - 1), P, a3, lanes)
+            vstore(buf, res + p * L, a0)
+            vstore(buf, res + (p + 1) * L, a1)
+            vstore(buf, res + (p + 2) * L, a2)
+            vstore(buf, res + (p + 3) * L, a3)
+        for p0 in range(0, P, L):
+            k = min(L, P - p0)
+            transpose(buf, res + p0 * L, L, k, L, of, o0 + p0, P, lanes, k)
         if not vector_act:
             for c in range(c0, c0 + lanes):
                 o = (n * C + c) * P

@@ -20,8 +20,11 @@ below is one instruction.
     vload_first(a, i, n) -> a[i : i + n], then zeros (0 <= n <= WIDTH; nothing past n is read)
     vstore_first(a, i, v, n)  a[i : i + n] = v[:n] (nothing past n is written)
     vfmav(acc, v, w)     -> acc + v * w, fused, lane by lane (w a vector)
-    vgather(a, i, s, n)  -> a[i], a[i + s], ..., a[i + (n - 1) s], then zeros (n <= WIDTH)
-    vscatter(a, i, s, v, n)   a[i + l s] = v[l] for lanes l < n (i + 15 s within int32)
+    transpose(a, i, s, rows, n, b, j, t, cols, m)
+                            reads rows vectors a[i + r s : + n] (the rest zeros) as the
+                            rows of a WIDTH x WIDTH matrix and writes the first m lanes of
+                            its first cols columns to b[j + c t : + m]: a transposition
+                            in registers (shuffles, no gather or scatter)
     prefetch(a, i)          a hint to fetch a[i]'s cache line into L1
 
 None checks its bounds: the caller keeps i + WIDTH within the array (``prefetch``
@@ -82,14 +85,12 @@ if numba.config.DISABLE_JIT:
     def vfmav(acc: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:
         return (acc.astype(np.float64) + v.astype(np.float64) * w).astype(np.float32)
 
-    def vgather(a: np.ndarray, i: int, s: int, n: int) -> np.ndarray:
-        v = np.zeros(WIDTH, np.float32)
-        v[:n] = a[i : i + (n - 1) * s + 1 : s] if n else v[:0]
-        return v
-
-    def vscatter(a: np.ndarray, i: int, s: int, v: np.ndarray, n: int) -> None:
-        if n:
-            a[i : i + (n - 1) * s + 1 : s] = v[:n]
+    def transpose(a, i, s, rows, n, b, j, t, cols, m) -> None:
+        tile = np.zeros((WIDTH, WIDTH), np.float32)
+        for r in range(rows):
+            tile[r, :n] = a[i + r * s : i + r * s + n]
+        for c in range(cols):
+            b[j + c * t : j + c * t + m] = tile[:m, c]
 
     def prefetch(a: np.ndarray, i: int) -> None:
         return None
@@ -288,53 +289,74 @@ else:
 
         return float32xw(acc, vec, w), codegen
 
-    def _lanes(context, builder, sig, args):
-        """The WIDTH pointers &a[i], &a[i + s], ...: one vector GEP of int32 offsets,
-        which x86 gathers and scatters take as they are."""
-        p = _address(context, builder, sig.args[0], args[0], sig.args[1], args[1])
-        step = context.cast(builder, args[2], sig.args[2], types.int32)
-        ivec = ir.VectorType(_I32, WIDTH)
-        one = builder.insert_element(ir.Constant(ivec, ir.Undefined), step, _I32(0))
-        steps = builder.shuffle_vector(
-            one, ir.Constant(ivec, ir.Undefined), ir.Constant(ivec, [0] * WIDTH)
-        )
-        offsets = builder.mul(steps, ir.Constant(ivec, list(range(WIDTH))))
-        lanes = builder.gep(p, [offsets], source_etype=ir.FloatType())
-        lanes.type = ir.VectorType(p.type, WIDTH)  # llvmlite types a vector GEP as one pointer
-        return lanes
+    def _masked(context, builder, count, rows, r):
+        """The mask of lanes below count in row r, none from row rows on."""
+        inside = builder.icmp_signed("<", _I32(r), rows)
+        return _first(context, builder, builder.select(inside, count, _I32(0)), types.int32)
 
     @intrinsic
-    def vgather(typingctx, arr, idx, step, n):
-        _check_array(arr)
+    def transpose(typingctx, a, i, s, rows, n, b, j, t, cols, m):
+        _check_array(a)
+        _check_array(b)
 
         def codegen(context, builder, sig, args):
-            lanes = _lanes(context, builder, sig, args)
-            mask = _first(context, builder, args[3], sig.args[3])
-            fn = cgutils.get_or_insert_function(
+            def i32(k):
+                return context.cast(builder, args[k], sig.args[k], types.int32)
+
+            def i64(k):
+                return context.cast(builder, args[k], sig.args[k], types.intp)
+
+            load = cgutils.get_or_insert_function(
                 builder.module,
-                ir.FunctionType(_VEC, [lanes.type, _I32, mask.type, _VEC]),
-                f"llvm.masked.gather.v{WIDTH}f32.v{WIDTH}p0",
+                ir.FunctionType(
+                    _VEC, [_VEC.as_pointer(), _I32, ir.VectorType(ir.IntType(1), WIDTH), _VEC]
+                ),
+                f"llvm.masked.load.v{WIDTH}f32.p0",
             )
-            return builder.call(fn, [lanes, _I32(4), mask, ir.Constant(_VEC, [0.0] * WIDTH)])
-
-        return float32xw(arr, idx, step, n), codegen
-
-    @intrinsic
-    def vscatter(typingctx, arr, idx, step, vec, n):
-        _check_array(arr)
-
-        def codegen(context, builder, sig, args):
-            lanes = _lanes(context, builder, sig, args)
-            mask = _first(context, builder, args[4], sig.args[4])
-            fn = cgutils.get_or_insert_function(
+            store = cgutils.get_or_insert_function(
                 builder.module,
-                ir.FunctionType(ir.VoidType(), [_VEC, lanes.type, _I32, mask.type]),
-                f"llvm.masked.scatter.v{WIDTH}f32.v{WIDTH}p0",
+                ir.FunctionType(
+                    ir.VoidType(),
+                    [_VEC, _VEC.as_pointer(), _I32, ir.VectorType(ir.IntType(1), WIDTH)],
+                ),
+                f"llvm.masked.store.v{WIDTH}f32.p0",
             )
-            builder.call(fn, [args[3], lanes, _I32(4), mask])
+            zero = ir.Constant(_VEC, [0.0] * WIDTH)
+            pa = _address(context, builder, sig.args[0], args[0], sig.args[1], args[1])
+            pb = _address(context, builder, sig.args[5], args[5], sig.args[6], args[6])
+            s64, t64 = i64(2), i64(7)
+            vecs = []
+            for r in range(WIDTH):
+                p = builder.gep(pa, [builder.mul(s64, ir.Constant(s64.type, r))])
+                mask = _masked(context, builder, i32(4), i32(3), r)
+                vp = builder.bitcast(p, _VEC.as_pointer())
+                vecs.append(builder.call(load, [vp, _I32(4), mask, zero]))
+            # Four stages: at stage k rows r and r + 2^k (bit k of r clear) swap their
+            # off-diagonal blocks of 2^k lanes.
+            step = 1
+            while step < WIDTH:
+                lo = [k if not k & step else WIDTH + k - step for k in range(WIDTH)]
+                hi = [k + step if not k & step else WIDTH + k for k in range(WIDTH)]
+                out = list(vecs)
+                for r in range(WIDTH):
+                    if r & step:
+                        continue
+                    x, y = vecs[r], vecs[r + step]
+                    out[r] = builder.shuffle_vector(
+                        x, y, ir.Constant(ir.VectorType(_I32, WIDTH), lo)
+                    )
+                    out[r + step] = builder.shuffle_vector(
+                        x, y, ir.Constant(ir.VectorType(_I32, WIDTH), hi)
+                    )
+                vecs = out
+                step *= 2
+            for c in range(WIDTH):
+                p = builder.gep(pb, [builder.mul(t64, ir.Constant(t64.type, c))])
+                mask = _masked(context, builder, i32(9), i32(8), c)
+                builder.call(store, [vecs[c], builder.bitcast(p, _VEC.as_pointer()), _I32(4), mask])
             return context.get_dummy_value()
 
-        return types.none(arr, idx, step, vec, n), codegen
+        return types.none(a, i, s, rows, n, b, j, t, cols, m), codegen
 
     @intrinsic
     def prefetch(typingctx, arr, idx):
