@@ -595,7 +595,7 @@ def test_max_pool_without_indices_matches_naive(kernel_strides):
         ((1, 2, 17, 17), 1, 5, {"pads": (4, 4, 4, 4), "strides": (2, 2), "dilations": (2, 2)}),
     ],
 )
-@pytest.mark.parametrize("act", [None, "Relu", "Sigmoid", "Clip"])
+@pytest.mark.parametrize("act", [None, "Relu", "Sigmoid", "Clip", "HardSigmoid", "HardSwish"])
 @pytest.mark.parametrize("lanes", [True, False])
 def test_depthwise_conv_matches_naive(xs, mult, k, attrs, act, lanes, monkeypatch):
     """Depthwise convs (group = channels) run a direct kernel (``kernels/depthwise``):
@@ -608,7 +608,11 @@ def test_depthwise_conv_matches_naive(xs, mult, k, attrs, act, lanes, monkeypatc
     c = xs[1]
     x, w, b = _rand(*xs), _rand(c * mult, 1, k, k), _rand(c * mult)
     scale, shift = _rand(c * mult), _rand(c * mult)
-    bounds = {"alpha": -0.5, "beta": 0.5} if act == "Clip" else {}
+    bounds = {
+        "Clip": {"alpha": -0.5, "beta": 0.5},
+        "HardSigmoid": {"alpha": 0.3, "beta": 0.4},
+        "HardSwish": {"alpha": 1 / 6, "beta": 0.5},
+    }.get(act, {})
     call = conv_call(
         xs, w, b, group=c, activation=act, post_scale=scale, post_shift=shift, **bounds, **attrs
     )
@@ -629,6 +633,8 @@ def test_depthwise_conv_matches_naive(xs, mult, k, attrs, act, lanes, monkeypatc
         "Relu": lambda v: np.maximum(v, 0),
         "Sigmoid": lambda v: 1 / (1 + np.exp(-v)),
         "Clip": lambda v: np.clip(v, -0.5, 0.5),
+        "HardSigmoid": lambda v: np.clip(0.3 * v + 0.4, 0, 1),
+        "HardSwish": lambda v: v * np.clip(v / 6 + 0.5, 0, 1),
     }[act](y)
     want = y * scale[None, :, None, None] + shift[None, :, None, None]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

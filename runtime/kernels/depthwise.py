@@ -50,6 +50,7 @@ from runtime.kernels.simd import (
     vload_first,
     vmax,
     vmin,
+    vmul,
     vrelu,
     vsplat,
     vstore,
@@ -129,7 +130,7 @@ def depthwise2d(
     xf = x.reshape(-1)
     of = out.reshape(-1)
     wf = w.reshape(-1)
-    vector_act = act == 0 or act == 1 or act == 5
+    vector_act = act == 0 or act == 1 or act == 5 or act == 6 or act == 7  # VECTOR_ACTS
     phase = HQ * WQ
     taps = np.empty(KH * KW, np.int64)
     for i in range(KH):
@@ -233,12 +234,17 @@ def pack_lanes(w: np.ndarray, *vectors: np.ndarray) -> tuple[np.ndarray, ...]:
 
 @kernel(inline="always")
 def _lanes_epilogue(v, bias, act, lo, hi, sc, sf):  # pragma: no cover
-    """``gemm.epilogue_vector`` with a bias, scale and shift per lane."""
+    """``gemm.epilogue_vector`` with a bias, scale and shift per lane (lo and hi: alpha
+    and beta in every lane), the same arithmetic."""
     v = vadd(v, bias)
     if act == 1:
         v = vrelu(v)
     elif act == 5:
         v = vmin(vmax(v, lo), hi)
+    elif act == 6 or act == 7:  # HardSigmoid, HardSwish
+        h = vadd(vmul(v, lo), hi)
+        h = vmin(vmax(h, vsplat(0.0)), vsplat(1.0))
+        v = h if act == 6 else vmul(v, h)
     return vfmav(sf, v, sc)
 
 
@@ -288,7 +294,7 @@ def depthwise2d_lanes(
     of = out.reshape(-1)
     wf = wt.reshape(-1)
     bf, sf_, ff = bt.reshape(-1), st.reshape(-1), ft.reshape(-1)
-    vector_act = act == 0 or act == 1 or act == 5
+    vector_act = act == 0 or act == 1 or act == 5 or act == 6 or act == 7  # VECTOR_ACTS
     L = WIDTH
     taps = np.empty(K, np.int64)
     for i in range(KH):
