@@ -20,13 +20,18 @@ BoundCall = Callable[[np.ndarray, "np.ndarray | None"], np.ndarray]
 
 
 class Bound:
-    """A step's call laid out once for its plan's input shapes (``bind``)."""
+    """A step's call laid out once for its plan's input shapes (``bind``). With
+    ``residual``, the step's last input is a tensor of the run (the other operand of a
+    residual Add fused into a conv), passed to the call as ``call(x, out, res)``."""
 
-    def __init__(self, call: BoundCall) -> None:
+    def __init__(self, call: BoundCall, residual: bool = False) -> None:
         self.call = call
+        self.residual = residual
         self.choice: kernel_table.Choice | None = getattr(call, "choice", None)
 
-    def __call__(self, x: np.ndarray, *constants: np.ndarray, _out=None) -> np.ndarray:
+    def __call__(self, x: np.ndarray, *inputs: np.ndarray, _out=None) -> np.ndarray:
+        if self.residual:
+            return self.call(x, _out and _out[0], inputs[-1])  # type: ignore[call-arg]
         return self.call(x, _out and _out[0])
 
 
@@ -35,21 +40,23 @@ def bind(
 ) -> list[Step]:
     """Steps laid out for the plan's shapes (``env``: the tensors of a run with them):
     each op with a ``prepare`` (Conv, Gemm, Softmax: see the end of ``ops/nn.py``)
-    whose other inputs are constants, and each step whose output is its input
-    reshaped."""
+    whose other inputs are constants (but for a fused residual Add's operand, the
+    conv's last input), and each step whose output is its input reshaped."""
     bound = []
     for step in steps:
         x = env.get(step.inputs[0]) if step.inputs else None
-        if x is None or not all(not n or n in constants for n in step.inputs[1:]):
+        residual = bool(step.attrs.get("residual"))
+        rest = step.inputs[1:-1] if residual else step.inputs[1:]
+        if x is None or not all(not n or n in constants for n in rest):
             bound.append(step)
             continue
-        args = [constants[n] if n else None for n in step.inputs[1:]]
+        args = [constants[n] if n else None for n in rest]
         prepare = getattr(step.fn, "prepare", None)
         call = None if prepare is None else prepare(x, args, step.attrs)
         if call is None and _is_view(x, [env[o] for o in step.outputs if o]):
             call = _reshape_to(env[step.outputs[0]].shape)
-        if call is not None:
-            step = replace(step, fn=Bound(call), attrs={})  # the attributes are in it
+        if call is not None:  # the attributes are in it
+            step = replace(step, fn=Bound(call, residual), attrs={})
         bound.append(step)
     return bound
 

@@ -123,6 +123,7 @@ class ConvSpec:
     bias: np.ndarray | None = None
     epilogue: Mapping[str, Any] = field(default_factory=dict)  # act, alpha, beta, scale, shift
     max_pool: tuple[int, int, int, int] | None = None  # fused (kh, kw, sh, sw), no padding
+    residual: bool = False  # a residual Add fused: run(x, out, res) adds res in the store
 
     @property
     def kernel(self) -> tuple[int, ...]:
@@ -480,11 +481,35 @@ def _choose(table: tuple[Kernel, ...], s: ConvSpec) -> tuple[Kernel, Choice]:
     raise AssertionError("the last conv entry applies to every conv")
 
 
+RESIDUAL_FAMILIES = ("pointwise", "im2col")  # entries whose tile store adds a residual
+
+
+def residual_fits(w: np.ndarray | None, attrs: Mapping[str, Any]) -> bool:
+    """Whether a conv with constant weights ``w`` and ``attrs`` runs, at any input
+    shape, an entry whose store can add a fused residual: a pointwise or im2col GEMM
+    in tiles (not Winograd-worthy at load, not depthwise, enough rows per group)."""
+    if w is None or w.dtype != np.float32 or w.ndim < 3:
+        return False
+    if conv_at_load(w, attrs)[1] is not None:  # Winograd weights: the Winograd entry
+        return False
+    group = attrs.get("group", 1)
+    return not (group > 1 and w.shape[1] == 1) and w.shape[0] // group >= GEMM_FEW_ROWS
+
+
 def choose_conv(s: ConvSpec) -> tuple[Choice, Run]:
     """The conv's kernel at its input shape, and its call (prepared now: weights packed
     or transformed, work sizes checked). A fused max pool that the kernel does not fuse
-    runs after it (``pool.pool_dense_planes``)."""
-    entry, choice = _choose(CONV_KERNELS, s)
+    runs after it (``pool.pool_dense_planes``). With a fused residual the call is
+    ``run(x, out, res)``; only the GEMM entries in tiles take one (``residual_fits``
+    holds for the convs the pass fuses it into)."""
+    table = CONV_KERNELS
+    if s.residual:  # the entries that take it (the direct GEMM's store does not yet)
+        table = tuple(e for e in CONV_KERNELS if e.family in RESIDUAL_FAMILIES)
+    entry, choice = _choose(table, s)
+    if s.residual:
+        assert "_rows_" not in choice.algorithm, choice  # residual_fits: enough rows
+        choice = Choice(choice.algorithm, choice.reason + "; the residual Add in the store",
+                        choice.runs)  # fmt: skip
     run = entry.prepare(s)
     if s.max_pool is None or entry.family == "winograd":
         return choice, run
@@ -500,9 +525,9 @@ def _then_max_pool(s: ConvSpec, run: Run) -> Run:
     rows = pool_kernels.pool_rows(pooled, np.array(s.max_pool))
     max_pool = s.max_pool
 
-    def run_then_pool(x: np.ndarray, out: np.ndarray) -> None:
+    def run_then_pool(x: np.ndarray, out: np.ndarray, *res: np.ndarray) -> None:
         conv = scratch("conv.unpooled", conv_shape, np.float32)
-        run(x, conv)
+        run(x, conv, *res)
         tmp = scratch("maxpool.rows", (numba.get_num_threads(), rows), np.float32)
         pool_kernels.pool_dense_planes(
             conv.reshape(n * m, *s.out_sp), out.reshape(n * m, *pooled), tmp, *max_pool,

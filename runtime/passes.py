@@ -199,6 +199,56 @@ def fuse_conv_bias_add(g: StepGraph) -> StepGraph:
     return _fuse_pairs(g, "Conv", _bias_add)
 
 
+def fuse_conv_residual_add(g: StepGraph) -> StepGraph:
+    """Add a Conv's output to a tensor computed before the conv (a residual connection:
+    MobileNetV2's and PP-LCNet's inverted residuals, ResNet's blocks) in the conv's
+    store, after the bias and before an activation fused later (ResNet's Relu after
+    the Add): the Add's pass over both tensors goes. Only into a conv that runs a GEMM
+    in tiles at every shape (``kernel_table.residual_fits``), with no epilogue yet;
+    the other operand is the conv's last input, and the step ``residual``."""
+    steps = list(g.steps)
+    constants = dict(g.constants)
+    made = {o: k for k, s in enumerate(steps) for o in s.outputs if o}
+    i = 0
+    while i < len(steps):
+        step = steps[i]
+        j = _only_user(steps, i, g.outputs) if step.op_type == "Conv" else None
+        add = None if j is None else steps[j]
+        a = step.attrs
+        if (
+            add is None
+            or add.op_type != "Add"
+            or len(add.inputs) != 2
+            or add.inputs.count(step.outputs[0]) != 1
+            or step.fn is not fused_conv
+            or {"max_pool", "activation", "post_scale", "residual"} & set(a)
+            or not kernel_table.residual_fits(constants.get(step.inputs[1]), a)
+        ):
+            i += 1
+            continue
+        other = add.inputs[1 - add.inputs.index(step.outputs[0])]
+        b_name = step.inputs[2] if len(step.inputs) > 2 else ""
+        ready = other not in constants and made.get(other, -1) < i  # a feed, or made before
+        if not ready or (b_name and b_name not in constants):
+            i += 1
+            continue
+        if not b_name:
+            w = constants[step.inputs[1]]
+            b_name = f"{step.inputs[1]}::residualbias{i}"
+            constants[b_name] = np.zeros(w.shape[0], np.float32)
+        steps[i] = replace(
+            step,
+            inputs=(step.inputs[0], step.inputs[1], b_name, other),
+            outputs=add.outputs,
+            attrs={**a, "residual": True},
+            fused=(*step.fused, "Add (residual)"),
+        )
+        del steps[j]
+        made = {o: k for k, s in enumerate(steps) for o in s.outputs if o}
+        i += 1
+    return replace(g, steps=tuple(steps), constants=constants)
+
+
 FLOAT_MAX = float(np.finfo(np.float32).max)
 
 
@@ -437,7 +487,7 @@ def _pointwise_conv(step: Step, constants: dict) -> bool:
         and all(v == 1 for v in a.get("strides") or [1])
         and not any(a.get("pads") or [0])
         and a.get("auto_pad", "NOTSET") in ("NOTSET", "VALID")
-        and not {"max_pool", "post_scale", "winograd"} & set(a)
+        and not {"max_pool", "post_scale", "winograd", "residual"} & set(a)
     )
 
 
@@ -567,6 +617,7 @@ PASSES: tuple[Pass, ...] = (
     Pass("use_fused_conv", use_fused_conv),
     Pass("fuse_conv_bn", fuse_conv_bn),
     Pass("fuse_conv_bias_add", fuse_conv_bias_add),
+    Pass("fuse_conv_residual_add", fuse_conv_residual_add),
     Pass("fuse_conv_activation", fuse_conv_activation),
     Pass("fuse_conv_activation_bn", fuse_conv_activation_bn),
     Pass("fuse_conv_max_pool", fuse_conv_max_pool),

@@ -41,6 +41,15 @@ class _ShapesOnlyError(Exception):
     """A plan that is better built by running it (``shapes_only``)."""
 
 
+def _outside_programs(steps: Sequence[Step]) -> str | None:
+    """Why ``steps`` cannot be one compiled program though their ops may: a conv with a
+    residual Add fused into it (the program's conv rows take no second tensor)."""
+    for step in steps:
+        if step.attrs.get("residual"):
+            return f"{step.node.describe()}: a residual Add fused into it has no compiled form"
+    return None
+
+
 def _empty_output(step: Step, env: Mapping[str, np.ndarray]) -> np.ndarray:
     """An uninitialised output of the shape and type ``step`` would produce (one of
     ``PROGRAM_OPS``), computed from its attributes and input shapes."""
@@ -125,6 +134,8 @@ def compiled_plan(
     output_names: Sequence[str],
 ) -> Plan | None:
     """A plan that is one compiled program, made from shapes alone, or None."""
+    if _outside_programs(steps) is not None:
+        return None
     found = shapes_only(steps, constants, feeds)
     if found is None:
         return None
@@ -175,6 +186,9 @@ def build_plan(
     plan = Plan(kept, consts, release, out_slots, specs)
     if compile_plans:
         try:
+            why = _outside_programs(kept)
+            if why is not None:
+                raise NotCompilableError(why)
             plan.program = compile_program(kept, env, consts, feeds, output_names)
         except NotCompilableError as exc:
             plan.not_compiled = str(exc)

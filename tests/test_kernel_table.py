@@ -229,6 +229,27 @@ def test_squeeze_excitation_runs_what_describe_names(calls):
         assert set(ran) == set(info.runs), (info.algorithm, ran)
 
 
+def test_residual_convs_run_what_describe_names(calls):
+    """Convs with a residual Add in their store (pointwise, im2col) run their entries."""
+    node = helper.make_node
+    nodes = [
+        node("Conv", ["x", "w1"], ["a"], name="pointwise"),
+        node("Add", ["a", "x"], ["r1"]),
+        node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], name="im2col"),
+        node("Add", ["r1", "c2"], ["y"]),
+    ]
+    weights = {"w1": _w(12, 12, 1, 1), "w2": _w(12, 12, 3, 3), "b2": _w(12)}
+    vi = helper.make_tensor_value_info
+    inits = [numpy_helper.from_array(v, k) for k, v in weights.items()]
+    x = vi("x", TensorProto.FLOAT, ["n", 12, 5, 6])
+    model = chain_model(nodes, [x], [vi("y", TensorProto.FLOAT, None)], inits)
+    engine = NumbaEngine(load_graph(model), compile_plans=False)
+    feeds = {"x": RNG.standard_normal((2, 12, 5, 6)).astype(np.float32)}
+    named = _check(engine, feeds, calls)
+    assert any("_pointwise_gemm_" in a for a in named) and any("_im2col_gemm_" in a for a in named)
+    assert [s.fused for s in engine.describe(feeds).steps] == [("Add (residual)",)] * 2
+
+
 def test_every_kernel_lists_real_kernels():
     for name in sorted(_declared()):
         module, fn = name.split(".")

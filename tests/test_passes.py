@@ -305,7 +305,8 @@ def test_per_channel_add_folds_into_the_conv_bias(bias, add_shape, fused):
 
 
 def test_add_of_a_computed_tensor_is_not_a_bias():
-    """Conv then Add of another branch (a residual): not folded into the bias."""
+    """Conv then Add of another branch (here the input): not folded into the bias, but
+    added in the conv's store (a residual)."""
     rng = np.random.default_rng(13)
     w = rng.standard_normal((4, 4, 1, 1)).astype(np.float32)
     nodes = [
@@ -319,7 +320,7 @@ def test_add_of_a_computed_tensor_is_not_a_bias():
         [numpy_helper.from_array(w, "w")],
     )
     steps = [(s.op, s.fused) for s in InferenceSession(model).describe().steps]
-    assert steps[-1] == ("Add", ())
+    assert steps == [("Conv", ("Add (residual)",))]
     compare(model, {"x": rng.standard_normal((2, 4, 5, 5)).astype(np.float32)}, atol=1e-5)
 
 
@@ -434,6 +435,103 @@ def test_squeeze_excitation_activations_are_the_epilogue_s(act):
     got = v.copy()
     _activate_numpy(got, act, alpha, beta)
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+def _residual_model(conv: str, after: str | None, shape=(5, 7), c: int = 16) -> bytes:
+    """x -> Conv 1x1 (+ Relu) -> a; a -> ``conv`` -> Add(a, .) (-> ``after``) -> y: a
+    residual block. ``conv``: "pointwise" (1x1), "im2col" (3x3, too few channels for
+    Winograd), "winograd" (3x3, 32 channels), "depthwise"; ``after``: an op after the
+    Add (Relu, SiLU, a 2x2 MaxPool)."""
+    rng = np.random.default_rng(17)
+    node = helper.make_node
+    k, group = {"pointwise": (1, 1), "im2col": (3, 1), "winograd": (3, 1), "depthwise": (3, c)}[
+        conv
+    ]
+    inits = {
+        "w0": rng.standard_normal((c, 3, 1, 1)) / np.sqrt(3),
+        "w": rng.standard_normal((c, c // group, k, k)) / np.sqrt(k * k * c / group),
+        "b": rng.standard_normal(c),
+    }
+    nodes = [
+        node("Conv", ["x", "w0"], ["c0"]),
+        node("Relu", ["c0"], ["a"]),
+        node("Conv", ["a", "w", "b"], ["c1"], pads=[k // 2] * 4, group=group),
+        node("Add", ["a", "c1"], ["s"] if after else ["y"]),
+    ]
+    if after == "SiLU":
+        nodes += _activation_nodes("SiLU", "s", "y")
+    elif after == "MaxPool":
+        nodes += [node("MaxPool", ["s"], ["y"], kernel_shape=[2, 2], strides=[2, 2])]
+    elif after:
+        nodes += [node(after, ["s"], ["y"])]
+    vi = helper.make_tensor_value_info
+    return chain_model(
+        nodes,
+        [vi("x", TensorProto.FLOAT, ["N", 3, *shape])],
+        [vi("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v.astype(np.float32), n) for n, v in inits.items()],
+    )
+
+
+@pytest.mark.parametrize(
+    ("conv", "after", "shape"),
+    [
+        ("pointwise", None, (5, 7)),  # 35 columns: a full 32-wide tile and a partial one
+        ("pointwise", "Relu", (12, 12)),  # ResNet's order: the Relu after the Add
+        ("pointwise", "SiLU", (6, 6)),  # an activation stored by the scalar path
+        ("im2col", None, (9, 11)),
+        ("im2col", "MaxPool", (8, 8)),  # the pool after the conv's store
+    ],
+)
+def test_residual_add_fuses_into_the_conv_store(conv, after, shape):
+    """A residual Add after a pointwise or im2col conv is added in the conv's store,
+    and an activation after it (or a pool) fuses after it; one step, not a compiled
+    program; as onnxruntime at batch 1 and 3, and on the second run into buffers."""
+    model = _residual_model(conv, after, shape)
+    description = InferenceSession(model).describe({"x": np.zeros((1, 3, *shape), np.float32)})
+    fused = {None: (), "Relu": ("Relu",), "SiLU": ("Sigmoid", "Mul"), "MaxPool": ("MaxPool",)}
+    assert [(s.op, s.fused) for s in description.steps] == [
+        ("Conv", ("Relu",)),
+        ("Conv", ("Add (residual)", *fused[after])),
+    ]
+    assert "the residual Add in the store" in description.steps[1].reason
+    assert not description.compiled and "residual" in description.not_compiled
+    rng = np.random.default_rng(18)
+    for n in (1, 3):
+        compare(model, {"x": rng.standard_normal((n, 3, *shape)).astype(np.float32)}, atol=1e-5)
+
+
+@pytest.mark.parametrize("conv", ["winograd", "depthwise"])
+def test_residual_add_stays_a_step_after_other_convs(conv):
+    """Winograd's and the depthwise conv's stores take no residual: the Add stays."""
+    model = _residual_model(conv, None, c=32)
+    steps = [(s.op, s.fused) for s in InferenceSession(model).describe().steps]
+    assert steps[-1] == ("Add", ())
+    x = np.random.default_rng(19).standard_normal((2, 3, 5, 7)).astype(np.float32)
+    compare(model, {"x": x}, atol=1e-4)
+
+
+def test_residual_add_of_a_later_tensor_fuses_into_the_later_conv():
+    """Add(conv1(x), conv2(x)): conv1's output is not ready when conv1 runs; the Add
+    fuses into conv2, whose other operand (conv1's output) is."""
+    rng = np.random.default_rng(20)
+    node = helper.make_node
+    inits = {"w1": rng.standard_normal((8, 4, 1, 1)), "w2": rng.standard_normal((8, 4, 1, 1))}
+    nodes = [
+        node("Conv", ["x", "w1"], ["c1"]),
+        node("Conv", ["x", "w2"], ["c2"]),
+        node("Add", ["c1", "c2"], ["y"]),
+    ]
+    vi = helper.make_tensor_value_info
+    model = chain_model(
+        nodes,
+        [vi("x", TensorProto.FLOAT, ["N", 4, 6, 5])],
+        [vi("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v.astype(np.float32), n) for n, v in inits.items()],
+    )
+    steps = [(s.op, s.fused) for s in InferenceSession(model).describe().steps]
+    assert steps == [("Conv", ()), ("Conv", ("Add (residual)",))]
+    compare(model, {"x": rng.standard_normal((2, 4, 6, 5)).astype(np.float32)}, atol=1e-5)
 
 
 def test_a_step_reading_the_conv_output_twice_is_no_gate():

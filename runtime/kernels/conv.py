@@ -213,12 +213,14 @@ def _conv_nchw_im2col_gemm(
     beta,
     scale,
     shift,
+    res,
 ):  # pragma: no cover
     """A conv by im2col as one parallel region: a GEMM job (g, panel p, a chunk of row
     blocks, as in ``gemm._gemm_f32_tiles``) fills its own panel of columns (``_fill_panel``) in
     its thread's ``panels`` row, where the tiles read it from L1, then stores its
     tiles with the epilogue (``gemm.store_panel_tiles``). Jobs that share a panel
-    (chunks of rows) each fill it. out (N, M, plane)."""
+    (chunks of rows) each fill it. out (N, M, plane); ``res``: a residual shaped as
+    out, flat, added after the bias and before the activation (or none)."""
     _, C, D, H, W = x.shape
     G, mb, Kg = ap.shape[0], ap.shape[1], ap.shape[2]
     plane = od_ * oh_ * ow_
@@ -239,7 +241,7 @@ def _conv_nchw_im2col_gemm(
         n = min(NR, cols - j0)
         gemm.store_panel_tiles(ap[g], q * chunk, min(mb, (q + 1) * chunk), pan, Kg, t, NR,
                                out, n0, plane, g * Mg, Mg, j0, n, bias, act, alpha, beta,
-                               scale, shift)  # fmt: skip
+                               scale, shift, res)  # fmt: skip
 
 
 @kernel(parallel=True)
@@ -329,28 +331,34 @@ class ConvGemm:
         # images per chunk of the row-by-row paths' columns
         self.nb_max = max(1, IM2COL_CHUNK_FLOATS // max(1, c * kd * kh * kw * self.plane))
 
-    def pointwise_gemm(self, x: np.ndarray, out: np.ndarray) -> None:
+    def pointwise_gemm(
+        self, x: np.ndarray, out: np.ndarray, res: np.ndarray = gemm.NO_RESIDUAL
+    ) -> None:
         """1x1 at stride 1, unpadded, M/G >= GEMM_FEW_ROWS: the GEMM's jobs pack their
-        own panels of columns from the input planes (``gemm.gemm_pointwise``)."""
+        own panels of columns from the input planes (``gemm.gemm_pointwise``); ``res``:
+        a residual shaped as out, flat, added before the activation (or none)."""
         n, c = self.x_shape[:2]
         x = np.ascontiguousarray(x).reshape(n, c, self.plane)
         out3 = out.reshape(n, -1, self.plane)
         gemm.gemm_pointwise(
-            self.wp, x, out3, 0, n, self.bias, *self.epilogue, width=self.panel_width
+            self.wp, x, out3, 0, n, self.bias, *self.epilogue, width=self.panel_width, res=res
         )
 
-    def im2col_gemm(self, x: np.ndarray, out: np.ndarray) -> None:
+    def im2col_gemm(
+        self, x: np.ndarray, out: np.ndarray, res: np.ndarray = gemm.NO_RESIDUAL
+    ) -> None:
         """M/G >= GEMM_FEW_ROWS: one parallel region whose jobs fill their own panel of
-        im2col columns in L1, multiply it and store with the epilogue."""
+        im2col columns in L1, multiply it and store with the epilogue (``res``: as in
+        ``pointwise_gemm``)."""
         n = self.x_shape[0]
         width = gemm.nr()
         threads = numba.get_num_threads()
-        tiles = scratch("gemm.tiles", (threads, max(gemm.MR * width, 4 * WIDTH)), np.float32)
+        tiles = scratch("gemm.tiles", (threads, gemm.tile_floats(width)), np.float32)
         panels = scratch("conv.panel", (threads, self.k * width), np.float32)
         chunk = gemm.job_rows(self.group, self.wp.shape[1], gemm.blocks(n * self.plane, width))
         _conv_nchw_im2col_gemm(
             x.reshape(self.x_shape), self.wp, out.reshape(n, -1, self.plane), 0, n, self.rows,
-            chunk, panels, tiles, *self.geometry, self.bias, *self.epilogue,
+            chunk, panels, tiles, *self.geometry, self.bias, *self.epilogue, res,
         )  # fmt: skip
 
     def pointwise_rows(self, x: np.ndarray, out: np.ndarray) -> None:

@@ -59,6 +59,7 @@ from runtime.kernels.simd import (
 from runtime.memory import scratch
 
 MR = 6  # rows of A per micro-kernel tile
+NO_RESIDUAL = np.zeros(0, np.float32)  # a conv epilogue's residual operand, when none
 AHEAD = 32  # rows of a B panel prefetched ahead: B streams from memory at a small M
 
 
@@ -69,6 +70,13 @@ def nr() -> int:
 
 def blocks(n: int, size: int) -> int:
     return -(-n // size)
+
+
+def tile_floats(width: int) -> int:
+    """Floats of a thread's tile buffer for tiles of ``width`` columns: the MR x width
+    tile, a spare row (``store_tile_vector_epilogue`` gathers a residual row there),
+    and at least the four vectors of ``gemm_f32_1x64_row``."""
+    return max((MR + 1) * width, 4 * WIDTH)
 
 
 def pack_a(a: np.ndarray) -> np.ndarray:
@@ -287,11 +295,15 @@ def _gemm_f32_tiles(ap, bp, c, M, N, chunk, tiles, bias, relu):  # pragma: no co
 
 @kernel(inline="always")
 def store_conv_tile(
-    t, out, n0, plane, m0, rows, j0, n, width, bias, act, alpha, beta, scale, shift
+    t, out, n0, plane, m0, rows, j0, n, width, bias, act, alpha, beta, scale, shift, res
 ):  # pragma: no cover
     """Tile t (MR, width): its first ``rows`` rows are output channels m0.., its first
     n columns the conv's columns j0.. (image n0 + col // plane, position col % plane):
-    stored into out (images, M, plane) with the epilogue, row by row while in cache."""
+    stored into out (images, M, plane) with the epilogue, row by row while in cache.
+    ``res`` (out's values, flat, or none): a residual added after the bias, before
+    the activation."""
+    has_res = res.shape[0] > 0
+    M = out.shape[1]
     for r in range(rows):
         m = m0 + r
         j = 0
@@ -301,7 +313,13 @@ def store_conv_tile(
             count = min(n - j, plane - s)
             dst = out[n0 + i, m, s : s + count]
             dst[:] = t[r * width + j : r * width + j + count]
-            activate(dst, count, bias[m], act, alpha, beta, scale[m], shift[m])
+            if has_res:
+                o = ((n0 + i) * M + m) * plane + s
+                for u in range(count):
+                    dst[u] = (dst[u] + bias[m]) + res[o + u]
+                activate(dst, count, np.float32(0.0), act, alpha, beta, scale[m], shift[m])
+            else:
+                activate(dst, count, bias[m], act, alpha, beta, scale[m], shift[m])
             j += count
 
 
@@ -317,7 +335,19 @@ def epilogue_vector(c, bias, act, alpha, beta, sc, sf):  # pragma: no cover
     of ``VECTOR_ACTS`` (Clip's bounds alpha and beta; HardSigmoid's and HardSwish's
     slope and offset); every element gets the same arithmetic (one rounded add, the
     activation with ``activation.activate``'s roundings, one fused multiply-add)."""
-    v = vadd(c, vsplat(bias))
+    return activate_vector(vadd(c, vsplat(bias)), act, alpha, beta, sc, sf)
+
+
+@kernel(inline="always")
+def epilogue_vector_res(c, r, bias, act, alpha, beta, sc, sf):  # pragma: no cover
+    """``epilogue_vector`` with a residual vector r added after the bias, before the
+    activation: act((c + bias) + r) * sc + sf (a residual Add fused into the conv)."""
+    return activate_vector(vadd(vadd(c, vsplat(bias)), r), act, alpha, beta, sc, sf)
+
+
+@kernel(inline="always")
+def activate_vector(v, act, alpha, beta, sc, sf):  # pragma: no cover
+    """act(v) * sc + sf for ``act`` one of ``VECTOR_ACTS``."""
     if act == 1:
         v = vrelu(v)
     elif act == 5:
@@ -330,17 +360,26 @@ def epilogue_vector(c, bias, act, alpha, beta, sc, sf):  # pragma: no cover
 
 
 @kernel(inline="always")
-def _store_row(of, o, c, d, m, width, bias, act, alpha, beta, scale, shift):  # pragma: no cover
+def _store_row(
+    of, o, c, d, m, width, bias, act, alpha, beta, scale, shift, res
+):  # pragma: no cover
     """One tile row's vectors c (and d, for 32-wide tiles) through the epilogue of
-    channel m into of[o : o + width]."""
-    vstore(of, o, epilogue_vector(c, bias[m], act, alpha, beta, scale[m], shift[m]))
-    if width > WIDTH:
-        vstore(of, o + WIDTH, epilogue_vector(d, bias[m], act, alpha, beta, scale[m], shift[m]))
+    channel m into of[o : o + width]; ``res`` (flat as of, or none): a residual."""
+    b, sc, sf = bias[m], scale[m], shift[m]
+    if res.shape[0] > 0:
+        vstore(of, o, epilogue_vector_res(c, vload(res, o), b, act, alpha, beta, sc, sf))
+        if width > WIDTH:
+            r = vload(res, o + WIDTH)
+            vstore(of, o + WIDTH, epilogue_vector_res(d, r, b, act, alpha, beta, sc, sf))
+    else:
+        vstore(of, o, epilogue_vector(c, b, act, alpha, beta, sc, sf))
+        if width > WIDTH:
+            vstore(of, o + WIDTH, epilogue_vector(d, b, act, alpha, beta, sc, sf))
 
 
 @kernel()
 def gemm_f32_6x16_tile_store(
-    ap, bp, K, of, o, S, m0, bias, act, alpha, beta, scale, shift
+    ap, bp, K, of, o, S, m0, bias, act, alpha, beta, scale, shift, res
 ):  # pragma: no cover
     """``gemm_f32_6x16_tile``, its six rows stored through the epilogue straight into of at o,
     o + S, ..., o + 5 S (channels m0 .. m0 + 5; a full tile inside one image)."""
@@ -354,17 +393,17 @@ def gemm_f32_6x16_tile_store(
         c3 = vfma(c3, b, ap[a + 3])
         c4 = vfma(c4, b, ap[a + 4])
         c5 = vfma(c5, b, ap[a + 5])
-    _store_row(of, o, c0, c0, m0, WIDTH, bias, act, alpha, beta, scale, shift)
-    _store_row(of, o + S, c1, c1, m0 + 1, WIDTH, bias, act, alpha, beta, scale, shift)
-    _store_row(of, o + 2 * S, c2, c2, m0 + 2, WIDTH, bias, act, alpha, beta, scale, shift)
-    _store_row(of, o + 3 * S, c3, c3, m0 + 3, WIDTH, bias, act, alpha, beta, scale, shift)
-    _store_row(of, o + 4 * S, c4, c4, m0 + 4, WIDTH, bias, act, alpha, beta, scale, shift)
-    _store_row(of, o + 5 * S, c5, c5, m0 + 5, WIDTH, bias, act, alpha, beta, scale, shift)
+    _store_row(of, o, c0, c0, m0, WIDTH, bias, act, alpha, beta, scale, shift, res)
+    _store_row(of, o + S, c1, c1, m0 + 1, WIDTH, bias, act, alpha, beta, scale, shift, res)
+    _store_row(of, o + 2 * S, c2, c2, m0 + 2, WIDTH, bias, act, alpha, beta, scale, shift, res)
+    _store_row(of, o + 3 * S, c3, c3, m0 + 3, WIDTH, bias, act, alpha, beta, scale, shift, res)
+    _store_row(of, o + 4 * S, c4, c4, m0 + 4, WIDTH, bias, act, alpha, beta, scale, shift, res)
+    _store_row(of, o + 5 * S, c5, c5, m0 + 5, WIDTH, bias, act, alpha, beta, scale, shift, res)
 
 
 @kernel()
 def gemm_f32_6x32_tile_store(
-    ap, bp, K, of, o, S, m0, bias, act, alpha, beta, scale, shift
+    ap, bp, K, of, o, S, m0, bias, act, alpha, beta, scale, shift, res
 ):  # pragma: no cover
     """``gemm_f32_6x32_tile``, its six rows stored through the epilogue straight into of at o,
     o + S, ..., o + 5 S (channels m0 .. m0 + 5; a full tile inside one image)."""
@@ -393,27 +432,47 @@ def gemm_f32_6x32_tile_store(
         c5 = vfma(c5, b, s)
         d5 = vfma(d5, e, s)
     w = 2 * WIDTH
-    _store_row(of, o, c0, d0, m0, w, bias, act, alpha, beta, scale, shift)
-    _store_row(of, o + S, c1, d1, m0 + 1, w, bias, act, alpha, beta, scale, shift)
-    _store_row(of, o + 2 * S, c2, d2, m0 + 2, w, bias, act, alpha, beta, scale, shift)
-    _store_row(of, o + 3 * S, c3, d3, m0 + 3, w, bias, act, alpha, beta, scale, shift)
-    _store_row(of, o + 4 * S, c4, d4, m0 + 4, w, bias, act, alpha, beta, scale, shift)
-    _store_row(of, o + 5 * S, c5, d5, m0 + 5, w, bias, act, alpha, beta, scale, shift)
+    _store_row(of, o, c0, d0, m0, w, bias, act, alpha, beta, scale, shift, res)
+    _store_row(of, o + S, c1, d1, m0 + 1, w, bias, act, alpha, beta, scale, shift, res)
+    _store_row(of, o + 2 * S, c2, d2, m0 + 2, w, bias, act, alpha, beta, scale, shift, res)
+    _store_row(of, o + 3 * S, c3, d3, m0 + 3, w, bias, act, alpha, beta, scale, shift, res)
+    _store_row(of, o + 4 * S, c4, d4, m0 + 4, w, bias, act, alpha, beta, scale, shift, res)
+    _store_row(of, o + 5 * S, c5, d5, m0 + 5, w, bias, act, alpha, beta, scale, shift, res)
 
 
 @kernel(inline="always")
 def store_tile_vector_epilogue(
-    t, of, n0, M, S, m0, rows, j0, n, width, bias, act, alpha, beta, scale, shift
+    t, of, n0, M, S, m0, rows, j0, n, width, bias, act, alpha, beta, scale, shift, res
 ):  # pragma: no cover
     """A partial tile t (MR, width) through ``epilogue_vector`` (in place, whole
     vectors), then its first ``rows`` rows and n columns copied into out (images, M, S)
-    flat as of, split where an image ends: the same arithmetic as ``tile_store_*``."""
+    flat as of, split where an image ends: the same arithmetic as ``tile_store_*``.
+    ``res`` (flat as of, or none): a residual, each row's gathered into the tile
+    buffer's spare row t[MR * width :] (``TILE_FLOATS``) and added in vectors too."""
+    has_res = res.shape[0] > 0
+    rr = MR * width
     for r in range(rows):
         m = m0 + r
+        if has_res:
+            for u in range(width):
+                t[rr + u] = 0.0
+            j = 0
+            while j < n:
+                i = (j0 + j) // S
+                s = (j0 + j) % S
+                count = min(n - j, S - s)
+                o = ((n0 + i) * M + m) * S + s
+                for u in range(count):
+                    t[rr + j + u] = res[o + u]
+                j += count
         for v in range(0, width, WIDTH):
             i = r * width + v
-            vstore(t, i, epilogue_vector(vload(t, i), bias[m], act, alpha, beta, scale[m],
-                                         shift[m]))  # fmt: skip
+            if has_res:
+                c = epilogue_vector_res(vload(t, i), vload(t, rr + v), bias[m], act, alpha,
+                                        beta, scale[m], shift[m])  # fmt: skip
+            else:
+                c = epilogue_vector(vload(t, i), bias[m], act, alpha, beta, scale[m], shift[m])
+            vstore(t, i, c)
         j = 0
         while j < n:
             i = (j0 + j) // S
@@ -447,6 +506,7 @@ def store_panel_tiles(
     beta,
     scale,
     shift,
+    res,
 ):  # pragma: no cover
     """Row blocks b0 .. b1 of a_blocks (blocks, K, MR) times the panel pan (K, width) of
     a conv's columns j0 .. j0 + n (image n0 + col // S, position col % S), stored into
@@ -454,7 +514,9 @@ def store_panel_tiles(
     with an activation of ``VECTOR_ACTS`` a full tile inside one image from its
     registers (``tile_store_*``), a partial one through the same vector epilogue
     (``store_tile_vector_epilogue``); other activations through ``store_conv_tile``.
-    Shared by the pointwise and the im2col convs."""
+    ``res`` (out's values, flat, or none): a residual Add fused into the conv, added
+    after the bias and before the activation. Shared by the pointwise and the im2col
+    convs."""
     M = out.shape[1]
     of = out.reshape(-1)
     i0 = j0 // S
@@ -469,25 +531,25 @@ def store_panel_tiles(
             o = ((n0 + i0) * M + m0) * S + s0
             if width == WIDTH:
                 gemm_f32_6x16_tile_store(
-                    a, pan, K, of, o, S, m0, bias, act, alpha, beta, scale, shift
+                    a, pan, K, of, o, S, m0, bias, act, alpha, beta, scale, shift, res
                 )
             else:
                 gemm_f32_6x32_tile_store(
-                    a, pan, K, of, o, S, m0, bias, act, alpha, beta, scale, shift
+                    a, pan, K, of, o, S, m0, bias, act, alpha, beta, scale, shift, res
                 )
         elif vector_act:
             gemm_f32_6xnr_tile(a, pan, K, t, width)
             store_tile_vector_epilogue(t, of, n0, M, S, m0, rows, j0, n, width, bias, act,
-                                       alpha, beta, scale, shift)  # fmt: skip
+                                       alpha, beta, scale, shift, res)  # fmt: skip
         else:
             gemm_f32_6xnr_tile(a, pan, K, t, width)
             store_conv_tile(t, out, n0, S, m0, rows, j0, n, width, bias, act, alpha, beta,
-                            scale, shift)  # fmt: skip
+                            scale, shift, res)  # fmt: skip
 
 
 @kernel(parallel=True)
 def _conv_nchw_pointwise_gemm(
-    ap, x, out, n0, nb, Mg, chunk, panels, tiles, bias, act, alpha, beta, scale, shift
+    ap, x, out, n0, nb, Mg, chunk, panels, tiles, bias, act, alpha, beta, scale, shift, res
 ):  # pragma: no cover
     """A 1x1 conv at stride 1 without pads as one parallel region: a GEMM job (g,
     panel p, a chunk of row blocks, as in ``_gemm_f32_tiles``) packs its own panel of columns
@@ -495,7 +557,8 @@ def _conv_nchw_pointwise_gemm(
     column i*S + s: image n0 + i, position s) into its thread's ``panels`` row, where
     the tiles then read it from L1 (a panel inside one image: a vector copy per row).
     Jobs that share a panel (chunks of rows) each pack it: K x NR copies against
-    K x NR x MR x chunk multiply-adds; the tiles are stored by ``store_panel_tiles``."""
+    K x NR x MR x chunk multiply-adds; the tiles are stored by ``store_panel_tiles``
+    (``res``: a residual, out's values flat, or none)."""
     G, mb, K = ap.shape[0], ap.shape[1], ap.shape[2]
     C, S = x.shape[1], x.shape[2]
     width = panels.shape[1] // K
@@ -534,7 +597,7 @@ def _conv_nchw_pointwise_gemm(
                     pan[k * width + u] = 0.0
         store_panel_tiles(ap[g], q * chunk, min(mb, (q + 1) * chunk), pan, K, t, width, out,
                           n0, S, g * Mg, Mg, j0, n, bias, act, alpha, beta, scale,
-                          shift)  # fmt: skip
+                          shift, res)  # fmt: skip
 
 
 def gemm_pointwise(
@@ -550,19 +613,21 @@ def gemm_pointwise(
     scale: np.ndarray,
     shift: np.ndarray,
     width: int | None = None,
+    res: np.ndarray = NO_RESIDUAL,
 ) -> np.ndarray:
     """``_conv_nchw_pointwise_gemm``: packed weights ap (G, blocks, C/G, MR) times the planes of
-    images n0 .. n0+nb of x (N, C, S) into out (N, M, S), with the conv's epilogue.
+    images n0 .. n0+nb of x (N, C, S) into out (N, M, S), with the conv's epilogue
+    (``res``: a residual shaped as out, flat, added before the activation; or none).
     Needs M/G >= ``GEMM_FEW_ROWS``."""
     g, mb, k = ap.shape[0], ap.shape[1], ap.shape[2]
     width = width or nr()
     threads = numba.get_num_threads()
-    tiles = scratch("gemm.tiles", (threads, max(MR * width, 4 * WIDTH)), np.float32)
+    tiles = scratch("gemm.tiles", (threads, tile_floats(width)), np.float32)
     panels = scratch("gemm.panel", (threads, k * width), np.float32)
     chunk = job_rows(g, mb, blocks(nb * x.shape[2], width))
     mg = out.shape[1] // g
     _conv_nchw_pointwise_gemm(
-        ap, x, out, n0, nb, mg, chunk, panels, tiles, bias, act, alpha, beta, scale, shift
+        ap, x, out, n0, nb, mg, chunk, panels, tiles, bias, act, alpha, beta, scale, shift, res
     )
     return out
 
@@ -576,7 +641,7 @@ def job_rows(g: int, mb: int, nb: int) -> int:
 
 
 def _tiles_buffer(width: int) -> np.ndarray:
-    return scratch("gemm.tiles", (numba.get_num_threads(), max(MR * width, 4 * WIDTH)), np.float32)
+    return scratch("gemm.tiles", (numba.get_num_threads(), tile_floats(width)), np.float32)
 
 
 def gemm_tiles(
@@ -681,18 +746,25 @@ if numba.config.DISABLE_JIT:
     def gemm_f32_6x32_tile(ap, bp, K, t):
         _tile(ap, bp, K, t, 2 * WIDTH)
 
-    def _tile_store(ap, bp, K, of, o, S, m0, width, bias, act, alpha, beta, scale, shift):
+    def _tile_store(ap, bp, K, of, o, S, m0, width, bias, act, alpha, beta, scale, shift, res):
         t = np.empty(MR * width, np.float32)
         _tile(ap, bp, K, t, width)
         for r in range(MR):
             m = m0 + r
             for v in range(0, width, WIDTH):
-                c = epilogue_vector(vload(t, r * width + v), bias[m], act, alpha, beta,
-                                    scale[m], shift[m])  # fmt: skip
+                c = vload(t, r * width + v)
+                args = (bias[m], act, alpha, beta, scale[m], shift[m])
+                if res.shape[0] > 0:
+                    c = epilogue_vector_res(c, vload(res, o + r * S + v), *args)
+                else:
+                    c = epilogue_vector(c, *args)
                 vstore(of, o + r * S + v, c)
 
-    def gemm_f32_6x16_tile_store(ap, bp, K, of, o, S, m0, bias, act, alpha, beta, scale, shift):
-        _tile_store(ap, bp, K, of, o, S, m0, WIDTH, bias, act, alpha, beta, scale, shift)
+    def gemm_f32_6x16_tile_store(ap, bp, K, of, o, S, m0, bias, act, alpha, beta, scale, shift,
+                                 res):  # fmt: skip
+        _tile_store(ap, bp, K, of, o, S, m0, WIDTH, bias, act, alpha, beta, scale, shift, res)
 
-    def gemm_f32_6x32_tile_store(ap, bp, K, of, o, S, m0, bias, act, alpha, beta, scale, shift):
-        _tile_store(ap, bp, K, of, o, S, m0, 2 * WIDTH, bias, act, alpha, beta, scale, shift)
+    def gemm_f32_6x32_tile_store(ap, bp, K, of, o, S, m0, bias, act, alpha, beta, scale, shift,
+                                 res):  # fmt: skip
+        _tile_store(ap, bp, K, of, o, S, m0, 2 * WIDTH, bias, act, alpha, beta, scale, shift,
+                    res)  # fmt: skip

@@ -109,30 +109,69 @@ def _as5d(x: np.ndarray) -> np.ndarray:
     return x.reshape(x.shape[:2] + (1,) * (5 - x.ndim) + x.shape[2:])
 
 
-def conv_forward(x, w, b=None, *, _out=None, **attrs):
-    """Conv, with the fused extras the planner uses: ``conv_call``, then the call.
+def conv_forward(x, w, b=None, res=None, *, _out=None, **attrs):
+    """Conv, with the fused extras the planner uses: ``conv_call``, then the call
+    (``res``: the other operand of a residual Add fused into it).
 
     A float16 or float64 Conv runs on float32 copies (the kernels' type), cast back."""
     if x.dtype in (np.float16, np.float64):
         b32 = None if b is None else b.astype(np.float32)
-        y = conv_forward(x.astype(np.float32), w.astype(np.float32), b32, **attrs)
+        r32 = None if res is None else res.astype(np.float32)
+        y = conv_forward(x.astype(np.float32), w.astype(np.float32), b32, r32, **attrs)
         return y.astype(x.dtype)
     x = _float32("Conv", "X", x)
-    return conv_call(x.shape, w, b, **attrs)(x, _out and _out[0])
+    return conv_call(x.shape, w, b, **attrs)(x, _out and _out[0], res)
 
 
 class ConvCall:
-    """A Conv checked and laid out for one input shape: ``call(x, out=None)`` runs it
-    (``out``: a planned buffer, used when it has the output's shape)."""
+    """A Conv checked and laid out for one input shape: ``call(x, out=None, res=None)``
+    runs it (``out``: a planned buffer, used when it has the output's shape; ``res``:
+    with ``res_shape``, the other operand of the residual Add fused into the conv)."""
 
-    def __init__(self, out_shape: tuple[int, ...], run: Callable, choice: Choice | None) -> None:
+    def __init__(
+        self,
+        out_shape: tuple[int, ...],
+        run: Callable,
+        choice: Choice | None,
+        res_shape: tuple[int, ...] | None = None,
+    ) -> None:
         self.out_shape, self.run, self.choice = out_shape, run, choice
+        self.res_shape = res_shape  # the conv's output before a fused pool
 
-    def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    def __call__(
+        self, x: np.ndarray, out: np.ndarray | None = None, res: np.ndarray | None = None
+    ) -> np.ndarray:
         out = allocate(self.out_shape, np.float32, "Conv output", out)
-        if out.size:  # an empty batch: nothing to compute (the kernels' tiling divides by it)
+        if not out.size:  # an empty batch: nothing to compute (the kernels' tiling divides by it)
+            return out
+        if self.res_shape is None:
             self.run(x, out)
+        else:
+            self.run(x, out, self.residual(res))
         return out
+
+    def residual(self, res: np.ndarray | None) -> np.ndarray:
+        """The residual Add's other operand, flat, float32, C-contiguous and writable
+        (one array type for the kernels), broadcast to the conv's output if it must."""
+        shape = self.res_shape
+        assert shape is not None
+        if res is None or res.dtype != np.float32:
+            what = "no input" if res is None else f"a {res.dtype} input"
+            raise ShapeError(f"Add fused into a Conv: {what}; expected float32 like the conv's")
+        if res.shape != shape:
+            try:
+                fits = np.broadcast_shapes(res.shape, shape) == shape
+            except ValueError:
+                fits = False
+            if not fits:
+                raise ShapeError(
+                    f"Add fused into a Conv: its other input {res.shape} does not broadcast "
+                    f"to the conv's output {shape}"
+                )
+            res = np.broadcast_to(res, shape)
+        if not (res.flags.c_contiguous and res.flags.writeable):
+            res = np.array(res, np.float32, order="C")
+        return res.reshape(-1)
 
 
 def kernel_constant(a: np.ndarray) -> np.ndarray:
@@ -166,6 +205,7 @@ def conv_call(
     post_scale=None,
     post_shift=None,
     max_pool=None,
+    residual=False,
 ) -> ConvCall:
     """Check a Conv of inputs shaped ``x_shape`` and lay it out, with the fused extras
     the planner uses (activation, then scale and shift, then ``max_pool`` (kh, kw, sh,
@@ -175,6 +215,8 @@ def conv_call(
     ``winograd``: a ``kernel_table.WinogradWeights`` (the kernel table found the conv
     Winograd-worthy at load); a 2-D convolution with equal strides, dilation 1 and
     group 1 then runs as Winograd, its tile chosen per shape (``kernel_table``).
+    ``residual``: a residual Add fused into the conv (``passes.fuse_conv_residual_add``):
+    the call takes its other operand, added after the bias, before the activation.
     """
     w = _float32("Conv", "W", w)
     if len(x_shape) not in (3, 4, 5) or w.ndim != len(x_shape):
@@ -225,10 +267,10 @@ def conv_call(
         x_shape=tuple(x_shape), out_sp=tuple(out_sp), bias=b,
         epilogue={"act": ACTIVATIONS[activation], "alpha": alpha, "beta": beta,
                   "scale": post_scale, "shift": post_shift},
-        max_pool=None if max_pool is None else tuple(max_pool),
+        max_pool=None if max_pool is None else tuple(max_pool), residual=bool(residual),
     )  # fmt: skip
     choice, run = kernel_table.choose_conv(spec)
-    return ConvCall(out_shape, run, choice)
+    return ConvCall(out_shape, run, choice, (n, m, *out_sp) if residual else None)
 
 
 @register("Conv", since=1)
@@ -623,10 +665,11 @@ log_softmax_1.prepare = lambda x, args, attrs: _softmax_call("LogSoftmax", x, at
 log_softmax_13.prepare = lambda x, args, attrs: _softmax_call("LogSoftmax", x, attrs, True, False)
 
 
-def fused_conv(x, w, b=None, *, _out=None, **attrs):
+def fused_conv(x, w, b=None, res=None, *, _out=None, **attrs):
     """The engine's Conv step: a Conv with the extras its rewrite passes fuse into it
-    (``conv_call``'s keywords: activation, scale and shift, max pool, Winograd weights)."""
-    return conv_forward(x, w, b, _out=_out, **attrs)
+    (``conv_call``'s keywords: residual Add, activation, scale and shift, max pool,
+    Winograd weights; ``res``: the residual Add's other operand)."""
+    return conv_forward(x, w, b, res, _out=_out, **attrs)
 
 
 def fused_gemm(a, b, c=None, *, activation=None, _out=None, **attrs):
