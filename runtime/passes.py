@@ -168,34 +168,48 @@ def _per_channel(value: np.ndarray | None, m: int, rank: int) -> np.ndarray | No
     return np.broadcast_to(value.reshape(-1), (m,)).astype(np.float32)
 
 
-def _bias_add(step: Step, nxt: Step, i: int, constants: dict) -> Step | None:
-    a = step.attrs
-    if {"max_pool", "activation", "post_scale"} & set(a) or nxt.op_type != "Add":
-        return None
+def _channel_operand(step: Step, nxt: Step, constants: dict) -> np.ndarray | None:
+    """The per-channel constant (``_per_channel``) that ``nxt``, an Add or a Mul of conv
+    step's output and a constant, combines it with; None for any other step."""
     y = step.outputs[0]
     w = constants.get(step.inputs[1])
-    if w is None or w.ndim < 3 or len(nxt.inputs) != 2 or nxt.inputs.count(y) != 1:
+    if nxt.op_type not in ("Add", "Mul") or w is None or w.ndim < 3:
+        return None
+    if len(nxt.inputs) != 2 or nxt.inputs.count(y) != 1:
+        return None
+    return _per_channel(constants.get(nxt.inputs[1 - nxt.inputs.index(y)]), w.shape[0], w.ndim)
+
+
+def _bias_add(step: Step, nxt: Step, i: int, constants: dict) -> Step | None:
+    a = step.attrs
+    if {"max_pool", "activation", "post_scale", "residual"} & set(a):
+        return None
+    value = _channel_operand(step, nxt, constants)
+    w = constants.get(step.inputs[1])
+    b_name = step.inputs[2] if len(step.inputs) > 2 else ""
+    if value is None or w is None or w.dtype != np.float32:
         return None
     m = w.shape[0]
-    add = _per_channel(constants.get(nxt.inputs[1 - nxt.inputs.index(y)]), m, w.ndim)
-    b_name = step.inputs[2] if len(step.inputs) > 2 else ""
     bias = constants.get(b_name) if b_name else np.zeros(m, np.float32)
-    if add is None or bias is None or bias.shape != (m,) or bias.dtype != np.float32:
+    if bias is None or bias.shape != (m,) or bias.dtype != np.float32:
         return None
-    bf = f"{step.inputs[1]}::addbias{i}"
-    constants[bf] = (bias + add).astype(np.float32)
-    return replace(
-        step,
-        inputs=(step.inputs[0], step.inputs[1], bf),
-        outputs=nxt.outputs,
-        fused=(*step.fused, "Add (in the bias)"),
-    )
+    inputs = (step.inputs[0], step.inputs[1], f"{step.inputs[1]}::affinebias{i}")
+    if nxt.op_type == "Add":
+        constants[inputs[2]] = (bias + value).astype(np.float32)
+        what = "Add (in the bias)"
+    else:  # a Mul scales the weights and the bias
+        inputs = (inputs[0], f"{step.inputs[1]}::affinew{i}", inputs[2])
+        constants[inputs[1]] = (w * value.reshape(-1, *[1] * (w.ndim - 1))).astype(np.float32)
+        constants[inputs[2]] = (bias * value).astype(np.float32)
+        what = "Mul (in the weights)"
+    return replace(step, inputs=inputs, outputs=nxt.outputs, fused=(*step.fused, what))
 
 
 def fuse_conv_bias_add(g: StepGraph) -> StepGraph:
-    """Fold an Add of a per-channel constant after a Conv (a bias written as its own
-    node, as Paddle exports its squeeze-and-excitation convs) into the conv's bias
-    (the conv has no activation yet; its weights and bias are constants)."""
+    """Fold an Add or a Mul of a per-channel constant after a Conv into the conv's bias,
+    or weights and bias (a bias written as its own node, as Paddle exports its
+    squeeze-and-excitation convs; the learnable scale and bias PP-LCNetV3 puts after
+    each conv); the conv has no activation yet; its weights and bias are constants."""
     return _fuse_pairs(g, "Conv", _bias_add)
 
 
@@ -414,9 +428,32 @@ def fuse_conv_activation(g: StepGraph) -> StepGraph:
     return _fuse_pairs(_gated_activations(g), "Conv", _activation)
 
 
+def _post_affine(step: Step, nxt: Step, constants: dict) -> Step | None:
+    """An Add or a Mul of a per-channel constant after the conv's activation (and any
+    scale and shift already after it), composed into its scale and shift."""
+    a = step.attrs
+    value = _channel_operand(step, nxt, constants)
+    if value is None:
+        return None
+    m = value.shape[0]
+    scale = a.get("post_scale", np.ones(m, np.float32))
+    shift = a.get("post_shift", np.zeros(m, np.float32))
+    if nxt.op_type == "Mul":
+        scale, shift = scale * value, shift * value
+    else:
+        shift = shift + value
+    attrs = {**a, "post_scale": scale.astype(np.float32), "post_shift": shift.astype(np.float32)}
+    fused = (*step.fused, f"{nxt.op_type} (after the activation)")
+    return replace(step, attrs=attrs, outputs=nxt.outputs, fused=fused)
+
+
 def _post_bn(step: Step, nxt: Step, i: int, constants: dict) -> Step | None:
     a = step.attrs
-    if "max_pool" in a or "activation" not in a or "post_scale" in a:
+    if "max_pool" in a or "activation" not in a:
+        return None
+    if nxt.op_type in ("Add", "Mul"):
+        return _post_affine(step, nxt, constants)
+    if "post_scale" in a:
         return None
     if nxt.op_type != "BatchNormalization" or nxt.inputs[0] != step.outputs[0]:
         return None
@@ -428,7 +465,9 @@ def _post_bn(step: Step, nxt: Step, i: int, constants: dict) -> Step | None:
 
 def fuse_conv_activation_bn(g: StepGraph) -> StepGraph:
     """Apply a BatchNormalization after a conv's fused activation (as in the article's
-    AlexNet) as a per-channel scale and shift in the epilogue, after the activation."""
+    AlexNet) as a per-channel scale and shift in the epilogue, after the activation;
+    so too Adds and Muls of per-channel constants there (PP-LCNetV3's learnable
+    affine blocks after each activation)."""
     return _fuse_pairs(g, "Conv", _post_bn)
 
 

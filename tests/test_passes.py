@@ -551,3 +551,61 @@ def test_a_step_reading_the_conv_output_twice_is_no_gate():
     )
     assert [s.op for s in InferenceSession(model).describe().steps] == ["Conv", "Mul"]
     compare(model, {"x": rng.standard_normal((2, 4, 5, 5)).astype(np.float32)}, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", list(CONV_SHAPES))
+def test_learnable_affine_blocks_fold_into_the_conv(shape):
+    """PP-LCNetV3: Conv, Mul and Add of constants (into the weights and bias), an
+    activation, Mul and Add of constants (the epilogue's scale and shift after it): one
+    step on every conv path; as onnxruntime."""
+    rng = np.random.default_rng(22)
+    c, m, k, group = CONV_SHAPES[shape]
+    inits = {
+        "w": rng.standard_normal((m, c // group, k, k)) / np.sqrt(k * k * c / group),
+        "s1": rng.uniform(0.5, 1.5, (1,)),
+        "t1": rng.standard_normal((1, m, 1, 1)),
+        "s2": rng.uniform(-1.5, 1.5, (m, 1, 1)),
+        "t2": rng.standard_normal(()),
+    }
+    node = helper.make_node
+    nodes = [
+        node("Conv", ["x", "w"], ["c"], pads=[k // 2] * 4, group=group),
+        node("Mul", ["s1", "c"], ["m1"]),
+        node("Add", ["m1", "t1"], ["a1"]),
+        node("Relu", ["a1"], ["r"]),
+        node("Mul", ["r", "s2"], ["m2"]),
+        node("Add", ["t2", "m2"], ["y"]),
+    ]
+    model = chain_model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", c, 9, 10])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.asarray(v, np.float32), n) for n, v in inits.items()],
+    )
+    (step,) = InferenceSession(model).describe().steps
+    assert step.fused == (
+        "Mul (in the weights)",
+        "Add (in the bias)",
+        "Relu",
+        "Mul (after the activation)",
+        "Add (after the activation)",
+    )
+    for n in (1, 3):
+        compare(model, {"x": rng.standard_normal((n, c, 9, 10)).astype(np.float32)}, atol=1e-4)
+
+
+def test_mul_by_a_tensor_of_the_conv_s_shape_is_not_folded():
+    rng = np.random.default_rng(23)
+    inits = {"w": rng.standard_normal((8, 4, 1, 1)), "s": rng.standard_normal((1, 8, 5, 5))}
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"]),
+        helper.make_node("Mul", ["c", "s"], ["y"]),
+    ]
+    model = chain_model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v.astype(np.float32), n) for n, v in inits.items()],
+    )
+    assert [s.op for s in InferenceSession(model).describe().steps] == ["Conv", "Mul"]
+    compare(model, {"x": rng.standard_normal((2, 4, 5, 5)).astype(np.float32)}, atol=1e-5)
