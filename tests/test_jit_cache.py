@@ -168,3 +168,49 @@ def test_a_conv_compiles_once_with_or_without_its_bias(kernel, shape):
         runtime.InferenceSession(model, compile_plans=False).run(None, feeds)
         counts.append(len(fn.signatures))  # other tests in this process may add theirs
     assert counts[1] == counts[0], fn.signatures
+
+
+# Callers of shared kernels, each compiled here (an empty cache: a caller loaded from
+# the cache compiles none of its callees, which then list no signature).
+SHARED = """
+import json, sys, numpy as np, runtime
+sys.path.insert(0, "tests")
+from onnx_helpers import single_node_model
+from runtime.kernels import col2im, pool
+x = {"x": np.ones((1, 2, 6, 6), np.float32)}
+w, b = np.ones((2, 3, 2, 2), np.float32), np.ones(3, np.float32)
+cases = [
+    ("MaxPool", {}, {"kernel_shape": [2, 2], "strides": [2, 2]}, False),  # dense planes
+    ("MaxPool", {}, {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}, False),  # padded
+    ("MaxPool", {}, {"kernel_shape": [2, 2], "strides": [2, 2]}, True),  # a program's
+    ("ConvTranspose", {"w": w}, {"strides": [2, 2]}, False),
+    ("ConvTranspose", {"w": w, "b": b}, {"strides": [2, 2]}, False),
+]
+for op, weights, attrs, program in cases:
+    model, feeds = single_node_model(op, x, initializers=weights, **attrs)
+    runtime.InferenceSession(model, compile_plans=program).run(None, feeds)
+print(json.dumps({k.__name__: [str(s) for s in k.signatures]
+                  for k in (pool.pool_dense, col2im.col2im_planes)}))
+"""
+
+
+@pytest.mark.slow
+def test_shared_kernels_compile_once_whoever_calls_them(tmp_path):
+    """No caller passes a literal (``1``, ``True``, ``0``) or a read-only array where
+    another passes a variable or a writable one: each would compile the kernel once
+    more, in every process whose cache lacks it, and `cnn warmup` would compile it
+    again. pool_dense runs under dense and padded max pooling and in a compiled
+    program; col2im_planes under ConvTranspose with and without a bias."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    out = subprocess.run(
+        [sys.executable, "-c", SHARED],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=1200,  # compiling from an empty cache
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    signatures = json.loads(out.stdout.strip().splitlines()[-1])
+    for name, sigs in signatures.items():
+        assert len(sigs) == 1, (name, sigs)

@@ -180,7 +180,8 @@ def pool_dense_planes(x, out, tmp, kh, kw, sh, sw, dh, dw, is_max):  # pragma: n
     of = out.reshape(planes, OH * OW)
     for p in prange(planes):
         t = tmp[numba.get_thread_id()]
-        pool_dense(xf[p], of[p], t, 1, H, W, OH, OW, kh, kw, sh, sw, dh, dw, is_max)
+        # np.int64(1), not 1: a literal argument compiles pool_dense once more
+        pool_dense(xf[p], of[p], t, np.int64(1), H, W, OH, OW, kh, kw, sh, sw, dh, dw, is_max)
 
 
 @kernel(parallel=True)
@@ -202,10 +203,12 @@ def max_pool_padded_planes(x, out, pad, tmp, ph, pw, kh, kw, sh, sw, dh, dw):  #
             yy = y - ph
             row = q[y * WP : (y + 1) * WP]
             if yy < 0 or yy >= H:
-                row[:] = -np.inf
+                for xx in range(WP):  # a loop: a slice assignment compiles broadcasting
+                    row[xx] = -np.inf
                 continue
             src = xf[p, yy * W : (yy + 1) * W]
             for xx in range(WP):
                 u = xx - pw
                 row[xx] = src[u] if u >= 0 and u < W else -np.inf
-        pool_dense(q, of[p], tmp[t], 1, HP, WP, OH, OW, kh, kw, sh, sw, dh, dw, True)
+        is_max = np.bool_(True)  # not literals: pool_dense compiles once for all callers
+        pool_dense(q, of[p], tmp[t], np.int64(1), HP, WP, OH, OW, kh, kw, sh, sw, dh, dw, is_max)

@@ -205,7 +205,7 @@ def rnn_recurrence(
                 gr = g[r]
                 for j in range(h_n):
                     gr[j] = x[d * h_n + j] + wb[j] + rb[j]
-            _add_product(g, h, rt, d, 0, h_n, rows)
+            _add_product(g, h, rt, d, np.int64(0), h_n, rows)  # not a literal 0: one compile
             for r in range(rows):
                 t = _step_of(seq_lens, b0 + r, s, reverse[d])
                 if t >= 0:
@@ -239,7 +239,7 @@ def gru_recurrence(
                     gr[j] = x[d * h3 + j] + wb[j] + rb[j]
                 for j in range(h_n):
                     lr[j] = rb[h2 + j]
-            _add_product(g, h, rt, d, 0, h2, rows)
+            _add_product(g, h, rt, d, np.int64(0), h2, rows)
             for r in range(rows):
                 activate_row(g[r, :h2], acts[d, 0], alphas[d, 0], betas[d, 0], clip)
             if linear_before_reset:  # lin = r * (h @ Rh^T + Rbh)
@@ -294,7 +294,7 @@ def lstm_recurrence(
                 gr = g[r]
                 for j in range(g_n):
                     gr[j] = x[d * g_n + j] + wb[j] + rb[j]
-            _add_product(g, h, rt, d, 0, g_n, rows)
+            _add_product(g, h, rt, d, np.int64(0), g_n, rows)
             for r in range(rows):
                 t = _step_of(seq_lens, b0 + r, s, reverse[d])
                 if t < 0:

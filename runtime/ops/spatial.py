@@ -19,7 +19,7 @@ from runtime.kernel_table import matmul
 from runtime.kernels.col2im import col2im_planes
 from runtime.kernels.resize import resize_planes
 from runtime.memory import check_size
-from runtime.ops.nn import AUTO_PADS, _to3d
+from runtime.ops.nn import AUTO_PADS, _to3d, kernel_constant
 from runtime.ops.registry import register
 
 RESIZE = ("resize.resize_planes",)  # the float32 separable kernel
@@ -565,9 +565,7 @@ def conv_transpose(
     geometry = (*_to3d(st, 1), *_to3d(dil, 1), *_to3d(begin, 0))
     cols = cols.reshape(n * m, *k3, *in3)  # (N*M, KD, KH, KW, ID, IH, IW)
     if x.dtype == np.float32:
-        col2im_planes(
-            cols, np.ascontiguousarray(bias), out.reshape(n * m, *_to3d(out_sp, 1)), *geometry
-        )
+        col2im_planes(cols, kernel_constant(bias), out.reshape(n * m, *_to3d(out_sp, 1)), *geometry)
     else:
         _col2im_numpy(cols, bias, out.reshape(n * m, *_to3d(out_sp, 1)), *geometry)
     return out
