@@ -38,6 +38,7 @@ from numba import prange
 
 from runtime.kernels.activation import activate
 from runtime.kernels.gemm import epilogue_vector
+from runtime.kernels.isa import has_avx512
 from runtime.kernels.jit import kernel
 from runtime.kernels.simd import (
     WIDTH,
@@ -207,6 +208,11 @@ def depthwise2d(
                 activate(of[o0 : o0 + OH * OW], OH * OW, b, act, alpha, beta, sc, sf)
 
 
+# Eight output pixels a step where 32 vector registers hold their sums (AVX-512); AVX2's
+# 16 hold four (each of its vectors is two registers there).
+WIDE = has_avx512()
+
+
 def lanes_geometry(h, w, pads, out, k, s, d) -> tuple[int, int, int]:
     """(rows, columns, floats) of ``depthwise2d_lanes``'s buffer: a padded plane of
     WIDTH-channel pixels (the input and the taps' reach from the last output), a
@@ -246,6 +252,14 @@ def _lanes_epilogue(v, bias, act, lo, hi, sc, sf):  # pragma: no cover
         h = vmin(vmax(h, vsplat(0.0)), vsplat(1.0))
         v = h if act == 6 else vmul(v, h)
     return vfmav(sf, v, sc)
+
+
+@kernel(inline="always")
+def _lanes_store(buf, at, v, vector_act, bias, act, lo, hi, sc, sf):  # pragma: no cover
+    """buf[at : at + WIDTH] = v, through ``_lanes_epilogue`` with a vector activation."""
+    if vector_act:
+        v = _lanes_epilogue(v, bias, act, lo, hi, sc, sf)
+    vstore(buf, at, v)
 
 
 @kernel(parallel=True)
@@ -328,7 +342,33 @@ def depthwise2d_lanes(
         lo, hi = vsplat(alpha), vsplat(beta)
         o0 = (n * C + c0) * P
         w0 = g * K * L
-        for p in range(0, PB, 4):
+        p = 0
+        while WIDE and p + 8 <= PB:  # eight chains of FMAs: two FMA ports at latency 4
+            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = vzero()
+            r0, r1, r2, r3 = pixels[p], pixels[p + 1], pixels[p + 2], pixels[p + 3]
+            r4, r5, r6, r7 = pixels[p + 4], pixels[p + 5], pixels[p + 6], pixels[p + 7]
+            for k in range(K):
+                t = vload(wf, w0 + k * L)
+                o = taps[k]
+                a0 = vfmav(a0, vload(buf, r0 + o), t)
+                a1 = vfmav(a1, vload(buf, r1 + o), t)
+                a2 = vfmav(a2, vload(buf, r2 + o), t)
+                a3 = vfmav(a3, vload(buf, r3 + o), t)
+                a4 = vfmav(a4, vload(buf, r4 + o), t)
+                a5 = vfmav(a5, vload(buf, r5 + o), t)
+                a6 = vfmav(a6, vload(buf, r6 + o), t)
+                a7 = vfmav(a7, vload(buf, r7 + o), t)
+            q = res + p * L
+            _lanes_store(buf, q, a0, vector_act, bv, act, lo, hi, sv, fv)
+            _lanes_store(buf, q + L, a1, vector_act, bv, act, lo, hi, sv, fv)
+            _lanes_store(buf, q + 2 * L, a2, vector_act, bv, act, lo, hi, sv, fv)
+            _lanes_store(buf, q + 3 * L, a3, vector_act, bv, act, lo, hi, sv, fv)
+            _lanes_store(buf, q + 4 * L, a4, vector_act, bv, act, lo, hi, sv, fv)
+            _lanes_store(buf, q + 5 * L, a5, vector_act, bv, act, lo, hi, sv, fv)
+            _lanes_store(buf, q + 6 * L, a6, vector_act, bv, act, lo, hi, sv, fv)
+            _lanes_store(buf, q + 7 * L, a7, vector_act, bv, act, lo, hi, sv, fv)
+            p += 8
+        while p < PB:
             a0 = a1 = a2 = a3 = vzero()
             r0, r1, r2, r3 = pixels[p], pixels[p + 1], pixels[p + 2], pixels[p + 3]
             for k in range(K):
@@ -338,15 +378,12 @@ def depthwise2d_lanes(
                 a1 = vfmav(a1, vload(buf, r1 + o), t)
                 a2 = vfmav(a2, vload(buf, r2 + o), t)
                 a3 = vfmav(a3, vload(buf, r3 + o), t)
-            if vector_act:
-                a0 = _lanes_epilogue(a0, bv, act, lo, hi, sv, fv)
-                a1 = _lanes_epilogue(a1, bv, act, lo, hi, sv, fv)
-                a2 = _lanes_epilogue(a2, bv, act, lo, hi, sv, fv)
-                a3 = _lanes_epilogue(a3, bv, act, lo, hi, sv, fv)
-            vstore(buf, res + p * L, a0)
-            vstore(buf, res + (p + 1) * L, a1)
-            vstore(buf, res + (p + 2) * L, a2)
-            vstore(buf, res + (p + 3) * L, a3)
+            q = res + p * L
+            _lanes_store(buf, q, a0, vector_act, bv, act, lo, hi, sv, fv)
+            _lanes_store(buf, q + L, a1, vector_act, bv, act, lo, hi, sv, fv)
+            _lanes_store(buf, q + 2 * L, a2, vector_act, bv, act, lo, hi, sv, fv)
+            _lanes_store(buf, q + 3 * L, a3, vector_act, bv, act, lo, hi, sv, fv)
+            p += 4
         for p0 in range(0, P, L):
             k = min(L, P - p0)
             transpose(buf, res + p0 * L, L, k, L, of, o0 + p0, P, lanes, k)
