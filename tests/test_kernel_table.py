@@ -150,6 +150,26 @@ def test_every_conv_entry_runs_what_describe_names(calls):
     assert gemms <= named, named
 
 
+@pytest.mark.parametrize(
+    ("x_shape", "filters", "k", "strides", "lanes"),
+    [
+        ((1, 24, 16, 16), 24, 3, (1, 1), True),  # 256 output pixels
+        ((1, 24, 32, 32), 24, 3, (2, 2), True),  # 16x16 out
+        ((1, 24, 34, 34), 24, 3, (2, 2), False),  # 17x17 out: too many at 3x3...
+        ((1, 24, 40, 40), 24, 7, (1, 1), True),  # ... but any size at 7x7
+        ((1, 24, 40, 40), 24, 5, (1, 1), False),
+        ((1, 12, 8, 8), 24, 3, (1, 1), False),  # two filters a channel: phased planes only
+    ],
+)
+def test_depthwise_kernel_by_plane_and_filter_size(x_shape, filters, k, strides, lanes):
+    from runtime.ops.nn import conv_call
+
+    w = np.ones((filters, 1, k, k), np.float32)
+    call = conv_call(x_shape, w, group=x_shape[1], pads=[k // 2] * 4, strides=strides)
+    algorithm = call.choice.algorithm
+    assert ("_depthwise_lanes16_" if lanes else "_depthwise_direct_") in algorithm, algorithm
+
+
 def test_describe_names_a_kernel_per_shape_and_at_load():
     engine = NumbaEngine(load_graph(_every_entry_model()), compile_plans=False)
     at_load = {s.node: s.algorithm for s in engine.describe().steps}

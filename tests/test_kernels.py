@@ -605,6 +605,7 @@ def test_depthwise_conv_matches_naive(xs, mult, k, attrs, act, lanes, monkeypatc
     from runtime.ops.nn import conv_call
 
     monkeypatch.setattr(kernel_table, "DEPTHWISE_LANES_PIXELS", 10**9 if lanes else 0)
+    monkeypatch.setattr(kernel_table, "DEPTHWISE_LANES_TAPS", 0 if lanes else 10**9)
     c = xs[1]
     x, w, b = _rand(*xs), _rand(c * mult, 1, k, k), _rand(c * mult)
     scale, shift = _rand(c * mult), _rand(c * mult)
