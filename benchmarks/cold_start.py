@@ -1,7 +1,8 @@
 """Cold start: the time to a first result in a fresh process (issue 27).
 
     python benchmarks/cold_start.py [--models lenet5,resnet50,mobilenet_v3_small]
-        [--repeats 3] [--json cold_start.json] [--warmup]
+        [--repeats 3] [--json cold_start.json] [--warmup [--warmup-repeats 1]]
+        [--lock /path/to/timing.lock]
 
 Each measurement is one fresh Python process that imports ``runtime``, creates an
 ``InferenceSession`` and runs it once on a zero input of batch 1, timing each phase
@@ -28,6 +29,7 @@ Timings are noisy on a shared machine: say so when quoting them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -82,7 +84,31 @@ print("COLD_START " + json.dumps({"import": time.perf_counter() - t0}))
 """
 
 
+LOCK: str | None = None  # --lock: a file each measurement holds an exclusive lock on
+
+
+@contextlib.contextmanager
+def _locked():
+    """With ``--lock``, one measurement at a time among the processes that share it."""
+    if LOCK is None:
+        yield
+        return
+    import fcntl
+
+    with open(LOCK, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def _child(code: str, args: list[str], cache: str | None, timeout: float = 1800) -> dict:
+    with _locked():
+        return _run_child(code, args, cache, timeout)
+
+
+def _run_child(code: str, args: list[str], cache: str | None, timeout: float) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if cache is not None:
         env["NUMBA_CACHE_DIR"] = cache
@@ -136,7 +162,8 @@ def _median(runs: list[dict]) -> dict:
     return med
 
 
-def measure(models: list[str], repeats: int, warmup: bool) -> dict:
+def measure(models: list[str], repeats: int, warmup: int) -> dict:
+    """Every model's rows; ``warmup`` > 0: `cnn warmup` that many times too."""
     results: dict = {"rows": []}
     numba_runs = [_child(IMPORT_NUMBA, [], None) for _ in range(repeats)]
     results["import_numba"] = statistics.median(r["import"] for r in numba_runs)
@@ -157,7 +184,7 @@ def measure(models: list[str], repeats: int, warmup: bool) -> dict:
                                     **_median(runs)})  # fmt: skip
             _print_row(results["rows"][-1])
     if warmup:
-        results["warmup"] = _measure_warmup(models, repeats)
+        results["warmup"] = _measure_warmup(models, warmup)
     return results
 
 
@@ -167,10 +194,11 @@ def _measure_warmup(models: list[str], repeats: int) -> dict:
     for _ in range(repeats):
         with tempfile.TemporaryDirectory(prefix="numba_cache_") as cache:
             env = {**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_CACHE_DIR": cache}
-            t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "cnn", "warmup"], cwd=ROOT, env=env,
-                           check=True, capture_output=True, timeout=3600)  # fmt: skip
-            seconds.append(time.perf_counter() - t0)
+            with _locked():
+                t0 = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "cnn", "warmup"], cwd=ROOT, env=env,
+                               check=True, capture_output=True, timeout=3600)  # fmt: skip
+                seconds.append(time.perf_counter() - t0)
             for name in models:
                 after[name].append(_child(CHILD, [str(model_path(name)), "numba"], cache))
     out = {"seconds": statistics.median(seconds), "runs": seconds,
@@ -207,15 +235,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default=",".join(MODELS), help="default: %(default)s")
     ap.add_argument("--repeats", type=int, default=3, help="default: %(default)s")
     ap.add_argument("--json", type=Path, help="write the medians and every setting here")
+    ap.add_argument("--lock", help="hold an exclusive lock on this file through each measurement")
     ap.add_argument("--warmup", action="store_true", help="also time `cnn warmup`")
+    ap.add_argument("--warmup-repeats", type=int, default=1, help="default: %(default)s")
     args = ap.parse_args(argv)
+    global LOCK
+    LOCK = args.lock
     models = [m for m in args.models.split(",") if m]
     unknown = sorted(set(models) - set(MODELS))
     if unknown:
         ap.error(f"--models: unknown {unknown}, expected among {list(MODELS)}")
     if args.repeats < 1:
         ap.error(f"--repeats: expected a positive integer, received {args.repeats}")
-    results = measure(models, args.repeats, args.warmup)
+    results = measure(models, args.repeats, args.warmup and args.warmup_repeats)
     print(f"import numba alone: {results['import_numba']:.2f} s (seconds are medians; "
           "compiled and loaded count kernel signatures)")  # fmt: skip
     if args.json:
