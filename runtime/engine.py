@@ -34,7 +34,15 @@ from runtime.graph import Graph
 from runtime.ops import resolve
 from runtime.passes import StepGraph, apply_passes
 from runtime.plan import Plan, build_plan
-from runtime.steps import Step, call_step, check_supported, make_step, store
+from runtime.steps import (
+    RUN_ERRORS,
+    Step,
+    call_step,
+    check_supported,
+    make_step,
+    node_error,
+    store,
+)
 from runtime.validate import Known, check_outputs
 
 
@@ -56,6 +64,32 @@ def _info(step: Step, choice: kernel_table.Choice | None = None) -> StepInfo:
         bound,
         choice.runs,
     )
+
+
+def _runners(plan: Plan, buffers: list[np.ndarray]) -> list[tuple]:
+    """Each step of a step-by-step plan as what ``NumbaEngine.run`` calls, worked out
+    once per plan and thread: (bound, call, input names, attributes, planned buffers,
+    output names, tensors to drop after it). A bound step with one input tensor
+    (``bind.Bound`` without a residual) is its call on that tensor and its buffer
+    (bound True; the input and the output then one name each); any other step is its
+    function on its inputs, trailing omitted ones left off as ``call_step`` does. The
+    loop then makes no per-step lookups of slots, tuples of buffers or ``Bound`` call:
+    Python that a plan of hundreds of small steps paid on every call."""
+    runners: list[tuple] = []
+    for step, dead, slots in zip(plan.steps, plan.release, plan.out_slots, strict=True):
+        out = None if slots is None else tuple(buffers[s] if s is not None else None for s in slots)
+        fn = step.fn
+        single = len(step.outputs) == 1 and bool(step.outputs[0])
+        if isinstance(fn, Bound) and not fn.residual and single and step.inputs[0]:
+            runners.append(
+                (True, fn.call, step.inputs[0], None, out and out[0], step.outputs[0], dead)
+            )
+            continue
+        names = list(step.inputs)
+        while names and not names[-1]:
+            names.pop()
+        runners.append((False, fn, tuple(names), step.attrs, out, step.outputs, dead))
+    return runners
 
 
 @dataclass(frozen=True)
@@ -114,18 +148,32 @@ class NumbaEngine:
         if program is not None:  # the graph's one output: the names are that, or none
             y = program.run(feeds[program.input_name])
             return [y for _ in output_names]
-        arena = self._arena(key, plan)
+        runners = self._arena(key, plan)[1]
         env = {**plan.constants, **feeds}
+        i = 0
         with around_steps():
-            for step, dead, slots in zip(plan.steps, plan.release, plan.out_slots, strict=True):
-                out = (
-                    None
-                    if slots is None
-                    else tuple(arena[s] if s is not None else None for s in slots)
-                )
-                store(step, call_step(step, env, out), env)
-                for name in dead:
-                    env.pop(name, None)
+            # ``call_step`` and ``store``, unrolled (``_runners`` says why); i names the
+            # step that failed
+            try:
+                for i, (bound, call, names, attrs, out, outs, dead) in enumerate(runners):  # noqa: B007
+                    if bound:  # a bound call: the tensor and the planned buffer
+                        env[outs] = call(env[names], out)
+                    else:
+                        args = [env[n] if n else None for n in names]
+                        if out is None:
+                            result = call(*args, **attrs)
+                        else:
+                            result = call(*args, **attrs, _out=out)
+                        if type(result) is tuple:
+                            for name, value in zip(outs, result, strict=False):
+                                if name:
+                                    env[name] = value
+                        elif outs[0]:
+                            env[outs[0]] = result
+                    for name in dead:
+                        env.pop(name, None)
+            except RUN_ERRORS as exc:
+                raise node_error(plan.steps[i], exc) from None
         return [env[n] for n in output_names]
 
     def step_calls(
@@ -140,7 +188,7 @@ class NumbaEngine:
         plan = self.plan(feeds)
         if plan.program is not None:
             return
-        arena = self._arena(key, plan)
+        arena = self._arena(key, plan)[0]
         env = {**plan.constants, **feeds}
         for step, dead, slots in zip(plan.steps, plan.release, plan.out_slots, strict=True):
             out = (
@@ -179,8 +227,9 @@ class NumbaEngine:
             self._plans.setdefault(key, plan)
         return plan, env
 
-    def _arena(self, key: tuple, plan: Plan) -> list[np.ndarray]:
-        """This thread's buffers for ``plan``: threads never share a buffer."""
+    def _arena(self, key: tuple, plan: Plan) -> tuple[list[np.ndarray], list[tuple]]:
+        """This thread's buffers for ``plan`` (threads never share a buffer), and its
+        steps as ``_runners`` over them."""
         arenas = getattr(self._local, "arenas", None)
         if arenas is None:
             arenas = self._local.arenas = {}
@@ -188,7 +237,8 @@ class NumbaEngine:
         if arena is None:
             for stale in [k for k in arenas if k not in self._plans]:
                 del arenas[stale]  # the plan was evicted: so are its buffers
-            arena = arenas[key] = [np.empty(shape, dtype) for shape, dtype in plan.slot_specs]
+            buffers = [np.empty(shape, dtype) for shape, dtype in plan.slot_specs]
+            arena = arenas[key] = (buffers, _runners(plan, buffers))
         return arena
 
     def plan(self, feeds: Mapping[str, np.ndarray]) -> Plan:

@@ -99,11 +99,19 @@ def call_step(
             result = step.fn(*args, **step.attrs)
         else:
             result = step.fn(*args, **step.attrs, _out=out)
-    except TYPED_ERRORS as exc:
-        raise type(exc)(_blamed(step, str(exc))) from None
-    except (ValueError, TypeError, IndexError) as exc:
-        raise errors.ShapeError(_blamed(step, str(exc))) from None
+    except RUN_ERRORS as exc:
+        raise node_error(step, exc) from None
     return result if isinstance(result, tuple) else (result,)
+
+
+RUN_ERRORS = (*TYPED_ERRORS, ValueError, TypeError, IndexError)  # what ``node_error`` names
+
+
+def node_error(step: Step, exc: Exception) -> Exception:
+    """``exc`` (one of ``RUN_ERRORS``) from ``step``'s call as the error that names its
+    node (``_blamed``): a typed error keeps its type, the others become a ShapeError."""
+    kind = type(exc) if isinstance(exc, TYPED_ERRORS) else errors.ShapeError
+    return kind(_blamed(step, str(exc)))
 
 
 def _blamed(step: Step, message: str) -> str:
