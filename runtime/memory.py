@@ -54,10 +54,22 @@ _scratch = threading.local()
 
 
 def scratch(key: str, shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
-    """A per-thread work array kept between calls, so repeated runs allocate none."""
-    store = getattr(_scratch, "arrays", None)
-    if store is None:
-        store = _scratch.arrays = {}
+    """A per-thread work array kept between calls, so repeated runs allocate none. The
+    view made for a (key, shape, dtype) is kept too and handed out again while its
+    buffer is the key's: a kernel's wrapper asks on every call, and making the view
+    (a slice, a view and a reshape) cost a microsecond of each small step."""
+    views = getattr(_scratch, "views", None)
+    if views is None:
+        views = _scratch.views = {}
+        _scratch.arrays = {}
+    store = _scratch.arrays
+    try:
+        made = views.get((key, shape, dtype))
+    except TypeError:  # a shape given as a list
+        shape = tuple(shape)
+        made = views.get((key, shape, dtype))
+    if made is not None and made[0] is store.get(key):
+        return made[1]
     count = 1
     for d in shape:
         count *= int(d)
@@ -66,4 +78,8 @@ def scratch(key: str, shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndar
     if flat is None or flat.nbytes < need:
         check_size(tuple(shape), dtype, key)
         flat = store[key] = np.empty(need, np.uint8)
-    return flat[:need].view(dtype).reshape(shape)
+        for stale in [k for k in views if k[0] == key]:
+            del views[stale]  # views of the key's old buffer: let it go
+    view = flat[:need].view(dtype).reshape(shape)
+    views[(key, shape, dtype)] = (flat, view)
+    return view

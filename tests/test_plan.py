@@ -170,3 +170,28 @@ def test_buffers_are_released_and_reused_by_liveness():
     assert first is not second
     np.testing.assert_array_equal(first, np.maximum(x, 0))
     np.testing.assert_array_equal(second, np.maximum(x, 0))
+
+
+def test_scratch_views_are_kept_until_their_buffer_grows():
+    """``memory.scratch`` hands out the same view for a key and shape while the key's
+    buffer stands; a larger request regrows it, and the old views are not handed out
+    again; another thread has buffers of its own."""
+    import threading
+
+    from runtime.memory import scratch
+
+    a = scratch("test.scratch", (4, 8), np.float32)
+    assert scratch("test.scratch", (4, 8), np.float32) is a
+    assert scratch("test.scratch", [4, 8], np.float32).shape == (4, 8)  # a list shape
+    small = scratch("test.scratch", (2, 3), np.float32)
+    assert np.shares_memory(small, a)
+    big = scratch("test.scratch", (64, 64), np.float32)  # grows the key's buffer
+    again = scratch("test.scratch", (4, 8), np.float32)
+    assert again is not a and np.shares_memory(again, big) and not np.shares_memory(again, a)
+    other = []
+    thread = threading.Thread(
+        target=lambda: other.append(scratch("test.scratch", (4, 8), np.float32))
+    )
+    thread.start()
+    thread.join()
+    assert not np.shares_memory(other[0], again)

@@ -325,6 +325,9 @@ class ConvGemm:
         self.wp, self.bias, self.group, self.rows = packed, bias, group, m // group
         self.k = cg * kd * kh * kw
         self.plane = int(np.prod(out_sp))
+        self.planes = (x_shape[0], c, self.plane)  # x as the pointwise GEMM reads it
+        self.out_planes = (x_shape[0], m, self.plane)
+        self.nr = gemm.nr()
         self.epilogue = epilogue
         bounds = line_bounds(x_shape[4], kw, strides[2], pads[2], dilations[2])
         self.geometry = (kd, kh, kw, *strides, *pads, *dilations, *out_sp, *bounds)
@@ -337,12 +340,11 @@ class ConvGemm:
         """1x1 at stride 1, unpadded, M/G >= GEMM_FEW_ROWS: the GEMM's jobs pack their
         own panels of columns from the input planes (``gemm.gemm_pointwise``); ``res``:
         a residual shaped as out, flat, added before the activation (or none)."""
-        n, c = self.x_shape[:2]
-        x = np.ascontiguousarray(x).reshape(n, c, self.plane)
-        out3 = out.reshape(n, -1, self.plane)
+        n = self.x_shape[0]
         gemm.gemm_pointwise(
-            self.wp, x, out3, 0, n, self.bias, *self.epilogue, width=self.panel_width, res=res
-        )
+            self.wp, np.ascontiguousarray(x).reshape(self.planes), out.reshape(self.out_planes),
+            0, n, self.bias, *self.epilogue, width=self.panel_width, res=res,
+        )  # fmt: skip
 
     def im2col_gemm(
         self, x: np.ndarray, out: np.ndarray, res: np.ndarray = gemm.NO_RESIDUAL
@@ -351,11 +353,13 @@ class ConvGemm:
         im2col columns in L1, multiply it and store with the epilogue (``res``: as in
         ``pointwise_gemm``)."""
         n = self.x_shape[0]
-        width = gemm.nr()
+        width = self.nr
         threads = numba.get_num_threads()
         tiles = scratch("gemm.tiles", (threads, gemm.tile_floats(width)), np.float32)
         panels = scratch("conv.panel", (threads, self.k * width), np.float32)
-        chunk = gemm.job_rows(self.group, self.wp.shape[1], gemm.blocks(n * self.plane, width))
+        chunk = gemm.job_rows(
+            self.group, self.wp.shape[1], gemm.blocks(n * self.plane, width), threads
+        )
         _conv_nchw_im2col_gemm(
             x.reshape(self.x_shape), self.wp, out.reshape(n, -1, self.plane), 0, n, self.rows,
             chunk, panels, tiles, *self.geometry, self.bias, *self.epilogue, res,

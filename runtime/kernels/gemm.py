@@ -621,10 +621,10 @@ def gemm_pointwise(
     Needs M/G >= ``GEMM_FEW_ROWS``."""
     g, mb, k = ap.shape[0], ap.shape[1], ap.shape[2]
     width = width or nr()
-    threads = numba.get_num_threads()
+    threads = numba.get_num_threads()  # once: asking costs most of a microsecond
     tiles = scratch("gemm.tiles", (threads, tile_floats(width)), np.float32)
     panels = scratch("gemm.panel", (threads, k * width), np.float32)
-    chunk = job_rows(g, mb, blocks(nb * x.shape[2], width))
+    chunk = job_rows(g, mb, blocks(nb * x.shape[2], width), threads)
     mg = out.shape[1] // g
     _conv_nchw_pointwise_gemm(
         ap, x, out, n0, nb, mg, chunk, panels, tiles, bias, act, alpha, beta, scale, shift, res
@@ -632,10 +632,10 @@ def gemm_pointwise(
     return out
 
 
-def job_rows(g: int, mb: int, nb: int) -> int:
+def job_rows(g: int, mb: int, nb: int, threads: int = 0) -> int:
     """Row blocks per job: one chunk each while panels alone give every thread several
-    jobs, else enough chunks that they do."""
-    want = GEMM_JOBS_PER_THREAD * numba.get_num_threads()
+    jobs, else enough chunks that they do (``threads``: numba's, 0 to ask it)."""
+    want = GEMM_JOBS_PER_THREAD * (threads or numba.get_num_threads())
     chunks = min(mb, blocks(want, g * nb))
     return blocks(mb, max(1, chunks))
 

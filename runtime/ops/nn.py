@@ -141,7 +141,8 @@ class ConvCall:
     def __call__(
         self, x: np.ndarray, out: np.ndarray | None = None, res: np.ndarray | None = None
     ) -> np.ndarray:
-        out = allocate(self.out_shape, np.float32, "Conv output", out)
+        if out is None or out.shape != self.out_shape or out.dtype != np.float32:
+            out = allocate(self.out_shape, np.float32, "Conv output")  # no planned buffer
         if not out.size:  # an empty batch: nothing to compute (the kernels' tiling divides by it)
             return out
         if self.res_shape is None:
