@@ -1,6 +1,6 @@
 """Kernel classes against onnxruntime: single Conv nodes at the shapes CNNs use.
 
-    python benchmarks/kernels.py [--threads 1] [--runs 30] [--classes pointwise,depthwise,im2col]
+    python benchmarks/kernels.py [--threads 1] [--runs 30] [--classes pointwise,im2col,...]
 
 For each shape, the numba engine's prepared call (``ops.nn.conv_call``: the kernel
 the table chooses, laid out once) and onnxruntime's session on the same one-node
@@ -40,6 +40,11 @@ SHAPES = {
         (3, 16, 128, 3, 2, 1), (3, 32, 224, 3, 2, 1), (16, 16, 32, 3, 1, 1),
         (24, 24, 28, 3, 1, 1), (64, 128, 28, 3, 2, 1), (48, 48, 28, 3, 1, 6),
         (3, 64, 224, 7, 2, 1), (96, 96, 14, 3, 2, 4),
+    ],
+    # RegNetY's grouped 3x3s (group width 8) on small planes and its strided 1x1s
+    "grouped": [
+        (56, 56, 32, 3, 2, 7), (152, 152, 8, 3, 1, 19), (368, 368, 8, 3, 2, 46),
+        (368, 368, 4, 3, 1, 46), (32, 56, 64, 1, 2, 1), (152, 368, 8, 1, 2, 1),
     ],
 }  # fmt: skip
 

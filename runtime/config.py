@@ -47,10 +47,12 @@ WINOGRAD_OUT_PASS_FLOATS = 1 << 16
 # Columns per im2col chunk (128 MiB): bounds the scratch memory against the number of
 # GEMM calls (more, smaller chunks). Unit: float32 values.
 IM2COL_CHUNK_FLOATS = 1 << 25
-# The direct conv (kernels/conv.ConvDirect) computes its output rows in vectors of 16:
-# past this share of lanes beyond the rows' ends (a 7-wide row: 56%), im2col's
-# panels, which run on across rows, waste less. Unit: a fraction of the lanes.
-DIRECT_MAX_WASTE = 0.25
+# The direct conv (kernels/conv.ConvDirect) reads its tiles' vectors in place, 16
+# outputs of a row or of consecutive positions of the padded plane, and computes the
+# lanes that fall past a row's end too; im2col's panels pack just the outputs but
+# fill a panel per tile (2 to 4 times the GEMM's time on small planes). The direct
+# conv runs while its lanes are at most this many times im2col's. Unit: a ratio.
+DIRECT_MAX_LANES = 1.5
 
 # --- GEMM (kernels/gemm.py)
 # Jobs per thread that a product is cut into: more jobs balance uneven threads, fewer

@@ -33,7 +33,7 @@ import numba
 import numpy as np
 
 from runtime.config import (
-    DIRECT_MAX_WASTE,
+    DIRECT_MAX_LANES,
     GEMM_FEW_ROWS,
     WINOGRAD_MIN_CHANNELS,
     WINOGRAD_SMALL_TILES,
@@ -377,15 +377,25 @@ def _gemm_conv_prepare(pointwise: bool, few_rows: bool) -> Callable[[ConvSpec], 
     return prepare
 
 
+def _direct_lanes(s: ConvSpec) -> tuple[int, int]:
+    """(lanes the direct kernel's tiles compute, lanes of im2col's panels) over the batch."""
+    assert s.x_shape is not None
+    nr = gemm_kernels.nr()
+    args = (s.out_sp, s.kernel, s.strides, s.dilations, nr)
+    direct = conv_kernels.direct_lanes(s.x_shape, *args)
+    return direct, -(-s.x_shape[0] * s.out_sp[0] * s.out_sp[1] // nr) * nr
+
+
 def _direct_applies(s: ConvSpec) -> str | None:
-    """None for a 2-D conv whose output rows fill the direct kernel's vectors."""
+    """None for a 2-D conv whose outputs fill the direct kernel's vectors about as well
+    as im2col's panels do."""
     if s.w.ndim != 4:
         return f"a {s.w.ndim - 2}-D convolution"
     if s.x_shape is None:
-        return "output width known per shape"
-    waste = conv_kernels.direct_waste(s.out_sp[1])
-    if waste > DIRECT_MAX_WASTE:
-        return f"output rows of {s.out_sp[1]}: {waste:.0%} of its vectors past the row"
+        return "the output's size known per shape"
+    direct, im2col = _direct_lanes(s)
+    if direct > DIRECT_MAX_LANES * im2col:
+        return f"its tiles would compute {direct} lanes against im2col's {im2col}"
     return _many_rows(s)
 
 
@@ -402,8 +412,20 @@ def _direct_prepare(s: ConvSpec) -> Run:
 
 
 def _direct_why(s: ConvSpec) -> str:
-    phases = f", {s.strides[1]} column phases" if s.strides[1] > 1 else ""
-    return f"output rows of {s.out_sp[1]}: B's vectors read from the padded input{phases}"
+    assert s.x_shape is not None
+    layout = conv_kernels.direct_layout(
+        s.out_sp, s.kernel, s.strides, s.dilations, gemm_kernels.nr()
+    )
+    slots = "rows" if layout[4] < layout[5] else "positions across rows"
+    (kh, kw), (dh, dw) = s.kernel, s.dilations
+    split = (layout[0], s.strides[1])  # rows split only for grid slots
+    used = len({i * dh % split[0] for i in range(kh)}) * len({i * dw % split[1] for i in range(kw)})
+    phases = f", {used} stride phase(s)" if used > 1 else ""
+    direct, im2col = _direct_lanes(s)
+    return (
+        f"B's vectors read in place from the padded input{phases}: 16 outputs of {slots} "
+        f"a vector, {direct} lanes (im2col's: {im2col})"
+    )
 
 
 CONV_KERNELS: tuple[Kernel, ...] = (

@@ -21,15 +21,17 @@ pytestmark = pytest.mark.skipif(
 
 # LeNet-5 compiles into one program: its first call runs (and compiles) that program's
 # kernel only, none of the step path's (issue 13: "the first call compiles and runs
-# only the path the plan uses"). A small step-path conv then runs as one kernel:
-# three output channels (>= GEMM_FEW_ROWS): im2col and the GEMM in one region.
+# only the path the plan uses"). A small step-path conv then runs its two kernels:
+# three output channels (>= GEMM_FEW_ROWS): the direct conv (its padded input, then
+# the GEMM reading it in place).
 PROBE = """
 import json, sys, numpy as np, runtime
 sys.path.insert(0, "tests")
 from runtime.kernels import chain, conv, pool
 s = runtime.InferenceSession("exported/lenet5.onnx")
 s.run(None, {"input": np.zeros((2, 1, 28, 28), np.float32)})
-step_kernels = [conv._conv_nchw_im2col_gemm, conv._im2col, conv._epilogue, pool._avg_pool3d]
+step_kernels = [conv._conv_nchw_direct_gemm, conv._pad_phases, conv._conv_nchw_im2col_gemm,
+                conv._im2col, conv._epilogue, pool._avg_pool3d]
 unused = sum(len(k.signatures) for k in step_kernels)
 from onnx_helpers import single_node_model
 w = np.ones((3, 2, 3, 3), np.float32)
@@ -37,7 +39,7 @@ model, feeds = single_node_model("Conv", {"x": np.ones((1, 2, 5, 5), np.float32)
                                  initializers={"w": w}, group=1)
 steps = runtime.InferenceSession(model, compile_plans=False)
 steps.run(None, feeds)
-ks = [chain.run_images_serial, conv._conv_nchw_im2col_gemm]
+ks = [chain.run_images_serial, conv._pad_phases, conv._conv_nchw_direct_gemm]
 print(json.dumps({"hits": sum(sum(k.stats.cache_hits.values()) for k in ks),
                   "misses": sum(sum(k.stats.cache_misses.values()) for k in ks),
                   "unused": unused}))
@@ -60,8 +62,8 @@ def test_second_process_loads_the_kernels_from_the_cache(tmp_path):
         assert out.returncode == 0, out.stderr[-2000:]
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
     assert runs[0]["unused"] == 0  # LeNet-5's first call compiled no step-path kernel
-    assert runs[0]["misses"] == 2 and runs[0]["hits"] == 0  # compiled, then written
-    assert runs[1]["hits"] == 2 and runs[1]["misses"] == 0  # loaded, nothing compiled
+    assert runs[0]["misses"] == 3 and runs[0]["hits"] == 0  # compiled, then written
+    assert runs[1]["hits"] == 3 and runs[1]["misses"] == 0  # loaded, nothing compiled
     assert list((tmp_path / "numba").rglob("*.nbi"))
 
 
@@ -89,7 +91,7 @@ def test_warmup_compiles_every_kernel_ahead(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     stats = json.loads(out.stdout.strip().splitlines()[-1])
-    assert stats["misses"] == 0 and stats["hits"] == 2
+    assert stats["misses"] == 0 and stats["hits"] == 3
 
 
 WARMUP_COVERS = """

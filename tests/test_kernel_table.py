@@ -113,7 +113,8 @@ def _every_entry_model() -> bytes:
         node("Conv", ["p2", "w3", "b3"], ["c3"], name="pointwise"),
         node("Conv", ["c3", "w4"], ["c4"], group=16, pads=[1, 1, 1, 1], name="depthwise"),
         node("Conv", ["c4", "w4m"], ["c4m"], group=16, pads=[1, 1, 1, 1], name="depthwise_x2"),
-        node("Conv", ["c4m", "w5"], ["c5"], pads=[1, 1, 1, 1], name="im2col"),
+        # dilated 7 on a 6x6 plane: the direct kernel's lanes would be twice im2col's
+        node("Conv", ["c4m", "w5"], ["c5"], pads=[7] * 4, dilations=[7, 7], name="im2col"),
         node("Conv", ["c5", "w6"], ["c6"], pads=[1, 1, 1, 1], name="im2col_rows"),
         node("Conv", ["c6", "w7"], ["c7"], name="pointwise_rows"),
         node("Conv", ["c7", "w8"], ["c8"], pads=[1, 1, 1, 1], name="im2col_rows_pool"),

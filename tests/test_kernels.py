@@ -31,11 +31,11 @@ CONV_CASES = [
     ((1, 6, 9, 9), (7, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),  # strided 1x1: im2col
     ((1, 40, 4, 4), (13, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),  # 1x1, 16 columns: 6x16
     ((1, 9, 3, 3), (7, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),  # 1x1, 9 columns: 6x16
-    # im2col's long lines (rows of 35 and 34 outputs: too many lanes past the row for
-    # the direct kernel): copies by vectors, at stride 2 by even lanes
+    # long lines (im2col: copies by vectors, at stride 2 by even lanes; see
+    # test_im2col_entries_match_naive)
     ((2, 6, 35, 35), (13, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
     ((1, 4, 45, 67), (7, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1),
-    # the direct kernel: output rows of 12 to 16, 24 to 32, ... (few lanes past the row)
+    # the direct kernel: slots along rows (rows of 12 outputs and more) ...
     ((1, 3, 30, 30), (8, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1),  # a stem: 2 phases
     ((2, 5, 9, 30), (13, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),  # short slots, 2 images
     ((1, 3, 32, 32), (6, 7, 7), (2, 2), (3, 3, 3, 3), (1, 1), 1),  # ResNet's stem shape
@@ -43,6 +43,12 @@ CONV_CASES = [
     ((1, 3, 18, 18), (5, 3, 3), (1, 1), (0, 1, 2, 1), (2, 2), 1),  # dilated
     ((1, 16, 14, 14), (16, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 2),  # groups of 8 rows
     ((2, 12, 28, 28), (12, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 4),  # grouped, stride 2
+    # ... and slots of positions across rows (small planes)
+    ((1, 16, 8, 8), (16, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 2),  # RegNet: groups of 8
+    ((1, 32, 4, 4), (32, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 4),  # one slot a tile
+    ((1, 24, 8, 8), (24, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 3),  # 2x2 phases
+    ((2, 5, 9, 7), (7, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),  # strided 1x1: one phase
+    ((1, 4, 7, 9), (5, 3, 3), (2, 1), (1, 0, 1, 2), (1, 2), 1),  # dilated, end pads
 ]
 
 
@@ -129,6 +135,7 @@ EPILOGUE_PATHS = {
     "depthwise": ((2, 4, 7, 7), (4, 1, 3, 3), 4, (1, 1, 1, 1)),
     "direct": ((2, 3, 5, 16), (8, 3, 3, 3), 1, (1, 1, 1, 1)),  # whole tiles, 2 rows, 1 slot
     "direct short rows": ((1, 4, 3, 14), (6, 2, 3, 3), 2, (1, 1, 1, 1)),
+    "direct small planes": ((1, 16, 4, 4), (16, 8, 3, 3), 2, (1, 1, 1, 1)),
 }
 
 
@@ -183,6 +190,49 @@ def test_fused_activations_keep_nan_and_inf_as_the_ops_do(act):
         want = _unfused(act, conv_forward(x, w, b), alpha, beta)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def _entry_conv(family, x, w, b, strides, pads, dilations, group, act=None, alpha=0.0, beta=0.0):
+    """The conv by the first entry of ``family`` that applies, as the table would pick
+    it within the family: im2col's 2-D paths, which the direct kernel takes first
+    wherever it applies, stay tested."""
+    from runtime import kernel_table
+    from runtime.kernels.activation import ACTIVATIONS
+    from runtime.ops.nn import _spatial
+
+    out_sp, begin, *_ = _spatial("Conv", x.shape[2:], w.shape[2:], auto_pad="NOTSET",
+                                 pads=pads, strides=strides, dilations=dilations)  # fmt: skip
+    spec = kernel_table.ConvSpec(
+        w, group, tuple(strides), tuple(dilations), tuple(begin), x_shape=x.shape,
+        out_sp=tuple(out_sp), bias=b,
+        epilogue={"act": ACTIVATIONS[act], "alpha": alpha, "beta": beta},
+    )  # fmt: skip
+    entry = next(e for e in kernel_table.CONV_KERNELS
+                 if e.family == family and e.applies(spec) is None)  # fmt: skip
+    out = np.full((x.shape[0], w.shape[0], *out_sp), np.nan, np.float32)
+    entry.prepare(spec)(x, out)
+    return out
+
+
+@pytest.mark.parametrize(("xs", "ws", "strides", "pads", "dil", "group"), CONV_CASES)
+def test_im2col_entries_match_naive(xs, ws, strides, pads, dil, group):
+    if ws[0] // group < 3 or (group > 1 and group == xs[1]):
+        pytest.skip("the few-rows and depthwise paths: in test_conv2d_matches_naive")
+    x, w, b = _rand(*xs), _rand(ws[0], xs[1] // group, ws[1], ws[2]), _rand(ws[0])
+    want = naive.conv2d(x, w, b, strides=strides, pads=pads, dilations=dil, group=group)
+    got = _entry_conv("im2col", x, w, b, strides, pads, dil, group)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("act", EPILOGUES)
+def test_im2col_gemm_store_epilogue(act):
+    xs, ws, group, pads = EPILOGUE_PATHS["gemm store"]
+    x, w, b = _rand(*xs), _rand(*ws), _rand(ws[0])
+    alpha, beta = naive.EPILOGUE_PARAMS[act]
+    y = naive.conv2d(x, w, b, strides=(1, 1), pads=pads, dilations=(1, 1), group=group)
+    want = naive.activation(act, y, alpha, beta)
+    got = _entry_conv("im2col", x, w, b, (1, 1), pads, (1, 1), group, act, alpha, beta)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("group", [1, 2])

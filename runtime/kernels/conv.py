@@ -25,10 +25,10 @@ fewer rows, ``_im2col`` (or ``_pack_pointwise``) packs a chunk of images' column
 act: ``kernels/activation.ACTIVATIONS``. The scale/shift pair is a BatchNormalization
 that follows the activation, applied in the same pass.
 
-``ConvDirect`` (``_conv_nchw_direct_gemm``) runs a 2-D conv whose output rows fill
-vectors of 16 without packing B at all: its tiles read the GEMM's B straight from a
-padded, column-phase-split copy of the input (``_pad_phases``), in the same order of
-sums as im2col, so both give the same bits."""
+``ConvDirect`` (``_conv_nchw_direct_gemm``) runs a 2-D conv without packing B at
+all: its tiles read the GEMM's B straight from a padded, phase-split copy of the
+input (``_pad_phases``), 16 outputs of a row or 16 positions of a small plane a
+vector, in the same order of sums as im2col, so both give the same bits."""
 
 from __future__ import annotations
 
@@ -392,39 +392,46 @@ class ConvGemm:
 
 # --------------------------------------------------------------------------- direct GEMM
 #
-# A 2-D conv whose output rows hold whole vectors: the GEMM's B is not packed. The
-# input is copied once into padded planes split by column phase (stride s: phase p
-# holds the padded columns p, p + s, p + 2s, ...), so that for every tap (c, a, e)
-# the 16 outputs ow0 .. ow0+15 of an output row read 16 consecutive values of one
-# phase plane. A tile's column vectors ("slots": 16 outputs of one row each) load
-# B straight from there at a per-tap offset (the taps' table ``offs``), as XNNPACK's
-# indirect GEMM reads rows through pointers; the sums are the GEMM's, k in the same
+# A 2-D conv without im2col's panels. The input is copied once into padded planes
+# split by phase (strides sh, sw: sh*sw planes of Hq x Wq, phase (p, q) holding the
+# padded rows p, p + sh, ... and columns q, q + sw, ...). In that layout output (oh,
+# ow)'s tap (c, a, e) is the value at position oh*Wq + ow plus the tap's offset
+#
+#     offs[k] = ((c*sh*sw + (a*dh % sh)*sw + e*dw % sw) * Hq + a*dh // sh) * Wq + e*dw // sw
+#
+# so 16 consecutive positions are 16 consecutive values for every tap: a vector of
+# the GEMM's B, read in place, as XNNPACK's indirect GEMM reads rows through
+# pointers. A "slot" is such a vector: 16 outputs of one row (row slots, for rows
+# of 12 outputs and more), or 16 consecutive positions of the plane that run on
+# across rows (grid slots, for small planes; the lanes at ow >= OW are computed and
+# dropped). A tile is ``width // 16`` slots; the sums are the GEMM's, k in the same
 # (c, a, e) order as the im2col kernel's, so the outputs are the same bits.
 
 
 @kernel(parallel=True)
-def _pad_phases(x, xq, pt, pl, sw, lo, hi):  # pragma: no cover
-    """xq[n, c, p, y, j] = x[n, c, y - pt, j*sw + p - pl], 0 outside x: x (N, C, H, W),
-    xq (N, C, sw, Hp, Wq); phase p's columns j in [lo[p], hi[p]) read inside x. A job
-    a padded row of one plane, all its phases."""
+def _pad_phases(x, qf, sh, sw, hq, wq, pt, pl, prow, pcol, lo, hi):  # pragma: no cover
+    """The phases the taps read, prow x pcol: qf (flat: N, C, len(prow) * len(pcol), hq,
+    wq) [n, c, u*len(pcol) + v, i, j] = x[n, c, i*sh + prow[u] - pt, j*sw + pcol[v] -
+    pl], 0 outside x (N, C, H, W); phase column v's j in [lo[v], hi[v]) read inside x.
+    A job the phase planes of one row phase of one input plane."""
     N, C, H, W = x.shape
-    S, hp, wq = xq.shape[2], xq.shape[3], xq.shape[4]
+    nu, nv = prow.shape[0], pcol.shape[0]
     xf = x.reshape(-1)
-    qf = xq.reshape(-1)
-    for job in prange(N * C * hp):
-        nc = job // hp
-        y = job % hp
-        sy = y - pt
-        for p in range(S):
-            d = ((nc * S + p) * hp + y) * wq
-            lo_p, hi_p = lo[p], hi[p]
-            if sy < 0 or sy >= H:
-                lo_p = hi_p = wq
-            for j in range(lo_p):
-                qf[d + j] = 0.0
-            copy_line(qf, d, xf, (nc * H + sy) * W + p - pl, lo_p, hi_p, sw, wq)
-            for j in range(hi_p, wq):
-                qf[d + j] = 0.0
+    for job in prange(N * C * nu):
+        u = job % nu
+        nc = job // nu
+        for i in range(hq):
+            y = i * sh + prow[u] - pt
+            for v in range(nv):
+                d = (((nc * nu + u) * nv + v) * hq + i) * wq
+                lo_v, hi_v = lo[v], hi[v]
+                if y < 0 or y >= H:
+                    lo_v = hi_v = wq
+                for j in range(lo_v):
+                    qf[d + j] = 0.0
+                copy_line(qf, d, xf, (nc * H + y) * W + pcol[v] - pl, lo_v, hi_v, sw, wq)
+                for j in range(hi_v, wq):
+                    qf[d + j] = 0.0
 
 
 @kernel(inline="always")
@@ -528,14 +535,20 @@ def conv_direct_6x16_tile(
 def _store_slots(
     t,
     width,
-    out,
-    n,
+    of,
+    on,
+    S,
     m0,
     rows,
-    o0,
-    n0c,
-    o1,
-    n1c,
+    oh0,
+    ow0,
+    oh1,
+    ow1,
+    nslots,
+    oh_,
+    ow_,
+    wq,
+    grid,
     vector_act,
     bias,
     act,
@@ -544,91 +557,149 @@ def _store_slots(
     scale,
     shift,
 ):  # pragma: no cover
-    """A tile t (MR, width) of ``rows`` channels from m0, its slot v's first n_vc
-    columns into out (N, M, S) flat at o_v + r*S: the vector epilogue on whole vectors
-    (as ``conv_direct_*_tile`` stores from registers), other activations by
-    ``activate`` on the stored values."""
-    S = out.shape[2]
-    of = out.reshape(-1)
+    """A tile t (MR, width) of ``rows`` channels from m0, its first ``nslots`` slots
+    (first outputs (oh0, ow0), (oh1, ow1)) into the image's outputs of at on + m*S: a
+    row slot's lanes up to its row's end, a grid slot's in pieces along the rows (the
+    lanes past a row, ow >= OW, and past the plane dropped); the vector epilogue on
+    whole vectors (as ``conv_direct_*_tile`` stores from registers), other
+    activations by ``activate`` on the stored values."""
     for r in range(rows):
         m = m0 + r
-        for v in range(width // WIDTH):
-            count = n0c if v == 0 else n1c
-            o = (o0 if v == 0 else o1) + r * S
+        for v in range(nslots):
             i = r * width + v * WIDTH
-            if count == 0:
-                continue
             if vector_act:
                 vstore(t, i, gemm.epilogue_vector(vload(t, i), bias[m], act, alpha, beta,
                                                   scale[m], shift[m]))  # fmt: skip
+            lane = 0
+            oh, ow = (oh0, ow0) if v == 0 else (oh1, ow1)
+            while lane < WIDTH and oh < oh_:
+                if ow >= ow_:  # the lanes past the row's end, to the next row
+                    if not grid:
+                        break
+                    lane += wq - ow
+                    oh += 1
+                    ow = 0
+                    continue
+                count = min(WIDTH - lane, ow_ - ow)
+                o = on + m * S + oh * ow_ + ow
                 for u in range(count):
-                    of[o + u] = t[i + u]
-            else:
-                for u in range(count):
-                    of[o + u] = t[i + u]
-                s = o % S
-                activate(out[n, m, s : s + count], count, bias[m], act,
-                         alpha, beta, scale[m], shift[m])  # fmt: skip
+                    of[o + u] = t[i + lane + u]
+                if not vector_act:
+                    activate(of[o : o + count], count, bias[m], act, alpha, beta, scale[m],
+                             shift[m])  # fmt: skip
+                lane += count
+                ow += count
+
+
+@kernel(inline="always")
+def _slot_output(s, srow, slots, wq):  # pragma: no cover
+    """Slot s's first output (oh, ow): row slots srow to a row; grid slots (srow ==
+    slots) at plane position 16 s, rows wq apart."""
+    if srow == slots:
+        return (WIDTH * s) // wq, (WIDTH * s) % wq
+    return s // srow, (s % srow) * WIDTH
 
 
 @kernel(parallel=True)
 def _conv_nchw_direct_gemm(
-    xq, ap, offs, out, Mg, chunk, sh, ow_, width, tiles, bias, act, alpha, beta, scale, shift
+    qf,
+    C,
+    P,
+    hq,
+    wq,
+    rowstep,
+    ap,
+    offs,
+    out,
+    Mg,
+    chunk,
+    srow,
+    slots,
+    oh_,
+    ow_,
+    width,
+    tiles,
+    bias,
+    act,
+    alpha,
+    beta,
+    scale,
+    shift,
 ):  # pragma: no cover
-    """out (N, M, OH*OW) = the conv of the phase planes xq (N, C, sw, Hp, Wq)
-    (``_pad_phases``) by the packed weights ap (G, M/G blocks, K, MR), with the
-    epilogue. Slots: an output row's outputs in runs of 16 (the last one short); a
-    tile ``width // 16`` consecutive slots of one image; jobs (image, group, tile, a
-    chunk of row blocks). Tap k of a group's K reads xq at a slot's base + offs[k]."""
-    N, C, P, hp, wq = xq.shape
+    """out (N, M, OH*OW) = the conv of the phase planes qf (flat: N, C, P phases, hq,
+    wq; ``_pad_phases``) by the packed weights ap (G, M/G blocks, K, MR), with the
+    epilogue. ``slots`` slots an image (``_slot_output``); a tile ``width // 16``
+    consecutive ones; jobs (image, group, tile, a chunk of row blocks). Tap k of a
+    group's K reads qf at a slot's position (oh * rowstep + ow) + offs[k]."""
     G, mb, K = ap.shape[0], ap.shape[1], ap.shape[2]
-    M, S = out.shape[1], out.shape[2]
+    N, M, S = out.shape
     per = width // WIDTH
-    srow = (ow_ + WIDTH - 1) // WIDTH  # slots per output row
-    slots = (S // ow_) * srow
     T = (slots + per - 1) // per
     chunks = (mb + chunk - 1) // chunk
     cg = C // G
-    xf = xq.reshape(-1)
     of = out.reshape(-1)
     vector_act = act == 0 or act == 1 or act == 5
     for job in prange(N * G * T * chunks):
-        q = job % chunks
+        c = job % chunks
         tt = (job // chunks) % T
         g = (job // (chunks * T)) % G
         n = job // (chunks * T * G)
         t = tiles[numba.get_thread_id()]
         s0 = tt * per
-        s1 = min(s0 + 1, slots - 1)
-        oh0, c0 = s0 // srow, (s0 % srow) * WIDTH
-        oh1, c1 = s1 // srow, (s1 % srow) * WIDTH
-        base = (n * C + g * cg) * P * hp * wq
-        i0 = base + oh0 * sh * wq + c0
-        i1 = base + oh1 * sh * wq + c1
-        n0c = min(WIDTH, ow_ - c0)
-        n1c = min(WIDTH, ow_ - c1) if per == 2 and s0 + 1 < slots else 0
-        full = n0c == WIDTH and (per == 1 or n1c == WIDTH)
-        for b in range(q * chunk, min(mb, (q + 1) * chunk)):
+        nslots = min(per, slots - s0)
+        oh0, ow0 = _slot_output(s0, srow, slots, wq)
+        oh1, ow1 = _slot_output(s0 + nslots - 1, srow, slots, wq)  # one slot: itself again
+        base = (n * C + g * cg) * P * hq * wq
+        i0 = base + oh0 * rowstep + ow0
+        i1 = base + oh1 * rowstep + ow1
+        # whole: every slot 16 outputs of one row, stored from the registers
+        full = nslots == per and ow0 + WIDTH <= ow_ and (per == 1 or ow1 + WIDTH <= ow_)
+        for b in range(c * chunk, min(mb, (c + 1) * chunk)):
             m0 = g * Mg + b * MR
             rows = min(MR, Mg - b * MR)
-            o0 = (n * M + m0) * S + oh0 * ow_ + c0
-            o1 = (n * M + m0) * S + oh1 * ow_ + c1
+            o0 = (n * M + m0) * S + oh0 * ow_ + ow0
+            o1 = (n * M + m0) * S + oh1 * ow_ + ow1
             whole = vector_act and full and rows == MR
             a = ap[g, b].reshape(-1)
             if per == 2:
-                conv_direct_6x32_tile(a, xf, i0, i1, offs, K, t, of, o0, o1, S, m0, whole,
-                                      bias, act, alpha, beta, scale, shift)  # fmt: skip
+                conv_direct_6x32_tile(a, qf, i0, i1, offs, K, t, of, o0, o1, S,
+                                      m0, whole, bias, act, alpha, beta, scale, shift)  # fmt: skip
             else:
-                conv_direct_6x16_tile(a, xf, i0, offs, K, t, of, o0, S, m0, whole, bias, act,
-                                      alpha, beta, scale, shift)  # fmt: skip
+                conv_direct_6x16_tile(a, qf, i0, offs, K, t, of, o0, S, m0, whole, bias,
+                                      act, alpha, beta, scale, shift)  # fmt: skip
             if not whole:
-                _store_slots(t, width, out, n, m0, rows, o0, n0c, o1, n1c, vector_act, bias,
-                             act, alpha, beta, scale, shift)  # fmt: skip
+                _store_slots(t, width, of, n * M * S, S, m0, rows, oh0, ow0, oh1, ow1, nslots, oh_,
+                             ow_, wq, srow == slots,
+                             vector_act, bias, act, alpha, beta, scale, shift)  # fmt: skip
 
 
-def direct_waste(ow: int) -> float:
-    """The share of a direct conv's tile columns past the output rows' ends."""
-    return 1.0 - ow / (-(-ow // WIDTH) * WIDTH)
+def direct_layout(
+    out_sp: tuple[int, int],
+    kernel: tuple[int, int],
+    strides: tuple[int, int],
+    dilations: tuple[int, int],
+    width: int,
+) -> tuple[int, int, int, int, int, int]:
+    """(r, hq, wq, rowstep, srow, slots): the phase planes' rows split by r (hq rows of
+    wq), an output row's step in them, and the slots an image. Row slots (r = 1: the
+    planes keep every row, an output row sh rows on) where the output rows are 12 wide
+    or more and they take no more tiles than grid slots; else grid slots (r = sh:
+    each output row one plane row on, so that positions run on across rows)."""
+    (oh, ow), (kh, kw), (sh, sw), (dh, dw) = out_sp, kernel, strides, dilations
+    wq = ow + (kw - 1) * dw // sw
+    per = width // WIDTH
+    srow = -(-ow // WIDTH)
+    row_slots = oh * srow
+    grid_slots = -(-((oh - 1) * wq + ow) // WIDTH)
+    if ow >= 12 and -(-row_slots // per) <= -(-grid_slots // per):
+        return 1, (oh - 1) * sh + (kh - 1) * dh + 1, wq, sh * wq, srow, row_slots
+    return sh, oh + (kh - 1) * dh // sh, wq, wq, grid_slots, grid_slots
+
+
+def direct_lanes(x_shape: tuple[int, ...], out_sp, kernel, strides, dilations, width: int) -> int:
+    """The lanes a direct conv's tiles compute over the batch (tiles x width)."""
+    slots = direct_layout(out_sp, kernel, strides, dilations, width)[5]
+    return x_shape[0] * -(-slots // (width // WIDTH)) * width
 
 
 class ConvDirect:
@@ -652,35 +723,48 @@ class ConvDirect:
     ) -> None:
         n, c, _, w = x_shape
         m, cg, kh, kw = w_shape
-        (sh, sw), (_, pl), (dh, dw), (oh, ow) = strides, pads, dilations, out_sp
+        (_, sw), (_, pl), (dh, dw) = strides, pads, dilations
         self.x_shape, self.wp, self.bias, self.group = tuple(x_shape), packed, bias, group
-        self.rows, self.sh, self.ow, self.epilogue, self.pads = m // group, sh, ow, epilogue, pads
-        hp = (oh - 1) * sh + (kh - 1) * dh + 1  # padded rows read
-        wq = -(-ow // WIDTH) * WIDTH + (kw - 1) * dw // sw  # a phase row: every slot's reach
-        self.q_shape = (n, c, sw, hp, wq)
+        self.rows, self.out_sp, self.epilogue = m // group, tuple(out_sp), epilogue
+        self.width = gemm.nr()
+        r, hq, wq, self.rowstep, self.srow, self.slots = direct_layout(
+            out_sp, (kh, kw), strides, dilations, self.width
+        )
+        # only the phases some tap reads (a 1x1 at stride 2: one of four)
+        prow = np.unique(np.arange(kh) * dh % r)
+        pcol = np.unique(np.arange(kw) * dw % sw)
+        phases = len(prow) * len(pcol)
+        self.phases = (r, sw, hq, wq, *pads, prow.astype(np.int64), pcol.astype(np.int64))
+        self.planes = (c, phases, hq, wq, self.rowstep)
         ci, a, e = np.ix_(np.arange(cg), np.arange(kh), np.arange(kw))
-        offs = ((ci * sw + e * dw % sw) * hp + a * dh) * wq + e * dw // sw  # tap (c, a, e)
+        phase = np.searchsorted(prow, a * dh % r) * len(pcol) + np.searchsorted(pcol, e * dw % sw)
+        offs = ((ci * phases + phase) * hq + a * dh // r) * wq + e * dw // sw  # tap (c, a, e)
         self.offs = np.ascontiguousarray(offs.reshape(-1), np.int64)
-        p = np.arange(sw)
-        # phase p's column j reads x's column j*sw + p - pl: inside for j in [lo, hi)
-        self.lo = np.clip(-((p - pl) // sw), 0, wq).astype(np.int64)
-        self.hi = np.clip(-((p - pl - w) // sw), 0, wq).astype(np.int64)
-        self.hi = np.maximum(self.hi, self.lo)
+        # phase column q's j reads x's column j*sw + q - pl: inside for j in [lo, hi)
+        self.lo = np.clip(-((pcol - pl) // sw), 0, wq).astype(np.int64)
+        self.hi = np.maximum(np.clip(-((pcol - pl - w) // sw), 0, wq), self.lo).astype(np.int64)
+        self.size = n * c * phases * hq * wq
+        # a tile's lanes past the plane read on: the last group's last slot + its reach
+        per = self.width // WIDTH
+        oh, ow = _slot_output(-(-self.slots // per) * per - 1, self.srow, self.slots, wq)
+        last = oh * self.rowstep + ow
+        self.reach = ((n * c - cg) * phases * hq * wq) + last + WIDTH + int(self.offs.max())
+        self.q_shape = (max(self.size, self.reach),)
 
     def __call__(self, x: np.ndarray, out: np.ndarray) -> None:
         n, m = self.x_shape[0], self.wp.shape[0] * self.rows
-        width = gemm.nr()
-        xq = scratch("conv.phases", self.q_shape, np.float32)
-        _pad_phases(np.ascontiguousarray(x).reshape(self.x_shape), xq, *self.pads,
-                    self.q_shape[2], self.lo, self.hi)  # fmt: skip
+        qf = scratch("conv.phases", self.q_shape, np.float32)
+        qf[self.size :] = 0.0  # lanes past the planes: zeros, no denormal garbage
+        _pad_phases(np.ascontiguousarray(x).reshape(self.x_shape), qf, *self.phases, self.lo,
+                    self.hi)  # fmt: skip
         threads = numba.get_num_threads()
+        width = self.width
         tiles = scratch("gemm.tiles", (threads, max(MR * width, 4 * WIDTH)), np.float32)
-        plane = out.size // (n * m)
-        slots = plane // self.ow * -(-self.ow // WIDTH)
-        chunk = gemm.job_rows(n * self.group, self.wp.shape[1], -(-slots // (width // WIDTH)))
+        plane = self.out_sp[0] * self.out_sp[1]
+        chunk = gemm.job_rows(n * self.group, self.wp.shape[1], -(-self.slots // (width // WIDTH)))
         _conv_nchw_direct_gemm(
-            xq, self.wp, self.offs, out.reshape(n, m, plane), self.rows, chunk, self.sh,
-            self.ow, width, tiles, self.bias, *self.epilogue,
+            qf, *self.planes, self.wp, self.offs, out.reshape(n, m, plane), self.rows, chunk,
+            self.srow, self.slots, *self.out_sp, width, tiles, self.bias, *self.epilogue,
         )  # fmt: skip
 
 
