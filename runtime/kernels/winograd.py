@@ -143,6 +143,16 @@ def tile_offsets(a: int, m: int, nb: int, th: int, tw: int, hp: int, wp: int) ->
     return offsets
 
 
+@kernel(inline="always")
+def _arange(n, step):  # pragma: no cover
+    """[0, step, 2*step, ...] (n values) by a loop: in a parallel kernel, np.arange(n) *
+    step is a parallel loop of its own, compiled as one more function."""
+    out = np.empty(n, np.int64)
+    for i in range(n):
+        out[i] = i * step
+    return out
+
+
 @kernel(parallel=True)
 def _input_tiles(
     x, v, btw, n0, nb, st, ph, pw, H2, W2, hp, wp, offsets, planes, work
@@ -164,7 +174,9 @@ def _input_tiles(
     C *= st * st
     aa, T = offsets.shape
     a = round(math.sqrt(aa))
-    planes[:] = 0.0  # only the images' regions are written below: the borders stay 0
+    flat = planes.reshape(-1)  # only the images' regions are written below: the borders stay 0
+    for i in range(flat.shape[0]):
+        flat[i] = 0.0
     for job in prange((C + BLOCK - 1) // BLOCK):
         c0 = job * BLOCK
         L = min(BLOCK, C - c0) * T
@@ -196,10 +208,10 @@ def _input_tiles(
                 for t in range(T):
                     di[t] = pl[idx[t]]
         s = work[tid, aa * BLOCK * T :]  # s[p*a + j] = sum_i bt[p, i] d[i*a + j]
-        by_row = np.arange(a) * (a * L)  # tap i of d[i*a + j]: rows a apart
+        by_row = _arange(a, a * L)  # tap i of d[i*a + j]: rows a apart
         for j in range(a):
             taps(d[j * L :], btw, by_row, s[j * L :], a, a, L, a * L)
-        by_col = np.arange(a) * L  # tap j of s[p*a + j]: adjacent rows
+        by_col = _arange(a, L)  # tap j of s[p*a + j]: adjacent rows
         for p in range(a):  # v[p*a + q, c0:c0+BLOCK] = sum_j bt[q, j] s[p*a + j]
             taps(s[p * a * L :], btw, by_col, v[(p * a * C + c0) * T :], a, a, L, C * T)
 
@@ -250,7 +262,7 @@ def _output_tiles(
     m = round(math.sqrt(mm))
     a = atw.shape[0] // m
     blocks = Mp // CB
-    by_row = np.arange(a) * (a * Mp * Tp)  # tap p of z[p*a + q]
+    by_row = _arange(a, a * Mp * Tp)  # tap p of z[p*a + q]
     for job in prange((M + CB - 1) // CB):
         o0 = job * CB
         nc = min(CB, M - o0)
@@ -272,7 +284,7 @@ def _output_tiles(
                     a * L,
                 )
             y = w[m * a * L :]  # y[i*m + j] = sum_q at[j, q] s[i*a + q]
-            by_col = np.arange(a) * L  # tap q of s[i*a + q]: adjacent rows
+            by_col = _arange(a, L)  # tap q of s[i*a + q]: adjacent rows
             for i in range(m):
                 taps(s[i * a * L :], atw, by_col, y[i * m * L :], m, a, L, L)
             for ij in range(mm):
