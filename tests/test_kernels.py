@@ -448,6 +448,12 @@ def test_simd_lane_operations_match_numpy():
         simd.vstore(out, 6 * w, simd.vmul(va, vb))
 
     @numba.njit
+    def exact(n, b, out):  # 2^n, round(7 b), n / b
+        simd.vstore(out, 0, simd.vexp2(simd.vload(n, 0)))
+        simd.vstore(out, w, simd.vround(simd.vmul(simd.vload(b, 0), simd.vsplat(7.0))))
+        simd.vstore(out, 2 * w, simd.vdiv(simd.vload(n, 0), simd.vload(b, 0)))
+
+    @numba.njit
     def lane_fma(a, b, out):  # b + a * b, lane by lane
         simd.vstore(out, 0, simd.vfmav(simd.vload(b, 0), simd.vload(a, 0), simd.vload(b, 0)))
 
@@ -462,6 +468,14 @@ def test_simd_lane_operations_match_numpy():
     np.testing.assert_array_equal(out[3 * w : 4 * w], a + b)
     np.testing.assert_array_equal(out[4 * w : 5 * w], np.concatenate([a, b])[::2])
     np.testing.assert_array_equal(out[6 * w :], a * b)
+    n = np.array([-250, -150, -126, -1, 0, 1, 2, 3, 64, 100, 127, 128, 200, 250, 5, 6], np.float32)
+    powers = np.full(3 * w, np.inf, np.float32)
+    exact(n, b, powers)
+    with np.errstate(over="ignore"):  # 2^128 and up: inf in float32
+        want = np.ldexp(np.float64(1), n.astype(int)).astype(np.float32)
+    np.testing.assert_array_equal(powers[:w], want)
+    np.testing.assert_array_equal(powers[w : 2 * w], np.rint(b * 7))
+    np.testing.assert_array_equal(powers[2 * w :], n / b)
     fused = np.full(w, np.inf, np.float32)
     lane_fma(a, b, fused)
     np.testing.assert_allclose(fused[1:], b[1:] + a[1:] * b[1:], rtol=1e-6, atol=1e-6)  # a[0]: NaN
@@ -623,6 +637,27 @@ def test_max_pool_without_indices_matches_naive(kernel_strides):
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("act", ["Tanh", "Sigmoid", "SiLU"])
+@pytest.mark.parametrize("lanes", [True, False])
+def test_depthwise_smooth_activations_in_registers_match_the_ops(act, lanes, monkeypatch):
+    """The depthwise kernels' vector Tanh, Sigmoid and SiLU against the runtime's own ops
+    (``_unfused``) on the values that test them: large, saturating, infinite and NaN."""
+    from runtime import kernel_table
+    from runtime.ops.nn import conv_call
+
+    monkeypatch.setattr(kernel_table, "DEPTHWISE_LANES_PIXELS", 10**9 if lanes else 0)
+    values = [-np.inf, -100, -20, -9, -3, -0.5, -1e-4, 0, 1e-4, 0.5, 3, 9, 20, 100, np.inf, np.nan]
+    x = np.concatenate([values, np.linspace(-30, 30, 48)]).astype(np.float32).reshape(1, 2, 4, 8)
+    w = np.ones((2, 1, 1, 1), np.float32)  # the identity: each output, its input activated
+    call = conv_call(x.shape, w, group=2, activation=act)
+    assert ("_lanes16_" in call.choice.algorithm) == lanes
+    got = call(x)
+    with np.errstate(invalid="ignore"):  # SiLU at -inf: -inf * 0
+        want = _unfused(act, x, 0.0, 0.0)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=4e-7)
+
+
 @pytest.mark.parametrize(
     ("xs", "mult", "k", "attrs"),
     [
@@ -645,7 +680,10 @@ def test_max_pool_without_indices_matches_naive(kernel_strides):
         ((1, 2, 17, 17), 1, 5, {"pads": (4, 4, 4, 4), "strides": (2, 2), "dilations": (2, 2)}),
     ],
 )
-@pytest.mark.parametrize("act", [None, "Relu", "Sigmoid", "Clip", "HardSigmoid", "HardSwish"])
+@pytest.mark.parametrize(
+    "act",
+    [None, "Relu", "Sigmoid", "Clip", "HardSigmoid", "HardSwish", "Tanh", "SiLU", "LeakyRelu"],
+)
 @pytest.mark.parametrize("lanes", [True, False])
 def test_depthwise_conv_matches_naive(xs, mult, k, attrs, act, lanes, monkeypatch):
     """Depthwise convs (group = channels) run a direct kernel (``kernels/depthwise``):
@@ -663,6 +701,7 @@ def test_depthwise_conv_matches_naive(xs, mult, k, attrs, act, lanes, monkeypatc
         "Clip": {"alpha": -0.5, "beta": 0.5},
         "HardSigmoid": {"alpha": 0.3, "beta": 0.4},
         "HardSwish": {"alpha": 1 / 6, "beta": 0.5},
+        "LeakyRelu": {"alpha": 0.1},
     }.get(act, {})
     call = conv_call(
         xs, w, b, group=c, activation=act, post_scale=scale, post_shift=shift, **bounds, **attrs
@@ -686,6 +725,9 @@ def test_depthwise_conv_matches_naive(xs, mult, k, attrs, act, lanes, monkeypatc
         "Clip": lambda v: np.clip(v, -0.5, 0.5),
         "HardSigmoid": lambda v: np.clip(0.3 * v + 0.4, 0, 1),
         "HardSwish": lambda v: v * np.clip(v / 6 + 0.5, 0, 1),
+        "Tanh": np.tanh,
+        "SiLU": lambda v: v / (1 + np.exp(-v)),
+        "LeakyRelu": lambda v: np.where(v >= 0, v, 0.1 * v),
     }[act](y)
     want = y * scale[None, :, None, None] + shift[None, :, None, None]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

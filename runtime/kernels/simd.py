@@ -16,6 +16,10 @@ below is one instruction.
     vsplat(s)            -> s in every lane
     vadd(a, b)           -> a + b, lane by lane
     vmul(a, b)           -> a * b, lane by lane
+    vdiv(a, b)           -> a / b, lane by lane
+    vround(v)            -> v rounded to the nearest integer, ties to even, lane by lane
+    vexp2(n)             -> 2 ** n for integral n in [-250, 250], lane by lane (0 or inf
+                            where it underflows or overflows float32)
     veven(a, b)          -> lanes 0, 2, 4, ... of a then b (a and b: 2 WIDTH values in a row)
     vload_first(a, i, n) -> a[i : i + n], then zeros (0 <= n <= WIDTH; nothing past n is read)
     vstore_first(a, i, v, n)  a[i : i + n] = v[:n] (nothing past n is written)
@@ -70,6 +74,20 @@ if numba.config.DISABLE_JIT:
 
     def vmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return a * b
+
+    def vdiv(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return a / b
+
+    def vround(v: np.ndarray) -> np.ndarray:
+        return np.rint(v).astype(np.float32)
+
+    def vexp2(n: np.ndarray) -> np.ndarray:
+        half = np.floor(n / 2)
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # NaN lanes
+            return (
+                np.ldexp(np.float32(1), half.astype(np.int32))
+                * np.ldexp(np.float32(1), (n - half).astype(np.int32))
+            ).astype(np.float32)
 
     def veven(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.concatenate([a, b])[0::2].copy()
@@ -222,6 +240,39 @@ else:
             return builder.fmul(args[0], args[1])
 
         return float32xw(a, b), codegen
+
+    @intrinsic
+    def vdiv(typingctx, a, b):
+        def codegen(context, builder, sig, args):
+            return builder.fdiv(args[0], args[1])
+
+        return float32xw(a, b), codegen
+
+    @intrinsic
+    def vround(typingctx, v):
+        def codegen(context, builder, sig, args):
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(_VEC, [_VEC]), f"llvm.roundeven.v{WIDTH}f32"
+            )
+            return builder.call(fn, [args[0]])
+
+        return float32xw(v), codegen
+
+    @intrinsic
+    def vexp2(typingctx, n):
+        def codegen(context, builder, sig, args):
+            # 2^n as 2^h * 2^(n - h), h = n >> 1: each factor's exponent field
+            # (e + 127) << 23 stays within a normal float's for |n| <= 250.
+            ivec = ir.VectorType(_I32, WIDTH)
+            i = builder.fptosi(args[0], ivec)
+            h = builder.ashr(i, ir.Constant(ivec, [1] * WIDTH))
+            bias = ir.Constant(ivec, [127] * WIDTH)
+            shift = ir.Constant(ivec, [23] * WIDTH)
+            a = builder.bitcast(builder.shl(builder.add(h, bias), shift), _VEC)
+            b = builder.bitcast(builder.shl(builder.add(builder.sub(i, h), bias), shift), _VEC)
+            return builder.fmul(a, b)
+
+        return float32xw(n), codegen
 
     @intrinsic
     def veven(typingctx, a, b):
