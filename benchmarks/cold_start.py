@@ -212,7 +212,7 @@ def _measure_warmup(models: list[str], repeats: int) -> dict:
 
 HEADER = (
     f"{'model':<20}{'backend':<13}{'cache':<8}{'import':>8}{'session':>9}{'1st run':>9}"
-    f"{'total':>8}{'(min-max)':>13}{'cpu':>7}{'compiled':>10}{'loaded':>8}"
+    f"{'total':>8}{'(min-max)':>15}{'cpu':>7}{'compiled':>10}{'loaded':>8}"
 )
 
 
@@ -225,7 +225,7 @@ def _print_row(r: dict) -> None:
     loaded = f"{r['cache_hits']:.0f}" if "cache_hits" in r else "-"
     print(
         f"{r['model']:<20}{r['backend']:<13}{r['cache']:<8}{r['import']:>8.2f}{r['session']:>9.2f}"
-        f"{r['first_run']:>9.2f}{r['total']:>8.2f}{spread:>13}{r['cpu']:>7.2f}{compiled:>10}{loaded:>8}",
+        f"{r['first_run']:>9.2f}{r['total']:>8.2f}{spread:>15}{r['cpu']:>7.2f}{compiled:>10}{loaded:>8}",
         flush=True,
     )
 
