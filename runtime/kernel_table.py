@@ -509,7 +509,7 @@ def _choose(table: tuple[Kernel, ...], s: ConvSpec) -> tuple[Kernel, Choice]:
     raise AssertionError("the last conv entry applies to every conv")
 
 
-RESIDUAL_FAMILIES = ("pointwise", "im2col")  # entries whose tile store adds a residual
+RESIDUAL_FAMILIES = ("pointwise", "direct", "im2col")  # entries whose store adds a residual
 
 
 def residual_fits(w: np.ndarray | None, attrs: Mapping[str, Any]) -> bool:
@@ -531,7 +531,7 @@ def choose_conv(s: ConvSpec) -> tuple[Choice, Run]:
     ``run(x, out, res)``; only the GEMM entries in tiles take one (``residual_fits``
     holds for the convs the pass fuses it into)."""
     table = CONV_KERNELS
-    if s.residual:  # the entries that take it (the direct GEMM's store does not yet)
+    if s.residual:  # the entries that take it
         table = tuple(e for e in CONV_KERNELS if e.family in RESIDUAL_FAMILIES)
     entry, choice = _choose(table, s)
     if s.residual:

@@ -192,7 +192,9 @@ def test_fused_activations_keep_nan_and_inf_as_the_ops_do(act):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
 
 
-def _entry_conv(family, x, w, b, strides, pads, dilations, group, act=None, alpha=0.0, beta=0.0):
+def _entry_conv(
+    family, x, w, b, strides, pads, dilations, group, act=None, alpha=0.0, beta=0.0, res=None
+):
     """The conv by the first entry of ``family`` that applies, as the table would pick
     it within the family: im2col's 2-D paths, which the direct kernel takes first
     wherever it applies, stay tested."""
@@ -206,11 +208,12 @@ def _entry_conv(family, x, w, b, strides, pads, dilations, group, act=None, alph
         w, group, tuple(strides), tuple(dilations), tuple(begin), x_shape=x.shape,
         out_sp=tuple(out_sp), bias=b,
         epilogue={"act": ACTIVATIONS[act], "alpha": alpha, "beta": beta},
+        residual=res is not None,
     )  # fmt: skip
     entry = next(e for e in kernel_table.CONV_KERNELS
                  if e.family == family and e.applies(spec) is None)  # fmt: skip
     out = np.full((x.shape[0], w.shape[0], *out_sp), np.nan, np.float32)
-    entry.prepare(spec)(x, out)
+    entry.prepare(spec)(x, out, *([] if res is None else [res.reshape(-1)]))
     return out
 
 
@@ -233,6 +236,31 @@ def test_im2col_gemm_store_epilogue(act):
     want = naive.activation(act, y, alpha, beta)
     got = _entry_conv("im2col", x, w, b, (1, 1), pads, (1, 1), group, act, alpha, beta)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+RESIDUAL_CASES = [
+    # (N, C, H, W), (M, KH, KW), strides, pads, group: row slots (whole and short),
+    # grid slots on a small plane, a grouped stride 2
+    ((2, 5, 6, 20), (13, 3, 3), (1, 1), (1, 1, 1, 1), 1),
+    ((1, 16, 6, 6), (16, 3, 3), (1, 1), (1, 1, 1, 1), 2),
+    ((1, 12, 16, 16), (12, 3, 3), (2, 2), (1, 1, 1, 1), 4),
+]
+
+
+@pytest.mark.parametrize("case", RESIDUAL_CASES)
+@pytest.mark.parametrize("act", [None, "Relu", "HardSwish", "SiLU"])
+@pytest.mark.parametrize("family", ["direct", "im2col"])
+def test_conv_store_adds_a_residual(family, act, case):
+    """A residual Add fused into the store: act(conv + bias + res), vector epilogue
+    (Relu, HardSwish) and scalar one (SiLU), whole tiles and pieces."""
+    xs, ws, strides, pads, group = case
+    x, w, b = _rand(*xs), _rand(ws[0], xs[1] // group, ws[1], ws[2]), _rand(ws[0])
+    y = naive.conv2d(x, w, b, strides=strides, pads=pads, dilations=(1, 1), group=group)
+    res = _rand(*y.shape)
+    alpha, beta = naive.EPILOGUE_PARAMS[act]
+    want = naive.activation(act, y.astype(np.float64) + res, alpha, beta)
+    got = _entry_conv(family, x, w, b, strides, pads, (1, 1), group, act, alpha, beta, res)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("group", [1, 2])

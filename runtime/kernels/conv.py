@@ -435,13 +435,20 @@ def _pad_phases(x, qf, sh, sw, hq, wq, pt, pl, prow, pcol, lo, hi):  # pragma: n
 
 
 @kernel(inline="always")
-def _store_vector(of, o, c, m, bias, act, alpha, beta, scale, shift):  # pragma: no cover
-    vstore(of, o, gemm.epilogue_vector(c, bias[m], act, alpha, beta, scale[m], shift[m]))
+def _store_vector(of, o, c, m, bias, act, alpha, beta, scale, shift, res):  # pragma: no cover
+    """One vector of channel m's sums through the epilogue into of[o : o + 16]; ``res``
+    (flat as of, or none): a residual added before the activation."""
+    if res.shape[0] > 0:
+        c = gemm.epilogue_vector_res(c, vload(res, o), bias[m], act, alpha, beta, scale[m],
+                                     shift[m])  # fmt: skip
+    else:
+        c = gemm.epilogue_vector(c, bias[m], act, alpha, beta, scale[m], shift[m])
+    vstore(of, o, c)
 
 
 @kernel()
 def conv_direct_6x32_tile(
-    a, xf, i0, i1, offs, K, t, of, o0, o1, S, m0, whole, bias, act, alpha, beta, scale, shift
+    a, xf, i0, i1, offs, K, t, of, o0, o1, S, m0, whole, bias, act, alpha, beta, scale, shift, res
 ):  # pragma: no cover
     """The 6 x 32 tile a (K, MR) @ B, B's row k the vectors xf[i0 + offs[k]] and
     xf[i1 + offs[k]] (two slots); ``whole``: its rows stored through the epilogue
@@ -472,18 +479,18 @@ def conv_direct_6x32_tile(
         c5 = vfma(c5, b, s)
         d5 = vfma(d5, e, s)
     if whole:
-        _store_vector(of, o0, c0, m0, bias, act, alpha, beta, scale, shift)
-        _store_vector(of, o1, d0, m0, bias, act, alpha, beta, scale, shift)
-        _store_vector(of, o0 + S, c1, m0 + 1, bias, act, alpha, beta, scale, shift)
-        _store_vector(of, o1 + S, d1, m0 + 1, bias, act, alpha, beta, scale, shift)
-        _store_vector(of, o0 + 2 * S, c2, m0 + 2, bias, act, alpha, beta, scale, shift)
-        _store_vector(of, o1 + 2 * S, d2, m0 + 2, bias, act, alpha, beta, scale, shift)
-        _store_vector(of, o0 + 3 * S, c3, m0 + 3, bias, act, alpha, beta, scale, shift)
-        _store_vector(of, o1 + 3 * S, d3, m0 + 3, bias, act, alpha, beta, scale, shift)
-        _store_vector(of, o0 + 4 * S, c4, m0 + 4, bias, act, alpha, beta, scale, shift)
-        _store_vector(of, o1 + 4 * S, d4, m0 + 4, bias, act, alpha, beta, scale, shift)
-        _store_vector(of, o0 + 5 * S, c5, m0 + 5, bias, act, alpha, beta, scale, shift)
-        _store_vector(of, o1 + 5 * S, d5, m0 + 5, bias, act, alpha, beta, scale, shift)
+        _store_vector(of, o0, c0, m0, bias, act, alpha, beta, scale, shift, res)
+        _store_vector(of, o1, d0, m0, bias, act, alpha, beta, scale, shift, res)
+        _store_vector(of, o0 + S, c1, m0 + 1, bias, act, alpha, beta, scale, shift, res)
+        _store_vector(of, o1 + S, d1, m0 + 1, bias, act, alpha, beta, scale, shift, res)
+        _store_vector(of, o0 + 2 * S, c2, m0 + 2, bias, act, alpha, beta, scale, shift, res)
+        _store_vector(of, o1 + 2 * S, d2, m0 + 2, bias, act, alpha, beta, scale, shift, res)
+        _store_vector(of, o0 + 3 * S, c3, m0 + 3, bias, act, alpha, beta, scale, shift, res)
+        _store_vector(of, o1 + 3 * S, d3, m0 + 3, bias, act, alpha, beta, scale, shift, res)
+        _store_vector(of, o0 + 4 * S, c4, m0 + 4, bias, act, alpha, beta, scale, shift, res)
+        _store_vector(of, o1 + 4 * S, d4, m0 + 4, bias, act, alpha, beta, scale, shift, res)
+        _store_vector(of, o0 + 5 * S, c5, m0 + 5, bias, act, alpha, beta, scale, shift, res)
+        _store_vector(of, o1 + 5 * S, d5, m0 + 5, bias, act, alpha, beta, scale, shift, res)
     else:
         w2 = 2 * WIDTH
         vstore(t, 0 * w2, c0)
@@ -502,7 +509,7 @@ def conv_direct_6x32_tile(
 
 @kernel()
 def conv_direct_6x16_tile(
-    a, xf, i0, offs, K, t, of, o0, S, m0, whole, bias, act, alpha, beta, scale, shift
+    a, xf, i0, offs, K, t, of, o0, S, m0, whole, bias, act, alpha, beta, scale, shift, res
 ):  # pragma: no cover
     """``conv_direct_6x32_tile`` with one slot (AVX2: one vector is two registers)."""
     c0 = c1 = c2 = c3 = c4 = c5 = vzero()
@@ -516,12 +523,12 @@ def conv_direct_6x16_tile(
         c4 = vfma(c4, b, a[j + 4])
         c5 = vfma(c5, b, a[j + 5])
     if whole:
-        _store_vector(of, o0, c0, m0, bias, act, alpha, beta, scale, shift)
-        _store_vector(of, o0 + S, c1, m0 + 1, bias, act, alpha, beta, scale, shift)
-        _store_vector(of, o0 + 2 * S, c2, m0 + 2, bias, act, alpha, beta, scale, shift)
-        _store_vector(of, o0 + 3 * S, c3, m0 + 3, bias, act, alpha, beta, scale, shift)
-        _store_vector(of, o0 + 4 * S, c4, m0 + 4, bias, act, alpha, beta, scale, shift)
-        _store_vector(of, o0 + 5 * S, c5, m0 + 5, bias, act, alpha, beta, scale, shift)
+        _store_vector(of, o0, c0, m0, bias, act, alpha, beta, scale, shift, res)
+        _store_vector(of, o0 + S, c1, m0 + 1, bias, act, alpha, beta, scale, shift, res)
+        _store_vector(of, o0 + 2 * S, c2, m0 + 2, bias, act, alpha, beta, scale, shift, res)
+        _store_vector(of, o0 + 3 * S, c3, m0 + 3, bias, act, alpha, beta, scale, shift, res)
+        _store_vector(of, o0 + 4 * S, c4, m0 + 4, bias, act, alpha, beta, scale, shift, res)
+        _store_vector(of, o0 + 5 * S, c5, m0 + 5, bias, act, alpha, beta, scale, shift, res)
     else:
         vstore(t, 0 * WIDTH, c0)
         vstore(t, 1 * WIDTH, c1)
@@ -529,6 +536,41 @@ def conv_direct_6x16_tile(
         vstore(t, 3 * WIDTH, c3)
         vstore(t, 4 * WIDTH, c4)
         vstore(t, 5 * WIDTH, c5)
+
+
+@kernel(inline="always")
+def _slot_pieces(
+    t, i, of, o_m, oh, ow, oh_, ow_, wq, grid, mode, res, bias, act, alpha, beta, sc, sf
+):  # pragma: no cover
+    """A slot's lanes t[i : i + 16] (first output (oh, ow)) in pieces along the output
+    rows, o_m the channel's plane in of: mode 0 gathers the residual's values into t,
+    1 copies t out, 2 copies t + bias + residual out and activates, 3 copies t out and
+    activates with the bias. A row slot (``grid`` false) stops at its row's end."""
+    lane = 0
+    while lane < WIDTH and oh < oh_:
+        if ow >= ow_:  # the lanes past the row's end, to the next row
+            if not grid:
+                break
+            lane += wq - ow
+            oh += 1
+            ow = 0
+            continue
+        count = min(WIDTH - lane, ow_ - ow)
+        o = o_m + oh * ow_ + ow
+        if mode == 0:
+            for u in range(count):
+                t[i + lane + u] = res[o + u]
+        elif mode == 2:
+            for u in range(count):
+                of[o + u] = (t[i + lane + u] + bias) + res[o + u]
+            activate(of[o : o + count], count, np.float32(0.0), act, alpha, beta, sc, sf)
+        else:
+            for u in range(count):
+                of[o + u] = t[i + lane + u]
+            if mode == 3:
+                activate(of[o : o + count], count, bias, act, alpha, beta, sc, sf)
+        lane += count
+        ow += count
 
 
 @kernel(inline="always")
@@ -556,39 +598,38 @@ def _store_slots(
     beta,
     scale,
     shift,
+    res,
 ):  # pragma: no cover
     """A tile t (MR, width) of ``rows`` channels from m0, its first ``nslots`` slots
-    (first outputs (oh0, ow0), (oh1, ow1)) into the image's outputs of at on + m*S: a
-    row slot's lanes up to its row's end, a grid slot's in pieces along the rows (the
-    lanes past a row, ow >= OW, and past the plane dropped); the vector epilogue on
-    whole vectors (as ``conv_direct_*_tile`` stores from registers), other
-    activations by ``activate`` on the stored values."""
+    (first outputs (oh0, ow0), (oh1, ow1)) into the image's outputs of at on + m*S
+    (``_slot_pieces``): the vector epilogue on whole vectors (as ``conv_direct_*_tile``
+    stores from registers), other activations by ``activate`` on the stored values.
+    ``res`` (flat as of, or none): a residual, for the vector epilogue a slot's pieces
+    gathered into the tile buffer's spare row first."""
+    has_res = res.shape[0] > 0
+    spare = MR * width
     for r in range(rows):
         m = m0 + r
+        b, sc, sf = bias[m], scale[m], shift[m]
+        o_m = on + m * S
         for v in range(nslots):
             i = r * width + v * WIDTH
-            if vector_act:
-                vstore(t, i, gemm.epilogue_vector(vload(t, i), bias[m], act, alpha, beta,
-                                                  scale[m], shift[m]))  # fmt: skip
-            lane = 0
             oh, ow = (oh0, ow0) if v == 0 else (oh1, ow1)
-            while lane < WIDTH and oh < oh_:
-                if ow >= ow_:  # the lanes past the row's end, to the next row
-                    if not grid:
-                        break
-                    lane += wq - ow
-                    oh += 1
-                    ow = 0
-                    continue
-                count = min(WIDTH - lane, ow_ - ow)
-                o = on + m * S + oh * ow_ + ow
-                for u in range(count):
-                    of[o + u] = t[i + lane + u]
-                if not vector_act:
-                    activate(of[o : o + count], count, bias[m], act, alpha, beta, scale[m],
-                             shift[m])  # fmt: skip
-                lane += count
-                ow += count
+            if vector_act:
+                if has_res:
+                    vstore(t, spare, vzero())
+                    _slot_pieces(t, spare, of, o_m, oh, ow, oh_, ow_, wq, grid, 0, res, b, act,
+                                 alpha, beta, sc, sf)  # fmt: skip
+                    c = gemm.epilogue_vector_res(vload(t, i), vload(t, spare), b, act, alpha,
+                                                 beta, sc, sf)  # fmt: skip
+                else:
+                    c = gemm.epilogue_vector(vload(t, i), b, act, alpha, beta, sc, sf)
+                vstore(t, i, c)
+                mode = 1
+            else:
+                mode = 2 if has_res else 3
+            _slot_pieces(t, i, of, o_m, oh, ow, oh_, ow_, wq, grid, mode, res, b, act, alpha,
+                         beta, sc, sf)  # fmt: skip
 
 
 @kernel(inline="always")
@@ -625,6 +666,7 @@ def _conv_nchw_direct_gemm(
     beta,
     scale,
     shift,
+    res,
 ):  # pragma: no cover
     """out (N, M, OH*OW) = the conv of the phase planes qf (flat: N, C, P phases, hq,
     wq; ``_pad_phases``) by the packed weights ap (G, M/G blocks, K, MR), with the
@@ -638,7 +680,7 @@ def _conv_nchw_direct_gemm(
     chunks = (mb + chunk - 1) // chunk
     cg = C // G
     of = out.reshape(-1)
-    vector_act = act == 0 or act == 1 or act == 5
+    vector_act = act == 0 or act == 1 or act == 5 or act == 6 or act == 7  # gemm.VECTOR_ACTS
     for job in prange(N * G * T * chunks):
         c = job % chunks
         tt = (job // chunks) % T
@@ -663,14 +705,16 @@ def _conv_nchw_direct_gemm(
             a = ap[g, b].reshape(-1)
             if per == 2:
                 conv_direct_6x32_tile(a, qf, i0, i1, offs, K, t, of, o0, o1, S,
-                                      m0, whole, bias, act, alpha, beta, scale, shift)  # fmt: skip
+                                      m0, whole, bias, act, alpha, beta, scale, shift,
+                                      res)  # fmt: skip
             else:
                 conv_direct_6x16_tile(a, qf, i0, offs, K, t, of, o0, S, m0, whole, bias,
-                                      act, alpha, beta, scale, shift)  # fmt: skip
+                                      act, alpha, beta, scale, shift, res)  # fmt: skip
             if not whole:
                 _store_slots(t, width, of, n * M * S, S, m0, rows, oh0, ow0, oh1, ow1, nslots, oh_,
                              ow_, wq, srow == slots,
-                             vector_act, bias, act, alpha, beta, scale, shift)  # fmt: skip
+                             vector_act, bias, act, alpha, beta, scale, shift,
+                             res)  # fmt: skip
 
 
 def direct_layout(
@@ -751,7 +795,8 @@ class ConvDirect:
         self.reach = ((n * c - cg) * phases * hq * wq) + last + WIDTH + int(self.offs.max())
         self.q_shape = (max(self.size, self.reach),)
 
-    def __call__(self, x: np.ndarray, out: np.ndarray) -> None:
+    def __call__(self, x: np.ndarray, out: np.ndarray, res: np.ndarray = gemm.NO_RESIDUAL) -> None:
+        """``res``: a residual shaped as out, flat, added before the activation (or none)."""
         n, m = self.x_shape[0], self.wp.shape[0] * self.rows
         qf = scratch("conv.phases", self.q_shape, np.float32)
         qf[self.size :] = 0.0  # lanes past the planes: zeros, no denormal garbage
@@ -759,12 +804,13 @@ class ConvDirect:
                     self.hi)  # fmt: skip
         threads = numba.get_num_threads()
         width = self.width
-        tiles = scratch("gemm.tiles", (threads, max(MR * width, 4 * WIDTH)), np.float32)
+        tiles = scratch("gemm.tiles", (threads, gemm.tile_floats(width)), np.float32)
         plane = self.out_sp[0] * self.out_sp[1]
-        chunk = gemm.job_rows(n * self.group, self.wp.shape[1], -(-self.slots // (width // WIDTH)))
+        tiles_an_image = -(-self.slots // (width // WIDTH))
+        chunk = gemm.job_rows(n * self.group, self.wp.shape[1], tiles_an_image, threads)
         _conv_nchw_direct_gemm(
             qf, *self.planes, self.wp, self.offs, out.reshape(n, m, plane), self.rows, chunk,
-            self.srow, self.slots, *self.out_sp, width, tiles, self.bias, *self.epilogue,
+            self.srow, self.slots, *self.out_sp, width, tiles, self.bias, *self.epilogue, res,
         )  # fmt: skip
 
 
@@ -781,20 +827,38 @@ if numba.config.DISABLE_JIT:
             np.einsum("km,kn->mn", a[: K * MR].reshape(K, MR), b, optimize=False,
                       out=tile[:, v * WIDTH : (v + 1) * WIDTH])  # fmt: skip
         if whole:
-            bias, act, alpha, beta, scale, shift = epilogue
             for r in range(MR):
                 for v, o in enumerate(outs):
                     _store_vector(of, o + r * S, tile[r, v * WIDTH : (v + 1) * WIDTH], m0 + r,
-                                  bias, act, alpha, beta, scale, shift)  # fmt: skip
+                                  *epilogue)  # fmt: skip
 
     def conv_direct_6x32_tile(
-        a, xf, i0, i1, offs, K, t, of, o0, o1, S, m0, whole, bias, act, alpha, beta, scale, shift
+        a,
+        xf,
+        i0,
+        i1,
+        offs,
+        K,
+        t,
+        of,
+        o0,
+        o1,
+        S,
+        m0,
+        whole,
+        bias,
+        act,
+        alpha,
+        beta,
+        scale,
+        shift,
+        res,
     ):
         _direct_tile(a, xf, (i0, i1), offs, K, t, of, (o0, o1), S, m0, whole,
-                     (bias, act, alpha, beta, scale, shift))  # fmt: skip
+                     (bias, act, alpha, beta, scale, shift, res))  # fmt: skip
 
     def conv_direct_6x16_tile(
-        a, xf, i0, offs, K, t, of, o0, S, m0, whole, bias, act, alpha, beta, scale, shift
+        a, xf, i0, offs, K, t, of, o0, S, m0, whole, bias, act, alpha, beta, scale, shift, res
     ):
         _direct_tile(a, xf, (i0,), offs, K, t, of, (o0,), S, m0, whole,
-                     (bias, act, alpha, beta, scale, shift))  # fmt: skip
+                     (bias, act, alpha, beta, scale, shift, res))  # fmt: skip
