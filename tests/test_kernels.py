@@ -759,3 +759,15 @@ def test_depthwise_conv_matches_naive(xs, mult, k, attrs, act, lanes, monkeypatc
     }[act](y)
     want = y * scale[None, :, None, None] + shift[None, :, None, None]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_gemm_rows_refuses_more_rows_than_one_block():
+    """gemm_rows reads A's first block of MR rows: a caller with more gets a ValueError,
+    not a product of the first MR rows."""
+    from runtime.kernels import gemm
+
+    m = gemm.MR + 1
+    a, b = _rand(1, m, 5), _rand(1, 5, 9)
+    out = np.zeros((1, m, 9), np.float32)
+    with pytest.raises(ValueError, match=f"m = {m} rows, expected at most {gemm.MR}"):
+        gemm.gemm_rows(gemm.pack_a(a), gemm.pack_b(b), out, m, 9)

@@ -671,7 +671,10 @@ def gemm_rows(
     relu: bool = False,
 ) -> np.ndarray:
     """``gemm_tiles`` row by row (``_gemm_f32_rows``, ``gemm_f32_1x64_row``): for
-    m < ``GEMM_FEW_ROWS``, where a tile of MR rows would compute mostly padding."""
+    m < ``GEMM_FEW_ROWS``, where a tile of MR rows would compute mostly padding. The
+    kernel reads A's first block of MR rows only: a larger m is a ValueError."""
+    if m > MR:
+        raise ValueError(f"gemm_rows: m = {m} rows, expected at most {MR} (use gemm_tiles)")
     b = np.zeros(0, np.float32) if bias is None else bias
     _gemm_f32_rows(ap, bp, out, m, n, _tiles_buffer(bp.shape[3]), b, relu)
     return out
