@@ -771,3 +771,42 @@ def test_gemm_rows_refuses_more_rows_than_one_block():
     out = np.zeros((1, m, 9), np.float32)
     with pytest.raises(ValueError, match=f"m = {m} rows, expected at most {gemm.MR}"):
         gemm.gemm_rows(gemm.pack_a(a), gemm.pack_b(b), out, m, 9)
+
+
+def test_vector_activations_match_the_scalar_ones():
+    """The GEMM store's vector Tanh is the scalar ``_tanh`` (the same bits, both
+    compiled without contraction); its Sigmoid (from it, 0 below -16) is within 2e-7
+    of the exact one, SiLU within 2e-7 of |x| of it; LeakyRelu (a slope in [0, 1]) as
+    the scalar; a NaN stays NaN."""
+    from runtime.kernels import activation, gemm, simd
+
+    w = simd.WIDTH
+
+    @numba.njit
+    def lanes(x, out, alpha):
+        for i in range(0, x.size, w):
+            v = simd.vload(x, i)
+            simd.vstore(out, i, gemm.vtanh(v))
+            simd.vstore(out, x.size + i, gemm.vsigmoid(v))
+            simd.vstore(out, 2 * x.size + i, gemm.activate_vector(v, 8, 0.0, 0.0, 1.0, 0.0))
+            simd.vstore(out, 3 * x.size + i, gemm.activate_vector(v, 2, alpha, 0.0, 1.0, 0.0))
+
+    @numba.njit
+    def scalar_tanh(x, out):
+        for i in range(x.size):
+            out[i] = activation._tanh(x[i])
+
+    x = np.concatenate([np.linspace(-30, 30, 16 * 60 - 16), _rand(15) * 3, [np.nan]])
+    x = x.astype(np.float32)
+    out = np.empty(4 * x.size, np.float32)
+    lanes(x, out, np.float32(0.1))
+    want_tanh = np.empty_like(x)
+    scalar_tanh(x, want_tanh)
+    n = x.size
+    np.testing.assert_array_equal(out[:n], want_tanh)
+    exact = 1 / (1 + np.exp(-x.astype(np.float64)))
+    np.testing.assert_allclose(out[n : 2 * n], exact, rtol=0, atol=2e-7)
+    silu_err = np.abs(out[2 * n : 3 * n] - x * exact)[:-1]
+    assert (silu_err <= 2e-7 * np.abs(x[:-1]) + 1e-7).all(), silu_err.max()
+    np.testing.assert_array_equal(out[3 * n :], np.where(x >= 0, x, x * np.float32(0.1)))
+    assert np.isnan(out[n - 1 :: n]).all()

@@ -39,13 +39,28 @@ import numpy as np
 from numba import prange
 
 from runtime.config import GEMM_JOBS_PER_THREAD
-from runtime.kernels.activation import activate
+from runtime.kernels.activation import (
+    _TANH_CLAMP,
+    A0,
+    A1,
+    A2,
+    A3,
+    A4,
+    A5,
+    A6,
+    B0,
+    B1,
+    B2,
+    B3,
+    activate,
+)
 from runtime.kernels.isa import has_avx512
 from runtime.kernels.jit import kernel
 from runtime.kernels.simd import (
     WIDTH,
     prefetch,
     vadd,
+    vdiv,
     vfma,
     vload,
     vmax,
@@ -54,6 +69,7 @@ from runtime.kernels.simd import (
     vrelu,
     vsplat,
     vstore,
+    vwhere_lt,
     vzero,
 )
 from runtime.memory import scratch
@@ -324,9 +340,48 @@ def store_conv_tile(
 
 
 # The activations a conv epilogue applies to vectors of sums in registers (none, Relu,
-# Clip, HardSigmoid, HardSwish: ``activation.ACTIVATIONS``); the others go through
+# Tanh, Sigmoid, Clip, HardSigmoid, HardSwish, SiLU: ``activation.ACTIVATIONS``, and
+# LeakyRelu with a slope in [0, 1]: ``vector_act``); the others go through
 # ``activation.activate``.
-VECTOR_ACTS = (0, 1, 5, 6, 7)
+VECTOR_ACTS = (0, 1, 3, 4, 5, 6, 7, 8)
+
+
+@kernel(inline="always")
+def vector_act(act, alpha):  # pragma: no cover
+    """Whether ``epilogue_vector`` applies activation ``act`` (with ``alpha``)."""
+    return (act != 2 and act <= 8) or (act == 2 and alpha >= 0.0 and alpha <= 1.0)
+
+
+@kernel(inline="always")
+def vtanh(v):  # pragma: no cover
+    """``activation._tanh`` on a vector: the same clamp and rational function, written
+    with the same multiplies and adds (the kernels may contract them into fused
+    multiply-adds, as they may the scalar's)."""
+    v = vmin(vmax(v, vsplat(-_TANH_CLAMP)), vsplat(_TANH_CLAMP))
+    v2 = vmul(v, v)
+    p = vadd(vmul(vsplat(A6), v2), vsplat(A5))
+    p = vadd(vmul(p, v2), vsplat(A4))
+    p = vadd(vmul(p, v2), vsplat(A3))
+    p = vadd(vmul(p, v2), vsplat(A2))
+    p = vadd(vmul(p, v2), vsplat(A1))
+    p = vmul(vadd(vmul(p, v2), vsplat(A0)), v)
+    q = vadd(vmul(vsplat(B3), v2), vsplat(B2))
+    q = vadd(vmul(q, v2), vsplat(B1))
+    q = vadd(vmul(q, v2), vsplat(B0))
+    return vdiv(p, q)
+
+
+SIGMOID_ZERO = -16.0  # below it, ``vsigmoid`` is 0 (the exact value is below 1.2e-7)
+
+
+@kernel(inline="always")
+def vsigmoid(v):  # pragma: no cover
+    """sigmoid(v) = 1/2 + tanh(v / 2) / 2 on a vector (``vtanh``: within 2e-7 of the
+    exact value, as onnxruntime's MLAS logistic is an approximation too; no exp), and
+    exactly 0 below ``SIGMOID_ZERO``, so that SiLU of -inf is NaN (-inf * 0), as the
+    unfused Sigmoid and Mul give."""
+    s = vfma(vsplat(0.5), vtanh(vmul(v, vsplat(0.5))), 0.5)
+    return vwhere_lt(v, vsplat(SIGMOID_ZERO), vsplat(0.0), s)
 
 
 @kernel(inline="always")
@@ -347,9 +402,18 @@ def epilogue_vector_res(c, r, bias, act, alpha, beta, sc, sf):  # pragma: no cov
 
 @kernel(inline="always")
 def activate_vector(v, act, alpha, beta, sc, sf):  # pragma: no cover
-    """act(v) * sc + sf for ``act`` one of ``VECTOR_ACTS``."""
+    """act(v) * sc + sf for ``act`` one of ``VECTOR_ACTS`` (LeakyRelu: ``vector_act``;
+    max(v, alpha v) is its value for a slope in [0, 1])."""
     if act == 1:
         v = vrelu(v)
+    elif act == 2:
+        v = vmax(v, vmul(v, vsplat(alpha)))
+    elif act == 3:
+        v = vtanh(v)
+    elif act == 4:
+        v = vsigmoid(v)
+    elif act == 8:
+        v = vmul(v, vsigmoid(v))
     elif act == 5:
         v = vmin(vmax(v, vsplat(alpha)), vsplat(beta))
     elif act == 6 or act == 7:
@@ -522,12 +586,12 @@ def store_panel_tiles(
     i0 = j0 // S
     s0 = j0 % S
     whole = n == width and s0 + width <= S  # the tile's columns inside image n0 + i0
-    vector_act = act == 0 or act == 1 or act == 5 or act == 6 or act == 7  # VECTOR_ACTS
+    in_vectors = vector_act(act, alpha)
     for b in range(b0, b1):
         m0 = m_first + b * MR
         rows = min(MR, Mg - b * MR)
         a = a_blocks[b].reshape(-1)
-        if vector_act and whole and rows == MR:
+        if in_vectors and whole and rows == MR:
             o = ((n0 + i0) * M + m0) * S + s0
             if width == WIDTH:
                 gemm_f32_6x16_tile_store(
@@ -537,7 +601,7 @@ def store_panel_tiles(
                 gemm_f32_6x32_tile_store(
                     a, pan, K, of, o, S, m0, bias, act, alpha, beta, scale, shift, res
                 )
-        elif vector_act:
+        elif in_vectors:
             gemm_f32_6xnr_tile(a, pan, K, t, width)
             store_tile_vector_epilogue(t, of, n0, M, S, m0, rows, j0, n, width, bias, act,
                                        alpha, beta, scale, shift, res)  # fmt: skip

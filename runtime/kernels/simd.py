@@ -20,6 +20,7 @@ below is one instruction.
     vround(v)            -> v rounded to the nearest integer, ties to even, lane by lane
     vexp2(n)             -> 2 ** n for integral n in [-250, 250], lane by lane (0 or inf
                             where it underflows or overflows float32)
+    vwhere_lt(a, b, x, y) -> x where a < b, else y, lane by lane (a NaN in a or b: y)
     veven(a, b)          -> lanes 0, 2, 4, ... of a then b (a and b: 2 WIDTH values in a row)
     vload_first(a, i, n) -> a[i : i + n], then zeros (0 <= n <= WIDTH; nothing past n is read)
     vstore_first(a, i, v, n)  a[i : i + n] = v[:n] (nothing past n is written)
@@ -88,6 +89,9 @@ if numba.config.DISABLE_JIT:
                 np.ldexp(np.float32(1), half.astype(np.int32))
                 * np.ldexp(np.float32(1), (n - half).astype(np.int32))
             ).astype(np.float32)
+
+    def vwhere_lt(a: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return np.where(a < b, x, y)
 
     def veven(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.concatenate([a, b])[0::2].copy()
@@ -273,6 +277,14 @@ else:
             return builder.fmul(a, b)
 
         return float32xw(n), codegen
+
+    @intrinsic
+    def vwhere_lt(typingctx, a, b, x, y):
+        def codegen(context, builder, sig, args):
+            less = builder.fcmp_ordered("<", args[0], args[1])
+            return builder.select(less, args[2], args[3])
+
+        return float32xw(a, b, x, y), codegen
 
     @intrinsic
     def veven(typingctx, a, b):
