@@ -680,7 +680,7 @@ def _conv_nchw_direct_gemm(
     chunks = (mb + chunk - 1) // chunk
     cg = C // G
     of = out.reshape(-1)
-    vector_act = act == 0 or act == 1 or act == 5 or act == 6 or act == 7  # gemm.VECTOR_ACTS
+    vector_act = gemm.vector_act(act, alpha)  # gemm.VECTOR_ACTS (LeakyRelu: its slope)
     for job in prange(N * G * T * chunks):
         c = job % chunks
         tt = (job // chunks) % T
