@@ -37,18 +37,15 @@ import numba
 import numpy as np
 from numba import prange
 
-from runtime.kernels import activation as _act
 from runtime.kernels.activation import activate
-from runtime.kernels.gemm import epilogue_vector
+from runtime.kernels.gemm import epilogue_vector, vsigmoid, vtanh
 from runtime.kernels.isa import has_avx512
 from runtime.kernels.jit import kernel
 from runtime.kernels.simd import (
     WIDTH,
     transpose,
     vadd,
-    vdiv,
     veven,
-    vexp2,
     vfma,
     vfmav,
     vload,
@@ -57,7 +54,6 @@ from runtime.kernels.simd import (
     vmin,
     vmul,
     vrelu,
-    vround,
     vsplat,
     vstore,
     vstore_first,
@@ -243,85 +239,9 @@ def pack_lanes(w: np.ndarray, *vectors: np.ndarray) -> tuple[np.ndarray, ...]:
     return tuple(packed)
 
 
-# Tanh by ``activation._tanh``'s rational function, and Sigmoid as 1 / (1 + exp(-v)) with
-# Cephes' float exp (a polynomial on [-ln 2 / 2, ln 2 / 2] and an exact power of 2), lane
-# by lane: the scalar Sigmoid calls exp, which LLVM does not vectorise (SiLU after an
-# EfficientNet depthwise conv took about four times the conv).
-_C = _act._TANH_CLAMP
-_A0, _A1, _A2, _A3, _A4, _A5, _A6 = _act.A0, _act.A1, _act.A2, _act.A3, _act.A4, _act.A5, _act.A6
-_B0, _B1, _B2, _B3 = _act.B0, _act.B1, _act.B2, _act.B3
-_LOG2E, _LN2_HI, _LN2_LO = (
-    np.float32(1.44269504088896341),
-    np.float32(0.693359375),
-    np.float32(-2.12194440e-4),
-)
-_E0, _E1, _E2, _E3, _E4, _E5 = (
-    np.float32(v)
-    for v in (
-        1.9875691500e-4,
-        1.3981999507e-3,
-        8.3334519073e-3,
-        4.1665795894e-2,
-        1.6666665459e-1,
-        5.0000001201e-1,
-    )
-)
-
-
-@kernel(inline="always")
-def _vexp(v):  # pragma: no cover
-    """exp lane by lane, within 2 ulp; 0 below -104 and inf above 89 (v clamped to
-    [-104, 100] first), a NaN stays NaN."""
-    v = vmin(vmax(v, vsplat(-104.0)), vsplat(100.0))
-    n = vround(vmul(v, vsplat(_LOG2E)))
-    r = vfma(vfma(v, n, -_LN2_HI), n, -_LN2_LO)  # v - n ln 2, in two parts
-    y = vfmav(vsplat(_E1), vsplat(_E0), r)
-    y = vfmav(vsplat(_E2), y, r)
-    y = vfmav(vsplat(_E3), y, r)
-    y = vfmav(vsplat(_E4), y, r)
-    y = vfmav(vsplat(_E5), y, r)
-    y = vadd(vfmav(r, y, vmul(r, r)), vsplat(1.0))
-    return vmul(y, vexp2(n))
-
-
-@kernel(inline="always")
-def _vtanh(v):  # pragma: no cover
-    """tanh lane by lane, within 4e-7 (a NaN stays NaN)."""
-    v = vmin(vmax(v, vsplat(-_C)), vsplat(_C))
-    v2 = vmul(v, v)
-    p = vfmav(vsplat(_A5), vsplat(_A6), v2)
-    p = vfmav(vsplat(_A4), p, v2)
-    p = vfmav(vsplat(_A3), p, v2)
-    p = vfmav(vsplat(_A2), p, v2)
-    p = vfmav(vsplat(_A1), p, v2)
-    p = vfmav(vsplat(_A0), p, v2)
-    q = vfmav(vsplat(_B2), vsplat(_B3), v2)
-    q = vfmav(vsplat(_B1), q, v2)
-    q = vfmav(vsplat(_B0), q, v2)
-    return vdiv(vmul(p, v), q)
-
-
-@kernel(inline="always")
-def _vsigmoid(v):  # pragma: no cover
-    """1 / (1 + exp(-v)) lane by lane: 0 from -89 down (SiLU at -inf is NaN, as the
-    Sigmoid then Mul it fuses), 1 at +inf, a NaN stays NaN."""
-    return vdiv(vsplat(1.0), vadd(vsplat(1.0), _vexp(vmul(v, vsplat(-1.0)))))
-
-
-@kernel(inline="always")
-def _vsmooth(v, act):  # pragma: no cover
-    """Tanh (3), Sigmoid (4) or SiLU (8) of v."""
-    if act == 3:
-        return _vtanh(v)
-    g = _vsigmoid(v)
-    return g if act == 4 else vmul(v, g)
-
-
 @kernel(inline="always")
 def _epilogue(v, bias, act, alpha, beta, sc, sf):  # pragma: no cover
-    """``gemm.epilogue_vector``, and Tanh, Sigmoid and SiLU (``_vsmooth``) alike."""
-    if act == 3 or act == 4 or act == 8:
-        return vfma(vsplat(sf), _vsmooth(vadd(v, vsplat(bias)), act), sc)
+    """``gemm.epilogue_vector`` (Tanh, Sigmoid and SiLU too: ``gemm.vtanh``, ``gemm.vsigmoid``)."""
     return epilogue_vector(v, bias, act, alpha, beta, sc, sf)
 
 
@@ -338,8 +258,12 @@ def _lanes_epilogue(v, bias, act, lo, hi, sc, sf):  # pragma: no cover
         h = vadd(vmul(v, lo), hi)
         h = vmin(vmax(h, vsplat(0.0)), vsplat(1.0))
         v = h if act == 6 else vmul(v, h)
-    elif act == 3 or act == 4 or act == 8:  # Tanh, Sigmoid, SiLU
-        v = _vsmooth(v, act)
+    elif act == 3:
+        v = vtanh(v)
+    elif act == 4:
+        v = vsigmoid(v)
+    elif act == 8:  # SiLU
+        v = vmul(v, vsigmoid(v))
     return vfmav(sf, v, sc)
 
 
