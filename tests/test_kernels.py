@@ -278,6 +278,7 @@ def test_conv_split_gemm_matches_naive(monkeypatch, group):
 WINOGRAD_CASES = [
     # (N, C, H, W), M, r, pads (top, left, bottom, right)
     ((2, 4, 9, 9), 5, 3, (1, 1, 1, 1)),
+    ((1, 3, 9, 10), 20, 3, (1, 1, 1, 1)),  # a whole block of CB output channels and a part
     ((1, 3, 13, 13), 8, 3, (1, 1, 1, 1)),  # AlexNet's 13x13: tiles overhang the output
     ((1, 2, 10, 7), 3, 3, (0, 0, 0, 0)),
     ((2, 3, 11, 12), 4, 3, (2, 1, 0, 2)),

@@ -38,8 +38,9 @@ from numba import prange
 
 from runtime.config import WINOGRAD_CHUNK_FLOATS, WINOGRAD_OUT_PASS_FLOATS
 from runtime.kernels.activation import activate_channels
+from runtime.kernels.gemm import activate_vector, vector_act
 from runtime.kernels.jit import kernel
-from runtime.kernels.simd import WIDTH, vload, vmax, vstore
+from runtime.kernels.simd import WIDTH, vadd, vfmav, vload, vload_first, vmax, vstore
 from runtime.kernels.taps import taps
 from runtime.kernels.winograd_gemm import MB, NR, pack_rows, padded, panel_floats, products
 from runtime.memory import scratch
@@ -250,7 +251,10 @@ def _output_tiles(
     products are ``taps`` calls along rows of those tiles' CB channels, contiguous in
     zb, and the epilogue runs along each tile's channels. Each tile's outputs go, CB
     channels at a time, into the job's planes (nb, ohp, owp, CB), which every tile
-    fits: y[i*m + j, t] -> planes[offsets[i*m + j, t]], no bounds checks. Their
+    fits: y[i*m + j, t] -> planes[offsets[i*m + j, t]], no bounds checks; with an
+    activation of ``gemm.VECTOR_ACTS`` (``gemm.vector_act``) a tile's CB channels go
+    through ``gemm.activate_vector`` as one vector (a partial block's bias, scale and
+    shift loaded masked), the others through the scalar ``activate_channels``. Their
     first OH x OW are the convolution's output: copied into ``out`` (N, M, OH, OW),
     or, when ``pool`` (kh, kw, sh, sw) has a kernel, max pooled there, CB channels a
     vector, into ``out`` (N, M, PH, PW), so that only the pooled values are scattered
@@ -262,12 +266,17 @@ def _output_tiles(
     m = round(math.sqrt(mm))
     a = atw.shape[0] // m
     blocks = Mp // CB
+    in_vectors = vector_act(act, alpha)  # gemm.VECTOR_ACTS (LeakyRelu: its slope)
     by_row = _arange(a, a * Mp * Tp)  # tap p of z[p*a + q]
     for job in prange((M + CB - 1) // CB):
         o0 = job * CB
         nc = min(CB, M - o0)
         tid = numba.get_thread_id()
         w, pl = work[tid], planes[tid]
+        # the block's bias, scale and shift, lanes from nc on 0 (those lanes of the
+        # planes are never read into out)
+        bv = vload_first(bias, o0, nc)
+        sv, fv = vload_first(scale, o0, nc), vload_first(shift, o0, nc)
         for t0 in range(0, T, per_pass):
             nt = min(per_pass, T - t0)
             L = nt * CB
@@ -289,6 +298,12 @@ def _output_tiles(
                 taps(s[i * a * L :], atw, by_col, y[i * m * L :], m, a, L, L)
             for ij in range(mm):
                 yij, idx = y[ij * L :], offsets[ij, t0:]
+                if in_vectors:  # a tile's CB channels one vector, straight into the planes
+                    for tt in range(nt):
+                        v = vadd(vload(yij, tt * CB), bv)
+                        v = activate_vector(v, act, alpha, beta, 1.0, 0.0)
+                        vstore(pl, idx[tt] * CB, vfmav(fv, v, sv))
+                    continue
                 activate_channels(
                     yij, nt, CB, nc, bias[o0:], act, alpha, beta, scale[o0:], shift[o0:]
                 )
@@ -459,6 +474,8 @@ class WinogradConv:
         self.work = max(2 * aa * BLOCK * t, out_rows * self.per_pass * CB)
         scale = np.ones(cout, np.float32) if scale is None else scale
         shift = np.zeros(cout, np.float32) if shift is None else shift
+        # the epilogue loads them as vectors: contiguous float32
+        bias, scale, shift = (np.ascontiguousarray(a, np.float32) for a in (bias, scale, shift))
         self.n, self.u = n, u
         self.args = (bias, act, np.float32(alpha), np.float32(beta), scale, shift, self.pool)
         # pads: where x starts in the planes (stride 1) or in the space-to-depth rows
