@@ -216,3 +216,26 @@ def test_shared_kernels_compile_once_whoever_calls_them(tmp_path):
     signatures = json.loads(out.stdout.strip().splitlines()[-1])
     for name, sigs in signatures.items():
         assert len(sigs) == 1, (name, sigs)
+
+
+def test_kernel_caches_are_stamped_with_every_kernel_source(tmp_path):
+    """numba keys a cached kernel on its own file only; the index also carries the hash
+    of every kernel module and runtime/config.py, so a change to simd.py (inlined
+    everywhere) or a constant recompiles the kernels instead of loading old code."""
+    import pickle
+
+    names = {p.name for p in jit.stamped_sources()}
+    assert {"simd.py", "gemm.py", "jit.py", "config.py"} <= names
+    probe = (
+        "import numpy as np\n"
+        "from runtime.kernels import gemm\n"
+        "a, b = np.ones((1, 2, 4), np.float32), np.ones((1, 4, 5), np.float32)\n"
+        "gemm.gemm_rows(gemm.pack_a(a), gemm.pack_b(b), np.zeros((1, 2, 5), np.float32), 2, 5)\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, check=True, timeout=600)
+    (index,) = tmp_path.rglob("gemm._gemm_f32_rows-*.nbi")
+    with open(index, "rb") as f:
+        pickle.load(f)  # numba's version
+        stamp, _ = pickle.loads(f.read())
+    assert stamp[1] == jit.sources_stamp()
