@@ -157,7 +157,10 @@ class NumbaEngine:
             try:
                 for i, (bound, call, names, attrs, out, outs, dead) in enumerate(runners):  # noqa: B007
                     if bound:  # a bound call: the tensor and the planned buffer
-                        env[outs] = call(env[names], out)
+                        result = call(env[names], out)
+                        # an op of several outputs (LSTM's Y, Y_h, Y_c) whose step
+                        # keeps only the first
+                        env[outs] = result[0] if type(result) is tuple else result
                     else:
                         args = [env[n] if n else None for n in names]
                         if out is None:
