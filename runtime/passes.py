@@ -619,6 +619,8 @@ def _squeeze_excite_at(
             GLOBAL_POOL,
         ),
         ("Conv", *conv1.fused, "Conv", *conv2.fused, "Mul"),
+        # an error in the fused part names its own node, not the pool's (steps._blamed)
+        (conv1.node, *conv1.fused_nodes, conv2.node, *conv2.fused_nodes, mul.node),
     )
     return fused, sorted(chain)
 

@@ -409,6 +409,26 @@ def test_squeeze_excitation_is_one_step(style):
         compare(model, {"x": x}, atol=1e-5)
 
 
+@pytest.mark.parametrize("style", ["torch", "paddle"])
+def test_squeeze_excitation_names_the_node_an_error_comes_from(style):
+    """The fused step keeps the nodes it replaced (``Step.fused_nodes``), in the order of
+    ``Step.fused``: an error from its Mul names the Mul node, not the pool's."""
+    from runtime.steps import _blamed
+
+    sess = InferenceSession(_se_model(style))
+    se = next(s for s in sess._impl.engine.steps if s.op_type == "GlobalAveragePool")
+    names = {
+        "torch": ["Conv_2", "Relu_3", "Conv_4", "HardSigmoid_5", "Mul_6"],
+        "paddle": ["Conv_2", "Add_3", "Relu_4", "Conv_5", "Add_6", "HardSigmoid_7", "Mul_8"],
+    }[style]
+    assert [n.name for n in se.fused_nodes] == names
+    assert [n.op_type for n in se.fused_nodes] == [f.split(" ")[0] for f in se.fused]
+    assert _blamed(se, "Mul: X has 3 channels, the gate 24") == (
+        f"Mul node {names[-1]!r} (fused into GlobalAveragePool node 'GlobalAveragePool_1'): "
+        "X has 3 channels, the gate 24"
+    )
+
+
 def test_squeeze_excitation_whose_gate_is_read_elsewhere_stays_apart():
     model = _se_model("torch", gate_reader=True)
     ops = [s.op for s in InferenceSession(model).describe().steps]
