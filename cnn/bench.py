@@ -124,6 +124,24 @@ def _first(shapes: dict[str, tuple[int, ...]], batch: int) -> int:
     return next((s[0] for s in shapes.values() if s), batch)
 
 
+def _worker_spec(
+    backend: str,
+    path: str | os.PathLike,
+    threads: int | None,
+    shapes: dict[str, tuple[int, ...]],
+    seed: int,
+) -> dict:
+    """What every timing worker is told (cnn/worker.py): the backend, the model, its
+    threads and seeded random samples at ``shapes``; the caller adds "timing" or "serve"."""
+    return {
+        "backend": backend,
+        "model": str(path),
+        "threads": threads,
+        "samples": _random_spec(path, shapes, seed),
+        "first": _first(shapes, 1),
+    }
+
+
 def isolated_times(
     path: str | os.PathLike,
     backend: str,
@@ -139,14 +157,8 @@ def isolated_times(
 
     n = _first(shapes, 1)
     try:
-        spec = {
-            "backend": backend,
-            "model": str(path),
-            "threads": threads,
-            "samples": _random_spec(path, shapes, seed),
-            "first": n,
-            "timing": {"sizes": [n], "rounds": calls, "warmup": 3, "warmup_s": 1.0},
-        }
+        spec = _worker_spec(backend, path, threads, shapes, seed)
+        spec["timing"] = {"sizes": [n], "rounds": calls, "warmup": 3, "warmup_s": 1.0}
         result = worker.launch(spec, timeout=1800)
     except (worker.WorkerError, OSError, ValueError) as exc:
         raise RuntimeError(f"{backend} on {path}: {' '.join(str(exc).split())}") from None
@@ -440,14 +452,8 @@ def busy_times(
 
     n = _first(shapes, 1)
     try:
-        spec = {
-            "backend": backend,
-            "model": str(path),
-            "threads": threads,
-            "samples": _random_spec(path, shapes, seed),
-            "first": n,
-            "serve": {"size": n, "calls": calls, "warmup": 3, "warmup_s": 1.0},
-        }
+        spec = _worker_spec(backend, path, threads, shapes, seed)
+        spec["serve"] = {"size": n, "calls": calls, "warmup": 3, "warmup_s": 1.0}
         with worker.serving(spec, env=env) as served:
             quiet = float(np.median(served.ask(SETTLE_S)))
             with busy_processes(busy):
