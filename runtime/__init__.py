@@ -1,10 +1,14 @@
 """Torch-free inference over exported ONNX graphs, one API over two backends.
 
     import runtime
-    sess = runtime.InferenceSession("exported/lenet5.onnx", backend="numba")
+    sess = runtime.InferenceSession("exported/lenet5.onnx", providers=["NumbaExecutionProvider"])
     probs, = sess.run(None, {sess.get_inputs()[0].name: x})   # x: float32 (N, 1, 28, 28)
 
-Backends: "numba" (our engine), "onnxruntime" (CPU), "onnxruntime-cuda".
+onnxruntime's API: a script written for it runs with ``import runtime as ort``
+(``SessionOptions``, ``RunOptions``, ``GraphOptimizationLevel``, ``ExecutionMode``,
+``get_available_providers``; runtime/options.py). Providers, or ``backend=``:
+"NumbaExecutionProvider" ("numba", our engine, the default), "CPUExecutionProvider"
+("onnxruntime"), "CUDAExecutionProvider" ("onnxruntime-cuda").
 Nothing in this package imports torch; onnxruntime is imported only when used.
 
 numba's parallel kernels run on GNU OpenMP. Unless the environment says otherwise,
@@ -27,18 +31,28 @@ from runtime.errors import (
     InvalidAttributeError,
     ModelLoadError,
     ModelNotFoundError,
+    SessionOptionError,
     ShapeError,
     TensorTooLargeError,
     UnsupportedOpError,
     UnsupportedOpsetError,
+)
+from runtime.options import (
+    ExecutionMode,
+    GraphOptimizationLevel,
+    RunOptions,
+    SessionOptions,
+    get_available_providers,
 )
 from runtime.session import BACKENDS, InferenceSession, ModelMetadata, NodeArg
 
 __all__ = [
     "BACKENDS",
     "BackendUnavailableError",
+    "ExecutionMode",
     "ExternalDataError",
     "GraphError",
+    "GraphOptimizationLevel",
     "InferenceSession",
     "InputFeedError",
     "InvalidAttributeError",
@@ -46,8 +60,12 @@ __all__ = [
     "ModelMetadata",
     "ModelNotFoundError",
     "NodeArg",
+    "RunOptions",
+    "SessionOptionError",
+    "SessionOptions",
     "ShapeError",
     "TensorTooLargeError",
     "UnsupportedOpError",
     "UnsupportedOpsetError",
+    "get_available_providers",
 ]

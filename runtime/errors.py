@@ -50,3 +50,8 @@ class InputFeedError(ValueError):
 
 class BackendUnavailableError(ValueError):
     """The requested backend or execution provider cannot run here."""
+
+
+class SessionOptionError(ValueError):
+    """A session or run option, or a provider's option, that is unknown, of the wrong
+    kind, or that the chosen backend cannot honour (runtime/options.py)."""

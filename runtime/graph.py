@@ -78,6 +78,12 @@ class Graph:
     opset: int  # of the default domain
     metadata: Mapping[str, str]
     producer: str = ""
+    # the rest of the model's header, for get_modelmeta()
+    graph_name: str = ""
+    domain: str = ""
+    doc_string: str = ""
+    graph_doc_string: str = ""
+    model_version: int | None = None  # None: not set
 
 
 # ------------------------------------------------------------------------- reading
@@ -325,4 +331,9 @@ def load_graph(source: str | os.PathLike | bytes, *, strict_opset: bool = True) 
         opset,
         metadata,
         model.producer_name,
+        g.name,
+        model.domain,
+        model.doc_string,
+        g.doc_string,
+        model.model_version if model.HasField("model_version") else None,
     )
