@@ -193,7 +193,7 @@ def session_options(obj: object) -> SessionOptions:
         return out
     if _is_onnxruntime(obj, "SessionOptions"):
         for name in _DEFAULTS:
-            value = getattr(obj, name)
+            value = getattr(obj, name, _DEFAULTS[name])  # an older onnxruntime lacks some
             if name == "profile_file_prefix" and not isinstance(value, str):
                 value = str(value)
             setattr(out, name, value)
@@ -302,8 +302,8 @@ def run_options(obj: object) -> RunOptions | None:
         return obj
     if _is_onnxruntime(obj, "RunOptions"):
         out = RunOptions()
-        for name in RunOptions._FIELDS:
-            setattr(out, name, getattr(obj, name))
+        for name, default in RunOptions._FIELDS.items():
+            setattr(out, name, getattr(obj, name, default))
         return out
     raise SessionOptionError(
         "run_options: expected runtime.RunOptions, onnxruntime.RunOptions or None, "

@@ -265,13 +265,14 @@ class _Profiler:
     """A numba session's ``enable_profiling``: each run's steps as events of
     onnxruntime's profile format (Chrome trace JSON: ``cat`` Session or Node, ``name``
     the node's name with ``_kernel_time``, ``args.op_name``, ``ts``/``dur`` in µs), kept
-    until ``end_profiling()`` writes them to ``<prefix>_<date>.json``."""
+    until ``end_profiling()`` writes them to ``<prefix>_<date>_<ms>.json``."""
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.start_ns = time.time_ns()
         self._origin = time.perf_counter_ns()
         self.events: list[dict[str, Any]] = []
+        self.active = True  # until end_profiling(), as onnxruntime
 
     def _event(self, cat: str, name: str, t0: int, t1: int, args: dict) -> None:
         self.events.append({
@@ -290,7 +291,7 @@ class _Profiler:
         """The events to ``<prefix>_<date>.json`` (a temporary file renamed into place);
         its path."""
         stamp = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(self.start_ns / 1e9))
-        path = f"{self.prefix}_{stamp}.json"
+        path = f"{self.prefix}_{stamp}_{self.start_ns // 1_000_000 % 1000:03d}.json"
         folder = os.path.dirname(os.path.abspath(path))
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".profile-", suffix=".json")
         try:
@@ -301,6 +302,7 @@ class _Profiler:
             os.unlink(tmp)
             raise
         self.events = []
+        self.active = False
         return path
 
 
@@ -603,7 +605,7 @@ class InferenceSession:
                 "run_options.terminate is set: the run was not started (onnxruntime refuses "
                 "it too; the numba engine reads the flag only when a run starts)"
             )
-        if self._profiler is None:
+        if self._profiler is None or not self._profiler.active:
             return self._impl.run(names, feeds)
         t0 = time.perf_counter_ns()
         outs = self._impl.run_profiled(names, feeds, self._profiler)
@@ -627,11 +629,12 @@ class InferenceSession:
         iobinding._results = self.run(iobinding._outputs, iobinding._inputs, run_options)
 
     def end_profiling(self) -> str:
-        """With ``enable_profiling``: write the events so far to the profile file and
-        return its path (onnxruntime's format); without: ``""``, as onnxruntime."""
+        """With ``enable_profiling``: write the events so far to the profile file, stop
+        profiling and return the file's path (onnxruntime's format); without, or a
+        second time: ``""``, as onnxruntime."""
         if self.backend != "numba":
             return self._impl.session.end_profiling()
-        if self._profiler is None:
+        if self._profiler is None or not self._profiler.active:
             return ""
         return self._profiler.write()
 

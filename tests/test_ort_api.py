@@ -268,7 +268,19 @@ def test_numba_profiling_writes_onnxruntimes_format(tmp_path, compile_plans):
     else:
         steps = [s.op for s in sess.describe().steps]
         assert ops == steps * 2 and "Conv" in steps
+    sess.run(None, {"input": x})  # profiling stopped at end_profiling(), as onnxruntime
+    assert sess.end_profiling() == "" and len(list(tmp_path.iterdir())) == 1
     assert InferenceSession(LENET).end_profiling() == ""  # not profiling: as onnxruntime
+
+
+def test_onnxruntime_profiles_with_our_options(tmp_path):
+    so = runtime.SessionOptions()
+    so.enable_profiling = True
+    so.profile_file_prefix = str(tmp_path / "ort")
+    sess = InferenceSession(LENET, so, providers=[CPU])
+    sess.run(None, {"input": np.zeros((1, 1, 28, 28), np.float32)})
+    events = json.loads(Path(sess.end_profiling()).read_text())
+    assert any(e["cat"] == "Node" and e["args"]["op_name"] == "Conv" for e in events)
 
 
 def test_session_options_refuse_what_onnxruntime_lacks_or_a_wrong_kind():
