@@ -6,7 +6,7 @@
 
 onnxruntime's API: a script written for it runs with ``import runtime as ort``
 (``SessionOptions``, ``RunOptions``, ``GraphOptimizationLevel``, ``ExecutionMode``,
-``get_available_providers``; runtime/options.py). Providers, or ``backend=``:
+``get_available_providers``, ``get_device``; runtime/options.py). Providers, or ``backend=``:
 "NumbaExecutionProvider" ("numba", our engine, the default), "CPUExecutionProvider"
 ("onnxruntime"), "CUDAExecutionProvider" ("onnxruntime-cuda").
 Nothing in this package imports torch; onnxruntime is imported only when used.
@@ -43,6 +43,7 @@ from runtime.options import (
     RunOptions,
     SessionOptions,
     get_available_providers,
+    get_device,
 )
 from runtime.session import BACKENDS, InferenceSession, ModelMetadata, NodeArg
 
@@ -68,4 +69,5 @@ __all__ = [
     "UnsupportedOpError",
     "UnsupportedOpsetError",
     "get_available_providers",
+    "get_device",
 ]

@@ -418,3 +418,8 @@ def get_available_providers() -> list[str]:
         return [NUMBA]
     available = ort.get_available_providers()
     return [p for p in (CUDA, NUMBA, CPU) if p == NUMBA or p in available]
+
+
+def get_device() -> str:
+    """onnxruntime's ``get_device()``: where the default provider (our engine) runs."""
+    return "CPU"

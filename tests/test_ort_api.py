@@ -72,6 +72,7 @@ def test_an_onnxruntime_script_runs_unchanged_and_agrees():
     ours = onnxruntime_script(runtime, LENET, [NUMBA], x)
     assert ours["providers"] == [NUMBA] and want["providers"] == [CPU]
     assert NUMBA in ours["available"] and CPU in ours["available"]
+    assert runtime.get_device() == "CPU"
     assert ours["threads"] == want["threads"] == 1
     for key in ("inputs", "outputs", "meta"):
         assert ours[key] == want[key], key
