@@ -95,6 +95,18 @@ CASES = [
         {},
         {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1},
     ),
+    Case(  # a window larger than the input: ceil_mode still gives one output
+        "MaxPool",
+        {"x": _r(1, 3, 1, 1)},
+        {},
+        {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1},
+    ),
+    Case(
+        "AveragePool",
+        {"x": _r(1, 3, 3, 3)},
+        {},
+        {"kernel_shape": [4, 4], "strides": [2, 2], "ceil_mode": 1},
+    ),
     Case("GlobalAveragePool", {"x": _r(2, 5, 7, 7)}, {}, {}),
     Case("GlobalMaxPool", {"x": _r(2, 5, 7, 7)}, {}, {}),
     Case("LRN", {"x": _r(2, 8, 5, 5)}, {}, {"size": 5, "alpha": 1e-3, "beta": 0.75, "bias": 2.0}),

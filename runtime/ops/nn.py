@@ -90,13 +90,16 @@ def _spatial(
     out = []
     for i, b, e_, k, s in zip(in_shape, begin, end, eff, strides, strict=True):
         span = i + b + e_ - k
-        if span < 0:
-            raise ShapeError(
-                f"{op}: window {k} (dilated) is larger than the padded input {i + b + e_}"
-            )
         o = (-(-span // s) if ceil_mode else span // s) + 1
         if ceil_mode and (o - 1) * s >= i + b:
             o -= 1  # the last window would start inside the end padding only
+        # Without ceil_mode a window must fit the padded input; with it, the spec's
+        # ceil((i + pads - k) / s + 1) may give one window reaching past the end (a 1x1
+        # image through a 2x2 pool of stride 2: one output, as onnxruntime and torch)
+        if span < 0 and (o < 1 or not ceil_mode):
+            raise ShapeError(
+                f"{op}: window {k} (dilated) is larger than the padded input {i + b + e_}"
+            )
         out.append(o)
     return out, begin, end, strides, dilations
 
