@@ -117,12 +117,15 @@ def node_error(step: Step, exc: Exception) -> Exception:
 def _blamed(step: Step, message: str) -> str:
     """``message`` with the node it belongs to: a node fused into the step when the
     message is its op's (``MaxPool: window 2 ...`` from a conv's fused pooling), else
-    the step's own node."""
+    the step's own node, without the op name the message may start with."""
     for node in step.fused_nodes:
         prefix = f"{node.op_type}: "
         if message.startswith(prefix):
             where = f"{node.describe()} (fused into {step.node.describe()})"
             return f"{where}: {message[len(prefix) :]}"
+    own = f"{step.node.op_type}: "  # the op's own prefix: the node's description names it
+    if message.startswith(own):
+        message = message[len(own) :]
     return f"{step.node.describe()}: {message}"
 
 

@@ -75,3 +75,22 @@ def test_a_pool_fused_into_a_conv_is_named_when_its_window_does_not_fit():
         "MaxPool node 'pool1' (fused into Conv node 'conv1'): "
         "window 2 (dilated) is larger than the padded input 1"
     )
+
+
+def test_an_unfused_nodes_error_names_its_op_once():
+    """A MaxPool step of its own: the message names the node, and the op once (it read
+    "MaxPool node 'pool1': MaxPool: window 2 ...")."""
+    import onnx
+    from onnx import helper
+
+    node = helper.make_node(
+        "MaxPool", ["x"], ["y"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]
+    )
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 3, "H", "W"])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
+    sess = InferenceSession(chain_model([node], [x], [y], []), backend="numba")
+    with pytest.raises(ShapeError) as info:
+        sess.run(None, {"x": np.ones((1, 3, 1, 1), np.float32)})
+    assert str(info.value) == (
+        "MaxPool node 'pool1': window 2 (dilated) is larger than the padded input 1"
+    )
