@@ -86,9 +86,17 @@ def check_feeds(inputs: Sequence[TensorInfo], feed: Mapping[str, Any]) -> dict[s
         value = feed[name]
         if isinstance(value, np.generic):  # a numpy scalar is a 0-d tensor
             value = np.asarray(value)
+        elif isinstance(value, list):  # as onnxruntime: a list becomes the input's dtype
+            try:
+                value = np.array(value, dtype=info.dtype)
+            except (ValueError, TypeError) as exc:
+                raise InputFeedError(
+                    f"input {name!r}: a list that is not a rectangular array of {info.dtype}: {exc}"
+                ) from None
         if not isinstance(value, np.ndarray):
             raise InputFeedError(
-                f"input {name!r}: expected a numpy array, received {type(value).__name__}"
+                f"input {name!r}: expected a numpy array (or a list), "
+                f"received {type(value).__name__}"
             )
         if value.dtype != info.dtype:
             raise InputFeedError(

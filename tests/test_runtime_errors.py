@@ -495,12 +495,24 @@ def lenet():
         ({"input": np.zeros((1, 1, 28, 28), np.float64)}, r"dtype float32 .* received float64"),
         ({"input": np.zeros((1, 28, 28), np.float32)}, r"expected rank 4 .* received rank 3"),
         ({"input": np.zeros((2, 1, 28, 27), np.float32)}, r"dimension 3 must be 28, received 27"),
-        ({"input": [[0.0]]}, r"expected a numpy array, received list"),
+        ({"input": [[0.0]]}, r"expected rank 4 .* received rank 2"),
+        ({"input": [[[[0.0]]], [[[0.0, 1.0]]]]}, r"a list that is not a rectangular array"),
+        ({"input": ((0.0,),)}, r"expected a numpy array \(or a list\), received tuple"),
     ],
 )  # fmt: skip
 def test_bad_feeds(lenet, feed, message):
     with pytest.raises(InputFeedError, match=message):
         lenet.run(None, feed)
+
+
+@pytest.mark.parametrize("backend", ["numba", "onnxruntime"])
+def test_a_list_feed_is_an_array_of_the_inputs_dtype(backend):
+    """As onnxruntime's: a (nested) list is converted to the input's dtype."""
+    x = np.random.default_rng(0).random((2, 1, 28, 28)).astype(np.float32)
+    sess = InferenceSession(LENET, backend=backend)
+    (want,) = sess.run(None, {"input": x})
+    (got,) = sess.run(None, {"input": x.tolist()})
+    np.testing.assert_array_equal(got, want)
 
 
 def test_unknown_output_name(lenet):
