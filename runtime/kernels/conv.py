@@ -333,6 +333,14 @@ class ConvGemm:
         self.geometry = (kd, kh, kw, *strides, *pads, *dilations, *out_sp, *bounds)
         # images per chunk of the row-by-row paths' columns
         self.nb_max = max(1, IM2COL_CHUNK_FLOATS // max(1, c * kd * kh * kw * self.plane))
+        if panel_width is not None:  # the pointwise GEMM's arguments, made once
+            act, alpha, beta, self.scale, self.shift = epilogue
+            self.pw_ep = gemm.pointwise_epilogue(bias, alpha, beta)
+            self.pw_geo = gemm.pointwise_geometry(0, x_shape[0], self.rows, panel_width, act)
+            # x and out as the kernel reads them, (N, C, H, W): 1-D and 3-D convs reshaped
+            self.pw_x = (x_shape[0], c, 1, self.plane)
+            self.pw_out = (x_shape[0], m, 1, self.plane)
+            numba.get_num_threads()  # starts numba's threads, which the kernel's region uses
 
     def pointwise_gemm(
         self, x: np.ndarray, out: np.ndarray, res: np.ndarray = gemm.NO_RESIDUAL
@@ -340,11 +348,12 @@ class ConvGemm:
         """1x1 at stride 1, unpadded, M/G >= GEMM_FEW_ROWS: the GEMM's jobs pack their
         own panels of columns from the input planes (``gemm.gemm_pointwise``); ``res``:
         a residual shaped as out, flat, added before the activation (or none)."""
-        n = self.x_shape[0]
-        gemm.gemm_pointwise(
-            self.wp, np.ascontiguousarray(x).reshape(self.planes), out.reshape(self.out_planes),
-            0, n, self.bias, *self.epilogue, width=self.panel_width, res=res,
-        )  # fmt: skip
+        x = np.ascontiguousarray(x)
+        if x.ndim != 4:
+            x, out = x.reshape(self.pw_x), out.reshape(self.pw_out)
+        gemm._conv_nchw_pointwise_gemm(
+            self.wp, x, out, self.pw_ep, self.scale, self.shift, self.pw_geo, res
+        )
 
     def im2col_gemm(
         self, x: np.ndarray, out: np.ndarray, res: np.ndarray = gemm.NO_RESIDUAL
