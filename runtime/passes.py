@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from runtime import kernel_table
+from runtime.ops.activations import gelu
 from runtime.ops.nn import GLOBAL_POOL, bn_affine, fused_conv, fused_gemm, fused_squeeze_excite
 from runtime.steps import Step, call_step, consumers, store
 
@@ -625,6 +626,109 @@ def _squeeze_excite_at(
     return fused, sorted(chain)
 
 
+_SQRT2 = float(np.sqrt(2.0))
+
+
+def _near(value: float | None, want: float) -> bool:
+    return value is not None and abs(value - want) <= 1e-6 * want
+
+
+def _gelu_input(step: Step, constants: dict) -> str | None:
+    """The x of x / sqrt(2) that ``step`` computes (Div by sqrt 2, or Mul by its
+    inverse on either side), or None."""
+    if step.op_type == "Div" and _near(_other_scalar(step, step.inputs[0], constants), _SQRT2):
+        return step.inputs[0]
+    if step.op_type == "Mul":
+        for x in step.inputs:
+            if _near(_other_scalar(step, x, constants), 1.0 / _SQRT2):
+                return x
+    return None
+
+
+def _gelu_at(steps: list[Step], users: dict, e: int, g: StepGraph) -> tuple[list[int], str] | None:
+    """The steps of GELU, x / 2 (1 + erf(x / sqrt 2)), around the Erf at ``e`` as
+    exporters write it: x / sqrt(2), Erf, + 1, then the product with x and with 1/2 in
+    any order; their indices in order (the last writes the result) and x, or None.
+    Each step's output is read by the next one only."""
+    d = _producer(steps, steps[e].inputs[0])
+    x = None if d is None else _gelu_input(steps[d], g.constants)
+    if x is None or _single_reader(users, steps[d].outputs[0], g.outputs) != e:
+        return None
+    a = _single_reader(users, steps[e].outputs[0], g.outputs)
+    add = None if a is None else steps[a]
+    if (
+        add is None
+        or add.op_type != "Add"
+        or _other_scalar(add, steps[e].outputs[0], g.constants) != 1.0
+    ):
+        return None
+    h = add.outputs[0]
+    m = _single_reader(users, h, g.outputs)
+    if m is None or steps[m].op_type != "Mul":
+        return None
+    mul = steps[m]
+    other = mul.inputs[1 - mul.inputs.index(h)] if mul.inputs.count(h) == 1 else None
+    if other == x:  # x (1 + erf), then the half
+        n = _single_reader(users, mul.outputs[0], g.outputs)
+        if n is None or steps[n].op_type != "Mul":
+            return None
+        if _other_scalar(steps[n], mul.outputs[0], g.constants) != 0.5:
+            return None
+        return [d, e, a, m, n], x
+    if other is not None and _other_scalar(mul, h, g.constants) == 0.5:  # (1 + erf) / 2, then x
+        n = _single_reader(users, mul.outputs[0], g.outputs)
+        last = None if n is None else steps[n]
+        if (
+            last is None
+            or last.op_type != "Mul"
+            or sorted(last.inputs) != sorted((x, mul.outputs[0]))
+        ):
+            return None
+        return [d, e, a, m, n], x
+    k = None if other is None else _producer(steps, other)  # x / 2 first, then (1 + erf)
+    half = None if k is None else steps[k]
+    if half is None or half.op_type != "Mul" or users.get(other, []) != [m]:
+        return None
+    if x not in half.inputs or _other_scalar(half, x, g.constants) != 0.5:
+        return None
+    return sorted([k, d, e, a, m]), x
+
+
+def fuse_gelu(g: StepGraph) -> StepGraph:
+    """GELU as exporters write it before opset 20 (``_gelu_at``: Div, Erf, Add, Mul, Mul)
+    as one Gelu step (``activations.gelu``, float32 in vectors): five passes over the
+    tensor, Erf's a scalar libm call an element, become one."""
+    steps = list(g.steps)
+    e = 0
+    while e < len(steps):
+        if steps[e].op_type != "Erf":
+            e += 1
+            continue
+        found = _gelu_at(steps, consumers(steps), e, g)
+        if found is None:
+            e += 1
+            continue
+        taken, x = found
+        last = steps[taken[-1]]
+        node = replace(steps[e].node, op_type="Gelu", inputs=(x,), outputs=last.outputs, attrs={})
+        nodes = tuple(steps[j].node for j in taken)
+        fused = Step(
+            node,
+            gelu,
+            (x,),
+            last.outputs,
+            {"approximate": "none"},
+            20,
+            fused=tuple(n.op_type for n in nodes),
+            fused_nodes=nodes,
+        )
+        for j in sorted(taken, reverse=True):
+            del steps[j]
+        steps.insert(taken[0], fused)
+        e = taken[0] + 1
+    return replace(g, steps=tuple(steps))
+
+
 def _gemm_relu(step: Step, nxt: Step, i: int, constants: dict) -> Step | None:
     if "activation" in step.attrs or nxt.op_type != "Relu":
         return None
@@ -664,6 +768,7 @@ PASSES: tuple[Pass, ...] = (
     Pass("fuse_conv_max_pool", fuse_conv_max_pool),
     Pass("fuse_squeeze_excitation", fuse_squeeze_excitation),
     Pass("fuse_gemm_relu", fuse_gemm_relu),
+    Pass("fuse_gelu", fuse_gelu),
     Pass("choose_conv_algorithms", choose_conv_algorithms),
 )
 

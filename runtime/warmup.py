@@ -10,7 +10,8 @@ instead of compiling:
   space-to-depth, with a bias from the initializers, which is read-only, and
   without one), pooling with and without
   indices, a Gemm split over the cores and a small-batch fully connected layer, an
-  activation, a LayerNormalization and a ReduceMean (the kernels of ``kernels.unary``,
+  activation, an Erf, a Layer- and an InstanceNormalization and a ReduceMean (the kernels of
+  ``kernels.unary``,
   ``normalize`` and ``reduce``), depthwise convs (channels in lanes, and phased
   planes for two filters a channel), ConvTranspose (with and without a bias) and a
   Resize. Several outputs keep it from compiling into one program, so it
@@ -60,7 +61,9 @@ def _steps_model() -> bytes:
         node("Conv", ["r3", "w6"], ["cs"], strides=[2, 2], pads=[2, 2, 2, 2]),  # space-to-depth
         node("GlobalAveragePool", ["cs"], ["gs"]),
         node("HardSwish", ["cs"], ["hs"]),  # the activations' kernel
-        node("LayerNormalization", ["hs", "ln"], ["lns"]),  # the normalizations' kernel
+        node("Erf", ["hs"], ["er"]),  # erf (and GELU) in vectors
+        node("LayerNormalization", ["er", "ln"], ["lns0"]),  # LayerNormalization's kernel
+        node("InstanceNormalization", ["lns0", "is", "ib"], ["lns"]),  # the others' kernel
         node("Constant", [], ["axes"], value=numpy_helper.from_array(np.array([2, 3]))),
         node("ReduceMean", ["lns", "axes"], ["rm"]),  # the reductions' kernel
         node("MaxPool", ["c5"], ["m"], kernel_shape=[2, 2], strides=[2, 2]),  # no indices
@@ -102,7 +105,7 @@ def _steps_model() -> bytes:
     weights = {"w3": (32, 32, 3, 3), "b": (32,), "w5": (32, 32, 5, 5), "w6": (32, 32, 6, 6),
                "w": (4, 32, 3, 3),
                "b4": (4,), "w2": (4, 4, 1, 1), "fc": (64, 512), "fcb": (64,),
-               "big": (64, 16384), "ln": (4,), "wf": (2, 32, 3, 3),
+               "big": (64, 16384), "ln": (4,), "is": (32,), "ib": (32,), "wf": (2, 32, 3, 3),
                "wq": (2, 32, 1, 1), "wg": (12, 8, 3, 3)}  # fmt: skip
     weights.update({"wt": (32, 4, 2, 2), "bt": (4,), "wt2": (4, 4, 3, 3), "wd": (4, 1, 3, 3)})
     weights["wd2"] = (8, 1, 3, 3)

@@ -312,6 +312,7 @@ TWINS = {
     "gemm._pack_a": "test_kernels.py::test_gemm_packing_kernels_match_numpy_packing",
     "gemm._pack_b": "test_kernels.py::test_gemm_packing_kernels_match_numpy_packing",
     "normalize.normalize_rows": "naive.normalize_rows",
+    "normalize.standardize_rows": "naive.normalize_rows",
     "pool._avg_pool3d": "naive.pool2d",
     "pool._global_pool": "test_kernel_table.py::test_global_pool_matches_numpy",
     "pool._max_pool3d": "naive.pool2d",
@@ -323,6 +324,7 @@ TWINS = {
     "rnn.lstm_recurrence": "naive.recurrence",
     "rnn.rnn_recurrence": "naive.recurrence",
     "unary.unary": "naive.unary",
+    "unary.unary_vector": "naive.unary",
     "winograd._winograd_conv_chunk": "naive.conv2d",
 }  # fmt: skip
 

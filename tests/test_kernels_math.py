@@ -49,6 +49,25 @@ def test_unary_matches_naive(mode, alpha, beta, gamma, dtype):
     assert not np.isnan(y).any()
 
 
+@pytest.mark.parametrize("mode", unary_kernels.VECTOR_MODES)
+@pytest.mark.parametrize("n", [unary_kernels.BLOCK + 1003, 16, 5, 0])
+def test_unary_vector_matches_naive(mode, n):
+    """The vector kernel: every lane and a partial last vector (n not a multiple of
+    16), both sides of erf's split at 0.921875 and its clamp at 3.725, signed zeros,
+    infinities and NaN, within 2 ulp of float64's erf (1e-6 where it rounds to 0)."""
+    x = (RNG.standard_normal(n) * 2).astype(np.float32)
+    edges = [-40.0, 40.0, 0.0, -0.0, 0.921875, -0.9219, 3.725, -3.8, np.inf, -np.inf, 1e-30]
+    x[: min(n, len(edges))] = edges[: min(n, len(edges))]
+    y = np.full(n, np.nan, np.float32)
+    unary_kernels.unary_vector(x, y, unary_kernels.MODES[mode])
+    want = naive.unary(x.astype(np.float64), mode).astype(np.float32)
+    np.testing.assert_allclose(y, want, rtol=2.5e-7, atol=1e-30 if mode == "Erf" else 1e-6)
+    if n:
+        x[0] = np.nan
+        unary_kernels.unary_vector(x[:1], y[:1], unary_kernels.MODES[mode])
+        assert np.isnan(y[0])
+
+
 REDUCE_SHAPES = [
     (6, 49, 1),  # global pooling of 6 planes of 7x7
     (1, 5, 300),  # reduce the first axis; more than one block of b
@@ -83,6 +102,26 @@ NORMALIZE_LAYOUTS = [
     (8, 2 * 9, 4, 2, True),  # GroupNormalization-21: 4 groups of 2 channels of 3x3
     (8, 2 * 9, 4, 1, True),  # GroupNormalization-18: a scale per group
 ]
+
+
+@pytest.mark.parametrize("s_n", [96, 768 + 5, 7, 1])
+@pytest.mark.parametrize("center", [True, False])
+def test_standardize_rows_matches_naive(s_n, center):
+    """LayerNormalization's (and RMSNormalization's) layout in float32 vector lanes."""
+    rows = 37
+    x = (RNG.standard_normal((rows, s_n)) * 2 + 0.5).astype(np.float32)
+    scale = RNG.standard_normal(s_n).astype(np.float32)
+    bias = RNG.standard_normal(s_n).astype(np.float32)
+    y = np.empty_like(x)
+    mean, inv = np.empty(rows, np.float32), np.empty(rows, np.float32)
+    normalize_kernels.standardize_rows(x, y, scale, bias, 1e-3, center, mean, inv)
+    want_y, want_mean, want_inv = naive.normalize_rows(x, scale[None], bias[None], 1, 1e-3, center)
+    np.testing.assert_allclose(y, want_y, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(mean, want_mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(inv, want_inv, rtol=1e-5)
+    x[3, 0] = np.nan
+    normalize_kernels.standardize_rows(x, y, scale, bias, 1e-3, center, mean, inv)
+    assert np.isnan(y[3]).all() and not np.isnan(np.delete(y, 3, axis=0)).any()
 
 
 @pytest.mark.parametrize(("rows", "s_n", "groups", "t_n", "center"), NORMALIZE_LAYOUTS)

@@ -629,3 +629,74 @@ def test_mul_by_a_tensor_of_the_conv_s_shape_is_not_folded():
     )
     assert [s.op for s in InferenceSession(model).describe().steps] == ["Conv", "Mul"]
     compare(model, {"x": rng.standard_normal((2, 4, 5, 5)).astype(np.float32)}, atol=1e-5)
+
+
+def _gelu_model(style: str, extra_reader: bool = False) -> bytes:
+    """MatMul, then GELU written as exporters write it before opset 20 (``style``: the
+    order of its products), then a Relu; ``extra_reader``: the Erf's output is also a
+    graph output, so that the pattern must stay apart."""
+    node = helper.make_node
+    c = {
+        "w": np.random.default_rng(6).standard_normal((8, 8)).astype(np.float32),
+        "sqrt2": np.array(np.sqrt(2.0), np.float32),
+        "inv_sqrt2": np.array(1 / np.sqrt(2.0), np.float32),
+        "one": np.array(1.0, np.float32),
+        "half": np.array(0.5, np.float32),
+    }
+    head = [node("MatMul", ["x", "w"], ["h"])]
+    if style == "torch":  # x / sqrt(2), erf, + 1, x * that, * 0.5
+        body = [
+            node("Div", ["h", "sqrt2"], ["u"]),
+            node("Erf", ["u"], ["e"]),
+            node("Add", ["e", "one"], ["a"]),
+            node("Mul", ["h", "a"], ["m"]),
+            node("Mul", ["m", "half"], ["g"]),
+        ]
+    elif style == "half_first":  # x * 0.5 first, x * 1/sqrt(2), then the product
+        body = [
+            node("Mul", ["half", "h"], ["hh"]),
+            node("Mul", ["h", "inv_sqrt2"], ["u"]),
+            node("Erf", ["u"], ["e"]),
+            node("Add", ["one", "e"], ["a"]),
+            node("Mul", ["a", "hh"], ["g"]),
+        ]
+    else:  # (1 + erf) * 0.5, then x
+        body = [
+            node("Div", ["h", "sqrt2"], ["u"]),
+            node("Erf", ["u"], ["e"]),
+            node("Add", ["e", "one"], ["a"]),
+            node("Mul", ["a", "half"], ["m"]),
+            node("Mul", ["m", "h"], ["g"]),
+        ]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8])]
+    if extra_reader:
+        outputs.append(helper.make_tensor_value_info("e", TensorProto.FLOAT, ["N", 8]))
+    return chain_model(
+        [*head, *body, node("Relu", ["g"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+        outputs,
+        [numpy_helper.from_array(v, k) for k, v in c.items()],
+    )
+
+
+@pytest.mark.parametrize("style", ["torch", "half_first", "half_last"])
+def test_gelu_as_exported_is_one_step(style):
+    model = _gelu_model(style)
+    plan = InferenceSession(model).describe()
+    assert "fuse_gelu" in plan.passes
+    first = "Div" if style != "half_first" else "Mul"
+    steps = [(s.op, tuple(sorted(s.fused))) for s in plan.steps]
+    assert steps == [
+        ("MatMul", ()),
+        ("Gelu", tuple(sorted(("Add", first, "Erf", "Mul", "Mul")))),
+        ("Relu", ()),
+    ]
+    x = (np.random.default_rng(7).standard_normal((3, 8)) * 3).astype(np.float32)
+    compare(model, {"x": x}, atol=1e-5)
+
+
+def test_gelu_whose_parts_are_read_elsewhere_stays_apart():
+    model = _gelu_model("torch", extra_reader=True)
+    plan = InferenceSession(model).describe()
+    assert "Gelu" not in [s.op for s in plan.steps] and "Erf" in [s.op for s in plan.steps]
+    compare(model, {"x": np.random.default_rng(8).standard_normal((2, 8)).astype(np.float32)})

@@ -20,12 +20,20 @@ with g = r % G. The normalisations are layouts of this one kernel:
 
 Rows run in parallel, each writing its own row of y and its mean and inv; sums add
 in float64.
+
+``standardize_rows(x, y, scale, bias, epsilon, center, mean, inv)``: the layout of
+LayerNormalization and RMSNormalization (G = 1, inner = 1; scale and bias (S,)) in
+float32, its sums reassociated into vector lanes (``fastmath`` reassoc only: NaN and
+infinities as IEEE says). The float64 sums of ``normalize_rows`` are a serial chain
+of conversions and adds, 4 ns an element (ConvNeXt's LayerNorms over 96 to 768
+channels: 4 times onnxruntime's).
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import prange
 
 from runtime.kernels.jit import kernel
@@ -63,3 +71,27 @@ def normalize_rows(x, y, scale, bias, inner, epsilon, center, mean, inv):  # pra
                 c = sh[t] - m * a
                 for s in range(t * inner, (t + 1) * inner):
                     yr[s] = xr[s] * a + c
+
+
+@kernel(parallel=True, fastmath={"reassoc", "contract"})
+def standardize_rows(x, y, scale, bias, epsilon, center, mean, inv):  # pragma: no cover
+    rows, s_n = x.shape
+    n = np.float32(s_n)
+    eps = np.float32(epsilon)
+    for r in prange(rows):
+        xr = x[r]
+        yr = y[r]
+        m = np.float32(0.0)
+        if center:
+            for s in range(s_n):
+                m += xr[s]
+            m = m / n
+        v = np.float32(0.0)
+        for s in range(s_n):
+            d = xr[s] - m
+            v += d * d
+        iv = np.float32(1.0) / np.sqrt(v / n + eps)
+        mean[r] = m
+        inv[r] = iv
+        for s in range(s_n):
+            yr[s] = (xr[s] - m) * iv * scale[s] + bias[s]

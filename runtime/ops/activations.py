@@ -2,10 +2,11 @@
 Gelu, ThresholdedRelu, Shrink, Hardmax.
 
 The pointwise ones run the parallel ``kernels.unary.unary`` kernel on float32 and
-float64 (float16 and bfloat16 compute in float32 and round back); Shrink on integer
-types, PRelu (a broadcast slope) and Hardmax (an argmax) are plain NumPy. Opsets
-whose semantics changed are registered apart: Hardmax before 13 coerces the input
-to 2-D at ``axis``, from 13 it works along ``axis`` alone.
+float64 (float16 and bfloat16 compute in float32 and round back; Gelu on float32 runs
+``unary_vector``, erf in vectors); Shrink on integer types, PRelu (a broadcast
+slope) and Hardmax (an argmax) are plain NumPy. Opsets whose semantics changed are
+registered apart: Hardmax before 13 coerces the input to 2-D at ``axis``, from 13 it
+works along ``axis`` alone.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from __future__ import annotations
 import numpy as np
 
 from runtime.errors import InvalidAttributeError, ShapeError
-from runtime.kernels.unary import MODES, unary
+from runtime.kernels.unary import MODES, VECTOR_MODES, unary, unary_vector
 from runtime.memory import allocate
 from runtime.ops.broadcast import broadcast, same_type
 from runtime.ops.registry import register
 
 UNARY = ("unary.unary",)  # the float32 kernel of these activations
+VECTOR = ("unary.unary", "unary.unary_vector")  # Gelu and Erf: float32 in vectors
 
 
 def is_float(x: np.ndarray) -> bool:
@@ -45,7 +47,10 @@ def pointwise(
     work = x if x.dtype in (np.float32, np.float64) else x.astype(np.float32)
     flat = np.ascontiguousarray(work).reshape(-1)
     y = allocate(x.shape, work.dtype, f"{op} output", out if work is x else None)
-    unary(flat, y.reshape(-1), MODES[mode], float(alpha), float(beta), float(gamma))
+    if work.dtype == np.float32 and mode in VECTOR_MODES:
+        unary_vector(flat, y.reshape(-1), MODES[mode])
+    else:
+        unary(flat, y.reshape(-1), MODES[mode], float(alpha), float(beta), float(gamma))
     return y if work is x else y.astype(x.dtype)
 
 
@@ -95,7 +100,7 @@ def mish(x, *, _out=None):
     return pointwise("Mish", x, "Mish", out=_first(_out))
 
 
-@register("Gelu", since=20, kernels=UNARY)
+@register("Gelu", since=20, kernels=VECTOR)
 def gelu(x, *, approximate="none", _out=None):
     modes = {"none": "Gelu", "tanh": "GeluTanh"}
     if approximate not in modes:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from runtime.errors import InvalidAttributeError, ShapeError
-from runtime.ops.activations import pointwise
+from runtime.ops.activations import VECTOR, pointwise
 from runtime.ops.broadcast import broadcast, same_type
 from runtime.ops.registry import register
 
@@ -65,7 +65,7 @@ for _op, _since, _ufunc, _kinds_ in (
     _unary(_op, _since, _ufunc, _kinds_)
 
 
-@register("Erf", since=9)
+@register("Erf", since=9, kernels=VECTOR)
 def erf(x, *, _out=None):
     if x.dtype.kind in "iu":  # the spec's integer types: erf in float64, then truncated
         return pointwise("Erf", x.astype(np.float64), "Erf").astype(x.dtype)

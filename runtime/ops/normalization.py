@@ -14,11 +14,12 @@ import numpy as np
 import onnx
 
 from runtime.errors import InvalidAttributeError, ShapeError
-from runtime.kernels.normalize import normalize_rows
+from runtime.kernels.normalize import normalize_rows, standardize_rows
 from runtime.memory import allocate
 from runtime.ops.registry import register
 
 NORMALIZE = ("normalize.normalize_rows",)  # the float32 kernel
+STANDARDIZE = ("normalize.standardize_rows",)  # LayerNormalization's layout, float32
 
 _STASH = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.DOUBLE: np.float64}
 
@@ -70,7 +71,8 @@ def normalize(
     what: str = "normalization",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(y, mean, inv) of x2 (R, S) by ``kernels.normalize.normalize_rows``'s formula;
-    scale and bias (G, S // inner)."""
+    scale and bias (G, S // inner); float32 by ``standardize_rows`` where G = 1 and
+    inner = 1 (LayerNormalization, RMSNormalization), else ``normalize_rows``."""
     rows, s_n = x2.shape
     if x2.dtype == np.float32:
         y = allocate(x2.shape, np.float32, what, out)
@@ -80,9 +82,11 @@ def normalize(
         # are read-only initializers
         sc = np.array(scale, np.float32, order="C")
         sh = np.array(bias, np.float32, order="C")
-        normalize_rows(
-            np.ascontiguousarray(x2), y, sc, sh, inner, float(epsilon), center, mean, inv
-        )
+        x2 = np.ascontiguousarray(x2)
+        if inner == 1 and sc.shape[0] == 1:
+            standardize_rows(x2, y, sc[0], sh[0], float(epsilon), center, mean, inv)
+        else:
+            normalize_rows(x2, y, sc, sh, inner, float(epsilon), center, mean, inv)
         return y, mean, inv
     w = x2.astype(np.float64)
     m = w.mean(axis=1) if center and s_n else np.zeros(rows)
@@ -102,7 +106,7 @@ def _planned(out, x: np.ndarray, rows: int) -> np.ndarray | None:
     return out.reshape(rows, -1)
 
 
-@register("LayerNormalization", since=17, kernels=NORMALIZE)
+@register("LayerNormalization", since=17, kernels=STANDARDIZE)
 def layer_normalization(x, scale, b=None, *, axis=-1, epsilon=1e-5, stash_type=1, _out=None):
     op = "LayerNormalization"
     _float(op, "X", x)
@@ -120,7 +124,7 @@ def layer_normalization(x, scale, b=None, *, axis=-1, epsilon=1e-5, stash_type=1
     return y.reshape(x.shape), mean.astype(u).reshape(stats), inv.astype(u).reshape(stats)
 
 
-@register("RMSNormalization", since=23, kernels=NORMALIZE)
+@register("RMSNormalization", since=23, kernels=STANDARDIZE)
 def rms_normalization(x, scale, *, axis=-1, epsilon=1e-5, stash_type=1, _out=None):
     op = "RMSNormalization"
     _float(op, "X", x)
