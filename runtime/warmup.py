@@ -65,7 +65,9 @@ def _steps_model() -> bytes:
         node("LayerNormalization", ["er", "ln"], ["lns0"]),  # LayerNormalization's kernel
         node("InstanceNormalization", ["lns0", "is", "ib"], ["lns"]),  # the others' kernel
         node("Constant", [], ["axes"], value=numpy_helper.from_array(np.array([2, 3]))),
-        node("ReduceMean", ["lns", "axes"], ["rm"]),  # the reductions' kernel
+        node("Constant", [], ["ax1"], value=numpy_helper.from_array(np.array([1]))),
+        node("ReduceSum", ["lns", "ax1"], ["rs1"]),  # the reductions' kernel
+        node("ReduceMean", ["rs1", "axes"], ["rm"]),  # over the last axes: rows
         node("MaxPool", ["c5"], ["m"], kernel_shape=[2, 2], strides=[2, 2]),  # no indices
         node("MaxPool", ["m"], ["m2", "idx"], kernel_shape=[2, 2], pads=[1, 1, 1, 1]),
         node("Conv", ["m2", "w", "b4"], ["c0"], pads=[1, 1, 1, 1]),  # im2col in the GEMM
@@ -110,7 +112,7 @@ def _steps_model() -> bytes:
     weights.update({"wt": (32, 4, 2, 2), "bt": (4,), "wt2": (4, 4, 3, 3), "wd": (4, 1, 3, 3)})
     weights["wd2"] = (8, 1, 3, 3)
     outputs = [("g", [1, 4, 1, 1]), ("z", [1, 16384]), ("gs", [1, 32, 1, 1]),
-               ("rm", [1, 32, 1, 1]), ("gr", [1, 4, 1, 1]), ("gd", [1, 4, 1, 1]),
+               ("rm", [1, 1, 1, 1]), ("gr", [1, 4, 1, 1]), ("gd", [1, 4, 1, 1]),
                ("gd2", [1, 8, 1, 1]), ("gf", [1, 2, 1, 1]), ("gq", [1, 2, 1, 1]),
                ("gm", [1, 32, 1, 1]), ("gg", [1, 12, 1, 1])]  # fmt: skip
     return _model(nodes, [("x", [1, 32, 8, 8])], outputs, weights)

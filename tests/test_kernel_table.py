@@ -319,6 +319,7 @@ TWINS = {
     "pool.max_pool_padded_planes": "naive.pool2d",
     "pool.pool_dense_planes": "naive.pool2d",
     "reduce.reduce_middle": "naive.reduce_middle",
+    "reduce.reduce_rows": "naive.reduce_middle",
     "resize.resize_planes": "naive.resize2d",
     "rnn.gru_recurrence": "naive.recurrence",
     "rnn.lstm_recurrence": "naive.recurrence",

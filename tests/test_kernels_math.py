@@ -85,6 +85,24 @@ def test_reduce_middle_matches_naive(shape, mode):
     np.testing.assert_allclose(out, naive.reduce_middle(x, mode), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("k_n", "mode"),
+    [(k, m) for k in (49, 3136 + 3, 1) for m in sorted(reduce_kernels.MODES)]
+    + [(0, m) for m in ("Sum", "SumSquare", "L1")],  # an empty row: 0 (Max, Min: K >= 1)
+)
+def test_reduce_rows_matches_naive(k_n, mode):
+    """B = 1: each row's K values reduced, sums in float64 lanes; NaN propagates."""
+    x = RNG.standard_normal((13, k_n)).astype(np.float32) + 0.25
+    out = np.full(13, np.nan, np.float32)
+    reduce_kernels.reduce_rows(x, out, reduce_kernels.MODES[mode])
+    want = naive.reduce_middle(x[:, :, None], mode)[:, 0]
+    np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-6)
+    if k_n:
+        x[4, k_n // 2] = np.nan
+        reduce_kernels.reduce_rows(x, out, reduce_kernels.MODES[mode])
+        assert np.isnan(out[4]) and not np.isnan(np.delete(out, 4)).any()
+
+
 def test_reduce_middle_propagates_nan():
     x = RNG.standard_normal((2, 5, 3)).astype(np.float32)
     x[1, 2, 0] = np.nan

@@ -14,6 +14,13 @@ the spatial axes of NCHW, a global pooling: A = N*C, K = H*W, B = 1). Sums add i
 float64. The parallel loop runs over (a, block of ``BLOCK`` b's) pairs, each writing
 its own slice of out; a block's accumulators are a row of float64 that the loop
 over k updates in stride (vectorised when B is large).
+
+``reduce_rows(x, out, mode)``: the same where B = 1 (a global pooling), x (A, K) ->
+out (A,): a row's K values are contiguous, and its float64 sums are reassociated
+into vector lanes (``fastmath`` reassoc only: NaN and infinities as IEEE says).
+``reduce_middle`` there took a row of one accumulator and a slice per element, 4 ns
+an element (ShuffleNetV2's ReduceMean over 1024 planes of 7x7: 20 times
+onnxruntime's).
 """
 
 from __future__ import annotations
@@ -65,3 +72,34 @@ def reduce_middle(x, out, mode):  # pragma: no cover
         scale = 1.0 / k_n if mode == 1 and k_n > 0 else 1.0
         for j in range(w):
             out[a, lo + j] = acc[j] * scale
+
+
+@kernel(parallel=True, fastmath={"reassoc", "contract"})
+def reduce_rows(x, out, mode):  # pragma: no cover
+    a_n, k_n = x.shape
+    for a in prange(a_n):
+        row = x[a]
+        acc = 0.0
+        if mode == 2:
+            acc = -np.inf
+            for k in range(k_n):
+                v = row[k]
+                acc = v if v > acc or v != v else acc
+        elif mode == 3:
+            acc = np.inf
+            for k in range(k_n):
+                v = row[k]
+                acc = v if v < acc or v != v else acc
+        elif mode == 4:
+            for k in range(k_n):
+                v = np.float64(row[k])
+                acc += v * v
+        elif mode == 5:
+            for k in range(k_n):
+                acc += abs(np.float64(row[k]))
+        else:
+            for k in range(k_n):
+                acc += np.float64(row[k])
+            if mode == 1 and k_n > 0:
+                acc = acc / k_n
+        out[a] = acc

@@ -3,7 +3,8 @@ ReduceL1, ReduceL2, ReduceLogSum, ReduceLogSumExp; ArgMax, ArgMin, TopK, CumSum,
 
 A float32 Sum, Mean, Max, Min, SumSquare, L1 or L2 over adjacent axes (ReduceMean
 over the spatial axes is the global pooling of many CNNs) runs the parallel
-``kernels.reduce.reduce_middle`` kernel; every other case is plain NumPy. Versions:
+``kernels.reduce.reduce_middle`` kernel (``reduce_rows`` where the reduced axes are
+the last ones); every other case is plain NumPy. Versions:
 the Reduce ops take ``axes`` as an attribute before opset 18 (ReduceSum before 13)
 and as an optional input after, with ``noop_with_empty_axes``; ArgMax and ArgMin gain
 ``select_last_index`` at 12; TopK takes ``k`` as an attribute before 10 and
@@ -15,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from runtime.errors import InvalidAttributeError, ShapeError
-from runtime.kernels.reduce import MODES, reduce_middle
+from runtime.kernels.reduce import MODES, reduce_middle, reduce_rows
 from runtime.memory import allocate
 from runtime.ops.registry import register
 
@@ -122,10 +123,16 @@ def reduce(
     a, k, b = view
     y = allocate(shape, np.float32, f"{op} output", out)
     mode = MODES["SumSquare" if kind == "L2" else kind]
-    reduce_middle(np.ascontiguousarray(x).reshape(a, k, b), y.reshape(a, b), mode)
+    if b == 1:  # a row of k values for each output: a global pooling
+        reduce_rows(np.ascontiguousarray(x).reshape(a, k), y.reshape(a), mode)
+    else:
+        reduce_middle(np.ascontiguousarray(x).reshape(a, k, b), y.reshape(a, b), mode)
     if kind == "L2":
         np.sqrt(y, out=y)
     return y
+
+
+REDUCE = ("reduce.reduce_middle", "reduce.reduce_rows")  # the float32 kernels
 
 
 def _register_reduce(kind: str, input_since: int) -> None:
@@ -140,7 +147,7 @@ def _register_reduce(kind: str, input_since: int) -> None:
 
     for fn, since in ((with_attribute, 1), (with_input, input_since)):
         fn.__name__ = f"reduce_{kind.lower()}_{since}"
-        register(f"Reduce{kind}", since=since, kernels=("reduce.reduce_middle",))(fn)
+        register(f"Reduce{kind}", since=since, kernels=REDUCE)(fn)
 
 
 _register_reduce("Sum", 13)
