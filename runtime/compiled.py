@@ -363,10 +363,10 @@ def compile_program(
             relu = attrs.get("activation") == "Relu"  # fused by the engine's passes
             _add_gemm(b, wt, bias.ravel(), ACTIVATIONS["Relu"] if relu else 0, 0.0)
         elif op == "MatMul":
-            w = _const(step, 1, constants)
+            w, c = _const(step, 1, constants), _const(step, 2, constants)  # c: a fused bias
             if x.ndim != 2 or w.ndim != 2:
                 raise _refuse(step, "MatMul other than (N, K) @ (K, M)")
-            _add_gemm(b, w, np.zeros(w.shape[1]), 0, 0.0)
+            _add_gemm(b, w, np.zeros(w.shape[1]) if c is None else c.reshape(-1), 0, 0.0)
         elif (found := activation_of(step, constants)) is not None:
             act, alpha, beta = found
             r = b.row(k.OP_ACT, y[0].size, in_place=True)

@@ -19,7 +19,14 @@ import numpy as np
 
 from runtime import kernel_table
 from runtime.ops.activations import gelu
-from runtime.ops.nn import GLOBAL_POOL, bn_affine, fused_conv, fused_gemm, fused_squeeze_excite
+from runtime.ops.nn import (
+    GLOBAL_POOL,
+    bn_affine,
+    fused_conv,
+    fused_gemm,
+    fused_matmul,
+    fused_squeeze_excite,
+)
 from runtime.steps import Step, call_step, consumers, store
 
 REMOVABLE = ("Identity", "Dropout")  # Dropout at inference passes its input through
@@ -626,6 +633,44 @@ def _squeeze_excite_at(
     return fused, sorted(chain)
 
 
+def _matmul_bias(step: Step, nxt: Step, i: int, constants: dict) -> Step | None:
+    """The Add of a constant row of N values after a MatMul x @ W into its store (of
+    rank 1 or 2: one of higher rank would raise the output's)."""
+    if len(step.inputs) > 2 or nxt.op_type != "Add" or nxt.inputs.count(step.outputs[0]) != 1:
+        return None
+    n = constants[step.inputs[1]].shape[1]
+    c = constants.get(nxt.inputs[1 - nxt.inputs.index(step.outputs[0])])
+    if c is None or c.dtype != np.float32 or c.size != n or c.shape[-1] != n or c.ndim > 2:
+        return None
+    return replace(
+        step,
+        inputs=(*step.inputs, nxt.inputs[1 - nxt.inputs.index(step.outputs[0])]),
+        outputs=nxt.outputs,
+    )
+
+
+def fuse_matmul_bias(g: StepGraph) -> StepGraph:
+    """A MatMul by a constant 2-D float32 W runs as ``nn.fused_matmul`` (W packed once
+    for the engine's GEMM, not per call), with the Add of a bias row after it (a
+    Linear layer as exporters write it for inputs of rank 3 and 4) in its store."""
+    steps = tuple(
+        replace(s, fn=fused_matmul)
+        if s.op_type == "MatMul"
+        and (w := g.constants.get(s.inputs[1])) is not None
+        and w.ndim == 2
+        and w.dtype == np.float32
+        and w.shape[1] > 0
+        else s
+        for s in g.steps
+    )
+    g = replace(g, steps=steps)
+    return _fuse_pairs(
+        g,
+        "MatMul",
+        lambda s, nxt, i, c: _matmul_bias(s, nxt, i, c) if s.fn is fused_matmul else None,
+    )
+
+
 _SQRT2 = float(np.sqrt(2.0))
 
 
@@ -768,6 +813,7 @@ PASSES: tuple[Pass, ...] = (
     Pass("fuse_conv_max_pool", fuse_conv_max_pool),
     Pass("fuse_squeeze_excitation", fuse_squeeze_excitation),
     Pass("fuse_gemm_relu", fuse_gemm_relu),
+    Pass("fuse_matmul_bias", fuse_matmul_bias),
     Pass("fuse_gelu", fuse_gelu),
     Pass("choose_conv_algorithms", choose_conv_algorithms),
 )

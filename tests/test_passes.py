@@ -700,3 +700,56 @@ def test_gelu_whose_parts_are_read_elsewhere_stays_apart():
     plan = InferenceSession(model).describe()
     assert "Gelu" not in [s.op for s in plan.steps] and "Erf" in [s.op for s in plan.steps]
     compare(model, {"x": np.random.default_rng(8).standard_normal((2, 8)).astype(np.float32)})
+
+
+def _linear_model(x_shape: list, bias_shape: tuple, constant_w: bool = True) -> bytes:
+    """MatMul by W (8, 6), Add a bias, Relu: a Linear layer as exporters write it."""
+    rng = np.random.default_rng(11)
+    inits = [numpy_helper.from_array(rng.standard_normal(bias_shape).astype(np.float32), "c")]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)]
+    w = rng.standard_normal((8, 6)).astype(np.float32)
+    if constant_w:
+        inits.append(numpy_helper.from_array(w, "w"))
+    else:
+        inputs.append(helper.make_tensor_value_info("w", TensorProto.FLOAT, [8, 6]))
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["h"]),
+        helper.make_node("Add", ["c", "h"], ["a"]),
+        helper.make_node("Relu", ["a"], ["y"]),
+    ]
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    return chain_model(nodes, inputs, [y], inits)
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "bias_shape", "fused"),
+    [
+        (["N", 5, 8], (6,), True),  # rank 3: every row of every image, one GEMM
+        (["N", 2, 3, 8], (1, 6), True),  # rank 4 (ConvNeXt's channels-last Linear)
+        (["N", 8], (6,), True),  # rank 2: the compiled chain program takes the bias too
+        (["N", 5, 8], (5, 6), False),  # a bias per row: a tensor, not a row
+        (["N", 5, 8], (1, 1, 6), False),  # rank 3 would raise a 2-D output's rank
+    ],
+)
+def test_matmul_by_constant_weights_takes_the_bias_add(x_shape, bias_shape, fused):
+    model = _linear_model(x_shape, bias_shape)
+    plan = InferenceSession(model).describe()
+    assert "fuse_matmul_bias" in plan.passes
+    steps = [(s.op, s.fused) for s in plan.steps]
+    assert steps[0] == ("MatMul", ("Add",) if fused else ()), steps
+    rng = np.random.default_rng(12)
+    for n in (1, 3):
+        shape = [n if d == "N" else d for d in x_shape]
+        compare(model, {"x": rng.standard_normal(shape).astype(np.float32)})
+
+
+def test_matmul_by_a_tensor_of_the_run_stays_apart():
+    model = _linear_model(["N", 8], (6,), constant_w=False)
+    plan = InferenceSession(model).describe()
+    assert [(s.op, s.fused) for s in plan.steps][:2] == [("MatMul", ()), ("Add", ())]
+    rng = np.random.default_rng(13)
+    feeds = {
+        "x": rng.standard_normal((2, 8)).astype(np.float32),
+        "w": rng.standard_normal((8, 6)).astype(np.float32),
+    }
+    compare(model, feeds)

@@ -72,7 +72,7 @@ def test_plans_bind_each_op_to_its_shapes():
         node("Gemm", ["f", "fc", "fcb"], ["g"], transB=1),
         node("Relu", ["g"], ["gr"]),
         node("Mul", ["gr", "k"], ["gk"]),  # no compiled form: the plan runs step by step
-        node("MatMul", ["gk", "mm"], ["z"]),  # no prepare: runs as it is
+        node("MatMul", ["gk", "mm"], ["z"]),  # constant weights: bound, packed once
         node("Softmax", ["z"], ["y"]),
     ]
     model = chain_model(
@@ -88,7 +88,8 @@ def test_plans_bind_each_op_to_its_shapes():
         plan = sess.describe({"x": rng.standard_normal((n, 3, 8, 8)).astype(np.float32)})
         assert plan.input_shapes == {"x": (n, 3, 8, 8)}  # a plan of its own
         assert not plan.compiled
-        assert [s.op for s in plan.steps if s.bound] == ["Conv", "Reshape", "Gemm", "Softmax"]
+        bound = [s.op for s in plan.steps if s.bound]
+        assert bound == ["Conv", "Reshape", "Gemm", "MatMul", "Softmax"]
 
 
 def test_plans_are_kept_for_a_bounded_number_of_shapes():

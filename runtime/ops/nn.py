@@ -688,8 +688,46 @@ def _fused_gemm_prepare(x: np.ndarray, args: list, attrs: Mapping) -> GemmCall:
     return gemm_call(x.shape, x.dtype, *args, relu=attrs.get("activation") == "Relu", **gemm_attrs)
 
 
+class MatMulCall:
+    """x @ W for x of one shape (rank >= 2, float32) and a constant 2-D W, plus a bias
+    row (``c``, N values) fused from the Add after it: every row of x through one
+    ``GemmCall``, W packed once."""
+
+    def __init__(self, shape: tuple[int, ...], w: np.ndarray, c: np.ndarray | None) -> None:
+        k, n = w.shape
+        if shape[-1] != k:
+            raise ShapeError(f"MatMul: inner dimensions differ: A {tuple(shape)}, B {w.shape}")
+        rows = int(np.prod(shape[:-1], dtype=np.int64))
+        self.k, self.n = k, n
+        self.out_shape = (*shape[:-1], n)
+        self.gemm = gemm_call((rows, k), np.float32, w, None if c is None else c.reshape(n))
+        self.choice = self.gemm.choice
+
+    def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        flat = None if out is None else out.reshape(-1, self.n)
+        return self.gemm(x.reshape(-1, self.k), flat).reshape(self.out_shape)
+
+
+def _matmul_call(x: np.ndarray, w: np.ndarray, c: np.ndarray | None = None) -> MatMulCall | None:
+    if x.dtype != np.float32 or w.dtype != np.float32 or x.ndim < 2 or w.ndim != 2:
+        return None
+    return MatMulCall(x.shape, w, c)
+
+
+def fused_matmul(x, w, c=None, *, _out=None):
+    """The engine's MatMul step for a constant 2-D W (``passes.fuse_matmul_bias``): x @ W
+    plus the bias ``c`` of an Add fused after it, W packed once (``MatMulCall``); other
+    types and shapes as ``matmul``, then the Add."""
+    call = _matmul_call(x, w, c)
+    if call is not None:
+        return call(x, _out and _out[0])
+    y = matmul(x, w)
+    return y if c is None else (y + c).astype(y.dtype)
+
+
 fused_conv.prepare = conv.prepare
 fused_gemm.prepare = _fused_gemm_prepare
+fused_matmul.prepare = lambda x, args, attrs: _matmul_call(x, *args)
 
 
 # --------------------------------------------------------------------------- squeeze-and-excitation
