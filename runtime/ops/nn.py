@@ -17,7 +17,7 @@ from runtime.errors import InvalidAttributeError, ShapeError
 from runtime.kernel_table import Choice
 from runtime.kernels import gemm as gemm_kernels
 from runtime.kernels import pool as pool_kernels
-from runtime.kernels.activation import ACTIVATIONS, softmax_rows
+from runtime.kernels.activation import ACTIVATIONS, activate, softmax_rows
 from runtime.memory import allocate, check_size, scratch
 from runtime.ops.registry import register
 
@@ -137,9 +137,11 @@ class ConvCall:
         run: Callable,
         choice: Choice | None,
         res_shape: tuple[int, ...] | None = None,
+        unfused: Callable | None = None,
     ) -> None:
         self.out_shape, self.run, self.choice = out_shape, run, choice
         self.res_shape = res_shape  # the conv's output before a fused pool
+        self.unfused = unfused  # unfused(x, res): for a residual of another shape
 
     def __call__(
         self, x: np.ndarray, out: np.ndarray | None = None, res: np.ndarray | None = None
@@ -150,32 +152,63 @@ class ConvCall:
             return out
         if self.res_shape is None:
             self.run(x, out)
+        elif self.unfused is not None and res is not None and res.shape != self.res_shape:
+            return self.unfused(x, res)  # broadcast: the Add as its own pass
         else:
             self.run(x, out, self.residual(res))
         return out
 
     def residual(self, res: np.ndarray | None) -> np.ndarray:
         """The residual Add's other operand, flat, float32, C-contiguous and writable
-        (one array type for the kernels), broadcast to the conv's output if it must."""
-        shape = self.res_shape
-        assert shape is not None
+        (one array type for the kernels; another layout is copied)."""
         if res is None or res.dtype != np.float32:
             what = "no input" if res is None else f"a {res.dtype} input"
             raise ShapeError(f"Add fused into a Conv: {what}; expected float32 like the conv's")
-        if res.shape != shape:
-            try:
-                fits = np.broadcast_shapes(res.shape, shape) == shape
-            except ValueError:
-                fits = False
-            if not fits:
-                raise ShapeError(
-                    f"Add fused into a Conv: its other input {res.shape} does not broadcast "
-                    f"to the conv's output {shape}"
-                )
-            res = np.broadcast_to(res, shape)
+        if res.shape != self.res_shape:
+            raise ShapeError(
+                f"Add fused into a Conv: its other input {res.shape} is not shaped as the "
+                f"conv's output {self.res_shape}"
+            )
         if not (res.flags.c_contiguous and res.flags.writeable):
             res = np.array(res, np.float32, order="C")
         return res.reshape(-1)
+
+
+def _unfused_residual(x_shape, w, b, conv_attrs, epilogue, pool) -> Callable:
+    """``unfused(x, res)``: a residual Add fused into a conv, for an other operand not
+    shaped as the conv's output (broadcast either way, as ONNX's Add allows): the conv
+    alone (laid out on first use), then the Add, the activation, scale and shift and
+    max pool, each its own pass, as the graph before the fusion computes them."""
+    calls: list[ConvCall] = []
+
+    def unfused(x: np.ndarray, res: np.ndarray) -> np.ndarray:
+        if res.dtype != np.float32:
+            raise ShapeError(f"Add fused into a Conv: a {res.dtype} input; expected float32")
+        if not calls:
+            calls.append(conv_call(x_shape, w, b, **conv_attrs))
+        y = calls[0](x)
+        try:
+            s = np.add(y, res, dtype=np.float32)
+        except ValueError:
+            raise ShapeError(
+                f"Add fused into a Conv: its other input {res.shape} does not broadcast with "
+                f"the conv's output {y.shape}"
+            ) from None
+        act, alpha, beta, scale, shift = epilogue
+        if act:
+            flat = s.reshape(-1)
+            one, zero = np.float32(1.0), np.float32(0.0)
+            activate(flat, flat.size, zero, act, np.float32(alpha), np.float32(beta), one, zero)
+        along = (-1,) + (1,) * (y.ndim - 2)  # the conv's channel axis, counted from the end
+        if scale is not None:
+            s *= scale.reshape(along)
+        if shift is not None:
+            s += shift.reshape(along)
+        if pool is None:
+            return s
+        return max_pool(s, kernel_shape=list(pool[:2]), strides=list(pool[2:]), _num_outputs=1)
+
+    return unfused
 
 
 def kernel_constant(a: np.ndarray) -> np.ndarray:
@@ -274,7 +307,13 @@ def conv_call(
         max_pool=None if max_pool is None else tuple(max_pool), residual=bool(residual),
     )  # fmt: skip
     choice, run = kernel_table.choose_conv(spec)
-    return ConvCall(out_shape, run, choice, (n, m, *out_sp) if residual else None)
+    if not residual:
+        return ConvCall(out_shape, run, choice)
+    conv_attrs = dict(winograd=winograd, auto_pad=auto_pad, dilations=dilations, group=group,
+                      kernel_shape=kernel_shape, pads=pads, strides=strides)  # fmt: skip
+    epilogue = (ACTIVATIONS[activation], alpha, beta, post_scale, post_shift)
+    unfused = _unfused_residual(x_shape, w, b, conv_attrs, epilogue, max_pool)
+    return ConvCall(out_shape, run, choice, (n, m, *out_sp), unfused)
 
 
 @register("Conv", since=1)
