@@ -26,7 +26,7 @@ A new kernel is one entry here (in its place in the order), its twin in
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numba
@@ -498,28 +498,37 @@ CONV_KERNELS: tuple[Kernel, ...] = (
 POOL_AFTER = ("pool.pool_dense_planes",)  # a fused max pool that the kernel does not fuse
 
 
+def _pools_itself(entry: Kernel, s: ConvSpec) -> bool:
+    """Whether ``entry``'s kernel applies a fused max pool itself: Winograd's output
+    transform does, but for a conv with a residual Add (added to the unpooled output
+    once it is in place, then pooled by ``pool.pool_dense_planes``)."""
+    return entry.family == "winograd" and not s.residual
+
+
 def _choose(table: tuple[Kernel, ...], s: ConvSpec) -> tuple[Kernel, Choice]:
     """The first entry that applies, and its choice."""
     for entry in table:
         if entry.applies(s) is None:
             runs = entry.runs
-            if s.max_pool is not None and entry.family != "winograd":
+            if s.max_pool is not None and not _pools_itself(entry, s):
                 runs += POOL_AFTER
             return entry, Choice(entry.name(s), entry.why(s), runs)
     raise AssertionError("the last conv entry applies to every conv")
 
 
-RESIDUAL_FAMILIES = ("pointwise", "direct", "im2col")  # entries whose store adds a residual
+# entries whose store adds a residual
+RESIDUAL_FAMILIES = ("winograd", "pointwise", "direct", "im2col")
 
 
 def residual_fits(w: np.ndarray | None, attrs: Mapping[str, Any]) -> bool:
     """Whether a conv with constant weights ``w`` and ``attrs`` runs, at any input
-    shape, an entry whose store can add a fused residual: a pointwise or im2col GEMM
-    in tiles (not Winograd-worthy at load, not depthwise, enough rows per group)."""
+    shape, an entry whose store can add a fused residual: Winograd (its weights found
+    Winograd-worthy at load), or a pointwise, direct or im2col GEMM in tiles (not
+    depthwise, enough rows per group)."""
     if w is None or w.dtype != np.float32 or w.ndim < 3:
         return False
     if conv_at_load(w, attrs)[1] is not None:  # Winograd weights: the Winograd entry
-        return False
+        return True
     group = attrs.get("group", 1)
     return not (group > 1 and w.shape[1] == 1) and w.shape[0] // group >= GEMM_FEW_ROWS
 
@@ -528,8 +537,8 @@ def choose_conv(s: ConvSpec) -> tuple[Choice, Run]:
     """The conv's kernel at its input shape, and its call (prepared now: weights packed
     or transformed, work sizes checked). A fused max pool that the kernel does not fuse
     runs after it (``pool.pool_dense_planes``). With a fused residual the call is
-    ``run(x, out, res)``; only the GEMM entries in tiles take one (``residual_fits``
-    holds for the convs the pass fuses it into)."""
+    ``run(x, out, res)``; only Winograd and the GEMM entries in tiles take one
+    (``residual_fits`` holds for the convs the pass fuses it into)."""
     table = CONV_KERNELS
     if s.residual:  # the entries that take it
         table = tuple(e for e in CONV_KERNELS if e.family in RESIDUAL_FAMILIES)
@@ -538,10 +547,9 @@ def choose_conv(s: ConvSpec) -> tuple[Choice, Run]:
         assert "_rows_" not in choice.algorithm, choice  # residual_fits: enough rows
         choice = Choice(choice.algorithm, choice.reason + "; the residual Add in the store",
                         choice.runs)  # fmt: skip
-    run = entry.prepare(s)
-    if s.max_pool is None or entry.family == "winograd":
-        return choice, run
-    return choice, _then_max_pool(s, run)
+    if s.max_pool is None or _pools_itself(entry, s):
+        return choice, entry.prepare(s)
+    return choice, _then_max_pool(s, entry.prepare(replace(s, max_pool=None)))
 
 
 def _then_max_pool(s: ConvSpec, run: Run) -> Run:

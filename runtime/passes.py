@@ -225,8 +225,9 @@ def fuse_conv_residual_add(g: StepGraph) -> StepGraph:
     """Add a Conv's output to a tensor computed before the conv (a residual connection:
     MobileNetV2's and PP-LCNet's inverted residuals, ResNet's blocks) in the conv's
     store, after the bias and before an activation fused later (ResNet's Relu after
-    the Add): the Add's pass over both tensors goes. Only into a conv that runs a GEMM
-    in tiles at every shape (``kernel_table.residual_fits``), with no epilogue yet;
+    the Add): the Add's pass over both tensors goes. Only into a conv that runs
+    Winograd or a GEMM in tiles at every shape (``kernel_table.residual_fits``), with
+    no epilogue yet;
     the other operand is the conv's last input, and the step ``residual``."""
     steps = list(g.steps)
     constants = dict(g.constants)
@@ -264,6 +265,7 @@ def fuse_conv_residual_add(g: StepGraph) -> StepGraph:
             outputs=add.outputs,
             attrs={**a, "residual": True},
             fused=(*step.fused, "Add (residual)"),
+            fused_nodes=(*step.fused_nodes, add.node, *add.fused_nodes),
         )
         del steps[j]
         made = {o: k for k, s in enumerate(steps) for o in s.outputs if o}

@@ -273,6 +273,32 @@ def test_residual_convs_run_what_describe_names(calls):
     assert [s.fused for s in engine.describe(feeds).steps] == [("Add (residual)",)] * 2
 
 
+def test_winograd_residual_conv_runs_what_describe_names(calls):
+    """A Winograd conv with a residual Add (and the Relu after it) in its output
+    stage runs its entry alone; with a max pool after the Add, the pool after it."""
+    node = helper.make_node
+    for pool in (False, True):
+        nodes = [
+            node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1], name="winograd"),
+            node("Add", ["c", "x"], ["s"]),
+            node("Relu", ["s"], ["r" if pool else "y"]),
+        ]
+        if pool:
+            nodes.append(node("MaxPool", ["r"], ["y"], kernel_shape=[2, 2], strides=[2, 2]))
+        weights = {"w": _w(32, 32, 3, 3), "b": _w(32)}
+        vi = helper.make_tensor_value_info
+        inits = [numpy_helper.from_array(v, k) for k, v in weights.items()]
+        x = vi("x", TensorProto.FLOAT, ["n", 32, 6, 6])
+        model = chain_model(nodes, [x], [vi("y", TensorProto.FLOAT, None)], inits)
+        engine = NumbaEngine(load_graph(model), compile_plans=False)
+        feeds = {"x": RNG.standard_normal((2, 32, 6, 6)).astype(np.float32)}
+        (named,) = _check(engine, feeds, calls)
+        assert "_winograd_" in named
+        (info,) = engine.describe(feeds).steps
+        assert info.fused == ("Add (residual)", "Relu", *(("MaxPool",) if pool else ()))
+        assert ("pool.pool_dense_planes" in info.runs) == pool
+
+
 def test_every_kernel_lists_real_kernels():
     for name in sorted(_declared()):
         module, fn = name.split(".")

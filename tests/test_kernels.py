@@ -381,6 +381,68 @@ def test_winograd_chunks_match_naive(monkeypatch):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
+WINOGRAD_RESIDUAL_CASES = [
+    # (N, C, H, W), M, r, pads, tile: a block of CB output channels and a part, rows of
+    # 10 (one partial vector of positions a row) and of 18 (a whole vector and a part),
+    # 7 x 7 planes (three vectors and one value), F(4x4, 5x5); batches above 1
+    ((2, 3, 9, 10), 20, 3, (1, 1, 1, 1), 4),
+    ((1, 4, 18, 18), 5, 3, (1, 1, 1, 1), 2),
+    ((3, 2, 7, 7), 16, 3, (1, 1, 1, 1), 2),
+    ((2, 3, 11, 13), 7, 5, (2, 2, 2, 2), 4),
+]
+
+
+def _winograd_residual(x, w, b, res, tile, pads, act, alpha, beta, scale, shift, pool=None):
+    from runtime.kernel_table import winograd_weights
+    from runtime.ops.nn import conv_forward
+
+    return conv_forward(
+        x, w, b, res, winograd=winograd_weights(w, 1, tile), pads=pads, activation=act,
+        alpha=alpha, beta=beta, post_scale=scale, post_shift=shift, max_pool=pool,
+        residual=True,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(("xs", "m", "r", "pads", "tile"), WINOGRAD_RESIDUAL_CASES)
+@pytest.mark.parametrize(
+    ("act", "alpha"),
+    [(None, 0.0), ("Relu", 0.0), ("SiLU", 0.0), ("HardSwish", 1 / 6), ("LeakyRelu", 2.0)],
+)
+def test_winograd_store_adds_a_residual(xs, m, r, pads, tile, act, alpha):
+    """A residual Add fused into the Winograd output stage: act((conv + bias) + res) *
+    scale + shift, in vectors (Relu, SiLU, HardSwish) and by the scalar activation
+    (LeakyRelu with a slope above 1); partial blocks of channels and of positions."""
+    x, w, b = _rand(*xs), _rand(m, xs[1], r, r) / np.float32(np.sqrt(xs[1] * r * r)), _rand(m)
+    scale, shift = _rand(m), _rand(m)
+    beta = naive.EPILOGUE_PARAMS[act][1]
+    y = naive.conv2d(x, w, b, strides=(1, 1), pads=pads, dilations=(1, 1), group=1)
+    res = _rand(*y.shape)
+    got = _winograd_residual(x, w, b, res, tile, pads, act, alpha, beta, scale, shift)
+    want = naive.activation(act, y + res, alpha, beta)
+    want = want * scale[None, :, None, None] + shift[None, :, None, None]
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_winograd_residual_in_chunks_and_before_a_pool(monkeypatch):
+    """Images in several chunks (each chunk's images read their own residual), and a
+    max pool after a residual: the unpooled output gets the residual, then is pooled."""
+    from runtime.kernels import winograd
+
+    monkeypatch.setattr(winograd, "WINOGRAD_CHUNK_FLOATS", 2 * 36 * 40 * 9)
+    x, w, b = _rand(5, 4, 11, 10), _rand(40, 4, 3, 3) / np.float32(6), _rand(40)
+    ones, zeros = np.ones(40, np.float32), np.zeros(40, np.float32)
+    y = naive.conv2d(x, w, b, strides=(1, 1), pads=(1, 1, 1, 1), dilations=(1, 1), group=1)
+    res = _rand(*y.shape)
+    got = _winograd_residual(x, w, b, res, 4, (1, 1, 1, 1), "Relu", 0.0, 0.0, ones, zeros)
+    np.testing.assert_allclose(got, np.maximum(y + res, 0), rtol=1e-4, atol=1e-4)
+    pool = (2, 2, 2, 2)
+    got = _winograd_residual(x, w, b, res, 4, (1, 1, 1, 1), "Relu", 0.0, 0.0, ones, zeros, pool)
+    want = naive.pool2d(np.maximum(y + res, 0), kernel=(2, 2), strides=(2, 2), pads=(0, 0, 0, 0),
+                        dilations=(1, 1), ceil_mode=0, mode="max")  # fmt: skip
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("use_winograd", [True, False])
 @pytest.mark.parametrize(
     ("xs", "r", "pads", "pool"),

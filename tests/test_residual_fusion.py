@@ -12,7 +12,7 @@ from parity import compare
 from runtime import InferenceSession
 
 
-@pytest.mark.parametrize("k", [1])  # a pointwise GEMM
+@pytest.mark.parametrize("k", [1, 3])  # a pointwise GEMM, Winograd
 @pytest.mark.parametrize("other", ["wider", "narrower", "strided"])
 def test_residual_of_another_shape_or_layout_is_added_apart(k, other):
     """A residual Add whose other operand broadcasts (the conv's 1x1 output over a

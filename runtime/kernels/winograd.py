@@ -15,6 +15,8 @@ independent GEMMs:
     Z[xi] = U[xi] @ V[xi]      (a*a, M, T)   ``winograd_gemm.products``
     Y     = A^T Z A            per output channel and tile, then bias, activation
                                and BN scale/shift, and a fused max pool, into the output
+                               (with a fused residual Add: bias, then the residual,
+                               activation and scale/shift once each plane is in place)
 
 The transforms come from Toom-Cook interpolation at the points 0, 1, -1, 2, -1/2
 (and infinity): A^T and G are the Vandermonde rows at those points, with G's
@@ -37,10 +39,20 @@ import numpy as np
 from numba import prange
 
 from runtime.config import WINOGRAD_CHUNK_FLOATS, WINOGRAD_OUT_PASS_FLOATS
-from runtime.kernels.activation import activate_channels
-from runtime.kernels.gemm import activate_vector, vector_act
+from runtime.kernels.activation import activate, activate_channels
+from runtime.kernels.gemm import NO_RESIDUAL, activate_vector, vector_act
 from runtime.kernels.jit import kernel
-from runtime.kernels.simd import WIDTH, vadd, vfmav, vload, vload_first, vmax, vstore
+from runtime.kernels.simd import (
+    WIDTH,
+    transpose,
+    vadd,
+    vfmav,
+    vload,
+    vload_first,
+    vmax,
+    vstore,
+    vstore_first,
+)
 from runtime.kernels.taps import taps
 from runtime.kernels.winograd_gemm import MB, NR, pack_rows, padded, panel_floats, products
 from runtime.memory import scratch
@@ -217,6 +229,25 @@ def _input_tiles(
             taps(s[p * a * L :], btw, by_col, v[(p * a * C + c0) * T :], a, a, L, C * T)
 
 
+@kernel(inline="always")
+def _residual_plane(y, r, P, in_vectors, act, alpha, beta, sc, sf):  # pragma: no cover
+    """y[:P] = act(y + r) * sc + sf: one output channel's plane (y holding conv +
+    bias), the residual r added first; WIDTH values a vector, the last ones masked."""
+    if not in_vectors:
+        for i in range(P):
+            y[i] = y[i] + r[i]
+        activate(y, P, np.float32(0.0), act, alpha, beta, sc, sf)
+        return
+    full = P - P % WIDTH
+    for i in range(0, full, WIDTH):
+        v = activate_vector(vadd(vload(y, i), vload(r, i)), act, alpha, beta, sc, sf)
+        vstore(y, i, v)
+    if full < P:
+        n = P - full
+        v = vadd(vload_first(y, full, n), vload_first(r, full, n))
+        vstore_first(y, full, activate_vector(v, act, alpha, beta, sc, sf), n)
+
+
 @kernel(parallel=True)
 def _output_tiles(
     zb,
@@ -237,6 +268,7 @@ def _output_tiles(
     beta,
     scale,
     shift,
+    res,
     pool,
     per_pass,
     planes,
@@ -255,11 +287,21 @@ def _output_tiles(
     activation of ``gemm.VECTOR_ACTS`` (``gemm.vector_act``) a tile's CB channels go
     through ``gemm.activate_vector`` as one vector (a partial block's bias, scale and
     shift loaded masked), the others through the scalar ``activate_channels``. Their
-    first OH x OW are the convolution's output: copied into ``out`` (N, M, OH, OW),
+    first OH x OW are the convolution's output: copied into ``out`` (N, M, OH, OW), a
+    row's 16 positions by CB channels transposed in registers (``simd.transpose``),
     or, when ``pool`` (kh, kw, sh, sw) has a kernel, max pooled there, CB channels a
     vector, into ``out`` (N, M, PH, PW), so that only the pooled values are scattered
-    across channels. planes: (threads, nb*ohp*owp*CB); work: (threads, (m*a +
-    m*m)*per_pass*CB); rows: (threads, PH*PW*CB): an image's pooled values.
+    across channels.
+
+    ``res`` (flat as out, or none; never sharing out's memory): a residual Add fused
+    into the conv. The tiles then store y + bias alone; once the block's planes are
+    in ``out``, each channel's plane becomes act((y + bias) + res) * scale + shift, 16
+    positions a vector (``gemm.activate_vector``, as the GEMM epilogue's
+    ``epilogue_vector_res``; the scalar ``activate`` for an activation it has not).
+    No pool with a residual (``kernel_table`` pools after the conv).
+
+    planes: (threads, nb*ohp*owp*CB); work: (threads, (m*a + m*m)*per_pass*CB); rows:
+    (threads, PH*PW*CB): an image's pooled values.
     """
     M = out.shape[1]
     mm, T = offsets.shape
@@ -267,6 +309,8 @@ def _output_tiles(
     a = atw.shape[0] // m
     blocks = Mp // CB
     in_vectors = vector_act(act, alpha)  # gemm.VECTOR_ACTS (LeakyRelu: its slope)
+    has_res = res.shape[0] > 0
+    P = OH * OW
     by_row = _arange(a, a * Mp * Tp)  # tap p of z[p*a + q]
     for job in prange((M + CB - 1) // CB):
         o0 = job * CB
@@ -298,6 +342,10 @@ def _output_tiles(
                 taps(s[i * a * L :], atw, by_col, y[i * m * L :], m, a, L, L)
             for ij in range(mm):
                 yij, idx = y[ij * L :], offsets[ij, t0:]
+                if has_res:  # y + bias: the residual and the activation once in out
+                    for tt in range(nt):
+                        vstore(pl, idx[tt] * CB, vadd(vload(yij, tt * CB), bv))
+                    continue
                 if in_vectors:  # a tile's CB channels one vector, straight into the planes
                     for tt in range(nt):
                         v = vadd(vload(yij, tt * CB), bv)
@@ -315,12 +363,25 @@ def _output_tiles(
         for k in range(nb):
             img = pl[k * ohp * owp * CB :]
             if kh == 0:
-                for c in range(nc):
-                    dst = out[n0 + k, o0 + c]
-                    for oy in range(OH):
-                        line, row = img[(oy * owp) * CB + c :], dst[oy]
-                        for ox in range(OW):
-                            row[ox] = line[ox * CB]
+                dst = out[n0 + k].reshape(-1)  # (M*OH*OW,): channel o0+c at (o0+c)*P
+                for oy in range(OH):
+                    for ox in range(0, OW, WIDTH):
+                        n = min(WIDTH, OW - ox)  # positions: rows of the transposition
+                        at = o0 * P + oy * OW + ox
+                        transpose(img, (oy * owp + ox) * CB, CB, n, CB, dst, at, P, nc, n)
+                if has_res:
+                    for c in range(nc):
+                        _residual_plane(
+                            dst[(o0 + c) * P :],
+                            res[((n0 + k) * M + o0 + c) * P :],
+                            P,
+                            in_vectors,
+                            act,
+                            alpha,
+                            beta,
+                            scale[o0 + c],
+                            shift[o0 + c],
+                        )
                 continue
             PH, PW = out.shape[2], out.shape[3]
             pooled = rows[tid]  # (PH*PW, CB): the image's pooled values, CB channels a vector
@@ -374,6 +435,7 @@ def _winograd_conv_chunk(
     work,
     rows,
     vpanels,
+    res,
 ):  # pragma: no cover
     """Images n0 .. n0+nb in one compiled call: input transform, the a*a GEMMs
     Z[xi] = U[xi] @ V[xi] (``winograd_gemm.products`` on the packed weights ``up``, into
@@ -406,6 +468,7 @@ def _winograd_conv_chunk(
         beta,
         scale,
         shift,
+        res,
         pool,
         per_pass,
         planes,
@@ -481,7 +544,10 @@ class WinogradConv:
         # pads: where x starts in the planes (stride 1) or in the space-to-depth rows
         self.geometry = (stride, pads[0], pads[1], h2, w2, th * tw, hp, wp, oh, ow, ohp, owp)
 
-    def __call__(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray, out: np.ndarray, res: np.ndarray = NO_RESIDUAL) -> np.ndarray:
+        """out = the conv of x; ``res`` (out's shape, flat, float32, C-contiguous, not
+        sharing out's memory; or none): a residual Add's other operand, added after
+        the bias, before the activation."""
         threads = numba.get_num_threads()
         v = scratch("winograd.v", self.v_shape, np.float32)
         zb = scratch("winograd.z", self.z_shape, np.float32)
@@ -509,5 +575,6 @@ class WinogradConv:
                 work,
                 rows,
                 vpanels,
+                res,
             )
         return out
