@@ -377,6 +377,29 @@ def _gemm_conv_prepare(pointwise: bool, few_rows: bool) -> Callable[[ConvSpec], 
     return prepare
 
 
+def _gathered_applies(s: ConvSpec) -> str | None:
+    """None for a 2-D 1x1 conv that is not pointwise (strided or padded)."""
+    if s.w.ndim != 4 or any(k != 1 for k in s.kernel):
+        return "not a 2-D 1x1 conv"
+    if _pointwise(s) is None:
+        return "pointwise: its input planes are the GEMM's columns"
+    if s.x_shape is None:
+        return "the output's size known per shape"
+    return _many_rows(s)
+
+
+def _gathered_prepare(s: ConvSpec) -> Run:
+    assert s.x_shape is not None
+    n, c = s.x_shape[:2]
+    check_size((n, c, *s.out_sp), np.float32, "gathered 1x1 conv input")
+    packed = conv_kernels.pack_weights(s.w[:, :, None], s.group)  # once per plan
+    return conv_kernels.ConvGathered(
+        s.x_shape, s.w.shape, packed, s.bias, s.group, strides=tuple(s.strides),
+        pads=tuple(s.pads[:2]), out_sp=tuple(s.out_sp), epilogue=(*_act(s),
+        *_epilogue_vectors(s)), panel_width=pointwise_width(s),
+    )  # fmt: skip
+
+
 def _direct_lanes(s: ConvSpec) -> tuple[int, int]:
     """(lanes the direct kernel's tiles compute, lanes of im2col's panels) over the batch."""
     assert s.x_shape is not None
@@ -384,6 +407,12 @@ def _direct_lanes(s: ConvSpec) -> tuple[int, int]:
     args = (s.out_sp, s.kernel, s.strides, s.dilations, nr)
     direct = conv_kernels.direct_lanes(s.x_shape, *args)
     return direct, -(-s.x_shape[0] * s.out_sp[0] * s.out_sp[1] // nr) * nr
+
+
+def _direct_tile(s: ConvSpec) -> str:
+    """The direct kernel's tile: rows (``conv.direct_rows``) x NR."""
+    nr = gemm_kernels.nr()
+    return f"{conv_kernels.direct_rows(s.rows, nr)}x{nr}"
 
 
 def _direct_applies(s: ConvSpec) -> str | None:
@@ -401,7 +430,8 @@ def _direct_applies(s: ConvSpec) -> str | None:
 
 def _direct_prepare(s: ConvSpec) -> Run:
     assert s.x_shape is not None
-    packed = conv_kernels.pack_weights(s.w[:, :, None], s.group)  # once per plan
+    mr = conv_kernels.direct_rows(s.rows, gemm_kernels.nr())
+    packed = conv_kernels.pack_direct(s.w, s.group, mr)  # once per plan
     call = conv_kernels.ConvDirect(
         s.x_shape, s.w.shape, packed, s.bias, s.group, strides=tuple(s.strides),
         pads=tuple(s.pads[:2]), dilations=tuple(s.dilations), out_sp=tuple(s.out_sp),
@@ -470,7 +500,18 @@ CONV_KERNELS: tuple[Kernel, ...] = (
         runs=("conv._pack_pointwise", "gemm._gemm_f32_rows", "conv._epilogue"),
     ),
     Kernel(
-        name=lambda s: f"conv_nchw_direct_gemm_{gemm_tile()}_{isa()}",
+        name=lambda s: f"conv_nchw_gathered_pointwise_gemm_{gemm_tile(pointwise_width(s))}_{isa()}",
+        family="pointwise",
+        applies=_gathered_applies,
+        why=lambda s: (
+            f"1x1 at stride {'x'.join(map(str, s.strides))}, padded {tuple(s.pads)}: "
+            "the taps gathered into planes, then the pointwise GEMM"
+        ),
+        prepare=_gathered_prepare,
+        runs=("conv._pad_phases", "gemm._conv_nchw_pointwise_gemm"),
+    ),
+    Kernel(
+        name=lambda s: f"conv_nchw_direct_gemm_{_direct_tile(s)}_{isa()}",
         family="direct",
         applies=_direct_applies,
         why=_direct_why,

@@ -105,7 +105,8 @@ def _every_entry_model() -> bytes:
     """A chain whose convs reach each conv entry of the table, then a Gemm."""
     node = helper.make_node
     nodes = [
-        node("Conv", ["x", "wd"], ["d"], group=4, pads=[1, 1, 1, 1], name="direct"),
+        node("Conv", ["x", "wg"], ["g"], strides=[2, 2], name="gathered_pointwise"),
+        node("Conv", ["g", "wd"], ["d"], group=4, pads=[1, 1, 1, 1], name="direct"),
         node("Conv", ["d", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="winograd"),
         node("Conv", ["c1", "w2"], ["c2"], pads=[1, 1, 1, 1], name="winograd_pool"),
         node("Relu", ["c2"], ["r2"]),
@@ -123,7 +124,7 @@ def _every_entry_model() -> bytes:
         node("Gemm", ["f", "fc", "fcb"], ["y"], transB=1, name="fc"),
     ]
     weights = {
-        "wd": _w(32, 8, 3, 3),
+        "wg": _w(32, 32, 1, 1), "wd": _w(32, 8, 3, 3),
         "w1": _w(32, 32, 3, 3), "b1": _w(32), "w2": _w(48, 32, 3, 3), "w3": _w(16, 48, 1, 1),
         "b3": _w(16), "w4": _w(16, 1, 3, 3),
         "w4m": _w(32, 1, 3, 3), "w5": _w(8, 32, 3, 3), "w6": _w(2, 8, 3, 3),
@@ -131,7 +132,7 @@ def _every_entry_model() -> bytes:
     }  # fmt: skip
     vi = helper.make_tensor_value_info
     inits = [numpy_helper.from_array(v, k) for k, v in weights.items()]
-    x = vi("x", TensorProto.FLOAT, ["n", 32, 12, 12])
+    x = vi("x", TensorProto.FLOAT, ["n", 32, 24, 24])
     return chain_model(nodes, [x], [vi("y", TensorProto.FLOAT, None)], inits)
 
 
@@ -139,7 +140,7 @@ def test_every_conv_entry_runs_what_describe_names(calls):
     engine = NumbaEngine(load_graph(_every_entry_model()), compile_plans=False)
     named = set()
     for n in (1, 4):  # a Gemm of one row runs row by row, of four in tiles
-        x = RNG.standard_normal((n, 32, 12, 12)).astype(np.float32)
+        x = RNG.standard_normal((n, 32, 24, 24)).astype(np.float32)
         named |= _check(engine, {"x": x}, calls)
     families = {
         entry.family: [a for a in named if f"_{entry.family}_" in a]
@@ -176,7 +177,7 @@ def test_describe_names_a_kernel_per_shape_and_at_load():
     at_load = {s.node: s.algorithm for s in engine.describe().steps}
     assert "_winograd_" in at_load["winograd"]
     assert "depthwise" in at_load["depthwise"]
-    x = np.zeros((1, 32, 12, 12), np.float32)
+    x = np.zeros((1, 32, 24, 24), np.float32)
     shaped = {s.node: s for s in engine.describe({"x": x}).steps}
     isa = kernel_table.isa()
     assert shaped["winograd"].algorithm.endswith(f"_3x3_{isa}")

@@ -28,7 +28,10 @@ CONV_CASES = [
     ((3, 37, 7, 5), (13, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),  # pointwise, images cross panels
     ((2, 8, 6, 6), (12, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 2),  # grouped pointwise
     ((2, 5, 9, 9), (2, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),  # 2 rows: the few-rows GEMM
-    ((1, 6, 9, 9), (7, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),  # strided 1x1: im2col
+    # strided or padded 1x1s: the taps gathered, then the pointwise GEMM
+    ((1, 6, 9, 9), (7, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),
+    ((2, 6, 10, 11), (8, 1, 1), (3, 2), (1, 2, 0, 1), (1, 1), 2),  # grouped, padded
+    ((1, 5, 6, 7), (9, 1, 1), (1, 1), (1, 0, 2, 1), (1, 1), 1),  # padded at stride 1
     ((1, 40, 4, 4), (13, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),  # 1x1, 16 columns: 6x16
     ((1, 9, 3, 3), (7, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),  # 1x1, 9 columns: 6x16
     # long lines (im2col: copies by vectors, at stride 2 by even lanes; see
@@ -49,6 +52,7 @@ CONV_CASES = [
     ((1, 24, 8, 8), (24, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 3),  # 2x2 phases
     ((2, 5, 9, 7), (7, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),  # strided 1x1: one phase
     ((1, 4, 7, 9), (5, 3, 3), (2, 1), (1, 0, 1, 2), (1, 2), 1),  # dilated, end pads
+    ((1, 8, 13, 21), (16, 3, 3), (2, 1), (2, 1, 1, 2), (2, 3), 1),  # dilated, 8-row tiles
 ]
 
 
@@ -247,12 +251,20 @@ RESIDUAL_CASES = [
     ((2, 5, 6, 20), (13, 3, 3), (1, 1), (1, 1, 1, 1), 1),
     ((1, 16, 6, 6), (16, 3, 3), (1, 1), (1, 1, 1, 1), 2),
     ((1, 12, 16, 16), (12, 3, 3), (2, 2), (1, 1, 1, 1), 4),
+    ((2, 8, 9, 9), (20, 1, 1), (2, 2), (0, 0, 0, 0), 1),  # a gathered 1x1 (pointwise family)
 ]
 
 
-@pytest.mark.parametrize("case", RESIDUAL_CASES)
+# the 1x1 by the gathered pointwise entry, the others by the direct kernel; both by im2col
+RESIDUAL_RUNS = [
+    (family, case)
+    for case in RESIDUAL_CASES
+    for family in ("pointwise" if case[1][1:] == (1, 1) else "direct", "im2col")
+]
+
+
+@pytest.mark.parametrize(("family", "case"), RESIDUAL_RUNS)
 @pytest.mark.parametrize("act", [None, "Relu", "HardSwish", "SiLU"])
-@pytest.mark.parametrize("family", ["direct", "im2col"])
 def test_conv_store_adds_a_residual(family, act, case):
     """A residual Add fused into the store: act(conv + bias + res), vector epilogue
     (Relu, HardSwish) and scalar one (SiLU), whole tiles and pieces."""
@@ -619,6 +631,31 @@ def test_simd_masked_copies_touch_only_their_lanes(n):
     want = np.full(3 * w, np.inf, np.float32)
     want[3 : 3 + n] = a[5 : 5 + n]
     want[2 * w :] = np.concatenate([a[5 : 5 + n], np.zeros(w - n, np.float32)])
+    np.testing.assert_array_equal(out, want)
+
+
+@pytest.mark.parametrize(("lo", "hi"), [(0, 0), (0, 16), (3, 9), (5, 16), (15, 16)])
+def test_simd_lane_ranges_touch_only_their_lanes(lo, hi):
+    """vload_lanes reads lanes [lo, hi) of a[i + l] into v, keeping v's others;
+    vstore_lanes writes those lanes alone (the direct conv stores a slot's pieces so,
+    i negative where lo is not 0)."""
+    from runtime.kernels import simd
+
+    w = simd.WIDTH
+
+    @numba.njit
+    def copy(a, i, out, j, v, lo, hi):
+        simd.vstore_lanes(out, j, simd.vload_lanes(a, i, simd.vload(v, 0), lo, hi), lo, hi)
+        simd.vstore(out, 2 * w, simd.vload_lanes(a, i, simd.vload(v, 0), lo, hi))
+
+    a, v = _rand(2 * w), _rand(w)
+    out = np.full(3 * w, np.inf, np.float32)
+    copy(a[: 4 + hi], 4 - lo, out, 7 - lo, v, lo, hi)  # ends at the last lane read
+    want = np.full(3 * w, np.inf, np.float32)
+    want[7 : 7 + hi - lo] = a[4 : 4 + hi - lo]
+    both = v.copy()
+    both[lo:hi] = a[4 : 4 + hi - lo]
+    want[2 * w :] = both
     np.testing.assert_array_equal(out, want)
 
 

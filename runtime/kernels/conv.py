@@ -40,7 +40,16 @@ from runtime.config import IM2COL_CHUNK_FLOATS
 from runtime.kernels import gemm
 from runtime.kernels.activation import activate
 from runtime.kernels.jit import kernel
-from runtime.kernels.simd import WIDTH, veven, vfma, vload, vstore, vzero
+from runtime.kernels.simd import (
+    WIDTH,
+    veven,
+    vfma,
+    vload,
+    vload_lanes,
+    vstore,
+    vstore_lanes,
+    vzero,
+)
 from runtime.memory import scratch
 
 MR = gemm.MR
@@ -517,6 +526,80 @@ def conv_direct_6x32_tile(
 
 
 @kernel()
+def conv_direct_8x32_tile(
+    a, xf, i0, i1, offs, K, t, of, o0, o1, S, m0, whole, bias, act, alpha, beta, scale, shift, res
+):  # pragma: no cover
+    """``conv_direct_6x32_tile`` with 8 rows (a (K, 8)): 16 sums in registers, 10 loads
+    for 16 FMAs, and no rows wasted at 16, 32 or 64 channels a group."""
+    c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = vzero()
+    d0 = d1 = d2 = d3 = d4 = d5 = d6 = d7 = vzero()
+    for k in range(K):
+        off = offs[k]
+        b = vload(xf, i0 + off)
+        e = vload(xf, i1 + off)
+        j = k * 8
+        s = a[j + 0]
+        c0 = vfma(c0, b, s)
+        d0 = vfma(d0, e, s)
+        s = a[j + 1]
+        c1 = vfma(c1, b, s)
+        d1 = vfma(d1, e, s)
+        s = a[j + 2]
+        c2 = vfma(c2, b, s)
+        d2 = vfma(d2, e, s)
+        s = a[j + 3]
+        c3 = vfma(c3, b, s)
+        d3 = vfma(d3, e, s)
+        s = a[j + 4]
+        c4 = vfma(c4, b, s)
+        d4 = vfma(d4, e, s)
+        s = a[j + 5]
+        c5 = vfma(c5, b, s)
+        d5 = vfma(d5, e, s)
+        s = a[j + 6]
+        c6 = vfma(c6, b, s)
+        d6 = vfma(d6, e, s)
+        s = a[j + 7]
+        c7 = vfma(c7, b, s)
+        d7 = vfma(d7, e, s)
+    if whole:
+        _store_vector(of, o0, c0, m0, bias, act, alpha, beta, scale, shift, res)
+        _store_vector(of, o1, d0, m0, bias, act, alpha, beta, scale, shift, res)
+        _store_vector(of, o0 + 1 * S, c1, m0 + 1, bias, act, alpha, beta, scale, shift, res)
+        _store_vector(of, o1 + 1 * S, d1, m0 + 1, bias, act, alpha, beta, scale, shift, res)
+        _store_vector(of, o0 + 2 * S, c2, m0 + 2, bias, act, alpha, beta, scale, shift, res)
+        _store_vector(of, o1 + 2 * S, d2, m0 + 2, bias, act, alpha, beta, scale, shift, res)
+        _store_vector(of, o0 + 3 * S, c3, m0 + 3, bias, act, alpha, beta, scale, shift, res)
+        _store_vector(of, o1 + 3 * S, d3, m0 + 3, bias, act, alpha, beta, scale, shift, res)
+        _store_vector(of, o0 + 4 * S, c4, m0 + 4, bias, act, alpha, beta, scale, shift, res)
+        _store_vector(of, o1 + 4 * S, d4, m0 + 4, bias, act, alpha, beta, scale, shift, res)
+        _store_vector(of, o0 + 5 * S, c5, m0 + 5, bias, act, alpha, beta, scale, shift, res)
+        _store_vector(of, o1 + 5 * S, d5, m0 + 5, bias, act, alpha, beta, scale, shift, res)
+        _store_vector(of, o0 + 6 * S, c6, m0 + 6, bias, act, alpha, beta, scale, shift, res)
+        _store_vector(of, o1 + 6 * S, d6, m0 + 6, bias, act, alpha, beta, scale, shift, res)
+        _store_vector(of, o0 + 7 * S, c7, m0 + 7, bias, act, alpha, beta, scale, shift, res)
+        _store_vector(of, o1 + 7 * S, d7, m0 + 7, bias, act, alpha, beta, scale, shift, res)
+    else:
+        w2 = 2 * WIDTH
+        vstore(t, 0 * w2, c0)
+        vstore(t, 0 * w2 + WIDTH, d0)
+        vstore(t, 1 * w2, c1)
+        vstore(t, 1 * w2 + WIDTH, d1)
+        vstore(t, 2 * w2, c2)
+        vstore(t, 2 * w2 + WIDTH, d2)
+        vstore(t, 3 * w2, c3)
+        vstore(t, 3 * w2 + WIDTH, d3)
+        vstore(t, 4 * w2, c4)
+        vstore(t, 4 * w2 + WIDTH, d4)
+        vstore(t, 5 * w2, c5)
+        vstore(t, 5 * w2 + WIDTH, d5)
+        vstore(t, 6 * w2, c6)
+        vstore(t, 6 * w2 + WIDTH, d6)
+        vstore(t, 7 * w2, c7)
+        vstore(t, 7 * w2 + WIDTH, d7)
+
+
+@kernel()
 def conv_direct_6x16_tile(
     a, xf, i0, offs, K, t, of, o0, S, m0, whole, bias, act, alpha, beta, scale, shift, res
 ):  # pragma: no cover
@@ -553,8 +636,9 @@ def _slot_pieces(
 ):  # pragma: no cover
     """A slot's lanes t[i : i + 16] (first output (oh, ow)) in pieces along the output
     rows, o_m the channel's plane in of: mode 0 gathers the residual's values into t,
-    1 copies t out, 2 copies t + bias + residual out and activates, 3 copies t out and
-    activates with the bias. A row slot (``grid`` false) stops at its row's end."""
+    1 copies t out (both a masked vector a piece), 2 copies t + bias + residual out and
+    activates, 3 copies t out and activates with the bias. A row slot (``grid`` false)
+    stops at its row's end."""
     lane = 0
     while lane < WIDTH and oh < oh_:
         if ow >= ow_:  # the lanes past the row's end, to the next row
@@ -567,8 +651,9 @@ def _slot_pieces(
         count = min(WIDTH - lane, ow_ - ow)
         o = o_m + oh * ow_ + ow
         if mode == 0:
-            for u in range(count):
-                t[i + lane + u] = res[o + u]
+            vstore(t, i, vload_lanes(res, o - lane, vload(t, i), lane, lane + count))
+        elif mode == 1:
+            vstore_lanes(of, o - lane, vload(t, i), lane, lane + count)
         elif mode == 2:
             for u in range(count):
                 of[o + u] = (t[i + lane + u] + bias) + res[o + u]
@@ -586,6 +671,7 @@ def _slot_pieces(
 def _store_slots(
     t,
     width,
+    mr,
     of,
     on,
     S,
@@ -609,14 +695,14 @@ def _store_slots(
     shift,
     res,
 ):  # pragma: no cover
-    """A tile t (MR, width) of ``rows`` channels from m0, its first ``nslots`` slots
+    """A tile t (mr, width) of ``rows`` channels from m0, its first ``nslots`` slots
     (first outputs (oh0, ow0), (oh1, ow1)) into the image's outputs of at on + m*S
     (``_slot_pieces``): the vector epilogue on whole vectors (as ``conv_direct_*_tile``
     stores from registers), other activations by ``activate`` on the stored values.
     ``res`` (flat as of, or none): a residual, for the vector epilogue a slot's pieces
     gathered into the tile buffer's spare row first."""
     has_res = res.shape[0] > 0
-    spare = MR * width
+    spare = mr * width
     for r in range(rows):
         m = m0 + r
         b, sc, sf = bias[m], scale[m], shift[m]
@@ -678,11 +764,11 @@ def _conv_nchw_direct_gemm(
     res,
 ):  # pragma: no cover
     """out (N, M, OH*OW) = the conv of the phase planes qf (flat: N, C, P phases, hq,
-    wq; ``_pad_phases``) by the packed weights ap (G, M/G blocks, K, MR), with the
+    wq; ``_pad_phases``) by the packed weights ap (G, M/G blocks, K, mr), with the
     epilogue. ``slots`` slots an image (``_slot_output``); a tile ``width // 16``
     consecutive ones; jobs (image, group, tile, a chunk of row blocks). Tap k of a
     group's K reads qf at a slot's position (oh * rowstep + ow) + offs[k]."""
-    G, mb, K = ap.shape[0], ap.shape[1], ap.shape[2]
+    G, mb, K, mr = ap.shape
     N, M, S = out.shape
     per = width // WIDTH
     T = (slots + per - 1) // per
@@ -706,13 +792,17 @@ def _conv_nchw_direct_gemm(
         # whole: every slot 16 outputs of one row, stored from the registers
         full = nslots == per and ow0 + WIDTH <= ow_ and (per == 1 or ow1 + WIDTH <= ow_)
         for b in range(c * chunk, min(mb, (c + 1) * chunk)):
-            m0 = g * Mg + b * MR
-            rows = min(MR, Mg - b * MR)
+            m0 = g * Mg + b * mr
+            rows = min(mr, Mg - b * mr)
             o0 = (n * M + m0) * S + oh0 * ow_ + ow0
             o1 = (n * M + m0) * S + oh1 * ow_ + ow1
-            whole = vector_act and full and rows == MR
+            whole = vector_act and full and rows == mr
             a = ap[g, b].reshape(-1)
-            if per == 2:
+            if per == 2 and mr == 8:
+                conv_direct_8x32_tile(a, qf, i0, i1, offs, K, t, of, o0, o1, S,
+                                      m0, whole, bias, act, alpha, beta, scale, shift,
+                                      res)  # fmt: skip
+            elif per == 2:
                 conv_direct_6x32_tile(a, qf, i0, i1, offs, K, t, of, o0, o1, S,
                                       m0, whole, bias, act, alpha, beta, scale, shift,
                                       res)  # fmt: skip
@@ -720,10 +810,31 @@ def _conv_nchw_direct_gemm(
                 conv_direct_6x16_tile(a, qf, i0, offs, K, t, of, o0, S, m0, whole, bias,
                                       act, alpha, beta, scale, shift, res)  # fmt: skip
             if not whole:
-                _store_slots(t, width, of, n * M * S, S, m0, rows, oh0, ow0, oh1, ow1, nslots, oh_,
-                             ow_, wq, srow == slots,
+                _store_slots(t, width, mr, of, n * M * S, S, m0, rows, oh0, ow0, oh1, ow1,
+                             nslots, oh_, ow_, wq, srow == slots,
                              vector_act, bias, act, alpha, beta, scale, shift,
                              res)  # fmt: skip
+
+
+def direct_rows(rows: int, width: int) -> int:
+    """Output channels a tile of the direct kernel (its row block): 8 with two slots a
+    tile (AVX-512; AVX2's 16 registers hold 6 rows of one slot) unless 6 wastes fewer
+    rows on the group's ``rows``."""
+    if width != 2 * WIDTH:
+        return MR
+    return 8 if -(-rows // 8) * 8 <= -(-rows // MR) * MR else MR
+
+
+def pack_direct(w: np.ndarray, group: int, mr: int) -> np.ndarray:
+    """w (M, C/G, KH, KW) -> (G, ceil(M/G / mr), C/G*KH*KW, mr) float32: the direct
+    kernel's row blocks of mr output channels (zeros past M/G), tap k's mr weights
+    in a row."""
+    m = w.shape[0]
+    a = w.reshape(group, m // group, -1)
+    g, rows, k = a.shape
+    blocks = np.zeros((g, -(-rows // mr) * mr, k), np.float32)
+    blocks[:, :rows] = a
+    return np.ascontiguousarray(blocks.reshape(g, -1, mr, k).transpose(0, 1, 3, 2))
 
 
 def direct_layout(
@@ -757,8 +868,8 @@ def direct_lanes(x_shape: tuple[int, ...], out_sp, kernel, strides, dilations, w
 
 class ConvDirect:
     """A 2-D conv as ``_conv_nchw_direct_gemm``, laid out once for one input shape:
-    x (N, C, H, W) -> out (N, M, OH, OW) float32; ``packed``: ``pack_weights`` of the
-    weights as (M, C/G, 1, KH, KW); ``pads`` the begin pads (top, left)."""
+    x (N, C, H, W) -> out (N, M, OH, OW) float32; ``packed``: ``pack_direct`` of the
+    weights (row blocks of ``direct_rows``); ``pads`` the begin pads (top, left)."""
 
     def __init__(
         self,
@@ -813,7 +924,8 @@ class ConvDirect:
                     self.hi)  # fmt: skip
         threads = numba.get_num_threads()
         width = self.width
-        tiles = scratch("gemm.tiles", (threads, gemm.tile_floats(width)), np.float32)
+        mr = self.wp.shape[3]
+        tiles = scratch("conv.direct_tiles", (threads, (mr + 1) * width), np.float32)
         plane = self.out_sp[0] * self.out_sp[1]
         tiles_an_image = -(-self.slots // (width // WIDTH))
         chunk = gemm.job_rows(n * self.group, self.wp.shape[1], tiles_an_image, threads)
@@ -823,20 +935,64 @@ class ConvDirect:
         )  # fmt: skip
 
 
+class ConvGathered:
+    """A 1x1 conv that is not pointwise (strided or padded) as the taps it reads
+    gathered into planes, then the pointwise GEMM on them: ``_pad_phases`` with one
+    phase writes g (N, C, OH, OW) [n, c, i, j] = x[n, c, i*sh - pt, j*sw - pl] (0
+    outside x), and ``ConvGemm.pointwise_gemm`` multiplies. The direct kernel would
+    read the same phase plane in place, but at a 1x1's few taps its tiles' stores
+    and edges cost more than the GEMM's packing. ``packed``: ``pack_weights`` of the
+    weights as (M, C/G, 1, 1, 1); ``pads`` the begin pads (top, left)."""
+
+    def __init__(
+        self,
+        x_shape: tuple[int, ...],
+        w_shape: tuple[int, ...],
+        packed: np.ndarray,
+        bias: np.ndarray,
+        group: int,
+        *,
+        strides: tuple[int, int],
+        pads: tuple[int, int],
+        out_sp: tuple[int, int],
+        epilogue: tuple,
+        panel_width: int | None = None,
+    ) -> None:
+        n, c, _, w = x_shape
+        (oh, ow), (sh, sw), (pt, pl) = out_sp, strides, pads
+        self.x_shape, self.g_shape = tuple(x_shape), (n, c, oh, ow)
+        zero = np.zeros(1, np.int64)  # the one phase: row 0, column 0
+        # gathered column j reads x's column j*sw - pl: inside for j in [lo, hi)
+        lo = np.clip(-((zero - pl) // sw), 0, ow)
+        hi = np.maximum(np.clip(-((zero - pl - w) // sw), 0, ow), lo)
+        self.phases = (sh, sw, oh, ow, pt, pl, zero, zero, lo, hi)
+        self.gemm = ConvGemm(
+            (n, c, 1, oh, ow), (w_shape[0], w_shape[1], 1, 1, 1), packed, bias, group,
+            strides=(1, 1, 1), pads=(0, 0, 0), dilations=(1, 1, 1), out_sp=(1, oh, ow),
+            epilogue=epilogue, panel_width=panel_width,
+        )  # fmt: skip
+
+    def __call__(self, x: np.ndarray, out: np.ndarray, res: np.ndarray = gemm.NO_RESIDUAL) -> None:
+        """``res``: a residual shaped as out, flat, added before the activation (or none)."""
+        g = scratch("conv.gathered", self.g_shape, np.float32)
+        _pad_phases(np.ascontiguousarray(x).reshape(self.x_shape), g.reshape(-1), *self.phases)
+        self.gemm.pointwise_gemm(g, out, res)
+
+
 if numba.config.DISABLE_JIT:
     # Plain Python runs the direct tiles as NumPy sums over the gathered vectors, as
     # ``gemm`` does its micro-kernels (the vector loop, interpreted, takes minutes).
 
-    def _direct_tile(a, xf, bases, offs, K, t, of, outs, S, m0, whole, epilogue):
+    def _direct_tile(a, xf, bases, offs, K, t, of, outs, S, m0, whole, epilogue, mr=MR):
         width = len(bases) * WIDTH
-        tile = t[: MR * width].reshape(MR, width)
+        tile = t[: mr * width].reshape(mr, width)
         lanes = np.arange(WIDTH)
         for v, i in enumerate(bases):
             b = xf[i + offs[:K, None] + lanes]  # (K, 16)
-            np.einsum("km,kn->mn", a[: K * MR].reshape(K, MR), b, optimize=False,
+            np.einsum("km,kn->mn", a[: K * mr].reshape(K, mr), b, optimize=False,
                       out=tile[:, v * WIDTH : (v + 1) * WIDTH])  # fmt: skip
         if whole:
-            for r in range(MR):
+            for r in range(mr):
                 for v, o in enumerate(outs):
                     _store_vector(of, o + r * S, tile[r, v * WIDTH : (v + 1) * WIDTH], m0 + r,
                                   *epilogue)  # fmt: skip
@@ -871,3 +1027,28 @@ if numba.config.DISABLE_JIT:
     ):
         _direct_tile(a, xf, (i0,), offs, K, t, of, (o0,), S, m0, whole,
                      (bias, act, alpha, beta, scale, shift, res))  # fmt: skip
+
+    def conv_direct_8x32_tile(
+        a,
+        xf,
+        i0,
+        i1,
+        offs,
+        K,
+        t,
+        of,
+        o0,
+        o1,
+        S,
+        m0,
+        whole,
+        bias,
+        act,
+        alpha,
+        beta,
+        scale,
+        shift,
+        res,
+    ):
+        _direct_tile(a, xf, (i0, i1), offs, K, t, of, (o0, o1), S, m0, whole,
+                     (bias, act, alpha, beta, scale, shift, res), 8)  # fmt: skip

@@ -24,6 +24,10 @@ below is one instruction.
     veven(a, b)          -> lanes 0, 2, 4, ... of a then b (a and b: 2 WIDTH values in a row)
     vload_first(a, i, n) -> a[i : i + n], then zeros (0 <= n <= WIDTH; nothing past n is read)
     vstore_first(a, i, v, n)  a[i : i + n] = v[:n] (nothing past n is written)
+    vload_lanes(a, i, v, lo, hi) -> v with its lanes lo <= l < hi read from a[i + l]
+                            (0 <= lo <= hi <= WIDTH; only those are read: i may be
+                            negative where lo is not 0)
+    vstore_lanes(a, i, v, lo, hi)  a[i + l] = v[l] for lo <= l < hi (only those written)
     vfmav(acc, v, w)     -> acc + v * w, fused, lane by lane (w a vector)
     transpose(a, i, s, rows, n, b, j, t, cols, m)
                             reads rows vectors a[i + r s : + n] (the rest zeros) as the
@@ -103,6 +107,14 @@ if numba.config.DISABLE_JIT:
 
     def vstore_first(a: np.ndarray, i: int, v: np.ndarray, n: int) -> None:
         a[i : i + n] = v[:n]
+
+    def vload_lanes(a: np.ndarray, i: int, v: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        v = v.copy()
+        v[lo:hi] = a[i + lo : i + hi]
+        return v
+
+    def vstore_lanes(a: np.ndarray, i: int, v: np.ndarray, lo: int, hi: int) -> None:
+        a[i + lo : i + hi] = v[lo:hi]
 
     def vfmav(acc: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:
         return (acc.astype(np.float64) + v.astype(np.float64) * w).astype(np.float32)
@@ -341,6 +353,47 @@ else:
             return context.get_dummy_value()
 
         return types.none(arr, idx, vec, n), codegen
+
+    def _lanes(context, builder, lo, loty, hi, hity):
+        """The mask of lanes lo <= l < hi."""
+        return builder.and_(
+            builder.not_(_first(context, builder, lo, loty)), _first(context, builder, hi, hity)
+        )
+
+    @intrinsic
+    def vload_lanes(typingctx, arr, idx, vec, lo, hi):
+        _check_array(arr)
+
+        def codegen(context, builder, sig, args):
+            p = _address(context, builder, sig.args[0], args[0], sig.args[1], args[1])
+            vp = builder.bitcast(p, _VEC.as_pointer())
+            mask = _lanes(context, builder, args[3], sig.args[3], args[4], sig.args[4])
+            fn = cgutils.get_or_insert_function(
+                builder.module,
+                ir.FunctionType(_VEC, [vp.type, _I32, mask.type, _VEC]),
+                f"llvm.masked.load.v{WIDTH}f32.p0",
+            )
+            return builder.call(fn, [vp, _I32(4), mask, args[2]])
+
+        return float32xw(arr, idx, vec, lo, hi), codegen
+
+    @intrinsic
+    def vstore_lanes(typingctx, arr, idx, vec, lo, hi):
+        _check_array(arr)
+
+        def codegen(context, builder, sig, args):
+            p = _address(context, builder, sig.args[0], args[0], sig.args[1], args[1])
+            vp = builder.bitcast(p, _VEC.as_pointer())
+            mask = _lanes(context, builder, args[3], sig.args[3], args[4], sig.args[4])
+            fn = cgutils.get_or_insert_function(
+                builder.module,
+                ir.FunctionType(ir.VoidType(), [_VEC, vp.type, _I32, mask.type]),
+                f"llvm.masked.store.v{WIDTH}f32.p0",
+            )
+            builder.call(fn, [args[2], vp, _I32(4), mask])
+            return context.get_dummy_value()
+
+        return types.none(arr, idx, vec, lo, hi), codegen
 
     @intrinsic
     def vfmav(typingctx, acc, vec, w):
