@@ -53,6 +53,12 @@ IM2COL_CHUNK_FLOATS = 1 << 25
 # fill a panel per tile (2 to 4 times the GEMM's time on small planes). The direct
 # conv runs while its lanes are at most this many times im2col's. Unit: a ratio.
 DIRECT_MAX_LANES = 1.5
+# A direct conv job runs its row blocks one after another over a run of tiles, each
+# block's weights staying in L1 while the run's input vectors stay in L2 (and each
+# block writes 8 output planes at a time, not all M: a stem's 64 planes of 112 x 112
+# outrun the core's prefetch streams). A run reads at most this many input floats
+# (256 KiB: run x taps x 32 lanes). Unit: float32 values.
+DIRECT_RUN_FLOATS = 1 << 16
 
 # --- GEMM (kernels/gemm.py)
 # Jobs per thread that a product is cut into: more jobs balance uneven threads, fewer

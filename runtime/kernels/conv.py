@@ -36,7 +36,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from runtime.config import IM2COL_CHUNK_FLOATS
+from runtime.config import DIRECT_RUN_FLOATS, IM2COL_CHUNK_FLOATS
 from runtime.kernels import gemm
 from runtime.kernels.activation import activate
 from runtime.kernels.jit import kernel
@@ -749,6 +749,7 @@ def _conv_nchw_direct_gemm(
     out,
     Mg,
     chunk,
+    run,
     srow,
     slots,
     oh_,
@@ -766,32 +767,38 @@ def _conv_nchw_direct_gemm(
     """out (N, M, OH*OW) = the conv of the phase planes qf (flat: N, C, P phases, hq,
     wq; ``_pad_phases``) by the packed weights ap (G, M/G blocks, K, mr), with the
     epilogue. ``slots`` slots an image (``_slot_output``); a tile ``width // 16``
-    consecutive ones; jobs (image, group, tile, a chunk of row blocks). Tap k of a
-    group's K reads qf at a slot's position (oh * rowstep + ow) + offs[k]."""
+    consecutive ones; jobs (image, group, a run of ``run`` tiles, a chunk of row
+    blocks), each block over the run's tiles in turn. Tap k of a group's K reads qf at
+    a slot's position (oh * rowstep + ow) + offs[k]."""
     G, mb, K, mr = ap.shape
     N, M, S = out.shape
     per = width // WIDTH
     T = (slots + per - 1) // per
+    R = (T + run - 1) // run
     chunks = (mb + chunk - 1) // chunk
     cg = C // G
     of = out.reshape(-1)
     vector_act = gemm.vector_act(act, alpha)  # gemm.VECTOR_ACTS (LeakyRelu: its slope)
-    for job in prange(N * G * T * chunks):
+    for job in prange(N * G * R * chunks):
         c = job % chunks
-        tt = (job // chunks) % T
-        g = (job // (chunks * T)) % G
-        n = job // (chunks * T * G)
+        r = (job // chunks) % R
+        g = (job // (chunks * R)) % G
+        n = job // (chunks * R * G)
         t = tiles[numba.get_thread_id()]
-        s0 = tt * per
-        nslots = min(per, slots - s0)
-        oh0, ow0 = _slot_output(s0, srow, slots, wq)
-        oh1, ow1 = _slot_output(s0 + nslots - 1, srow, slots, wq)  # one slot: itself again
         base = (n * C + g * cg) * P * hq * wq
-        i0 = base + oh0 * rowstep + ow0
-        i1 = base + oh1 * rowstep + ow1
-        # whole: every slot 16 outputs of one row, stored from the registers
-        full = nslots == per and ow0 + WIDTH <= ow_ and (per == 1 or ow1 + WIDTH <= ow_)
-        for b in range(c * chunk, min(mb, (c + 1) * chunk)):
+        b0, t0 = c * chunk, r * run
+        nt = min(T, t0 + run) - t0
+        for bt in range((min(mb, b0 + chunk) - b0) * nt):  # block by block over the run
+            b = b0 + bt // nt
+            tt = t0 + bt % nt
+            s0 = tt * per
+            nslots = min(per, slots - s0)
+            oh0, ow0 = _slot_output(s0, srow, slots, wq)
+            oh1, ow1 = _slot_output(s0 + nslots - 1, srow, slots, wq)  # one slot: itself again
+            i0 = base + oh0 * rowstep + ow0
+            i1 = base + oh1 * rowstep + ow1
+            # whole: every slot 16 outputs of one row, stored from the registers
+            full = nslots == per and ow0 + WIDTH <= ow_ and (per == 1 or ow1 + WIDTH <= ow_)
             m0 = g * Mg + b * mr
             rows = min(mr, Mg - b * mr)
             o0 = (n * M + m0) * S + oh0 * ow_ + ow0
@@ -927,12 +934,22 @@ class ConvDirect:
         mr = self.wp.shape[3]
         tiles = scratch("conv.direct_tiles", (threads, (mr + 1) * width), np.float32)
         plane = self.out_sp[0] * self.out_sp[1]
-        tiles_an_image = -(-self.slots // (width // WIDTH))
-        chunk = gemm.job_rows(n * self.group, self.wp.shape[1], tiles_an_image, threads)
+        run, runs = self.runs(threads)
+        chunk = gemm.job_rows(n * self.group, self.wp.shape[1], runs, threads)
         _conv_nchw_direct_gemm(
             qf, *self.planes, self.wp, self.offs, out.reshape(n, m, plane), self.rows, chunk,
-            self.srow, self.slots, *self.out_sp, width, tiles, self.bias, *self.epilogue, res,
+            run, self.srow, self.slots, *self.out_sp, width, tiles, self.bias, *self.epilogue,
+            res,
         )  # fmt: skip
+
+    def runs(self, threads: int) -> tuple[int, int]:
+        """(tiles a job, runs of them an image): the input vectors of a run at most
+        ``DIRECT_RUN_FLOATS``, and runs enough that each thread gets jobs."""
+        n, taps = self.x_shape[0] * self.group, self.wp.shape[2]
+        tiles = -(-self.slots // (self.width // WIDTH))
+        want = -(-gemm.GEMM_JOBS_PER_THREAD * threads // n)  # runs an image
+        run = max(1, min(DIRECT_RUN_FLOATS // (taps * self.width), -(-tiles // want)))
+        return run, -(-tiles // run)
 
 
 class ConvGathered:
