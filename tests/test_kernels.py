@@ -864,6 +864,58 @@ def test_depthwise_conv_matches_naive(xs, mult, k, attrs, act, lanes, monkeypatc
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("xs", [(2, 37, 6, 6), (1, 48, 9, 9)])
+def test_depthwise_lanes_in_one_thread_or_split_give_the_same_bits(xs, monkeypatch):
+    """A depthwise lanes step runs its jobs in one thread below
+    ``DEPTHWISE_SPLIT_WORK`` of work a thread, else in ranges over the threads (two
+    buffers' padding zeroed): the same bits either way, naive's values, and the one
+    thread leaves no trace of the previous step's plane in its padding."""
+    from runtime import kernel_table
+    from runtime.ops.nn import conv_call
+
+    c = xs[1]
+    x, w, b = _rand(*xs), _rand(c, 1, 3, 3), _rand(c)
+    monkeypatch.setattr(kernel_table, "DEPTHWISE_LANES_PIXELS", 10**9)
+    got = []
+    for split in (10**9, 1, 10**9):  # one thread, split, one thread after the split
+        monkeypatch.setattr(kernel_table, "DEPTHWISE_SPLIT_WORK", split)
+        call = conv_call(xs, w, b, group=c, pads=[1, 1, 1, 1], activation="Relu")
+        assert "_lanes16_" in call.choice.algorithm
+        got.append(call(x))
+        other = conv_call((1, 16, 11, 11), _rand(16, 1, 3, 3), None, group=16)
+        other(_rand(1, 16, 11, 11) + 5.0)  # another plane in the same buffers
+    assert np.array_equal(got[0], got[1]) and np.array_equal(got[0], got[2])
+    y = naive.conv2d(x, w, b, strides=(1, 1), pads=(1, 1, 1, 1), dilations=(1, 1), group=c)
+    want = np.maximum(y, 0)
+    np.testing.assert_allclose(got[0], want, rtol=1e-4, atol=1e-5)
+
+
+def test_depthwise_lanes_buffers_start_on_a_vector_wherever_the_scratch_starts():
+    """The lanes kernel starts its threads' buffers on the scratch array's first vector
+    boundary (``buffers_floats``' slack): from each of WIDTH starting floats, two threads'
+    buffers give naive's values and nothing outside the array is written."""
+    from runtime.kernels import depthwise as dk
+    from runtime.kernels.simd import WIDTH
+
+    c, hw, k = 20, 6, 3  # two jobs of WIDTH channels at most
+    x, w, b = _rand(1, c, hw, hw), _rand(c, 1, k, k), _rand(c)
+    one, zero = np.ones(c, np.float32), np.zeros(c, np.float32)
+    geo = (hw, hw, (1, 1), (hw, hw), (k, k), (1, 1), (1, 1))
+    hp, wp, floats = dk.lanes_geometry(*geo)
+    table = dk.lanes_tables(*geo, wp)
+    packed = dk.pack_lanes(w, b, one, zero)
+    size = dk.buffers_floats(2, floats)
+    y = naive.conv2d(x, w, b, strides=(1, 1), pads=(1, 1, 1, 1), dilations=(1, 1), group=c)
+    for start in range(WIDTH):
+        guarded = np.full(size + WIDTH, 7.0, np.float32)
+        planes = guarded[start : start + size]
+        out = np.empty((1, c, hw, hw), np.float32)
+        lanes = (table, k * k, hp * wp * WIDTH, floats, 1, np.float32(0), np.float32(0))
+        dk.depthwise2d_lanes(x, *packed, out, *lanes, planes, 10**6, 1)  # split: 2 threads
+        assert (guarded[:start] == 7.0).all() and (guarded[start + size :] == 7.0).all()
+        np.testing.assert_allclose(out, np.maximum(y, 0), rtol=1e-4, atol=1e-5)
+
+
 def test_gemm_rows_refuses_more_rows_than_one_block():
     """gemm_rows reads A's first block of MR rows: a caller with more gets a ValueError,
     not a product of the first MR rows."""

@@ -36,3 +36,49 @@ def test_softmax_before_opset_13_flattens(opset):
     want = (np.exp(flat) / np.exp(flat).sum(1, keepdims=True)).reshape(x.shape)
     np.testing.assert_allclose(got, want, rtol=1e-5)
     compare(model, feeds)
+
+
+@pytest.mark.parametrize(
+    ("xs", "k", "stride", "pads", "lanes"),
+    [
+        ((1, 24, 9, 9), 3, 1, [1, 1, 1, 1], True),  # channels past one vector
+        ((2, 19, 7, 7), 5, 2, [2, 2, 2, 2], True),  # strided 5x5, a short group, batch 2
+        ((1, 40, 15, 13), 5, 1, [2, 1, 2, 3], True),  # odd sizes, uneven pads
+        ((1, 8, 37, 33), 3, 2, [1, 1, 0, 0], False),  # 18x16 outputs: phased planes
+        ((1, 6, 35, 37), 5, 1, [2, 2, 2, 2], False),
+    ],
+)
+@pytest.mark.parametrize("act", [None, "Relu", "Clip", "HardSwish", "SiLU"])
+def test_depthwise_conv_and_its_activation_match_onnxruntime(xs, k, stride, pads, lanes, act):
+    """MobileNet's and EfficientNet's depthwise convs (3x3 and 5x5, strides 1 and 2)
+    with the activation fused into them (Clip as ReLU6, SiLU as Sigmoid then Mul) on
+    both depthwise kernels: channels in lanes (small planes) and phased planes."""
+    from onnx import TensorProto, helper, numpy_helper
+    from onnx_helpers import chain_model
+
+    from runtime.ops.nn import conv_call
+
+    c = xs[1]
+    w, b = _r(c, 1, k, k), _r(c)
+    attrs = {"group": c, "pads": pads, "strides": [stride, stride]}
+    assert ("_lanes16_" in conv_call(xs, w, b, **attrs).choice.algorithm) == lanes
+    node = helper.make_node
+    conv_out = "y" if act is None else "c"
+    nodes = [node("Conv", ["x", "w", "b"], [conv_out], **attrs)]
+    inits = {"w": w, "b": b}
+    if act == "Clip":
+        inits |= {"lo": np.float32(0), "hi": np.float32(6)}
+        nodes.append(node("Clip", ["c", "lo", "hi"], ["y"]))
+    elif act == "SiLU":
+        nodes += [node("Sigmoid", ["c"], ["s"]), node("Mul", ["c", "s"], ["y"])]
+    elif act is not None:
+        nodes.append(node(act, ["c"], ["y"]))
+    model = chain_model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, xs)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.asarray(v), n) for n, v in inits.items()],
+    )
+    plan = InferenceSession(model).describe()
+    assert [s.op for s in plan.steps] == ["Conv"]  # the activation fused into the conv
+    compare(model, {"x": 3 * _r(*xs)})

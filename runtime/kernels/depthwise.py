@@ -29,6 +29,10 @@ WIDTH-wide pixels (NHWC16, as XNNPACK's and MLAS's depthwise kernels read them),
 runs every tap over four pixels with every lane useful, and transposes the sums
 back to the channels' planes. Its cost is two transpositions per pixel, not a
 set-up per channel, so it wins on small planes and loses on large ones.
+Its offsets are made once per plan (``lanes_tables``); a step with too little work a
+thread for a parallel launch to pay runs its jobs in one thread, without one; and its
+buffers start on a vector boundary (a vector split across two cache lines cost a 5x5
+step 25 to 30%).
 """
 
 from __future__ import annotations
@@ -73,6 +77,21 @@ def geometry(h, w, pads, out, k, s, d) -> tuple[int, int, int, int]:
     rows = max(-(-(h + pads[0]) // s[0]), out[0] + reach_h + 1)
     results = -(-(out[0] * width) // WIDTH) * WIDTH
     return rows, width, s[0] * s[1] * rows * width + WIDTH, results
+
+
+@kernel(inline="always")
+def _first_vector(a):  # pragma: no cover
+    """Where in float32 array ``a`` the first WIDTH-float (vector-sized) boundary is:
+    the threads' buffers start there, WIDTH floats of slack allowing, since a vector
+    load or store that straddles two cache lines cost 25 to 30% of a 5x5 lanes step
+    (numpy's arrays start on 16 bytes, a vector is 64)."""
+    return (-(a.ctypes.data >> 2)) % WIDTH
+
+
+def buffers_floats(threads: int, floats: int) -> int:
+    """The floats of a scratch array holding ``threads`` buffers of ``floats`` each (a
+    multiple of WIDTH) and the slack to start them on a vector boundary."""
+    return threads * floats + WIDTH
 
 
 @kernel(inline="always")
@@ -209,6 +228,29 @@ def depthwise2d(
                 activate(of[o0 : o0 + OH * OW], OH * OW, b, act, alpha, beta, sc, sf)
 
 
+if numba.config.DISABLE_JIT:
+    _threads = numba.get_num_threads
+else:
+    from llvmlite import ir
+    from numba.core import cgutils, types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def _threads(typingctx):
+        """``numba.get_num_threads()`` in a kernel. numba's own calls the threading layer
+        through a ctypes pointer, which keeps a kernel out of the cache ("uses dynamic
+        globals"); this calls the symbol the layer exports, as numba's get_thread_id
+        does (and a Python call costs more than a small step's taps)."""
+        numba.get_num_threads()  # starts the threading layer, which exports the symbol
+
+        def codegen(context, builder, sig, args):
+            fnty = ir.FunctionType(cgutils.intp_t, [])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "get_num_threads")
+            return builder.call(fn, [])
+
+        return types.intp(), codegen
+
+
 # Eight output pixels a step where 32 vector registers hold their sums (AVX-512); AVX2's
 # 16 hold four (each of its vectors is two registers there).
 WIDE = has_avx512()
@@ -237,6 +279,32 @@ def pack_lanes(w: np.ndarray, *vectors: np.ndarray) -> tuple[np.ndarray, ...]:
         flat[:c] = v
         packed.append(flat.reshape(g, WIDTH))
     return tuple(packed)
+
+
+def lanes_tables(
+    h: int,
+    w: int,
+    pads: tuple[int, ...],
+    out: tuple[int, ...],
+    k: tuple[int, ...],
+    s: tuple[int, ...],
+    d: tuple[int, ...],
+    wp: int,
+) -> np.ndarray:
+    """``depthwise2d_lanes``'s offsets (int64), made once per plan: where each tap reads
+    from an output pixel's corner (KH*KW), where each input pixel lands in the padded
+    plane (H*W), then each output pixel's corner, the pixels rounded up to blocks of 4
+    (the last one repeated); all in floats of the buffer."""
+    L = WIDTH
+    i, j = np.meshgrid(np.arange(k[0]), np.arange(k[1]), indexing="ij")
+    taps = (i * d[0] * wp + j * d[1]) * L
+    y, x = np.divmod(np.arange(h * w), w)
+    spots = ((y + pads[0]) * wp + x + pads[1]) * L
+    p = out[0] * out[1]
+    q = np.minimum(np.arange(-(-p // 4) * 4), p - 1)
+    oy, ox = np.divmod(q, out[1])
+    pixels = (oy * s[0] * wp + ox * s[1]) * L
+    return np.concatenate([taps.ravel(), spots, pixels]).astype(np.int64)
 
 
 @kernel(inline="always")
@@ -275,74 +343,30 @@ def _lanes_store(buf, at, v, vector_act, bias, act, lo, hi, sc, sf):  # pragma: 
     vstore(buf, at, v)
 
 
-@kernel(parallel=True)
-def depthwise2d_lanes(
-    x,
-    wt,
-    bt,
-    st,
-    ft,
-    out,
-    KH,
-    KW,
-    ph,
-    pw,
-    sh,
-    sw,
-    dh,
-    dw,
-    HP,
-    WP,
-    act,
-    alpha,
-    beta,
-    bias,
-    scale,
-    shift,
-    planes,
+@kernel()
+def _lanes_jobs(
+    j0, j1, x, wt, bt, st, ft, out, table, K, tile, act, alpha, beta, buf
 ):  # pragma: no cover
-    """The depthwise conv of one filter per channel with the channels in the vector's
-    lanes, for planes of a few vectors or less: a job is WIDTH channels of one image.
-    x (N, C, H, W), out (N, C, OH, OW) C-contiguous; wt, bt, st, ft from ``pack_lanes``
-    (filters, bias, scale, shift); bias, scale, shift (C,) for LeakyRelu (applied by
-    ``activation.activate``); planes (threads, floats) with HP, WP and the floats from
-    ``lanes_geometry``.
-
-    The job transposes its channels' pixels, WIDTH x WIDTH tiles in registers
-    (``simd.transpose``), into a zero-padded plane of WIDTH-channel pixels, computes
-    four output pixels at a time (a tap: one weight vector, four pixel vectors, four
-    fused multiply-adds, every lane useful) into a row of pixels, and transposes that
-    back to the channels' planes. The taps run in the same order as ``depthwise2d``'s
-    for every output, so both kernels give the same bits."""
-    N, C, H, W = x.shape
+    """Jobs ``j0`` to ``j1 - 1`` of ``depthwise2d_lanes`` in one thread's buffer ``buf``
+    (its padding zeroed first)."""
+    _, C, H, W = x.shape
     OH, OW = out.shape[2], out.shape[3]
-    K = KH * KW
+    HW, P = H * W, OH * OW
+    PB = -(-P // 4) * 4  # output pixels rounded up to blocks of 4: the last one repeated
+    L = WIDTH
     xf = x.reshape(-1)
     of = out.reshape(-1)
     wf = wt.reshape(-1)
     bf, sf_, ff = bt.reshape(-1), st.reshape(-1), ft.reshape(-1)
     vector_act = act != 2  # all but LeakyRelu in registers (``_epilogue``)
-    L = WIDTH
-    taps = np.empty(K, np.int64)
-    for i in range(KH):
-        for j in range(KW):
-            taps[i * KW + j] = (i * dh * WP + j * dw) * L
-    HW, P = H * W, OH * OW
-    spots = np.empty(HW, np.int64)  # where each input pixel lands in the padded plane
-    for q in range(HW):
-        spots[q] = ((q // W + ph) * WP + q % W + pw) * L
-    PB = -(-P // 4) * 4  # output pixels rounded up to blocks of 4: the last one repeated
-    pixels = np.empty(PB, np.int64)
-    for p in range(PB):
-        q = min(p, P - 1)
-        pixels[p] = ((q // OW) * sh * WP + (q % OW) * sw) * L
-    tile = HP * WP * L  # the buffer: the plane, a tile, the output pixels
-    res = tile + L * L
-    planes[:] = 0.0  # the padding; every job writes the same interior
+    spots, pixels = K, K + HW  # where the table's parts start (``lanes_tables``)
+    res = tile + L * L  # the buffer: the plane, a tile, the output pixels
+    for u in range(0, tile, L):
+        vstore(buf, u, vzero())  # the padding; every job writes the same interior
+    lo, hi = vsplat(alpha), vsplat(beta)
     groups = -(-C // L)
-    for job in prange(N * groups):
+    for job in range(j0, j1):
         n, g = job // groups, job % groups
-        buf = planes[numba.get_thread_id()]
         c0 = g * L
         lanes = min(L, C - c0)
         x0 = (n * C + c0) * HW
@@ -350,19 +374,20 @@ def depthwise2d_lanes(
             k = min(L, HW - q0)
             transpose(xf, x0 + q0, HW, lanes, k, buf, tile, L, k, L)
             for q in range(k):
-                vstore(buf, spots[q0 + q], vload(buf, tile + q * L))
+                vstore(buf, table[spots + q0 + q], vload(buf, tile + q * L))
         bv, sv, fv = vload(bf, c0), vload(sf_, c0), vload(ff, c0)
-        lo, hi = vsplat(alpha), vsplat(beta)
         o0 = (n * C + c0) * P
         w0 = g * K * L
         p = 0
         while WIDE and p + 8 <= PB:  # eight chains of FMAs: two FMA ports at latency 4
             a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = vzero()
-            r0, r1, r2, r3 = pixels[p], pixels[p + 1], pixels[p + 2], pixels[p + 3]
-            r4, r5, r6, r7 = pixels[p + 4], pixels[p + 5], pixels[p + 6], pixels[p + 7]
+            r0, r1 = table[pixels + p], table[pixels + p + 1]
+            r2, r3 = table[pixels + p + 2], table[pixels + p + 3]
+            r4, r5 = table[pixels + p + 4], table[pixels + p + 5]
+            r6, r7 = table[pixels + p + 6], table[pixels + p + 7]
             for k in range(K):
                 t = vload(wf, w0 + k * L)
-                o = taps[k]
+                o = table[k]
                 a0 = vfmav(a0, vload(buf, r0 + o), t)
                 a1 = vfmav(a1, vload(buf, r1 + o), t)
                 a2 = vfmav(a2, vload(buf, r2 + o), t)
@@ -383,10 +408,11 @@ def depthwise2d_lanes(
             p += 8
         while p < PB:
             a0 = a1 = a2 = a3 = vzero()
-            r0, r1, r2, r3 = pixels[p], pixels[p + 1], pixels[p + 2], pixels[p + 3]
+            r0, r1 = table[pixels + p], table[pixels + p + 1]
+            r2, r3 = table[pixels + p + 2], table[pixels + p + 3]
             for k in range(K):
                 t = vload(wf, w0 + k * L)
-                o = taps[k]
+                o = table[k]
                 a0 = vfmav(a0, vload(buf, r0 + o), t)
                 a1 = vfmav(a1, vload(buf, r1 + o), t)
                 a2 = vfmav(a2, vload(buf, r2 + o), t)
@@ -403,4 +429,38 @@ def depthwise2d_lanes(
         if not vector_act:
             for c in range(c0, c0 + lanes):
                 o = (n * C + c) * P
-                activate(of[o : o + P], P, bias[c], act, alpha, beta, scale[c], shift[c])
+                activate(of[o : o + P], P, bf[c], act, alpha, beta, sf_[c], ff[c])
+
+
+@kernel(parallel=True)
+def depthwise2d_lanes(
+    x, wt, bt, st, ft, out, table, K, tile, floats, act, alpha, beta, planes, work, split
+):  # pragma: no cover
+    """The depthwise conv of one filter per channel with the channels in the vector's
+    lanes, for planes of a few vectors or less: a job is WIDTH channels of one image.
+    x (N, C, H, W), out (N, C, OH, OW) C-contiguous; wt, bt, st, ft from ``pack_lanes``
+    (filters, bias, scale, shift; LeakyRelu reads the last three per channel for
+    ``activation.activate``); table from ``lanes_tables``, K the taps, tile the padded
+    plane's floats and floats a buffer's (``lanes_geometry``); planes holds buffers
+    from a vector boundary on (``buffers_floats``). The jobs run in as
+    many threads' ranges as have ``split`` of the step's ``work`` each (at most the
+    threads, the planes' rows and the jobs), one after the other when that is one: no
+    parallel launch for a step too small to pay for it.
+
+    A job transposes its channels' pixels, WIDTH x WIDTH tiles in registers
+    (``simd.transpose``), into a zero-padded plane of WIDTH-channel pixels, computes
+    four output pixels at a time (a tap: one weight vector, four pixel vectors, four
+    fused multiply-adds, every lane useful) into a row of pixels, and transposes that
+    back to the channels' planes. The taps run in the same order as ``depthwise2d``'s
+    for every output, so both kernels give the same bits."""
+    jobs = x.shape[0] * -(-x.shape[1] // WIDTH)
+    first, rows = _first_vector(planes), (planes.shape[0] - WIDTH) // floats
+    parts = min(_threads(), rows, jobs, work // max(1, split))
+    if parts <= 1:
+        buf = planes[first : first + floats]
+        _lanes_jobs(0, jobs, x, wt, bt, st, ft, out, table, K, tile, act, alpha, beta, buf)
+    else:
+        for t in prange(parts):  # disjoint ranges of jobs, each in its own buffer
+            j0, j1 = t * jobs // parts, (t + 1) * jobs // parts
+            buf = planes[first + t * floats : first + (t + 1) * floats]
+            _lanes_jobs(j0, j1, x, wt, bt, st, ft, out, table, K, tile, act, alpha, beta, buf)
