@@ -20,7 +20,7 @@ import numpy as np
 from runtime import kernel_table
 from runtime.ops.activations import gelu
 from runtime.ops.nn import (
-    GLOBAL_POOL,
+    SQUEEZE_EXCITE,
     bn_affine,
     fused_conv,
     fused_gemm,
@@ -625,8 +625,8 @@ def _squeeze_excite_at(
         kernel_table.Choice(
             "squeeze_excite_nchw",
             "global pool, two 1x1 convs over it and the channel scale in one step; "
-            "the GEMM entry per input shape",
-            GLOBAL_POOL,
+            "a kernel per input shape",
+            SQUEEZE_EXCITE,
         ),
         ("Conv", *conv1.fused, "Conv", *conv2.fused, "Mul"),
         # an error in the fused part names its own node, not the pool's (steps._blamed)

@@ -19,6 +19,8 @@ instead of compiling:
 * ``recurrent``: RNN, GRU and LSTM (``kernels.rnn``).
 * ``chain``: a LeNet-like chain that compiles into one op-table program (see
   ``runtime/compiled.py``), run for one image and for a batch.
+* the small ops' kernels (max pooling in vectors, the global pools, the
+  matrix-vector product, squeeze-and-excitation), serial and parallel, called directly.
 """
 
 from __future__ import annotations
@@ -155,6 +157,42 @@ def _chain_model() -> bytes:
     return _model(nodes, [("x", ["n", 1, 12, 12])], [("out", ["n", 10])], weights)
 
 
+def _small_op_kernels() -> None:
+    """The small ops' kernels, serial and parallel, called directly with the types their
+    ops pass: which of the two an op runs depends on the work's size and the threads
+    (``nn.SERIAL_FLOATS``), which the graphs above do not pin down."""
+    import numba
+
+    from runtime.kernels import matvec, pool
+
+    f32 = np.float32
+    threads = numba.get_num_threads()
+    x, y = np.zeros((2, 7, 9), f32), np.zeros((2, 4, 5), f32)
+    rw = pool.max_pool_row_floats(9, 5, 1, 3, 2, 1)
+    tmp = np.zeros((threads, pool.MAX_POOL_ROWS * rw + pool.WIDTH), f32)
+    for run in (pool.max_pool_rows, pool.max_pool_rows_planes):
+        run(x, y, tmp, 1, 1, 3, 3, 2, 2, 1, 1)
+    # a max pool fused into a conv that does not fuse it (kernel_table._then_max_pool)
+    dense = np.zeros((threads, pool.pool_rows((3, 4), np.array([2, 2, 2, 2]))), f32)
+    pool.pool_dense_planes(
+        np.zeros((2, 6, 8), f32), np.zeros((2, 3, 4), f32), dense, 2, 2, 2, 2, 1, 1, True
+    )
+    planes, out = np.zeros((3, 5), f32), np.zeros(3, f32)
+    for use_max in (False, True):
+        pool.global_pool_rows(planes, out, use_max)
+        pool._global_pool(planes, out, use_max, np.zeros(threads * pool.POOL_BUF, f32))
+    a, c = np.zeros((1, 3), f32), np.zeros((1, 4), f32)
+    wp, bias = matvec.pack_panels(np.zeros((3, 4), f32)), matvec.pad_bias(None, 4)
+    for run in (matvec.matvec_rows, matvec.matvec_rows_panels):
+        run(a, wp, bias, c, 1, 0.0, 0.0)
+    se = np.zeros((1, 4, 5), f32)
+    w1, w2 = matvec.pack_panels(np.zeros((4, 2), f32)), matvec.pack_panels(np.zeros((2, 4), f32))
+    work = np.zeros((threads, matvec.excite_work(4, 2)), f32)
+    for run in (matvec.squeeze_excite, matvec.squeeze_excite_images):
+        run(se, se.copy(), w1, matvec.pad_bias(None, 2), 2, w2, matvec.pad_bias(None, 4),
+            1, 0.0, 0.0, 6, 0.2, 0.5, work)  # fmt: skip
+
+
 def warmup() -> float:
     """Compile (or load from the cache) every kernel; returns the seconds it took."""
     t0 = time.perf_counter()
@@ -168,4 +206,5 @@ def warmup() -> float:
     chain = NumbaEngine(load_graph(_chain_model()))
     for n in (1, 2):  # one image runs on the calling thread, a batch on all cores
         chain.run({"x": np.zeros((n, 1, 12, 12), np.float32)}, chain.output_names)
+    _small_op_kernels()
     return time.perf_counter() - t0

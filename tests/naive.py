@@ -101,6 +101,29 @@ def pool2d(x, *, kernel, strides, pads, dilations, ceil_mode, mode, count_includ
     return out
 
 
+def global_pool(x, use_max):
+    """Mean (in float64) or max of each row of x (planes, S)."""
+    return x.max(1) if use_max else x.astype(np.float64).mean(1)
+
+
+def matvec(a, w, b, act, alpha=0.0, beta=0.0):
+    """act(a @ w + b) row by row, in float64: a (M, K), w (K, N), b (N,) or None."""
+    y = a.astype(np.float64) @ w.astype(np.float64)
+    if b is not None:
+        y = y + b
+    return activation(act, y, alpha, beta)
+
+
+def squeeze_excite(x, w1, b1, w2, b2, acts):
+    """x (N, C, ...) * act2(W2 act1(W1 mean(x) + b1) + b2) per image and channel, W1
+    (R, C), W2 (C, R); acts ((act1, alpha1, beta1), (act2, alpha2, beta2))."""
+    n, c = x.shape[:2]
+    pooled = x.reshape(n, c, -1).astype(np.float64).mean(2)
+    hidden = matvec(pooled, w1.T, b1, *acts[0])
+    gate = matvec(hidden, w2.T, b2, *acts[1])
+    return x * gate.reshape(n, c, *([1] * (x.ndim - 2)))
+
+
 def taps(src, w, offs, m, t, length):
     """acc[i, p] = sum_k w[i, k] * src[offs[k] + p]: the op-table convolution's inner sum."""
     acc = np.zeros((m, length), np.float64)

@@ -239,13 +239,13 @@ def _squeeze_excite_model() -> bytes:
 
 
 def test_squeeze_excitation_runs_what_describe_names(calls):
-    """The fused block runs the global pool and the GEMM entry its describe() names,
-    row by row for one image, in tiles for four."""
+    """The fused block runs the kernel its describe() names: serially for one image, an
+    image a job for four."""
     engine = NumbaEngine(load_graph(_squeeze_excite_model()), compile_plans=False)
-    for n, entry in ((1, "rows"), (4, "packed")):
+    for n, entry in ((1, "serial"), (4, "images")):
         x = RNG.standard_normal((n, 12, 5, 6)).astype(np.float32)
         (info,) = engine.describe({"x": x}).steps
-        assert info.algorithm.startswith(f"squeeze_excite_nchw_gemm_f32_{entry}_")
+        assert info.algorithm.startswith(f"squeeze_excite_nchw_{entry}_")
         assert "Mul" in info.fused
         (ran,) = [r for _, r in _what_ran(engine, {"x": x}, calls)]
         assert set(ran) == set(info.runs), (info.algorithm, ran)
@@ -341,9 +341,13 @@ TWINS = {
     "normalize.normalize_rows": "naive.normalize_rows",
     "normalize.standardize_rows": "naive.normalize_rows",
     "pool._avg_pool3d": "naive.pool2d",
-    "pool._global_pool": "test_kernel_table.py::test_global_pool_matches_numpy",
+    "matvec.squeeze_excite": "naive.squeeze_excite",
+    "matvec.squeeze_excite_images": "naive.squeeze_excite",
+    "pool._global_pool": "naive.global_pool",
     "pool._max_pool3d": "naive.pool2d",
-    "pool.max_pool_padded_planes": "naive.pool2d",
+    "pool.global_pool_rows": "naive.global_pool",
+    "pool.max_pool_rows": "naive.pool2d",
+    "pool.max_pool_rows_planes": "naive.pool2d",
     "pool.pool_dense_planes": "naive.pool2d",
     "reduce.reduce_middle": "naive.reduce_middle",
     "reduce.reduce_rows": "naive.reduce_middle",
@@ -400,14 +404,3 @@ def test_softmax_rows_matches_numpy():
         if log:
             want = x - x.max(1, keepdims=True) - np.log(e.sum(1, keepdims=True))
         np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize("use_max", [False, True])
-def test_global_pool_matches_numpy(use_max):
-    from runtime.kernels.pool import _global_pool
-
-    x = RNG.standard_normal((7, 45)).astype(np.float32)
-    out = np.full(7, np.nan, np.float32)
-    _global_pool(x, out, use_max)
-    want = x.max(1) if use_max else x.astype(np.float64).mean(1)
-    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6)

@@ -17,6 +17,21 @@ import numpy as np
 from numba import prange
 
 from runtime.kernels.jit import kernel
+from runtime.kernels.simd import (
+    WIDTH,
+    transpose,
+    vadd,
+    vdiv,
+    veven,
+    vload,
+    vload_first,
+    vmax,
+    vsplat,
+    vstore,
+    vstore_first,
+    vwhere_lt,
+    vzero,
+)
 
 
 @kernel(parallel=True)
@@ -87,22 +102,241 @@ def _avg_pool3d(
                     out[p, od, oh, ow] = total / div if div > 0 else 0.0
 
 
-@kernel(parallel=True)
-def _global_pool(x, out, use_max):  # pragma: no cover
-    """x: (planes, S) -> out: (planes,), mean or max over S."""
+SUM_BLOCK = 64 * WIDTH  # floats a plane's vector sums take before they are added in float64
+
+
+@kernel(inline="always")
+def plane_sum(xf, o, S, buf, bo):  # pragma: no cover
+    """sum(xf[o : o + S]) in float64: two vectors of float32 sums per block of
+    ``SUM_BLOCK`` floats, each block's 16 lanes then added in float64 (through
+    buf[bo : bo + WIDTH])."""
+    total = 0.0
+    for b0 in range(0, S, SUM_BLOCK):
+        n = min(SUM_BLOCK, S - b0)
+        s0 = vzero()
+        s1 = vzero()
+        i = 0
+        while i + 2 * WIDTH <= n:
+            s0 = vadd(s0, vload(xf, o + b0 + i))
+            s1 = vadd(s1, vload(xf, o + b0 + i + WIDTH))
+            i += 2 * WIDTH
+        if i + WIDTH <= n:
+            s0 = vadd(s0, vload(xf, o + b0 + i))
+            i += WIDTH
+        if i < n:
+            s1 = vadd(s1, vload_first(xf, o + b0 + i, n - i))
+        vstore(buf, bo, vadd(s0, s1))
+        for j in range(WIDTH):
+            total += buf[bo + j]
+    return total
+
+
+POOL_BUF = 2 * WIDTH * WIDTH + WIDTH  # floats of ``pool_planes``' buffer
+
+
+@kernel(inline="always")
+def pool_planes(xf, o, S, count, use_max, out, oo, buf, bo):  # pragma: no cover
+    """out[oo + q] = the mean or max of plane q, xf[o + q*S : o + (q+1)*S], q < count.
+    Sixteen planes at a time: each plane's vector of lanes (float32 sums, or maxima
+    from -inf, NaNs skipped as ``x > m`` skips them) into a row of buf, the 16 x 16
+    block transposed in registers (``transpose``), and its rows added (or maxed): one
+    vector of 16 results. Planes of more than ``SUM_BLOCK`` floats are summed one by
+    one (``plane_sum``). buf[bo : bo + POOL_BUF] is the kernel's.
+
+    The loops are written out here, not in helpers: an inlined helper that takes an
+    array costs a reference count's atomic increment and decrement per call, which
+    at a call per plane cost ten times the work."""
+    blk = bo + WIDTH * WIDTH
+    at = bo + 2 * WIDTH * WIDTH
+    for j in range(WIDTH):
+        buf[at + j] = j
+    lanes = vload(buf, at)
+    ninf = vsplat(-np.inf)
+    if not use_max and S > SUM_BLOCK:
+        for q in range(count):
+            out[oo + q] = plane_sum(xf, o + q * S, S, buf, bo) / S
+        return
+    for g in range(0, count, WIDTH):
+        rows = min(WIDTH, count - g)
+        for r in range(rows):
+            p = o + (g + r) * S
+            if use_max:
+                if S < WIDTH:
+                    v = vmax(ninf, vwhere_lt(lanes, vsplat(S), vload_first(xf, p, S), ninf))
+                else:
+                    v = ninf
+                    i = 0
+                    while i + WIDTH <= S:
+                        v = vmax(v, vload(xf, p + i))
+                        i += WIDTH
+                    if i < S:  # the last vector again, overlapping: a max does not mind
+                        v = vmax(v, vload(xf, p + S - WIDTH))
+            else:
+                v = vzero()
+                s1 = vzero()
+                i = 0
+                while i + 2 * WIDTH <= S:
+                    v = vadd(v, vload(xf, p + i))
+                    s1 = vadd(s1, vload(xf, p + i + WIDTH))
+                    i += 2 * WIDTH
+                if i + WIDTH <= S:
+                    v = vadd(v, vload(xf, p + i))
+                    i += WIDTH
+                if i < S:
+                    s1 = vadd(s1, vload_first(xf, p + i, S - i))
+                v = vadd(v, s1)
+            vstore(buf, bo + r * WIDTH, v)
+        transpose(buf, bo, WIDTH, rows, WIDTH, buf, blk, WIDTH, WIDTH, WIDTH)
+        acc = vload(buf, blk)
+        for c in range(1, WIDTH):
+            if use_max:
+                acc = vmax(acc, vload(buf, blk + c * WIDTH))
+            else:
+                acc = vadd(acc, vload(buf, blk + c * WIDTH))
+        if not use_max:
+            acc = vdiv(acc, vsplat(S))
+        vstore_first(out, oo + g, acc, rows)
+
+
+@kernel()
+def global_pool_rows(x, out, use_max):  # pragma: no cover
+    """x: (planes, S) C-contiguous -> out: (planes,), mean or max over S
+    (``pool_planes``), in one thread: no parallel region to start."""
     planes, S = x.shape
+    buf = np.empty(POOL_BUF, np.float32)
+    pool_planes(x.reshape(-1), 0, S, planes, use_max, out, 0, buf, 0)
+
+
+@kernel(parallel=True)
+def _global_pool(x, out, use_max, buf):  # pragma: no cover
+    """``global_pool_rows`` in jobs of about ``POOL_JOB`` floats of whole groups of 16
+    planes; buf (threads * POOL_BUF) holds each thread's buffer."""
+    planes, S = x.shape
+    per = max(1, POOL_JOB // max(S, 1) // WIDTH) * WIDTH
+    jobs = (planes + per - 1) // per
+    xf = x.reshape(-1)
+    for j in prange(jobs):
+        lo = j * per
+        count = min(per, planes - lo)
+        t = numba.get_thread_id() * POOL_BUF
+        pool_planes(xf, lo * S, S, count, use_max, out, lo, buf, t)
+
+
+POOL_JOB = 1 << 14  # floats of planes per job of ``_global_pool``
+
+
+MAX_POOL_ROWS = 8  # output rows a pass of ``_max_pool_planes`` keeps in its row buffer
+
+
+@kernel(inline="always")
+def _max_pool_planes(
+    xf, of, lo, hi, H, W, OH, OW, tmp, rw, ph, pw, kh, kw, sh, sw, dh, dw
+):  # pragma: no cover
+    """Planes lo..hi-1, ``MAX_POOL_ROWS`` output rows a pass: first each row's lane-wise
+    max of its window's input rows (those inside the plane) into its row of tmp (rw
+    floats a row, from a 64-byte boundary: input column 0 at the first multiple of
+    WIDTH from pw on, the pad columns before it), -inf around it; then across those
+    rows, each vector of outputs from kw loads (stride 2: the even lanes of two,
+    ``veven``). Two passes, and whole vectors stored on vector boundaries: the stem
+    pool of ResNet ran five times slower when each row's loads straddled the
+    unaligned vectors just stored. Loops written out, as in ``pool_planes``."""
+    ninf = vsplat(-np.inf)
+    full = W - W % WIDTH
+    a = (-(tmp.ctypes.data // 4)) % WIDTH  # tmp[a] starts a 64-byte line
+    at = (pw + WIDTH - 1) // WIDTH * WIDTH  # input column 0 in a row
+    base = at - pw  # padded column 0 in a row
+    for p in range(lo, hi):
+        for r0 in range(0, OH, MAX_POOL_ROWS):
+            r1 = min(r0 + MAX_POOL_ROWS, OH)
+            for oy in range(r0, r1):
+                t = a + (oy - r0) * rw + at
+                first = True
+                for ky in range(kh):
+                    y = oy * sh - ph + ky * dh
+                    if y < 0 or y >= H:
+                        continue
+                    src = (p * H + y) * W
+                    for i in range(0, full, WIDTH):
+                        v = vload(xf, src + i)
+                        if not first:
+                            v = vmax(vload(tmp, t + i), v)
+                        vstore(tmp, t + i, v)
+                    if full < W:
+                        v = vload_first(xf, src + full, W - full)
+                        if not first:
+                            v = vmax(vload_first(tmp, t + full, W - full), v)
+                        vstore_first(tmp, t + full, v, W - full)
+                    first = False
+                if first:  # no row of the window inside the plane
+                    for i in range(0, W, WIDTH):
+                        vstore_first(tmp, t + i, ninf, min(WIDTH, W - i))
+            for oy in range(r0, r1):
+                o = (p * OH + oy) * OW
+                t = a + (oy - r0) * rw + base
+                for ox in range(0, OW, WIDTH):
+                    n = min(WIDTH, OW - ox)
+                    b = t + ox * sw
+                    m = ninf
+                    if sw == 1:
+                        m = vload(tmp, b)
+                        for kx in range(1, kw):
+                            m = vmax(m, vload(tmp, b + kx * dw))
+                    elif sw == 2:
+                        m = veven(vload(tmp, b), vload(tmp, b + WIDTH))
+                        for kx in range(1, kw):
+                            q = b + kx * dw
+                            m = vmax(m, veven(vload(tmp, q), vload(tmp, q + WIDTH)))
+                    else:  # a wider stride: output by output
+                        for j in range(n):
+                            best = -np.inf
+                            for kx in range(kw):
+                                v = tmp[b + j * sw + kx * dw]
+                                if v > best:
+                                    best = v
+                            of[o + ox + j] = best
+                        continue
+                    vstore_first(of, o + ox, m, n)
+
+
+def max_pool_row_floats(w: int, ow: int, pw: int, kw: int, sw: int, dw: int) -> int:
+    """Floats of a row of ``max_pool_rows``' buffer for input width w and output width ow,
+    a multiple of WIDTH: the padded row the windows span, its input columns from a
+    multiple of WIDTH, and room for vector reads past it (a thread's buffer:
+    ``MAX_POOL_ROWS`` rows and WIDTH floats to start them on a 64-byte boundary)."""
+    at = (pw + WIDTH - 1) // WIDTH * WIDTH
+    span = max(at + w, at - pw + (ow + WIDTH - 1) // WIDTH * WIDTH * sw + (kw - 1) * dw)
+    return (span + 3 * WIDTH - 1) // WIDTH * WIDTH
+
+
+@kernel()
+def max_pool_rows(x, out, tmp, ph, pw, kh, kw, sh, sw, dh, dw):  # pragma: no cover
+    """2-D max pooling of x (planes, H, W) with begin pads (ph, pw) -> out (planes, OH,
+    OW), plane by plane, in vectors (``_max_pool_planes``); tmp (threads, MAX_POOL_ROWS
+    * rw + WIDTH), rw = ``max_pool_row_floats``, row 0 used (-inf first)."""
+    planes, H, W = x.shape
+    _, OH, OW = out.shape
+    t = tmp[0]
+    t[:] = -np.inf
+    rw = (tmp.shape[1] - WIDTH) // MAX_POOL_ROWS
+    _max_pool_planes(
+        x.reshape(-1), out.reshape(-1), 0, planes, H, W, OH, OW, t, rw, ph, pw, kh, kw, sh,
+        sw, dh, dw,
+    )  # fmt: skip
+
+
+@kernel(parallel=True)
+def max_pool_rows_planes(x, out, tmp, ph, pw, kh, kw, sh, sw, dh, dw):  # pragma: no cover
+    """``max_pool_rows`` with a plane per job, each thread its own row buffer (tmp's
+    rows: -inf first)."""
+    planes, H, W = x.shape
+    _, OH, OW = out.shape
+    tmp[:] = -np.inf
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
+    rw = (tmp.shape[1] - WIDTH) // MAX_POOL_ROWS
     for p in prange(planes):
-        if use_max:
-            m = -np.inf
-            for i in range(S):
-                if x[p, i] > m:
-                    m = x[p, i]
-            out[p] = m
-        else:
-            t = 0.0
-            for i in range(S):
-                t += x[p, i]
-            out[p] = t / S
+        t = tmp[numba.get_thread_id()]
+        _max_pool_planes(xf, of, p, p + 1, H, W, OH, OW, t, rw, ph, pw, kh, kw, sh, sw, dh, dw)
 
 
 @kernel(inline="always")
@@ -182,33 +416,3 @@ def pool_dense_planes(x, out, tmp, kh, kw, sh, sw, dh, dw, is_max):  # pragma: n
         t = tmp[numba.get_thread_id()]
         # np.int64(1), not 1: a literal argument compiles pool_dense once more
         pool_dense(xf[p], of[p], t, np.int64(1), H, W, OH, OW, kh, kw, sh, sw, dh, dw, is_max)
-
-
-@kernel(parallel=True)
-def max_pool_padded_planes(x, out, pad, tmp, ph, pw, kh, kw, sh, sw, dh, dw):  # pragma: no cover
-    """Max pooling of x (planes, H, W) with begin pads (ph, pw) -> out (planes, OH, OW):
-    each plane is copied into its thread's -inf bordered plane pad (threads, HP*WP),
-    HP = (OH-1)*sh + (kh-1)*dh + 1 and WP likewise, where every window is dense
-    (``pool_dense``). tmp (threads, rows*OW) is each thread's own."""
-    planes, H, W = x.shape
-    _, OH, OW = out.shape
-    HP = (OH - 1) * sh + (kh - 1) * dh + 1
-    WP = (OW - 1) * sw + (kw - 1) * dw + 1
-    xf = x.reshape(planes, H * W)
-    of = out.reshape(planes, OH * OW)
-    for p in prange(planes):
-        t = numba.get_thread_id()
-        q = pad[t]
-        for y in range(HP):
-            yy = y - ph
-            row = q[y * WP : (y + 1) * WP]
-            if yy < 0 or yy >= H:
-                for xx in range(WP):  # a loop: a slice assignment compiles broadcasting
-                    row[xx] = -np.inf
-                continue
-            src = xf[p, yy * W : (yy + 1) * W]
-            for xx in range(WP):
-                u = xx - pw
-                row[xx] = src[u] if u >= 0 and u < W else -np.inf
-        is_max = np.bool_(True)  # not literals: pool_dense compiles once for all callers
-        pool_dense(q, of[p], tmp[t], np.int64(1), HP, WP, OH, OW, kh, kw, sh, sw, dh, dw, is_max)

@@ -16,6 +16,7 @@ from runtime import kernel_table
 from runtime.errors import InvalidAttributeError, ShapeError
 from runtime.kernel_table import Choice
 from runtime.kernels import gemm as gemm_kernels
+from runtime.kernels import matvec as matvec_kernels
 from runtime.kernels import pool as pool_kernels
 from runtime.kernels.activation import ACTIVATIONS, activate, softmax_rows
 from runtime.memory import allocate, check_size, scratch
@@ -23,8 +24,12 @@ from runtime.ops.registry import register
 
 AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 # the @njit kernels of the ops that run them outside the kernel table (``register``)
-MAX_POOL = ("pool.pool_dense_planes", "pool.max_pool_padded_planes", "pool._max_pool3d")
-GLOBAL_POOL = ("pool._global_pool",)
+MAX_POOL = ("pool.max_pool_rows", "pool.max_pool_rows_planes", "pool._max_pool3d")
+GLOBAL_POOL = ("pool.global_pool_rows", "pool._global_pool")
+SQUEEZE_EXCITE = ("matvec.squeeze_excite", "matvec.squeeze_excite_images")
+# Below this many floats of work a kernel runs serially: starting a parallel region
+# costs microseconds (more after a conv has swept the caches), as much as the work.
+SERIAL_FLOATS = 1 << 16
 GEMM = (
     "gemm._pack_a",
     "gemm._pack_b",
@@ -32,6 +37,11 @@ GEMM = (
     "gemm._gemm_f32_rows",
 )  # kernel_table.matmul
 SOFTMAX = ("activation.softmax_rows",)  # the bound float32 call (``_softmax_call``)
+
+
+def _parallel(floats: int) -> bool:
+    """Whether work of ``floats`` floats runs in a parallel region."""
+    return floats >= SERIAL_FLOATS and numba.get_num_threads() > 1
 
 
 def _float32(op: str, name: str, x: np.ndarray) -> np.ndarray:
@@ -339,14 +349,6 @@ def pool_setup(op, x, kernel_shape, auto_pad, pads, strides, dilations, ceil_mod
     return x, out_sp, begin, end, st, dil
 
 
-def _dense_2d(in_sp, out_sp, kernel, begin, strides, dilations) -> bool:
-    """A 2-D pooling whose every window lies inside the input (no padding touched)."""
-    if len(in_sp) != 2 or any(begin):
-        return False
-    windows = zip(in_sp, out_sp, kernel, strides, dilations, strict=True)
-    return all((o - 1) * s + (k - 1) * d < i for i, o, k, s, d in windows)
-
-
 @register("MaxPool", since=1, kernels=MAX_POOL)
 def max_pool(x, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None,
              pads=None, storage_order=0, strides=None, _out=None, _num_outputs=2):  # fmt: skip
@@ -359,26 +361,8 @@ def max_pool(x, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=
     shape = (n, c, *out_sp)
     y = allocate(shape, np.float32, "MaxPool output", _out and _out[0])
     with_indices = _num_outputs > 1
-    if not with_indices and _dense_2d(x.shape[2:], out_sp, kernel_shape, begin, st, dil):
-        rows = (out_sp[0] - 1) * st[0] + (kernel_shape[0] - 1) * dil[0] + 1
-        tmp = scratch("maxpool.rows", (numba.get_num_threads(), rows * out_sp[1]), np.float32)
-        pool_kernels.pool_dense_planes(
-            x.reshape(n * c, *x.shape[2:]), y.reshape(n * c, *out_sp), tmp, *kernel_shape, *st,
-            *dil, True,
-        )  # fmt: skip
-        return y
-    if not with_indices and x.ndim == 4:  # padded: through a -inf bordered copy per plane
-        hp = (out_sp[0] - 1) * st[0] + (kernel_shape[0] - 1) * dil[0] + 1
-        wp = (out_sp[1] - 1) * st[1] + (kernel_shape[1] - 1) * dil[1] + 1
-        threads = numba.get_num_threads()
-        check_size((threads, hp * wp), np.float32, "MaxPool padded planes")
-        pad = scratch("maxpool.padded", (threads, hp * wp), np.float32)
-        tmp = scratch("maxpool.rows", (threads, hp * out_sp[1]), np.float32)
-        pool_kernels.max_pool_padded_planes(
-            x.reshape(n * c, *x.shape[2:]), y.reshape(n * c, *out_sp), pad, tmp, *begin,
-            *kernel_shape, *st, *dil,
-        )  # fmt: skip
-        return y
+    if not with_indices and x.ndim == 4:  # rows by vectors, -inf around the plane
+        return MaxPoolCall(x.shape, out_sp, begin, kernel_shape, st, dil)(x, y)
     if with_indices:
         idx = allocate(shape, np.int64, "MaxPool indices", _out and _out[1])
     else:
@@ -401,6 +385,56 @@ def max_pool(x, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=
     return y, idx
 
 
+class MaxPoolCall:
+    """A 2-D MaxPool without indices laid out for one float32 input shape: rows by
+    vectors (``pool.max_pool_rows``), a plane per job where the work is large."""
+
+    def __init__(self, shape, out_sp, begin, kernel_shape, strides, dilations) -> None:
+        n, c, h, w = shape
+        self.x3, self.y3 = (n * c, h, w), (n * c, *out_sp)
+        self.shape = (n, c, *out_sp)
+        self.args = (*begin[:2], *kernel_shape, *strides, *dilations)
+        floats = pool_kernels.max_pool_row_floats(
+            w, out_sp[1], begin[1], kernel_shape[1], strides[1], dilations[1]
+        )
+        self.tmp_floats = pool_kernels.MAX_POOL_ROWS * floats + pool_kernels.WIDTH
+        parallel = _parallel(n * c * h * w)
+        self.kernel = pool_kernels.max_pool_rows_planes if parallel else pool_kernels.max_pool_rows
+        self.choice = Choice(
+            f"max_pool_rows_{'planes' if parallel else 'serial'}_{kernel_table.isa()}",
+            f"{n * c} plane(s): vertical maxima of {pool_kernels.MAX_POOL_ROWS} rows at a time, "
+            "then across them"
+            + (f", stride {strides[1]} by even lanes" if strides[1] == 2 else "")
+            + ("; a plane per job" if parallel else "; small: one thread"),
+            (MAX_POOL[1] if parallel else MAX_POOL[0],),
+        )
+
+    def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        y = allocate(self.shape, np.float32, "MaxPool output", out)
+        tmp = scratch("maxpool.rows", (numba.get_num_threads(), self.tmp_floats), np.float32)
+        self.kernel(np.ascontiguousarray(x).reshape(self.x3), y.reshape(self.y3), tmp, *self.args)
+        return y
+
+
+def _max_pool_prepare(x: np.ndarray, args: list, attrs: Mapping) -> MaxPoolCall | None:
+    if x.dtype != np.float32 or x.ndim != 4 or attrs.get("_num_outputs", 2) > 1:
+        return None  # indices, other ranks: the op (it raises the errors, naming its node)
+    if attrs.get("storage_order", 0) not in (0, 1):
+        return None
+    try:
+        x, out_sp, begin, _, st, dil = pool_setup(
+            "MaxPool", x, attrs.get("kernel_shape"), attrs.get("auto_pad", "NOTSET"),
+            attrs.get("pads"), attrs.get("strides"), attrs.get("dilations"),
+            attrs.get("ceil_mode", 0),
+        )  # fmt: skip
+    except (ShapeError, InvalidAttributeError):
+        return None
+    return MaxPoolCall(x.shape, out_sp, begin, attrs["kernel_shape"], st, dil)
+
+
+max_pool.prepare = _max_pool_prepare
+
+
 @register("AveragePool", since=1, kernels=("pool._avg_pool3d",))
 def average_pool(x, *, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, dilations=None,
                  kernel_shape=None, pads=None, strides=None, _out=None):  # fmt: skip
@@ -419,26 +453,81 @@ def average_pool(x, *, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, dila
     return y
 
 
-def _global_pool(op: str, x: np.ndarray, use_max: bool) -> np.ndarray:
+def global_pool_into(x2: np.ndarray, out: np.ndarray, use_max: bool) -> None:
+    """out (planes,) = the mean or max of each row of x2 (planes, S), C-contiguous:
+    serially for small work (``pool.global_pool_rows``), else in parallel jobs."""
+    if _parallel(x2.size):
+        floats = numba.get_num_threads() * pool_kernels.POOL_BUF
+        buf = scratch("globalpool.buffers", (floats,), np.float32)
+        pool_kernels._global_pool(x2, out, use_max, buf)
+    else:
+        pool_kernels.global_pool_rows(x2, out, use_max)
+
+
+def _global_pool(op: str, x: np.ndarray, use_max: bool, out=None) -> np.ndarray:
     x = _float32(op, "X", x)
     if x.ndim < 3:
         raise ShapeError(f"{op}: expected X of rank >= 3 (N, C, spatial...), received {x.shape}")
     n, c = x.shape[:2]
-    out = np.empty(n * c, np.float32)
     if x.size == 0 and n * c:
         raise ShapeError(f"{op}: X {x.shape} has empty spatial axes: no window to pool")
-    pool_kernels._global_pool(x.reshape(n * c, int(np.prod(x.shape[2:]))), out, use_max)
-    return out.reshape(n, c, *([1] * (x.ndim - 2)))
+    y = allocate((n, c, *([1] * (x.ndim - 2))), np.float32, f"{op} output", out)
+    global_pool_into(x.reshape(n * c, x.size // max(n * c, 1)), y.reshape(-1), use_max)
+    return y
 
 
-@register("GlobalAveragePool", since=1, kernels=GLOBAL_POOL)
-def global_average_pool(x):
-    return _global_pool("GlobalAveragePool", x, False)
+class GlobalPoolCall:
+    """GlobalAveragePool or GlobalMaxPool laid out for one float32 input shape: the
+    call runs the kernel and nothing else (after a conv has swept the caches, each
+    line of Python costs microseconds)."""
+
+    def __init__(self, op: str, shape: tuple[int, ...], use_max: bool) -> None:
+        n, c = shape[:2]
+        self.shape = (n, c, *([1] * (len(shape) - 2)))
+        self.rows = (n * c, int(np.prod(shape[2:], dtype=np.int64)))
+        self.use_max, self.op = use_max, op
+        parallel = _parallel(n * c * self.rows[1])
+        self.kernel = pool_kernels._global_pool if parallel else pool_kernels.global_pool_rows
+        self.choice = Choice(
+            "global_pool_parallel" if parallel else "global_pool_rows",
+            f"{n * c} plane(s) of {self.rows[1]}: "
+            + ("jobs over the threads" if parallel else "small: one thread"),
+            GLOBAL_POOL[1:] if parallel else GLOBAL_POOL[:1],
+        )
+
+    def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        y = allocate(self.shape, np.float32, f"{self.op} output", out)
+        x2 = np.ascontiguousarray(x).reshape(self.rows)
+        if self.kernel is pool_kernels.global_pool_rows:
+            pool_kernels.global_pool_rows(x2, y.reshape(-1), self.use_max)
+        else:
+            global_pool_into(x2, y.reshape(-1), self.use_max)
+        return y
+
+
+def _global_pool_prepare(op: str, use_max: bool):
+    def prepare(x: np.ndarray, args: list, attrs: Mapping) -> GlobalPoolCall | None:
+        if x.dtype != np.float32 or x.ndim < 3 or x.size == 0:
+            return None  # the unbound step raises the error, naming its node
+        return GlobalPoolCall(op, x.shape, use_max)
+
+    return prepare
+
+
+# and the squeeze-and-excitation block that ``passes`` fuses into a GlobalAveragePool's
+# node (``fused_squeeze_excite``)
+@register("GlobalAveragePool", since=1, kernels=(*GLOBAL_POOL, *SQUEEZE_EXCITE))
+def global_average_pool(x, *, _out=None):
+    return _global_pool("GlobalAveragePool", x, False, _out and _out[0])
 
 
 @register("GlobalMaxPool", since=1, kernels=GLOBAL_POOL)
-def global_max_pool(x):
-    return _global_pool("GlobalMaxPool", x, True)
+def global_max_pool(x, *, _out=None):
+    return _global_pool("GlobalMaxPool", x, True, _out and _out[0])
+
+
+global_average_pool.prepare = _global_pool_prepare("GlobalAveragePool", False)
+global_max_pool.prepare = _global_pool_prepare("GlobalMaxPool", True)
 
 
 def bn_affine(
@@ -772,52 +861,13 @@ fused_matmul.prepare = lambda x, args, attrs: _matmul_call(x, *args)
 # --------------------------------------------------------------------------- squeeze-and-excitation
 
 
-def _activate_numpy(h: np.ndarray, act: str | None, alpha: float, beta: float) -> None:
-    """``kernels.activation.activate``'s activation of ``h`` in place, in NumPy (for a
-    squeeze-and-excitation block's few values per image: a kernel call costs more),
-    each ufunc in place: no temporaries, and no ``np.clip`` (its dispatch alone costs
-    microseconds)."""
-    f32 = np.float32
-    if act is None or act == "Relu":
-        if act == "Relu":
-            np.maximum(h, f32(0), out=h)
-        return
-    if act == "LeakyRelu":
-        np.copyto(h, h * f32(alpha), where=h < 0)
-    elif act == "Tanh":
-        np.tanh(h, out=h)
-    elif act == "Clip":
-        np.minimum(np.maximum(h, f32(alpha), out=h), f32(beta), out=h)
-    elif act in ("Sigmoid", "SiLU"):
-        gate = np.negative(h)
-        with np.errstate(over="ignore"):  # exp(88+) is inf: the sigmoid is then 0
-            np.exp(gate, out=gate)
-        gate += f32(1)
-        np.reciprocal(gate, out=gate)
-        if act == "SiLU":
-            h *= gate
-        else:
-            h[...] = gate
-    else:  # HardSigmoid, HardSwish
-        gate = h * f32(alpha) if act == "HardSwish" else h
-        if act != "HardSwish":
-            gate *= f32(alpha)
-        gate += f32(beta)
-        np.minimum(np.maximum(gate, f32(0), out=gate), f32(1), out=gate)
-        if act == "HardSwish":
-            h *= gate
-
-
 class SqueezeExciteCall:
     """A squeeze-and-excitation block laid out for one input shape: y = x * s, with
     s = act2(W2 act1(W1 mean(x) + b1) + b2) per image and channel (W1 (R, C), W2 (C, R):
-    two 1x1 convs over the pooled (N, C, 1, ...)). One step instead of four: the global
-    pool (``pool._global_pool``), the two small products as GEMMs of N rows
-    (``kernel_table.choose_gemm``: the same chains of fused multiply-adds as the
-    GEMM's, a bias and a ReLU in its store), the other activations in NumPy over the
-    N x C values, then the channel scale into ``out``. A dedicated kernel would save
-    its few kernel calls (about 30 us of a block's 50 on one thread), at the price of
-    one more kernel for ``cnn warmup`` to compile."""
+    two 1x1 convs over the pooled (N, C, 1, ...)). One kernel instead of four ops
+    (``matvec.squeeze_excite``): a pass to pool each plane, the two products over the
+    pooled vector (weights packed here, once), a pass to scale the planes; an image
+    per job for a batch (``squeeze_excite_images``)."""
 
     def __init__(self, x_shape: tuple[int, ...], w1, b1, w2, b2, acts) -> None:
         n, c = x_shape[:2]
@@ -837,50 +887,39 @@ class SqueezeExciteCall:
         check_size(x_shape, np.float32, "squeeze-and-excitation output")
         self.shape, self.n, self.c, self.r = tuple(x_shape), n, c, r
         self.plane = int(np.prod(x_shape[2:], dtype=np.int64))
-        entry, choice = kernel_table.choose_gemm(max(n, 1), "bias in the store")
-        self.product = gemm_kernels.gemm_rows if entry.few_rows else gemm_kernels.gemm_tiles
-        self.bp1 = gemm_kernels.pack_b(np.asarray(w1, np.float32).reshape(r, c).T[None])
-        self.bp2 = gemm_kernels.pack_b(np.asarray(w2, np.float32).reshape(c, r).T[None])
-        self.b1, self.b2 = kernel_constant(b1), kernel_constant(b2)
-        (self.act1, self.alpha1, self.beta1), (self.act2, self.alpha2, self.beta2) = acts
+        pack = matvec_kernels.pack_panels
+        self.w1p = pack(np.asarray(w1, np.float32).reshape(r, c).T)  # (C, R) in panels
+        self.w2p = pack(np.asarray(w2, np.float32).reshape(c, r).T)  # (R, C) in panels
+        self.b1p, self.b2p = matvec_kernels.pad_bias(b1, r), matvec_kernels.pad_bias(b2, c)
+        (act1, alpha1, beta1), (act2, alpha2, beta2) = acts
+        self.acts = (
+            ACTIVATIONS[act1], float(alpha1), float(beta1),
+            ACTIVATIONS[act2], float(alpha2), float(beta2),
+        )  # fmt: skip
+        self.images = n > 1
+        kernel = SQUEEZE_EXCITE[1] if self.images else SQUEEZE_EXCITE[0]
         self.choice = Choice(
-            f"squeeze_excite_nchw_{entry.name}",
-            f"global pool, two 1x1 convs over it and the channel scale in one step; {n} "
-            f"image(s): {choice.reason}",
-            (*GLOBAL_POOL, *(k for k in entry.runs if not entry.few_rows or "pack_a" not in k)),
-        )  # row by row, A is packed by a NumPy copy (``_pack``)
-
-    def _pack(self, a: np.ndarray) -> np.ndarray:
-        """A (1, n, k) packed as the GEMM's A (``gemm.pack_a``). Row by row (n below
-        ``GEMM_FEW_ROWS``) the kernel reads only the n rows' lanes of its one block:
-        a strided copy of them does."""
-        if self.product is gemm_kernels.gemm_tiles:
-            return gemm_kernels.pack_a_call(a)
-        n, k = a.shape[1:]
-        ap = scratch("gemm.a", (1, 1, k, gemm_kernels.MR), np.float32)
-        ap[0, 0, :, :n] = a[0].T
-        return ap
+            f"squeeze_excite_nchw_{'images' if self.images else 'serial'}_{kernel_table.isa()}",
+            "global pool, two 1x1 convs over it and the channel scale in one kernel; "
+            + (f"{n} images, one a job" if self.images else "one image, one pass"),
+            (kernel,),
+        )
 
     def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         out = allocate(self.shape, np.float32, "squeeze-and-excitation output", out)
-        n, c, r = self.n, self.c, self.r
+        n, c = self.n, self.c
         if out.size == 0:
             return out
         x3 = np.ascontiguousarray(x).reshape(n, c, self.plane)
-        work = scratch("se.work", (n * (2 * c + r),), np.float32)
-        pooled = work[: n * c].reshape(1, n, c)
-        gate = work[n * c : 2 * n * c].reshape(1, n, c)
-        hidden = work[2 * n * c :].reshape(1, n, r)
-        pool_kernels._global_pool(x3.reshape(n * c, self.plane), pooled.reshape(-1), False)
-        relu = self.act1 == "Relu"
-        self.product(self._pack(pooled), self.bp1, hidden, n, r, self.b1, relu)
-        if not relu:
-            _activate_numpy(hidden, self.act1, self.alpha1, self.beta1)
-        relu = self.act2 == "Relu"
-        self.product(self._pack(hidden), self.bp2, gate, n, c, self.b2, relu)
-        if not relu:
-            _activate_numpy(gate, self.act2, self.alpha2, self.beta2)
-        np.multiply(x3, gate.reshape(n, c, 1), out=out.reshape(n, c, self.plane))
+        rows = numba.get_num_threads() if self.images else 1
+        work = scratch("se.work", (rows, matvec_kernels.excite_work(c, self.r)), np.float32)
+        kernel = (
+            matvec_kernels.squeeze_excite_images if self.images else matvec_kernels.squeeze_excite
+        )
+        kernel(
+            x3, out.reshape(n, c, self.plane), self.w1p, self.b1p, self.r, self.w2p, self.b2p,
+            *self.acts, work,
+        )  # fmt: skip
         return out
 
 
