@@ -13,6 +13,7 @@ import numba
 import numpy as np
 
 from runtime import kernel_table
+from runtime.config import GEMM_FEW_ROWS
 from runtime.errors import InvalidAttributeError, ShapeError
 from runtime.kernel_table import Choice
 from runtime.kernels import gemm as gemm_kernels
@@ -27,6 +28,7 @@ AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 MAX_POOL = ("pool.max_pool_rows", "pool.max_pool_rows_planes", "pool._max_pool3d")
 GLOBAL_POOL = ("pool.global_pool_rows", "pool._global_pool")
 SQUEEZE_EXCITE = ("matvec.squeeze_excite", "matvec.squeeze_excite_images")
+MATVEC = ("matvec.matvec_rows", "matvec.matvec_rows_panels")
 # Below this many floats of work a kernel runs serially: starting a parallel region
 # costs microseconds (more after a conv has swept the caches), as much as the work.
 SERIAL_FLOATS = 1 << 16
@@ -598,7 +600,7 @@ def lrn(x, *, alpha=0.0001, beta=0.75, bias=1.0, size):
     return (x / (bias + alpha / size * window) ** beta).astype(x.dtype)
 
 
-@register("Gemm", since=7)
+@register("Gemm", since=7, kernels=MATVEC)  # and the GEMM's, from ``kernel_table``
 def gemm(a, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0, _out=None):  # noqa: N803
     return gemm_call(a.shape, a.dtype, b, c, alpha=alpha, beta=beta, transA=transA,
                      transB=transB)(a, _out and _out[0])  # fmt: skip
@@ -606,13 +608,15 @@ def gemm(a, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0, _out=None):  
 
 class GemmCall:
     """A Gemm checked for one shape of A: ``call(a, out=None)`` runs it. In float32, B
-    is packed once for the engine's GEMM (``gemm.PackedGemm``), which also adds a bias
-    that is the same for every row and applies the fused ReLU while it stores."""
+    is packed once for the engine's GEMM (``gemm.PackedGemm``), or for fewer rows than
+    ``GEMM_FEW_ROWS`` in panels for a matrix-vector pass (``matvec.matvec_rows``); both
+    add a bias that is the same for every row and apply the fused ReLU while they store."""
 
     def __init__(self, shape, dtype, b, c, alpha, beta, trans_a, relu) -> None:
         self.shape, self.dtype, self.b, self.c = shape, dtype, b, c
         self.alpha, self.beta, self.trans_a, self.relu = alpha, beta, trans_a, relu
         self.packed = None
+        self.matvec = None  # a few rows: (kernel, packed panels, padded bias, act)
         self.fused = False  # bias and ReLU applied by the packed GEMM
         n = shape[1]
         row_bias = (
@@ -630,14 +634,39 @@ class GemmCall:
             if not self.fused:
                 store = "alpha and C applied after"
             entry, self.choice = kernel_table.choose_gemm(shape[0], store)
-            self.packed = gemm_kernels.PackedGemm(b, bias, fused, few_rows=entry.few_rows)
+            if entry.few_rows and shape[0] > 0 and b.shape[0] > 0:
+                self._matvec(b, bias, fused, store)
+            else:
+                self.packed = gemm_kernels.PackedGemm(b, bias, fused, few_rows=entry.few_rows)
         else:
             self.choice = kernel_table.numpy_gemm(dtype, b.dtype)
+
+    def _matvec(self, b: np.ndarray, bias: np.ndarray | None, relu: bool, store: str) -> None:
+        """Few rows of A: B packed in panels for ``matvec.matvec_rows``, a serial pass
+        (in parallel jobs per panel for a B of ``SERIAL_FLOATS`` or more)."""
+        k, n = b.shape
+        parallel = _parallel(k * n)
+        kernel = matvec_kernels.matvec_rows_panels if parallel else matvec_kernels.matvec_rows
+        wp = matvec_kernels.pack_panels(np.asarray(b, np.float32))
+        self.matvec = (kernel, wp, matvec_kernels.pad_bias(bias, n), 1 if relu else 0)
+        self.choice = Choice(
+            f"gemm_f32_matvec_{kernel_table.isa()}",
+            f"{self.shape[0]} row(s) of A, fewer than {GEMM_FEW_ROWS}: a matrix-vector pass, "
+            f"B in panels of {matvec_kernels.PANEL} columns, "
+            + ("a job per panel" if parallel else "one pass, one thread")
+            + f"; {store}",
+            (MATVEC[1] if parallel else MATVEC[0],),
+        )
 
     def __call__(self, a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         a = a.T if self.trans_a else a
         y = allocate(self.shape, self.dtype, "Gemm output", out)
-        if self.packed is not None and a.dtype == np.float32:
+        if self.matvec is not None and a.dtype == np.float32:
+            kernel, wp, bias, act = self.matvec
+            kernel(np.ascontiguousarray(a), wp, bias, y, act, 0.0, 0.0)
+            if self.fused:
+                return y
+        elif self.packed is not None and a.dtype == np.float32:
             self.packed(a, y)
             if self.fused:
                 return y
