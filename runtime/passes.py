@@ -635,20 +635,26 @@ def _squeeze_excite_at(
     return fused, sorted(chain)
 
 
+def _packable_weights(step: Step, constants: dict) -> bool:
+    """A MatMul by a constant, non-empty 2-D float32 W (``nn.fused_matmul`` packs it)."""
+    w = constants.get(step.inputs[1])
+    return w is not None and w.ndim == 2 and w.dtype == np.float32 and w.shape[1] > 0
+
+
 def _matmul_bias(step: Step, nxt: Step, i: int, constants: dict) -> Step | None:
     """The Add of a constant row of N values after a MatMul x @ W into its store (of
     rank 1 or 2: one of higher rank would raise the output's)."""
-    if len(step.inputs) > 2 or nxt.op_type != "Add" or nxt.inputs.count(step.outputs[0]) != 1:
+    y = step.outputs[0]
+    if step.fn is not fused_matmul or len(step.inputs) > 2:
         return None
+    if nxt.op_type != "Add" or nxt.inputs.count(y) != 1:
+        return None
+    bias = nxt.inputs[1 - nxt.inputs.index(y)]
     n = constants[step.inputs[1]].shape[1]
-    c = constants.get(nxt.inputs[1 - nxt.inputs.index(step.outputs[0])])
+    c = constants.get(bias)
     if c is None or c.dtype != np.float32 or c.size != n or c.shape[-1] != n or c.ndim > 2:
         return None
-    return replace(
-        step,
-        inputs=(*step.inputs, nxt.inputs[1 - nxt.inputs.index(step.outputs[0])]),
-        outputs=nxt.outputs,
-    )
+    return replace(step, inputs=(*step.inputs, bias), outputs=nxt.outputs)
 
 
 def fuse_matmul_bias(g: StepGraph) -> StepGraph:
@@ -657,20 +663,11 @@ def fuse_matmul_bias(g: StepGraph) -> StepGraph:
     Linear layer as exporters write it for inputs of rank 3 and 4) in its store."""
     steps = tuple(
         replace(s, fn=fused_matmul)
-        if s.op_type == "MatMul"
-        and (w := g.constants.get(s.inputs[1])) is not None
-        and w.ndim == 2
-        and w.dtype == np.float32
-        and w.shape[1] > 0
+        if s.op_type == "MatMul" and _packable_weights(s, g.constants)
         else s
         for s in g.steps
     )
-    g = replace(g, steps=steps)
-    return _fuse_pairs(
-        g,
-        "MatMul",
-        lambda s, nxt, i, c: _matmul_bias(s, nxt, i, c) if s.fn is fused_matmul else None,
-    )
+    return _fuse_pairs(replace(g, steps=steps), "MatMul", _matmul_bias)
 
 
 _SQRT2 = float(np.sqrt(2.0))
