@@ -556,6 +556,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         with_ort=not args.no_ort,
         gemm_size=args.gemm_size,
+        clock=args.clock,
     )
     print(P.render(report))
     if args.json:
@@ -796,6 +797,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="n of the n x n x n GEMM that measures the peak (default: %(default)s)",
     )
     p.add_argument("--no-ort", action="store_true", help="leave onnxruntime's profile out")
+    p.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="what times the runs: wall time, or (with --threads 1) the calling thread's CPU "
+        "time, which leaves out the time other processes take the core on a busy machine "
+        "(default: %(default)s)",
+    )
     p.add_argument("--json", default=None, metavar="FILE", help="write the profile as JSON")
     p.add_argument("--plot", default=None, metavar="FILE.png", help="write a chart")
     p.set_defaults(func=_cmd_profile)

@@ -81,18 +81,21 @@ def run_profile(
     warmup: int = 2,
     with_ort: bool = True,
     gemm_size: int = 1024,
+    clock: str = "wall",
 ) -> ProfileReport:
     """The peak, then the numba engine's profile, then onnxruntime's (after numba, so
-    that its spinning threads do not share the cores with the steps being timed)."""
+    that its spinning threads do not share the cores with the steps being timed), each
+    timed by ``clock`` (``runtime/profile.py``: ``"cpu"`` on one thread only)."""
     from cnn.bench import machine
-    from runtime.profile import ort_profile, peak_gflops, profile
+    from runtime.profile import clock_of, ort_profile, peak_gflops, profile
 
-    peak, source = peak_gflops(threads, gemm_size)
-    prof = profile(model, feeds, threads=threads, runs=runs, warmup=warmup)
+    clock_of(clock, threads)  # a wrong clock says so before the minutes of timing
+    peak, source = peak_gflops(threads, gemm_size, clock=clock)
+    prof = profile(model, feeds, threads=threads, runs=runs, warmup=warmup, clock=clock)
     ort, error = None, ""
     if with_ort:
         try:
-            ort = ort_profile(model, feeds, threads=threads, runs=runs, warmup=warmup)
+            ort = ort_profile(model, feeds, threads=threads, runs=runs, warmup=warmup, clock=clock)
         except Exception as exc:  # onnxruntime refuses the model: numba's profile stands
             error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     return ProfileReport(str(model), inputs, machine(), peak, source, prof, ort, error)
@@ -173,11 +176,17 @@ def render(report: ProfileReport) -> str:
     p, peak = report.numba, report.peak_gflops
     steps_s = p.steps_s
     threads = f"{p.threads} thread" + ("s" if p.threads != 1 else "")
+    timed_by = (
+        "the calling thread's CPU time (time.thread_time: time other processes took the core "
+        "is left out)"
+        if p.clock == "cpu"
+        else "wall time"
+    )
     lines = [
         f"model: {report.model}",
         f"input: {report.inputs}",
         f"threads: {p.threads}; each time the median of {p.runs} runs after {p.warmup} "
-        "warm-up runs",
+        f"warm-up runs, by {timed_by}",
         machine_line(report.machine),
         f"peak: {peak:.1f} GFLOP/s, {report.peak_source}, {threads} (best of 5)",
     ]
@@ -196,9 +205,10 @@ def render(report: ProfileReport) -> str:
         )
     if report.ort is not None:
         kernels = sum(report.ort.by_op.values())
+        whole = "its profiler's model_run" if p.clock == "wall" else "the same CPU clock"
         lines.append(
-            f"onnxruntime: whole call {_ms(report.ort.whole_call_s)} ms (median of its "
-            f"profiler's model_run); its kernels add up to {_ms(kernels)} ms"
+            f"onnxruntime: whole call {_ms(report.ort.whole_call_s)} ms (median, by {whole}); "
+            f"its kernels add up to {_ms(kernels)} ms (its profiler's wall times)"
         )
     else:
         lines.append(f"onnxruntime: no profile ({report.ort_error})")
@@ -303,6 +313,7 @@ def to_json(report: ProfileReport) -> dict:
         "input_shapes": {k: list(v) for k, v in p.input_shapes.items()},
         "machine": report.machine,
         "peak": {"gflops": peak, "source": report.peak_source, "threads": p.threads},
+        "clock": p.clock,
         "numba": {
             "threads": p.threads,
             "runs": p.runs,

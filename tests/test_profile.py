@@ -13,7 +13,14 @@ from onnx import helper, numpy_helper
 
 from cnn.cli import main
 from runtime import InferenceSession
-from runtime.profile import parse_ort_trace, profile, step_flops, time_steps
+from runtime.profile import (
+    _median_run,
+    clock_of,
+    parse_ort_trace,
+    profile,
+    step_flops,
+    time_steps,
+)
 
 LENET = str(pathlib.Path(__file__).resolve().parents[1] / "exported" / "lenet5.onnx")
 RUNS = 3
@@ -107,6 +114,41 @@ def test_tiny_conv_step_by_step(tiny):
     assert conv.gflops == pytest.approx(conv.flops / conv.median_s / 1e9)
 
 
+def test_cpu_clock_profile_on_one_thread(tiny):
+    feed = {"x": np.random.default_rng(1).random((2, 4, 9, 9), dtype=np.float32)}
+    prof = profile(tiny, feed, threads=1, runs=RUNS, warmup=1, clock="cpu")
+    assert prof.clock == "cpu"
+    check_records(prof, InferenceSession(tiny).describe(feed))
+
+
+class _Sleeper:
+    """A session whose run waits without working, as a run descheduled by a busy
+    machine does."""
+
+    def run(self, names, feeds):
+        import time
+
+        time.sleep(0.05)
+
+
+def test_cpu_clock_leaves_out_time_off_the_core():
+    wall = _median_run(_Sleeper(), {}, 3, clock_of("wall", 1))
+    cpu = _median_run(_Sleeper(), {}, 3, clock_of("cpu", 1))
+    assert wall >= 0.05
+    assert cpu < 0.01
+
+
+@pytest.mark.parametrize("threads", [None, 2])
+def test_cpu_clock_needs_one_thread(tiny, threads):
+    feed = {"x": np.zeros((1, 4, 9, 9), np.float32)}
+    with pytest.raises(ValueError, match="needs threads=1"):
+        profile(tiny, feed, threads=threads, runs=1, clock="cpu")
+    with pytest.raises(ValueError, match="needs threads=1"):
+        time_steps(InferenceSession(tiny, threads=threads), feed, runs=1, clock="cpu")
+    with pytest.raises(ValueError, match="clock: expected one of 'wall', 'cpu', received 'gpu'"):
+        clock_of("gpu", 1)
+
+
 def test_time_steps_refuses_a_compiled_program():
     sess = InferenceSession(LENET)
     with pytest.raises(ValueError, match="compile_plans=False"):
@@ -177,6 +219,24 @@ def test_cli_profile_table_json_and_plot(tiny, tmp_path, capsys):
     assert conv["numba_steps"] == 1 and conv["ort_ms"] is not None
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prof.json", "prof.png"]
+
+
+def test_cli_profile_cpu_clock(tiny, tmp_path, capsys):
+    out = tmp_path / "prof.json"
+    args = ["profile", tiny, "--runs", "2", "--warmup", "0", "--clock", "cpu", *SMALL_PEAK]
+    rc = main([*args, "--threads", "1", "--json", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "by the calling thread's CPU time" in text
+    assert "onnxruntime: whole call" in text and "by the same CPU clock" in text
+    data = json.loads(out.read_text())
+    assert data["clock"] == "cpu"
+    assert data["onnxruntime"]["whole_call_ms"] > 0
+    rc = main([*args, "--no-ort"])  # threads left to the engine: not one thread
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "cnn profile: error: clock 'cpu'" in err and "needs threads=1" in err
+    assert "Traceback" not in err
 
 
 def test_cli_profile_lenet_says_the_real_run_is_one_program(tmp_path, capsys):
