@@ -205,7 +205,11 @@ def render(report: ProfileReport) -> str:
         )
     if report.ort is not None:
         kernels = sum(report.ort.by_op.values())
-        whole = "its profiler's model_run" if p.clock == "wall" else "the same CPU clock"
+        whole = (
+            "its profiler's model_run"
+            if p.clock == "wall"
+            else "the same CPU clock, a session without the profiler"
+        )
         lines.append(
             f"onnxruntime: whole call {_ms(report.ort.whole_call_s)} ms (median, by {whole}); "
             f"its kernels add up to {_ms(kernels)} ms (its profiler's wall times)"
