@@ -28,6 +28,7 @@ import numpy as np
 
 from runtime import kernel_table
 from runtime.bind import Bound
+from runtime.buffers import slot_buffers
 from runtime.config import MAX_PLANS
 from runtime.description import Description, StepInfo
 from runtime.graph import Graph
@@ -240,7 +241,7 @@ class NumbaEngine:
         if arena is None:
             for stale in [k for k in arenas if k not in self._plans]:
                 del arenas[stale]  # the plan was evicted: so are its buffers
-            buffers = [np.empty(shape, dtype) for shape, dtype in plan.slot_specs]
+            buffers = slot_buffers(plan.slot_specs, plan.slot_offsets)
             arena = arenas[key] = (buffers, _runners(plan, buffers))
         return arena
 

@@ -13,7 +13,7 @@ its shapes (``runtime/bind.py``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -35,6 +35,7 @@ class Plan:
     slot_specs: SlotSpecs  # shape and dtype of each slot
     program: Program | None = None  # the whole plan as one compiled call, when it qualifies
     not_compiled: str = ""  # why not, otherwise
+    slot_offsets: list[int] = field(default_factory=list)  # each slot's bytes in the arena
 
 
 class _ShapesOnlyError(Exception):
@@ -182,8 +183,8 @@ def build_plan(
     wanted = set(output_names)
     fixed = set(consts) | set(feeds)
     release = release_after(kept, fixed, wanted)
-    out_slots, specs = plan_buffers(kept, env, fixed, wanted)
-    plan = Plan(kept, consts, release, out_slots, specs)
+    out_slots, specs, offsets = plan_buffers(kept, env, fixed, wanted)
+    plan = Plan(kept, consts, release, out_slots, specs, slot_offsets=offsets)
     if compile_plans:
         try:
             why = _outside_programs(kept)
