@@ -170,13 +170,9 @@ def _small_op_kernels() -> None:
     x, y = np.zeros((2, 7, 9), f32), np.zeros((2, 4, 5), f32)
     rw = pool.max_pool_row_floats(9, 5, 1, 3, 2, 1)
     tmp = np.zeros((threads, pool.MAX_POOL_ROWS * rw + pool.WIDTH), f32)
+    # and a max pool fused into a conv that does not fuse it (kernel_table._then_max_pool)
     for run in (pool.max_pool_rows, pool.max_pool_rows_planes):
         run(x, y, tmp, 1, 1, 3, 3, 2, 2, 1, 1)
-    # a max pool fused into a conv that does not fuse it (kernel_table._then_max_pool)
-    dense = np.zeros((threads, pool.pool_rows((3, 4), np.array([2, 2, 2, 2]))), f32)
-    pool.pool_dense_planes(
-        np.zeros((2, 6, 8), f32), np.zeros((2, 3, 4), f32), dense, 2, 2, 2, 2, 1, 1, True
-    )
     planes, out = np.zeros((3, 5), f32), np.zeros(3, f32)
     for use_max in (False, True):
         pool.global_pool_rows(planes, out, use_max)

@@ -297,7 +297,45 @@ def test_winograd_residual_conv_runs_what_describe_names(calls):
         assert "_winograd_" in named
         (info,) = engine.describe(feeds).steps
         assert info.fused == ("Add (residual)", "Relu", *(("MaxPool",) if pool else ()))
-        assert ("pool.pool_dense_planes" in info.runs) == pool
+        assert bool({"pool.max_pool_rows", "pool.max_pool_rows_planes"} & set(info.runs)) == pool
+
+
+@pytest.mark.parametrize(("batch", "threads"), [(1, 1), (3, 2)])
+def test_max_pool_after_a_conv_that_does_not_pool_runs_the_vector_pool(calls, batch, threads):
+    """A 7x7 stride-2 conv (no Winograd) with a 3x3 stride-2 MaxPool fused after it: the
+    conv's entry, then the MaxPool step's kernel (serial, or a plane per job on two
+    threads for 3 images), on odd-sized planes; as onnxruntime, twice (into buffers)."""
+    import numba
+    from onnx_helpers import run_ort
+
+    node = helper.make_node
+    nodes = [
+        node("Conv", ["x", "w", "b"], ["c"], strides=[2, 2], pads=[3, 3, 3, 3]),
+        node("Relu", ["c"], ["r"]),
+        node("MaxPool", ["r"], ["y"], kernel_shape=[3, 3], strides=[2, 2]),
+    ]
+    inits = [numpy_helper.from_array(v, k) for k, v in {"w": _w(24, 3, 7, 7), "b": _w(24)}.items()]
+    vi = helper.make_tensor_value_info
+    model = chain_model(nodes, [vi("x", TensorProto.FLOAT, ["n", 3, 57, 65])],
+                        [vi("y", TensorProto.FLOAT, None)], inits)  # fmt: skip
+    feeds = {"x": RNG.standard_normal((batch, 3, 57, 65)).astype(np.float32)}
+    want = run_ort(model, feeds)[0]
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        engine = NumbaEngine(load_graph(model), compile_plans=False)
+        _check(engine, feeds, calls)
+        (info,) = engine.describe(feeds).steps
+        assert info.fused == ("Relu", "MaxPool")
+        pooled = [k for k in info.runs if k.startswith("pool.")]
+        parallel = numba.get_num_threads() > 1 and batch > 1
+        assert pooled == ["pool.max_pool_rows_planes" if parallel else "pool.max_pool_rows"]
+        for _ in range(2):
+            (got,) = engine.run(feeds, engine.output_names)
+            assert got.shape == want.shape == (batch, 24, 14, 16)
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    finally:
+        numba.set_num_threads(before)
 
 
 def test_every_kernel_lists_real_kernels():
@@ -350,7 +388,6 @@ TWINS = {
     "pool.global_pool_rows": "naive.global_pool",
     "pool.max_pool_rows": "naive.pool2d",
     "pool.max_pool_rows_planes": "naive.pool2d",
-    "pool.pool_dense_planes": "naive.pool2d",
     "reduce.reduce_middle": "naive.reduce_middle",
     "reduce.reduce_rows": "naive.reduce_middle",
     "resize.resize_planes": "naive.resize2d",
