@@ -238,7 +238,10 @@ def _add_pool(b: _Builder, op: str, attrs: Mapping, x: np.ndarray, y: np.ndarray
         strides=attrs.get("strides"),
         dilations=attrs.get("dilations"),
         ceil_mode=attrs.get("ceil_mode", 0),
+        pool=True,
     )
+    if not y.size or nn.empty_windows((H, W), y.shape[2:], begin, kernel, st, dil) is not None:
+        raise NotCompilableError(f"{op}: no output, or a window with no tap inside the input")
     r = b.row(k.OP_POOL, y[0].size)
     b.scratch_size = max(b.scratch_size, H * y.shape[3])  # pool.pool_dense's row buffer
     r[k.P_C : k.P_EW + 1] = (

@@ -58,6 +58,9 @@ _CW7 = np.random.default_rng(8).integers(-64, 63, (6, 4, 3, 3)).astype(np.int8)
 _CORNER = RNG.uniform(0, 10, (2, 20, 2)).astype(np.float32)
 _BOXES = np.concatenate([_CORNER, _CORNER + RNG.uniform(1, 5, (2, 20, 2)).astype(_F)], axis=2)
 
+# a 2-D MaxPool whose every window has no tap inside a (N, C, 2, 5) input
+_EMPTY_WINDOW = {"kernel_shape": [2, 2], "pads": [1, 1, 1, 1], "dilations": [3, 3]}
+
 CASES = [
     # runtime/ops/nn.py
     Case(
@@ -106,6 +109,43 @@ CASES = [
         {"x": _r(1, 3, 3, 3)},
         {},
         {"kernel_shape": [4, 4], "strides": [2, 2], "ceil_mode": 1},
+    ),
+    # dilated windows whose taps straddle a 2-high input: none inside, so onnxruntime's
+    # lowest float (not -inf), and its index (the plane's offset, every coordinate -1)
+    *(
+        Case(
+            "MaxPool",
+            {"x": _r(2, 3, 2, 5)},
+            {},
+            {**_EMPTY_WINDOW, "storage_order": order},
+            outputs=n,
+        )
+        for n, order in ((1, 0), (2, 0), (2, 1))
+    ),
+    Case(
+        "MaxPool", {"x": _r(2, 3, 2)}, {}, {"kernel_shape": [2], "pads": [1, 1], "dilations": [3]}
+    ),
+    Case(
+        "MaxPool",
+        {"x": _r(1, 2, 1, 2, 2)},
+        {},
+        {"kernel_shape": [1, 2, 2], "pads": [0, 1, 1, 0, 1, 1], "dilations": [1, 3, 3]},
+        outputs=2,
+    ),
+    # a window larger than the padded input: onnxruntime's pools give no output (with
+    # ceil_mode or without), or one window past the end (without, the span rounded to 0)
+    *(
+        Case(op, {"x": _r(*shape)}, {}, attrs, outputs=n)
+        for op, shape, attrs, n in (
+            ("MaxPool", (2, 3, 1, 1), {"kernel_shape": [2, 2], "ceil_mode": 1}, 1),
+            ("MaxPool", (2, 3, 2, 5), {"kernel_shape": [3, 3], "ceil_mode": 1}, 2),
+            ("MaxPool", (2, 3, 2, 5), {"kernel_shape": [3, 3], "auto_pad": "VALID"}, 1),
+            ("MaxPool", (1, 2, 2), {"kernel_shape": [3], "ceil_mode": 1}, 1),
+            ("MaxPool", (1, 2, 2, 5, 5), {"kernel_shape": [3, 3, 3], "ceil_mode": 1}, 1),
+            ("AveragePool", (1, 2, 2, 5), {"kernel_shape": [3, 3], "ceil_mode": 1}, 1),
+            ("AveragePool", (1, 2, 1, 1), {"kernel_shape": [2, 2]}, 1),
+            ("MaxPool", (1, 3, 1, 1), {"kernel_shape": [2, 2], "strides": [2, 2]}, 1),
+        )
     ),
     Case("GlobalAveragePool", {"x": _r(2, 5, 7, 7)}, {}, {}),
     Case("GlobalMaxPool", {"x": _r(2, 5, 7, 7)}, {}, {}),
@@ -437,6 +477,9 @@ CASES = [
     # runtime/ops/windows.py
     Case("LpPool", {"x": _r(1, 2, 7, 7)}, {}, {"kernel_shape": [3, 3], "p": 3, "strides": [2, 2]}),
     Case("LpPool", {"x": _r(1, 2, 7, 7)}, {}, {"kernel_shape": [3, 3], "strides": [2, 2]}, 11),
+    Case(
+        "LpPool", {"x": _r(1, 2, 2, 5)}, {}, {"kernel_shape": [3, 3], "ceil_mode": 1}
+    ),  # no output
     # runtime/ops/detection.py
     Case(
         "GridSample",

@@ -82,3 +82,38 @@ def test_depthwise_conv_and_its_activation_match_onnxruntime(xs, k, stride, pads
     plan = InferenceSession(model).describe()
     assert [s.op for s in plan.steps] == ["Conv"]  # the activation fused into the conv
     compare(model, {"x": 3 * _r(*xs)})
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_max_pool_windows_wholly_in_padding_give_the_lowest_float(rank):
+    """Pads as wide as a 1-wide window (onnxruntime refuses them; the engine takes them):
+    each border window holds no tap of the input and gives the lowest float32, as
+    onnxruntime's empty (dilated) windows do, never -inf; the others the input. Run
+    twice: the op, then the step bound to its shape (the 2-D vector kernel)."""
+    sp = (3, 4, 2)[:rank] if rank < 3 else (2, 3, 4)
+    x = _r(2, 3, *sp)
+    model, feeds = single_node_model(
+        "MaxPool", {"x": x}, kernel_shape=[1] * rank, pads=[1] * (2 * rank)
+    )
+    sess = InferenceSession(model)
+    inner = (slice(None), slice(None), *[slice(1, -1)] * rank)
+    for _ in range(2):
+        (y,) = sess.run(None, feeds)
+        assert y.shape == (2, 3, *(s + 2 for s in sp))
+        np.testing.assert_array_equal(y[inner], x)
+        border = np.ones(y.shape, bool)
+        border[inner] = False
+        assert (y[border] == np.finfo(np.float32).min).all()
+
+
+def test_empty_windows_marks_each_window_without_a_tap_inside():
+    from runtime.ops.nn import empty_windows
+
+    # contiguous windows that overlap the input: none, told without building a mask
+    assert empty_windows((5, 7), (3, 3), (1, 1), (3, 3), (2, 2), (1, 1)) is None
+    # a 1-wide window, pad 2 before and 1 after a 3-wide axis: windows at -2, -1, 0..2, 3
+    mask = empty_windows((3,), (6,), (2,), (1,), (1,), (1,))
+    np.testing.assert_array_equal(mask, [True, True, False, False, False, True])
+    # dilation 3 over 2 rows, pad 1: taps -1 and 2, none inside; the columns do not matter
+    mask = empty_windows((2, 9), (1, 3), (1, 0), (2, 2), (1, 3), (3, 1))
+    np.testing.assert_array_equal(mask, np.ones((1, 3), bool))

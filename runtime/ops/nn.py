@@ -62,8 +62,11 @@ def _spatial(
     strides,
     dilations,
     ceil_mode: int = 0,
+    pool: bool = False,
 ) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
-    """Check the window attributes; return (out, pads_begin, pads_end, strides, dilations)."""
+    """Check the window attributes; return (out, pads_begin, pads_end, strides, dilations).
+    ``pool``: sizes as onnxruntime's pools give them where the window is larger than the
+    padded input (none, or one window reaching past it), not an error."""
     nd = len(in_shape)
     strides = [1] * nd if strides is None else list(strides)
     dilations = [1] * nd if dilations is None else list(dilations)
@@ -102,13 +105,16 @@ def _spatial(
     out = []
     for i, b, e_, k, s in zip(in_shape, begin, end, eff, strides, strict=True):
         span = i + b + e_ - k
-        o = (-(-span // s) if ceil_mode else span // s) + 1
+        # span // s rounded up with ceil_mode, else toward zero (onnxruntime's integer
+        # division: a negative span rounds up too)
+        o = (-(-span // s) if ceil_mode or span < 0 else span // s) + 1
         if ceil_mode and (o - 1) * s >= i + b:
             o -= 1  # the last window would start inside the end padding only
-        # Without ceil_mode a window must fit the padded input; with it, the spec's
-        # ceil((i + pads - k) / s + 1) may give one window reaching past the end (a 1x1
-        # image through a 2x2 pool of stride 2: one output, as onnxruntime and torch)
-        if span < 0 and (o < 1 or not ceil_mode):
+        # A conv's window must fit the padded input. A pool's may not: with ceil_mode the
+        # spec's ceil((i + pads - k) / s + 1) may give one window reaching past the end (a
+        # 1x1 image through a 2x2 pool of stride 2: one output, as onnxruntime and torch);
+        # onnxruntime's pools give no window (an empty output) or one, and fail below 0.
+        if span < 0 and (o < 0 if pool else o < 1 or not ceil_mode):
             raise ShapeError(
                 f"{op}: window {k} (dilated) is larger than the padded input {i + b + e_}"
             )
@@ -346,9 +352,40 @@ def pool_setup(op, x, kernel_shape, auto_pad, pads, strides, dilations, ceil_mod
         )
     out_sp, begin, end, st, dil = _spatial(
         op, x.shape[2:], tuple(kernel_shape), auto_pad=auto_pad, pads=pads, strides=strides,
-        dilations=dilations, ceil_mode=ceil_mode,
+        dilations=dilations, ceil_mode=ceil_mode, pool=True,
     )  # fmt: skip
     return x, out_sp, begin, end, st, dil
+
+
+# What onnxruntime's max pools give a window with no tap inside the input (a dilated
+# window whose taps straddle a small input, or pads as wide as the window): the lowest
+# float, where our kernels' maximum of nothing is -inf.
+LOWEST = np.finfo(np.float32).min
+
+
+def empty_windows(in_sp, out_sp, begin, kernel, strides, dilations) -> np.ndarray | None:
+    """The windows with no tap inside the input, a boolean array shaped ``out_sp``, or
+    None where there is none (the usual case, told apart in a few integer tests)."""
+    geometry = list(zip(in_sp, out_sp, begin, kernel, strides, dilations, strict=True))
+    if all(d == 1 and b < k and (o - 1) * s - b < i for i, o, b, k, s, d in geometry):
+        return None  # every window of contiguous taps overlaps the input
+    mask = np.zeros(tuple(out_sp), bool)
+    for axis, (i, o, b, k, s, d) in enumerate(geometry):
+        taps = np.arange(o)[:, None] * s - b + np.arange(k)[None, :] * d  # (o, k)
+        outside = ~((taps >= 0) & (taps < i)).any(axis=1)
+        mask |= outside.reshape([o if a == axis else 1 for a in range(len(geometry))])
+    return mask if mask.any() else None
+
+
+def _empty_indices(x_shape, empty, storage_order: int) -> np.ndarray:
+    """onnxruntime's index for each empty window of every plane (``empty``'s True
+    entries): the plane's offset plus every coordinate at -1, in the storage order."""
+    sp = x_shape[2:]
+    sizes = [int(np.prod(sp[a + 1 :])) for a in range(len(sp))]  # row-major strides
+    if storage_order == 1:
+        sizes = [int(np.prod(sp[:a])) for a in range(len(sp))]  # column-major strides
+    planes = np.arange(x_shape[0] * x_shape[1], dtype=np.int64).reshape(x_shape[:2])
+    return (planes * int(np.prod(sp)) - sum(sizes))[..., None]  # (N, C, 1)
 
 
 @register("MaxPool", since=1, kernels=MAX_POOL)
@@ -363,18 +400,23 @@ def max_pool(x, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=
     shape = (n, c, *out_sp)
     y = allocate(shape, np.float32, "MaxPool output", _out and _out[0])
     with_indices = _num_outputs > 1
-    if not with_indices and x.ndim == 4:  # rows by vectors, -inf around the plane
+    if not with_indices and x.ndim == 4 and y.size:  # rows by vectors, -inf around the plane
         return MaxPoolCall(x.shape, out_sp, begin, kernel_shape, st, dil)(x, y)
     if with_indices:
         idx = allocate(shape, np.int64, "MaxPool indices", _out and _out[1])
     else:
         idx = scratch("maxpool.indices", shape, np.int64)
+    if not y.size:  # a window larger than the padded input: no output, as onnxruntime
+        return (y, idx) if with_indices else y
     x5 = _as5d(x).reshape(n * c, *_as5d(x).shape[2:])
     out = y.reshape(n * c, *_to3d(out_sp, 1))
     pool_kernels._max_pool3d(
         x5, out, idx.reshape(out.shape), *_to3d(list(kernel_shape), 1), *_to3d(st, 1),
         *_to3d(begin, 0), *_to3d(dil, 1),
     )  # fmt: skip
+    empty = empty_windows(x.shape[2:], out_sp, begin, kernel_shape, st, dil)
+    if empty is not None:
+        y[..., empty] = LOWEST
     if not with_indices:
         return y
     if storage_order == 1:
@@ -384,6 +426,8 @@ def max_pool(x, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=
         coords = np.unravel_index(flat, sp)
         col = np.ravel_multi_index(coords[::-1], sp[::-1])
         idx = idx - flat + col
+    if empty is not None:
+        idx[..., empty] = _empty_indices(x.shape, empty, storage_order)
     return y, idx
 
 
@@ -396,6 +440,7 @@ class MaxPoolCall:
         self.x3, self.y3 = (n * c, h, w), (n * c, *out_sp)
         self.shape = (n, c, *out_sp)
         self.args = (*begin[:2], *kernel_shape, *strides, *dilations)
+        self.empty = empty_windows((h, w), out_sp, begin, kernel_shape, strides, dilations)
         floats = pool_kernels.max_pool_row_floats(
             w, out_sp[1], begin[1], kernel_shape[1], strides[1], dilations[1]
         )
@@ -415,6 +460,8 @@ class MaxPoolCall:
         y = allocate(self.shape, np.float32, "MaxPool output", out)
         tmp = scratch("maxpool.rows", (numba.get_num_threads(), self.tmp_floats), np.float32)
         self.kernel(np.ascontiguousarray(x).reshape(self.x3), y.reshape(self.y3), tmp, *self.args)
+        if self.empty is not None:
+            y[..., self.empty] = LOWEST
         return y
 
 
@@ -431,6 +478,8 @@ def _max_pool_prepare(x: np.ndarray, args: list, attrs: Mapping) -> MaxPoolCall 
         )  # fmt: skip
     except (ShapeError, InvalidAttributeError):
         return None
+    if 0 in out_sp:
+        return None  # no output: the op returns it
     return MaxPoolCall(x.shape, out_sp, begin, attrs["kernel_shape"], st, dil)
 
 
@@ -447,6 +496,8 @@ def average_pool(x, *, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, dila
     x5 = _as5d(x).reshape(n * c, *_as5d(x).shape[2:])
     extent = [i + b + e for i, b, e in zip(x.shape[2:], begin, end, strict=True)]
     y = allocate((n, c, *out_sp), np.float32, "AveragePool output", _out and _out[0])
+    if not y.size:  # a window larger than the padded input: no output, as onnxruntime
+        return y
     out = y.reshape(n * c, *_to3d(out_sp, 1))
     pool_kernels._avg_pool3d(
         x5, out, *_to3d(list(kernel_shape), 1), *_to3d(st, 1), *_to3d(begin, 0),

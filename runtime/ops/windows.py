@@ -36,8 +36,11 @@ def _lp_pool(x, *, p, kernel_shape, auto_pad, pads, strides, dilations=None, cei
         strides=strides,
         dilations=dilations,
         ceil_mode=ceil_mode,
+        pool=True,
     )
     nd = x.ndim - 2
+    if 0 in out_sp:  # a window larger than the padded input: no output, as onnxruntime
+        return np.zeros((*x.shape[:2], *out_sp), x.dtype)
     extra = [
         max(0, (o - 1) * s + (k - 1) * d + 1 - (i + b + e))
         for o, s, k, d, i, b, e in zip(
