@@ -27,6 +27,8 @@ from runtime.ops.nn import (
     fused_matmul,
     fused_squeeze_excite,
 )
+from runtime.ops.nn import conv as conv_op
+from runtime.ops.normalization import CHANNELS, layer_norm_channels
 from runtime.steps import Step, call_step, consumers, store
 
 REMOVABLE = ("Identity", "Dropout")  # Dropout at inference passes its input through
@@ -773,6 +775,169 @@ def fuse_gelu(g: StepGraph) -> StepGraph:
     return replace(g, steps=tuple(steps))
 
 
+TO_CHANNELS_LAST = (0, 2, 3, 1)  # NCHW -> NHWC
+TO_CHANNELS_FIRST = (0, 3, 1, 2)  # NHWC -> NCHW
+# ops that compute each element from that element alone: the same in either layout
+ELEMENTWISE = ("Gelu", "Relu", "Sigmoid", "Tanh", "Erf", "HardSwish", "HardSigmoid", "LeakyRelu")
+LAYER_NORM_CHANNELS = kernel_table.Choice(
+    "layer_norm_channels_nchw",
+    "LayerNormalization over the channels of NCHW planes: positions in vector lanes, "
+    "the Transposes to channels-last and back dropped",
+    CHANNELS,
+)
+
+
+def _perm(step: Step, perm: tuple[int, ...]) -> bool:
+    return step.op_type == "Transpose" and tuple(step.attrs.get("perm") or ()) == perm
+
+
+def _float32_const(constants: dict, name: str) -> np.ndarray | None:
+    value = constants.get(name) if name else None
+    return value if value is not None and value.dtype == np.float32 else None
+
+
+def _channel_vector(value: np.ndarray | None, c: int | None) -> np.ndarray | None:
+    """``value`` as its (C,) values, when it broadcasts onto a channels-last tensor of C
+    channels along the last axis alone (shape (C,), (1, C), (1, 1, 1, C); one value
+    repeated for any C); else None."""
+    if value is None or value.ndim > 4 or any(d != 1 for d in value.shape[:-1]):
+        return None
+    if value.size != 1 and c is not None and value.size != c:
+        return None
+    return value.reshape(-1)
+
+
+def _as_channels_first(
+    step: Step, x: str, c: int | None, constants: dict, i: int
+) -> tuple[Step, int | None] | None:
+    """``step``, which reads the channels-last tensor ``x`` of ``c`` channels (None:
+    not yet known), as the step that computes the same on the channels-first tensor,
+    and the channels of its output; None where it has no such form."""
+    op, a = step.op_type, step.attrs
+    if op in ELEMENTWISE and step.inputs[:1] == (x,) and x not in step.inputs[1:]:
+        return step, c
+    if op == "LayerNormalization":
+        sc = _channel_vector(_float32_const(constants, step.inputs[1]), c)
+        b_name = step.inputs[2] if len(step.inputs) > 2 else ""
+        b = _channel_vector(_float32_const(constants, b_name), c) if b_name else None
+        if (
+            step.inputs[0] != x
+            or a.get("axis", -1) not in (-1, 3)
+            or a.get("stash_type", 1) != 1
+            or any(step.outputs[1:])
+            or sc is None
+            or (b_name and b is None)
+        ):
+            return None
+        c = c if sc.size == 1 else sc.size
+        b = np.zeros(sc.size, np.float32) if b is None else b
+        names = [step.inputs[0]]
+        for k, v in enumerate((sc, b)):  # as the kernel takes them (``_kernel_vector``)
+            names.append(f"{step.node.name}::channels{k}")
+            constants[names[-1]] = np.array(v, np.float32, order="C")
+        ln = replace(
+            step, fn=layer_norm_channels, inputs=tuple(names), outputs=step.outputs[:1],
+            attrs={"epsilon": float(a.get("epsilon", 1e-5))}, choice=LAYER_NORM_CHANNELS,
+        )  # fmt: skip
+        return ln, c
+    if op == "MatMul":
+        w = _float32_const(constants, step.inputs[1])
+        if step.inputs[0] != x or w is None or w.ndim != 2 or w.shape[1] == 0:
+            return None
+        if c is not None and w.shape[0] != c:
+            return None
+        w_name = f"{step.inputs[1]}::conv1x1_{i}"
+        constants[w_name] = np.ascontiguousarray(w.T).reshape(*w.T.shape, 1, 1)  # (N, K, 1, 1)
+        attrs = {"kernel_shape": [1, 1], "strides": [1, 1], "pads": [0, 0, 0, 0],
+                 "dilations": [1, 1], "group": 1}  # fmt: skip
+        node = replace(step.node, op_type="Conv", inputs=(x, w_name), attrs=attrs)
+        made = Step(node, conv_op, (x, w_name), step.outputs, attrs, 1,
+                    fused=("MatMul (a 1x1 conv)",), fused_nodes=(step.node,))  # fmt: skip
+        return made, w.shape[1]
+    if op in ("Add", "Mul") and len(step.inputs) == 2 and step.inputs.count(x) == 1:
+        other = step.inputs[1 - step.inputs.index(x)]
+        v = _channel_vector(_float32_const(constants, other), c)
+        if v is None:
+            return None
+        name = f"{other}::channels_first{i}"
+        constants[name] = v.reshape(-1, 1, 1).copy()  # (C, 1, 1): along NCHW's channel axis
+        inputs = tuple(name if n == other else n for n in step.inputs)
+        return replace(step, inputs=inputs), (c if v.size == 1 else v.size)
+    return None
+
+
+def _channels_last_run(
+    steps: list[Step], t: int, users: dict, g: StepGraph, constants: dict
+) -> tuple[list[int], list[Step], int] | None:
+    """From the Transpose to channels-last at ``t``: the steps that read its output one
+    after the other, each the single reader of the one before (no graph outputs among
+    their tensors), up to a Transpose back to channels-first at the end, with the
+    channels-first form of each (``_as_channels_first``); as (the indices of the run,
+    its steps rewritten, the index of the last Transpose). None where a step of the run
+    has no channels-first form or the run ends otherwise."""
+    x = steps[t].outputs[0]
+    c: int | None = None
+    taken, rewritten = [], []
+    while True:
+        j = _single_reader(users, x, g.outputs)
+        if j is None:
+            return None
+        step = steps[j]
+        if _perm(step, TO_CHANNELS_FIRST):
+            return (taken, rewritten, j) if taken else None
+        found = _as_channels_first(step, x, c, constants, j)
+        if found is None or len([o for o in step.outputs if o]) != 1:
+            return None
+        rewritten.append(found[0])
+        c = found[1]
+        taken.append(j)
+        x = step.outputs[0]
+
+
+def channels_first_layer_norm(g: StepGraph) -> StepGraph:
+    """A run of steps between a Transpose of an NCHW tensor to channels-last and one
+    back (ConvNeXt: Transpose, LayerNormalization over the last axis, Transpose; and
+    its block's Transpose, LayerNormalization, MatMul, Add, Gelu, MatMul, Add, Mul,
+    Transpose), computed on the NCHW tensor: the LayerNormalization over its channel
+    axis (``normalization.layer_norm_channels``), a MatMul by constant weights as a 1x1
+    Conv, an Add or Mul of a constant along the channels along NCHW's channel axis
+    (the conv passes then fold them into the conv), elementwise ops as they are. Both
+    Transposes go, and the convs take the conv passes' epilogues (bias, layer scale,
+    the residual Add after the block). Each tensor of the run has one reader and is
+    not a graph output; every step of it must have a channels-first form."""
+    steps = list(g.steps)
+    constants = dict(g.constants)
+    t = 0
+    while t < len(steps):
+        if not _perm(steps[t], TO_CHANNELS_LAST) or steps[t].outputs[0] in g.outputs:
+            t += 1
+            continue
+        trial = dict(constants)
+        found = _channels_last_run(steps, t, consumers(steps), g, trial)
+        if found is None:
+            t += 1
+            continue
+        taken, rewritten, back = found
+        constants = trial
+        first, last = steps[t], steps[back]
+        head = rewritten[0]  # reads the NCHW tensor itself
+        inputs = tuple(first.inputs[0] if n == first.outputs[0] else n for n in head.inputs)
+        rewritten[0] = replace(head, inputs=inputs)
+        rewritten[-1] = replace(rewritten[-1], outputs=last.outputs)
+        ln = [k for k, s in enumerate(rewritten) if s.fn is layer_norm_channels]
+        k = ln[0] if ln else 0
+        rewritten[k] = replace(
+            rewritten[k],
+            fused=(*rewritten[k].fused, "Transpose", "Transpose"),
+            fused_nodes=(*rewritten[k].fused_nodes, first.node, last.node),
+        )
+        for j, s in zip(taken, rewritten, strict=True):
+            steps[j] = s
+        del steps[back]
+        del steps[t]
+    return replace(g, steps=tuple(steps), constants=constants)
+
+
 def _gemm_relu(step: Step, nxt: Step, i: int, constants: dict) -> Step | None:
     if "activation" in step.attrs or nxt.op_type != "Relu":
         return None
@@ -803,6 +968,8 @@ def choose_conv_algorithms(g: StepGraph) -> StepGraph:
 PASSES: tuple[Pass, ...] = (
     Pass("fold_constants", fold_constants),
     Pass("remove_identities", remove_identities),
+    Pass("fuse_gelu", fuse_gelu),  # before channels_first_layer_norm: a Gelu step there
+    Pass("channels_first_layer_norm", channels_first_layer_norm),
     Pass("use_fused_conv", use_fused_conv),
     Pass("fuse_conv_bn", fuse_conv_bn),
     Pass("fuse_conv_bias_add", fuse_conv_bias_add),
@@ -813,7 +980,6 @@ PASSES: tuple[Pass, ...] = (
     Pass("fuse_squeeze_excitation", fuse_squeeze_excitation),
     Pass("fuse_gemm_relu", fuse_gemm_relu),
     Pass("fuse_matmul_bias", fuse_matmul_bias),
-    Pass("fuse_gelu", fuse_gelu),
     Pass("choose_conv_algorithms", choose_conv_algorithms),
 )
 

@@ -94,6 +94,10 @@ def _steps_model() -> bytes:
         node("GlobalMaxPool", ["rs"], ["gr"]),
         node("Conv", ["c0", "wd"], ["cd"], group=4, pads=[1, 1, 1, 1]),  # depthwise, lanes
         node("GlobalMaxPool", ["cd"], ["gd"]),
+        node("Transpose", ["cd"], ["cdt"], perm=[0, 2, 3, 1]),  # LayerNorm over channels:
+        node("LayerNormalization", ["cdt", "ln"], ["cdl"]),  # one step, the NCHW kernel
+        node("Transpose", ["cdl"], ["cdn"], perm=[0, 3, 1, 2]),
+        node("GlobalMaxPool", ["cdn"], ["gl"]),
         node("Conv", ["c0", "wd2"], ["cd2"], group=4, pads=[1, 1, 1, 1]),  # 2 a channel: phased
         node("GlobalMaxPool", ["cd2"], ["gd2"]),
         node("Conv", ["c0", "w2"], ["c"]),  # im2col, no bias
@@ -116,7 +120,7 @@ def _steps_model() -> bytes:
     outputs = [("g", [1, 4, 1, 1]), ("z", [1, 16384]), ("gs", [1, 32, 1, 1]),
                ("rm", [1, 1, 1, 1]), ("gr", [1, 4, 1, 1]), ("gd", [1, 4, 1, 1]),
                ("gd2", [1, 8, 1, 1]), ("gf", [1, 2, 1, 1]), ("gq", [1, 2, 1, 1]),
-               ("gm", [1, 32, 1, 1]), ("gg", [1, 12, 1, 1])]  # fmt: skip
+               ("gm", [1, 32, 1, 1]), ("gg", [1, 12, 1, 1]), ("gl", [1, 4, 1, 1])]  # fmt: skip
     return _model(nodes, [("x", [1, 32, 8, 8])], outputs, weights)
 
 

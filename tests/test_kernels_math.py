@@ -142,6 +142,40 @@ def test_standardize_rows_matches_naive(s_n, center):
     assert np.isnan(y[3]).all() and not np.isnan(np.delete(y, 3, axis=0)).any()
 
 
+@pytest.mark.parametrize(
+    ("n", "c", "s_n", "block"),
+    [(2, 24, 1024, 336), (1, 96, 64, 80), (3, 192, 16, 32), (2, 7, 37, 16), (1, 1, 5, 16)],
+)
+def test_standardize_channels_matches_naive(n, c, s_n, block):
+    """LayerNormalization over the channel axis of (N, C, S): each position's C values
+    standardised (naive: the rows of the channels-last view), blocks of positions in
+    lanes, a partial block at the end."""
+    x = (RNG.standard_normal((n, c, s_n)) * 2 + 0.5).astype(np.float32)
+    scale = RNG.standard_normal(c).astype(np.float32)
+    bias = RNG.standard_normal(c).astype(np.float32)
+    y = np.full_like(x, np.nan)
+    normalize_kernels.standardize_channels(x, y, scale, bias, 1e-3, block)
+    rows = x.transpose(0, 2, 1).reshape(-1, c)  # (N*S, C): channels last
+    want, _, _ = naive.normalize_rows(rows, scale[None], bias[None], 1, 1e-3, True)
+    want = want.reshape(n, s_n, c).transpose(0, 2, 1)
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+    x[n - 1, 0, s_n - 1] = np.nan  # a NaN spoils its own position's values alone
+    normalize_kernels.standardize_channels(x, y, scale, bias, 1e-3, block)
+    assert np.isnan(y[n - 1, :, s_n - 1]).all()
+    y[n - 1, :, s_n - 1] = 0.0
+    assert not np.isnan(y).any()
+
+
+def test_channels_block_fits_its_floats_and_shares_the_planes():
+    from runtime.ops.normalization import CHANNELS_BLOCK, channels_block
+
+    for c, s, threads in ((24, 1024, 1), (96, 64, 2), (768, 49, 1), (3, 4096, 2)):
+        block = channels_block(c, s, threads)
+        assert block % 16 == 0 and block >= 16
+        assert c * block <= max(CHANNELS_BLOCK, 16 * c)
+        assert -(-s // block) >= min(threads, -(-s // 16))  # a job for each thread
+
+
 @pytest.mark.parametrize(("rows", "s_n", "groups", "t_n", "center"), NORMALIZE_LAYOUTS)
 def test_normalize_rows_matches_naive(rows, s_n, groups, t_n, center):
     x = (RNG.standard_normal((rows, s_n)) * 2 + 0.5).astype(np.float32)

@@ -742,3 +742,142 @@ def test_matmul_by_a_tensor_of_the_run_stays_apart():
         "w": rng.standard_normal((8, 6)).astype(np.float32),
     }
     compare(model, feeds)
+
+
+def _convnext_model(variant: str = "block", c: int = 8) -> bytes:
+    """ConvNeXt as torchvision exports it (opset 17): a 7x7 depthwise conv, Transpose to
+    channels-last, LayerNormalization over the last axis, MatMul and Add, GELU (Div,
+    Erf, Add, Mul, Mul), MatMul and Add, Mul by the layer scale, Transpose back, the
+    residual Add; then a downsampling LayerNorm2d (Transpose, LayerNormalization,
+    Transpose) and a 2x2 conv of stride 2. ``variant`` breaks one thing that the
+    rewrite must see: ``perm`` (the last Transpose not the inverse), ``axis`` (the
+    LayerNormalization over W and C), ``read`` (the first Transpose's output also a
+    graph output), ``mean`` (the LayerNormalization's Mean output read)."""
+    rng = np.random.default_rng(21)
+    node = helper.make_node
+    f = np.float32
+    inits = {
+        "dw": rng.standard_normal((c, 1, 7, 7)).astype(f) * 0.2,
+        "dwb": rng.standard_normal(c).astype(f),
+        "lns": rng.uniform(0.5, 1.5, c).astype(f),
+        "lnb": rng.standard_normal(c).astype(f),
+        "w1": rng.standard_normal((c, 4 * c)).astype(f) * 0.3,
+        "b1": rng.standard_normal(4 * c).astype(f),
+        "w2": rng.standard_normal((4 * c, c)).astype(f) * 0.2,
+        "b2": rng.standard_normal(c).astype(f),
+        "gamma": rng.uniform(0.1, 1.0, c).astype(f),
+        "sqrt2": np.array(np.sqrt(2.0), f),
+        "one": np.array(1.0, f),
+        "half": np.array(0.5, f),
+        "dns": rng.uniform(0.5, 1.5, c).astype(f),
+        "dnb": rng.standard_normal(c).astype(f),
+        "down": rng.standard_normal((2 * c, c, 2, 2)).astype(f) * 0.3,
+    }
+    last_perm = [0, 3, 2, 1] if variant == "perm" else [0, 3, 1, 2]
+    ln_out = ["n", "mean"] if variant == "mean" else ["n"]
+    nodes = [
+        node("Conv", ["x", "dw", "dwb"], ["d"], group=c, pads=[3, 3, 3, 3]),
+        node("Transpose", ["d"], ["t"], perm=[0, 2, 3, 1]),
+        node(
+            "LayerNormalization",
+            ["t", "lns", "lnb"],
+            ln_out,
+            axis=-2 if variant == "axis" else -1,
+            epsilon=1e-6,
+        ),
+        node("MatMul", ["n", "w1"], ["h"]),
+        node("Add", ["b1", "h"], ["hb"]),
+        node("Div", ["hb", "sqrt2"], ["u"]),
+        node("Erf", ["u"], ["e"]),
+        node("Add", ["e", "one"], ["a"]),
+        node("Mul", ["hb", "a"], ["m"]),
+        node("Mul", ["m", "half"], ["g"]),
+        node("MatMul", ["g", "w2"], ["h2"]),
+        node("Add", ["b2", "h2"], ["h2b"]),
+        node("Mul", ["gamma", "h2b"], ["s"]),
+        node("Transpose", ["s"], ["tb"], perm=last_perm),
+        node("Add", ["x", "tb"], ["r"]),
+        node("Transpose", ["r"], ["t2"], perm=[0, 2, 3, 1]),
+        node("LayerNormalization", ["t2", "dns", "dnb"], ["n2"], epsilon=1e-6),
+        node("Transpose", ["n2"], ["t3"], perm=[0, 3, 1, 2]),
+        node("Conv", ["t3", "down"], ["y"], strides=[2, 2]),
+    ]
+    vi = helper.make_tensor_value_info
+    outputs = [vi("y", TensorProto.FLOAT, None)]
+    if variant == "read":
+        outputs.append(vi("t", TensorProto.FLOAT, None))
+    if variant == "mean":
+        outputs.append(vi("mean", TensorProto.FLOAT, None))
+    inputs = [vi("x", TensorProto.FLOAT, ["N", c, 6, 6])]
+    return chain_model(
+        nodes, inputs, outputs, [numpy_helper.from_array(v, k) for k, v in inits.items()], opset=17
+    )
+
+
+def test_convnext_block_runs_channels_first_without_its_transposes():
+    """The block's Transpose, LayerNormalization, MatMul, Add, GELU, MatMul, Add, Mul,
+    Transpose and residual Add: a LayerNormalization over channels, a 1x1 conv with
+    its bias, the Gelu, a 1x1 conv with bias, layer scale and residual Add in its
+    store; the downsampling LayerNorm2d one step. Equal to onnxruntime's at batch 1
+    and 2 (and batch 0: nothing to compute)."""
+    model = _convnext_model()
+    plan = InferenceSession(model).describe()
+    assert "channels_first_layer_norm" in plan.passes
+    steps = [(s.op, s.fused, s.algorithm) for s in plan.steps]
+    assert [s[:2] for s in steps] == [
+        ("Conv", ()),
+        ("LayerNormalization", ("Transpose", "Transpose")),
+        ("Conv", ("MatMul (a 1x1 conv)", "Add (in the bias)")),
+        ("Gelu", ("Div", "Erf", "Add", "Mul", "Mul")),
+        (
+            "Conv",
+            ("MatMul (a 1x1 conv)", "Add (in the bias)", "Mul (in the weights)", "Add (residual)"),
+        ),
+        ("LayerNormalization", ("Transpose", "Transpose")),
+        ("Conv", ()),
+    ], steps
+    assert steps[1][2] == steps[5][2] == "layer_norm_channels_nchw"
+    assert "pointwise" in steps[2][2] and "pointwise" in steps[4][2]
+    rng = np.random.default_rng(22)
+    for n in (1, 2):
+        x = rng.standard_normal((n, 8, 6, 6)).astype(np.float32)
+        compare(model, {"x": x})
+
+
+@pytest.mark.parametrize("variant", ["perm", "axis", "read", "mean"])
+def test_channels_last_runs_that_differ_keep_their_transposes(variant):
+    """The block's run is left as it is where its last Transpose is not the inverse of
+    the first, its LayerNormalization is over more than the channels, the first
+    Transpose's output is read elsewhere (a graph output), or the normalization's
+    Mean is read; the LayerNorm2d after it (unchanged) still becomes one step."""
+    model = _convnext_model(variant)
+    plan = InferenceSession(model).describe()
+    ops = [s.op for s in plan.steps]
+    assert ops.count("Transpose") == 2, ops  # the block's two
+    assert ops.count("MatMul") == 2 and ops.count("LayerNormalization") == 2, ops
+    rng = np.random.default_rng(23)
+    compare(model, {"x": rng.standard_normal((2, 8, 6, 6)).astype(np.float32)})
+
+
+def test_layer_norm_over_channels_checks_what_it_is_given():
+    """The step's function on inputs the pass did not lay out: a float64 X, a scale of
+    one value, no bias, a non-contiguous X (the checked path), against the channels-last
+    LayerNormalization it stands for; and a clear error for X of rank 1."""
+    from runtime.errors import ShapeError
+    from runtime.ops.normalization import layer_norm_channels, layer_normalization
+
+    rng = np.random.default_rng(24)
+    x = rng.standard_normal((2, 5, 3, 4))
+    scale = rng.standard_normal(5)
+    for xs, sc, b in (
+        (x, scale, None),
+        (x.astype(np.float32), np.float32([1.5]), None),
+        (x.astype(np.float32)[:, :, :, ::2], scale.astype(np.float32), scale.astype(np.float32)),
+    ):
+        got = layer_norm_channels(xs, sc, b, epsilon=1e-3)
+        last = np.ascontiguousarray(xs.transpose(0, 2, 3, 1))
+        want = layer_normalization(last, sc, b, axis=-1, epsilon=1e-3)[0].transpose(0, 3, 1, 2)
+        assert got.dtype == xs.dtype and got.shape == xs.shape
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ShapeError, match="rank >= 2"):
+        layer_norm_channels(np.zeros(3, np.float32), np.ones(1, np.float32))

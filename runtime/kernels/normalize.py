@@ -27,6 +27,19 @@ float32, its sums reassociated into vector lanes (``fastmath`` reassoc only: NaN
 infinities as IEEE says). The float64 sums of ``normalize_rows`` are a serial chain
 of conversions and adds, 4 ns an element (ConvNeXt's LayerNorms over 96 to 768
 channels: 4 times onnxruntime's).
+
+``standardize_channels(x, y, scale, bias, epsilon, block)``: LayerNormalization over the
+channel axis of x and y (N, C, S), an NCHW tensor's planes, with scale and bias (C,):
+
+    m[n, s]    = sum_c x[n, c, s] / C
+    inv[n, s]  = 1 / sqrt(sum_c (x[n, c, s] - m[n, s])^2 / C + epsilon)
+    y[n, c, s] = (x[n, c, s] - m[n, s]) * inv[n, s] * scale[c] + bias[c]
+
+what ConvNeXt computes as Transpose to channels-last, LayerNormalization over the last
+axis, Transpose back (``passes.channels_first_layer_norm``). A job takes ``block``
+positions of one image: the sums run along the channels with the positions in vector
+lanes (a contiguous run of each plane), so no Transpose is needed; its C x block
+values stay in cache over the three passes. float32 sums, as ``standardize_rows``.
 """
 
 from __future__ import annotations
@@ -95,3 +108,40 @@ def standardize_rows(x, y, scale, bias, epsilon, center, mean, inv):  # pragma: 
         inv[r] = iv
         for s in range(s_n):
             yr[s] = (xr[s] - m) * iv * scale[s] + bias[s]
+
+
+@kernel(parallel=True, fastmath={"reassoc", "contract"})
+def standardize_channels(x, y, scale, bias, epsilon, block):  # pragma: no cover
+    images, c_n, s_n = x.shape
+    n = np.float32(c_n)
+    eps = np.float32(epsilon)
+    one = np.float32(1.0)
+    blocks = (s_n + block - 1) // block
+    for job in prange(images * blocks):
+        i = job // blocks
+        s0 = (job % blocks) * block
+        w = min(block, s_n - s0)
+        xi = x[i]
+        yi = y[i]
+        m = np.zeros(w, np.float32)
+        v = np.zeros(w, np.float32)
+        for c in range(c_n):
+            xr = xi[c, s0 : s0 + w]
+            for s in range(w):
+                m[s] += xr[s]
+        for s in range(w):
+            m[s] = m[s] / n
+        for c in range(c_n):
+            xr = xi[c, s0 : s0 + w]
+            for s in range(w):
+                d = xr[s] - m[s]
+                v[s] += d * d
+        for s in range(w):
+            v[s] = one / np.sqrt(v[s] / n + eps)
+        for c in range(c_n):
+            xr = xi[c, s0 : s0 + w]
+            yr = yi[c, s0 : s0 + w]
+            sc = scale[c]
+            sh = bias[c]
+            for s in range(w):
+                yr[s] = (xr[s] - m[s]) * v[s] * sc + sh

@@ -6,20 +6,30 @@ applying a scale and bias (see ``kernels.normalize``): float32 runs that paralle
 kernel; other float types compute the same in NumPy, in float64, and round to
 their type. LpNormalization and MeanVarianceNormalization are plain NumPy.
 GroupNormalization is registered twice: opset 18 scales per group, 21 per channel.
+
+``layer_norm_channels`` is no ONNX op: it is the step ``passes.channels_first_layer_norm``
+makes of a LayerNormalization between Transposes to channels-last and back (ConvNeXt),
+normalising an NCHW tensor over its channel axis alone (``kernels.normalize``'s
+``standardize_channels``).
 """
 
 from __future__ import annotations
 
+import math
+
+import numba
 import numpy as np
 import onnx
 
 from runtime.errors import InvalidAttributeError, ShapeError
-from runtime.kernels.normalize import normalize_rows, standardize_rows
+from runtime.kernels.normalize import normalize_rows, standardize_channels, standardize_rows
 from runtime.memory import allocate
 from runtime.ops.registry import register
 
 NORMALIZE = ("normalize.normalize_rows",)  # the float32 kernel
 STANDARDIZE = ("normalize.standardize_rows",)  # LayerNormalization's layout, float32
+CHANNELS = ("normalize.standardize_channels",)  # over NCHW's channels (layer_norm_channels)
+CHANNELS_BLOCK = 8192  # floats of one job's C x positions block: in L1 over its three passes
 
 _STASH = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.DOUBLE: np.float64}
 
@@ -106,7 +116,7 @@ def _planned(out, x: np.ndarray, rows: int) -> np.ndarray | None:
     return out.reshape(rows, -1)
 
 
-@register("LayerNormalization", since=17, kernels=STANDARDIZE)
+@register("LayerNormalization", since=17, kernels=STANDARDIZE + CHANNELS)
 def layer_normalization(x, scale, b=None, *, axis=-1, epsilon=1e-5, stash_type=1, _out=None):
     op = "LayerNormalization"
     _float(op, "X", x)
@@ -122,6 +132,72 @@ def layer_normalization(x, scale, b=None, *, axis=-1, epsilon=1e-5, stash_type=1
     )
     stats = x.shape[:ax] + (1,) * (x.ndim - ax)
     return y.reshape(x.shape), mean.astype(u).reshape(stats), inv.astype(u).reshape(stats)
+
+
+def channels_block(c: int, s: int, threads: int) -> int:
+    """Positions a job of ``standardize_channels`` takes: a multiple of 16 (whole vectors)
+    whose C x block values fit ``CHANNELS_BLOCK`` floats, and no more than gives each
+    thread a job of a plane of s positions."""
+    block = max(16, CHANNELS_BLOCK // max(c, 1) // 16 * 16)
+    share = -(-s // max(threads, 1))
+    return max(16, min(block, -(-share // 16) * 16))
+
+
+def _kernel_vector(v: np.ndarray | None, c: int) -> bool:
+    """``v`` is what ``standardize_channels`` takes as is: (c,) float32, C-contiguous and
+    writable (one array type: a read-only one would compile the kernel again)."""
+    return (
+        isinstance(v, np.ndarray)
+        and v.shape == (c,)
+        and v.dtype == np.float32
+        and v.flags.c_contiguous
+        and v.flags.writeable
+    )
+
+
+def layer_norm_channels(x, scale, b=None, *, epsilon=1e-5, _out=None):
+    """LayerNormalization of x (N, C, ...) over axis 1 alone (each position's C values),
+    scale and bias (C,): what Transpose to channels-last, LayerNormalization over the
+    last axis and Transpose back compute, without the Transposes.
+
+    The step ``passes.channels_first_layer_norm`` makes passes scale and bias as the
+    kernel takes them, and a float32 x runs with no more checks than that (ConvNeXt's
+    small late stages: the checks cost more than the kernel); anything else is
+    checked and laid out first."""
+    c = x.shape[1] if x.ndim >= 2 else -1
+    if not (
+        x.dtype == np.float32
+        and x.flags.c_contiguous
+        and _kernel_vector(scale, c)
+        and _kernel_vector(b, c)
+    ):
+        return _layer_norm_channels_checked(x, scale, b, epsilon, _out)
+    n = x.shape[0]
+    s_n = math.prod(x.shape[2:])
+    y = _out[0] if _out else None
+    if y is None or y.shape != x.shape or y.dtype != np.float32 or not y.flags.c_contiguous:
+        y = allocate(x.shape, np.float32, "LayerNormalization output")
+    block = channels_block(c, s_n, numba.get_num_threads())
+    standardize_channels(x.reshape(n, c, s_n), y.reshape(n, c, s_n), scale, b, epsilon, block)
+    return y
+
+
+def _layer_norm_channels_checked(x, scale, b, epsilon, out):
+    """``layer_norm_channels`` for inputs not already laid out for its kernel."""
+    op = "LayerNormalization"
+    _float(op, "X", x)
+    if x.ndim < 2:
+        raise ShapeError(f"{op} over channels: expected X of rank >= 2, received {x.shape}")
+    c = x.shape[1]
+    sc = _param(op, "Scale", scale, (c,), x, 1.0)
+    sh = _param(op, "B", b, (c,), x, 0.0)
+    if x.dtype != np.float32:  # NumPy in float64 (``normalize``), channels moved last
+        last = np.moveaxis(x, 1, -1)
+        y, _, _ = normalize(last.reshape(-1, c), sc.reshape(1, c), sh.reshape(1, c), 1, epsilon,
+                            True)  # fmt: skip
+        return np.moveaxis(y.reshape(last.shape), -1, 1)
+    sc, sh = (np.array(v, np.float32, order="C") for v in (sc, sh))  # writable copies
+    return layer_norm_channels(np.ascontiguousarray(x), sc, sh, epsilon=float(epsilon), _out=out)
 
 
 @register("RMSNormalization", since=23, kernels=STANDARDIZE)
