@@ -154,6 +154,9 @@ def plan_buffers(
                 row.append(None)
                 continue
             shape, dtype = env[o].shape, env[o].dtype
+            if dtype.hasobject:  # no view of the arena's bytes holds objects
+                row.append(None)
+                continue
             size = slot_bytes(shape, dtype)
             offset = arena.take(size)
             live[o] = (offset, size)

@@ -228,6 +228,34 @@ def test_tensors_of_other_shapes_reuse_freed_bytes():
     np.testing.assert_array_equal(second, np.maximum(-x, 0).reshape(1, 4, 4, 2, 4, 2).max((3, 5)))
 
 
+def test_concat_writes_into_its_planned_buffer():
+    """Concat takes ``_out``: its output is planned like a conv's (SqueezeNet's, DenseNet's
+    and GoogLeNet's concats made a new array the output's size every run)."""
+    from runtime.engine import NumbaEngine
+    from runtime.graph import load_graph
+
+    node = helper.make_node
+    nodes = [
+        node("Relu", ["x"], ["a"]),
+        node("Neg", ["x"], ["b"]),
+        node("Concat", ["a", "b", "a"], ["c"], axis=1),
+        node("Relu", ["c"], ["y"]),
+    ]
+    vi = helper.make_tensor_value_info
+    model = chain_model(
+        nodes, [vi("x", TensorProto.FLOAT, [2, 3, 4])], [vi("y", TensorProto.FLOAT, None)]
+    )
+    engine = NumbaEngine(load_graph(model), compile_plans=False)
+    x = np.random.default_rng(7).standard_normal((2, 3, 4)).astype(np.float32)
+    plan = engine.plan({"x": x})
+    (slot,) = plan.out_slots[[s.op_type for s in plan.steps].index("Concat")]
+    assert plan.slot_specs[slot] == ((2, 9, 4), np.dtype(np.float32))
+    for feed in (x, -x):  # the second run writes the planned buffer
+        a = np.maximum(feed, 0)
+        want = np.maximum(np.concatenate([a, -feed, a], axis=1), 0)
+        np.testing.assert_array_equal(engine.run({"x": feed}, ["y"])[0], want)
+
+
 def test_buffers_handed_to_kernels_start_on_a_cache_line():
     """A step-by-step plan's buffers (one arena, each slot at a multiple of 64 bytes:
     ``memory.ALIGN``), ``scratch`` arrays, and ``allocate``'s new arrays from

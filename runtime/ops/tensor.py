@@ -171,7 +171,9 @@ def transpose(x, *, perm=None):
 
 
 @register("Concat", since=4)
-def concat(*inputs, axis):
+def concat(*inputs, axis, _out=None):
+    """``_out``: a planned buffer for the result, written when shape and type fit (a
+    fresh array a call is one the size of the output, cold, every run)."""
     if not inputs:
         raise ShapeError("Concat: expected at least one input")
     rank = inputs[0].ndim
@@ -191,7 +193,10 @@ def concat(*inputs, axis):
     shape = list(inputs[0].shape)
     shape[ax] = sum(t.shape[ax] for t in inputs)
     check_size(tuple(shape), inputs[0].dtype, "Concat output")
-    return np.concatenate(inputs, axis=ax)
+    out = _out[0] if _out else None
+    if out is not None and (out.shape != tuple(shape) or out.dtype != inputs[0].dtype):
+        out = None
+    return np.concatenate(inputs, axis=ax, out=out)
 
 
 def _split(x, sizes, n_outputs, axis, op="Split"):
