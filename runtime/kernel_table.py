@@ -78,6 +78,22 @@ def pointwise_width(s: ConvSpec) -> int:
 
 ROWS_TILE = f"1x{4 * WIDTH}"  # ``gemm.gemm_f32_1x64_row``: one row of A by four vectors of columns
 
+# A 3x3 conv at stride 1 with at most this many channel pairs (C in times M out, group
+# 1) runs the direct kernel (AVX-512's 8 x 32 tiles, ``kernels/conv.ConvDirect``), not
+# Winograd: Winograd's input and output transforms (C + M values per tile) outweigh its
+# 2.25 to 4 times fewer products there. One conv at a time, Winograd and direct
+# alternated, medians of 30 (Intel Xeon 6/167, AVX-512, machine loaded; one thread
+# unless said), direct's time over Winograd's: C*M 1024 to 2560, 0.58-0.94 at batch 1
+# (F(2x2)), 0.61-1.03 at batch 8 (F(4x4)), 0.62-0.94 on two threads; C*M 3072, 0.76-1.00
+# at batch 1 and 0.96-1.03 at batch 8; C*M 4096, 1.00-1.18 (Winograd faster). In the
+# zoo's networks (``cnn profile --runs 30 --threads 1``, 3 rounds): ResNet-18's 32 x 32
+# convs 1.50-1.62x faster, ResNet-50's 2.0x, GoogLeNet's 3072-pair convs 1.11x and
+# 1.32x at batch 1 but 0.92x at batch 8 (a tie at the limit). Not measured on AVX2 (6 x
+# 16 direct tiles): there Winograd keeps these. A plan-time knob read by this module
+# alone; here, not in ``config``, whose every edit recompiles every kernel. Unit:
+# channel pairs.
+DIRECT_3X3_MAX_PAIRS = 3072
+
 
 # --------------------------------------------------------------------------- Conv
 
@@ -474,10 +490,15 @@ def _direct_why(s: ConvSpec) -> str:
     used = len({i * dh % split[0] for i in range(kh)}) * len({i * dw % split[1] for i in range(kw)})
     phases = f", {used} stride phase(s)" if used > 1 else ""
     direct, im2col = _direct_lanes(s)
-    return (
+    why = (
         f"B's vectors read in place from the padded input{phases}: 16 outputs of {slots} "
         f"a vector, {direct} lanes (im2col's: {im2col})"
     )
+    if s.group != 1 or any(d != 1 for d in s.dilations):
+        return why
+    few = _few_channel_pairs(s.w, s.strides)
+    small = min(s.w.shape[0], s.w.shape[1]) < WINOGRAD_MIN_CHANNELS
+    return why if few is None or small else f"{why}; not Winograd: {few}"
 
 
 CONV_KERNELS: tuple[Kernel, ...] = (
@@ -690,7 +711,23 @@ def _winograd_at_load(
     channels = min(w.shape[0], w.shape[1] * s * s)
     if channels < WINOGRAD_MIN_CHANNELS:
         return f"{channels} channels (Winograd from {WINOGRAD_MIN_CHANNELS})"
-    return WinogradWeights(w, s, kk)
+    few = _few_channel_pairs(w, strides)
+    return WinogradWeights(w, s, kk) if few is None else few
+
+
+def _few_channel_pairs(w: np.ndarray, strides: tuple[int, ...]) -> str | None:
+    """Why a Winograd-sized 3x3 conv at stride 1 (group 1, undilated: the caller
+    checks) runs the direct kernel instead: its C*M channel pairs are at most
+    ``DIRECT_3X3_MAX_PAIRS`` (measured with AVX-512's direct tiles). None otherwise."""
+    if w.ndim != 4 or w.shape[2:] != (3, 3) or any(v != 1 for v in strides):
+        return None
+    pairs = w.shape[0] * w.shape[1]
+    if not has_avx512() or pairs > DIRECT_3X3_MAX_PAIRS:
+        return None
+    return (
+        f"{w.shape[1]} x {w.shape[0]} channels, {pairs} pairs, at most "
+        f"{DIRECT_3X3_MAX_PAIRS}: the direct kernel, Winograd's transforms outweigh its products"
+    )
 
 
 # --------------------------------------------------------------------------- Gemm

@@ -57,7 +57,7 @@ def _model(nodes, inputs, outputs, weights) -> bytes:
 def _steps_model() -> bytes:
     node = helper.make_node
     nodes = [
-        node("Conv", ["x", "w3", "b"], ["c3"], pads=[1, 1, 1, 1]),  # Winograd F(4, 3)
+        node("Conv", ["x", "w3", "b"], ["c3"], pads=[1, 1, 1, 1]),  # 32 x 32: direct, AVX2 Winograd
         node("Relu", ["c3"], ["r3"]),
         node("Conv", ["r3", "w5"], ["c5"], pads=[2, 2, 2, 2]),  # Winograd F(4, 5), no bias
         node("Conv", ["r3", "w6"], ["cs"], strides=[2, 2], pads=[2, 2, 2, 2]),  # space-to-depth

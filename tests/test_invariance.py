@@ -7,9 +7,9 @@ thread must give the bits of a run on two. BLAS kernels break the first: OpenBLA
 Haswell sgemm computes edge rows in another order than full blocks, and the light
 SqueezeNet of ONNX's suite, whose logits reach 1e10, then fails its softmax.
 
-Channel counts leave tails on purpose: 37 = 32 + 5 Winograd rows, 13 = 2 * 6 + 1 GEMM
-rows, 7 = 4 + 2 + 1 channels of the compiled program's blocks; batches of 5 and 7
-leave a partial group of images.
+Channel counts leave tails on purpose: 37 = 32 + 5 Winograd rows (4 * 8 + 5 direct
+rows), 13 = 2 * 6 + 1 GEMM rows, 7 = 4 + 2 + 1 channels of the compiled program's
+blocks; batches of 5 and 7 leave a partial group of images.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from onnx_helpers import chain_model
 
 from runtime.engine import NumbaEngine
 from runtime.graph import load_graph
+from runtime.kernels.isa import has_avx512
 
 RNG = np.random.default_rng(7)
 F = TensorProto.FLOAT
@@ -80,9 +81,12 @@ def _assert_invariant(outs: list[np.ndarray], channel_axis: int = 1) -> None:
     np.testing.assert_array_equal(y, np.broadcast_to(first, y.shape))  # channels
 
 
+DIRECT_OR_WINOGRAD = "direct" if has_avx512() else "winograd"
 CONVS = [
     # (id, C, M, k, (H, W), group, attrs, path)
-    ("winograd-3x3", 32, 37, 3, (9, 9), 1, {"pads": [1, 1, 1, 1]}, "winograd"),
+    ("winograd-3x3", 96, 37, 3, (9, 9), 1, {"pads": [1, 1, 1, 1]}, "winograd"),
+    # 1184 channel pairs: the direct kernel with AVX-512 (kernel_table.DIRECT_3X3_MAX_PAIRS)
+    ("direct-3x3-32", 32, 37, 3, (9, 9), 1, {"pads": [1, 1, 1, 1]}, DIRECT_OR_WINOGRAD),
     ("winograd-5x5", 32, 35, 5, (10, 10), 1, {"pads": [2, 2, 2, 2]}, "winograd"),
     ("winograd-11x11/4", 3, 33, 11, (31, 31), 1, {"strides": [4, 4]}, "winograd"),
     ("im2col-3x3", 3, 13, 3, (9, 8), 1, {"pads": [1, 1, 1, 1]}, "im2col"),

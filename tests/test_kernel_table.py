@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import sys
 
+import naive
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
@@ -22,6 +23,7 @@ from onnx_helpers import chain_model
 from runtime import kernel_table
 from runtime.engine import NumbaEngine
 from runtime.graph import load_graph
+from runtime.kernels.isa import has_avx512
 from runtime.ops.registry import OPS
 from runtime.steps import call_step, store
 
@@ -123,9 +125,10 @@ def _every_entry_model() -> bytes:
         node("Flatten", ["p8"], ["f"]),
         node("Gemm", ["f", "fc", "fcb"], ["y"], transB=1, name="fc"),
     ]
+    # Winograd's convs have more than DIRECT_3X3_MAX_PAIRS channel pairs: 64 x 80, 80 x 48
     weights = {
-        "wg": _w(32, 32, 1, 1), "wd": _w(32, 8, 3, 3),
-        "w1": _w(32, 32, 3, 3), "b1": _w(32), "w2": _w(48, 32, 3, 3), "w3": _w(16, 48, 1, 1),
+        "wg": _w(32, 32, 1, 1), "wd": _w(64, 8, 3, 3),
+        "w1": _w(80, 64, 3, 3), "b1": _w(80), "w2": _w(48, 80, 3, 3), "w3": _w(16, 48, 1, 1),
         "b3": _w(16), "w4": _w(16, 1, 3, 3),
         "w4m": _w(32, 1, 3, 3), "w5": _w(8, 32, 3, 3), "w6": _w(2, 8, 3, 3),
         "w7": _w(2, 2, 1, 1), "w8": _w(2, 2, 3, 3), "fc": _w(10, 18), "fcb": _w(10),
@@ -170,6 +173,44 @@ def test_depthwise_kernel_by_plane_and_filter_size(x_shape, filters, k, strides,
     call = conv_call(x_shape, w, group=x_shape[1], pads=[k // 2] * 4, strides=strides)
     algorithm = call.choice.algorithm
     assert ("_depthwise_lanes16_" if lanes else "_depthwise_direct_") in algorithm, algorithm
+
+
+@pytest.mark.parametrize(
+    ("c", "m", "strides", "winograd"),
+    [
+        (32, 96, (1, 1), False),  # 3072 pairs: the direct kernel
+        (32, 97, (1, 1), True),  # 3104: Winograd
+        (48, 64, (1, 1), False),
+        (64, 64, (1, 1), True),
+        (16, 192, (1, 1), False),  # 16 channels: never Winograd
+    ],
+)
+def test_3x3_conv_with_few_channel_pairs_runs_direct(c, m, strides, winograd):
+    """A 3x3 conv at stride 1 runs the direct kernel, not Winograd, up to
+    DIRECT_3X3_MAX_PAIRS channel pairs (C x M) with AVX-512's direct tiles, at load
+    and per shape, and says why; with AVX2 Winograd keeps every Winograd-sized one."""
+    from runtime.ops.nn import conv_call
+
+    w = _w(m, c, 3, 3)
+    attrs = {"pads": [1, 1, 1, 1], "strides": list(strides)}
+    choice, weights = kernel_table.conv_at_load(w, attrs)
+    if not winograd and min(c, m) >= 32 and not has_avx512():
+        winograd = True  # not measured with AVX2's tiles
+    assert (weights is not None) == winograd, choice
+    assert ("_winograd_" in choice.algorithm) == winograd, choice
+    few = not winograd and min(c, m) >= 32
+    assert (f"{c} x {m} channels, {c * m} pairs, at most 3072" in choice.reason) == few, choice
+    call = conv_call((2, c, 16, 16), w, winograd=weights, **attrs)
+    algorithm, reason = call.choice.algorithm, call.choice.reason
+    assert ("_winograd_" in algorithm) == winograd, algorithm
+    assert ("_direct_gemm_" in algorithm) != winograd, algorithm
+    assert ("not Winograd: " in reason) == few, reason
+    x = RNG.standard_normal((2, c, 16, 16)).astype(np.float32)
+    out = np.empty(call.out_shape, np.float32)
+    call(x, out)
+    expected = naive.conv2d(x, w, np.zeros(m, np.float32), strides=strides,
+                            pads=(1, 1, 1, 1), dilations=(1, 1), group=1)  # fmt: skip
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_describe_names_a_kernel_per_shape_and_at_load():
@@ -286,13 +327,13 @@ def test_winograd_residual_conv_runs_what_describe_names(calls):
         ]
         if pool:
             nodes.append(node("MaxPool", ["r"], ["y"], kernel_shape=[2, 2], strides=[2, 2]))
-        weights = {"w": _w(32, 32, 3, 3), "b": _w(32)}
+        weights = {"w": _w(64, 64, 3, 3), "b": _w(64)}  # 4096 pairs: Winograd
         vi = helper.make_tensor_value_info
         inits = [numpy_helper.from_array(v, k) for k, v in weights.items()]
-        x = vi("x", TensorProto.FLOAT, ["n", 32, 6, 6])
+        x = vi("x", TensorProto.FLOAT, ["n", 64, 6, 6])
         model = chain_model(nodes, [x], [vi("y", TensorProto.FLOAT, None)], inits)
         engine = NumbaEngine(load_graph(model), compile_plans=False)
-        feeds = {"x": RNG.standard_normal((2, 32, 6, 6)).astype(np.float32)}
+        feeds = {"x": RNG.standard_normal((2, 64, 6, 6)).astype(np.float32)}
         (named,) = _check(engine, feeds, calls)
         assert "_winograd_" in named
         (info,) = engine.describe(feeds).steps

@@ -100,11 +100,13 @@ def test_rewrite_passes_run_in_their_listed_order():
         ({"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1}, False),
     ],
 )
-def test_max_pool_fuses_into_the_conv_before_it(pool_attrs, fused):
-    """The article's AlexNet block, Conv, ReLU, BN, MaxPool, with Winograd-sized
-    channels: one step when the pool has no padding or ceil mode, two otherwise."""
+@pytest.mark.parametrize("c", [32, 80])  # 32 x 40 channels: direct; 80 x 40: Winograd
+def test_max_pool_fuses_into_the_conv_before_it(pool_attrs, fused, c):
+    """The article's AlexNet block, Conv, ReLU, BN, MaxPool, on the direct kernel
+    (then the pool) and on Winograd (pooling in its output transform): one step when
+    the pool has no padding or ceil mode, two otherwise."""
     rng = np.random.default_rng(5)
-    c, m = 32, 40
+    m = 40
     inits = {
         "w": (rng.standard_normal((m, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32),
         "b": rng.standard_normal(m).astype(np.float32),
@@ -171,8 +173,9 @@ def _activation_nodes(act: str, src: str, dst: str) -> list:
 GATED = ("SiLU", "HardSigmoidMul", "PaddleHardSwish", "HardSwishSixthFirst")
 
 
-CONV_SHAPES = {  # (C, M, kernel, group): Winograd-sized 3x3, a 1x1, a depthwise 3x3
+CONV_SHAPES = {  # (C, M, kernel, group): 3x3 direct and Winograd, a 1x1, a depthwise 3x3
     "3x3": (32, 40, 3, 1),
+    "3x3-winograd": (80, 40, 3, 1),  # more than kernel_table.DIRECT_3X3_MAX_PAIRS
     "1x1": (24, 48, 1, 1),
     "depthwise": (24, 24, 3, 24),
 }
@@ -440,8 +443,8 @@ def test_squeeze_excitation_whose_gate_is_read_elsewhere_stays_apart():
 def _residual_model(conv: str, after: str | None, shape=(5, 7), c: int = 16) -> bytes:
     """x -> Conv 1x1 (+ Relu) -> a; a -> ``conv`` -> Add(a, .) (-> ``after``) -> y: a
     residual block. ``conv``: "pointwise" (1x1), "im2col" (3x3, too few channels for
-    Winograd), "winograd" (3x3, 32 channels), "depthwise"; ``after``: an op after the
-    Add (Relu, SiLU, a 2x2 MaxPool)."""
+    Winograd), "winograd" (3x3, more than ``DIRECT_3X3_MAX_PAIRS`` channel pairs: c=64),
+    "depthwise"; ``after``: an op after the Add (Relu, SiLU, a 2x2 MaxPool)."""
     rng = np.random.default_rng(17)
     node = helper.make_node
     k, group = {"pointwise": (1, 1), "im2col": (3, 1), "winograd": (3, 1), "depthwise": (3, c)}[
@@ -492,7 +495,7 @@ def test_residual_add_fuses_into_the_conv_store(conv, after, shape):
     compiled program, its Add's node among the step's fused nodes; as onnxruntime at
     batch 1 and 3, and on the second run into buffers."""
     winograd = conv == "winograd"
-    model = _residual_model(conv, after, shape, c=32 if winograd else 16)
+    model = _residual_model(conv, after, shape, c=64 if winograd else 16)
     description = InferenceSession(model).describe({"x": np.zeros((1, 3, *shape), np.float32)})
     fused = {None: (), "Relu": ("Relu",), "SiLU": ("Sigmoid", "Mul"), "MaxPool": ("MaxPool",)}
     assert [(s.op, s.fused) for s in description.steps] == [
