@@ -45,8 +45,10 @@ from runtime.kernels.simd import (
     veven,
     vfma,
     vload,
+    vload_first,
     vload_lanes,
     vstore,
+    vstore_first,
     vstore_lanes,
     vzero,
 )
@@ -59,17 +61,28 @@ MR = gemm.MR
 def copy_line(bf, d, xf, s, lo, hi, sw, room):  # pragma: no cover
     """bf[d + q] = xf[s + q*sw] for lo <= q < hi: a vector at a time at strides 1 and 2
     (two loads and their even lanes), while a vector stays within ``room`` of d and
-    within xf (the values it writes past hi are rewritten by the caller), then one by
-    one: numba's checked scalar indexing does not vectorise."""
+    within xf (the values it writes past hi are rewritten by the caller), then the
+    last values by masked loads and stores of just them; other strides one by one
+    (numba's checked scalar indexing does not vectorise)."""
     q = lo
     if sw == 1:
         while q < hi and q + WIDTH <= room and s + q + WIDTH <= xf.size:
             vstore(bf, d + q, vload(xf, s + q))
             q += WIDTH
+        while q < hi:
+            n = min(WIDTH, hi - q)
+            vstore_first(bf, d + q, vload_first(xf, s + q, n), n)
+            q += n
     elif sw == 2:
         while q < hi and q + WIDTH <= room and s + 2 * q + 2 * WIDTH <= xf.size:
             vstore(bf, d + q, veven(vload(xf, s + 2 * q), vload(xf, s + 2 * q + WIDTH)))
             q += WIDTH
+        while q < hi:
+            n = min(WIDTH, hi - q)  # reads 2n - 1 values: the last at s + 2 (hi - 1)
+            first = vload_first(xf, s + 2 * q, min(WIDTH, 2 * n - 1))
+            second = vload_first(xf, s + 2 * q + WIDTH, max(0, 2 * n - 1 - WIDTH))
+            vstore_first(bf, d + q, veven(first, second), n)
+            q += n
     while q < hi:
         bf[d + q] = xf[s + q * sw]
         q += 1
@@ -736,6 +749,22 @@ def _slot_output(s, srow, slots, wq):  # pragma: no cover
     return s // srow, (s % srow) * WIDTH
 
 
+@kernel(inline="always")
+def _next_slot(oh, ow, srow, slots, wq):  # pragma: no cover
+    """``_slot_output`` of the slot after the one at (oh, ow), without dividing: the
+    direct kernel steps through a run's tiles once per row block, and at a stem's few
+    taps the divisions cost as much as a tile's products."""
+    ow += WIDTH
+    if srow == slots:
+        while ow >= wq:
+            ow -= wq
+            oh += 1
+        return oh, ow
+    if ow >= srow * WIDTH:
+        return oh + 1, 0
+    return oh, ow
+
+
 @kernel(parallel=True)
 def _conv_nchw_direct_gemm(
     qf,
@@ -788,39 +817,41 @@ def _conv_nchw_direct_gemm(
         base = (n * C + g * cg) * P * hq * wq
         b0, t0 = c * chunk, r * run
         nt = min(T, t0 + run) - t0
-        for bt in range((min(mb, b0 + chunk) - b0) * nt):  # block by block over the run
-            b = b0 + bt // nt
-            tt = t0 + bt % nt
-            s0 = tt * per
-            nslots = min(per, slots - s0)
-            oh0, ow0 = _slot_output(s0, srow, slots, wq)
-            oh1, ow1 = _slot_output(s0 + nslots - 1, srow, slots, wq)  # one slot: itself again
-            i0 = base + oh0 * rowstep + ow0
-            i1 = base + oh1 * rowstep + ow1
-            # whole: every slot 16 outputs of one row, stored from the registers
-            full = nslots == per and ow0 + WIDTH <= ow_ and (per == 1 or ow1 + WIDTH <= ow_)
+        for b in range(b0, min(mb, b0 + chunk)):  # block by block over the run
             m0 = g * Mg + b * mr
             rows = min(mr, Mg - b * mr)
-            o0 = (n * M + m0) * S + oh0 * ow_ + ow0
-            o1 = (n * M + m0) * S + oh1 * ow_ + ow1
-            whole = vector_act and full and rows == mr
             a = ap[g, b].reshape(-1)
-            if per == 2 and mr == 8:
-                conv_direct_8x32_tile(a, qf, i0, i1, offs, K, t, of, o0, o1, S,
-                                      m0, whole, bias, act, alpha, beta, scale, shift,
-                                      res)  # fmt: skip
-            elif per == 2:
-                conv_direct_6x32_tile(a, qf, i0, i1, offs, K, t, of, o0, o1, S,
-                                      m0, whole, bias, act, alpha, beta, scale, shift,
-                                      res)  # fmt: skip
-            else:
-                conv_direct_6x16_tile(a, qf, i0, offs, K, t, of, o0, S, m0, whole, bias,
-                                      act, alpha, beta, scale, shift, res)  # fmt: skip
-            if not whole:
-                _store_slots(t, width, mr, of, n * M * S, S, m0, rows, oh0, ow0, oh1, ow1,
-                             nslots, oh_, ow_, wq, srow == slots,
-                             vector_act, bias, act, alpha, beta, scale, shift,
-                             res)  # fmt: skip
+            oh0, ow0 = _slot_output(t0 * per, srow, slots, wq)
+            for tt in range(t0, t0 + nt):
+                s0 = tt * per
+                nslots = min(per, slots - s0)
+                oh1, ow1 = oh0, ow0  # one slot: itself again
+                if nslots > 1:
+                    oh1, ow1 = _next_slot(oh0, ow0, srow, slots, wq)
+                i0 = base + oh0 * rowstep + ow0
+                i1 = base + oh1 * rowstep + ow1
+                # whole: every slot 16 outputs of one row, stored from the registers
+                full = nslots == per and ow0 + WIDTH <= ow_ and (per == 1 or ow1 + WIDTH <= ow_)
+                o0 = (n * M + m0) * S + oh0 * ow_ + ow0
+                o1 = (n * M + m0) * S + oh1 * ow_ + ow1
+                whole = vector_act and full and rows == mr
+                if per == 2 and mr == 8:
+                    conv_direct_8x32_tile(a, qf, i0, i1, offs, K, t, of, o0, o1, S,
+                                          m0, whole, bias, act, alpha, beta, scale, shift,
+                                          res)  # fmt: skip
+                elif per == 2:
+                    conv_direct_6x32_tile(a, qf, i0, i1, offs, K, t, of, o0, o1, S,
+                                          m0, whole, bias, act, alpha, beta, scale, shift,
+                                          res)  # fmt: skip
+                else:
+                    conv_direct_6x16_tile(a, qf, i0, offs, K, t, of, o0, S, m0, whole, bias,
+                                          act, alpha, beta, scale, shift, res)  # fmt: skip
+                if not whole:
+                    _store_slots(t, width, mr, of, n * M * S, S, m0, rows, oh0, ow0, oh1, ow1,
+                                 nslots, oh_, ow_, wq, srow == slots,
+                                 vector_act, bias, act, alpha, beta, scale, shift,
+                                 res)  # fmt: skip
+                oh0, ow0 = _next_slot(oh1, ow1, srow, slots, wq)
 
 
 def direct_rows(rows: int, width: int) -> int:
