@@ -162,7 +162,9 @@ def softmax_row(x, y, log):  # pragma: no cover
     for i in range(n):
         total += math.exp(x[i] - top)
     if log:
-        shift = top + math.log(total)
+        # in float64: without the JIT a float32 top plus a Python float stays float32
+        # (NumPy 2's promotion), and its rounding (1e-6 at |top| ~ 20) reached y
+        shift = np.float64(top) + math.log(total)
         for i in range(n):
             y[i] = x[i] - shift
     else:
