@@ -402,17 +402,3 @@ def pool_rows(out_hw: tuple[int, ...], pool: np.ndarray) -> int:
     (kh, kw, sh, sw), dilation 1; at least one."""
     kh, _, sh, _ = (int(v) for v in pool)
     return max(1, ((out_hw[0] - 1) * sh + kh) * out_hw[1]) if kh > 0 else 1
-
-
-@kernel(parallel=True)
-def pool_dense_planes(x, out, tmp, kh, kw, sh, sw, dh, dw, is_max):  # pragma: no cover
-    """x (planes, H, W) -> out (planes, OH, OW) with ``pool_dense``, a plane per
-    iteration; tmp (threads, rows*OW) is each thread's own."""
-    planes, H, W = x.shape
-    _, OH, OW = out.shape
-    xf = x.reshape(planes, H * W)
-    of = out.reshape(planes, OH * OW)
-    for p in prange(planes):
-        t = tmp[numba.get_thread_id()]
-        # np.int64(1), not 1: a literal argument compiles pool_dense once more
-        pool_dense(xf[p], of[p], t, np.int64(1), H, W, OH, OW, kh, kw, sh, sw, dh, dw, is_max)
