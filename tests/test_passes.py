@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx_helpers import chain_model
-from parity import compare
+from parity import compare, run_ort
 
 from runtime import InferenceSession
 
@@ -134,6 +134,45 @@ def test_max_pool_fuses_into_the_conv_before_it(pool_attrs, fused, c):
     )
     for n in (1, 3):
         compare(model, {"x": rng.standard_normal((n, c, 13, 13)).astype(np.float32)}, atol=1e-4)
+
+
+@pytest.mark.parametrize("compile_plans", [True, False], ids=["program", "steps"])
+@pytest.mark.parametrize(
+    ("hw", "pool"),
+    [
+        (4, [3, 3, 2, 2]),  # the conv gives 2x2: onnxruntime's one window, the max of it
+        (3, [2, 2, 2, 2]),  # 1x1 through a 2x2 window
+        (4, [3, 2, 1, 2]),  # too tall only
+        (4, [3, 3, 1, 1]),  # no window: an empty output
+        (5, [5, 5, 2, 2]),  # 3x3 through 5x5 at stride 2: none either
+    ],
+)
+def test_max_pool_window_larger_than_the_conv_output(hw, pool, compile_plans):
+    """A MaxPool fused into a conv whose output is smaller than its window gives what
+    onnxruntime gives (one output or none), on the step-by-step plan and the program."""
+    from runtime.engine import NumbaEngine
+    from runtime.graph import load_graph
+
+    rng = np.random.default_rng(11)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("MaxPool", ["r"], ["y"], kernel_shape=pool[:2], strides=pool[2:]),
+    ]
+    model = chain_model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, hw, hw])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, "w")],
+    )
+    x = rng.standard_normal((2, 3, hw, hw)).astype(np.float32)
+    want = run_ort(model, {"x": x})[0]
+    engine = NumbaEngine(load_graph(model), compile_plans=compile_plans)
+    for _ in range(2):  # planned, then the cached plan
+        (got,) = engine.run({"x": x}, ["y"])
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 def _activation_nodes(act: str, src: str, dst: str) -> list:

@@ -311,7 +311,11 @@ def conv_call(
                 f"and a 2-D convolution, received a {len(out_sp)}-D one"
             )
         pooled_sp, *_ = _spatial("MaxPool", out_sp, max_pool[:2], auto_pad="NOTSET", pads=None,
-                                 strides=max_pool[2:], dilations=None)  # fmt: skip
+                                 strides=max_pool[2:], dilations=None, pool=True)  # fmt: skip
+    # A window larger than the conv's output: onnxruntime's pool gives one output (the max
+    # of what the window holds) or none, which the fused kernels' stores do not cover, so
+    # the MaxPool op pools the conv's output apart.
+    apart = max_pool is not None and any(o < k for o, k in zip(out_sp, max_pool[:2], strict=True))
     out_shape = (n, m, *pooled_sp)
     # Sizes are checked before anything is laid out: a huge pad or batch must be a
     # TensorTooLargeError here, not a MemoryError inside a kernel's work arrays.
@@ -322,9 +326,14 @@ def conv_call(
         x_shape=tuple(x_shape), out_sp=tuple(out_sp), bias=b,
         epilogue={"act": ACTIVATIONS[activation], "alpha": alpha, "beta": beta,
                   "scale": post_scale, "shift": post_shift},
-        max_pool=None if max_pool is None else tuple(max_pool), residual=bool(residual),
+        max_pool=None if max_pool is None or apart else tuple(max_pool), residual=bool(residual),
     )  # fmt: skip
     choice, run = kernel_table.choose_conv(spec)
+    if apart:
+        run = _pooled_apart(run, (n, m, *out_sp), max_pool)
+        choice = Choice(choice.algorithm, choice.reason + "; the max pool apart (its window is "
+                        "larger than the conv's output)",
+                        choice.runs + kernel_table.POOL_AFTER)  # fmt: skip
     if not residual:
         return ConvCall(out_shape, run, choice)
     conv_attrs = dict(winograd=winograd, auto_pad=auto_pad, dilations=dilations, group=group,
@@ -332,6 +341,19 @@ def conv_call(
     epilogue = (ACTIVATIONS[activation], alpha, beta, post_scale, post_shift)
     unfused = _unfused_residual(x_shape, w, b, conv_attrs, epilogue, max_pool)
     return ConvCall(out_shape, run, choice, (n, m, *out_sp), unfused)
+
+
+def _pooled_apart(run: Callable, conv_shape: tuple[int, ...], pool: tuple[int, ...]) -> Callable:
+    """``run`` into a scratch array of the conv's whole output, then the MaxPool op's own
+    pooling of it (``pool``: kh, kw, sh, sw) into out."""
+
+    def run_then_pool(x: np.ndarray, out: np.ndarray, *res: np.ndarray) -> None:
+        conv = scratch("conv.unpooled_apart", conv_shape, np.float32)
+        run(x, conv, *res)
+        max_pool(conv, kernel_shape=list(pool[:2]), strides=list(pool[2:]), _out=[out],
+                 _num_outputs=1)  # fmt: skip
+
+    return run_then_pool
 
 
 @register("Conv", since=1)
