@@ -41,6 +41,7 @@ from runtime.config import (
 from runtime.kernels import conv as conv_kernels
 from runtime.kernels import depthwise as depthwise_kernels
 from runtime.kernels import gemm as gemm_kernels
+from runtime.kernels import patch as patch_kernels
 from runtime.kernels import winograd as winograd_kernels
 from runtime.kernels.isa import has_avx512
 from runtime.kernels.simd import WIDTH
@@ -438,6 +439,37 @@ def _gathered_prepare(s: ConvSpec) -> Run:
     )  # fmt: skip
 
 
+def _patch_applies(s: ConvSpec) -> str | None:
+    """None for a 2-D "patchify" conv: kernel = stride, undilated, not 1x1, whose windows
+    lie inside the input (no padding read), with enough rows for the GEMM's tiles."""
+    if s.w.ndim != 4:
+        return f"a {s.w.ndim - 2}-D convolution"  # 1-D and 3-D: not measured
+    if tuple(s.kernel) != tuple(s.strides) or s.kernel == (1, 1):
+        return "kernel not equal to the stride (or 1x1)"
+    if any(d != 1 for d in s.dilations):
+        return "dilated"
+    if s.x_shape is None:
+        return "the output's size known per shape"
+    (kh, kw), (h, w) = s.kernel, s.x_shape[2:]
+    if any(s.pads[:2]) or tuple(s.out_sp) != (h // kh, w // kw):
+        return (
+            f"windows read padding: begin pads {tuple(s.pads[:2])}, output "
+            f"{s.out_sp[0]}x{s.out_sp[1]} against {h // kh}x{w // kw} whole patches"
+        )
+    return _many_rows(s)  # few rows: im2col's row-by-row entry, as for a 1x1
+
+
+def _patch_prepare(s: ConvSpec) -> Run:
+    """``patch.PatchConv``, its weights packed as a 1x1 conv's (M, C/G*kh*kw) once per plan."""
+    assert s.x_shape is not None
+    m, cg, kh, kw = s.w.shape
+    packed = conv_kernels.pack_weights(s.w.reshape(m, cg * kh * kw, 1, 1, 1), s.group)
+    return patch_kernels.PatchConv(
+        s.x_shape, s.w.shape, packed, s.bias, s.group, out_sp=tuple(s.out_sp),
+        epilogue=(*_act(s), *_epilogue_vectors(s)), panel_width=pointwise_width(s),
+    )  # fmt: skip
+
+
 def _direct_lanes(s: ConvSpec) -> tuple[int, int]:
     """(lanes the direct kernel's tiles compute, lanes of im2col's panels) over the batch."""
     assert s.x_shape is not None
@@ -554,6 +586,17 @@ CONV_KERNELS: tuple[Kernel, ...] = (
         runs=("conv._pad_phases", "gemm._conv_nchw_pointwise_gemm"),
     ),
     Kernel(
+        name=lambda s: f"conv_nchw_patch_pointwise_gemm_{gemm_tile(pointwise_width(s))}_{isa()}",
+        family="patch",
+        applies=_patch_applies,
+        why=lambda s: (
+            f"kernel {'x'.join(map(str, s.kernel))} = stride, unpadded: the patches "
+            "gathered into planes, then the pointwise GEMM"
+        ),
+        prepare=_patch_prepare,
+        runs=("patch.gather_patches", "gemm._conv_nchw_pointwise_gemm"),
+    ),
+    Kernel(
         name=lambda s: f"conv_nchw_direct_gemm_{_direct_tile(s)}_{isa()}",
         family="direct",
         applies=_direct_applies,
@@ -616,7 +659,7 @@ def _choose(table: tuple[Kernel, ...], s: ConvSpec) -> tuple[Kernel, Choice]:
 
 
 # entries whose store adds a residual
-RESIDUAL_FAMILIES = ("winograd", "pointwise", "direct", "im2col")
+RESIDUAL_FAMILIES = ("winograd", "pointwise", "patch", "direct", "im2col")
 
 
 def residual_fits(w: np.ndarray | None, attrs: Mapping[str, Any]) -> bool:

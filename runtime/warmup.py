@@ -6,9 +6,9 @@ two small graphs that reach every kernel with each signature fills numba's cache
 and the first real call of any model in any later process loads compiled code
 instead of compiling:
 
-* ``steps``: convolutions by im2col, direct and by Winograd (3x3, 5x5 and strided through
-  space-to-depth, with a bias from the initializers, which is read-only, and
-  without one), pooling with and without
+* ``steps``: convolutions by im2col, direct, as patches (kernel = stride) and by
+  Winograd (3x3, 5x5 and strided through space-to-depth, with a bias from the
+  initializers, which is read-only, and without one), pooling with and without
   indices, a Gemm split over the cores and a small-batch fully connected layer, an
   activation, an Erf, a Layer- and an InstanceNormalization and a ReduceMean (the kernels of
   ``kernels.unary``,
@@ -79,6 +79,8 @@ def _steps_model() -> bytes:
         node("GlobalMaxPool", ["cf"], ["gf"]),
         node("Conv", ["m2", "wq"], ["cq"]),  # 1x1, 2 rows: packed planes, then the GEMM
         node("GlobalMaxPool", ["cq"], ["gq"]),
+        node("Conv", ["x", "wpt"], ["cpt"], strides=[2, 2]),  # patchify: gather, pointwise GEMM
+        node("GlobalMaxPool", ["cpt"], ["gpt"]),
         node("MaxPool", ["r3"], ["mr"], kernel_shape=[2, 2], strides=[2, 2]),  # dense, alone
         node("MaxPool", ["mr"], ["mp"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),  # padded
         node("GlobalMaxPool", ["mp"], ["gm"]),
@@ -117,10 +119,12 @@ def _steps_model() -> bytes:
                "wq": (2, 32, 1, 1), "wg": (12, 8, 3, 3)}  # fmt: skip
     weights.update({"wt": (32, 4, 2, 2), "bt": (4,), "wt2": (4, 4, 3, 3), "wd": (4, 1, 3, 3)})
     weights["wd2"] = (8, 1, 3, 3)
+    weights["wpt"] = (8, 32, 2, 2)
     outputs = [("g", [1, 4, 1, 1]), ("z", [1, 16384]), ("gs", [1, 32, 1, 1]),
                ("rm", [1, 1, 1, 1]), ("gr", [1, 4, 1, 1]), ("gd", [1, 4, 1, 1]),
                ("gd2", [1, 8, 1, 1]), ("gf", [1, 2, 1, 1]), ("gq", [1, 2, 1, 1]),
-               ("gm", [1, 32, 1, 1]), ("gg", [1, 12, 1, 1]), ("gl", [1, 4, 1, 1])]  # fmt: skip
+               ("gm", [1, 32, 1, 1]), ("gg", [1, 12, 1, 1]), ("gl", [1, 4, 1, 1]),
+               ("gpt", [1, 8, 1, 1])]  # fmt: skip
     return _model(nodes, [("x", [1, 32, 8, 8])], outputs, weights)
 
 

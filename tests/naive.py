@@ -32,6 +32,18 @@ def conv2d(x, w, b, *, strides, pads, dilations, group):
     return out.astype(np.float32)
 
 
+def patches(x, kh, kw):
+    """x (N, C, H, W) -> (N, C*kh*kw, H//kh, W//kw): plane (c*kh + a)*kw + e holds
+    x[n, c, i*kh + a, j*kw + e] (a patchify conv's input as a 1x1 conv's)."""
+    n, c, h, w = x.shape
+    oh, ow = h // kh, w // kw
+    g = np.zeros((n, c * kh * kw, oh, ow), x.dtype)
+    for ci, a, e in itertools.product(range(c), range(kh), range(kw)):
+        for i, j in itertools.product(range(oh), range(ow)):
+            g[:, (ci * kh + a) * kw + e, i, j] = x[:, ci, i * kh + a, j * kw + e]
+    return g
+
+
 # Each epilogue activation (kernels/activation.ACTIVATIONS) with the alpha and beta a
 # test gives it: the float64 formulas of the ONNX ops.
 EPILOGUE_PARAMS = {

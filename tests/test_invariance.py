@@ -97,6 +97,8 @@ CONVS = [
     ("direct-grouped/2", 8, 14, 3, (7, 28), 2, {"pads": [1, 1, 1, 1], "strides": [2, 2]}, "direct"),
     ("depthwise", 13, 13, 3, (9, 9), 13, {"pads": [1, 1, 1, 1]}, "depthwise"),
     ("depthwise-x2", 7, 14, 5, (10, 9), 7, {"pads": [2, 2, 2, 2], "strides": [2, 2]}, "depthwise"),
+    ("patch-4x4/4", 3, 37, 4, (17, 18), 1, {"strides": [4, 4]}, "patch"),
+    ("patch-grouped-2x2/2", 8, 26, 2, (9, 11), 2, {"strides": [2, 2]}, "patch"),
 ]
 
 
@@ -115,6 +117,7 @@ def test_conv_output_channels_equal(c, m, k, hw, group, attrs, path, batch, comp
         algorithms = engine.describe().algorithms("Conv")
         assert _uses_winograd(engine) == (path == "winograd")
         assert (len(algorithms) == 1 and "depthwise" in algorithms[0]) == (path == "depthwise")
+        assert (len(algorithms) == 1 and "_patch_" in algorithms[0]) == (path == "patch")
     _assert_invariant(outs)
 
 

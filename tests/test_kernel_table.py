@@ -108,7 +108,9 @@ def _every_entry_model() -> bytes:
     node = helper.make_node
     nodes = [
         node("Conv", ["x", "wg"], ["g"], strides=[2, 2], name="gathered_pointwise"),
-        node("Conv", ["g", "wd"], ["d"], group=4, pads=[1, 1, 1, 1], name="direct"),
+        node("Conv", ["x", "wp"], ["pt"], strides=[2, 2], name="patch"),  # 2x2 at stride 2
+        node("Add", ["g", "pt"], ["gp"]),
+        node("Conv", ["gp", "wd"], ["d"], group=4, pads=[1, 1, 1, 1], name="direct"),
         node("Conv", ["d", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="winograd"),
         node("Conv", ["c1", "w2"], ["c2"], pads=[1, 1, 1, 1], name="winograd_pool"),
         node("Relu", ["c2"], ["r2"]),
@@ -127,7 +129,7 @@ def _every_entry_model() -> bytes:
     ]
     # Winograd's convs have more than DIRECT_3X3_MAX_PAIRS channel pairs: 64 x 80, 80 x 48
     weights = {
-        "wg": _w(32, 32, 1, 1), "wd": _w(64, 8, 3, 3),
+        "wg": _w(32, 32, 1, 1), "wp": _w(32, 32, 2, 2), "wd": _w(64, 8, 3, 3),
         "w1": _w(80, 64, 3, 3), "b1": _w(80), "w2": _w(48, 80, 3, 3), "w3": _w(16, 48, 1, 1),
         "b3": _w(16), "w4": _w(16, 1, 3, 3),
         "w4m": _w(32, 1, 3, 3), "w5": _w(8, 32, 3, 3), "w6": _w(2, 8, 3, 3),
@@ -421,6 +423,7 @@ TWINS = {
     "normalize.standardize_channels": "naive.normalize_rows",
     "normalize.standardize_rows": "naive.normalize_rows",
     "pool._avg_pool3d": "naive.pool2d",
+    "patch.gather_patches": "naive.patches",
     "matvec.matvec_rows": "naive.matvec",
     "matvec.matvec_rows_panels": "naive.matvec",
     "matvec.squeeze_excite": "naive.squeeze_excite",

@@ -53,6 +53,12 @@ CONV_CASES = [
     ((2, 5, 9, 7), (7, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),  # strided 1x1: one phase
     ((1, 4, 7, 9), (5, 3, 3), (2, 1), (1, 0, 1, 2), (1, 2), 1),  # dilated, end pads
     ((1, 8, 13, 21), (16, 3, 3), (2, 1), (2, 1, 1, 2), (2, 3), 1),  # dilated, 8-row tiles
+    # patchify convs (kernel = stride, unpadded): the patches gathered, then the pointwise
+    # GEMM; sizes the stride does not divide drop their last rows and columns
+    ((2, 3, 18, 17), (8, 4, 4), (4, 4), (0, 0, 0, 0), (1, 1), 1),  # ConvNeXt's stem, batch 2
+    ((1, 12, 9, 11), (24, 2, 2), (2, 2), (0, 0, 0, 0), (1, 1), 1),  # its downsampling
+    ((1, 8, 10, 9), (12, 2, 3), (2, 3), (0, 0, 0, 0), (1, 1), 2),  # grouped, not square
+    ((1, 3, 33, 35), (7, 16, 16), (16, 16), (0, 0, 0, 0), (1, 1), 1),  # ViT's embedding
 ]
 
 
@@ -252,14 +258,23 @@ RESIDUAL_CASES = [
     ((1, 16, 6, 6), (16, 3, 3), (1, 1), (1, 1, 1, 1), 2),
     ((1, 12, 16, 16), (12, 3, 3), (2, 2), (1, 1, 1, 1), 4),
     ((2, 8, 9, 9), (20, 1, 1), (2, 2), (0, 0, 0, 0), 1),  # a gathered 1x1 (pointwise family)
+    ((2, 6, 9, 11), (10, 2, 2), (2, 2), (0, 0, 0, 0), 2),  # a grouped patchify conv
 ]
 
 
-# the 1x1 by the gathered pointwise entry, the others by the direct kernel; both by im2col
+def _fast_family(ws, strides) -> str:
+    """The entry that takes a RESIDUAL_CASES conv before im2col."""
+    if ws[1:] == (1, 1):
+        return "pointwise"  # the gathered 1x1
+    return "patch" if ws[1:] == strides else "direct"
+
+
+# the 1x1 by the gathered pointwise entry, the patchify conv by the patch entry, the others
+# by the direct kernel; all by im2col
 RESIDUAL_RUNS = [
     (family, case)
     for case in RESIDUAL_CASES
-    for family in ("pointwise" if case[1][1:] == (1, 1) else "direct", "im2col")
+    for family in (_fast_family(case[1], case[2]), "im2col")
 ]
 
 
@@ -276,6 +291,82 @@ def test_conv_store_adds_a_residual(family, act, case):
     want = naive.activation(act, y.astype(np.float64) + res, alpha, beta)
     got = _entry_conv(family, x, w, b, strides, pads, (1, 1), group, act, alpha, beta, res)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("xs", "kh", "kw"),
+    [((1, 3, 8, 8), 4, 4), ((2, 5, 9, 11), 2, 2), ((3, 2, 7, 10), 3, 2), ((1, 1, 16, 17), 16, 16)],
+)
+def test_gather_patches_matches_naive(xs, kh, kw):
+    """Every patch value lands in its plane, the rows and columns past whole patches
+    are dropped, and nothing else is written (the output starts as NaN)."""
+    from runtime.kernels.patch import gather_patches
+
+    x = _rand(*xs)
+    want = naive.patches(x, kh, kw)
+    got = np.full(want.shape, np.nan, np.float32)
+    gather_patches(x, got, kh, kw)
+    np.testing.assert_array_equal(got, want)
+
+
+PATCH_CASES = [
+    # (N, C, H, W), (M, KH, KW), group: stems at odd sizes, downsampling, grouped, 6x16 tiles
+    ((2, 3, 17, 18), (16, 4, 4), 1),
+    ((1, 12, 9, 7), (24, 2, 2), 1),
+    ((3, 8, 6, 10), (12, 2, 2), 4),
+    ((1, 6, 8, 8), (9, 4, 4), 1),  # 2x2 outputs: one 16-wide panel
+]
+
+
+@pytest.mark.parametrize(("xs", "ws", "group"), PATCH_CASES)
+@pytest.mark.parametrize("act", [None, "Relu", "HardSwish", "SiLU"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_patch_entry_matches_naive(xs, ws, group, act, bias):
+    """The patch entry (the patches gathered, then the pointwise GEMM), chosen by the
+    table for a kernel equal to its stride, with its epilogue: act(conv + bias)."""
+    from runtime.ops.nn import conv_call
+
+    m, kh, kw = ws
+    x, w = _rand(*xs), _rand(m, xs[1] // group, kh, kw)
+    b = _rand(m) if bias else None
+    choice = conv_call(xs, w, b, strides=(kh, kw), group=group).choice
+    assert "_patch_pointwise_gemm_" in choice.algorithm, choice
+    alpha, beta = naive.EPILOGUE_PARAMS[act]
+    y = naive.conv2d(x, w, b, strides=(kh, kw), pads=(0,) * 4, dilations=(1, 1), group=group)
+    want = naive.activation(act, y, alpha, beta)
+    got = _entry_conv("patch", x, w, np.zeros(m, np.float32) if b is None else b, (kh, kw),
+                      (0,) * 4, (1, 1), group, act, alpha, beta)  # fmt: skip
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("xs", "ws", "strides", "pads", "dil", "why"),
+    [
+        ((1, 4, 8, 8), (8, 2, 2), (2, 2), (1, 1, 1, 1), (1, 1), "windows read padding"),
+        ((1, 4, 9, 9), (8, 2, 2), (2, 2), (0, 0, 1, 1), (1, 1), "windows read padding"),
+        ((1, 4, 8, 8), (8, 2, 2), (1, 1), (0, 0, 0, 0), (1, 1), "kernel not equal"),
+        ((1, 4, 8, 8), (8, 2, 2), (2, 2), (0, 0, 0, 0), (2, 2), "dilated"),
+        ((1, 4, 8, 8), (2, 2, 2), (2, 2), (0, 0, 0, 0), (1, 1), "fewer than"),
+    ],
+)
+def test_patch_entry_applies_to_unpadded_kernels_equal_to_their_stride(
+    xs, ws, strides, pads, dil, why
+):
+    """Padding that a window reads (at the start, or at the end where it adds an
+    output), another stride, dilation or few rows: not the patch entry, and why."""
+    from runtime import kernel_table
+    from runtime.ops.nn import _spatial, conv_call
+
+    w = _rand(ws[0], xs[1], ws[1], ws[2])
+    out_sp, begin, *_ = _spatial("Conv", xs[2:], ws[1:], auto_pad="NOTSET", pads=pads,
+                                 strides=strides, dilations=dil)  # fmt: skip
+    b = np.zeros(ws[0], np.float32)
+    spec = kernel_table.ConvSpec(w, 1, strides, dil, tuple(begin), x_shape=xs,
+                                 out_sp=tuple(out_sp), bias=b)  # fmt: skip
+    (entry,) = [e for e in kernel_table.CONV_KERNELS if e.family == "patch"]
+    assert why in entry.applies(spec)
+    call = conv_call(xs, w, strides=strides, pads=pads, dilations=dil)
+    assert "_patch_" not in call.choice.algorithm, call.choice
 
 
 @pytest.mark.parametrize("group", [1, 2])

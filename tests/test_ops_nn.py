@@ -84,6 +84,50 @@ def test_depthwise_conv_and_its_activation_match_onnxruntime(xs, k, stride, pads
     compare(model, {"x": 3 * _r(*xs)})
 
 
+@pytest.mark.parametrize(
+    ("xs", "m", "k", "group", "bias"),
+    [
+        ((2, 3, 35, 33), 24, 4, 1, True),  # ConvNeXt's stem, odd sizes: the last rows dropped
+        ((1, 24, 16, 16), 48, 2, 1, False),  # its downsampling, no bias
+        ((3, 12, 9, 13), 18, 2, 3, True),  # grouped, a batch of 3
+        ((1, 3, 224, 224), 192, 16, 1, True),  # ViT's patch embedding
+    ],
+)
+@pytest.mark.parametrize("act", [None, "Relu", "SiLU"])
+def test_patchify_conv_and_its_activation_match_onnxruntime(xs, m, k, group, bias, act):
+    """Convs whose kernel equals their stride (ConvNeXt's stem and downsampling, ViT's
+    16x16/16 patch embedding) run the patch entry, the activation fused into them."""
+    from onnx import TensorProto, helper, numpy_helper
+    from onnx_helpers import chain_model
+
+    from runtime.ops.nn import conv_call
+
+    w = _r(m, xs[1] // group, k, k) / np.float32(np.sqrt(xs[1] // group * k * k))
+    b = _r(m) if bias else None
+    attrs = {"group": group, "strides": [k, k]}
+    assert "_patch_pointwise_gemm_" in conv_call(xs, w, b, **attrs).choice.algorithm
+    node = helper.make_node
+    conv_out = "y" if act is None else "c"
+    inits = {"w": w, **({"b": b} if bias else {})}
+    nodes = [node("Conv", ["x", *inits], [conv_out], **attrs)]
+    if act == "SiLU":
+        nodes += [node("Sigmoid", ["c"], ["s"]), node("Mul", ["c", "s"], ["y"])]
+    elif act is not None:
+        nodes.append(node(act, ["c"], ["y"]))
+    model = chain_model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, xs)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.asarray(v), n) for n, v in inits.items()],
+    )
+    feeds = {"x": _r(*xs)}
+    described = InferenceSession(model).describe(feeds)
+    assert [s.op for s in described.steps] == ["Conv"]  # the activation fused into the conv
+    if not described.compiled:  # small chains compile into one program (runtime/compiled)
+        assert "_patch_pointwise_gemm_" in described.steps[0].algorithm
+    compare(model, feeds)
+
+
 @pytest.mark.parametrize("rank", [1, 2, 3])
 def test_max_pool_windows_wholly_in_padding_give_the_lowest_float(rank):
     """Pads as wide as a 1-wide window (onnxruntime refuses them; the engine takes them):
