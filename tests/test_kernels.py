@@ -1056,3 +1056,17 @@ def test_vector_activations_match_the_scalar_ones():
     assert (silu_err <= 2e-7 * np.abs(x[:-1]) + 1e-7).all(), silu_err.max()
     np.testing.assert_array_equal(out[3 * n :], np.where(x >= 0, x, x * np.float32(0.1)))
     assert np.isnan(out[n - 1 :: n]).all()
+    # Large inputs, where exp's result would be subnormal: Sigmoid 1, SiLU the input; and
+    # their negatives: 0 and -0 (the true values are subnormal), SiLU(-inf) NaN
+    big = np.array([80, 87.5, 88.5, 100, 1e4, 1e30, np.inf] + [90] * 9, np.float32)
+    out = np.empty(4 * big.size, np.float32)
+    lanes(big, out, np.float32(0.1))
+    n = big.size
+    np.testing.assert_array_equal(out[n : 2 * n], np.ones(n, np.float32))
+    np.testing.assert_array_equal(out[2 * n : 3 * n], big)
+    lanes(-big, out, np.float32(0.1))
+    np.testing.assert_allclose(out[n], 1 / (1 + np.exp(80.0)), rtol=1e-6)  # 1.8e-35
+    assert (out[n + 1 : 2 * n] == 0).all()  # from -87.5 down
+    assert (out[2 * n + 1 : 2 * n + 6] == 0).all() and np.isnan(out[2 * n + 6])  # -inf * 0
+    small = out[n : 3 * n][out[n : 3 * n] != 0]
+    assert not (np.abs(small) < np.finfo(np.float32).tiny).any()  # no subnormal lanes
