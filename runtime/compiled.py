@@ -384,6 +384,10 @@ def compile_program(
             r = b.row(k.OP_AFFINE, y[0].size, in_place=True)
             r[k.B_C], r[k.B_S] = x.shape[1], x[0, 0].size
             r[k.B_SCALE], r[k.B_SHIFT] = b.floats_at(ab[0]), b.floats_at(ab[1])
+            if attrs.get("activation"):  # fused by passes.fuse_bn_activation
+                r = b.row(k.OP_ACT, y[0].size, in_place=True)
+                r[k.A_SIZE], r[k.A_ACT] = y[0].size, ACTIVATIONS[attrs["activation"]]
+                r[k.A_ALPHA] = b.floats_at(np.array([attrs["alpha"], attrs["beta"]]))
         elif op in ("Reshape", "Flatten"):  # the image's values keep their order
             choice = kernel_table.chain_op(op, "no row: the image's values keep their order")
         elif op in ("Softmax", "LogSoftmax"):

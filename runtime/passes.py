@@ -22,6 +22,7 @@ from runtime.ops.activations import gelu
 from runtime.ops.nn import (
     SQUEEZE_EXCITE,
     bn_affine,
+    fused_batch_norm,
     fused_conv,
     fused_gemm,
     fused_matmul,
@@ -950,6 +951,22 @@ def fuse_gemm_relu(g: StepGraph) -> StepGraph:
     return _fuse_pairs(g, "Gemm", _gemm_relu)
 
 
+def _bn_activation(step: Step, nxt: Step, i: int, constants: dict) -> Step | None:
+    found = activation_of(nxt, constants)
+    if "activation" in step.attrs or found is None or nxt.inputs[0] != step.outputs[0]:
+        return None
+    name, alpha, beta = found
+    attrs = {**step.attrs, "activation": name, "alpha": alpha, "beta": beta}
+    return replace(step, fn=fused_batch_norm, attrs=attrs, outputs=nxt.outputs)
+
+
+def fuse_bn_activation(g: StepGraph) -> StepGraph:
+    """Apply the activation after a BatchNormalization that no conv took (DenseNet's
+    pre-activation BatchNormalization, Relu, Conv) in the BN's kernel
+    (``nn.fused_batch_norm``)."""
+    return _fuse_pairs(g, "BatchNormalization", _bn_activation)
+
+
 def choose_conv_algorithms(g: StepGraph) -> StepGraph:
     """Each Conv's load-time algorithm (``kernel_table.conv_at_load``), recorded on its step;
     a Winograd-worthy one gets its ``WinogradWeights``, transformed on first use."""
@@ -980,6 +997,7 @@ PASSES: tuple[Pass, ...] = (
     Pass("fuse_squeeze_excitation", fuse_squeeze_excitation),
     Pass("fuse_gemm_relu", fuse_gemm_relu),
     Pass("fuse_matmul_bias", fuse_matmul_bias),
+    Pass("fuse_bn_activation", fuse_bn_activation),  # after the conv passes took theirs
     Pass("choose_conv_algorithms", choose_conv_algorithms),
 )
 

@@ -118,6 +118,15 @@ def global_pool(x, use_max):
     return x.max(1) if use_max else x.astype(np.float64).mean(1)
 
 
+def scale_shift(x, scale, shift, act, alpha=0.0, beta=0.0):
+    """``kernels.normalize.scale_shift_planes``: act(x * scale[c] + shift[c]) for x (N, C,
+    ...), channel by channel, in float64 (an inference BatchNormalization, folded)."""
+    b = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    with np.errstate(invalid="ignore"):
+        v = x.astype(np.float64) * scale.reshape(b) + shift.reshape(b)
+        return activation(act, v, alpha, beta)
+
+
 def matvec(a, w, b, act, alpha=0.0, beta=0.0):
     """act(a @ w + b) row by row, in float64: a (M, K), w (K, N), b (N,) or None."""
     y = a.astype(np.float64) @ w.astype(np.float64)

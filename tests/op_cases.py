@@ -46,6 +46,22 @@ def _x(*shape):
 
 
 X4 = _r(2, 6, 7, 7, scale=2.0)
+_OWN = np.random.default_rng(24)  # the membound cases' draws: the others' stay as they were
+
+
+def _var(c):
+    return np.abs(_own(c)) + 0.5
+
+
+def _own(*shape, specials=False):
+    """Random float32 from ``_OWN``; ``specials``: a NaN, an inf and a -inf in it."""
+    x = _OWN.standard_normal(shape).astype(np.float32)
+    if specials:
+        flat = x.reshape(-1)
+        flat[0], flat[flat.size // 2], flat[-1] = np.nan, np.inf, -np.inf
+    return x
+
+
 NO_ROI = np.array([], np.float32)
 # integer inputs of the quantized ops; int8 weights in 7 bits: onnxruntime's
 # uint8 x int8 kernels add product pairs in saturating int16 above that
@@ -155,6 +171,36 @@ CASES = [
         {"x": _r(2, 4, 5, 5)},
         {"s": _r(4), "b": _r(4), "m": _r(4), "v": np.abs(_r(4)) + 0.5},
         {"epsilon": 1e-3},
+    ),
+    # the vector kernel (normalize.scale_shift_planes): odd planes, batch 3, NaN and
+    # infinities; planes of one value; a large tensor (jobs over the threads)
+    *(
+        Case(
+            "BatchNormalization",
+            {"x": _own(*shape, specials=True)},
+            {"s": _own(shape[1]), "b": _own(shape[1]), "m": _own(shape[1]), "v": _var(shape[1])},
+            {"epsilon": 1e-3},
+            15,
+        )
+        for shape in ((3, 5, 7, 9), (2, 6), (1, 24, 61, 67))
+    ),
+    # every window inside the plane: the vector kernel (pool.avg_pool_rows); DenseNet's
+    # 2x2/2, odd sizes, stride 1 and 3, NaN and infinities, a large one (jobs)
+    *(
+        Case(
+            "AveragePool",
+            {"x": _own(*shape, specials=True)},
+            {},
+            {"kernel_shape": k, "strides": st, "ceil_mode": ceil},
+        )
+        for shape, k, st, ceil in (
+            ((2, 3, 16, 16), [2, 2], [2, 2], 0),
+            ((1, 2, 33, 35), [3, 3], [2, 2], 0),
+            ((1, 2, 32, 32), [2, 2], [2, 2], 1),  # ceil_mode, no partial window
+            ((2, 2, 9, 37), [3, 3], [1, 1], 0),
+            ((1, 2, 13, 35), [3, 2], [2, 3], 0),
+            ((1, 24, 64, 66), [2, 2], [2, 2], 0),
+        )
     ),
     Case(
         "Gemm",

@@ -189,3 +189,42 @@ def test_normalize_rows_matches_naive(rows, s_n, groups, t_n, center):
     np.testing.assert_allclose(y, want_y, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(mean, want_mean, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(inv, want_inv, rtol=1e-5)
+
+
+# planes of one vector (DenseNet's 4x4), of 7x7 (three vectors and one value), of one
+# value, and a large odd plane; batches above one
+SCALE_SHIFT_SHAPES = [(1, 5, 16), (2, 6, 49), (3, 4, 1), (2, 3, 1037)]
+SCALE_SHIFT_ACTS = [None, "Relu", "LeakyRelu", "Tanh", "Sigmoid", "Clip", "HardSigmoid",
+                    "HardSwish", "SiLU"]  # fmt: skip
+
+
+@pytest.mark.parametrize("shape", SCALE_SHIFT_SHAPES)
+@pytest.mark.parametrize("act", SCALE_SHIFT_ACTS)
+@pytest.mark.parametrize("parallel", [False, True])
+def test_scale_shift_planes_match_naive(shape, act, parallel):
+    """Inference BatchNormalization with the activation after it, per channel; the
+    serial kernel over a range of planes leaves the others alone."""
+    from runtime.kernels.activation import ACTIVATIONS
+
+    n, c, s_n = shape
+    x = (RNG.standard_normal(shape) * 3).astype(np.float32)
+    if act in (None, "Relu", "LeakyRelu", "Clip"):  # as IEEE and onnxruntime say
+        x[0, 0, 0], x[-1, -1, -1], x[n - 1, c // 2, s_n // 2] = np.nan, np.inf, -np.inf
+    scale = RNG.standard_normal(c).astype(np.float32)
+    shift = RNG.standard_normal(c).astype(np.float32)
+    alpha, beta = naive.EPILOGUE_PARAMS[act]
+    want = naive.scale_shift(x, scale, shift, act, alpha, beta)
+    y = np.full_like(x, 7.0)
+    code = ACTIVATIONS[act]
+    if parallel:
+        normalize_kernels.scale_shift_planes_parallel(
+            x.reshape(-1), y.reshape(-1), scale, shift, s_n, 3, code, alpha, beta
+        )
+    else:
+        planes = n * c
+        normalize_kernels.scale_shift_planes(
+            x.reshape(-1), y.reshape(-1), scale, shift, s_n, 1, planes, code, alpha, beta
+        )
+        assert (y.reshape(planes, s_n)[0] == 7.0).all()  # plane 0 is outside the range
+        y.reshape(planes, s_n)[0] = want.reshape(planes, s_n)[0]
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)

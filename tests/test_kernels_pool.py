@@ -49,6 +49,36 @@ def test_max_pool_rows_match_naive(xs, k, s, p, d, parallel):
     np.testing.assert_array_equal(got, want)
 
 
+AVG_POOL_CASES = [
+    # (N, C, H, W), kernel, strides: every window inside the plane
+    ((1, 3, 32, 32), (2, 2), (2, 2)),  # DenseNet's transition pool
+    ((2, 2, 16, 16), (2, 2), (2, 2)),  # a row's last vector ends at the row's end
+    ((1, 2, 33, 35), (3, 3), (2, 2)),  # odd sizes, a partial vector
+    ((2, 2, 9, 17), (3, 3), (1, 1)),  # stride 1
+    ((1, 2, 5, 40), (2, 3), (1, 2)),  # uneven window and strides, three vectors a row
+    ((1, 2, 11, 50), (3, 2), (3, 3)),  # stride 3: output by output
+    ((3, 1, 1, 1), (1, 1), (1, 1)),  # planes of one value
+]
+
+
+@pytest.mark.parametrize(("xs", "k", "s"), AVG_POOL_CASES)
+@pytest.mark.parametrize("parallel", [False, True])
+def test_avg_pool_rows_match_naive(xs, k, s, parallel):
+    x = _rand(*xs)
+    x[0, 0, 0, 0], x[-1, -1, -1, -1] = np.inf, np.nan  # spoil their own windows alone
+    want = naive.pool2d(
+        x, kernel=k, strides=s, pads=(0, 0, 0, 0), dilations=(1, 1), ceil_mode=0, mode="avg"
+    )  # fmt: skip
+    n, c, h, w = xs
+    got = np.full(want.shape, -7.0, np.float32)
+    x3, y3 = x.reshape(n * c, h, w), got.reshape(n * c, *want.shape[2:])
+    if parallel:
+        pool.avg_pool_rows_planes(x3, y3, *k, *s, 2)
+    else:
+        pool.avg_pool_rows(x3, y3, *k, *s)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
 # partial vectors, a partial group of 16 planes, planes of one float, several jobs of
 # the parallel kernel, planes summed one by one (past SUM_BLOCK)
 PLANES = [(7, 45), (37, 16), (5, 1), (18, 3), (700, 49), (2, 3 * pool.SUM_BLOCK + 37)]

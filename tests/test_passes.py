@@ -923,3 +923,75 @@ def test_layer_norm_over_channels_checks_what_it_is_given():
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     with pytest.raises(ShapeError, match="rank >= 2"):
         layer_norm_channels(np.zeros(3, np.float32), np.ones(1, np.float32))
+
+
+def _bn_act_model(act: str, attrs: dict, dtype=TensorProto.FLOAT, extra_reader=False) -> bytes:
+    """x -> BatchNormalization -> ``act`` -> y (and, with ``extra_reader``, the BN's
+    output a graph output too: a second reader, so nothing fuses)."""
+    rng = np.random.default_rng(11)
+    np_type = np.float32 if dtype == TensorProto.FLOAT else np.float64
+    c = 5
+    inits = {
+        "s": rng.uniform(-1.5, 1.5, c),
+        "t": rng.standard_normal(c),
+        "m": rng.standard_normal(c),
+        "v": rng.uniform(0.5, 2.0, c),
+        "lo": np.array(-0.3),
+        "hi": np.array(0.8),
+    }
+    node = helper.make_node
+    act_inputs = ["n", "lo", "hi"] if act == "Clip" else ["n"]
+    nodes = [
+        node("BatchNormalization", ["x", "s", "t", "m", "v"], ["n"], epsilon=1e-3),
+        node(act, act_inputs, ["y"], **attrs),
+    ]
+    outputs = [helper.make_tensor_value_info("y", dtype, ["N", c, 7, 9])]
+    if extra_reader:
+        outputs.append(helper.make_tensor_value_info("n", dtype, ["N", c, 7, 9]))
+    return chain_model(
+        nodes,
+        [helper.make_tensor_value_info("x", dtype, ["N", c, 7, 9])],
+        outputs,
+        [numpy_helper.from_array(v.astype(np_type), k) for k, v in inits.items()],
+    )
+
+
+@pytest.mark.parametrize(
+    ("act", "attrs"),
+    [("Relu", {}), ("LeakyRelu", {"alpha": 0.1}), ("Clip", {}), ("Sigmoid", {})],
+)
+def test_batchnorm_takes_the_activation_after_it(act, attrs):
+    """DenseNet's pre-activation BatchNormalization then Relu (no conv before it to
+    fold into): one step, the per-channel vector kernel with the activation in it;
+    as onnxruntime at batch 1 and 3 with NaN and infinities in the input."""
+    from onnx_helpers import run_ort
+
+    model = _bn_act_model(act, attrs)
+    steps = InferenceSession(model, compile_plans=False)  # the chain program: compare()
+    plan = steps.describe({"x": np.zeros((3, 5, 7, 9), np.float32)})
+    assert [(s.op, s.fused) for s in plan.steps] == [("BatchNormalization", (act,))]
+    assert plan.steps[0].algorithm.startswith("scale_shift_planes_")
+    assert "fuse_bn_activation" in plan.passes
+    rng = np.random.default_rng(12)
+    for n in (1, 3):
+        x = (rng.standard_normal((n, 5, 7, 9)) * 3).astype(np.float32)
+        x[0, 1, 2, 3], x[-1, 4, 6, 8], x[0, 0, 0, 0] = np.nan, np.inf, -np.inf
+        (want,) = run_ort(model, {"x": x})
+        for _ in range(2):  # planned, then into its planned buffer
+            np.testing.assert_allclose(steps.run(None, {"x": x})[0], want, rtol=1e-5, atol=1e-6)
+        compare(model, {"x": x}, atol=1e-6)
+
+
+def test_batchnorm_activation_in_float64_and_with_two_readers():
+    """A float64 BatchNormalization with its Relu fused runs NumPy (as onnxruntime); a
+    BN output that a second reader wants keeps its Relu a step of its own."""
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((2, 5, 7, 9))
+    model = _bn_act_model("Relu", {}, TensorProto.DOUBLE)
+    plan = InferenceSession(model).describe({"x": x})
+    assert [(s.op, s.fused) for s in plan.steps] == [("BatchNormalization", ("Relu",))]
+    compare(model, {"x": x})
+    model = _bn_act_model("Relu", {}, extra_reader=True)
+    plan = InferenceSession(model).describe()
+    assert [(s.op, s.fused) for s in plan.steps] == [("BatchNormalization", ()), ("Relu", ())]
+    compare(model, {"x": x.astype(np.float32)})

@@ -40,6 +40,18 @@ axis, Transpose back (``passes.channels_first_layer_norm``). A job takes ``block
 positions of one image: the sums run along the channels with the positions in vector
 lanes (a contiguous run of each plane), so no Transpose is needed; its C x block
 values stay in cache over the three passes. float32 sums, as ``standardize_rows``.
+
+``scale_shift_planes(x, y, scale, shift, s_n, lo, hi, act, alpha, beta)``: inference
+BatchNormalization (and an activation after it) on flat x and y, planes of ``s_n``
+values, plane p of channel c = p % C (C = scale's length), for planes lo <= p < hi:
+
+    y[p * s_n + s] = act(x[p * s_n + s] * scale[c] + shift[c])
+
+scale and shift are the folded (gamma / sqrt(var + eps), beta - mean * scale), act one
+of ``activation.ACTIVATIONS`` (Relu: a NaN stays NaN, as onnxruntime's). In vectors
+along each plane, the last one partial: DenseNet's planes are 4x4 to 32x32, and its
+pre-activation BatchNormalization -> Relu -> Conv cannot fold into the conv.
+``scale_shift_planes_parallel`` runs ``jobs`` jobs of whole planes.
 """
 
 from __future__ import annotations
@@ -49,7 +61,19 @@ import math
 import numpy as np
 from numba import prange
 
+from runtime.kernels.activation import activate
 from runtime.kernels.jit import kernel
+from runtime.kernels.simd import (
+    WIDTH,
+    vadd,
+    vload,
+    vload_first,
+    vmul,
+    vrelu,
+    vsplat,
+    vstore,
+    vstore_first,
+)
 
 
 @kernel(parallel=True)
@@ -145,3 +169,52 @@ def standardize_channels(x, y, scale, bias, epsilon, block):  # pragma: no cover
             sh = bias[c]
             for s in range(w):
                 yr[s] = (xr[s] - m[s]) * v[s] * sc + sh
+
+
+@kernel(inline="always")
+def _scale_shift_range(xf, yf, scale, shift, s_n, lo, hi, act, alpha, beta):  # pragma: no cover
+    """``scale_shift_planes`` for planes lo..hi-1 (loops written out: see
+    ``pool.pool_planes`` on helpers that take arrays)."""
+    c_n = scale.shape[0]
+    full = s_n - s_n % WIDTH
+    rest = s_n - full
+    one = np.float32(1.0)
+    for p in range(lo, hi):
+        c = p % c_n
+        a = vsplat(scale[c])
+        b = vsplat(shift[c])
+        o = p * s_n
+        if act == 1:
+            for i in range(o, o + full, WIDTH):
+                vstore(yf, i, vrelu(vadd(vmul(vload(xf, i), a), b)))
+            if rest:
+                v = vrelu(vadd(vmul(vload_first(xf, o + full, rest), a), b))
+                vstore_first(yf, o + full, v, rest)
+        else:
+            for i in range(o, o + full, WIDTH):
+                vstore(yf, i, vadd(vmul(vload(xf, i), a), b))
+            if rest:
+                v = vadd(vmul(vload_first(xf, o + full, rest), a), b)
+                vstore_first(yf, o + full, v, rest)
+            if act > 1:  # the others in place, from activation.activate
+                activate(yf[o : o + s_n], s_n, np.float32(0.0), act, alpha, beta, one,
+                         np.float32(0.0))  # fmt: skip
+
+
+@kernel()
+def scale_shift_planes(x, y, scale, shift, s_n, lo, hi, act, alpha, beta):  # pragma: no cover
+    _scale_shift_range(x, y, scale, shift, s_n, lo, hi, act, alpha, beta)
+
+
+@kernel(parallel=True)
+def scale_shift_planes_parallel(
+    x, y, scale, shift, s_n, jobs, act, alpha, beta
+):  # pragma: no cover
+    """``scale_shift_planes`` over every plane in ``jobs`` jobs of whole planes."""
+    planes = x.shape[0] // max(s_n, 1)
+    per = (planes + jobs - 1) // jobs
+    for j in prange(jobs):
+        lo = j * per
+        hi = min(lo + per, planes)
+        if lo < hi:
+            _scale_shift_range(x, y, scale, shift, s_n, lo, hi, act, alpha, beta)

@@ -225,6 +225,72 @@ def _global_pool(x, out, use_max, buf):  # pragma: no cover
 POOL_JOB = 1 << 14  # floats of planes per job of ``_global_pool``
 
 
+@kernel(inline="always")
+def _avg_pool_range(xf, of, lo, hi, H, W, OH, OW, kh, kw, sh, sw):  # pragma: no cover
+    """Planes lo..hi-1 of ``avg_pool_rows``: WIDTH outputs of a row at a time, each the
+    sum of its kh x kw taps (row by row, left to right: onnxruntime's order) divided
+    by their count. Stride 1 loads a vector a tap; stride 2 two, and keeps the even
+    lanes (``veven``); a vector that would reach past the row's end loads only what is
+    in it (``vload_first``). Other strides: output by output."""
+    count = np.float32(kh * kw)
+    cv = vsplat(count)
+    for p in range(lo, hi):
+        for oy in range(OH):
+            o = (p * OH + oy) * OW
+            r0 = (p * H + oy * sh) * W
+            for ox in range(0, OW, WIDTH):
+                n = min(WIDTH, OW - ox)
+                if sw > 2:
+                    for j in range(n):
+                        t = np.float32(0.0)
+                        for ky in range(kh):
+                            r = r0 + ky * W + (ox + j) * sw
+                            for kx in range(kw):
+                                t += xf[r + kx]
+                        of[o + ox + j] = t / count
+                    continue
+                acc = vzero()
+                for ky in range(kh):
+                    end = r0 + ky * W + W
+                    for kx in range(kw):
+                        a0 = r0 + ky * W + ox * sw + kx
+                        v = vload(xf, a0) if a0 + WIDTH <= end else vload_first(xf, a0, end - a0)
+                        if sw == 2:
+                            a1 = a0 + WIDTH
+                            if a1 + WIDTH <= end:
+                                v1 = vload(xf, a1)
+                            else:
+                                v1 = vload_first(xf, a1, max(0, end - a1))
+                            v = veven(v, v1)
+                        acc = vadd(acc, v)
+                vstore_first(of, o + ox, vdiv(acc, cv), n)
+
+
+@kernel()
+def avg_pool_rows(x, out, kh, kw, sh, sw):  # pragma: no cover
+    """2-D average pooling of x (planes, H, W) -> out (planes, OH, OW) where every
+    window lies inside the plane (no padding, dilation 1): ``_avg_pool_range``, in
+    one thread."""
+    planes, H, W = x.shape
+    _, OH, OW = out.shape
+    _avg_pool_range(x.reshape(-1), out.reshape(-1), 0, planes, H, W, OH, OW, kh, kw, sh, sw)
+
+
+@kernel(parallel=True)
+def avg_pool_rows_planes(x, out, kh, kw, sh, sw, jobs):  # pragma: no cover
+    """``avg_pool_rows`` in ``jobs`` jobs of whole planes."""
+    planes, H, W = x.shape
+    _, OH, OW = out.shape
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
+    per = (planes + jobs - 1) // jobs
+    for j in prange(jobs):
+        lo = j * per
+        hi = min(lo + per, planes)
+        if lo < hi:
+            _avg_pool_range(xf, of, lo, hi, H, W, OH, OW, kh, kw, sh, sw)
+
+
 MAX_POOL_ROWS = 8  # output rows a pass of ``_max_pool_planes`` keeps in its row buffer
 
 

@@ -18,8 +18,10 @@ from runtime.errors import InvalidAttributeError, ShapeError
 from runtime.kernel_table import Choice
 from runtime.kernels import gemm as gemm_kernels
 from runtime.kernels import matvec as matvec_kernels
+from runtime.kernels import normalize as normalize_kernels
 from runtime.kernels import pool as pool_kernels
 from runtime.kernels.activation import ACTIVATIONS, activate, softmax_rows
+from runtime.kernels.simd import WIDTH
 from runtime.memory import allocate, check_size, scratch
 from runtime.ops.registry import register
 
@@ -508,13 +510,66 @@ def _max_pool_prepare(x: np.ndarray, args: list, attrs: Mapping) -> MaxPoolCall 
 max_pool.prepare = _max_pool_prepare
 
 
-@register("AveragePool", since=1, kernels=("pool._avg_pool3d",))
+AVG_POOL = ("pool.avg_pool_rows", "pool.avg_pool_rows_planes", "pool._avg_pool3d")
+
+
+def _plain_avg_pool(shape, out_sp, begin, end, kernel_shape, strides, dilations) -> bool:
+    """A 2-D average pool whose every window lies inside the input (no padding,
+    dilation 1, no window past the end from ceil_mode): ``pool.avg_pool_rows``."""
+    return (
+        len(shape) == 4
+        and not any(begin)
+        and not any(end)
+        and all(d == 1 for d in dilations)
+        and all(o > 0 for o in out_sp)
+        and all(
+            (o - 1) * s + k <= i
+            for o, s, k, i in zip(out_sp, strides, kernel_shape, shape[2:], strict=True)
+        )
+    )
+
+
+class AvgPoolCall:
+    """A 2-D AveragePool whose windows lie inside the input (``_plain_avg_pool``) laid
+    out for one float32 input shape: rows in vectors (``pool.avg_pool_rows``), jobs of
+    whole planes where the work is large."""
+
+    def __init__(self, shape, out_sp, kernel_shape, strides) -> None:
+        n, c, h, w = shape
+        self.x3, self.y3 = (n * c, h, w), (n * c, *out_sp)
+        self.shape = (n, c, *out_sp)
+        self.args = (*kernel_shape, *strides)
+        self.parallel = _parallel(n * c * h * w)
+        self.jobs = min(n * c, 4 * numba.get_num_threads())
+        sw = strides[1]
+        how = {1: "a vector a tap", 2: "even lanes of two vectors a tap"}.get(sw, "one by one")
+        self.choice = Choice(
+            f"avg_pool_rows_{'planes' if self.parallel else 'serial'}_{kernel_table.isa()}",
+            f"{n * c} plane(s), every window inside: {WIDTH} outputs of a row at a time, "
+            + how
+            + ("; jobs of whole planes" if self.parallel else "; small: one thread"),
+            (AVG_POOL[1] if self.parallel else AVG_POOL[0],),
+        )
+
+    def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        y = allocate(self.shape, np.float32, "AveragePool output", out)
+        x3, y3 = np.ascontiguousarray(x).reshape(self.x3), y.reshape(self.y3)
+        if self.parallel:
+            pool_kernels.avg_pool_rows_planes(x3, y3, *self.args, self.jobs)
+        else:
+            pool_kernels.avg_pool_rows(x3, y3, *self.args)
+        return y
+
+
+@register("AveragePool", since=1, kernels=AVG_POOL)
 def average_pool(x, *, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, dilations=None,
                  kernel_shape=None, pads=None, strides=None, _out=None):  # fmt: skip
     x, out_sp, begin, end, st, dil = pool_setup(
         "AveragePool", x, kernel_shape, auto_pad, pads, strides, dilations, ceil_mode
     )
     n, c = x.shape[:2]
+    if _plain_avg_pool(x.shape, out_sp, begin, end, kernel_shape, st, dil):
+        return AvgPoolCall(x.shape, out_sp, kernel_shape, st)(x, _out and _out[0])
     x5 = _as5d(x).reshape(n * c, *_as5d(x).shape[2:])
     extent = [i + b + e for i, b, e in zip(x.shape[2:], begin, end, strict=True)]
     y = allocate((n, c, *out_sp), np.float32, "AveragePool output", _out and _out[0])
@@ -526,6 +581,25 @@ def average_pool(x, *, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, dila
         *_to3d(dil, 1), *_to3d(extent, 1), bool(count_include_pad),
     )  # fmt: skip
     return y
+
+
+def _avg_pool_prepare(x: np.ndarray, args: list, attrs: Mapping) -> AvgPoolCall | None:
+    if x.dtype != np.float32 or x.ndim != 4:
+        return None  # other ranks: the op (it raises the errors, naming its node)
+    try:
+        x, out_sp, begin, end, st, dil = pool_setup(
+            "AveragePool", x, attrs.get("kernel_shape"), attrs.get("auto_pad", "NOTSET"),
+            attrs.get("pads"), attrs.get("strides"), attrs.get("dilations"),
+            attrs.get("ceil_mode", 0),
+        )  # fmt: skip
+    except (ShapeError, InvalidAttributeError):
+        return None
+    if not _plain_avg_pool(x.shape, out_sp, begin, end, attrs["kernel_shape"], st, dil):
+        return None
+    return AvgPoolCall(x.shape, out_sp, attrs["kernel_shape"], st)
+
+
+average_pool.prepare = _avg_pool_prepare
 
 
 def global_pool_into(x2: np.ndarray, out: np.ndarray, use_max: bool) -> None:
@@ -632,9 +706,49 @@ def bn_scale_shift(scale, bias, mean, var, epsilon):
     return a, c
 
 
-@register("BatchNormalization", since=7)
-def batch_normalization(x, scale, bias, mean, var, *, epsilon=1e-5, momentum=0.9, spatial=1,
-                        training_mode=0):  # fmt: skip
+BATCH_NORM = ("normalize.scale_shift_planes", "normalize.scale_shift_planes_parallel")
+
+
+class BatchNormCall:
+    """Inference BatchNormalization, and an activation fused after it
+    (``passes.fuse_bn_activation``), laid out for one float32 input shape: y = act(x *
+    scale + shift) per channel, plane by plane in vectors
+    (``normalize.scale_shift_planes``), into a planned buffer where one is given."""
+
+    def __init__(self, shape, a, c, activation=None, alpha=0.0, beta=0.0) -> None:
+        n, ch = shape[:2]
+        self.shape = tuple(shape)
+        self.s_n = int(np.prod(shape[2:], dtype=np.int64))
+        self.planes = n * ch
+        self.a = np.array(a, np.float32, order="C")  # writable: one kernel signature
+        self.c = np.array(c, np.float32, order="C")
+        self.act, self.alpha, self.beta = ACTIVATIONS[activation], float(alpha), float(beta)
+        self.parallel = _parallel(self.planes * self.s_n)
+        self.jobs = min(self.planes, 4 * numba.get_num_threads())
+        then = f", then {activation}" if activation else ""
+        self.choice = Choice(
+            f"scale_shift_planes_{'parallel' if self.parallel else 'serial'}_{kernel_table.isa()}",
+            f"{self.planes} plane(s) of {self.s_n}: x * scale + shift per channel in vectors"
+            + then
+            + ("; jobs of whole planes" if self.parallel else "; small: one thread"),
+            (BATCH_NORM[1] if self.parallel else BATCH_NORM[0],),
+        )
+
+    def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        y = allocate(self.shape, np.float32, "BatchNormalization output", out)
+        xf, yf = np.ascontiguousarray(x).reshape(-1), y.reshape(-1)
+        if self.parallel:
+            normalize_kernels.scale_shift_planes_parallel(
+                xf, yf, self.a, self.c, self.s_n, self.jobs, self.act, self.alpha, self.beta
+            )
+        else:
+            normalize_kernels.scale_shift_planes(
+                xf, yf, self.a, self.c, self.s_n, 0, self.planes, self.act, self.alpha, self.beta
+            )
+        return y
+
+
+def _bn_check(x, scale, bias, mean, var, spatial, training_mode) -> None:
     if training_mode:
         raise InvalidAttributeError(
             "BatchNormalization: training_mode=1 is not supported by an inference runtime"
@@ -649,11 +763,62 @@ def batch_normalization(x, scale, bias, mean, var, *, epsilon=1e-5, momentum=0.9
             raise ShapeError(
                 f"BatchNormalization: input {name} must have shape ({c},), received {t.shape}"
             )
+
+
+def _numpy_activation(y: np.ndarray, act: str, alpha: float, beta: float) -> np.ndarray:
+    """A fused activation (``kernels.activation.ACTIVATIONS``, but SiLU) on a tensor of
+    another float type than float32, in float64 and rounded back to its type."""
+    v = y.astype(np.float64)
+    with np.errstate(over="ignore"):
+        r = {
+            "Relu": lambda: np.maximum(v, 0),
+            "LeakyRelu": lambda: np.where(v >= 0, v, v * alpha),
+            "Tanh": lambda: np.tanh(v),
+            "Sigmoid": lambda: 1 / (1 + np.exp(-v)),
+            "Clip": lambda: np.clip(v, alpha, beta),
+            "HardSigmoid": lambda: np.clip(v * alpha + beta, 0, 1),
+            "HardSwish": lambda: v * np.clip(v * alpha + beta, 0, 1),
+        }[act]()
+    return r.astype(y.dtype)
+
+
+@register("BatchNormalization", since=7, kernels=BATCH_NORM)
+def batch_normalization(x, scale, bias, mean, var, *, epsilon=1e-5, momentum=0.9, spatial=1,
+                        training_mode=0, _out=None):  # fmt: skip
+    return fused_batch_norm(x, scale, bias, mean, var, epsilon=epsilon, spatial=spatial,
+                            training_mode=training_mode, _out=_out)  # fmt: skip
+
+
+def fused_batch_norm(x, scale, bias, mean, var, *, epsilon=1e-5, momentum=0.9, spatial=1,
+                     training_mode=0, activation=None, alpha=0.0, beta=0.0, _out=None):  # fmt: skip
+    """The engine's BatchNormalization step: inference BatchNormalization and the
+    activation that ``passes.fuse_bn_activation`` fuses after it (``activation``, with
+    its ``alpha`` and ``beta``: ``passes.activation_of``)."""
+    _bn_check(x, scale, bias, mean, var, spatial, training_mode)
     a, sh = bn_scale_shift(scale, bias, mean, var, epsilon)
-    bshape = (1, c) + (1,) * (x.ndim - 2)
-    return (x * a.reshape(bshape).astype(x.dtype) + sh.reshape(bshape).astype(x.dtype)).astype(
-        x.dtype
-    )
+    if x.dtype == np.float32:
+        return BatchNormCall(x.shape, a, sh, activation, alpha, beta)(x, _out and _out[0])
+    bshape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    y = (x * a.reshape(bshape).astype(x.dtype) + sh.reshape(bshape).astype(x.dtype)).astype(x.dtype)
+    return y if activation is None else _numpy_activation(y, activation, alpha, beta)
+
+
+def _batch_norm_prepare(x: np.ndarray, args: list, attrs: Mapping) -> BatchNormCall | None:
+    if x.dtype != np.float32 or x.ndim < 2 or len(args) != 4 or any(a is None for a in args):
+        return None  # the unbound step checks and raises, naming its node
+    try:
+        _bn_check(x, *args, attrs.get("spatial", 1), attrs.get("training_mode", 0))
+    except (ShapeError, InvalidAttributeError):
+        return None
+    if any(t.dtype.kind != "f" for t in args):
+        return None
+    a, sh = bn_scale_shift(*args, attrs.get("epsilon", 1e-5))
+    act = attrs.get("activation")
+    return BatchNormCall(x.shape, a, sh, act, attrs.get("alpha", 0.0), attrs.get("beta", 0.0))
+
+
+batch_normalization.prepare = _batch_norm_prepare
+fused_batch_norm.prepare = _batch_norm_prepare
 
 
 @register("LRN", since=1)
