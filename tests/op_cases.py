@@ -284,6 +284,12 @@ CASES = [
     Case("ReduceMean", {"x": X4}, {"axes": _i64(2, 3)}, {}, 18),
     Case("ReduceMean", {"x": X4}, {}, {"axes": [2, 3], "keepdims": 0}, 13),
     Case("ReduceMean", {"x": X4}, {"axes": _i64(1)}, {"keepdims": 0}, 18),
+    # the global average pool's kernel (nn.global_pool_into): the last axes, axes as a
+    # fed input (no call laid out at load), NaN and infinities, a large one (jobs)
+    Case("ReduceMean", {"x": _own(2, 5, 7, 9, specials=True)}, {}, {"axes": [-2, -1]}, 13),
+    Case("ReduceMean", {"x": _own(3, 4, 5, 6)}, {"axes": _i64(1, 2, 3)}, {"keepdims": 0}, 18),
+    Case("ReduceMean", {"x": _own(2, 5, 7, 9), "axes": _i64(2, 3)}, {}, {}, 18),
+    Case("ReduceMean", {"x": _own(2, 80, 40, 40)}, {"axes": _i64(2, 3)}, {}, 18),
     Case("ReduceSum", {"x": X4}, {"axes": _i64(0, 1)}, {}, 13),
     Case("ReduceSum", {"x": X4}, {}, {"axes": [-1]}, 11),
     Case("ReduceSum", {"x": X4}, {}, {}, 13),

@@ -4,7 +4,11 @@ ReduceL1, ReduceL2, ReduceLogSum, ReduceLogSumExp; ArgMax, ArgMin, TopK, CumSum,
 A float32 Sum, Mean, Max, Min, SumSquare, L1 or L2 over adjacent axes (ReduceMean
 over the spatial axes is the global pooling of many CNNs) runs the parallel
 ``kernels.reduce.reduce_middle`` kernel (``reduce_rows`` where the reduced axes are
-the last ones); every other case is plain NumPy. Versions:
+the last ones); every other case is plain NumPy. A float32 Mean over the last axes
+(MNASNet's and ShuffleNetV2's global mean: ReduceMean over H and W) runs the global
+average pool's kernels instead (``nn.global_pool_into``: sixteen planes' sums
+transposed in registers), laid out once per input shape when its axes are known at
+load (``ReduceMeanCall``). Versions:
 the Reduce ops take ``axes`` as an attribute before opset 18 (ReduceSum before 13)
 and as an optional input after, with ``noop_with_empty_axes``; ArgMax and ArgMin gain
 ``select_last_index`` at 12; TopK takes ``k`` as an attribute before 10 and
@@ -16,8 +20,10 @@ from __future__ import annotations
 import numpy as np
 
 from runtime.errors import InvalidAttributeError, ShapeError
+from runtime.kernel_table import Choice
 from runtime.kernels.reduce import MODES, reduce_middle, reduce_rows
 from runtime.memory import allocate
+from runtime.ops.nn import GLOBAL_POOL, _parallel, global_pool_into
 from runtime.ops.registry import register
 
 
@@ -123,7 +129,9 @@ def reduce(
     a, k, b = view
     y = allocate(shape, np.float32, f"{op} output", out)
     mode = MODES["SumSquare" if kind == "L2" else kind]
-    if b == 1:  # a row of k values for each output: a global pooling
+    if b == 1 and kind == "Mean":  # a global average pooling
+        global_pool_into(np.ascontiguousarray(x).reshape(a, k), y.reshape(a), False)
+    elif b == 1:  # a row of k values for each output: a global pooling
         reduce_rows(np.ascontiguousarray(x).reshape(a, k), y.reshape(a), mode)
     else:
         reduce_middle(np.ascontiguousarray(x).reshape(a, k, b), y.reshape(a, b), mode)
@@ -133,6 +141,47 @@ def reduce(
 
 
 REDUCE = ("reduce.reduce_middle", "reduce.reduce_rows")  # the float32 kernels
+
+
+class ReduceMeanCall:
+    """A float32 ReduceMean over the last axes laid out for one input shape: a
+    global average pooling of rows of k values (``nn.global_pool_into``), the call
+    running the kernel and little else."""
+
+    def __init__(self, shape: tuple[int, ...], out_shape: tuple[int, ...], a: int, k: int):
+        self.shape, self.rows = out_shape, (a, k)
+        parallel = _parallel(a * k)
+        self.choice = Choice(
+            "global_pool_parallel" if parallel else "global_pool_rows",
+            f"a mean over the last axes: {a} row(s) of {k}, the global average pool's "
+            + ("jobs over the threads" if parallel else "kernel; small: one thread"),
+            GLOBAL_POOL[1:] if parallel else GLOBAL_POOL[:1],
+        )
+
+    def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        y = allocate(self.shape, np.float32, "ReduceMean output", out)
+        global_pool_into(np.ascontiguousarray(x).reshape(self.rows), y.reshape(-1), False)
+        return y
+
+
+def _mean_prepare(x: np.ndarray, args: list, attrs) -> ReduceMeanCall | None:
+    """A ``ReduceMeanCall`` where x is float32 and the axes (attribute, or a constant
+    input) are its last ones; else None (the step runs ``reduce``, which checks)."""
+    if x.dtype != np.float32 or x.size == 0:
+        return None
+    keep, noop = attrs.get("keepdims", 1), attrs.get("noop_with_empty_axes", 0)
+    axes = args[0] if args else attrs.get("axes")
+    try:
+        if args and axes is not None:
+            axes = _axes_input("ReduceMean", axes)
+        ax = _norm_axes("ReduceMean", axes, x.ndim, noop)
+    except (ShapeError, InvalidAttributeError):
+        return None
+    if keep not in (0, 1) or not ax or list(ax) != list(range(ax[0], x.ndim)):
+        return None
+    shape = tuple(1 if i in ax else d for i, d in enumerate(x.shape) if keep or i not in ax)
+    a = int(np.prod(x.shape[: ax[0]], dtype=np.int64))
+    return ReduceMeanCall(x.shape, shape, a, x.size // max(a, 1))
 
 
 def _register_reduce(kind: str, input_since: int) -> None:
@@ -145,9 +194,12 @@ def _register_reduce(kind: str, input_since: int) -> None:
         listed = _axes_input(f"Reduce{kind}", axes)
         return reduce(kind, data, listed, keepdims, noop_with_empty_axes, _out and _out[0])
 
+    kernels = REDUCE + GLOBAL_POOL if kind == "Mean" else REDUCE
     for fn, since in ((with_attribute, 1), (with_input, input_since)):
         fn.__name__ = f"reduce_{kind.lower()}_{since}"
-        register(f"Reduce{kind}", since=since, kernels=REDUCE)(fn)
+        if kind == "Mean":
+            fn.prepare = _mean_prepare
+        register(f"Reduce{kind}", since=since, kernels=kernels)(fn)
 
 
 _register_reduce("Sum", 13)
