@@ -1,14 +1,17 @@
 """Where the pointwise GEMM's time goes at small K: a probe, not the engine's code.
 
-Four ways to run a 1x1 conv (x (K, S) -> relu(W x + b), W (M, K)) on one thread, each
+Five ways to run a 1x1 conv (x (K, S) -> relu(W x + b), W (M, K)) on one thread, each
 timed by the calling thread's CPU clock (median of 200 calls, in-cache data):
 
-- ``engine``: the engine's kernel (``gemm.gemm_pointwise``);
+- ``engine``: the engine's kernel (``gemm._conv_nchw_pointwise_gemm``), called with
+  its arguments made once, as a conv's prepared call does;
 - ``tile_store``: a panel of 32 columns packed, then each 6-row block through the
   engine's ``gemm_f32_6x32_tile_store`` (the micro-kernel with its general epilogue);
 - ``sums_then_epilogue``: the same micro-kernel storing its raw sums, then the
   epilogue row by row (``gemm._store_row``) over what it stored;
-- ``plain_store``: the same loop with a bias-and-Relu store only.
+- ``plain_store``: the same loop with a bias-and-Relu store only;
+- ``panel_bias_act``: the engine's store for scale 1, shift 0 and no residual
+  (``gemm.gemm_f32_6x32_panel_bias_act``: a panel's row blocks in one call).
 
 Only whole 6-row blocks and 32-column panels are computed (the probe's shapes have
 few partial ones); each variant is checked against NumPy on what it computes.
@@ -90,7 +93,12 @@ def _panels(variant, ap, x, out, bias, scale, shift, res):  # pragma: no cover
             vstore(pan, k * NR + WIDTH, vload(xf, k * s + p * NR + WIDTH))
         for b in range(blocks):
             a, o = ap[b].reshape(-1), b * MR * s + p * NR
-            if variant == 0:
+            if variant == 3:
+                if b == 0:  # every block in one call
+                    gemm.gemm_f32_6x32_panel_bias_act(
+                        ap.reshape(-1), 0, blocks, kk, pan, of, p * NR, s, 0, NR, bias, 1, 0.0, 0.0
+                    )
+            elif variant == 0:
                 gemm.gemm_f32_6x32_tile_store(
                     a, pan, kk, of, o, s, b * MR, bias, 1, 0.0, 0.0, scale, shift, res
                 )
@@ -121,17 +129,20 @@ def probe(k: int, m: int, s: int) -> str:
     want = np.maximum(w @ x + bias[:, None], 0)
     out = np.empty((1, m, s), np.float32)
 
-    def engine() -> None:
-        gemm.gemm_pointwise(
-            ap, x[None], out, 0, 1, bias, ACTIVATIONS["Relu"], 0.0, 0.0, ones, zeros
-        )
+    ep = gemm.pointwise_epilogue(bias, 0.0, 0.0)
+    geo = gemm.pointwise_geometry(0, 1, m, NR, ACTIVATIONS["Relu"])
+    x4, out4 = x.reshape(1, k, 1, s), out.reshape(1, m, 1, s)
+
+    def engine() -> None:  # as a conv's prepared call makes it (``conv.ConvGemm``)
+        gemm._conv_nchw_pointwise_gemm(ap, x4, out4, ep, ones, zeros, geo, gemm.NO_RESIDUAL)
 
     engine()
     np.testing.assert_allclose(out[0], want, rtol=1e-4, atol=1e-3)
     rows, cols = (m // MR) * MR, (s // NR) * NR
     part = np.zeros((m, s), np.float32)
     cells = [f"K={k} M={m} S={s}: engine {median_us(engine):.1f} us"]
-    for variant, name in enumerate(("tile_store", "sums_then_epilogue", "plain_store")):
+    names = ("tile_store", "sums_then_epilogue", "plain_store", "panel_bias_act")
+    for variant, name in enumerate(names):
 
         def call(v=variant) -> None:
             _panels(v, ap[0][: m // MR], x, part, bias, ones, zeros, gemm.NO_RESIDUAL)

@@ -848,6 +848,68 @@ def test_gemm_tiles_and_rows_with_bias_and_relu_match_numpy(width, rows):
     np.testing.assert_allclose(out[0], want, rtol=1e-5, atol=1e-5)
 
 
+def _bias_act_names():
+    from runtime.kernels.activation import ACTIVATIONS
+    from runtime.kernels.gemm import BIAS_ACT_ACTS
+
+    return [name for name, code in ACTIVATIONS.items() if code in BIAS_ACT_ACTS]
+
+
+@pytest.mark.parametrize("cols", ["whole", "partial"])
+@pytest.mark.parametrize("width", [16, 32])
+@pytest.mark.parametrize("act", _bias_act_names())
+def test_gemm_panel_bias_act_is_the_tile_store_without_scale(act, width, cols):
+    """The pointwise GEMM's store for scale 1, shift 0 and no residual (a panel's full
+    row blocks in one call; its activations ``gemm.BIAS_ACT_ACTS``) gives the general
+    tile store's bits, inf and NaN biases too, and act(a @ b + bias) within rounding;
+    a partial panel (n columns) stores its first n columns only."""
+    from runtime.kernels import gemm
+    from runtime.kernels.activation import ACTIVATIONS
+
+    m, k, s, o = 13, 11, width + 5, 3  # 2 full row blocks; rows s floats apart, from o
+    n = width if cols == "whole" else width - 3 - width // 4  # columns stored
+    a, b, bias = _rand(1, m, k), _rand(1, k, width), _rand(m)
+    bias[[1, 7, 8]] = np.inf, -np.inf, np.nan
+    ap, bp = gemm.pack_a(a), gemm.pack_b(b, width)[0, 0].reshape(-1)
+    code, (alpha, beta) = ACTIVATIONS[act], naive.EPILOGUE_PARAMS[act]
+    alpha, beta = np.float32(alpha), np.float32(beta)
+    ones, zeros = np.ones(m, np.float32), np.zeros(m, np.float32)
+    got, want = (np.full(o + 2 * gemm.MR * s, -7.0, np.float32) for _ in range(2))
+    panel = gemm.gemm_f32_6x16_panel_bias_act if width == 16 else gemm.gemm_f32_6x32_panel_bias_act
+    store = gemm.gemm_f32_6x16_tile_store if width == 16 else gemm.gemm_f32_6x32_tile_store
+    with np.errstate(invalid="ignore"):  # without the JIT: inf * 0 (HardSwish, SiLU)
+        panel(ap.reshape(-1), 0, 2, k, bp, got, o, s, 0, n, bias, code, alpha, beta)
+        for blk in range(2):
+            store(ap[0, blk].reshape(-1), bp, k, want, o + blk * gemm.MR * s, s, blk * gemm.MR,
+                  bias, code, alpha, beta, ones, zeros, gemm.NO_RESIDUAL)  # fmt: skip
+    rows = want[o:].reshape(2 * gemm.MR, s)
+    rows[:, n:width] = -7.0  # the tile store writes every column
+    np.testing.assert_array_equal(got, want)
+    rows = got[o:].reshape(2 * gemm.MR, s)[:, :n]
+    with np.errstate(invalid="ignore", over="ignore"):
+        exact = naive.activation(act, a[0, :12].astype(np.float64) @ b[0] + bias[:12, None],
+                                 alpha, beta)  # fmt: skip
+    np.testing.assert_allclose(rows, exact[:, :n], rtol=1e-4, atol=1e-5)
+    assert (got[:o] == -7.0).all() and (got[o:].reshape(12, s)[:, n:] == -7.0).all()
+
+
+@pytest.mark.parametrize("xs", [(2, 7, 8, 9), (1, 7, 7, 7)])
+@pytest.mark.parametrize("act", EPILOGUES)
+def test_pointwise_conv_activation_without_scale_matches_naive(act, xs):
+    """A pointwise conv with no BatchNormalization after its activation (its full
+    row blocks through ``gemm_f32_6x32_panel_bias_act``, the rest through the general
+    store): 13 channels (two full row blocks and one of one), 2 images of 8 x 9
+    columns (whole panels and panels across images) or one of 7 x 7 (a partial panel
+    at its end)."""
+    from runtime.ops.nn import conv_forward
+
+    x, w, b = _rand(*xs), _rand(13, xs[1], 1, 1), _rand(13)
+    alpha, beta = naive.EPILOGUE_PARAMS[act]
+    got = conv_forward(x, w, b, activation=act, alpha=alpha, beta=beta)
+    y = naive.conv2d(x, w, b, strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), group=1)
+    np.testing.assert_allclose(got, naive.activation(act, y, alpha, beta), rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("kernel_strides", [((2, 2), (2, 2)), ((3, 3), (2, 2)), ((3, 2), (1, 2))])
 def test_max_pool_without_indices_matches_naive(kernel_strides):
     k, s = kernel_strides

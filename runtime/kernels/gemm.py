@@ -65,6 +65,7 @@ from runtime.kernels.simd import (
     vfma,
     vfmav,
     vload,
+    vload_first,
     vmax,
     vmin,
     vmul,
@@ -72,6 +73,7 @@ from runtime.kernels.simd import (
     vround,
     vsplat,
     vstore,
+    vstore_first,
     vwhere_lt,
     vzero,
 )
@@ -452,8 +454,14 @@ def epilogue_vector_res(c, r, bias, act, alpha, beta, sc, sf):  # pragma: no cov
 
 @kernel(inline="always")
 def activate_vector(v, act, alpha, beta, sc, sf):  # pragma: no cover
-    """act(v) * sc + sf for ``act`` one of ``VECTOR_ACTS`` (LeakyRelu: ``vector_act``;
-    max(v, alpha v) is its value for a slope in [0, 1])."""
+    """act(v) * sc + sf for ``act`` one of ``VECTOR_ACTS`` (``act_vector``)."""
+    return vfma(vsplat(sf), act_vector(v, act, alpha, beta), sc)
+
+
+@kernel(inline="always")
+def act_vector(v, act, alpha, beta):  # pragma: no cover
+    """act(v) for ``act`` one of ``VECTOR_ACTS`` (LeakyRelu: ``vector_act``; max(v,
+    alpha v) is its value for a slope in [0, 1])."""
     if act == 1:
         v = vrelu(v)
     elif act == 2:
@@ -465,12 +473,25 @@ def activate_vector(v, act, alpha, beta, sc, sf):  # pragma: no cover
     elif act == 8:
         v = vmul(v, vsigmoid(v))
     elif act == 5:
-        v = vmin(vmax(v, vsplat(alpha)), vsplat(beta))
-    elif act == 6 or act == 7:
-        h = vadd(vmul(v, vsplat(alpha)), vsplat(beta))
-        h = vmin(vmax(h, vsplat(0.0)), vsplat(1.0))  # a NaN stays NaN, as in ``clamp``
-        v = h if act == 6 else vmul(v, h)
-    return vfma(vsplat(sf), v, sc)
+        v = vclip(v, alpha, beta)
+    elif act == 6:
+        v = vhard_sigmoid(v, alpha, beta)
+    elif act == 7:
+        v = vmul(v, vhard_sigmoid(v, alpha, beta))
+    return v
+
+
+@kernel(inline="always")
+def vclip(v, lo, hi):  # pragma: no cover
+    """Clip(v, lo, hi) on a vector; a NaN stays NaN."""
+    return vmin(vmax(v, vsplat(lo)), vsplat(hi))
+
+
+@kernel(inline="always")
+def vhard_sigmoid(v, alpha, beta):  # pragma: no cover
+    """max(0, min(1, alpha v + beta)) on a vector; a NaN stays NaN, as in ``clamp``."""
+    h = vadd(vmul(v, vsplat(alpha)), vsplat(beta))
+    return vmin(vmax(h, vsplat(0.0)), vsplat(1.0))
 
 
 @kernel(inline="always")
@@ -555,6 +576,167 @@ def gemm_f32_6x32_tile_store(
 
 
 @kernel(inline="always")
+def identity_rows(scale, shift, m0, m1):  # pragma: no cover
+    """Whether channels m0 .. m1 have scale 1 and shift 0 (no BatchNormalization after
+    the activation): their epilogue is act(sum + bias) alone."""
+    same = True
+    for m in range(m0, m1):
+        same = same & (scale[m] == 1.0) & (shift[m] == 0.0)
+    return same
+
+
+# The activations of ``gemm_f32_6x32_panel_bias_act`` (none, Relu, Clip, HardSwish and
+# SiLU: the CNNs' pointwise convs), each stored by its own code; the others take the
+# general tile store.
+BIAS_ACT_ACTS = (0, 1, 5, 7, 8)
+
+
+@kernel(inline="always")
+def bias_act_applies(act):  # pragma: no cover
+    """Whether ``act`` is one of ``BIAS_ACT_ACTS``."""
+    return act <= 1 or act == 5 or act == 7 or act == 8
+
+
+@kernel(inline="always")
+def _cheap_act(v, act, alpha, beta):  # pragma: no cover
+    """``act_vector`` for act 0, 1, 5 or 7: a constant ``act`` folds the branches away."""
+    if act == 1:
+        v = vrelu(v)
+    elif act == 5:
+        v = vclip(v, alpha, beta)
+    elif act == 7:
+        v = vmul(v, vhard_sigmoid(v, alpha, beta))
+    return v
+
+
+@kernel(inline="always")
+def _store_row_cheap(of, o, c, d, b, n, width, act, alpha, beta):  # pragma: no cover
+    """``_store_row`` for scale 1, shift 0, no residual and act 0, 1, 5 or 7: act(c + b)
+    (and d's) into of[o : o + n] (n <= width; masked stores, whose masks stay out of the
+    loops). The same values: ``activate_vector``'s final fma(v, 1, 0) is v (no sum is
+    -0: each starts at +0)."""
+    vstore_first(of, o, _cheap_act(vadd(c, vsplat(b)), act, alpha, beta), min(n, WIDTH))
+    if width > WIDTH:
+        v = _cheap_act(vadd(d, vsplat(b)), act, alpha, beta)
+        vstore_first(of, o + WIDTH, v, max(n - WIDTH, 0))
+
+
+@kernel(inline="always")
+def _store_row_silu(of, o, c, d, b, n, width):  # pragma: no cover
+    """``_store_row_cheap`` for SiLU: v sigmoid(v), v = c + b."""
+    v = vadd(c, vsplat(b))
+    vstore_first(of, o, vmul(v, vsigmoid(v)), min(n, WIDTH))
+    if width > WIDTH:
+        v = vadd(d, vsplat(b))
+        vstore_first(of, o + WIDTH, vmul(v, vsigmoid(v)), max(n - WIDTH, 0))
+
+
+@kernel(inline="always")
+def _store_tile_bias_act(
+    of, o, S, m, c0, c1, c2, c3, c4, c5, d0, d1, d2, d3, d4, d5, n, width, bias, act, alpha, beta
+):  # pragma: no cover
+    """Six tile rows (channels m .. m + 5, vectors c and, 32 wide, d), their first n
+    columns, at o, o + S, ..., o + 5 S as act(sum + bias), the activation
+    (``BIAS_ACT_ACTS``) chosen once a tile."""
+    if act == 8:
+        _store_row_silu(of, o, c0, d0, bias[m], n, width)
+        _store_row_silu(of, o + S, c1, d1, bias[m + 1], n, width)
+        _store_row_silu(of, o + 2 * S, c2, d2, bias[m + 2], n, width)
+        _store_row_silu(of, o + 3 * S, c3, d3, bias[m + 3], n, width)
+        _store_row_silu(of, o + 4 * S, c4, d4, bias[m + 4], n, width)
+        _store_row_silu(of, o + 5 * S, c5, d5, bias[m + 5], n, width)
+    elif act == 1:
+        _store_6_rows_cheap(of, o, S, m, c0, c1, c2, c3, c4, c5, d0, d1, d2, d3, d4, d5,
+                            n, width, bias, 1, alpha, beta)  # fmt: skip
+    elif act == 5:
+        _store_6_rows_cheap(of, o, S, m, c0, c1, c2, c3, c4, c5, d0, d1, d2, d3, d4, d5,
+                            n, width, bias, 5, alpha, beta)  # fmt: skip
+    elif act == 7:
+        _store_6_rows_cheap(of, o, S, m, c0, c1, c2, c3, c4, c5, d0, d1, d2, d3, d4, d5,
+                            n, width, bias, 7, alpha, beta)  # fmt: skip
+    else:
+        _store_6_rows_cheap(of, o, S, m, c0, c1, c2, c3, c4, c5, d0, d1, d2, d3, d4, d5,
+                            n, width, bias, 0, alpha, beta)  # fmt: skip
+
+
+@kernel(inline="always")
+def _store_6_rows_cheap(
+    of, o, S, m, c0, c1, c2, c3, c4, c5, d0, d1, d2, d3, d4, d5, n, width, bias, act, alpha, beta
+):  # pragma: no cover
+    """``_store_tile_bias_act``'s six rows by ``_store_row_cheap``."""
+    _store_row_cheap(of, o, c0, d0, bias[m], n, width, act, alpha, beta)
+    _store_row_cheap(of, o + S, c1, d1, bias[m + 1], n, width, act, alpha, beta)
+    _store_row_cheap(of, o + 2 * S, c2, d2, bias[m + 2], n, width, act, alpha, beta)
+    _store_row_cheap(of, o + 3 * S, c3, d3, bias[m + 3], n, width, act, alpha, beta)
+    _store_row_cheap(of, o + 4 * S, c4, d4, bias[m + 4], n, width, act, alpha, beta)
+    _store_row_cheap(of, o + 5 * S, c5, d5, bias[m + 5], n, width, act, alpha, beta)
+
+
+@kernel()
+def gemm_f32_6x16_panel_bias_act(
+    ap, b0, b1, K, bp, of, o, S, m0, n, bias, act, alpha, beta
+):  # pragma: no cover
+    """Row blocks b0 .. b1 of ap (flat (blocks, K, MR)) times the panel bp (K, 16), each
+    tile's row r of block b stored as act(sum + bias) into of at o + (b MR + r) S, its
+    first n columns (channel m0 + b MR + r; the panel's columns inside one image, a
+    partial one at an image's end too): ``gemm_f32_6x16_tile_store``
+    for scale 1, shift 0, no residual and ``BIAS_ACT_ACTS``, the same values, with the
+    activation chosen per tile (``_store_tile_bias_act``) and one call for a job's
+    tiles, not one per tile with the general epilogue's arguments."""
+    for blk in range(b0, b1):
+        a0 = blk * K * MR
+        c0 = c1 = c2 = c3 = c4 = c5 = vzero()
+        for k in range(K):
+            b = vload(bp, k * WIDTH)
+            a = a0 + k * MR
+            c0 = vfma(c0, b, ap[a])
+            c1 = vfma(c1, b, ap[a + 1])
+            c2 = vfma(c2, b, ap[a + 2])
+            c3 = vfma(c3, b, ap[a + 3])
+            c4 = vfma(c4, b, ap[a + 4])
+            c5 = vfma(c5, b, ap[a + 5])
+        _store_tile_bias_act(of, o + blk * MR * S, S, m0 + blk * MR, c0, c1, c2, c3, c4, c5,
+                             c0, c1, c2, c3, c4, c5, n, WIDTH, bias, act, alpha, beta)  # fmt: skip
+
+
+@kernel()
+def gemm_f32_6x32_panel_bias_act(
+    ap, b0, b1, K, bp, of, o, S, m0, n, bias, act, alpha, beta
+):  # pragma: no cover
+    """``gemm_f32_6x16_panel_bias_act`` for a panel bp (K, 32): ``gemm_f32_6x32_tile_store``'s
+    sums."""
+    for blk in range(b0, b1):
+        a0 = blk * K * MR
+        c0 = c1 = c2 = c3 = c4 = c5 = vzero()
+        d0 = d1 = d2 = d3 = d4 = d5 = vzero()
+        for k in range(K):
+            b = vload(bp, 2 * k * WIDTH)
+            e = vload(bp, (2 * k + 1) * WIDTH)
+            a = a0 + k * MR
+            s = ap[a]
+            c0 = vfma(c0, b, s)
+            d0 = vfma(d0, e, s)
+            s = ap[a + 1]
+            c1 = vfma(c1, b, s)
+            d1 = vfma(d1, e, s)
+            s = ap[a + 2]
+            c2 = vfma(c2, b, s)
+            d2 = vfma(d2, e, s)
+            s = ap[a + 3]
+            c3 = vfma(c3, b, s)
+            d3 = vfma(d3, e, s)
+            s = ap[a + 4]
+            c4 = vfma(c4, b, s)
+            d4 = vfma(d4, e, s)
+            s = ap[a + 5]
+            c5 = vfma(c5, b, s)
+            d5 = vfma(d5, e, s)
+        _store_tile_bias_act(of, o + blk * MR * S, S, m0 + blk * MR, c0, c1, c2, c3, c4, c5,
+                             d0, d1, d2, d3, d4, d5, n, 2 * WIDTH, bias, act, alpha,
+                             beta)  # fmt: skip
+
+
+@kernel(inline="always")
 def store_tile_vector_epilogue(
     t, of, n0, M, S, m0, rows, j0, n, width, bias, act, alpha, beta, scale, shift, res
 ):  # pragma: no cover
@@ -621,6 +803,7 @@ def store_panel_tiles(
     scale,
     shift,
     res,
+    bias_act=-1,
 ):  # pragma: no cover
     """Row blocks b0 .. b1 of a_blocks (blocks, K, MR) times the panel pan (K, width) of
     a conv's columns j0 .. j0 + n (image n0 + col // S, position col % S), stored into
@@ -629,15 +812,33 @@ def store_panel_tiles(
     registers (``tile_store_*``), a partial one through the same vector epilogue
     (``store_tile_vector_epilogue``); other activations through ``store_conv_tile``.
     ``res`` (out's values, flat, or none): a residual Add fused into the conv, added
-    after the bias and before the activation. Shared by the pointwise and the im2col
-    convs."""
+    after the bias and before the activation. ``bias_act``: whether rows b0 .. b1 have
+    scale 1, shift 0 and no residual (-1: decided here, over those rows); their full
+    tiles are then stored as act(sum + bias) by ``gemm_f32_6x32_panel_bias_act`` (or
+    6x16), in one call. Shared by the pointwise and the im2col convs."""
+    if bias_act < 0:
+        rows_end = m_first + min(Mg, b1 * MR)
+        plain = identity_rows(scale, shift, m_first + b0 * MR, rows_end)
+        bias_act = 1 if res.shape[0] == 0 and plain else 0
     M = out.shape[1]
     of = out.reshape(-1)
     i0 = j0 // S
     s0 = j0 % S
     whole = n == width and s0 + width <= S  # the tile's columns inside image n0 + i0
     in_vectors = vector_act(act, alpha)
-    for b in range(b0, b1):
+    bf = b0  # blocks b0 .. bf: full ones stored as act(sum + bias), in one call
+    if bias_act == 1 and s0 + n <= S and bias_act_applies(act):  # inside one image
+        bf = max(b0, min(b1, Mg // MR))
+    if bf > b0:
+        o = ((n0 + i0) * M + m_first) * S + s0
+        flat = a_blocks.reshape(-1)
+        if width == WIDTH:
+            gemm_f32_6x16_panel_bias_act(flat, b0, bf, K, pan, of, o, S, m_first, n, bias,
+                                         act, alpha, beta)  # fmt: skip
+        else:
+            gemm_f32_6x32_panel_bias_act(flat, b0, bf, K, pan, of, o, S, m_first, n, bias,
+                                         act, alpha, beta)  # fmt: skip
+    for b in range(bf, b1):
         m0 = m_first + b * MR
         rows = min(MR, Mg - b * MR)
         a = a_blocks[b].reshape(-1)
@@ -685,10 +886,12 @@ def _pointwise_job(
     scale,
     shift,
     res,
+    bias_act,
 ):  # pragma: no cover
     """Job (g, panel p, chunk q of row blocks) of ``_conv_nchw_pointwise_gemm``: panel p
     of group g's columns packed from the input planes xf (flat (N, C, S)) into pan, then
-    multiplied and stored by ``store_panel_tiles``."""
+    multiplied and stored by ``store_panel_tiles`` (``bias_act``, 0 or 1: whether the
+    call's epilogue is act(sum + bias) alone)."""
     mb, K = ap.shape[1], ap.shape[2]
     g = job // (nbp * chunks)
     p = (job // chunks) % nbp
@@ -702,6 +905,13 @@ def _pointwise_job(
         for k in range(K):
             for v in range(0, width, WIDTH):
                 vstore(pan, k * width + v, vload(xf, src + k * S + v))
+    elif s0 + n <= S:  # a partial one at the end of image n0 + i0: zeros past n
+        src = ((n0 + i0) * C + g * K) * S + s0
+        for k in range(K):
+            for v in range(0, width, WIDTH):
+                vstore(
+                    pan, k * width + v, vload_first(xf, src + k * S + v, min(max(n - v, 0), WIDTH))
+                )
     else:
         for k in range(K):
             j = 0
@@ -716,8 +926,8 @@ def _pointwise_job(
             for u in range(n, width):
                 pan[k * width + u] = 0.0
     store_panel_tiles(ap[g], q * chunk, min(mb, (q + 1) * chunk), pan, K, t, width, out, n0,
-                      S, g * Mg, Mg, j0, n, bias, act, alpha, beta, scale, shift,
-                      res)  # fmt: skip
+                      S, g * Mg, Mg, j0, n, bias, act, alpha, beta, scale, shift, res,
+                      bias_act)  # fmt: skip
 
 
 @kernel(parallel=True)
@@ -755,11 +965,12 @@ def _conv_nchw_pointwise_gemm(ap, x, out, ep, scale, shift, geo, res):  # pragma
     chunks = (mb + chunk - 1) // chunk
     panels = np.empty((threads, K * width), np.float32)
     tiles = np.empty((threads, max((MR + 1) * width, 4 * WIDTH)), np.float32)  # tile_floats
+    bias_act = 1 if res.shape[0] == 0 and identity_rows(scale, shift, 0, M) else 0  # once
     for job in prange(G * nbp * chunks):
         tid = numba.get_thread_id()
         _pointwise_job(job, ap, xf, C, S, o3, n0, N, Mg, chunk, nbp, chunks, panels[tid],
-                       tiles[tid], width, ep, act, alpha, beta, scale, shift,
-                       res)  # fmt: skip
+                       tiles[tid], width, ep, act, alpha, beta, scale, shift, res,
+                       bias_act)  # fmt: skip
 
 
 def pointwise_epilogue(bias: np.ndarray, alpha: float, beta: float) -> np.ndarray:
@@ -940,3 +1151,19 @@ if numba.config.DISABLE_JIT:
                                  res):  # fmt: skip
         _tile_store(ap, bp, K, of, o, S, m0, 2 * WIDTH, bias, act, alpha, beta, scale, shift,
                     res)  # fmt: skip
+
+    def _panel_bias_act(ap, b0, b1, K, bp, of, o, S, m0, n, width, bias, act, alpha, beta):
+        t = np.empty(MR * width, np.float32)
+        for blk in range(b0, b1):
+            _tile(ap[blk * K * MR :], bp, K, t, width)
+            for r in range(MR):
+                q, b = o + (blk * MR + r) * S, bias[m0 + blk * MR + r]
+                for v in range(0, width, WIDTH):
+                    c = act_vector(vadd(vload(t, r * width + v), vsplat(b)), act, alpha, beta)
+                    vstore_first(of, q + v, c, min(max(n - v, 0), WIDTH))
+
+    def gemm_f32_6x16_panel_bias_act(ap, b0, b1, K, bp, of, o, S, m0, n, bias, act, alpha, beta):
+        _panel_bias_act(ap, b0, b1, K, bp, of, o, S, m0, n, WIDTH, bias, act, alpha, beta)
+
+    def gemm_f32_6x32_panel_bias_act(ap, b0, b1, K, bp, of, o, S, m0, n, bias, act, alpha, beta):
+        _panel_bias_act(ap, b0, b1, K, bp, of, o, S, m0, n, 2 * WIDTH, bias, act, alpha, beta)
