@@ -533,6 +533,93 @@ def _direct_why(s: ConvSpec) -> str:
     return why if few is None or small else f"{why}; not Winograd: {few}"
 
 
+# A strided conv (not 1x1) runs with its output channels in the vectors
+# (``conv.ConvPixels``: 8 positions by 32 channels a tile, read in place from the direct
+# kernel's phase planes) where that computes at most this share of the lane products of
+# the direct kernel (or of im2col's panels, where the direct kernel does not apply), and
+# the direct kernel's tiles are not whole rows of 16 outputs (those it stores from
+# registers): small planes, whose grid slots or short rows are part padding and stored
+# piece by piece. One conv at a time, pixels and direct alternated, medians of 100
+# (Intel Xeon 6/167, AVX-512, machine loaded; one thread; 3x3 at stride 2, batch 1),
+# direct's time over pixels': ResNet-18's 16->32 at 28x28 (share 0.94) 1.19, 32->64 at
+# 14x14 (0.89) 1.08, 64->128 at 7x7 (0.88) 1.12; ResNet-50's 64->64 at 8x8 (0.67) 1.35,
+# 128->128 at 4x4 (0.50) 1.59; where the direct tiles are whole rows, pixels lost:
+# 32->32 at 16x16 (0.89) 0.92, stems of 3 channels at 64x64 (1.0) 0.92-0.95. RegNet's
+# groups of 8 channels fill a quarter of the 32 lanes (share 2 to 4): the direct kernel.
+# AVX-512 only (its 8 x 32 tiles; not measured on AVX2). Unit: a ratio.
+PIXELS_MAX_SHARE = 0.95
+# Taps an output sums (C/G x KH x KW) from which the pixels tiles were measured (144:
+# 16 channels of 3x3); fewer (stems of 3 channels) keep the direct kernel. Unit: taps.
+PIXELS_MIN_TAPS = 144
+
+
+def _lane_products(s: ConvSpec) -> tuple[int, int, int]:
+    """(pixels, direct, im2col): the lane products a tap of the pixels tiles, the
+    direct kernel's and im2col's compute over the batch and the groups."""
+    assert s.x_shape is not None
+    nr, g, rows = gemm_kernels.nr(), s.group, s.rows
+    px = conv_kernels.PIXELS
+    pixels = s.x_shape[0] * -(-s.out_sp[0] * s.out_sp[1] // px) * px * g * -(-rows // nr) * nr
+    direct, im2col = _direct_lanes(s)
+    mr = conv_kernels.direct_rows(rows, nr)
+    return (
+        pixels,
+        direct * g * -(-rows // mr) * mr,
+        im2col * g * -(-rows // gemm_kernels.MR) * gemm_kernels.MR,
+    )
+
+
+def _direct_whole_rows(s: ConvSpec) -> bool:
+    """Whether the direct kernel's tiles are rows of whole vectors of outputs (row
+    slots, the rows a multiple of 16 long), which it stores from its registers."""
+    layout = conv_kernels.direct_layout(
+        s.out_sp, s.kernel, s.strides, s.dilations, gemm_kernels.nr()
+    )
+    return layout[4] < layout[5] and s.out_sp[1] % WIDTH == 0
+
+
+def _pixels_applies(s: ConvSpec) -> str | None:
+    if not has_avx512():
+        return "AVX-512 only (its 8 x 32 tiles; not measured with AVX2)"
+    if s.w.ndim != 4:
+        return f"a {s.w.ndim - 2}-D convolution"
+    if all(v == 1 for v in s.strides) or all(k == 1 for k in s.kernel):
+        return "not a strided conv wider than 1x1"
+    if s.x_shape is None:
+        return "the output's size known per shape"
+    taps = int(np.prod(s.w.shape[1:]))
+    if taps < PIXELS_MIN_TAPS:
+        return f"{taps} taps an output, fewer than {PIXELS_MIN_TAPS}"
+    if _direct_whole_rows(s):
+        return f"rows of {s.out_sp[1]} outputs: whole vectors of the direct kernel's tiles"
+    pixels, direct, im2col = _lane_products(s)
+    rival, what = (
+        (direct, "the direct kernel's") if _direct_applies(s) is None else (im2col, "im2col's")
+    )
+    if pixels > PIXELS_MAX_SHARE * rival:
+        return f"its tiles would compute {pixels} lane products a tap against {what} {rival}"
+    return _many_rows(s)
+
+
+def _pixels_why(s: ConvSpec) -> str:
+    pixels, direct, im2col = _lane_products(s)
+    return (
+        f"output channels in the vectors, {conv_kernels.PIXELS} positions a tile: "
+        f"{pixels} lane products a tap (direct kernel: {direct}, im2col: {im2col})"
+    )
+
+
+def _pixels_prepare(s: ConvSpec) -> Run:
+    assert s.x_shape is not None and s.bias is not None
+    call = conv_kernels.ConvPixels(
+        s.x_shape, s.w, s.bias, s.group, strides=tuple(s.strides), pads=tuple(s.pads[:2]),
+        dilations=tuple(s.dilations), out_sp=tuple(s.out_sp),
+        epilogue=(*_act(s), *_epilogue_vectors(s)),
+    )  # fmt: skip
+    check_size(call.q_shape, np.float32, "pixels conv phase planes")
+    return call
+
+
 CONV_KERNELS: tuple[Kernel, ...] = (
     Kernel(
         name=_winograd_name,
@@ -595,6 +682,14 @@ CONV_KERNELS: tuple[Kernel, ...] = (
         ),
         prepare=_patch_prepare,
         runs=("patch.gather_patches", "gemm._conv_nchw_pointwise_gemm"),
+    ),
+    Kernel(
+        name=lambda s: f"conv_nchw_pixels_gemm_{conv_kernels.PIXELS}x{gemm_kernels.nr()}_{isa()}",
+        family="pixels",
+        applies=_pixels_applies,
+        why=_pixels_why,
+        prepare=_pixels_prepare,
+        runs=("conv._pad_phases", "conv._conv_nchw_pixels_gemm"),
     ),
     Kernel(
         name=lambda s: f"conv_nchw_direct_gemm_{_direct_tile(s)}_{isa()}",

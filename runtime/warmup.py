@@ -6,9 +6,9 @@ two small graphs that reach every kernel with each signature fills numba's cache
 and the first real call of any model in any later process loads compiled code
 instead of compiling:
 
-* ``steps``: convolutions by im2col, direct, as patches (kernel = stride) and by
-  Winograd (3x3, 5x5 and strided through space-to-depth, with a bias from the
-  initializers, which is read-only, and without one), pooling with and without
+* ``steps``: convolutions by im2col, direct, as patches (kernel = stride), by pixels
+  tiles and by Winograd (3x3, 5x5 and strided through space-to-depth, with a bias
+  from the initializers, which is read-only, and without one), pooling with and without
   indices, a Gemm split over the cores and a small-batch fully connected layer, an
   activation, an Erf, a Layer- and an InstanceNormalization and a ReduceMean (the kernels of
   ``kernels.unary``,
@@ -74,6 +74,8 @@ def _steps_model() -> bytes:
         node("MaxPool", ["m"], ["m2", "idx"], kernel_shape=[2, 2], pads=[1, 1, 1, 1]),
         node("Conv", ["m2", "w", "b4"], ["c0"], pads=[1, 1, 1, 1]),  # im2col in the GEMM
         node("Conv", ["x", "wg"], ["cg"], group=4, pads=[4, 4, 4, 4]),  # direct: rows of 14
+        node("Conv", ["x", "wpx"], ["cpx"], strides=[2, 2], pads=[1, 1, 1, 1]),  # pixels tiles
+        node("GlobalMaxPool", ["cpx"], ["gpx"]),
         node("GlobalMaxPool", ["cg"], ["gg"]),
         node("Conv", ["m2", "wf"], ["cf"], pads=[1, 1, 1, 1]),  # 2 rows: im2col, then GEMM
         node("GlobalMaxPool", ["cf"], ["gf"]),
@@ -116,7 +118,7 @@ def _steps_model() -> bytes:
                "w": (4, 32, 3, 3),
                "b4": (4,), "w2": (4, 4, 1, 1), "fc": (64, 512), "fcb": (64,),
                "big": (64, 16384), "ln": (4,), "is": (32,), "ib": (32,), "wf": (2, 32, 3, 3),
-               "wq": (2, 32, 1, 1), "wg": (12, 8, 3, 3)}  # fmt: skip
+               "wq": (2, 32, 1, 1), "wg": (12, 8, 3, 3), "wpx": (32, 32, 3, 3)}  # fmt: skip
     weights.update({"wt": (32, 4, 2, 2), "bt": (4,), "wt2": (4, 4, 3, 3), "wd": (4, 1, 3, 3)})
     weights["wd2"] = (8, 1, 3, 3)
     weights["wpt"] = (8, 32, 2, 2)
@@ -124,7 +126,7 @@ def _steps_model() -> bytes:
                ("rm", [1, 1, 1, 1]), ("gr", [1, 4, 1, 1]), ("gd", [1, 4, 1, 1]),
                ("gd2", [1, 8, 1, 1]), ("gf", [1, 2, 1, 1]), ("gq", [1, 2, 1, 1]),
                ("gm", [1, 32, 1, 1]), ("gg", [1, 12, 1, 1]), ("gl", [1, 4, 1, 1]),
-               ("gpt", [1, 8, 1, 1])]  # fmt: skip
+               ("gpt", [1, 8, 1, 1]), ("gpx", [1, 32, 1, 1])]  # fmt: skip
     return _model(nodes, [("x", [1, 32, 8, 8])], outputs, weights)
 
 
@@ -197,6 +199,20 @@ def _small_op_kernels() -> None:
             1, 0.0, 0.0, 6, 0.2, 0.5, work)  # fmt: skip
 
 
+def _pixels_conv() -> None:
+    """The pixels conv, which the steps model reaches on AVX-512 alone (``kernel_table``
+    chooses it there only), called through its entry as the table calls it."""
+    from runtime import kernel_table
+    from runtime.kernels.isa import has_avx512
+
+    if has_avx512():
+        return
+    x, w = np.zeros((1, 8, 8, 8), np.float32), np.zeros((32, 8, 3, 3), np.float32)
+    spec = kernel_table.ConvSpec(w, 1, (2, 2), (1, 1), (1, 1), x_shape=x.shape, out_sp=(4, 4),
+                                 bias=np.zeros(32, np.float32))  # fmt: skip
+    kernel_table._pixels_prepare(spec)(x, np.zeros((1, 32, 4, 4), np.float32))
+
+
 def warmup() -> float:
     """Compile (or load from the cache) every kernel; returns the seconds it took."""
     t0 = time.perf_counter()
@@ -211,4 +227,5 @@ def warmup() -> float:
     for n in (1, 2):  # one image runs on the calling thread, a batch on all cores
         chain.run({"x": np.zeros((n, 1, 12, 12), np.float32)}, chain.output_names)
     _small_op_kernels()
+    _pixels_conv()
     return time.perf_counter() - t0

@@ -95,6 +95,9 @@ CONVS = [
     ("im2col-dilated", 4, 7, 3, (11, 11), 1, {"strides": [2, 1], "dilations": [2, 2]}, "im2col"),
     ("direct-3x3", 3, 13, 3, (9, 16), 1, {"pads": [1, 1, 1, 1]}, "direct"),
     ("direct-grouped/2", 8, 14, 3, (7, 28), 2, {"pads": [1, 1, 1, 1], "strides": [2, 2]}, "direct"),
+    # 6x6 outputs of 48 channels (two blocks of 32, the second half full): the pixels
+    # tiles with AVX-512 (kernel_table.PIXELS_MAX_SHARE), the direct kernel with AVX2
+    ("pixels-3x3/2", 16, 48, 3, (12, 12), 1, {"pads": [1, 1, 1, 1], "strides": [2, 2]}, "pixels"),
     ("depthwise", 13, 13, 3, (9, 9), 13, {"pads": [1, 1, 1, 1]}, "depthwise"),
     ("depthwise-x2", 7, 14, 5, (10, 9), 7, {"pads": [2, 2, 2, 2], "strides": [2, 2]}, "depthwise"),
     ("patch-4x4/4", 3, 37, 4, (17, 18), 1, {"strides": [4, 4]}, "patch"),

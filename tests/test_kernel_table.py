@@ -110,6 +110,8 @@ def _every_entry_model() -> bytes:
         node("Conv", ["x", "wg"], ["g"], strides=[2, 2], name="gathered_pointwise"),
         node("Conv", ["x", "wp"], ["pt"], strides=[2, 2], name="patch"),  # 2x2 at stride 2
         node("Add", ["g", "pt"], ["gp"]),
+        # a 6x6 output of 32 channels: the pixels tiles (AVX-512; the direct kernel on AVX2)
+        node("Conv", ["g", "wpx"], ["px"], strides=[2, 2], pads=[1, 1, 1, 1], name="pixels"),
         node("Conv", ["gp", "wd"], ["d"], group=4, pads=[1, 1, 1, 1], name="direct"),
         node("Conv", ["d", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="winograd"),
         node("Conv", ["c1", "w2"], ["c2"], pads=[1, 1, 1, 1], name="winograd_pool"),
@@ -130,6 +132,7 @@ def _every_entry_model() -> bytes:
     # Winograd's convs have more than DIRECT_3X3_MAX_PAIRS channel pairs: 64 x 80, 80 x 48
     weights = {
         "wg": _w(32, 32, 1, 1), "wp": _w(32, 32, 2, 2), "wd": _w(64, 8, 3, 3),
+        "wpx": _w(32, 32, 3, 3),
         "w1": _w(80, 64, 3, 3), "b1": _w(80), "w2": _w(48, 80, 3, 3), "w3": _w(16, 48, 1, 1),
         "b3": _w(16), "w4": _w(16, 1, 3, 3),
         "w4m": _w(32, 1, 3, 3), "w5": _w(8, 32, 3, 3), "w6": _w(2, 8, 3, 3),
@@ -138,7 +141,8 @@ def _every_entry_model() -> bytes:
     vi = helper.make_tensor_value_info
     inits = [numpy_helper.from_array(v, k) for k, v in weights.items()]
     x = vi("x", TensorProto.FLOAT, ["n", 32, 24, 24])
-    return chain_model(nodes, [x], [vi("y", TensorProto.FLOAT, None)], inits)
+    outputs = [vi("y", TensorProto.FLOAT, None), vi("px", TensorProto.FLOAT, None)]
+    return chain_model(nodes, [x], outputs, inits)
 
 
 def test_every_conv_entry_runs_what_describe_names(calls):
@@ -151,8 +155,12 @@ def test_every_conv_entry_runs_what_describe_names(calls):
         entry.family: [a for a in named if f"_{entry.family}_" in a]
         for entry in kernel_table.CONV_KERNELS
     }
+    entries = len(kernel_table.CONV_KERNELS)
+    if not has_avx512():  # the pixels entry is AVX-512's alone
+        families.pop("pixels")
+        entries -= 1
     assert all(families.values()), families  # every conv entry ran somewhere
-    assert len([a for a in named if a.startswith("conv")]) == len(kernel_table.CONV_KERNELS)
+    assert len([a for a in named if a.startswith("conv")]) == entries
     gemms = {e.name for e in kernel_table.gemm_entries() if not e.few_rows}
     assert gemms | {f"gemm_f32_matvec_{kernel_table.isa()}"} <= named, named
 
@@ -408,6 +416,7 @@ TWINS = {
     "col2im.col2im_planes": "naive.conv_transpose2d",
     "conv._conv_nchw_direct_gemm": "naive.conv2d",
     "conv._conv_nchw_im2col_gemm": "naive.conv2d",
+    "conv._conv_nchw_pixels_gemm": "naive.conv2d",
     "conv._epilogue": "naive.conv2d",  # with naive.activation: the few-rows convs
     "conv._im2col": "naive.conv2d",
     "conv._pack_pointwise": "naive.conv2d",

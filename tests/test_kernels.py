@@ -251,6 +251,62 @@ def test_im2col_gemm_store_epilogue(act):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
+# strided convs wider than 1x1 with rows enough for tiles, and: images crossing a tile,
+# two blocks of channels (the second partial), groups of 8 channels on a small plane
+PIXELS_CASES = [
+    c for c in CONV_CASES
+    if max(c[2]) > 1 and c[1][1:] != (1, 1) and c[1][0] // c[5] >= 3 and c[5] != c[0][1]
+] + [
+    ((3, 16, 9, 9), (40, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1),
+    ((1, 64, 8, 8), (64, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 8),
+]  # fmt: skip
+
+
+def _pixels_entry(monkeypatch):
+    """The pixels entry made to apply to any strided conv (and with AVX2's build: its
+    tiles are the same code)."""
+    from runtime import kernel_table
+
+    monkeypatch.setattr(kernel_table, "PIXELS_MAX_SHARE", float("inf"))
+    monkeypatch.setattr(kernel_table, "PIXELS_MIN_TAPS", 0)
+    monkeypatch.setattr(kernel_table, "_direct_whole_rows", lambda s: False)
+    monkeypatch.setattr(kernel_table, "has_avx512", lambda: True)
+
+
+@pytest.mark.parametrize(("xs", "ws", "strides", "pads", "dil", "group"), PIXELS_CASES)
+def test_pixels_entry_matches_naive(monkeypatch, xs, ws, strides, pads, dil, group):
+    _pixels_entry(monkeypatch)
+    x, w, b = _rand(*xs), _rand(ws[0], xs[1] // group, ws[1], ws[2]), _rand(ws[0])
+    want = naive.conv2d(x, w, b, strides=strides, pads=pads, dilations=dil, group=group)
+    got = _entry_conv("pixels", x, w, b, strides, pads, dil, group)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("act", EPILOGUES)
+def test_pixels_entry_epilogue(monkeypatch, act):
+    """The pixels store's epilogue, channels a vector (or ``activate_channels``): the
+    activation, then a BatchNormalization's scale and shift per channel."""
+    from runtime import kernel_table
+    from runtime.kernels.activation import ACTIVATIONS
+
+    _pixels_entry(monkeypatch)
+    x, w, b = _rand(2, 6, 11, 11), _rand(37, 6, 3, 3), _rand(37)
+    scale, shift = _rand(37), _rand(37)
+    alpha, beta = naive.EPILOGUE_PARAMS[act]
+    spec = kernel_table.ConvSpec(
+        w, 1, (2, 2), (1, 1), (1, 1), x_shape=x.shape, out_sp=(6, 6), bias=b,
+        epilogue={"act": ACTIVATIONS[act], "alpha": alpha, "beta": beta, "scale": scale,
+                  "shift": shift},
+    )  # fmt: skip
+    entry = next(e for e in kernel_table.CONV_KERNELS if e.family == "pixels")
+    assert entry.applies(spec) is None
+    got = np.full((2, 37, 6, 6), np.nan, np.float32)
+    entry.prepare(spec)(x, got)
+    y = naive.conv2d(x, w, b, strides=(2, 2), pads=(1, 1, 1, 1), dilations=(1, 1), group=1)
+    want = naive.activation(act, y, alpha, beta) * scale[:, None, None] + shift[:, None, None]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
 RESIDUAL_CASES = [
     # (N, C, H, W), (M, KH, KW), strides, pads, group: row slots (whole and short),
     # grid slots on a small plane, a grouped stride 2

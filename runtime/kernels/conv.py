@@ -38,12 +38,15 @@ from numba import prange
 
 from runtime.config import DIRECT_RUN_FLOATS, IM2COL_CHUNK_FLOATS
 from runtime.kernels import gemm
-from runtime.kernels.activation import activate
+from runtime.kernels.activation import activate, activate_channels
 from runtime.kernels.jit import kernel
 from runtime.kernels.simd import (
     WIDTH,
+    transpose,
+    vadd,
     veven,
     vfma,
+    vfmav,
     vload,
     vload_first,
     vload_lanes,
@@ -1027,6 +1030,234 @@ class ConvGathered:
         self.gemm.pointwise_gemm(g, out, res)
 
 
+# --------------------------------------------------------------------------- pixels GEMM
+#
+# A conv with the output channels in the vectors: out^T = cols^T @ W^T. A tile is
+# PIXELS output positions by NR output channels: each tap broadcasts the PIXELS
+# positions' input values, read in place from the direct kernel's phase planes
+# (``_pad_phases``: position oh * rowstep + ow plus the tap's offset), against a row
+# of W^T (NR channels, packed once per plan). No columns are packed, and a small
+# plane wastes no lanes past its end: a 7x7 output at M = 128 computes 56 x 128 lane
+# products a tap, where the direct kernel's grid slots compute 64 x 128 and im2col's
+# panels 64 x 132 (a 4x4 plane: 16 x 128 against 32 x 128 and 32 x 132).
+
+PIXELS = 8  # output positions a tile of ``conv_pixels_8x32_tile``
+
+
+@kernel()
+def conv_pixels_8x32_tile(qf, p0, p1, p2, p3, p4, p5, p6, p7, offs, w, K, t):  # pragma: no cover
+    """t (8, 32) = 8 output positions by 32 output channels: the sum over taps k of
+    qf[p_r + offs[k]] (position r's input value) times w[32 k : 32 k + 32] (W^T's row
+    k), a fused multiply-add a tap in k's order, as the GEMM's tiles sum. Unsigned
+    indices: numba's check for a negative one cost 1.26x at K = 576 (the positions and
+    offsets are never negative)."""
+    c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = vzero()
+    d0 = d1 = d2 = d3 = d4 = d5 = d6 = d7 = vzero()
+    for k in range(K):
+        b = vload(w, 2 * k * WIDTH)
+        e = vload(w, (2 * k + 1) * WIDTH)
+        off = offs[k]
+        s = qf[np.uint64(p0 + off)]
+        c0 = vfma(c0, b, s)
+        d0 = vfma(d0, e, s)
+        s = qf[np.uint64(p1 + off)]
+        c1 = vfma(c1, b, s)
+        d1 = vfma(d1, e, s)
+        s = qf[np.uint64(p2 + off)]
+        c2 = vfma(c2, b, s)
+        d2 = vfma(d2, e, s)
+        s = qf[np.uint64(p3 + off)]
+        c3 = vfma(c3, b, s)
+        d3 = vfma(d3, e, s)
+        s = qf[np.uint64(p4 + off)]
+        c4 = vfma(c4, b, s)
+        d4 = vfma(d4, e, s)
+        s = qf[np.uint64(p5 + off)]
+        c5 = vfma(c5, b, s)
+        d5 = vfma(d5, e, s)
+        s = qf[np.uint64(p6 + off)]
+        c6 = vfma(c6, b, s)
+        d6 = vfma(d6, e, s)
+        s = qf[np.uint64(p7 + off)]
+        c7 = vfma(c7, b, s)
+        d7 = vfma(d7, e, s)
+    w2 = 2 * WIDTH
+    vstore(t, 0 * w2, c0)
+    vstore(t, 0 * w2 + WIDTH, d0)
+    vstore(t, 1 * w2, c1)
+    vstore(t, 1 * w2 + WIDTH, d1)
+    vstore(t, 2 * w2, c2)
+    vstore(t, 2 * w2 + WIDTH, d2)
+    vstore(t, 3 * w2, c3)
+    vstore(t, 3 * w2 + WIDTH, d3)
+    vstore(t, 4 * w2, c4)
+    vstore(t, 4 * w2 + WIDTH, d4)
+    vstore(t, 5 * w2, c5)
+    vstore(t, 5 * w2 + WIDTH, d5)
+    vstore(t, 6 * w2, c6)
+    vstore(t, 6 * w2 + WIDTH, d6)
+    vstore(t, 7 * w2, c7)
+    vstore(t, 7 * w2 + WIDTH, d7)
+
+
+@kernel(inline="always")
+def _next_pixel(p, ow, ow_, jump, live):  # pragma: no cover
+    """(position, ow) of the output after the one at (p, ow): one on along the row, or
+    ``jump`` more at its end (no division); the same once past the plane (``live``
+    false: the tile's lanes past the plane read a real value, never stored)."""
+    if not live:
+        return p, ow
+    if ow + 1 == ow_:
+        return p + 1 + jump, 0
+    return p + 1, ow + 1
+
+
+@kernel(inline="always")
+def _store_pixels(
+    t, NR, npx, of, o, S, nm, m0, in_vectors, bias, act, alpha, beta, scale, shift
+):  # pragma: no cover
+    """A tile t (PIXELS, NR): its first npx positions (of one image, from of[o] on) by
+    channels m0 .. m0 + nm (planes S apart) through the epilogue, channels a vector
+    (with an activation of ``gemm.VECTOR_ACTS``, as Winograd's channel vectors: bias,
+    scale and shift loaded masked; else ``activate_channels``), then transposed in
+    registers into the planes."""
+    if in_vectors:
+        for v in range(0, nm, WIDTH):
+            nv = min(WIDTH, nm - v)
+            bv = vload_first(bias, m0 + v, nv)
+            sv, fv = vload_first(scale, m0 + v, nv), vload_first(shift, m0 + v, nv)
+            for r in range(npx):
+                c = vadd(vload(t, r * NR + v), bv)
+                c = gemm.activate_vector(c, act, alpha, beta, 1.0, 0.0)
+                vstore(t, r * NR + v, vfmav(fv, c, sv))
+    else:
+        activate_channels(t, npx, NR, nm, bias[m0:], act, alpha, beta, scale[m0:], shift[m0:])
+    for v in range(0, nm, WIDTH):
+        transpose(t, v, NR, npx, WIDTH, of, o + v * S, S, min(WIDTH, nm - v), npx)
+
+
+@kernel(parallel=True)
+def _conv_nchw_pixels_gemm(
+    qf,
+    C,
+    P,
+    hq,
+    wq,
+    rowstep,
+    wp,
+    offs,
+    out,
+    Mg,
+    per_job,
+    oh_,
+    ow_,
+    tiles,
+    bias,
+    act,
+    alpha,
+    beta,
+    scale,
+    shift,
+):  # pragma: no cover
+    """out (N, M, OH*OW) = the conv of the phase planes qf (flat: N, C, P phases, hq,
+    wq; ``_pad_phases``) by W^T packed as wp (G, ceil(M/G / NR), K, NR)
+    (``gemm.pack_b``), with the epilogue. Tap k of a group's K reads qf at an output's
+    position (oh * rowstep + ow) + offs[k]. Jobs (image, group, a run of ``per_job``
+    tiles of PIXELS positions): each block of NR channels over the run's tiles in turn
+    (``conv_pixels_8x32_tile``, stored by ``_store_pixels``)."""
+    G, Pm, K, NR = wp.shape
+    N, M, S = out.shape
+    B = (S + PIXELS - 1) // PIXELS
+    J = (B + per_job - 1) // per_job
+    cg = C // G
+    jump = rowstep - ow_
+    of = out.reshape(-1)
+    in_vectors = gemm.vector_act(act, alpha)  # gemm.VECTOR_ACTS (LeakyRelu: its slope)
+    for job in prange(N * G * J):
+        j = job % J
+        g = (job // J) % G
+        n = job // (J * G)
+        t = tiles[numba.get_thread_id()]
+        base = (n * C + g * cg) * P * hq * wq
+        b0 = j * per_job
+        b1 = min(B, b0 + per_job)
+        s_first = b0 * PIXELS
+        oh_first = s_first // ow_
+        ow_first = s_first - oh_first * ow_
+        for q in range(Pm):
+            m0 = g * Mg + q * NR
+            nm = min(NR, Mg - q * NR)
+            wb = wp[g, q].reshape(-1)
+            p0 = base + oh_first * rowstep + ow_first
+            ow = ow_first
+            for bb in range(b0, b1):
+                s0 = bb * PIXELS
+                npx = min(PIXELS, S - s0)
+                p1, ow = _next_pixel(p0, ow, ow_, jump, npx > 1)
+                p2, ow = _next_pixel(p1, ow, ow_, jump, npx > 2)
+                p3, ow = _next_pixel(p2, ow, ow_, jump, npx > 3)
+                p4, ow = _next_pixel(p3, ow, ow_, jump, npx > 4)
+                p5, ow = _next_pixel(p4, ow, ow_, jump, npx > 5)
+                p6, ow = _next_pixel(p5, ow, ow_, jump, npx > 6)
+                p7, ow = _next_pixel(p6, ow, ow_, jump, npx > 7)
+                conv_pixels_8x32_tile(qf, p0, p1, p2, p3, p4, p5, p6, p7, offs, wb, K, t)
+                _store_pixels(t, NR, npx, of, (n * M + m0) * S + s0, S, nm, m0, in_vectors,
+                              bias, act, alpha, beta, scale, shift)  # fmt: skip
+                p0, ow = _next_pixel(p7, ow, ow_, jump, True)
+
+
+class ConvPixels:
+    """A 2-D conv as ``_conv_nchw_pixels_gemm`` (AVX-512's pairs of vectors, 32
+    channels), laid out once for one input shape: x (N, C, H, W) -> out (N, M, OH, OW)
+    float32; ``w`` (M, C/G, KH, KW); the phase planes as ``ConvDirect`` lays them out;
+    ``pads`` the begin pads (top, left); ``epilogue``: (act, alpha, beta, scale,
+    shift)."""
+
+    def __init__(
+        self,
+        x_shape: tuple[int, ...],
+        w: np.ndarray,
+        bias: np.ndarray,
+        group: int,
+        *,
+        strides: tuple[int, int],
+        pads: tuple[int, int],
+        dilations: tuple[int, int],
+        out_sp: tuple[int, int],
+        epilogue: tuple,
+    ) -> None:
+        m = w.shape[0]
+        self.rows, self.width = m // group, 2 * WIDTH
+        k = int(np.prod(w.shape[1:]))
+        wt = w.reshape(group, self.rows, k).transpose(0, 2, 1)
+        self.wp = gemm.pack_b(np.ascontiguousarray(wt), self.width)  # once per plan
+        self.layout = ConvDirect(
+            x_shape, w.shape, self.wp, bias, group, strides=strides, pads=pads,
+            dilations=dilations, out_sp=out_sp, epilogue=epilogue,
+        )  # fmt: skip
+        self.x_shape, self.bias, self.epilogue = tuple(x_shape), bias, epilogue
+        self.out_sp, self.group = tuple(out_sp), group
+        self.q_shape = self.layout.q_shape
+
+    def __call__(self, x: np.ndarray, out: np.ndarray) -> None:
+        d = self.layout
+        n, m = self.x_shape[0], self.wp.shape[0] * self.rows
+        qf = scratch("conv.phases", self.q_shape, np.float32)
+        qf[d.size :] = 0.0
+        _pad_phases(np.ascontiguousarray(x).reshape(self.x_shape), qf, *d.phases, d.lo, d.hi)
+        threads = numba.get_num_threads()
+        tiles = scratch("conv.pixel_tiles", (threads, PIXELS * self.width), np.float32)
+        plane = self.out_sp[0] * self.out_sp[1]
+        blocks = -(-plane // PIXELS)
+        # runs enough that each thread gets jobs (on one thread: a job an image and group)
+        want = 1 if threads == 1 else -(-gemm.GEMM_JOBS_PER_THREAD * threads // (n * self.group))
+        per_job = -(-blocks // min(blocks, want))
+        _conv_nchw_pixels_gemm(
+            qf, *d.planes, self.wp, d.offs, out.reshape(n, m, plane), self.rows, per_job,
+            *self.out_sp, tiles, self.bias, *self.epilogue,
+        )  # fmt: skip
+
+
 if numba.config.DISABLE_JIT:
     # Plain Python runs the direct tiles as NumPy sums over the gathered vectors, as
     # ``gemm`` does its micro-kernels (the vector loop, interpreted, takes minutes).
@@ -1100,3 +1331,9 @@ if numba.config.DISABLE_JIT:
     ):
         _direct_tile(a, xf, (i0, i1), offs, K, t, of, (o0, o1), S, m0, whole,
                      (bias, act, alpha, beta, scale, shift, res), 8)  # fmt: skip
+
+    def conv_pixels_8x32_tile(qf, p0, p1, p2, p3, p4, p5, p6, p7, offs, w, K, t):
+        values = qf[np.array([p0, p1, p2, p3, p4, p5, p6, p7]) + offs[:K, None]]  # (K, 8)
+        width = 2 * WIDTH
+        np.einsum("kr,kn->rn", values, w[: K * width].reshape(K, width), optimize=False,
+                  out=t[: PIXELS * width].reshape(PIXELS, width))  # fmt: skip
