@@ -19,8 +19,9 @@ instead of compiling:
 * ``recurrent``: RNN, GRU and LSTM (``kernels.rnn``).
 * ``chain``: a LeNet-like chain that compiles into one op-table program (see
   ``runtime/compiled.py``), run for one image and for a batch.
-* the small ops' kernels (max pooling in vectors, the global pools, the
-  matrix-vector product, squeeze-and-excitation), serial and parallel, called directly.
+* the small ops' kernels (max and average pooling in vectors, BatchNormalization's
+  scale and shift, the global pools, the matrix-vector product, squeeze-and-excitation),
+  serial and parallel, called directly.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def _steps_model() -> bytes:
         node("Constant", [], ["axes"], value=numpy_helper.from_array(np.array([2, 3]))),
         node("Constant", [], ["ax1"], value=numpy_helper.from_array(np.array([1]))),
         node("ReduceSum", ["lns", "ax1"], ["rs1"]),  # the reductions' kernel
-        node("ReduceMean", ["rs1", "axes"], ["rm"]),  # over the last axes: rows
+        node("ReduceMean", ["rs1", "axes"], ["rm"]),  # over the last axes: the global pool's
+        node("ReduceMax", ["rs1", "axes"], ["rx"]),  # over the last axes: rows
         node("MaxPool", ["c5"], ["m"], kernel_shape=[2, 2], strides=[2, 2]),  # no indices
         node("MaxPool", ["m"], ["m2", "idx"], kernel_shape=[2, 2], pads=[1, 1, 1, 1]),
         node("Conv", ["m2", "w", "b4"], ["c0"], pads=[1, 1, 1, 1]),  # im2col in the GEMM
@@ -106,8 +108,10 @@ def _steps_model() -> bytes:
         node("GlobalMaxPool", ["cd2"], ["gd2"]),
         node("Conv", ["c0", "w2"], ["c"]),  # im2col, no bias
         node("Tanh", ["c"], ["t"]),  # fused: the conv epilogue
-        node("AveragePool", ["t"], ["a"], kernel_shape=[2, 2]),
+        node("AveragePool", ["t"], ["a"], kernel_shape=[2, 2]),  # windows inside: rows
         node("GlobalMaxPool", ["a"], ["g"]),
+        node("AveragePool", ["t"], ["ap"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),  # padded
+        node("GlobalMaxPool", ["ap"], ["gap"]),
         node("Flatten", ["m"], ["f"]),
         node("Gemm", ["f", "fc", "fcb"], ["y"], transB=1),  # small batch: streams fc
         node("Relu", ["y"], ["ry"]),
@@ -126,7 +130,8 @@ def _steps_model() -> bytes:
                ("rm", [1, 1, 1, 1]), ("gr", [1, 4, 1, 1]), ("gd", [1, 4, 1, 1]),
                ("gd2", [1, 8, 1, 1]), ("gf", [1, 2, 1, 1]), ("gq", [1, 2, 1, 1]),
                ("gm", [1, 32, 1, 1]), ("gg", [1, 12, 1, 1]), ("gl", [1, 4, 1, 1]),
-               ("gpt", [1, 8, 1, 1]), ("gpx", [1, 32, 1, 1])]  # fmt: skip
+               ("gpt", [1, 8, 1, 1]), ("gpx", [1, 32, 1, 1]), ("rx", [1, 1, 1, 1]),
+               ("gap", [1, 4, 1, 1])]  # fmt: skip
     return _model(nodes, [("x", [1, 32, 8, 8])], outputs, weights)
 
 
@@ -173,7 +178,7 @@ def _small_op_kernels() -> None:
     (``nn.SERIAL_FLOATS``), which the graphs above do not pin down."""
     import numba
 
-    from runtime.kernels import matvec, pool
+    from runtime.kernels import matvec, normalize, pool
 
     f32 = np.float32
     threads = numba.get_num_threads()
@@ -183,6 +188,12 @@ def _small_op_kernels() -> None:
     # and a max pool fused into a conv that does not fuse it (kernel_table._then_max_pool)
     for run in (pool.max_pool_rows, pool.max_pool_rows_planes):
         run(x, y, tmp, 1, 1, 3, 3, 2, 2, 1, 1)
+    x3, y3 = np.zeros((2, 4, 4), f32), np.zeros((2, 2, 2), f32)  # AveragePool, windows inside
+    pool.avg_pool_rows(x3, y3, 2, 2, 2, 2)
+    pool.avg_pool_rows_planes(x3, y3, 2, 2, 2, 2, 2)
+    xs, ys, sc = np.zeros(10, f32), np.zeros(10, f32), np.zeros(2, f32)  # BatchNormalization
+    normalize.scale_shift_planes(xs, ys, sc, sc.copy(), 5, 0, 2, 1, 0.0, 0.0)
+    normalize.scale_shift_planes_parallel(xs, ys, sc, sc.copy(), 5, 2, 1, 0.0, 0.0)
     planes, out = np.zeros((3, 5), f32), np.zeros(3, f32)
     for use_max in (False, True):
         pool.global_pool_rows(planes, out, use_max)
