@@ -218,14 +218,18 @@ def test_shared_kernels_compile_once_whoever_calls_them(tmp_path):
         assert len(sigs) == 1, (name, sigs)
 
 
-def test_kernel_caches_are_stamped_with_every_kernel_source(tmp_path):
+def test_kernel_caches_are_stamped_with_their_module_and_its_imports(tmp_path):
     """numba keys a cached kernel on its own file only; the index also carries the hash
-    of every kernel module and runtime/config.py, so a change to simd.py (inlined
-    everywhere) or a constant recompiles the kernels instead of loading old code."""
+    of its module and of every runtime module that one imports, transitively, so a
+    change to simd.py (inlined everywhere) recompiles gemm's kernels instead of loading
+    old code, and a change to pool.py does not."""
     import pickle
 
-    names = {p.name for p in jit.stamped_sources()}
-    assert {"simd.py", "gemm.py", "jit.py", "config.py"} <= names
+    gemm_py = ROOT / "runtime" / "kernels" / "gemm.py"
+    names = {p.relative_to(ROOT / "runtime").as_posix() for p in jit.stamped_sources(gemm_py)}
+    assert {"kernels/gemm.py", "kernels/simd.py", "kernels/jit.py", "kernels/activation.py",
+            "config.py", "memory.py"} <= names  # fmt: skip
+    assert "kernels/pool.py" not in names and "__init__.py" not in names
     probe = (
         "import numpy as np\n"
         "from runtime.kernels import gemm\n"
@@ -238,4 +242,95 @@ def test_kernel_caches_are_stamped_with_every_kernel_source(tmp_path):
     with open(index, "rb") as f:
         pickle.load(f)  # numba's version
         stamp, _ = pickle.loads(f.read())
-    assert stamp[1] == jit.sources_stamp()
+    assert stamp[1] == jit.module_stamp(gemm_py)
+
+
+# A package laid out as ours: kernels that import each other, absolutely, relatively,
+# inside a function, a package's name and a submodule through the package.
+SYNTHETIC = {
+    "runtime/__init__.py": "from runtime.kernels.pool import pool\n",
+    "runtime/config.py": "BLOCK = 8\n",
+    "runtime/memory.py": "from runtime.errors import TooLarge\n",
+    "runtime/errors.py": "class TooLarge(Exception):\n    pass\n",
+    "runtime/kernels/__init__.py": '"""Kernels."""\n',
+    "runtime/kernels/jit.py": "OPTIONS = {}\n",
+    "runtime/kernels/simd.py": (
+        "from runtime.kernels.jit import OPTIONS\n\ndef vload(x):\n    return x\n"
+    ),
+    "runtime/kernels/gemm.py": (
+        '"""GEMM.\n\nfrom the docstring (prose, not an import)\n"""\n'
+        "from runtime.config import BLOCK\n"
+        "from .simd import (\n    vload,\n)\n\n"
+        "def gemm(x):\n    from runtime.memory import TooLarge\n    return vload(x)\n"
+    ),
+    "runtime/kernels/conv.py": "from runtime.kernels import gemm\n",
+    "runtime/kernels/pool.py": "import runtime.kernels.simd\n\ndef pool(x):\n    return x\n",
+    "runtime/kernels/winograd.py": "from runtime import kernels\n",
+}  # fmt: skip
+
+
+def _synthetic_package(root: Path) -> dict[str, Path]:
+    paths = {}
+    for name, text in SYNTHETIC.items():
+        paths[name] = root / name
+        paths[name].parent.mkdir(parents=True, exist_ok=True)
+        paths[name].write_text(text)
+    return paths
+
+
+def test_a_stamp_covers_what_its_module_imports_and_nothing_else(tmp_path):
+    paths = _synthetic_package(tmp_path)
+    conv = paths["runtime/kernels/conv.py"]
+
+    def closure(name):
+        return {
+            p.relative_to(tmp_path).as_posix() for p in jit.stamped_sources(paths[name], tmp_path)
+        }
+
+    assert closure("runtime/kernels/conv.py") == {
+        "runtime/kernels/conv.py", "runtime/kernels/gemm.py", "runtime/kernels/simd.py",
+        "runtime/kernels/jit.py", "runtime/config.py", "runtime/memory.py", "runtime/errors.py",
+    }  # fmt: skip
+    assert closure("runtime/kernels/pool.py") == {
+        "runtime/kernels/pool.py", "runtime/kernels/simd.py", "runtime/kernels/jit.py"
+    }  # fmt: skip
+    # A name taken from a package counts its __init__ (and what that imports).
+    assert "runtime/kernels/__init__.py" in closure("runtime/kernels/winograd.py")
+
+    before = jit.module_stamp(conv, tmp_path)
+    assert jit.module_stamp(conv, tmp_path) == before  # a content hash: the same twice
+    # (b) Unrelated modules, and package __init__ files Python only passes through.
+    for name in ("runtime/kernels/pool.py", "runtime/kernels/winograd.py",
+                 "runtime/__init__.py", "runtime/kernels/__init__.py"):  # fmt: skip
+        paths[name].write_text(SYNTHETIC[name] + "# edited\n")
+        assert jit.module_stamp(conv, tmp_path) == before, name
+    # (a) Each module it imports, directly or through another (simd through gemm's
+    # relative import, errors through memory's, imported inside a function).
+    for name in ("runtime/kernels/gemm.py", "runtime/kernels/simd.py", "runtime/kernels/jit.py",
+                 "runtime/config.py", "runtime/errors.py", "runtime/kernels/conv.py"):  # fmt: skip
+        paths[name].write_text(SYNTHETIC[name] + "# edited\n")
+        after = jit.module_stamp(conv, tmp_path)
+        assert after != before, name
+        before = after
+
+
+def test_the_import_scan_finds_every_import_that_ast_finds():
+    """The stamps read only the lines that begin with ``import`` or ``from`` (parsing
+    whole modules would cost every process 170 ms at its start): over every module of
+    the runtime package, that finds each import statement that parsing the whole file
+    finds (and at most imports quoted in a docstring besides)."""
+    import ast
+
+    for path in sorted((ROOT / "runtime").rglob("*.py")):
+        package = path.relative_to(ROOT).parent.parts
+        source = path.read_bytes()
+        scanned = set(jit._imports(source, package))
+        parsed = set()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Import):
+                parsed.update((alias.name, ()) for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                parts = package[: len(package) - node.level + 1] if node.level else ()
+                base = ".".join([*parts, *filter(None, [node.module])])
+                parsed.add((base, tuple(alias.name for alias in node.names)))
+        assert parsed <= scanned, (path, parsed - scanned)
