@@ -137,8 +137,36 @@ def test_no_cache_location_compiles_anyway(monkeypatch):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fn = jit.kernel()(namespace["triple"])
-    assert fn(np.float32(2.0)) == 6.0
+        assert not caught  # the cache is made when the kernel first compiles
+        assert fn(np.float32(2.0)) == 6.0
+        assert fn(np.float64(2.0)) == 6.0
     assert len(caught) == 1 and "no writable numba cache location" in str(caught[0].message)
+
+
+def test_importing_the_kernels_makes_no_cache(tmp_path):
+    """numba's cache of a kernel (its folder found and checked writable, its module's
+    sources hashed) is made when the kernel first compiles or loads: the engine's import
+    pays for none of its 140 kernels, a model's first run for the ones it runs."""
+    probe = (
+        "import json, numpy as np\n"
+        "from numba.core.registry import CPUDispatcher\n"
+        "import runtime.engine\n"
+        "from runtime.kernels import jit, reduce\n"
+        "kernels = [k for m in list(__import__('sys').modules.values()) if m and\n"
+        "           m.__name__.startswith('runtime.kernels.') for k in vars(m).values()\n"
+        "           if isinstance(k, CPUDispatcher)]\n"
+        "lazy = sum(isinstance(k._cache, jit._CacheOnFirstCompile) for k in kernels)\n"
+        "x, out = np.ones((2, 8), np.float32), np.zeros(2, np.float32)\n"
+        "reduce.reduce_rows(x, out, 0)\n"
+        "print(json.dumps([len(kernels), lazy, type(reduce.reduce_rows._cache).__name__]))\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, text=True,
+                         capture_output=True, timeout=600)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    kernels, lazy, made = json.loads(out.stdout.strip().splitlines()[-1])
+    assert kernels > 100 and lazy == kernels
+    assert made == "FunctionCache" and list(tmp_path.rglob("reduce.reduce_rows-*.nbi"))
 
 
 @pytest.mark.parametrize(

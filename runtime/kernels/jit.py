@@ -3,8 +3,10 @@
 Numba caches compiled kernels beside their source (``__pycache__``) and, when the
 installed package folder is read-only, in the user cache folder (``~/.cache`` or
 ``$NUMBA_CACHE_DIR``): a second process then loads them instead of compiling.
-When no location is writable, numba raises at import ("cannot cache function").
-Then this decorator compiles without caching and says so once, in one line.
+A kernel's cache is made when it first compiles or loads, not when its module is
+imported (``_CacheOnFirstCompile``): a process pays for the kernels it runs. Where no
+location is writable, numba refuses to make one ("cannot cache function"); then the
+kernel compiles without caching, and the first such kernel says so, in one line.
 
 numba marks a cached kernel stale when its own source file changes, not when a
 module whose functions it inlines or calls, or whose constants it reads, does
@@ -34,6 +36,7 @@ from functools import cache
 from pathlib import Path
 
 import numba
+from numba.core.caching import FunctionCache, NullCache
 
 _warned = False
 # IEEE results for a division by zero instead of Python's exception: the exception's
@@ -171,53 +174,51 @@ def _stamp_of(filename: str) -> str:
     return module_stamp(Path(filename))
 
 
-@cache
-def _stamped_index(index_class: type) -> type:
-    """numba's cache index class, its stamp extended by ``module_stamp`` of the kernel's
-    module when first read (a load or a save): a process hashes the sources of the
-    modules whose kernels it calls, not of every module it imports."""
+def _function_cache(dispatcher):
+    """numba's ``FunctionCache`` of ``dispatcher``, its index keyed on ``module_stamp``
+    of the kernel's module as well as on its own file's (numba's ``IndexDataCacheFile``
+    discards an index whose stamp differs); a ``NullCache`` where there is nowhere to
+    cache, said once."""
+    global _warned
+    try:
+        cache = FunctionCache(dispatcher.py_func)
+    except RuntimeError as exc:
+        if "cannot cache" not in str(exc):
+            raise
+        if not _warned:
+            _warned = True
+            warnings.warn(
+                "runtime: no writable numba cache location (set NUMBA_CACHE_DIR); "
+                "kernels compile in every process",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return NullCache()
+    index = cache._cache_file
+    index._source_stamp = (index._source_stamp, _stamp_of(dispatcher.py_func.__code__.co_filename))
+    return cache
 
-    class StampedIndex(index_class):
-        @property
-        def _source_stamp(self):
-            return (self._numba_stamp, _stamp_of(self._kernel_file))
 
-        @_source_stamp.setter
-        def _source_stamp(self, value):
-            self._numba_stamp = value
+class _CacheOnFirstCompile:
+    """A kernel's cache, made when numba first looks a signature up in it (a compile or
+    a load). Making numba's ``FunctionCache`` finds its folder and checks that it is
+    writable (it creates and deletes a file there), and hashing a module's sources
+    reads them: for the 140 kernels that the engine's import defines, most of which a
+    model never runs, that cost every process about 0.05 s of its start."""
 
-    return StampedIndex
+    def __init__(self, dispatcher) -> None:
+        self._dispatcher = dispatcher
 
-
-def _stamped(dispatcher):
-    """``dispatcher`` with its cache index keyed on ``module_stamp`` of its module as well
-    as on its own file's (numba's ``IndexDataCacheFile`` discards an index whose stamp
-    differs)."""
-    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
-    if cache_file is not None and "_source_stamp" in vars(cache_file):
-        numba_stamp = vars(cache_file).pop("_source_stamp")
-        cache_file.__class__ = _stamped_index(type(cache_file))
-        cache_file._source_stamp = numba_stamp
-        cache_file._kernel_file = dispatcher.py_func.__code__.co_filename
-    return dispatcher
+    def __getattr__(self, name: str):
+        cache = self._dispatcher._cache = _function_cache(self._dispatcher)
+        return getattr(cache, name)
 
 
 def kernel(**options) -> Callable[[Callable], Callable]:
     def decorate(fn: Callable) -> Callable:
-        global _warned
-        try:
-            return _stamped(numba.njit(cache=True, **{**_OPTIONS, **options})(fn))
-        except RuntimeError as exc:
-            if "cannot cache" not in str(exc):
-                raise
-            if not _warned:
-                _warned = True
-                warnings.warn(
-                    "runtime: no writable numba cache location (set NUMBA_CACHE_DIR); "
-                    "kernels compile in every process",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-            return numba.njit(cache=False, **{**_OPTIONS, **options})(fn)
+        dispatcher = numba.njit(**{**_OPTIONS, **options})(fn)
+        if hasattr(dispatcher, "_cache"):  # not a plain function (NUMBA_DISABLE_JIT=1)
+            dispatcher._cache = _CacheOnFirstCompile(dispatcher)
+        return dispatcher
 
     return decorate
