@@ -89,10 +89,13 @@ ROWS_TILE = f"1x{4 * WIDTH}"  # ``gemm.gemm_f32_1x64_row``: one row of A by four
 # at batch 1 and 0.96-1.03 at batch 8; C*M 4096, 1.00-1.18 (Winograd faster). In the
 # zoo's networks (``cnn profile --runs 30 --threads 1``, 3 rounds): ResNet-18's 32 x 32
 # convs 1.50-1.62x faster, ResNet-50's 2.0x, GoogLeNet's 3072-pair convs 1.11x and
-# 1.32x at batch 1 but 0.92x at batch 8 (a tie at the limit). Not measured on AVX2 (6 x
-# 16 direct tiles): there Winograd keeps these. A plan-time knob read by this module
-# alone; here, not in ``config``, whose every edit recompiles every kernel. Unit:
-# channel pairs.
+# 1.32x at batch 1 but 0.92x at batch 8 (a tie at the limit). With AVX2's 6 x 16 direct
+# tiles (AMD EPYC family 25 model 1, Zen 3, one thread, CPU clock, Winograd and direct
+# alternated twice, session 16): GoogLeNet's 96x32x32 stem conv (3072 pairs) 0.93-0.94
+# -> 0.80-0.84 ms and 64x16x16 one 0.38 -> 0.23-0.25, ResNet-50's 32 x 32 on 16x16 0.26
+# and 0.40 -> 0.21 and 0.17, ResNet-18's 32 x 32 on 28x28 a tie (1.523 -> 1.516 ms
+# the three), so the same limit holds there. A plan-time knob read by this module
+# alone; here, not in ``config``, whose edits recompile kernels. Unit: channel pairs.
 DIRECT_3X3_MAX_PAIRS = 3072
 
 
@@ -857,11 +860,12 @@ def _winograd_at_load(
 def _few_channel_pairs(w: np.ndarray, strides: tuple[int, ...]) -> str | None:
     """Why a Winograd-sized 3x3 conv at stride 1 (group 1, undilated: the caller
     checks) runs the direct kernel instead: its C*M channel pairs are at most
-    ``DIRECT_3X3_MAX_PAIRS`` (measured with AVX-512's direct tiles). None otherwise."""
+    ``DIRECT_3X3_MAX_PAIRS`` (measured with AVX-512's and AVX2's direct tiles). None
+    otherwise."""
     if w.ndim != 4 or w.shape[2:] != (3, 3) or any(v != 1 for v in strides):
         return None
     pairs = w.shape[0] * w.shape[1]
-    if not has_avx512() or pairs > DIRECT_3X3_MAX_PAIRS:
+    if pairs > DIRECT_3X3_MAX_PAIRS:
         return None
     return (
         f"{w.shape[1]} x {w.shape[0]} channels, {pairs} pairs, at most "

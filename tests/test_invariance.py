@@ -22,7 +22,6 @@ from onnx_helpers import chain_model
 
 from runtime.engine import NumbaEngine
 from runtime.graph import load_graph
-from runtime.kernels.isa import has_avx512
 
 RNG = np.random.default_rng(7)
 F = TensorProto.FLOAT
@@ -81,12 +80,11 @@ def _assert_invariant(outs: list[np.ndarray], channel_axis: int = 1) -> None:
     np.testing.assert_array_equal(y, np.broadcast_to(first, y.shape))  # channels
 
 
-DIRECT_OR_WINOGRAD = "direct" if has_avx512() else "winograd"
 CONVS = [
     # (id, C, M, k, (H, W), group, attrs, path)
     ("winograd-3x3", 96, 37, 3, (9, 9), 1, {"pads": [1, 1, 1, 1]}, "winograd"),
-    # 1184 channel pairs: the direct kernel with AVX-512 (kernel_table.DIRECT_3X3_MAX_PAIRS)
-    ("direct-3x3-32", 32, 37, 3, (9, 9), 1, {"pads": [1, 1, 1, 1]}, DIRECT_OR_WINOGRAD),
+    # 1184 channel pairs: the direct kernel (kernel_table.DIRECT_3X3_MAX_PAIRS)
+    ("direct-3x3-32", 32, 37, 3, (9, 9), 1, {"pads": [1, 1, 1, 1]}, "direct"),
     ("winograd-5x5", 32, 35, 5, (10, 10), 1, {"pads": [2, 2, 2, 2]}, "winograd"),
     ("winograd-11x11/4", 3, 33, 11, (31, 31), 1, {"strides": [4, 4]}, "winograd"),
     ("im2col-3x3", 3, 13, 3, (9, 8), 1, {"pads": [1, 1, 1, 1]}, "im2col"),

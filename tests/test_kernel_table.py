@@ -197,15 +197,13 @@ def test_depthwise_kernel_by_plane_and_filter_size(x_shape, filters, k, strides,
 )
 def test_3x3_conv_with_few_channel_pairs_runs_direct(c, m, strides, winograd):
     """A 3x3 conv at stride 1 runs the direct kernel, not Winograd, up to
-    DIRECT_3X3_MAX_PAIRS channel pairs (C x M) with AVX-512's direct tiles, at load
-    and per shape, and says why; with AVX2 Winograd keeps every Winograd-sized one."""
+    DIRECT_3X3_MAX_PAIRS channel pairs (C x M), with AVX-512's direct tiles and AVX2's,
+    at load and per shape, and says why."""
     from runtime.ops.nn import conv_call
 
     w = _w(m, c, 3, 3)
     attrs = {"pads": [1, 1, 1, 1], "strides": list(strides)}
     choice, weights = kernel_table.conv_at_load(w, attrs)
-    if not winograd and min(c, m) >= 32 and not has_avx512():
-        winograd = True  # not measured with AVX2's tiles
     assert (weights is not None) == winograd, choice
     assert ("_winograd_" in choice.algorithm) == winograd, choice
     few = not winograd and min(c, m) >= 32
