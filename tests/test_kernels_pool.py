@@ -28,6 +28,12 @@ MAX_POOL_CASES = [
     ((1, 2, 11, 50), (3, 2), (3, 3), (1, 0, 1, 1), (1, 1)),  # stride 3: output by output
     ((1, 2, 15, 40), (3, 3), (2, 2), (0, 2, 1, 0), (2, 2)),  # dilated, uneven pads
     ((3, 1, 5, 5), (5, 5), (1, 1), (2, 2, 2, 2), (1, 1)),  # windows over most padding
+    # 3x3, stride 1, one pad a side (Inception's branch pools): lane shifts, no buffer
+    ((2, 3, 16, 16), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),  # a whole vector a row
+    ((1, 4, 8, 8), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),  # half a vector a row
+    ((1, 2, 5, 40), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),  # three vectors, the last partial
+    ((1, 2, 4, 32), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),  # two whole vectors
+    ((2, 1, 1, 1), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),  # one value a plane
 ]
 
 

@@ -25,6 +25,7 @@ from runtime.kernels.simd import (
     veven,
     vload,
     vload_first,
+    vload_lanes,
     vmax,
     vsplat,
     vstore,
@@ -32,6 +33,40 @@ from runtime.kernels.simd import (
     vwhere_lt,
     vzero,
 )
+
+if numba.config.DISABLE_JIT:
+
+    def vlane_before(v: np.ndarray, prev: np.ndarray) -> np.ndarray:
+        """prev's last lane, then v's lanes but its last: each lane's left neighbour."""
+        return np.concatenate((prev[WIDTH - 1 :], v[: WIDTH - 1]))
+
+    def vlane_after(v: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        """v's lanes but its first, then nxt's first lane: each lane's right neighbour."""
+        return np.concatenate((v[1:], nxt[:1]))
+
+else:
+    from llvmlite import ir
+    from numba.extending import intrinsic
+
+    from runtime.kernels.simd import float32xw
+
+    _LANES = ir.VectorType(ir.IntType(32), WIDTH)
+
+    @intrinsic
+    def vlane_before(typingctx, v, prev):
+        def codegen(context, builder, sig, args):
+            order = [2 * WIDTH - 1, *range(WIDTH - 1)]
+            return builder.shuffle_vector(args[0], args[1], ir.Constant(_LANES, order))
+
+        return float32xw(v, prev), codegen
+
+    @intrinsic
+    def vlane_after(typingctx, v, nxt):
+        def codegen(context, builder, sig, args):
+            order = [*range(1, WIDTH), WIDTH]
+            return builder.shuffle_vector(args[0], args[1], ir.Constant(_LANES, order))
+
+        return float32xw(v, nxt), codegen
 
 
 @kernel(parallel=True)
@@ -295,6 +330,51 @@ MAX_POOL_ROWS = 8  # output rows a pass of ``_max_pool_planes`` keeps in its row
 
 
 @kernel(inline="always")
+def _rows_max(xf, src, W, y0, y1, i, ninf):  # pragma: no cover
+    """Lane-wise max of rows y0..y1-1 of the plane at xf[src], columns i..i+WIDTH-1
+    (those past W: -inf), folded from row y0 down."""
+    n = min(WIDTH, W - i)
+    if n == WIDTH:
+        v = vload(xf, src + y0 * W + i)
+        for y in range(y0 + 1, y1):
+            v = vmax(v, vload(xf, src + y * W + i))
+    else:
+        v = vload_lanes(xf, src + y0 * W + i, ninf, 0, n)
+        for y in range(y0 + 1, y1):
+            v = vmax(v, vload_lanes(xf, src + y * W + i, ninf, 0, n))
+    return v
+
+
+@kernel(inline="always")
+def _max_pool_3x3_same(xf, of, lo, hi, H, W):  # pragma: no cover
+    """Planes lo..hi-1 by 3x3 windows at stride 1 with one pad on each side (the
+    output as large as the input: Inception's branch pools): each vector's maxima down
+    its window rows in registers, then across by lane shifts of it and its neighbours
+    (``vlane_before``, ``vlane_after``), no row buffer. With AVX2 the buffer's
+    unaligned reloads of vectors just stored stalled: 96 planes of 16x16 took 156 us
+    against 6 us this way (AMD EPYC Zen 3, one thread). The taps are folded in the
+    order of ``_max_pool_planes``' two passes (rows from the first inside the plane
+    down, then left, centre, right), so a NaN goes the same way."""
+    ninf = vsplat(-np.inf)
+    for p in range(lo, hi):
+        src = p * H * W
+        for oy in range(H):
+            y0 = max(oy - 1, 0)
+            y1 = min(oy + 2, H)
+            o = (p * H + oy) * W
+            prev = ninf
+            cur = _rows_max(xf, src, W, y0, y1, 0, ninf)
+            for i in range(0, W, WIDTH):
+                nxt = ninf
+                if i + WIDTH < W:
+                    nxt = _rows_max(xf, src, W, y0, y1, i + WIDTH, ninf)
+                m = vmax(vmax(vlane_before(cur, prev), cur), vlane_after(cur, nxt))
+                vstore_first(of, o + i, m, min(WIDTH, W - i))
+                prev = cur
+                cur = nxt
+
+
+@kernel(inline="always")
 def _max_pool_planes(
     xf, of, lo, hi, H, W, OH, OW, tmp, rw, ph, pw, kh, kw, sh, sw, dh, dw
 ):  # pragma: no cover
@@ -306,6 +386,9 @@ def _max_pool_planes(
     ``veven``). Two passes, and whole vectors stored on vector boundaries: the stem
     pool of ResNet ran five times slower when each row's loads straddled the
     unaligned vectors just stored. Loops written out, as in ``pool_planes``."""
+    if kh == kw == 3 and sh == sw == ph == pw == dh == dw == 1 and OH == H and OW == W:
+        _max_pool_3x3_same(xf, of, lo, hi, H, W)
+        return
     ninf = vsplat(-np.inf)
     full = W - W % WIDTH
     a = (-(tmp.ctypes.data // 4)) % WIDTH  # tmp[a] starts a 64-byte line
