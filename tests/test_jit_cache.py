@@ -257,8 +257,10 @@ def test_kernel_caches_are_stamped_with_their_module_and_its_imports(tmp_path):
     old code, and a change to pool.py does not."""
     import pickle
 
-    gemm_py = ROOT / "runtime" / "kernels" / "gemm.py"
-    names = {p.relative_to(ROOT / "runtime").as_posix() for p in jit.stamped_sources(gemm_py)}
+    # The runtime under test: the source tree, or site-packages where tox installed it.
+    package = Path(jit.__file__).resolve().parents[1]
+    gemm_py = package / "kernels" / "gemm.py"
+    names = {p.relative_to(package).as_posix() for p in jit.stamped_sources(gemm_py)}
     assert {"kernels/gemm.py", "kernels/simd.py", "kernels/jit.py", "kernels/activation.py",
             "config.py", "memory.py"} <= names  # fmt: skip
     assert "kernels/pool.py" not in names and "__init__.py" not in names
@@ -268,7 +270,7 @@ def test_kernel_caches_are_stamped_with_their_module_and_its_imports(tmp_path):
         "a, b = np.ones((1, 2, 4), np.float32), np.ones((1, 4, 5), np.float32)\n"
         "gemm.gemm_rows(gemm.pack_a(a), gemm.pack_b(b), np.zeros((1, 2, 5), np.float32), 2, 5)\n"
     )
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(package.parent)}
     subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, check=True, timeout=600)
     (index,) = tmp_path.rglob("gemm._gemm_f32_rows-*.nbi")
     with open(index, "rb") as f:
