@@ -1,4 +1,5 @@
-"""Shared fixtures: hand-made IDX datasets, and the real Fashion-MNIST files."""
+"""Shared fixtures: hand-made IDX datasets, the real Fashion-MNIST files, and the numba
+cache filled once by `cnn warmup`."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import gzip
 import hashlib
 import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -86,3 +89,29 @@ def random_alexnet(seed: int = 0):
             m.weight.data.uniform_(0.5, 1.5)
             m.bias.data.uniform_(-0.2, 0.2)
     return model
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def warmed_cache() -> subprocess.CompletedProcess:
+    """`cnn warmup` run once, in a process of its own, into the suite's numba cache.
+
+    The tests that use it run first (``pytest_collection_modifyitems``): in CI, whose
+    cache starts empty, it compiles every kernel once, and the suite's processes load them
+    from what it wrote instead of each compiling its own. (tox sets PYTHONSAFEPATH, so a
+    subprocess started in the checkout imports the installed package, as pytest does, and
+    every process shares the one cache.)"""
+    return subprocess.run(
+        [sys.executable, "-m", "cnn", "warmup"],
+        cwd=ROOT,
+        text=True,
+        capture_output=True,
+        timeout=2400,  # a hang guard: 1,048 s of CPU on an AMD Zen 3, loaded
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests that use ``warmed_cache`` first, the rest in their order."""
+    items.sort(key=lambda item: "warmed_cache" not in getattr(item, "fixturenames", ()))

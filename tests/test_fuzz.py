@@ -19,13 +19,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SLICE = 80
 
 
+# Run as a script: under tox (PYTHONSAFEPATH) `-m tests.fuzz` would not find the checkout.
+FUZZ = ROOT / "tests" / "fuzz.py"
+
+
 @pytest.mark.slow
 def test_fixed_seed_slice_has_no_failures(tmp_path):
     """CI's slice: a crash, hang, untyped exception or a result that differs from
     onnxruntime's fails it. A fresh interpreter runs it: the driver forks, which
     GNU OpenMP refuses once this process has run a parallel kernel."""
     out = tmp_path / "summary.json"
-    cmd = [sys.executable, "-m", "tests.fuzz", "--cases", str(SLICE), "--seed", "0"]
+    cmd = [sys.executable, str(FUZZ), "--cases", str(SLICE), "--seed", "0"]
     proc = subprocess.run(
         [*cmd, "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=1200
     )
@@ -42,7 +46,7 @@ def test_fixed_seed_slice_has_no_failures(tmp_path):
 def test_edge_cases_give_onnxruntimes_answer_or_a_typed_error(tmp_path):
     """Each base fed an empty batch (onnxruntime answers: so must we) and a 1x1 image."""
     out = tmp_path / "edges.json"
-    cmd = [sys.executable, "-m", "tests.fuzz", "--cases", "0", "--edges", "--json", str(out)]
+    cmd = [sys.executable, str(FUZZ), "--cases", "0", "--edges", "--json", str(out)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads(out.read_text())
