@@ -36,6 +36,47 @@ MAX_POOL_CASES = [
     ((2, 1, 1, 1), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),  # one value a plane
 ]
 
+MAX_POOL_LANES_CASES = [
+    # (N, C, H, W), kernel, strides, pads, ceil_mode: pool.max_pool_by_lanes' geometries
+    ((1, 3, 37, 111), (3, 3), (2, 2), (0, 0, 0, 0), 1),  # SqueezeNet's stem pool, ceil
+    ((1, 2, 28, 56), (3, 3), (2, 2), (1, 1, 1, 1), 0),  # ResNet's stem pool
+    ((1, 2, 10, 45), (2, 2), (2, 2), (0, 0, 0, 0), 1),  # 2x2, ceil: the last window half out
+    ((1, 2, 7, 33), (3, 3), (2, 2), (1, 1, 1, 1), 1),  # pads and ceil
+    ((1, 2, 8, 70), (4, 4), (2, 2), (1, 1, 1, 1), 0),  # taps -1 .. 2
+    ((1, 2, 8, 70), (5, 5), (2, 2), (2, 2, 2, 2), 0),  # taps -2 .. 2
+    ((1, 2, 6, 40), (2, 4), (2, 2), (0, 0, 0, 0), 0),  # taps 0 .. 3
+    ((1, 2, 9, 20), (2, 2), (1, 1), (0, 0, 0, 0), 0),  # stride 1, taps 0 .. 1
+    ((1, 2, 9, 20), (2, 2), (1, 1), (1, 1, 1, 1), 0),  # stride 1, taps -1 .. 0: wider out
+    ((1, 2, 12, 33), (3, 2), (2, 2), (1, 0, 1, 0), 0),  # uneven window
+    ((1, 2, 12, 33), (3, 3), (3, 2), (1, 1, 1, 1), 0),  # stride 3 down, 2 across
+    ((2, 1, 3, 3), (3, 3), (2, 2), (1, 1, 1, 1), 1),  # a plane smaller than a vector
+]
+
+
+@pytest.mark.parametrize(("xs", "k", "s", "p", "ceil"), MAX_POOL_LANES_CASES)
+@pytest.mark.parametrize("parallel", [False, True])
+def test_max_pool_in_registers_matches_naive(xs, k, s, p, ceil, parallel):
+    assert pool.max_pool_by_lanes(k[1], s[1], p[1], 1, 1)
+    x = _rand(*xs)
+    want = naive.pool2d(x, kernel=k, strides=s, pads=p, dilations=(1, 1), ceil_mode=ceil,
+                        mode="max")  # fmt: skip
+    n, c, h, w = xs
+    floats = pool.max_pool_row_floats(w, want.shape[3], p[1], k[1], s[1], 1)
+    tmp = np.zeros((numba.get_num_threads(), pool.MAX_POOL_ROWS * floats + pool.WIDTH), np.float32)
+    got = np.full(want.shape, np.nan, np.float32)
+    run = pool.max_pool_rows_planes if parallel else pool.max_pool_rows
+    run(x.reshape(n * c, h, w), got.reshape(n * c, *want.shape[2:]), tmp, p[0], p[1], *k, *s, 1, 1)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_max_pool_in_registers_only_where_the_taps_reach_a_lane():
+    """Dilation, a stride past 2 or taps more than a lane from the output's own vector
+    take the row buffer."""
+    assert not pool.max_pool_by_lanes(3, 1, 0, 1, 1)  # taps 0 .. 2 at stride 1
+    assert not pool.max_pool_by_lanes(3, 3, 1, 1, 1)
+    assert not pool.max_pool_by_lanes(3, 2, 1, 1, 2)
+    assert not pool.max_pool_by_lanes(6, 2, 1, 1, 1)  # taps -1 .. 4
+
 
 @pytest.mark.parametrize(("xs", "k", "s", "p", "d"), MAX_POOL_CASES)
 @pytest.mark.parametrize("parallel", [False, True])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 from numba import prange
+from numba.extending import register_jitable
 
 from runtime.kernels.jit import kernel
 from runtime.kernels.simd import (
@@ -44,6 +45,10 @@ if numba.config.DISABLE_JIT:
         """v's lanes but its first, then nxt's first lane: each lane's right neighbour."""
         return np.concatenate((v[1:], nxt[:1]))
 
+    def vodd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Lanes 1, 3, 5, ... of a then b (``veven``'s other half)."""
+        return np.concatenate((a, b))[1::2].copy()
+
 else:
     from llvmlite import ir
     from numba.extending import intrinsic
@@ -67,6 +72,14 @@ else:
             return builder.shuffle_vector(args[0], args[1], ir.Constant(_LANES, order))
 
         return float32xw(v, nxt), codegen
+
+    @intrinsic
+    def vodd(typingctx, a, b):
+        def codegen(context, builder, sig, args):
+            order = list(range(1, 2 * WIDTH, 2))
+            return builder.shuffle_vector(args[0], args[1], ir.Constant(_LANES, order))
+
+        return float32xw(a, b), codegen
 
 
 @kernel(parallel=True)
@@ -332,11 +345,17 @@ MAX_POOL_ROWS = 8  # output rows a pass of ``_max_pool_planes`` keeps in its row
 @kernel(inline="always")
 def _rows_max(xf, src, W, y0, y1, i, ninf):  # pragma: no cover
     """Lane-wise max of rows y0..y1-1 of the plane at xf[src], columns i..i+WIDTH-1
-    (those past W: -inf), folded from row y0 down."""
+    (those past W: -inf), folded from row y0 down. The second and third rows are
+    written out: as a loop beside the partial vector's, the whole vectors' maxima of
+    three rows took 3.4 times as long (AMD EPYC Zen 3, AVX2)."""
     n = min(WIDTH, W - i)
     if n == WIDTH:
         v = vload(xf, src + y0 * W + i)
-        for y in range(y0 + 1, y1):
+        if y1 - y0 > 1:
+            v = vmax(v, vload(xf, src + (y0 + 1) * W + i))
+        if y1 - y0 > 2:
+            v = vmax(v, vload(xf, src + (y0 + 2) * W + i))
+        for y in range(y0 + 3, y1):
             v = vmax(v, vload(xf, src + y * W + i))
     else:
         v = vload_lanes(xf, src + y0 * W + i, ninf, 0, n)
@@ -346,32 +365,113 @@ def _rows_max(xf, src, W, y0, y1, i, ninf):  # pragma: no cover
 
 
 @kernel(inline="always")
-def _max_pool_3x3_same(xf, of, lo, hi, H, W):  # pragma: no cover
-    """Planes lo..hi-1 by 3x3 windows at stride 1 with one pad on each side (the
-    output as large as the input: Inception's branch pools): each vector's maxima down
-    its window rows in registers, then across by lane shifts of it and its neighbours
-    (``vlane_before``, ``vlane_after``), no row buffer. With AVX2 the buffer's
-    unaligned reloads of vectors just stored stalled: 96 planes of 16x16 took 156 us
-    against 6 us this way (AMD EPYC Zen 3, one thread). The taps are folded in the
-    order of ``_max_pool_planes``' two passes (rows from the first inside the plane
-    down, then left, centre, right), so a NaN goes the same way."""
+def _cols_max(xf, src, W, y0, y1, i, ninf):  # pragma: no cover
+    """``_rows_max`` at input column i; -inf where i is past the row or the window
+    holds no row of the plane."""
+    if i >= W or y0 >= y1:
+        return ninf
+    return _rows_max(xf, src, W, y0, y1, i, ninf)
+
+
+@kernel(inline="always")
+def _shifted(v, prev, nxt, s):  # pragma: no cover
+    """v's lanes moved by s in {-1, 0, 1}: each lane's neighbour s lanes along, from
+    prev before the first lane and nxt past the last."""
+    if s < 0:
+        return vlane_before(v, prev)
+    if s > 0:
+        return vlane_after(v, nxt)
+    return v
+
+
+@kernel(inline="always")
+def _tap2(ce, pe, ne, co, po, no, d):  # pragma: no cover
+    """At stride 2, input column 2j + d of each output j from the even (e) and odd (o)
+    columns' vectors, the current one and its neighbours: d even, e moved by d/2; odd,
+    o moved by (d-1)/2."""
+    if d % 2 == 0:
+        return _shifted(ce, pe, ne, d // 2)
+    return _shifted(co, po, no, (d - 1) // 2)
+
+
+@register_jitable
+def max_pool_by_lanes(kw: int, sw: int, pw: int, dh: int, dw: int) -> bool:
+    """Whether ``_max_pool_planes`` pools in registers (``_max_pool_lanes``): dilation 1,
+    stride 1 or 2, and each window's taps within a lane of the vectors next to its
+    output's (input columns stride * j + d, d = -pw .. kw - 1 - pw: -1 .. 1 at stride
+    1, -2 .. 3 at stride 2). Inception's 3x3 same-size pools, ResNet's and DenseNet's
+    stem pool, SqueezeNet's and GoogLeNet's ceil-mode ones, every 2x2 pool at stride 2."""
+    if dh != 1 or dw != 1 or pw < 0:
+        return False
+    if sw == 1:
+        return pw <= 1 and kw - 1 - pw <= 1
+    if sw == 2:
+        return pw <= 2 and kw - 1 - pw <= 3
+    return False
+
+
+@kernel(inline="always")
+def _max_pool_lanes(xf, of, lo, hi, H, W, OH, OW, ph, pw, kh, kw, sh, sw):  # pragma: no cover
+    """Planes lo..hi-1 with no row buffer (``max_pool_by_lanes`` says when): each vector's
+    maxima down its window's rows in registers (any kh, sh and ph), then across by lane
+    shifts of it and its neighbours (``vlane_before``, ``vlane_after``); at stride 2 a
+    vector of outputs reads two of inputs, split into even and odd columns (``veven``,
+    ``vodd``). With AVX2 the row buffer's unaligned reloads of vectors just stored
+    stalled: 96 planes of 16x16 (3x3 at stride 1) took 156 us against 6 us this way (AMD
+    EPYC Zen 3, one thread). Rows, then taps left to right, are folded in the order of
+    the buffer's two passes, so a NaN goes the same way. Taps are written out, not
+    looped over: a loop of vectors beside branches is slow to compile into registers
+    (``_rows_max``)."""
     ninf = vsplat(-np.inf)
     for p in range(lo, hi):
         src = p * H * W
-        for oy in range(H):
-            y0 = max(oy - 1, 0)
-            y1 = min(oy + 2, H)
-            o = (p * H + oy) * W
-            prev = ninf
-            cur = _rows_max(xf, src, W, y0, y1, 0, ninf)
-            for i in range(0, W, WIDTH):
-                nxt = ninf
-                if i + WIDTH < W:
-                    nxt = _rows_max(xf, src, W, y0, y1, i + WIDTH, ninf)
-                m = vmax(vmax(vlane_before(cur, prev), cur), vlane_after(cur, nxt))
-                vstore_first(of, o + i, m, min(WIDTH, W - i))
-                prev = cur
-                cur = nxt
+        for oy in range(OH):
+            ys = oy * sh - ph
+            y0 = max(ys, 0)
+            y1 = min(ys + kh, H)
+            o = (p * OH + oy) * OW
+            if sw == 1:
+                prev = ninf
+                cur = _cols_max(xf, src, W, y0, y1, 0, ninf)
+                for ox in range(0, OW, WIDTH):
+                    nxt = _cols_max(xf, src, W, y0, y1, ox + WIDTH, ninf)
+                    m = _shifted(cur, prev, nxt, -pw)  # kw <= 3: taps written out
+                    if kw > 1:
+                        m = vmax(m, _shifted(cur, prev, nxt, 1 - pw))
+                    if kw > 2:
+                        m = vmax(m, _shifted(cur, prev, nxt, 2 - pw))
+                    vstore_first(of, o + ox, m, min(WIDTH, OW - ox))
+                    prev = cur
+                    cur = nxt
+            else:
+                pe = ninf
+                po = ninf
+                a = _cols_max(xf, src, W, y0, y1, 0, ninf)
+                b = _cols_max(xf, src, W, y0, y1, WIDTH, ninf)
+                ce = veven(a, b)
+                co = vodd(a, b)
+                for ox in range(0, OW, WIDTH):
+                    i = 2 * (ox + WIDTH)
+                    a = _cols_max(xf, src, W, y0, y1, i, ninf)
+                    b = _cols_max(xf, src, W, y0, y1, i + WIDTH, ninf)
+                    ne = veven(a, b)
+                    no = vodd(a, b)
+                    m = _tap2(ce, pe, ne, co, po, no, -pw)  # kw <= 6: taps written out
+                    if kw > 1:
+                        m = vmax(m, _tap2(ce, pe, ne, co, po, no, 1 - pw))
+                    if kw > 2:
+                        m = vmax(m, _tap2(ce, pe, ne, co, po, no, 2 - pw))
+                    if kw > 3:
+                        m = vmax(m, _tap2(ce, pe, ne, co, po, no, 3 - pw))
+                    if kw > 4:
+                        m = vmax(m, _tap2(ce, pe, ne, co, po, no, 4 - pw))
+                    if kw > 5:
+                        m = vmax(m, _tap2(ce, pe, ne, co, po, no, 5 - pw))
+                    vstore_first(of, o + ox, m, min(WIDTH, OW - ox))
+                    pe = ce
+                    po = co
+                    ce = ne
+                    co = no
 
 
 @kernel(inline="always")
@@ -386,8 +486,8 @@ def _max_pool_planes(
     ``veven``). Two passes, and whole vectors stored on vector boundaries: the stem
     pool of ResNet ran five times slower when each row's loads straddled the
     unaligned vectors just stored. Loops written out, as in ``pool_planes``."""
-    if kh == kw == 3 and sh == sw == ph == pw == dh == dw == 1 and OH == H and OW == W:
-        _max_pool_3x3_same(xf, of, lo, hi, H, W)
+    if max_pool_by_lanes(kw, sw, pw, dh, dw):
+        _max_pool_lanes(xf, of, lo, hi, H, W, OH, OW, ph, pw, kh, kw, sh, sw)
         return
     ninf = vsplat(-np.inf)
     full = W - W % WIDTH

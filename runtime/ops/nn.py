@@ -471,21 +471,19 @@ class MaxPoolCall:
         self.tmp_floats = pool_kernels.MAX_POOL_ROWS * floats + pool_kernels.WIDTH
         parallel = _parallel(n * c * h * w)
         self.kernel = pool_kernels.max_pool_rows_planes if parallel else pool_kernels.max_pool_rows
-        same_3x3 = (
-            tuple(kernel_shape) == (3, 3)
-            and tuple(strides) == tuple(dilations) == tuple(begin[:2]) == (1, 1)
-            and tuple(out_sp) == (h, w)
-        )  # pool._max_pool_planes' lane-shift path
+        lanes = pool_kernels.max_pool_by_lanes(
+            kernel_shape[1], strides[1], begin[1], dilations[0], dilations[1]
+        )  # pool._max_pool_planes' register path
         how = (
-            "3x3 at stride 1, same size: maxima down each window in registers, across by "
-            "lane shifts"
-            if same_3x3
+            "maxima down each window in registers, across by lane shifts"
+            if lanes
             else f"vertical maxima of {pool_kernels.MAX_POOL_ROWS} rows at a time, then across them"
         )
+        halves = "even and odd" if lanes else "even"
         self.choice = Choice(
             f"max_pool_rows_{'planes' if parallel else 'serial'}_{kernel_table.isa()}",
             f"{n * c} plane(s): {how}"
-            + (f", stride {strides[1]} by even lanes" if strides[1] == 2 else "")
+            + (f", stride 2 by {halves} lanes" if strides[1] == 2 else "")
             + ("; a plane per job" if parallel else "; small: one thread"),
             (MAX_POOL[1] if parallel else MAX_POOL[0],),
         )
