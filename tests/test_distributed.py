@@ -70,6 +70,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture(autouse=True)
+def _driver_outside_the_checkout(tmp_path, monkeypatch):
+    """Ray's workers put the driver's working directory first on their path: a driver in
+    the checkout would have them import its source tree (and fill a numba cache there),
+    not the package under test."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """A Ray cluster of one node, ``ray start --head --block`` on 127.0.0.1 (2 CPUs, a
