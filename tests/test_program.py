@@ -144,6 +144,36 @@ def test_conv_bn_after_relu_and_pools():
     _check_program(_chain(nodes, (2, 15, 15), [6], weights), (2, 15, 15))
 
 
+@pytest.mark.parametrize(
+    "pool",
+    [{"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]},  # ResNet's stem
+     {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1},  # SqueezeNet's
+     {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]},  # same size
+     {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "dilations": [2, 2]}],  # scalar loop
+)  # fmt: skip
+def test_padded_max_pools_in_a_program(pool):
+    """A program's max pools whose windows reach past the plane: in registers as the
+    step path's (``pool.max_pool_by_lanes``), planes of several vectors a row."""
+    node = helper.make_node
+    nodes = [
+        node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        node("MaxPool", ["c"], ["m"], **pool),
+        node("Flatten", ["m"], ["f"]),
+        node("Gemm", ["f", "fc"], ["y"], transB=1),
+    ]
+    pooled = naive.pool2d(
+        np.zeros((1, 3, 21, 37), np.float32),
+        kernel=pool["kernel_shape"],
+        strides=pool.get("strides", [1, 1]),
+        pads=pool.get("pads", [0, 0, 0, 0]),
+        dilations=pool.get("dilations", [1, 1]),
+        ceil_mode=pool.get("ceil_mode", 0),
+        mode="max",
+    )
+    weights = {"w": _w(3, 2, 3, 3), "fc": _w(5, pooled.size)}
+    _check_program(_chain(nodes, (2, 21, 37), [5], weights), (2, 21, 37))
+
+
 def test_softmax_over_the_whole_image_at_opset_11():
     node = helper.make_node
     nodes = [node("Conv", ["x", "w"], ["c"]), node("Softmax", ["c"], ["y"], axis=1)]

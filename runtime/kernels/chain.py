@@ -32,7 +32,7 @@ from numba import prange
 from runtime.kernels.activation import activate, softmax_row
 from runtime.kernels.gemm import MR, gemm_f32_6x16_tile, gemm_f32_6x32_tile
 from runtime.kernels.jit import kernel
-from runtime.kernels.pool import pool_dense
+from runtime.kernels.pool import _max_pool_lanes, max_pool_by_lanes, pool_dense
 from runtime.kernels.taps import taps
 
 REC = 32  # int64 fields per op row
@@ -224,7 +224,10 @@ def _pool(r, src, dst, ws):  # pragma: no cover
         tmp = ws[r[P_TMP] : r[P_TMP] + H * ow_]
         pool_dense(src, dst, tmp, C, H, W, oh_, ow_, kh, kw, sh, sw, dh, dw, is_max)
         return
-    # Windows that reach into the padding: pool._max_pool3d and _avg_pool3d's
+    if is_max and max_pool_by_lanes(kw, sw, pw, dh, dw):  # the step path's, no buffer
+        _max_pool_lanes(src, dst, 0, C, H, W, oh_, ow_, ph, pw, kh, kw, sh, sw)
+        return
+    # Other windows that reach into the padding: pool._max_pool3d and _avg_pool3d's
     # arithmetic on one image, without their parallel loop over planes.
     for c in range(C):
         plane = src[c * H * W : (c + 1) * H * W]
