@@ -221,6 +221,28 @@ def test_3x3_conv_with_few_channel_pairs_runs_direct(c, m, strides, winograd):
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("group", [1, 46])
+def test_a_grouped_conv_on_a_small_plane_runs_direct(group):
+    """RegNet's grouped 3x3 convs at stride 2 onto 4x4 outputs run the direct kernel,
+    whatever lanes its tiles waste (im2col would run a tiny GEMM a group); a conv of one
+    group keeps the lanes rule and im2col."""
+    from runtime.ops.nn import conv_call
+
+    c = 368
+    w = _w(c, c // group, 3, 3)
+    attrs = {"pads": [1, 1, 1, 1], "strides": [2, 2], "group": group}
+    call = conv_call((1, c, 8, 8), w, **attrs)
+    algorithm = call.choice.algorithm
+    assert ("_direct_gemm_" in algorithm) == (group > 1), call.choice
+    assert ("_im2col_gemm_" in algorithm) == (group == 1), call.choice
+    x = RNG.standard_normal((1, c, 8, 8)).astype(np.float32)
+    out = np.empty(call.out_shape, np.float32)
+    call(x, out)
+    expected = naive.conv2d(x, w, np.zeros(c, np.float32), strides=(2, 2), pads=(1, 1, 1, 1),
+                            dilations=(1, 1), group=group)  # fmt: skip
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+
+
 def test_describe_names_a_kernel_per_shape_and_at_load():
     engine = NumbaEngine(load_graph(_every_entry_model()), compile_plans=False)
     at_load = {s.node: s.algorithm for s in engine.describe().steps}
