@@ -416,12 +416,11 @@ def _max_pool_lanes(xf, of, lo, hi, H, W, OH, OW, ph, pw, kh, kw, sh, sw):  # pr
     maxima down its window's rows in registers (any kh, sh and ph), then across by lane
     shifts of it and its neighbours (``vlane_before``, ``vlane_after``); at stride 2 a
     vector of outputs reads two of inputs, split into even and odd columns (``veven``,
-    ``vodd``). With AVX2 the row buffer's unaligned reloads of vectors just stored
-    stalled: 96 planes of 16x16 (3x3 at stride 1) took 156 us against 6 us this way (AMD
-    EPYC Zen 3, one thread). Rows, then taps left to right, are folded in the order of
-    the buffer's two passes, so a NaN goes the same way. Taps are written out, not
-    looped over: a loop of vectors beside branches is slow to compile into registers
-    (``_rows_max``)."""
+    ``vodd``): SqueezeNet's stem pool 850 -> 460 us, ResNet's 840 -> 470 against the
+    row buffer (AMD EPYC Zen 3, AVX2, one thread). Rows, then taps left to right, are
+    folded in the order of the buffer's two passes, so a NaN goes the same way. Taps are
+    written out, not looped over: a loop of vectors beside branches is slow to compile
+    into registers (``_rows_max``)."""
     ninf = vsplat(-np.inf)
     for p in range(lo, hi):
         src = p * H * W
